@@ -1,0 +1,393 @@
+//! The catalog: every named object (table, view, connection; sources, materialized views and
+//! sinks as they arrive), persisted in the [`StateStore`] and replayed at start-up.
+//!
+//! Each object is a [`CatalogEntry`] — its kind, name, the normalised SQL that created it and
+//! the names it depends on — stored under `c/<id>`. At start-up the SQL layer re-executes the
+//! entries in id order (`sql::Engine::open`), so the catalog never stores planner structures
+//! that could drift between versions; rows of tables are keyed by the same id. The runtime
+//! side of an object (a table's [`TableState`], a view's plan) lives next to its entry in
+//! memory as a [`Relation`].
+//!
+//! Names: tables and views share one namespace (like Postgres relations); connections,
+//! sources and sinks each have their own.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use datafusion::catalog::TableProvider;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::sql::parser::ObjectType;
+use crate::state::{keys, StateStore, TableState, WriteBatch};
+
+/// Which namespace a name lives in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Namespace {
+    Relation,
+    Connection,
+    Source,
+    Sink,
+}
+
+impl ObjectType {
+    /// The namespace objects of this type are named in.
+    pub fn namespace(self) -> Namespace {
+        match self {
+            ObjectType::Table | ObjectType::View | ObjectType::MaterializedView => {
+                Namespace::Relation
+            }
+            ObjectType::Connection => Namespace::Connection,
+            ObjectType::Source => Namespace::Source,
+            ObjectType::Sink => Namespace::Sink,
+        }
+    }
+
+    /// Lower-case noun for messages ("table", "materialized view").
+    pub fn noun(self) -> &'static str {
+        match self {
+            ObjectType::Table => "table",
+            ObjectType::View => "view",
+            ObjectType::MaterializedView => "materialized view",
+            ObjectType::Source => "source",
+            ObjectType::Sink => "sink",
+            ObjectType::Connection => "connection",
+        }
+    }
+}
+
+/// The persisted description of one object.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CatalogEntry {
+    /// Unique, increasing; also the key prefix of a table's rows.
+    pub id: u64,
+    pub object_type: StoredType,
+    pub name: String,
+    /// The statement that recreates the object (normalised, without IF NOT EXISTS).
+    pub create_sql: String,
+    /// Names of the relations this object reads (for DROP ... CASCADE and restart order).
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+}
+
+/// Serialisable twin of [`ObjectType`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StoredType {
+    Table,
+    View,
+    MaterializedView,
+    Source,
+    Sink,
+    Connection,
+}
+
+impl From<ObjectType> for StoredType {
+    fn from(t: ObjectType) -> Self {
+        match t {
+            ObjectType::Table => StoredType::Table,
+            ObjectType::View => StoredType::View,
+            ObjectType::MaterializedView => StoredType::MaterializedView,
+            ObjectType::Source => StoredType::Source,
+            ObjectType::Sink => StoredType::Sink,
+            ObjectType::Connection => StoredType::Connection,
+        }
+    }
+}
+
+impl From<StoredType> for ObjectType {
+    fn from(t: StoredType) -> Self {
+        match t {
+            StoredType::Table => ObjectType::Table,
+            StoredType::View => ObjectType::View,
+            StoredType::MaterializedView => ObjectType::MaterializedView,
+            StoredType::Source => ObjectType::Source,
+            StoredType::Sink => ObjectType::Sink,
+            StoredType::Connection => ObjectType::Connection,
+        }
+    }
+}
+
+/// The runtime side of a queryable object.
+#[derive(Debug, Clone)]
+pub enum Relation {
+    /// A table with stored rows, and the DataFusion provider over them.
+    Table {
+        state: Arc<TableState>,
+        provider: Arc<dyn TableProvider>,
+    },
+    /// A plain view: a DataFusion provider that inlines its query.
+    View(Arc<dyn TableProvider>),
+}
+
+/// One object: its entry and, for relations, its runtime side.
+#[derive(Debug, Clone)]
+pub struct CatalogObject {
+    pub entry: CatalogEntry,
+    pub relation: Option<Relation>,
+}
+
+impl CatalogObject {
+    /// The object's type.
+    pub fn object_type(&self) -> ObjectType {
+        self.entry.object_type.into()
+    }
+}
+
+#[derive(Default)]
+struct Objects {
+    by_name: BTreeMap<(Namespace, String), CatalogObject>,
+    next_id: u64,
+    /// Bumped by every DDL; lets prepared statements notice they must re-plan.
+    version: u64,
+}
+
+/// The set of named objects, shared by all sessions.
+pub struct Catalog {
+    store: Arc<dyn StateStore>,
+    objects: RwLock<Objects>,
+}
+
+impl std::fmt::Debug for Catalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Catalog")
+            .field("objects", &self.read().by_name.len())
+            .finish()
+    }
+}
+
+impl Catalog {
+    /// An empty in-memory catalog over `store`; entries are read with [`Catalog::stored_entries`].
+    pub fn new(store: Arc<dyn StateStore>) -> Result<Self> {
+        let next_id = match store.get(keys::NEXT_ID)? {
+            Some(v) if v.len() == 8 => u64::from_be_bytes(v.try_into().expect("8 bytes")),
+            Some(_) => return Err(Error::Storage("corrupt catalog id counter".into())),
+            None => 1,
+        };
+        Ok(Catalog {
+            store,
+            objects: RwLock::new(Objects {
+                next_id,
+                ..Default::default()
+            }),
+        })
+    }
+
+    /// The store the catalog and the tables live in.
+    pub fn store(&self) -> &Arc<dyn StateStore> {
+        &self.store
+    }
+
+    /// The persisted entries, in creation order, for replay at start-up.
+    pub fn stored_entries(&self) -> Result<Vec<CatalogEntry>> {
+        let mut entries = Vec::new();
+        for (_, v) in self.store.scan_prefix(keys::CATALOG)? {
+            let entry: CatalogEntry = serde_json::from_slice(&v)
+                .map_err(|e| Error::Storage(format!("corrupt catalog entry: {e}")))?;
+            entries.push(entry);
+        }
+        Ok(entries)
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Objects> {
+        self.objects.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Objects> {
+        self.objects.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Looks an object up by namespace and name.
+    pub fn get(&self, ns: Namespace, name: &str) -> Option<CatalogObject> {
+        self.read().by_name.get(&(ns, name.to_string())).cloned()
+    }
+
+    /// All objects of one type, by name.
+    pub fn list(&self, object_type: ObjectType) -> Vec<CatalogObject> {
+        let stored: StoredType = object_type.into();
+        self.read()
+            .by_name
+            .values()
+            .filter(|o| o.entry.object_type == stored)
+            .cloned()
+            .collect()
+    }
+
+    /// All relation names (tables and views), for DataFusion's schema provider.
+    pub fn relation_names(&self) -> Vec<String> {
+        self.read()
+            .by_name
+            .keys()
+            .filter(|(ns, _)| *ns == Namespace::Relation)
+            .map(|(_, n)| n.clone())
+            .collect()
+    }
+
+    /// Increases with every DDL.
+    pub fn version(&self) -> u64 {
+        self.read().version
+    }
+
+    /// Creates an object. `build` receives the new id and returns the runtime side; the entry
+    /// is persisted only if it succeeds. `restore` is `Some(entry)` when replaying at start-up:
+    /// the stored id is kept and nothing is written.
+    pub fn create(
+        &self,
+        object_type: ObjectType,
+        name: &str,
+        create_sql: String,
+        depends_on: Vec<String>,
+        restore: Option<u64>,
+        build: impl FnOnce(u64) -> Result<Option<Relation>>,
+    ) -> Result<CatalogObject> {
+        let ns = object_type.namespace();
+        let mut objects = self.write();
+        if let Some(existing) = objects.by_name.get(&(ns, name.to_string())) {
+            return Err(Error::duplicate(existing.object_type().noun(), name));
+        }
+        let id = restore.unwrap_or(objects.next_id);
+        let relation = build(id)?;
+        let entry = CatalogEntry {
+            id,
+            object_type: object_type.into(),
+            name: name.to_string(),
+            create_sql,
+            depends_on,
+        };
+        if restore.is_none() {
+            let mut batch = WriteBatch::default();
+            batch.put(
+                keys::catalog_entry(id),
+                serde_json::to_vec(&entry).map_err(|e| Error::Internal(e.to_string()))?,
+            );
+            batch.put(keys::NEXT_ID.to_vec(), (id + 1).to_be_bytes().to_vec());
+            self.store.apply(batch)?;
+        }
+        objects.next_id = objects.next_id.max(id + 1);
+        objects.version += 1;
+        let object = CatalogObject { entry, relation };
+        objects
+            .by_name
+            .insert((ns, name.to_string()), object.clone());
+        Ok(object)
+    }
+
+    /// Names of the relations that read `name`, directly or through other objects, in an
+    /// order in which they can be dropped (dependents first).
+    pub fn dependents(&self, name: &str) -> Vec<CatalogObject> {
+        let objects = self.read();
+        let mut out: Vec<CatalogObject> = Vec::new();
+        let mut frontier = vec![name.to_string()];
+        while let Some(n) = frontier.pop() {
+            for o in objects.by_name.values() {
+                if o.entry.depends_on.iter().any(|d| *d == n)
+                    && !out.iter().any(|x| x.entry.id == o.entry.id)
+                {
+                    out.push(o.clone());
+                    frontier.push(o.entry.name.clone());
+                }
+            }
+        }
+        out.sort_by_key(|o| std::cmp::Reverse(o.entry.id));
+        out
+    }
+
+    /// Removes objects, their catalog entries and the rows of tables among them, atomically.
+    pub fn drop_objects(&self, victims: &[CatalogObject]) -> Result<()> {
+        let mut objects = self.write();
+        let mut batch = WriteBatch::default();
+        for v in victims {
+            batch.delete(keys::catalog_entry(v.entry.id));
+            if let Some(Relation::Table { state, .. }) = &v.relation {
+                state.delete_all(&mut batch);
+            }
+        }
+        self.store.apply(batch)?;
+        for v in victims {
+            objects
+                .by_name
+                .remove(&(v.object_type().namespace(), v.entry.name.clone()));
+        }
+        objects.version += 1;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::MemoryStore;
+
+    fn view(c: &Catalog, name: &str, deps: &[&str]) -> CatalogObject {
+        c.create(
+            ObjectType::View,
+            name,
+            format!("CREATE VIEW {name} AS ..."),
+            deps.iter().map(|s| s.to_string()).collect(),
+            None,
+            |_| Ok(None),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn entries_persist_and_ids_increase() {
+        let store: Arc<dyn StateStore> = Arc::new(MemoryStore::default());
+        let c = Catalog::new(store.clone()).unwrap();
+        let a = view(&c, "a", &[]);
+        let b = view(&c, "b", &["a"]);
+        assert!(b.entry.id > a.entry.id);
+        let err = c
+            .create(ObjectType::Table, "a", String::new(), vec![], None, |_| {
+                Ok(None)
+            })
+            .unwrap_err();
+        assert_eq!(err.sqlstate(), "42P07");
+        // Connections are a namespace of their own.
+        c.create(
+            ObjectType::Connection,
+            "a",
+            String::new(),
+            vec![],
+            None,
+            |_| Ok(None),
+        )
+        .unwrap();
+        let reopened = Catalog::new(store).unwrap();
+        let names: Vec<String> = reopened
+            .stored_entries()
+            .unwrap()
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        assert_eq!(names, vec!["a", "b", "a"]);
+        let next = reopened.create(ObjectType::View, "z", String::new(), vec![], None, |id| {
+            assert!(id > b.entry.id);
+            Ok(None)
+        });
+        assert!(next.is_ok());
+    }
+
+    #[test]
+    fn dependents_are_transitive_and_dropped_first() {
+        let c = Catalog::new(Arc::new(MemoryStore::default())).unwrap();
+        view(&c, "t", &[]);
+        view(&c, "v1", &["t"]);
+        view(&c, "v2", &["v1"]);
+        view(&c, "other", &[]);
+        let deps: Vec<String> = c
+            .dependents("t")
+            .into_iter()
+            .map(|o| o.entry.name)
+            .collect();
+        assert_eq!(deps, vec!["v2", "v1"]);
+        let mut victims = c.dependents("t");
+        victims.push(c.get(Namespace::Relation, "t").unwrap());
+        c.drop_objects(&victims).unwrap();
+        assert_eq!(c.relation_names(), vec!["other"]);
+        assert!(c
+            .stored_entries()
+            .unwrap()
+            .iter()
+            .all(|e| e.name == "other"));
+    }
+}

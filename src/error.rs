@@ -1,0 +1,322 @@
+//! The one error type of Headwater.
+//!
+//! Every layer returns [`Error`]; the pgwire edge turns it into an `ErrorResponse` with the
+//! SQLSTATE from [`Error::sqlstate`] and the hint from [`Error::hint`]. Variants are grouped by
+//! who has to act: the user (bad input, retry pointless), or the operator (storage trouble).
+
+use datafusion::arrow::error::ArrowError;
+use datafusion::error::DataFusionError;
+use datafusion::sql::sqlparser::parser::ParserError;
+
+/// Result alias used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong while serving a statement.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The SQL text does not parse (42601). Fix the statement; retrying is pointless.
+    #[error("syntax error: {0}")]
+    Syntax(String),
+    /// A table, view or other relation named in the statement does not exist (42P01).
+    #[error("relation \"{0}\" does not exist")]
+    UndefinedTable(String),
+    /// A column named in the statement does not exist (42703).
+    #[error("{0}")]
+    UndefinedColumn(String),
+    /// A non-relation catalog object (connection, setting, ...) does not exist (42704).
+    #[error("{kind} \"{name}\" does not exist")]
+    UndefinedObject { kind: &'static str, name: String },
+    /// CREATE of a name that is already taken (42P07 for relations, 42710 otherwise).
+    #[error("{kind} \"{name}\" already exists")]
+    DuplicateObject { kind: &'static str, name: String },
+    /// A write would create a second row with the same primary key (23505).
+    #[error("duplicate key value violates unique constraint \"{table}_pkey\"")]
+    UniqueViolation { table: String, key: String },
+    /// A NULL was written into a NOT NULL (or primary key) column (23502).
+    #[error(
+        "null value in column \"{column}\" of relation \"{table}\" violates not-null constraint"
+    )]
+    NotNullViolation { table: String, column: String },
+    /// An expression has a type that cannot be used where it is written (42804).
+    #[error("{0}")]
+    DatatypeMismatch(String),
+    /// A value cannot be converted to the type it must have (22P02, 22003, 22012 ...).
+    #[error("{message}")]
+    DataException {
+        sqlstate: &'static str,
+        message: String,
+    },
+    /// DROP of an object that other objects still depend on, without CASCADE (2BP01).
+    #[error("cannot drop {kind} {name} because other objects depend on it")]
+    DependentObjects {
+        kind: &'static str,
+        name: String,
+        dependents: Vec<String>,
+    },
+    /// An object exists but has the wrong kind for the statement, e.g. DROP VIEW on a table (42809).
+    #[error("\"{name}\" is not a {expected}")]
+    WrongObjectType {
+        name: String,
+        expected: &'static str,
+    },
+    /// Valid SQL that Headwater does not (yet) support (0A000).
+    #[error("{0} is not supported")]
+    FeatureNotSupported(String),
+    /// An option or setting has an invalid value (22023).
+    #[error("{0}")]
+    InvalidParameterValue(String),
+    /// Any other error raised by the DataFusion planner or executor, mapped by its cause.
+    #[error("{}", root_message(.0))]
+    Query(DataFusionError),
+    /// The embedded state store failed (58030). The operator must look at the data dir.
+    #[error("state store error: {0}")]
+    Storage(String),
+    /// A bug: an invariant of Headwater itself does not hold (XX000).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// The Postgres SQLSTATE that clients see for this error.
+    pub fn sqlstate(&self) -> &'static str {
+        match self {
+            Error::Syntax(_) => "42601",
+            Error::UndefinedTable(_) => "42P01",
+            Error::UndefinedColumn(_) => "42703",
+            Error::UndefinedObject { .. } => "42704",
+            Error::DuplicateObject { kind, .. } => match *kind {
+                "table" | "view" | "relation" | "materialized view" => "42P07",
+                _ => "42710",
+            },
+            Error::UniqueViolation { .. } => "23505",
+            Error::NotNullViolation { .. } => "23502",
+            Error::DatatypeMismatch(_) => "42804",
+            Error::DataException { sqlstate, .. } => sqlstate,
+            Error::DependentObjects { .. } => "2BP01",
+            Error::WrongObjectType { .. } => "42809",
+            Error::FeatureNotSupported(_) => "0A000",
+            Error::InvalidParameterValue(_) => "22023",
+            Error::Query(e) => datafusion_sqlstate(e),
+            Error::Storage(_) => "58030",
+            Error::Internal(_) => "XX000",
+        }
+    }
+
+    /// A sentence that tells the user what to do next, when there is one.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::UndefinedTable(_) => {
+                Some("Run SHOW TABLES to list the tables and views.".into())
+            }
+            Error::DuplicateObject { .. } => {
+                Some("Use CREATE ... IF NOT EXISTS to ignore an existing object.".into())
+            }
+            Error::UniqueViolation { key, .. } => Some(format!("Key {key} already exists.")),
+            Error::DependentObjects { dependents, .. } => Some(format!(
+                "{} depend(s) on it; use DROP ... CASCADE to drop them too.",
+                dependents.join(", ")
+            )),
+            Error::Storage(_) => {
+                Some("Check the data directory (--data-dir): disk space and permissions.".into())
+            }
+            Error::Internal(_) => {
+                Some("This is a bug in Headwater; please report it with the statement.".into())
+            }
+            _ => None,
+        }
+    }
+
+    /// Shorthand for [`Error::DuplicateObject`].
+    pub fn duplicate(kind: &'static str, name: impl Into<String>) -> Self {
+        Error::DuplicateObject {
+            kind,
+            name: name.into(),
+        }
+    }
+
+    /// Shorthand for [`Error::UndefinedObject`].
+    pub fn undefined(kind: &'static str, name: impl Into<String>) -> Self {
+        Error::UndefinedObject {
+            kind,
+            name: name.into(),
+        }
+    }
+}
+
+impl From<ParserError> for Error {
+    fn from(e: ParserError) -> Self {
+        let msg = match e {
+            ParserError::TokenizerError(m) | ParserError::ParserError(m) => m,
+            ParserError::RecursionLimitExceeded => "statement nests too deeply".to_string(),
+        };
+        Error::Syntax(msg)
+    }
+}
+
+impl From<DataFusionError> for Error {
+    /// Recognises the DataFusion errors that have a Postgres twin and words them like
+    /// Postgres; the rest keep DataFusion's message (without its wrapper prefixes).
+    fn from(e: DataFusionError) -> Self {
+        let root = e.find_root();
+        match root {
+            DataFusionError::Plan(msg)
+                if msg.contains("not found") && msg.starts_with("table '") =>
+            {
+                let quoted = msg.split('\'').nth(1).unwrap_or_default();
+                Error::UndefinedTable(quoted.rsplit('.').next().unwrap_or(quoted).to_string())
+            }
+            DataFusionError::SchemaError(se, _) => {
+                if let datafusion::common::SchemaError::FieldNotFound { field, .. } = se.as_ref() {
+                    return Error::UndefinedColumn(format!(
+                        "column \"{}\" does not exist",
+                        field.name()
+                    ));
+                }
+                Error::Query(e)
+            }
+            DataFusionError::ArrowError(ae, _) => match ae.as_ref() {
+                ArrowError::DivideByZero => Error::DataException {
+                    sqlstate: "22012",
+                    message: "division by zero".into(),
+                },
+                _ => Error::Query(e),
+            },
+            DataFusionError::External(inner) => match inner.downcast_ref::<Error>() {
+                Some(Error::Storage(m)) => Error::Storage(m.clone()),
+                Some(Error::Internal(m)) => Error::Internal(m.clone()),
+                _ => Error::Query(e),
+            },
+            _ => Error::Query(e),
+        }
+    }
+}
+
+/// DataFusion's message for the root cause, without "Error during planning: " and friends.
+fn root_message(e: &DataFusionError) -> String {
+    let mut msg = e.find_root().to_string();
+    for prefix in [
+        "Error during planning: ",
+        "Execution error: ",
+        "Arrow error: ",
+        "Cast error: ",
+        "Compute error: ",
+        "Parser error: ",
+        "Schema error: ",
+        "Invalid argument error: ",
+        "This feature is not implemented: ",
+        "SQL error: ",
+    ] {
+        while let Some(rest) = msg.strip_prefix(prefix) {
+            msg = rest.to_string();
+        }
+    }
+    msg.lines().next().unwrap_or_default().to_string()
+}
+
+impl From<sled::Error> for Error {
+    fn from(e: sled::Error) -> Self {
+        Error::Storage(e.to_string())
+    }
+}
+
+impl From<ArrowError> for Error {
+    fn from(e: ArrowError) -> Self {
+        Error::from(DataFusionError::ArrowError(Box::new(e), None))
+    }
+}
+
+/// Maps a DataFusion error to the SQLSTATE a Postgres user expects for the same mistake.
+fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
+    match e.find_root() {
+        DataFusionError::SQL(_, _) => "42601",
+        DataFusionError::SchemaError(se, _) => {
+            use datafusion::common::SchemaError;
+            match se.as_ref() {
+                SchemaError::FieldNotFound { .. } => "42703",
+                SchemaError::AmbiguousReference { .. } => "42702",
+                SchemaError::DuplicateQualifiedField { .. }
+                | SchemaError::DuplicateUnqualifiedField { .. } => "42701",
+            }
+        }
+        DataFusionError::Plan(msg) => plan_sqlstate(msg),
+        DataFusionError::NotImplemented(_) => "0A000",
+        DataFusionError::ArrowError(ae, _) => match ae.as_ref() {
+            ArrowError::DivideByZero => "22012",
+            ArrowError::CastError(m) if m.contains("overflow") || m.contains("too large") => {
+                "22003"
+            }
+            ArrowError::CastError(_) | ArrowError::ParseError(_) => "22P02",
+            ArrowError::ComputeError(m) if m.contains("verflow") => "22003",
+            _ => "XX000",
+        },
+        DataFusionError::Execution(msg) => {
+            if msg.contains("Divide by zero") || msg.contains("division by zero") {
+                "22012"
+            } else if msg.contains("verflow") {
+                "22003"
+            } else if msg.contains("Cannot cast") || msg.contains("Error parsing") {
+                "22P02"
+            } else {
+                "XX000"
+            }
+        }
+        DataFusionError::Configuration(_) => "22023",
+        DataFusionError::ResourcesExhausted(_) => "53200",
+        _ => "XX000",
+    }
+}
+
+fn plan_sqlstate(msg: &str) -> &'static str {
+    let m = msg.to_ascii_lowercase();
+    if m.contains("table") && m.contains("not found") {
+        "42P01"
+    } else if m.contains("invalid function") || m.contains("no function matches") {
+        "42883"
+    } else if m.contains("coerce")
+        || m.contains("coercion")
+        || m.contains("common type")
+        || m.contains("type mismatch")
+        || m.contains("cannot infer")
+        || m.contains("does not support")
+        || m.contains("unsupported")
+    {
+        "42804"
+    } else if m.contains("cannot cast") {
+        "42846"
+    } else {
+        "42601"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_errors_have_postgres_sqlstates() {
+        assert_eq!(Error::UndefinedTable("t".into()).sqlstate(), "42P01");
+        assert_eq!(Error::duplicate("table", "t").sqlstate(), "42P07");
+        assert_eq!(Error::duplicate("connection", "c").sqlstate(), "42710");
+        let e = Error::UniqueViolation {
+            table: "t".into(),
+            key: "id=1".into(),
+        };
+        assert_eq!(e.sqlstate(), "23505");
+        assert!(e.hint().unwrap().contains("id=1"));
+    }
+
+    #[test]
+    fn datafusion_errors_are_mapped_by_cause() {
+        let e = Error::from(DataFusionError::Plan(
+            "table 'headwater.public.x' not found".into(),
+        ));
+        assert_eq!(e.sqlstate(), "42P01");
+        assert_eq!(e.to_string(), "relation \"x\" does not exist");
+        let e = Error::from(ArrowError::DivideByZero);
+        assert_eq!(e.sqlstate(), "22012");
+        let e = Error::Query(DataFusionError::Plan(
+            "Cannot infer common argument type".into(),
+        ));
+        assert_eq!(e.sqlstate(), "42804");
+    }
+}

@@ -1,0 +1,93 @@
+//! The `headwater` command line.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use headwater::{Config, Server};
+
+/// Headwater: a SQL-first streaming database that speaks the Postgres wire protocol.
+#[derive(Parser, Debug)]
+#[command(name = "headwater", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the server: Postgres wire protocol on --listen, state under --data-dir.
+    Serve {
+        /// Address for Postgres clients (psql -h HOST -p PORT -d headwater).
+        #[arg(long, env = "HEADWATER_LISTEN", default_value = "127.0.0.1:6875")]
+        listen: String,
+        /// Directory of the embedded state store (catalog and table rows); created if missing.
+        #[arg(long, env = "HEADWATER_DATA_DIR", default_value = "./headwater-data")]
+        data_dir: PathBuf,
+        /// Log filter: error, warn, info, debug, trace, or a tracing filter like `headwater=debug`.
+        #[arg(long, env = "HEADWATER_LOG_LEVEL", default_value = "info")]
+        log_level: String,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let Command::Serve {
+        listen,
+        data_dir,
+        log_level,
+    } = cli.command;
+    let filter = tracing_subscriber::EnvFilter::try_new(&log_level).unwrap_or_else(|e| {
+        eprintln!("invalid --log-level {log_level:?}: {e}; using info");
+        tracing_subscriber::EnvFilter::new("info")
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let config = Config { listen, data_dir };
+    match runtime.block_on(run(config)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("headwater: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config) -> headwater::Result<()> {
+    let server = Server::start(&config).await?;
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    server.shutdown().await
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

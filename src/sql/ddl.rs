@@ -1,0 +1,465 @@
+//! Catalog statements: CREATE / DROP / SHOW of tables, views and connections.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::Constraint;
+use datafusion::datasource::ViewTable;
+use datafusion::logical_expr::{DdlStatement, LogicalPlan};
+use datafusion::sql::sqlparser::ast::{
+    CreateTable, CreateView, ObjectName, ObjectType as SqlObjectType, Statement,
+};
+
+use super::parser::{ConnectionKind, ObjectType};
+use super::provider::LocalTable;
+use super::result::{text_schema, QueryResult};
+use super::Session;
+use crate::catalog::{CatalogObject, Namespace, Relation};
+use crate::error::{Error, Result};
+use crate::state::TableState;
+
+/// Normalises a relation name like Postgres: unquoted parts lower-case; only `public` (or
+/// `headwater.public`) may qualify it.
+pub(super) fn relation_name(name: &ObjectName) -> Result<String> {
+    let parts: Vec<String> = name
+        .0
+        .iter()
+        .filter_map(|p| p.as_ident())
+        .map(|i| {
+            if i.quote_style.is_some() {
+                i.value.clone()
+            } else {
+                i.value.to_lowercase()
+            }
+        })
+        .collect();
+    match parts.as_slice() {
+        [n] => Ok(n.clone()),
+        [s, n] if s == "public" => Ok(n.clone()),
+        [d, s, n] if d == super::DATABASE && s == "public" => Ok(n.clone()),
+        _ => Err(Error::FeatureNotSupported(format!(
+            "relation name {name}: Headwater has one schema, public"
+        ))),
+    }
+}
+
+/// `CREATE TABLE`. DataFusion plans the column list (types, defaults, PRIMARY KEY); the
+/// table's rows start empty, or are loaded from the store when `restore` is the catalog id.
+pub(super) async fn create_table(
+    s: &Session,
+    ct: &CreateTable,
+    restore: Option<u64>,
+) -> Result<QueryResult> {
+    let name = relation_name(&ct.name)?;
+    let catalog = s.engine().catalog();
+    if ct.if_not_exists && catalog.get(Namespace::Relation, &name).is_some() {
+        return Ok(QueryResult::command("CREATE TABLE"));
+    }
+    if ct.query.is_some() {
+        return Err(Error::FeatureNotSupported("CREATE TABLE ... AS".into()));
+    }
+    let mut normalized = ct.clone();
+    normalized.if_not_exists = false;
+    let create_sql = Statement::CreateTable(normalized.clone()).to_string();
+
+    let plan = s.plan(&Statement::CreateTable(normalized)).await?;
+    let LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(cmt)) = plan else {
+        return Err(Error::Internal(
+            "CREATE TABLE did not plan to a table".into(),
+        ));
+    };
+    let mut key_columns: Option<Vec<usize>> = None;
+    for c in cmt.constraints.iter() {
+        match c {
+            Constraint::PrimaryKey(cols) if key_columns.is_none() => {
+                key_columns = Some(cols.clone())
+            }
+            Constraint::PrimaryKey(_) => {
+                return Err(Error::Syntax(format!(
+                    "multiple primary keys for table \"{name}\" are not allowed"
+                )))
+            }
+            Constraint::Unique(_) => {
+                return Err(Error::FeatureNotSupported(
+                    "UNIQUE constraints other than the primary key".into(),
+                ))
+            }
+        }
+    }
+    let planned = cmt.input.schema().as_arrow().clone();
+    let fields: Vec<Field> = planned
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let in_key = key_columns.as_ref().is_some_and(|k| k.contains(&i));
+            Field::new(f.name(), f.data_type().clone(), f.is_nullable() && !in_key)
+        })
+        .collect();
+    let schema: SchemaRef = Arc::new(Schema::new(fields));
+    let constraints = cmt.constraints.clone();
+    let defaults = cmt.column_defaults.clone();
+    let store = catalog.store().clone();
+    catalog.create(
+        ObjectType::Table,
+        &name,
+        create_sql,
+        vec![],
+        restore,
+        |id| {
+            let state = Arc::new(TableState::new(id, &name, schema, key_columns)?);
+            if restore.is_some() {
+                state.load(store.as_ref())?;
+            }
+            let provider = Arc::new(LocalTable::new(state.clone(), constraints, defaults));
+            Ok(Some(Relation::Table { state, provider }))
+        },
+    )?;
+    Ok(QueryResult::command("CREATE TABLE"))
+}
+
+/// `CREATE [OR REPLACE] VIEW`: planned now (so errors show at CREATE), inlined at query time.
+pub(super) async fn create_view(
+    s: &Session,
+    cv: &CreateView,
+    restore: Option<u64>,
+) -> Result<QueryResult> {
+    if cv.materialized {
+        return Err(Error::FeatureNotSupported(
+            "CREATE MATERIALIZED VIEW (not built yet in this version of Headwater)".into(),
+        ));
+    }
+    let name = relation_name(&cv.name)?;
+    let catalog = s.engine().catalog();
+    if let Some(existing) = catalog.get(Namespace::Relation, &name) {
+        if cv.if_not_exists {
+            return Ok(QueryResult::command("CREATE VIEW"));
+        }
+        if !cv.or_replace {
+            return Err(Error::duplicate(existing.object_type().noun(), name));
+        }
+        if existing.object_type() != ObjectType::View {
+            return Err(Error::WrongObjectType {
+                name,
+                expected: "view",
+            });
+        }
+    }
+    let mut normalized = cv.clone();
+    normalized.if_not_exists = false;
+    normalized.or_replace = false;
+    let create_sql = Statement::CreateView(normalized.clone()).to_string();
+    let plan = s.plan(&Statement::CreateView(normalized)).await?;
+    let LogicalPlan::Ddl(DdlStatement::CreateView(view)) = plan else {
+        return Err(Error::Internal("CREATE VIEW did not plan to a view".into()));
+    };
+    let query = view.input.as_ref().clone();
+    let depends_on = relations_read(&query)?;
+    if depends_on.contains(&name) {
+        return Err(Error::InvalidParameterValue(format!(
+            "view \"{name}\" cannot read itself"
+        )));
+    }
+    if cv.or_replace {
+        if let Some(existing) = catalog.get(Namespace::Relation, &name) {
+            let dependents = catalog.dependents(&name);
+            if !dependents.is_empty() {
+                return Err(dependent_error(&existing, &dependents));
+            }
+            catalog.drop_objects(&[existing])?;
+        }
+    }
+    let provider = Arc::new(ViewTable::new(query, Some(create_sql.clone())));
+    catalog.create(
+        ObjectType::View,
+        &name,
+        create_sql,
+        depends_on,
+        restore,
+        |_| Ok(Some(Relation::View(provider))),
+    )?;
+    Ok(QueryResult::command("CREATE VIEW"))
+}
+
+/// The names of the relations a plan scans, including in subqueries.
+fn relations_read(plan: &LogicalPlan) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            let schema = scan.table_name.schema().unwrap_or("public");
+            let n = scan.table_name.table().to_string();
+            if schema == "public" && !names.contains(&n) {
+                names.push(n);
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })?;
+    Ok(names)
+}
+
+fn dependent_error(obj: &CatalogObject, dependents: &[CatalogObject]) -> Error {
+    Error::DependentObjects {
+        kind: obj.object_type().noun(),
+        name: obj.entry.name.clone(),
+        dependents: dependents
+            .iter()
+            .map(|d| format!("{} {}", d.object_type().noun(), d.entry.name))
+            .collect(),
+    }
+}
+
+/// `DROP TABLE|VIEW|MATERIALIZED VIEW [IF EXISTS] names [CASCADE]` (sqlparser's AST).
+pub(super) fn drop_relations(
+    s: &Session,
+    object_type: SqlObjectType,
+    names: &[ObjectName],
+    if_exists: bool,
+    cascade: bool,
+) -> Result<QueryResult> {
+    let t = match object_type {
+        SqlObjectType::Table => ObjectType::Table,
+        SqlObjectType::View => ObjectType::View,
+        SqlObjectType::MaterializedView => ObjectType::MaterializedView,
+        other => return Err(Error::FeatureNotSupported(format!("DROP {other}"))),
+    };
+    let names = names
+        .iter()
+        .map(relation_name)
+        .collect::<Result<Vec<_>>>()?;
+    drop_objects(s, t, &names, if_exists, cascade)
+}
+
+/// Drops objects of one type; with CASCADE also everything that depends on them.
+pub(super) fn drop_objects(
+    s: &Session,
+    object_type: ObjectType,
+    names: &[String],
+    if_exists: bool,
+    cascade: bool,
+) -> Result<QueryResult> {
+    let catalog = s.engine().catalog();
+    let mut victims: Vec<CatalogObject> = Vec::new();
+    for name in names {
+        let Some(obj) = catalog.get(object_type.namespace(), name) else {
+            if if_exists {
+                tracing::debug!("{} \"{name}\" does not exist, skipping", object_type.noun());
+                continue;
+            }
+            return Err(match object_type.namespace() {
+                Namespace::Relation => Error::UndefinedTable(name.clone()),
+                _ => Error::undefined(object_type.noun(), name.clone()),
+            });
+        };
+        if obj.object_type() != object_type {
+            return Err(Error::WrongObjectType {
+                name: name.clone(),
+                expected: object_type.noun(),
+            });
+        }
+        let dependents: Vec<CatalogObject> = catalog
+            .dependents(name)
+            .into_iter()
+            .filter(|d| !names.contains(&d.entry.name) || d.object_type() != object_type)
+            .collect();
+        if !dependents.is_empty() && !cascade {
+            return Err(dependent_error(&obj, &dependents));
+        }
+        for d in dependents.into_iter().chain(std::iter::once(obj)) {
+            if !victims.iter().any(|v| v.entry.id == d.entry.id) {
+                victims.push(d);
+            }
+        }
+    }
+    // Dependents before what they depend on: newest first.
+    victims.sort_by_key(|v| std::cmp::Reverse(v.entry.id));
+    catalog.drop_objects(&victims)?;
+    Ok(QueryResult::command(&format!(
+        "DROP {}",
+        object_type.sql_name()
+    )))
+}
+
+/// `CREATE CONNECTION`: checks the options for the kind of system and stores them.
+pub(super) fn create_connection(
+    s: &Session,
+    name: &str,
+    if_not_exists: bool,
+    kind: ConnectionKind,
+    options: &BTreeMap<String, String>,
+    restore: Option<u64>,
+) -> Result<QueryResult> {
+    let catalog = s.engine().catalog();
+    if if_not_exists && catalog.get(Namespace::Connection, name).is_some() {
+        return Ok(QueryResult::command("CREATE CONNECTION"));
+    }
+    let (allowed, required): (&[&str], &[&str]) = match kind {
+        ConnectionKind::Mysql => (
+            &["HOST", "PORT", "USER", "PASSWORD", "DATABASE", "SSL_MODE"],
+            &["HOST"],
+        ),
+        ConnectionKind::Kafka => (
+            &[
+                "BROKER",
+                "BROKERS",
+                "SECURITY_PROTOCOL",
+                "SASL_MECHANISMS",
+                "SASL_USERNAME",
+                "SASL_PASSWORD",
+            ],
+            &[],
+        ),
+    };
+    for k in options.keys() {
+        if !allowed.contains(&k.as_str()) {
+            return Err(Error::InvalidParameterValue(format!(
+                "unknown {kind} connection option {k} (valid options: {})",
+                allowed.join(", ")
+            )));
+        }
+    }
+    for r in required {
+        if !options.contains_key(*r) {
+            return Err(Error::InvalidParameterValue(format!(
+                "{kind} connection requires option {r}"
+            )));
+        }
+    }
+    if kind == ConnectionKind::Kafka
+        && !options.contains_key("BROKER")
+        && !options.contains_key("BROKERS")
+    {
+        return Err(Error::InvalidParameterValue(
+            "KAFKA connection requires option BROKER".into(),
+        ));
+    }
+    if let Some(port) = options.get("PORT") {
+        port.parse::<u16>().map_err(|_| {
+            Error::InvalidParameterValue(format!(
+                "PORT must be a number from 1 to 65535, got {port}"
+            ))
+        })?;
+    }
+    let create_sql = connection_sql(name, kind, options, false);
+    catalog.create(
+        ObjectType::Connection,
+        name,
+        create_sql,
+        vec![],
+        restore,
+        |_| Ok(None),
+    )?;
+    Ok(QueryResult::command("CREATE CONNECTION"))
+}
+
+fn connection_sql(
+    name: &str,
+    kind: ConnectionKind,
+    options: &BTreeMap<String, String>,
+    redact: bool,
+) -> String {
+    let opts: Vec<String> = options
+        .iter()
+        .map(|(k, v)| {
+            let secret = k.contains("PASSWORD");
+            let v = if redact && secret {
+                "********".to_string()
+            } else {
+                v.replace('\'', "''")
+            };
+            if k == "PORT" {
+                format!("{k} {v}")
+            } else {
+                format!("{k} '{v}'")
+            }
+        })
+        .collect();
+    format!(
+        "CREATE CONNECTION {} TO {kind} ({})",
+        quote_ident(name),
+        opts.join(", ")
+    )
+}
+
+fn quote_ident(name: &str) -> String {
+    let plain = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if plain {
+        name.to_string()
+    } else {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
+}
+
+/// The columns `SHOW <objects>` returns.
+pub(super) fn show_objects_schema(t: ObjectType) -> SchemaRef {
+    match t {
+        ObjectType::Connection => text_schema(&["name", "type"]),
+        _ => text_schema(&["name"]),
+    }
+}
+
+/// `SHOW TABLES | VIEWS | MATERIALIZED VIEWS | SOURCES | SINKS | CONNECTIONS`.
+pub(super) fn show_objects(s: &Session, t: ObjectType) -> Result<QueryResult> {
+    let objects = s.engine().catalog().list(t);
+    let schema = show_objects_schema(t);
+    let columns: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    let rows = objects
+        .iter()
+        .map(|o| match t {
+            ObjectType::Connection => {
+                let kind = o
+                    .entry
+                    .create_sql
+                    .split_whitespace()
+                    .nth(4)
+                    .unwrap_or("")
+                    .to_ascii_lowercase();
+                vec![o.entry.name.clone(), kind]
+            }
+            _ => vec![o.entry.name.clone()],
+        })
+        .collect();
+    QueryResult::text_rows(&columns, rows)
+}
+
+/// `SHOW CREATE <kind> name`: the statement that recreates the object (secrets redacted).
+pub(super) fn show_create(s: &Session, t: ObjectType, name: &str) -> Result<QueryResult> {
+    let obj = s
+        .engine()
+        .catalog()
+        .get(t.namespace(), name)
+        .ok_or_else(|| match t.namespace() {
+            Namespace::Relation => Error::UndefinedTable(name.to_string()),
+            _ => Error::undefined(t.noun(), name),
+        })?;
+    if obj.object_type() != t {
+        return Err(Error::WrongObjectType {
+            name: name.to_string(),
+            expected: t.noun(),
+        });
+    }
+    let sql = if t == ObjectType::Connection {
+        match s.parse(&obj.entry.create_sql)?.pop() {
+            Some(super::HwStatement::CreateConnection {
+                name,
+                kind,
+                options,
+                ..
+            }) => connection_sql(&name, kind, &options, true),
+            _ => obj.entry.create_sql.clone(),
+        }
+    } else {
+        obj.entry.create_sql.clone()
+    };
+    QueryResult::text_rows(
+        &["name", "create_sql"],
+        vec![vec![obj.entry.name.clone(), sql]],
+    )
+}

@@ -1,0 +1,293 @@
+//! INSERT / UPDATE / DELETE: DataFusion computes the rows a statement adds and removes; they
+//! become one [`ChangeBatch`] per statement, committed atomically by [`commit`].
+//!
+//! - `INSERT`: the planned source rows (cast to the table's types), weight +1.
+//! - `DELETE`: the matching rows of the table, weight −1.
+//! - `UPDATE`: DataFusion's plan projects each matching row to its new value; we widen that
+//!   projection to also return the old value, giving −old +new per row.
+//!
+//! The commit checks the primary key (23505) and NOT NULL (23502); nothing is written unless
+//! the whole statement passes.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::ArrayRef;
+use datafusion::arrow::compute::{cast, concat_batches};
+use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::{Column, ParamValues, TableReference};
+use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan, LogicalPlanBuilder, WriteOp};
+use datafusion::sql::sqlparser::ast::{Statement, TableFactor};
+
+use super::result::QueryResult;
+use super::Session;
+use crate::catalog::{Namespace, Relation};
+use crate::dataflow::ChangeBatch;
+use crate::error::{Error, Result};
+use crate::state::commit;
+
+/// Executes one DML statement.
+pub(super) async fn execute(
+    s: &Session,
+    stmt: &Statement,
+    params: Option<&ParamValues>,
+) -> Result<QueryResult> {
+    let mut plan = s.plan(stmt).await?;
+    if let Some(p) = params {
+        plan = plan.with_param_values(p.clone())?;
+    }
+    let LogicalPlan::Dml(dml) = plan else {
+        return Err(Error::Internal("DML did not plan to a write".into()));
+    };
+    let name = dml.table_name.table().to_string();
+    let table = match s
+        .engine()
+        .catalog()
+        .get(Namespace::Relation, &name)
+        .and_then(|o| o.relation)
+    {
+        Some(Relation::Table { state, .. }) => state,
+        Some(_) => {
+            return Err(Error::WrongObjectType {
+                name,
+                expected: "table (views are read-only)",
+            })
+        }
+        None => return Err(Error::UndefinedTable(name)),
+    };
+    let schema = table.schema();
+    let (change, tag, rows) = match &dml.op {
+        WriteOp::Insert(_) => {
+            check_assignment_types(&dml.input, &schema)?;
+            let batch = conform(
+                &schema,
+                &name,
+                collect(s, dml.input.as_ref().clone()).await?,
+            )?;
+            let n = batch.num_rows();
+            (ChangeBatch::uniform(batch, 1), "INSERT", n)
+        }
+        WriteOp::Delete => {
+            let batch = conform(
+                &schema,
+                &name,
+                collect(s, dml.input.as_ref().clone()).await?,
+            )?;
+            let n = batch.num_rows();
+            (ChangeBatch::uniform(batch, -1), "DELETE", n)
+        }
+        WriteOp::Update => {
+            let qualifier = update_qualifier(stmt, &dml.table_name);
+            let widened = old_and_new(&dml.input, qualifier, &schema)?;
+            let both = collect(s, widened).await?;
+            let width = schema.fields().len();
+            let old = conform(&schema, &name, both.columns()[..width].to_vec())?;
+            let new = conform(&schema, &name, both.columns()[width..].to_vec())?;
+            let n = old.num_rows();
+            let data = concat_batches(&schema, [&old, &new])?;
+            let weights = std::iter::repeat_n(-1, n)
+                .chain(std::iter::repeat_n(1, n))
+                .collect();
+            (ChangeBatch { data, weights }, "UPDATE", n)
+        }
+        other => return Err(Error::FeatureNotSupported(format!("{other}"))),
+    };
+    commit(s.engine().catalog().store().as_ref(), &[(&table, &change)])?;
+    Ok(QueryResult::Command {
+        tag: tag.to_string(),
+        rows: Some(rows),
+    })
+}
+
+/// Runs a plan and returns its rows as one batch.
+async fn collect(s: &Session, plan: LogicalPlan) -> Result<RecordBatch> {
+    let df = s.context().execute_logical_plan(plan).await?;
+    let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+    let batches = df.collect().await?;
+    Ok(concat_batches(&schema, &batches)?)
+}
+
+/// Gives `columns` exactly the table's schema: casts where types differ, rejects NULLs in
+/// NOT NULL columns.
+fn conform(schema: &SchemaRef, table: &str, columns: impl Into<Columns>) -> Result<RecordBatch> {
+    let columns = columns.into().0;
+    let mut out = Vec::with_capacity(columns.len());
+    for (field, col) in schema.fields().iter().zip(columns) {
+        let col = if col.data_type() == field.data_type() {
+            col
+        } else {
+            cast(&col, field.data_type())?
+        };
+        if !field.is_nullable() && col.null_count() > 0 {
+            return Err(Error::NotNullViolation {
+                table: table.to_string(),
+                column: field.name().clone(),
+            });
+        }
+        out.push(col);
+    }
+    Ok(RecordBatch::try_new(schema.clone(), out)?)
+}
+
+/// Columns, from a batch or a slice of one.
+struct Columns(Vec<ArrayRef>);
+
+impl From<RecordBatch> for Columns {
+    fn from(b: RecordBatch) -> Self {
+        Columns(b.columns().to_vec())
+    }
+}
+
+impl From<Vec<ArrayRef>> for Columns {
+    fn from(v: Vec<ArrayRef>) -> Self {
+        Columns(v)
+    }
+}
+
+/// The name the target table's columns carry in an UPDATE plan: its alias, if it has one.
+fn update_qualifier(stmt: &Statement, table: &TableReference) -> TableReference {
+    if let Statement::Update(u) = stmt {
+        if let TableFactor::Table {
+            alias: Some(alias), ..
+        } = &u.table.relation
+        {
+            let a = &alias.name;
+            let name = if a.quote_style.is_some() {
+                a.value.clone()
+            } else {
+                a.value.to_lowercase()
+            };
+            return TableReference::bare(name);
+        }
+    }
+    table.clone()
+}
+
+/// Turns DataFusion's UPDATE input (a projection of the new row values) into one that returns
+/// the old values followed by the new ones.
+fn old_and_new(
+    input: &LogicalPlan,
+    qualifier: TableReference,
+    schema: &Schema,
+) -> Result<LogicalPlan> {
+    let LogicalPlan::Projection(p) = input else {
+        return Err(Error::Internal("UPDATE plan is not a projection".into()));
+    };
+    let mut exprs: Vec<Expr> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            Expr::Column(Column::new(Some(qualifier.clone()), f.name()))
+                .alias(format!("__old_{}", f.name()))
+        })
+        .collect();
+    exprs.extend(p.expr.iter().cloned());
+    Ok(LogicalPlanBuilder::from(p.input.as_ref().clone())
+        .project(exprs)?
+        .build()?)
+}
+
+/// Postgres refuses to store a value whose type has no assignment cast to the column's type
+/// (`INSERT INTO t (id) VALUES (true)` with an INT id): 42804. DataFusion would cast anyway.
+fn check_assignment_types(input: &LogicalPlan, schema: &Schema) -> Result<()> {
+    let LogicalPlan::Projection(p) = input else {
+        return Ok(());
+    };
+    for (expr, field) in p.expr.iter().zip(schema.fields()) {
+        let e = match expr {
+            Expr::Alias(a) => a.expr.as_ref(),
+            e => e,
+        };
+        match (e, p.input.as_ref()) {
+            // INSERT ... VALUES: the planner casts each value to the column type in place.
+            (Expr::Column(c), LogicalPlan::Values(values)) => {
+                let Some(idx) = values.schema.index_of_column(c).ok() else {
+                    continue;
+                };
+                for row in &values.values {
+                    if let Some(v) = row.get(idx) {
+                        check_cast(v, values.schema.as_ref(), field)?;
+                    }
+                }
+            }
+            _ => check_cast(e, p.input.schema(), field)?,
+        }
+    }
+    Ok(())
+}
+
+fn check_cast(
+    e: &Expr,
+    input: &datafusion::common::DFSchema,
+    field: &datafusion::arrow::datatypes::Field,
+) -> Result<()> {
+    let inner = match e {
+        Expr::Cast(c) => c.expr.as_ref(),
+        Expr::TryCast(c) => c.expr.as_ref(),
+        _ => return Ok(()),
+    };
+    let from = inner.get_type(input)?;
+    if !assignable(&from, field.data_type()) {
+        return Err(Error::DatatypeMismatch(format!(
+            "column \"{}\" is of type {} but expression is of type {}",
+            field.name(),
+            pg_type_name(field.data_type()),
+            pg_type_name(&from)
+        )));
+    }
+    Ok(())
+}
+
+#[derive(PartialEq)]
+enum Category {
+    Numeric,
+    String,
+    Boolean,
+    Temporal,
+    Interval,
+    Binary,
+    Other,
+}
+
+fn category(t: &DataType) -> Category {
+    use DataType::*;
+    match t {
+        Int8
+        | Int16
+        | Int32
+        | Int64
+        | UInt8
+        | UInt16
+        | UInt32
+        | UInt64
+        | Float16
+        | Float32
+        | Float64
+        | Decimal32(_, _)
+        | Decimal64(_, _)
+        | Decimal128(_, _)
+        | Decimal256(_, _) => Category::Numeric,
+        Utf8 | LargeUtf8 | Utf8View => Category::String,
+        Boolean => Category::Boolean,
+        Date32 | Date64 | Timestamp(_, _) | Time32(_) | Time64(_) => Category::Temporal,
+        Interval(_) | Duration(_) => Category::Interval,
+        Binary | LargeBinary | BinaryView | FixedSizeBinary(_) => Category::Binary,
+        _ => Category::Other,
+    }
+}
+
+fn assignable(from: &DataType, to: &DataType) -> bool {
+    // A string literal is Postgres' "unknown" type: it may become anything, and anything
+    // may be stored as text.
+    from == to
+        || from.is_null()
+        || category(from) == Category::String
+        || category(to) == Category::String
+        || (category(from) == category(to) && category(from) != Category::Other)
+}
+
+fn pg_type_name(t: &DataType) -> String {
+    arrow_pg::datatypes::into_pg_type(t)
+        .map(|t| t.name().to_string())
+        .unwrap_or_else(|_| t.to_string())
+}

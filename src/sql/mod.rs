@@ -1,0 +1,128 @@
+//! The SQL layer: life of a query.
+//!
+//! 1. The pgwire edge (`crate::pgwire`) hands SQL text to [`SqlParser::parse`]
+//!    ([`parser`]), which yields [`HwStatement`]s: standard SQL (sqlparser's AST, rewritten for
+//!    DataFusion by datafusion-pg-catalog) or Headwater's own statements.
+//! 2. The connection's [`Session`] executes each statement:
+//!    - queries are planned and run by DataFusion over a `SessionContext` whose `headwater`
+//!      catalog has `public` ([`provider::PublicSchema`], our tables and views),
+//!      `pg_catalog` (datafusion-pg-catalog) and `information_schema`;
+//!    - DDL goes to the [`Catalog`] (`ddl`);
+//!    - DML is planned by DataFusion into the rows it adds and removes, which become one
+//!      [`ChangeBatch`](crate::dataflow::ChangeBatch) per statement and are committed by
+//!      [`crate::state::commit`] (`dml`);
+//!    - SET/SHOW/BEGIN/COMMIT touch only the session ([`settings`]).
+//! 3. A [`QueryResult`] goes back to the edge, which encodes Arrow batches with arrow-pg.
+//!
+//! [`Engine`] is what all sessions share: the catalog, the parser and a template DataFusion
+//! state with every function registered once.
+
+mod ddl;
+mod dml;
+pub mod functions;
+pub mod parser;
+pub mod provider;
+mod result;
+mod session;
+pub mod settings;
+
+use std::sync::Arc;
+
+use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider};
+use datafusion::execution::SessionState;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
+
+pub use parser::{HwStatement, SqlParser};
+pub use result::QueryResult;
+pub use session::Session;
+
+use crate::catalog::Catalog;
+use crate::error::{Error, Result};
+use crate::state::StateStore;
+
+/// The name of the one database (DataFusion catalog) Headwater serves.
+pub const DATABASE: &str = "headwater";
+
+/// What every session shares.
+pub struct Engine {
+    catalog: Arc<Catalog>,
+    parser: SqlParser,
+    base: SessionState,
+}
+
+impl Engine {
+    /// Opens the catalog in `store` and replays it: every table, view and connection created
+    /// before comes back, tables with their rows.
+    pub async fn open(store: Arc<dyn StateStore>) -> Result<Arc<Self>> {
+        let catalog = Arc::new(Catalog::new(store)?);
+        let base = base_context(catalog.clone())?.state();
+        let engine = Arc::new(Engine {
+            catalog,
+            parser: SqlParser::new(),
+            base,
+        });
+        let session = engine.session();
+        for entry in engine.catalog.stored_entries()? {
+            let mut stmts = engine.parser.parse(&entry.create_sql)?;
+            if stmts.len() != 1 {
+                return Err(Error::Storage(format!(
+                    "catalog entry {} is not one statement",
+                    entry.id
+                )));
+            }
+            session
+                .restore(&entry, stmts.remove(0))
+                .await
+                .map_err(|e| {
+                    Error::Storage(format!(
+                        "cannot restore {} \"{}\": {e}",
+                        entry.create_sql, entry.name
+                    ))
+                })?;
+        }
+        tracing::info!(
+            objects = engine.catalog.stored_entries()?.len(),
+            "catalog restored"
+        );
+        Ok(engine)
+    }
+
+    /// A new session (one per client connection).
+    pub fn session(self: &Arc<Self>) -> Session {
+        Session::new(self.clone(), self.base.clone())
+    }
+
+    /// The shared catalog.
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    /// The shared parser.
+    pub fn parser(&self) -> &SqlParser {
+        &self.parser
+    }
+
+    /// Makes every committed write durable (at shutdown).
+    pub fn flush(&self) -> Result<()> {
+        self.catalog.store().flush()
+    }
+}
+
+fn base_context(catalog: Arc<Catalog>) -> Result<SessionContext> {
+    let mut config = SessionConfig::new()
+        .with_default_catalog_and_schema(DATABASE, "public")
+        .with_create_default_catalog_and_schema(false)
+        .with_information_schema(true);
+    // Plain Utf8 strings: what the state layer stores and what sources produce.
+    config.options_mut().sql_parser.map_string_types_to_utf8view = false;
+    config.options_mut().sql_parser.enable_ident_normalization = true;
+    let ctx = SessionContext::new_with_config(config);
+    let db = MemoryCatalogProvider::new();
+    db.register_schema("public", Arc::new(provider::PublicSchema::new(catalog)))?;
+    ctx.register_catalog(DATABASE, Arc::new(db));
+    datafusion_pg_catalog::setup_pg_catalog(&ctx, DATABASE, EmptyContextProvider)
+        .map_err(|e| Error::Internal(format!("pg_catalog setup failed: {e}")))?;
+    functions::register_global(&ctx);
+    Ok(ctx)
+}

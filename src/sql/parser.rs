@@ -1,0 +1,445 @@
+//! SQL text → statements: Postgres SQL (through sqlparser and datafusion-pg-catalog's
+//! compatibility rewrites) plus Headwater's own statements.
+//!
+//! Headwater statements (`CREATE CONNECTION`, `SHOW SOURCES`, `SHOW CREATE ...`, ...) are
+//! recognised by their first words and parsed here with sqlparser's token API; everything
+//! else is handed to sqlparser's Postgres dialect. Inputs made only of standard statements go
+//! through [`PostgresCompatibilityParser`], which rewrites what psql and drivers send
+//! (`::regclass`, `OPERATOR(pg_catalog.~)`, ...) into SQL DataFusion plans.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use datafusion::sql::sqlparser::ast::{Expr, Statement, Value};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::{Parser, ParserError};
+use datafusion::sql::sqlparser::tokenizer::Token;
+use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
+
+use crate::error::{Error, Result};
+
+/// The kinds of catalog objects a user can name in SHOW / DROP / SHOW CREATE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectType {
+    Table,
+    View,
+    MaterializedView,
+    Source,
+    Sink,
+    Connection,
+}
+
+impl ObjectType {
+    /// The SQL spelling, as in `DROP <kind>`.
+    pub fn sql_name(self) -> &'static str {
+        match self {
+            ObjectType::Table => "TABLE",
+            ObjectType::View => "VIEW",
+            ObjectType::MaterializedView => "MATERIALIZED VIEW",
+            ObjectType::Source => "SOURCE",
+            ObjectType::Sink => "SINK",
+            ObjectType::Connection => "CONNECTION",
+        }
+    }
+}
+
+/// The kind of system a connection points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ConnectionKind {
+    Mysql,
+    Kafka,
+}
+
+impl fmt::Display for ConnectionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ConnectionKind::Mysql => "MYSQL",
+            ConnectionKind::Kafka => "KAFKA",
+        })
+    }
+}
+
+/// One parsed statement.
+#[derive(Debug, Clone)]
+pub enum HwStatement {
+    /// A standard SQL statement, executed by the session (DataFusion for queries).
+    Sql(Box<Statement>),
+    /// `CREATE CONNECTION [IF NOT EXISTS] name TO MYSQL|KAFKA (KEY value, ...)`
+    CreateConnection {
+        name: String,
+        if_not_exists: bool,
+        kind: ConnectionKind,
+        options: BTreeMap<String, String>,
+    },
+    /// `DROP CONNECTION|SOURCE|SINK [IF EXISTS] name [, ...] [CASCADE | RESTRICT]`
+    DropObjects {
+        object_type: ObjectType,
+        names: Vec<String>,
+        if_exists: bool,
+        cascade: bool,
+    },
+    /// `SHOW TABLES | VIEWS | MATERIALIZED VIEWS | SOURCES | SINKS | CONNECTIONS`
+    ShowObjects(ObjectType),
+    /// `SHOW CREATE TABLE|VIEW|MATERIALIZED VIEW|CONNECTION|SOURCE|SINK name`
+    ShowCreate {
+        object_type: ObjectType,
+        name: String,
+    },
+    /// A Headwater statement whose feature is not built yet (`CREATE SOURCE`, ...).
+    Unsupported(String),
+}
+
+/// Parses SQL text into statements; cheap to share between sessions.
+#[derive(Debug, Default)]
+pub struct SqlParser {
+    compat: PostgresCompatibilityParser,
+}
+
+impl SqlParser {
+    /// A parser with datafusion-pg-catalog's rewrite rules loaded.
+    pub fn new() -> Self {
+        SqlParser {
+            compat: PostgresCompatibilityParser::new(),
+        }
+    }
+
+    /// Splits `sql` into statements and parses each.
+    pub fn parse(&self, sql: &str) -> Result<Vec<HwStatement>> {
+        match self.parse_mixed(sql) {
+            Ok((stmts, false)) => {
+                // Standard SQL only: the compatibility parser applies its token-level
+                // replacements too, which only work on the whole text.
+                match self.compat.parse(sql) {
+                    Ok(rewritten) => Ok(rewritten
+                        .into_iter()
+                        .map(|s| HwStatement::Sql(Box::new(s)))
+                        .collect()),
+                    Err(_) => Ok(stmts),
+                }
+            }
+            Ok((stmts, true)) => Ok(stmts),
+            Err(e) => match self.compat.parse(sql) {
+                Ok(rewritten) => Ok(rewritten
+                    .into_iter()
+                    .map(|s| HwStatement::Sql(Box::new(s)))
+                    .collect()),
+                Err(_) => Err(e),
+            },
+        }
+    }
+
+    /// Parses statement by statement; returns whether any Headwater statement was seen.
+    fn parse_mixed(&self, sql: &str) -> Result<(Vec<HwStatement>, bool)> {
+        let dialect = PostgreSqlDialect {};
+        let mut p = Parser::new(&dialect).try_with_sql(sql)?;
+        let mut out = Vec::new();
+        let mut any_extension = false;
+        loop {
+            while p.consume_token(&Token::SemiColon) {}
+            if p.peek_token().token == Token::EOF {
+                break;
+            }
+            match parse_extension(&mut p)? {
+                Some(stmt) => {
+                    any_extension = true;
+                    out.push(stmt);
+                }
+                None => {
+                    let stmt = p.parse_statement()?;
+                    out.push(HwStatement::Sql(Box::new(self.compat.rewrite(stmt))));
+                }
+            }
+            let next = p.peek_token().token;
+            if next != Token::EOF && next != Token::SemiColon {
+                return Err(Error::Syntax(format!(
+                    "expected end of statement, found: {next}"
+                )));
+            }
+        }
+        Ok((out, any_extension))
+    }
+}
+
+fn word_at(p: &Parser, n: usize) -> Option<String> {
+    match p.peek_nth_token(n).token {
+        Token::Word(w) if w.quote_style.is_none() => Some(w.value.to_ascii_uppercase()),
+        _ => None,
+    }
+}
+
+fn object_type_at(p: &Parser, n: usize, plural: bool) -> Option<(ObjectType, usize)> {
+    let w = word_at(p, n)?;
+    let s = if plural { "S" } else { "" };
+    let one = |name: &str| w == format!("{name}{s}");
+    if one("TABLE") {
+        Some((ObjectType::Table, 1))
+    } else if one("VIEW") {
+        Some((ObjectType::View, 1))
+    } else if w == "MATERIALIZED" && word_at(p, n + 1).as_deref() == Some(&format!("VIEW{s}")) {
+        Some((ObjectType::MaterializedView, 2))
+    } else if one("SOURCE") {
+        Some((ObjectType::Source, 1))
+    } else if one("SINK") {
+        Some((ObjectType::Sink, 1))
+    } else if one("CONNECTION") {
+        Some((ObjectType::Connection, 1))
+    } else {
+        None
+    }
+}
+
+fn skip(p: &mut Parser, n: usize) {
+    for _ in 0..n {
+        p.next_token();
+    }
+}
+
+/// Parses a Headwater statement at the parser's position, or returns `None` (consuming
+/// nothing) when the statement is standard SQL.
+fn parse_extension(p: &mut Parser) -> Result<Option<HwStatement>> {
+    let Some(first) = word_at(p, 0) else {
+        return Ok(None);
+    };
+    match first.as_str() {
+        "SHOW" => {
+            if word_at(p, 1).as_deref() == Some("CREATE") {
+                let Some((object_type, n)) = object_type_at(p, 2, false) else {
+                    return Ok(None);
+                };
+                skip(p, 2 + n);
+                let name = object_name(p)?;
+                return Ok(Some(HwStatement::ShowCreate { object_type, name }));
+            }
+            let Some((object_type, n)) = object_type_at(p, 1, true) else {
+                return Ok(None);
+            };
+            skip(p, 1 + n);
+            Ok(Some(HwStatement::ShowObjects(object_type)))
+        }
+        "CREATE" => match word_at(p, 1).as_deref() {
+            Some("CONNECTION") => {
+                skip(p, 2);
+                parse_create_connection(p).map(Some)
+            }
+            Some("SOURCE") | Some("SINK") => Ok(Some(unsupported(p, 2))),
+            _ => Ok(None),
+        },
+        "ALTER" if word_at(p, 1).as_deref() == Some("SOURCE") => Ok(Some(unsupported(p, 2))),
+        "DROP" => {
+            let object_type = match word_at(p, 1).as_deref() {
+                Some("CONNECTION") => ObjectType::Connection,
+                Some("SOURCE") => ObjectType::Source,
+                Some("SINK") => ObjectType::Sink,
+                _ => return Ok(None),
+            };
+            skip(p, 2);
+            let if_exists = p.parse_keywords(&[
+                datafusion::sql::sqlparser::keywords::Keyword::IF,
+                datafusion::sql::sqlparser::keywords::Keyword::EXISTS,
+            ]);
+            let names = p.parse_comma_separated(|p| object_name(p).map_err(to_parser_error))?;
+            let cascade = match word_at(p, 0).as_deref() {
+                Some("CASCADE") => {
+                    p.next_token();
+                    true
+                }
+                Some("RESTRICT") => {
+                    p.next_token();
+                    false
+                }
+                _ => false,
+            };
+            Ok(Some(HwStatement::DropObjects {
+                object_type,
+                names,
+                if_exists,
+                cascade,
+            }))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Consumes the rest of a statement that names a feature not built yet.
+fn unsupported(p: &mut Parser, words: usize) -> HwStatement {
+    let what: Vec<String> = (0..words).filter_map(|i| word_at(p, i)).collect();
+    loop {
+        let t = p.peek_token().token;
+        if t == Token::EOF || t == Token::SemiColon {
+            break;
+        }
+        p.next_token();
+    }
+    HwStatement::Unsupported(what.join(" "))
+}
+
+fn to_parser_error(e: Error) -> ParserError {
+    ParserError::ParserError(e.to_string())
+}
+
+/// A possibly schema-qualified object name, normalised like Postgres: unquoted parts are
+/// lower-cased, quoted parts kept. Headwater has one schema, so `public.x` is `x`.
+fn object_name(p: &mut Parser) -> Result<String> {
+    let name = p.parse_object_name(false)?;
+    let parts: Vec<String> = name
+        .0
+        .iter()
+        .filter_map(|part| part.as_ident())
+        .map(|ident| {
+            if ident.quote_style.is_some() {
+                ident.value.clone()
+            } else {
+                ident.value.to_lowercase()
+            }
+        })
+        .collect();
+    match parts.as_slice() {
+        [name] => Ok(name.clone()),
+        [schema, name] if schema == "public" => Ok(name.clone()),
+        _ => Err(Error::Syntax(format!("invalid object name: {name}"))),
+    }
+}
+
+fn parse_create_connection(p: &mut Parser) -> Result<HwStatement> {
+    use datafusion::sql::sqlparser::keywords::Keyword;
+    let if_not_exists = p.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+    let name = object_name(p)?;
+    p.expect_keyword(Keyword::TO)?;
+    let kind = match word_at(p, 0).as_deref() {
+        Some("MYSQL") | Some("MARIADB") => ConnectionKind::Mysql,
+        Some("KAFKA") => ConnectionKind::Kafka,
+        _ => {
+            return Err(Error::Syntax(format!(
+                "expected MYSQL or KAFKA after TO, found: {}",
+                p.peek_token().token
+            )))
+        }
+    };
+    p.next_token();
+    p.expect_token(&Token::LParen)?;
+    let pairs = p.parse_comma_separated(|p| {
+        let key = p.parse_identifier()?.value.to_ascii_uppercase();
+        let _ = p.consume_token(&Token::Eq);
+        let value = match p.parse_expr()? {
+            Expr::Value(v) => match v.value {
+                Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => s,
+                Value::Number(n, _) => n.to_string(),
+                Value::Boolean(b) => b.to_string(),
+                other => {
+                    return Err(ParserError::ParserError(format!(
+                        "unexpected option value {other}"
+                    )))
+                }
+            },
+            Expr::Identifier(i) => i.value,
+            other => {
+                return Err(ParserError::ParserError(format!(
+                    "option {key} must be a literal, found {other}"
+                )))
+            }
+        };
+        Ok((key, value))
+    })?;
+    p.expect_token(&Token::RParen)?;
+    let mut options = BTreeMap::new();
+    for (k, v) in pairs {
+        if options.insert(k.clone(), v).is_some() {
+            return Err(Error::Syntax(format!("option {k} given twice")));
+        }
+    }
+    Ok(HwStatement::CreateConnection {
+        name,
+        if_not_exists,
+        kind,
+        options,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one(sql: &str) -> HwStatement {
+        let mut v = SqlParser::new().parse(sql).unwrap();
+        assert_eq!(v.len(), 1, "{sql}");
+        v.remove(0)
+    }
+
+    #[test]
+    fn create_connection_with_options() {
+        let s = one("CREATE CONNECTION IF NOT EXISTS Shop_DB TO MYSQL (HOST '127.0.0.1', PORT 3306, USER 'cdc', PASSWORD = 'pw')");
+        let HwStatement::CreateConnection {
+            name,
+            if_not_exists,
+            kind,
+            options,
+        } = s
+        else {
+            panic!("{s:?}")
+        };
+        assert_eq!(name, "shop_db");
+        assert!(if_not_exists);
+        assert_eq!(kind, ConnectionKind::Mysql);
+        assert_eq!(options["PORT"], "3306");
+        assert_eq!(options["PASSWORD"], "pw");
+    }
+
+    #[test]
+    fn show_and_drop_statements() {
+        assert!(matches!(
+            one("show materialized views"),
+            HwStatement::ShowObjects(ObjectType::MaterializedView)
+        ));
+        assert!(matches!(
+            one("SHOW TABLES"),
+            HwStatement::ShowObjects(ObjectType::Table)
+        ));
+        assert!(matches!(
+            one("SHOW SOURCES;"),
+            HwStatement::ShowObjects(ObjectType::Source)
+        ));
+        let s = one("SHOW CREATE TABLE public.\"Orders\"");
+        assert!(
+            matches!(s, HwStatement::ShowCreate { object_type: ObjectType::Table, ref name } if name == "Orders")
+        );
+        let s = one("DROP CONNECTION IF EXISTS a, b CASCADE");
+        assert!(
+            matches!(s, HwStatement::DropObjects { object_type: ObjectType::Connection, ref names, if_exists: true, cascade: true } if names.len() == 2)
+        );
+    }
+
+    #[test]
+    fn standard_sql_and_mixtures() {
+        let v = SqlParser::new()
+            .parse("SELECT 1; SHOW CONNECTIONS; SELECT 2")
+            .unwrap();
+        assert_eq!(v.len(), 3);
+        assert!(matches!(v[0], HwStatement::Sql(_)));
+        assert!(matches!(
+            v[1],
+            HwStatement::ShowObjects(ObjectType::Connection)
+        ));
+        assert!(SqlParser::new().parse("").unwrap().is_empty());
+        assert!(matches!(one("SHOW search_path"), HwStatement::Sql(_)));
+    }
+
+    #[test]
+    fn syntax_errors_are_42601() {
+        let e = SqlParser::new().parse("SELEC 1").unwrap_err();
+        assert_eq!(e.sqlstate(), "42601");
+        let e = SqlParser::new()
+            .parse("CREATE CONNECTION c TO ORACLE (HOST 'x')")
+            .unwrap_err();
+        assert_eq!(e.sqlstate(), "42601");
+        let e = SqlParser::new().parse("SHOW TABLES extra").unwrap_err();
+        assert_eq!(e.sqlstate(), "42601");
+    }
+
+    #[test]
+    fn future_statements_are_recognised() {
+        assert!(matches!(
+            one("CREATE SOURCE s FROM MYSQL CONNECTION c FOR ALL TABLES"),
+            HwStatement::Unsupported(_)
+        ));
+    }
+}

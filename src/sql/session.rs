@@ -1,0 +1,367 @@
+//! One client's session: its settings, its DataFusion context, and statement dispatch.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::common::ParamValues;
+use datafusion::execution::SessionState;
+use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::prelude::SessionContext;
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, Ident, Reset, Set, Statement, Value};
+
+use super::result::{text_schema, QueryResult};
+use super::settings::Settings;
+use super::{ddl, dml, functions, Engine, HwStatement};
+use crate::catalog::CatalogEntry;
+use crate::error::{Error, Result};
+
+/// What Describe reports about a statement before it runs.
+#[derive(Debug, Default)]
+pub struct Described {
+    /// The type of each `$n` parameter, when it can be inferred.
+    pub param_types: Vec<Option<DataType>>,
+    /// The columns of the rows the statement returns, `None` for commands.
+    pub schema: Option<SchemaRef>,
+}
+
+/// A client's session.
+pub struct Session {
+    engine: Arc<Engine>,
+    ctx: SessionContext,
+    settings: Arc<RwLock<Settings>>,
+}
+
+impl Session {
+    pub(super) fn new(engine: Arc<Engine>, state: SessionState) -> Self {
+        let ctx = SessionContext::new_with_state(state);
+        let settings = Arc::new(RwLock::new(Settings::default()));
+        ctx.register_udf(functions::current_setting(settings.clone()));
+        Session {
+            engine,
+            ctx,
+            settings,
+        }
+    }
+
+    /// The engine this session belongs to.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// This session's DataFusion context.
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// Reads a setting.
+    pub fn setting(&self, name: &str) -> Result<String> {
+        self.settings
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+    }
+
+    /// Parses SQL text.
+    pub fn parse(&self, sql: &str) -> Result<Vec<HwStatement>> {
+        self.engine.parser().parse(sql)
+    }
+
+    /// Parses and executes every statement of `sql`, stopping at the first error.
+    pub async fn execute_sql(&self, sql: &str) -> Result<Vec<QueryResult>> {
+        let mut out = Vec::new();
+        for stmt in self.parse(sql)? {
+            out.push(self.execute(&stmt, None).await?);
+        }
+        Ok(out)
+    }
+
+    /// Plans a standard statement with DataFusion (against the current catalog).
+    pub(super) async fn plan(&self, stmt: &Statement) -> Result<LogicalPlan> {
+        let state = self.ctx.state();
+        Ok(state
+            .statement_to_plan(DfStatement::Statement(Box::new(stmt.clone())))
+            .await?)
+    }
+
+    /// Executes one statement; `params` binds `$n` placeholders (extended protocol).
+    pub async fn execute(
+        &self,
+        stmt: &HwStatement,
+        params: Option<&ParamValues>,
+    ) -> Result<QueryResult> {
+        match stmt {
+            HwStatement::Sql(s) => self.execute_standard(s, params).await,
+            HwStatement::CreateConnection {
+                name,
+                if_not_exists,
+                kind,
+                options,
+            } => ddl::create_connection(self, name, *if_not_exists, *kind, options, None),
+            HwStatement::DropObjects {
+                object_type,
+                names,
+                if_exists,
+                cascade,
+            } => ddl::drop_objects(self, *object_type, names, *if_exists, *cascade),
+            HwStatement::ShowObjects(t) => ddl::show_objects(self, *t),
+            HwStatement::ShowCreate { object_type, name } => {
+                ddl::show_create(self, *object_type, name)
+            }
+            HwStatement::Unsupported(what) => Err(Error::FeatureNotSupported(format!(
+                "{what} (not built yet in this version of Headwater)"
+            ))),
+        }
+    }
+
+    async fn execute_standard(
+        &self,
+        stmt: &Statement,
+        params: Option<&ParamValues>,
+    ) -> Result<QueryResult> {
+        match stmt {
+            Statement::Query(_) | Statement::Explain { .. } => self.query(stmt, params).await,
+            Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
+                dml::execute(self, stmt, params).await
+            }
+            Statement::CreateTable(ct) => ddl::create_table(self, ct, None).await,
+            Statement::CreateView(cv) => ddl::create_view(self, cv, None).await,
+            Statement::Drop {
+                object_type,
+                if_exists,
+                names,
+                cascade,
+                ..
+            } => ddl::drop_relations(self, *object_type, names, *if_exists, *cascade),
+            Statement::Set(set) => self.set(set),
+            Statement::ShowVariable { variable } => self.show(variable),
+            Statement::Reset(r) => {
+                let mut s = self.settings.write().unwrap_or_else(|p| p.into_inner());
+                match &r.reset {
+                    Reset::ALL => s.reset(None)?,
+                    Reset::ConfigurationParameter(name) => s.reset(Some(&name.to_string()))?,
+                }
+                Ok(QueryResult::command("RESET"))
+            }
+            Statement::StartTransaction { .. } => Ok(QueryResult::TransactionStart("BEGIN".into())),
+            Statement::Commit { .. } => Ok(QueryResult::TransactionEnd("COMMIT".into())),
+            Statement::Rollback {
+                savepoint: Some(_), ..
+            } => Ok(QueryResult::command("ROLLBACK")),
+            Statement::Rollback { .. } => Ok(QueryResult::TransactionEnd("ROLLBACK".into())),
+            Statement::Savepoint { .. } => Ok(QueryResult::command("SAVEPOINT")),
+            Statement::ReleaseSavepoint { .. } => Ok(QueryResult::command("RELEASE")),
+            Statement::Discard { .. } => Ok(QueryResult::command("DISCARD ALL")),
+            Statement::Deallocate { .. } => Ok(QueryResult::command("DEALLOCATE")),
+            other => {
+                let text = other.to_string();
+                let words: Vec<&str> = text.split_whitespace().take(2).collect();
+                Err(Error::FeatureNotSupported(words.join(" ")))
+            }
+        }
+    }
+
+    /// Restores a catalog entry at start-up.
+    pub(super) async fn restore(&self, entry: &CatalogEntry, stmt: HwStatement) -> Result<()> {
+        let id = Some(entry.id);
+        match stmt {
+            HwStatement::Sql(s) => match *s {
+                Statement::CreateTable(ct) => ddl::create_table(self, &ct, id).await.map(drop),
+                Statement::CreateView(cv) => ddl::create_view(self, &cv, id).await.map(drop),
+                other => Err(Error::Storage(format!(
+                    "unexpected catalog statement {other}"
+                ))),
+            },
+            HwStatement::CreateConnection {
+                name,
+                kind,
+                options,
+                ..
+            } => ddl::create_connection(self, &name, false, kind, &options, id).map(drop),
+            other => Err(Error::Storage(format!(
+                "unexpected catalog statement {other:?}"
+            ))),
+        }
+    }
+
+    async fn query(&self, stmt: &Statement, params: Option<&ParamValues>) -> Result<QueryResult> {
+        let mut plan = self.plan(stmt).await?;
+        if let Some(p) = params {
+            plan = plan.with_param_values(p.clone())?;
+        }
+        if matches!(
+            plan,
+            LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) | LogicalPlan::Copy(_)
+        ) {
+            return Err(Error::FeatureNotSupported(format!(
+                "{} inside a query",
+                plan.display()
+            )));
+        }
+        let df = self.ctx.execute_logical_plan(plan).await?;
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let stream = df.execute_stream().await?;
+        Ok(QueryResult::Rows { schema, stream })
+    }
+
+    /// Parameter types and result columns of a statement, for the extended protocol.
+    pub async fn describe(&self, stmt: &HwStatement) -> Result<Described> {
+        let sql = match stmt {
+            HwStatement::Sql(s) => s.as_ref(),
+            HwStatement::ShowObjects(t) => return Ok(rows(ddl::show_objects_schema(*t))),
+            HwStatement::ShowCreate { .. } => {
+                return Ok(rows(text_schema(&["name", "create_sql"])))
+            }
+            _ => return Ok(Described::default()),
+        };
+        match sql {
+            Statement::Query(_)
+            | Statement::Explain { .. }
+            | Statement::Insert(_)
+            | Statement::Update(_)
+            | Statement::Delete(_) => {
+                let plan = self.plan(sql).await?;
+                let param_types = parameter_types(&plan)?;
+                let schema = match plan {
+                    LogicalPlan::Dml(_) => None,
+                    p => Some(Arc::new(p.schema().as_arrow().clone())),
+                };
+                Ok(Described {
+                    param_types,
+                    schema,
+                })
+            }
+            Statement::ShowVariable { variable } => Ok(rows(show_schema(variable))),
+            _ => Ok(Described::default()),
+        }
+    }
+
+    fn set(&self, set: &Set) -> Result<QueryResult> {
+        let mut s = self.settings.write().unwrap_or_else(|p| p.into_inner());
+        let mut assign = |name: &str, values: &[SqlExpr]| -> Result<()> {
+            let value = values
+                .iter()
+                .map(setting_value)
+                .collect::<Vec<_>>()
+                .join(", ");
+            if value.eq_ignore_ascii_case("default") {
+                s.reset(Some(name))
+            } else {
+                s.set(name, &value)
+            }
+        };
+        match set {
+            Set::SingleAssignment {
+                variable, values, ..
+            } => assign(&variable.to_string(), values)?,
+            Set::ParenthesizedAssignments { variables, values } => {
+                for (v, e) in variables.iter().zip(values) {
+                    assign(&v.to_string(), std::slice::from_ref(e))?;
+                }
+            }
+            Set::MultipleAssignments { assignments } => {
+                for a in assignments {
+                    assign(&a.name.to_string(), std::slice::from_ref(&a.value))?;
+                }
+            }
+            Set::SetTimeZone { value, .. } => assign("timezone", std::slice::from_ref(value))?,
+            Set::SetNames { charset_name, .. } => s.set("client_encoding", &charset_name.value)?,
+            Set::SetNamesDefault {} => s.reset(Some("client_encoding"))?,
+            // Transaction modes, roles and session authorization are accepted: Headwater has
+            // one isolation level (each statement sees the last committed state) and no roles yet.
+            _ => {}
+        }
+        Ok(QueryResult::command("SET"))
+    }
+
+    fn show(&self, variable: &[Ident]) -> Result<QueryResult> {
+        let name = variable
+            .iter()
+            .map(|i| i.value.as_str())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let s = self.settings.read().unwrap_or_else(|p| p.into_inner());
+        if name.eq_ignore_ascii_case("all") {
+            let rows = s.all().into_iter().map(|(n, v, d)| vec![n, v, d]).collect();
+            return QueryResult::text_rows(&["name", "setting", "description"], rows);
+        }
+        let value = s.get(&name)?;
+        let schema = show_schema(variable);
+        let column = schema.field(0).name().clone();
+        QueryResult::text_rows(&[column.as_str()], vec![vec![value]])
+    }
+}
+
+fn rows(schema: SchemaRef) -> Described {
+    Described {
+        param_types: vec![],
+        schema: Some(schema),
+    }
+}
+
+/// The column SHOW returns: named after the setting, like Postgres.
+fn show_schema(variable: &[Ident]) -> SchemaRef {
+    let name = variable
+        .iter()
+        .map(|i| i.value.to_ascii_lowercase())
+        .collect::<Vec<_>>()
+        .join(" ");
+    match name.as_str() {
+        "all" => text_schema(&["name", "setting", "description"]),
+        "transaction isolation level" => text_schema(&["transaction_isolation"]),
+        "time zone" => text_schema(&["TimeZone"]),
+        _ => Arc::new(Schema::new(vec![Field::new(name, DataType::Utf8, false)])),
+    }
+}
+
+fn setting_value(e: &SqlExpr) -> String {
+    match e {
+        SqlExpr::Value(v) => match &v.value {
+            Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => s.clone(),
+            Value::Number(n, _) => n.to_string(),
+            Value::Boolean(b) => if *b { "on" } else { "off" }.to_string(),
+            other => other.to_string(),
+        },
+        SqlExpr::Identifier(i) => i.value.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// `$n` types in order: DataFusion's inference, completed by explicit casts (`$1::int`).
+fn parameter_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>> {
+    let mut types: HashMap<String, Option<DataType>> = plan.get_parameter_types()?;
+    plan.apply_with_subqueries(|node| {
+        for expr in node.expressions() {
+            expr.apply(|e| {
+                if let Expr::Cast(c) = e {
+                    if let Expr::Placeholder(p) = c.expr.as_ref() {
+                        let slot = types.entry(p.id.clone()).or_insert(None);
+                        if slot.is_none() {
+                            *slot = Some(c.field.data_type().clone());
+                        }
+                    }
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })?;
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })?;
+    let mut ordered: Vec<(usize, Option<DataType>)> = types
+        .into_iter()
+        .filter_map(|(k, v)| {
+            k.trim_start_matches('$')
+                .parse::<usize>()
+                .ok()
+                .map(|n| (n, v))
+        })
+        .collect();
+    ordered.sort_by_key(|(n, _)| *n);
+    let len = ordered.last().map_or(0, |(n, _)| *n);
+    let mut out = vec![None; len];
+    for (n, t) in ordered {
+        out[n - 1] = t;
+    }
+    Ok(out)
+}

@@ -1,0 +1,294 @@
+//! Session settings: what `SET`, `SHOW`, `RESET` and `current_setting()` read and write.
+//!
+//! Names are case-insensitive. The defaults are what a Postgres 16 server reports, so drivers
+//! that probe them (JDBC, psycopg, SQLAlchemy) see familiar values, plus Headwater's own
+//! (`real_time_recency`, `real_time_recency_timeout`). Unknown names are refused like
+//! Postgres does (42704), except dotted custom names (`app.x`), which Postgres also allows.
+
+use std::collections::BTreeMap;
+
+use crate::error::{Error, Result};
+
+/// The Postgres version Headwater speaks; clients parse it, so it stays a plain `16.x`.
+pub const SERVER_VERSION: &str = "16.6";
+/// `server_version_num` for [`SERVER_VERSION`].
+pub const SERVER_VERSION_NUM: &str = "160006";
+
+/// (name, default value, description) of every known setting.
+const DEFAULTS: &[(&str, &str, &str)] = &[
+    (
+        "application_name",
+        "",
+        "Name of the application, reported in logs.",
+    ),
+    ("bytea_output", "hex", "Output format of bytea values."),
+    (
+        "client_encoding",
+        "UTF8",
+        "The client's character set (only UTF8 is supported).",
+    ),
+    (
+        "client_min_messages",
+        "notice",
+        "Lowest message level sent to the client.",
+    ),
+    ("datestyle", "ISO, MDY", "Display format of dates."),
+    (
+        "default_transaction_isolation",
+        "read committed",
+        "Isolation level of new transactions.",
+    ),
+    (
+        "default_transaction_read_only",
+        "off",
+        "Whether new transactions are read-only.",
+    ),
+    ("extra_float_digits", "1", "Extra digits for float output."),
+    (
+        "idle_in_transaction_session_timeout",
+        "0",
+        "Accepted for compatibility.",
+    ),
+    ("integer_datetimes", "on", "Datetimes are 64-bit integers."),
+    ("intervalstyle", "postgres", "Display format of intervals."),
+    (
+        "is_superuser",
+        "on",
+        "Whether the session user is a superuser.",
+    ),
+    (
+        "lock_timeout",
+        "0",
+        "Accepted for compatibility; Headwater takes no locks.",
+    ),
+    ("max_identifier_length", "63", "Longest identifier."),
+    (
+        "real_time_recency",
+        "off",
+        "SELECT waits until sources have applied upstream commits made before it began.",
+    ),
+    (
+        "real_time_recency_timeout",
+        "10s",
+        "Longest wait of a real_time_recency SELECT.",
+    ),
+    (
+        "search_path",
+        "\"$user\", public",
+        "Schemas searched for unqualified names.",
+    ),
+    ("server_encoding", "UTF8", "The server's character set."),
+    (
+        "server_version",
+        SERVER_VERSION,
+        "The Postgres version Headwater is compatible with.",
+    ),
+    (
+        "server_version_num",
+        SERVER_VERSION_NUM,
+        "server_version as a number.",
+    ),
+    (
+        "standard_conforming_strings",
+        "on",
+        "Backslashes in '' strings are literal.",
+    ),
+    ("statement_timeout", "0", "Accepted for compatibility."),
+    ("synchronous_commit", "on", "Accepted for compatibility."),
+    (
+        "timezone",
+        "UTC",
+        "Time zone for displaying and interpreting timestamps.",
+    ),
+    (
+        "transaction_isolation",
+        "read committed",
+        "Isolation level of the current transaction.",
+    ),
+    (
+        "transaction_read_only",
+        "off",
+        "Whether the current transaction is read-only.",
+    ),
+];
+
+/// One session's settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    values: BTreeMap<String, String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            values: DEFAULTS
+                .iter()
+                .map(|(k, v, _)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+}
+
+/// Canonical name of a setting, accepting the spellings `SHOW` allows.
+fn canonical(name: &str) -> String {
+    let n = name.trim().to_ascii_lowercase();
+    match n.as_str() {
+        "time zone" | "time_zone" => "timezone".into(),
+        "transaction isolation level" => "transaction_isolation".into(),
+        "session authorization" => "session_authorization".into(),
+        "names" => "client_encoding".into(),
+        _ => n,
+    }
+}
+
+impl Settings {
+    /// The value of a setting, or 42704 if there is no such setting.
+    pub fn get(&self, name: &str) -> Result<String> {
+        let n = canonical(name);
+        self.values.get(&n).cloned().ok_or_else(|| unknown(&n))
+    }
+
+    /// Sets a setting after checking its value.
+    pub fn set(&mut self, name: &str, value: &str) -> Result<()> {
+        let n = canonical(name);
+        let is_known = DEFAULTS.iter().any(|(k, _, _)| *k == n);
+        if !is_known && !n.contains('.') {
+            return Err(unknown(&n));
+        }
+        let value = match n.as_str() {
+            "real_time_recency" | "transaction_read_only" | "default_transaction_read_only" => {
+                parse_bool(&n, value)?.to_string()
+            }
+            "client_encoding" => {
+                let v = value.to_ascii_uppercase().replace('-', "");
+                if v != "UTF8" && v != "UNICODE" {
+                    return Err(Error::InvalidParameterValue(format!(
+                        "client_encoding \"{value}\" is not supported: Headwater speaks UTF8 only"
+                    )));
+                }
+                "UTF8".to_string()
+            }
+            "real_time_recency_timeout" => {
+                parse_duration(value).ok_or_else(|| {
+                    Error::InvalidParameterValue(format!(
+                        "invalid value for parameter \"{n}\": \"{value}\" (expected a duration like '10s' or '500ms')"
+                    ))
+                })?;
+                value.to_string()
+            }
+            "server_version"
+            | "server_version_num"
+            | "server_encoding"
+            | "integer_datetimes"
+            | "is_superuser"
+            | "max_identifier_length" => {
+                return Err(Error::InvalidParameterValue(format!(
+                    "parameter \"{n}\" cannot be changed"
+                )))
+            }
+            _ => value.to_string(),
+        };
+        self.values.insert(n, value);
+        Ok(())
+    }
+
+    /// Restores a setting's default (or all, for `None`).
+    pub fn reset(&mut self, name: Option<&str>) -> Result<()> {
+        match name {
+            None => *self = Settings::default(),
+            Some(name) => {
+                let n = canonical(name);
+                match DEFAULTS.iter().find(|(k, _, _)| *k == n) {
+                    Some((k, v, _)) => {
+                        self.values.insert(k.to_string(), v.to_string());
+                    }
+                    None if n.contains('.') => {
+                        self.values.remove(&n);
+                    }
+                    None => return Err(unknown(&n)),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// (name, value, description) of every setting, for `SHOW ALL`.
+    pub fn all(&self) -> Vec<(String, String, String)> {
+        self.values
+            .iter()
+            .map(|(k, v)| {
+                let desc = DEFAULTS.iter().find(|(n, _, _)| n == k).map_or("", |d| d.2);
+                (k.clone(), v.clone(), desc.to_string())
+            })
+            .collect()
+    }
+
+    /// Whether `real_time_recency` is on.
+    pub fn real_time_recency(&self) -> bool {
+        self.values
+            .get("real_time_recency")
+            .is_some_and(|v| v == "on")
+    }
+}
+
+fn unknown(name: &str) -> Error {
+    Error::undefined("configuration parameter", name)
+}
+
+fn parse_bool(name: &str, v: &str) -> Result<&'static str> {
+    match v.to_ascii_lowercase().as_str() {
+        "on" | "true" | "yes" | "1" | "t" => Ok("on"),
+        "off" | "false" | "no" | "0" | "f" => Ok("off"),
+        _ => Err(Error::InvalidParameterValue(format!(
+            "parameter \"{name}\" requires a Boolean value, got \"{v}\""
+        ))),
+    }
+}
+
+/// Parses `10s`, `500ms`, `2min`, or a bare number of milliseconds.
+pub fn parse_duration(v: &str) -> Option<std::time::Duration> {
+    let v = v.trim();
+    let split = v
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(v.len());
+    let (num, unit) = v.split_at(split);
+    let num: f64 = num.parse().ok()?;
+    let ms = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "ms" => num,
+        "s" | "sec" => num * 1e3,
+        "min" => num * 60e3,
+        "h" => num * 3600e3,
+        _ => return None,
+    };
+    Some(std::time::Duration::from_micros((ms * 1e3) as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_show_reset() {
+        let mut s = Settings::default();
+        assert_eq!(s.get("TimeZone").unwrap(), "UTC");
+        s.set("real_time_recency", "true").unwrap();
+        assert!(s.real_time_recency());
+        assert_eq!(
+            s.set("real_time_recency", "maybe").unwrap_err().sqlstate(),
+            "22023"
+        );
+        assert_eq!(s.set("no_such_thing", "1").unwrap_err().sqlstate(), "42704");
+        s.set("myapp.flag", "x").unwrap();
+        assert_eq!(s.get("myapp.flag").unwrap(), "x");
+        s.reset(Some("real_time_recency")).unwrap();
+        assert!(!s.real_time_recency());
+        assert_eq!(
+            s.get("transaction isolation level").unwrap(),
+            "read committed"
+        );
+        assert_eq!(
+            parse_duration("1.5s"),
+            Some(std::time::Duration::from_millis(1500))
+        );
+    }
+}

@@ -1,0 +1,36 @@
+//! The layout of the one ordered keyspace in the [`StateStore`](super::StateStore).
+//!
+//! ```text
+//! c/<entry id: u64 BE>            catalog entry (JSON), replayed in id order at start-up
+//! m/next_id                       the next catalog id (u64 BE)
+//! r/<table id: u64 BE><row key>   one row of a table: count (i64 LE) ++ row (Arrow row format)
+//! ```
+//! Big-endian ids keep a table's rows contiguous, so a table is one prefix scan.
+
+/// Prefix of catalog entries.
+pub const CATALOG: &[u8] = b"c/";
+/// Key of the catalog id counter.
+pub const NEXT_ID: &[u8] = b"m/next_id";
+/// Prefix of table rows.
+pub const ROWS: &[u8] = b"r/";
+
+/// Key of catalog entry `id`.
+pub fn catalog_entry(id: u64) -> Vec<u8> {
+    let mut k = CATALOG.to_vec();
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
+/// Prefix of all rows of table `table_id`.
+pub fn table_rows(table_id: u64) -> Vec<u8> {
+    let mut k = ROWS.to_vec();
+    k.extend_from_slice(&table_id.to_be_bytes());
+    k
+}
+
+/// Key of one row of table `table_id`.
+pub fn row(table_id: u64, row_key: &[u8]) -> Vec<u8> {
+    let mut k = table_rows(table_id);
+    k.extend_from_slice(row_key);
+    k
+}

@@ -1,0 +1,22 @@
+//! State: where rows and catalog entries live.
+//!
+//! Two layers, both small:
+//! - [`store::StateStore`] is the durable key-value interface: atomic multi-key batches
+//!   ([`store::WriteBatch`]) over one ordered keyspace. [`store::SledStore`] is the embedded
+//!   implementation under `--data-dir`; [`store::MemoryStore`] backs unit tests. The keyspace
+//!   layout is in [`keys`].
+//! - [`table::TableState`] keeps the rows of one table (local, and later captured upstream
+//!   tables) in memory, keyed by the primary key encoded with Arrow's row format, and applies
+//!   weighted changes ([`crate::dataflow::ChangeBatch`]) to it. [`table::commit`] applies the
+//!   changes of one statement (or one upstream transaction) to several tables with a single
+//!   store batch, so a commit is all-or-nothing on disk and in memory.
+//!
+//! Queries never read the store: they read an immutable snapshot of a table
+//! ([`table::TableState::snapshot`]), rebuilt lazily after a write.
+
+pub mod keys;
+pub mod store;
+pub mod table;
+
+pub use store::{MemoryStore, SledStore, StateStore, WriteBatch};
+pub use table::{commit, TableState};

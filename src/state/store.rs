@@ -1,0 +1,177 @@
+//! The durable key-value interface and its two implementations.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+use crate::error::{Error, Result};
+
+/// A set of puts and deletes applied atomically by [`StateStore::apply`].
+#[derive(Debug, Default)]
+pub struct WriteBatch {
+    ops: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl WriteBatch {
+    /// Sets `key` to `value`.
+    pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.ops.push((key, Some(value)));
+    }
+
+    /// Removes `key`.
+    pub fn delete(&mut self, key: Vec<u8>) {
+        self.ops.push((key, None));
+    }
+
+    /// True when the batch changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
+/// An ordered, durable key-value store with atomic batches.
+///
+/// The contract the rest of Headwater relies on: after `apply` returns `Ok`, either every
+/// operation of the batch survives a crash or none does; `flush` makes applied batches durable.
+pub trait StateStore: Send + Sync + 'static {
+    /// Reads one key.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
+    /// All pairs whose key starts with `prefix`, in key order.
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
+    /// Applies a batch atomically.
+    fn apply(&self, batch: WriteBatch) -> Result<()>;
+    /// Waits until everything applied so far is on disk.
+    fn flush(&self) -> Result<()>;
+}
+
+/// The embedded store: one sled tree under the data directory.
+pub struct SledStore {
+    db: sled::Db,
+}
+
+impl SledStore {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            Error::Storage(format!("cannot create data dir {}: {e}", dir.display()))
+        })?;
+        let db = sled::Config::new()
+            .path(dir.join("state"))
+            .flush_every_ms(Some(200))
+            .open()
+            .map_err(|e| Error::Storage(format!("cannot open state in {}: {e}", dir.display())))?;
+        Ok(SledStore { db })
+    }
+}
+
+impl StateStore for SledStore {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.db.get(key)?.map(|v| v.to_vec()))
+    }
+
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.db
+            .scan_prefix(prefix)
+            .map(|kv| {
+                kv.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                    .map_err(Error::from)
+            })
+            .collect()
+    }
+
+    fn apply(&self, batch: WriteBatch) -> Result<()> {
+        let mut b = sled::Batch::default();
+        for (k, v) in batch.ops {
+            match v {
+                Some(v) => b.insert(k, v),
+                None => b.remove(k),
+            }
+        }
+        self.db.apply_batch(b)?;
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+/// An in-memory store for tests: same contract, nothing survives the process.
+#[derive(Default)]
+pub struct MemoryStore {
+    map: Mutex<BTreeMap<Vec<u8>, Vec<u8>>>,
+}
+
+impl MemoryStore {
+    fn map(&self) -> std::sync::MutexGuard<'_, BTreeMap<Vec<u8>, Vec<u8>>> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl StateStore for MemoryStore {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.map().get(key).cloned())
+    }
+
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        Ok(self
+            .map()
+            .range(prefix.to_vec()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
+    fn apply(&self, batch: WriteBatch) -> Result<()> {
+        let mut map = self.map();
+        for (k, v) in batch.ops {
+            match v {
+                Some(v) => map.insert(k, v),
+                None => map.remove(&k),
+            };
+        }
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exercise(store: &dyn StateStore) {
+        let mut b = WriteBatch::default();
+        b.put(b"a/1".to_vec(), b"x".to_vec());
+        b.put(b"a/2".to_vec(), b"y".to_vec());
+        b.put(b"b/1".to_vec(), b"z".to_vec());
+        store.apply(b).unwrap();
+        let mut b = WriteBatch::default();
+        b.delete(b"a/1".to_vec());
+        store.apply(b).unwrap();
+        assert_eq!(store.get(b"a/2").unwrap(), Some(b"y".to_vec()));
+        assert_eq!(store.get(b"a/1").unwrap(), None);
+        let scanned = store.scan_prefix(b"a/").unwrap();
+        assert_eq!(scanned, vec![(b"a/2".to_vec(), b"y".to_vec())]);
+    }
+
+    #[test]
+    fn memory_store_contract() {
+        exercise(&MemoryStore::default());
+    }
+
+    #[test]
+    fn sled_store_contract_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            exercise(&store);
+            store.flush().unwrap();
+        }
+        let store = SledStore::open(dir.path()).unwrap();
+        assert_eq!(store.get(b"b/1").unwrap(), Some(b"z".to_vec()));
+    }
+}

@@ -1,0 +1,428 @@
+//! The rows of one table, keyed, weighted, and durable through the [`StateStore`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, RwLock, RwLockWriteGuard};
+
+use datafusion::arrow::array::ArrayRef;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::scalar::ScalarValue;
+
+use super::keys;
+use super::store::{StateStore, WriteBatch};
+use crate::dataflow::ChangeBatch;
+use crate::error::{Error, Result};
+
+/// One stored row and how many times it is present (always 1 in a keyed table).
+#[derive(Debug, Clone, PartialEq)]
+struct Entry {
+    row: Vec<u8>,
+    count: i64,
+}
+
+impl Entry {
+    fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(8 + self.row.len());
+        v.extend_from_slice(&self.count.to_le_bytes());
+        v.extend_from_slice(&self.row);
+        v
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self> {
+        if bytes.len() < 8 {
+            return Err(Error::Storage("row value shorter than its header".into()));
+        }
+        let count = i64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
+        Ok(Entry {
+            row: bytes[8..].to_vec(),
+            count,
+        })
+    }
+}
+
+#[derive(Default)]
+struct Rows {
+    /// Row key → entry. The key is the primary key in Arrow row format for keyed tables, the
+    /// whole row for multisets; both formats sort like the values they encode.
+    map: BTreeMap<Vec<u8>, Entry>,
+    /// Bumped by every commit; tags the cached snapshot.
+    version: u64,
+}
+
+/// A table's rows in memory, mirrored in the store.
+///
+/// Keyed tables (with a primary key) hold at most one row per key; tables without a primary
+/// key are multisets (row → count). Writes go through [`commit`]; reads through
+/// [`TableState::snapshot`].
+pub struct TableState {
+    id: u64,
+    name: String,
+    schema: SchemaRef,
+    key_columns: Option<Vec<usize>>,
+    row_format: RowConverter,
+    key_format: Option<RowConverter>,
+    rows: RwLock<Rows>,
+    snapshot: Mutex<Option<(u64, RecordBatch)>>,
+}
+
+impl std::fmt::Debug for TableState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TableState")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+fn converter(schema: &SchemaRef, columns: &[usize]) -> Result<RowConverter> {
+    let fields = columns
+        .iter()
+        .map(|&i| SortField::new(schema.field(i).data_type().clone()))
+        .collect();
+    Ok(RowConverter::new(fields)?)
+}
+
+impl TableState {
+    /// An empty table. `key_columns` are the primary key's column indexes, or `None` for a
+    /// multiset table.
+    pub fn new(
+        id: u64,
+        name: &str,
+        schema: SchemaRef,
+        key_columns: Option<Vec<usize>>,
+    ) -> Result<Self> {
+        let all: Vec<usize> = (0..schema.fields().len()).collect();
+        let row_format = converter(&schema, &all)?;
+        let key_format = match &key_columns {
+            Some(k) => Some(converter(&schema, k)?),
+            None => None,
+        };
+        Ok(TableState {
+            id,
+            name: name.to_string(),
+            schema,
+            key_columns,
+            row_format,
+            key_format,
+            rows: RwLock::new(Rows::default()),
+            snapshot: Mutex::new(None),
+        })
+    }
+
+    /// Loads the rows of this table from the store (at start-up).
+    pub fn load(&self, store: &dyn StateStore) -> Result<()> {
+        let prefix = keys::table_rows(self.id);
+        let mut rows = self.write_rows();
+        for (k, v) in store.scan_prefix(&prefix)? {
+            rows.map
+                .insert(k[prefix.len()..].to_vec(), Entry::decode(&v)?);
+        }
+        rows.version += 1;
+        Ok(())
+    }
+
+    /// The catalog id of the table (also its key prefix in the store).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The table's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The Arrow schema of every row and change batch of this table.
+    pub fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    /// Indexes of the primary-key columns, `None` for a multiset table.
+    pub fn key_columns(&self) -> Option<&[usize]> {
+        self.key_columns.as_deref()
+    }
+
+    /// Number of rows, counting duplicates.
+    pub fn row_count(&self) -> i64 {
+        self.read_rows().map.values().map(|e| e.count).sum()
+    }
+
+    /// All rows as one batch, consistent as of the last commit. Cached until the next write.
+    pub fn snapshot(&self) -> Result<RecordBatch> {
+        let rows = self.read_rows();
+        let mut cache = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((version, batch)) = cache.as_ref() {
+            if *version == rows.version {
+                return Ok(batch.clone());
+            }
+        }
+        let batch = if rows.map.is_empty() {
+            RecordBatch::new_empty(self.schema.clone())
+        } else {
+            let parser = self.row_format.parser();
+            let parsed = rows
+                .map
+                .values()
+                .flat_map(|e| std::iter::repeat_n(parser.parse(&e.row), e.count.max(0) as usize));
+            let columns = self.row_format.convert_rows(parsed)?;
+            RecordBatch::try_new(self.schema.clone(), columns)?
+        };
+        *cache = Some((rows.version, batch.clone()));
+        Ok(batch)
+    }
+
+    /// Removes every row of this table from the store (DROP TABLE), in `batch`.
+    pub fn delete_all(&self, batch: &mut WriteBatch) {
+        for key in self.read_rows().map.keys() {
+            batch.delete(keys::row(self.id, key));
+        }
+    }
+
+    fn read_rows(&self) -> std::sync::RwLockReadGuard<'_, Rows> {
+        self.rows.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write_rows(&self) -> RwLockWriteGuard<'_, Rows> {
+        self.rows.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Checks `change` against the current rows and returns the entries it replaces.
+    ///
+    /// Deletions are applied before insertions, so an update (−old +new) of the same key in
+    /// one batch is fine while two live rows with one key are a unique violation.
+    fn plan(&self, rows: &Rows, change: &ChangeBatch) -> Result<Vec<(Vec<u8>, Option<Entry>)>> {
+        if change.data.schema().fields().len() != self.schema.fields().len() {
+            return Err(Error::Internal(format!(
+                "change for {} has {} columns, table has {}",
+                self.name,
+                change.data.num_columns(),
+                self.schema.fields().len()
+            )));
+        }
+        self.check_not_null(change)?;
+        let encoded = self.row_format.convert_columns(change.data.columns())?;
+        let mut working: HashMap<Vec<u8>, Option<Entry>> = HashMap::new();
+        let current = |working: &HashMap<Vec<u8>, Option<Entry>>, k: &[u8]| -> Option<Entry> {
+            match working.get(k) {
+                Some(e) => e.clone(),
+                None => rows.map.get(k).cloned(),
+            }
+        };
+        match (&self.key_columns, &self.key_format) {
+            (Some(key_cols), Some(key_format)) => {
+                let key_arrays: Vec<ArrayRef> = key_cols
+                    .iter()
+                    .map(|&i| change.data.column(i).clone())
+                    .collect();
+                let keys = key_format.convert_columns(&key_arrays)?;
+                for pass_deletes in [true, false] {
+                    for (i, &w) in change.weights.iter().enumerate() {
+                        if (w < 0) != pass_deletes {
+                            continue;
+                        }
+                        let k = keys.row(i).as_ref().to_vec();
+                        if w < 0 {
+                            if current(&working, &k).is_none() {
+                                return Err(Error::Internal(format!(
+                                    "delete of a missing key in {}",
+                                    self.name
+                                )));
+                            }
+                            working.insert(k, None);
+                        } else {
+                            if w > 1 || current(&working, &k).is_some() {
+                                return Err(Error::UniqueViolation {
+                                    table: self.name.clone(),
+                                    key: self.describe_key(change, i),
+                                });
+                            }
+                            let row = encoded.row(i).as_ref().to_vec();
+                            working.insert(k, Some(Entry { row, count: 1 }));
+                        }
+                    }
+                }
+            }
+            _ => {
+                for (i, &w) in change.weights.iter().enumerate() {
+                    let row = encoded.row(i).as_ref().to_vec();
+                    let count = current(&working, &row).map_or(0, |e| e.count) + w;
+                    if count < 0 {
+                        return Err(Error::Internal(format!(
+                            "delete of a missing row in {}",
+                            self.name
+                        )));
+                    }
+                    let entry = (count > 0).then(|| Entry {
+                        row: row.clone(),
+                        count,
+                    });
+                    working.insert(row, entry);
+                }
+            }
+        }
+        Ok(working.into_iter().collect())
+    }
+
+    fn check_not_null(&self, change: &ChangeBatch) -> Result<()> {
+        for (i, field) in self.schema.fields().iter().enumerate() {
+            let col = change.data.column(i);
+            if field.is_nullable() || col.null_count() == 0 {
+                continue;
+            }
+            if change
+                .weights
+                .iter()
+                .enumerate()
+                .any(|(r, &w)| w > 0 && col.is_null(r))
+            {
+                return Err(Error::NotNullViolation {
+                    table: self.name.clone(),
+                    column: field.name().clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// `(a, b)=(1, x)`, as Postgres prints a key in a unique-violation detail.
+    fn describe_key(&self, change: &ChangeBatch, row: usize) -> String {
+        let cols = self.key_columns.as_deref().unwrap_or_default();
+        let names: Vec<&str> = cols
+            .iter()
+            .map(|&c| self.schema.field(c).name().as_str())
+            .collect();
+        let values: Vec<String> = cols
+            .iter()
+            .map(|&c| {
+                ScalarValue::try_from_array(change.data.column(c), row)
+                    .map(|v| v.to_string())
+                    .unwrap_or_else(|_| "?".into())
+            })
+            .collect();
+        format!("({})=({})", names.join(", "), values.join(", "))
+    }
+}
+
+/// Applies the changes of one statement or one upstream transaction, atomically.
+///
+/// All affected tables are locked (in id order, so concurrent commits cannot deadlock), every
+/// change is checked, the store receives one batch, and only then do the in-memory rows
+/// change. A failed check or store write leaves everything as it was.
+pub fn commit(store: &dyn StateStore, changes: &[(&TableState, &ChangeBatch)]) -> Result<()> {
+    let mut tables: Vec<&TableState> = changes.iter().map(|(t, _)| *t).collect();
+    tables.sort_by_key(|t| t.id);
+    tables.dedup_by_key(|t| t.id);
+    let mut guards: Vec<(u64, RwLockWriteGuard<'_, Rows>)> =
+        tables.iter().map(|t| (t.id, t.write_rows())).collect();
+
+    let mut batch = WriteBatch::default();
+    let mut planned = Vec::with_capacity(changes.len());
+    for (table, change) in changes {
+        if change.is_empty() {
+            continue;
+        }
+        let slot = guards
+            .iter()
+            .position(|(id, _)| *id == table.id)
+            .expect("locked above");
+        let updates = table.plan(&guards[slot].1, change)?;
+        for (k, e) in &updates {
+            let key = keys::row(table.id, k);
+            match e {
+                Some(e) => batch.put(key, e.encode()),
+                None => batch.delete(key),
+            }
+        }
+        planned.push((slot, updates));
+    }
+    if batch.is_empty() {
+        return Ok(());
+    }
+    store.apply(batch)?;
+    for (slot, updates) in planned {
+        let rows = &mut guards[slot].1;
+        for (k, e) in updates {
+            match e {
+                Some(e) => rows.map.insert(k, e),
+                None => rows.map.remove(&k),
+            };
+        }
+        rows.version += 1;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::{Int32Array, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+    use crate::state::MemoryStore;
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int32, false),
+            Field::new("name", DataType::Utf8, true),
+        ]))
+    }
+
+    fn change(ids: &[i32], names: &[&str], weights: &[i64]) -> ChangeBatch {
+        let data = RecordBatch::try_new(
+            schema(),
+            vec![
+                Arc::new(Int32Array::from(ids.to_vec())),
+                Arc::new(StringArray::from(names.to_vec())),
+            ],
+        )
+        .unwrap();
+        ChangeBatch {
+            data,
+            weights: weights.to_vec(),
+        }
+    }
+
+    #[test]
+    fn keyed_table_rejects_duplicates_and_allows_updates() {
+        let store = MemoryStore::default();
+        let t = TableState::new(1, "t", schema(), Some(vec![0])).unwrap();
+        commit(&store, &[(&t, &change(&[1, 2], &["a", "b"], &[1, 1]))]).unwrap();
+        let err = commit(&store, &[(&t, &change(&[2], &["c"], &[1]))]).unwrap_err();
+        assert_eq!(err.sqlstate(), "23505");
+        assert!(err.hint().unwrap().contains("(id)=(2)"));
+        // update: -old +new of the same key in one batch
+        commit(&store, &[(&t, &change(&[2, 2], &["b", "c"], &[-1, 1]))]).unwrap();
+        assert_eq!(t.row_count(), 2);
+        let reloaded = TableState::new(1, "t", schema(), Some(vec![0])).unwrap();
+        reloaded.load(&store).unwrap();
+        assert_eq!(reloaded.snapshot().unwrap(), t.snapshot().unwrap());
+    }
+
+    #[test]
+    fn failed_commit_changes_nothing() {
+        let store = MemoryStore::default();
+        let t = TableState::new(1, "t", schema(), Some(vec![0])).unwrap();
+        commit(&store, &[(&t, &change(&[1], &["a"], &[1]))]).unwrap();
+        let before = t.snapshot().unwrap();
+        assert!(commit(&store, &[(&t, &change(&[3, 3], &["x", "y"], &[1, 1]))]).is_err());
+        assert_eq!(t.snapshot().unwrap(), before);
+        assert_eq!(store.scan_prefix(&keys::table_rows(1)).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn multiset_counts_duplicates() {
+        let store = MemoryStore::default();
+        let t = TableState::new(2, "m", schema(), None).unwrap();
+        commit(
+            &store,
+            &[(&t, &change(&[1, 1, 2], &["a", "a", "b"], &[1, 1, 1]))],
+        )
+        .unwrap();
+        assert_eq!(t.row_count(), 3);
+        commit(&store, &[(&t, &change(&[1], &["a"], &[-1]))]).unwrap();
+        assert_eq!(t.row_count(), 2);
+        assert_eq!(t.snapshot().unwrap().num_rows(), 2);
+    }
+}
