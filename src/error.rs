@@ -158,6 +158,15 @@ impl From<DataFusionError> for Error {
     /// Postgres; the rest keep DataFusion's message (without its wrapper prefixes).
     fn from(e: DataFusionError) -> Self {
         let root = e.find_root();
+        let text = root.to_string();
+        if let Some(rest) = text.split("Column '").nth(1).filter(|_| text.contains("non-nullable")) {
+            // DataFusion checks NOT NULL itself when a plan's schema says so.
+            let column = rest.split('\'').next().unwrap_or_default();
+            return Error::DataException {
+                sqlstate: "23502",
+                message: format!("null value in column \"{column}\" violates not-null constraint"),
+            };
+        }
         match root {
             DataFusionError::Plan(msg)
                 if msg.contains("not found") && msg.starts_with("table '") =>

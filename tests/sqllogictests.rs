@@ -1,1 +1,121 @@
-fn main() {}
+//! Runs every `sql-tests/**/*.slt` file over the Postgres wire protocol against an in-process
+//! server, once with the simple and once with the extended query protocol.
+//!
+//! A line `# headwater: restart` in a file stops the server (flushing its state) and starts a
+//! new one on the same data directory; the rest of the file runs against the new server.
+//! `cargo test --test sqllogictests -- FILTER` runs only files whose path contains FILTER.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::TestServer;
+use sqllogictest::{DefaultColumnType, Runner};
+use sqllogictest_engines::postgres::{PostgresExtended, PostgresSimple};
+
+const RESTART_MARKER: &str = "# headwater: restart";
+
+fn slt_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .expect("sql-tests dir")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            slt_files(&p, out);
+        } else if p.extension().is_some_and(|e| e == "slt") {
+            out.push(p);
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Protocol {
+    Simple,
+    Extended,
+}
+
+async fn run_segment(
+    server: &TestServer,
+    protocol: Protocol,
+    name: &str,
+    script: &str,
+) -> Result<(), String> {
+    let config = server.pg_config();
+    let result = match protocol {
+        Protocol::Simple => {
+            let mut runner = Runner::new(move || {
+                let c = config.clone();
+                async move { PostgresSimple::connect(c).await }
+            });
+            runner.add_label("simple");
+            runner.with_column_validator(|_: &Vec<DefaultColumnType>, _| true);
+            runner.run_script_with_name_async(script, name).await
+        }
+        Protocol::Extended => {
+            let mut runner = Runner::new(move || {
+                let c = config.clone();
+                async move { PostgresExtended::connect(c).await }
+            });
+            runner.add_label("extended");
+            runner.with_column_validator(|_: &Vec<DefaultColumnType>, _| true);
+            runner.run_script_with_name_async(script, name).await
+        }
+    };
+    result.map_err(|e| e.display(true).to_string())
+}
+
+async fn run_file(path: &Path, protocol: Protocol) -> Result<(), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    let name = path.display().to_string();
+    let mut server = TestServer::start().await;
+    for (i, segment) in text.split(RESTART_MARKER).enumerate() {
+        if i > 0 {
+            server.restart().await;
+        }
+        run_segment(&server, protocol, &name, segment).await?;
+    }
+    if let Some(s) = server.server.take() {
+        s.shutdown().await.map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+fn main() {
+    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("sql-tests");
+    let mut files = Vec::new();
+    slt_files(&root, &mut files);
+    files.retain(|f| {
+        filter
+            .as_ref()
+            .is_none_or(|flt| f.display().to_string().contains(flt.as_str()))
+    });
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let (mut passed, mut failed) = (0, 0);
+    for file in &files {
+        for protocol in [Protocol::Simple, Protocol::Extended] {
+            let rel = file
+                .strip_prefix(&root)
+                .unwrap_or(file)
+                .display()
+                .to_string();
+            match rt.block_on(run_file(file, protocol)) {
+                Ok(()) => {
+                    passed += 1;
+                    println!("ok     {rel} ({protocol:?})");
+                }
+                Err(e) => {
+                    failed += 1;
+                    println!("FAILED {rel} ({protocol:?})\n{e}");
+                }
+            }
+        }
+    }
+    println!("sqllogictest: {passed} passed, {failed} failed");
+    if files.is_empty() || failed > 0 {
+        std::process::exit(1);
+    }
+}

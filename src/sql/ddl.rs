@@ -1,10 +1,10 @@
 //! Catalog statements: CREATE / DROP / SHOW of tables, views and connections.
 
 use std::collections::BTreeMap;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
-use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::Constraint;
 use datafusion::datasource::ViewTable;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan};
@@ -156,7 +156,7 @@ pub(super) async fn create_view(
         return Err(Error::Internal("CREATE VIEW did not plan to a view".into()));
     };
     let query = view.input.as_ref().clone();
-    let depends_on = relations_read(&query)?;
+    let depends_on = relations_read(s, &cv.query);
     if depends_on.contains(&name) {
         return Err(Error::InvalidParameterValue(format!(
             "view \"{name}\" cannot read itself"
@@ -183,20 +183,19 @@ pub(super) async fn create_view(
     Ok(QueryResult::command("CREATE VIEW"))
 }
 
-/// The names of the relations a plan scans, including in subqueries.
-fn relations_read(plan: &LogicalPlan) -> Result<Vec<String>> {
+/// The catalog relations a query names (DataFusion inlines views while planning, so the plan
+/// no longer shows which views a view reads; the AST does).
+fn relations_read(s: &Session, query: &datafusion::sql::sqlparser::ast::Query) -> Vec<String> {
     let mut names = Vec::new();
-    plan.apply_with_subqueries(|node| {
-        if let LogicalPlan::TableScan(scan) = node {
-            let schema = scan.table_name.schema().unwrap_or("public");
-            let n = scan.table_name.table().to_string();
-            if schema == "public" && !names.contains(&n) {
+    let _ = datafusion::sql::sqlparser::ast::visit_relations(query, |name| {
+        if let Ok(n) = relation_name(name) {
+            if !names.contains(&n) && s.engine().catalog().get(Namespace::Relation, &n).is_some() {
                 names.push(n);
             }
         }
-        Ok(TreeNodeRecursion::Continue)
-    })?;
-    Ok(names)
+        ControlFlow::<()>::Continue(())
+    });
+    names
 }
 
 fn dependent_error(obj: &CatalogObject, dependents: &[CatalogObject]) -> Error {

@@ -56,7 +56,7 @@ impl Engine {
     /// before comes back, tables with their rows.
     pub async fn open(store: Arc<dyn StateStore>) -> Result<Arc<Self>> {
         let catalog = Arc::new(Catalog::new(store)?);
-        let base = base_context(catalog.clone())?.state();
+        let base = base_context(&catalog)?.state();
         let engine = Arc::new(Engine {
             catalog,
             parser: SqlParser::new(),
@@ -109,7 +109,7 @@ impl Engine {
     }
 }
 
-fn base_context(catalog: Arc<Catalog>) -> Result<SessionContext> {
+fn base_context(catalog: &Arc<Catalog>) -> Result<SessionContext> {
     let mut config = SessionConfig::new()
         .with_default_catalog_and_schema(DATABASE, "public")
         .with_create_default_catalog_and_schema(false)
@@ -119,7 +119,7 @@ fn base_context(catalog: Arc<Catalog>) -> Result<SessionContext> {
     config.options_mut().sql_parser.enable_ident_normalization = true;
     let ctx = SessionContext::new_with_config(config);
     let db = MemoryCatalogProvider::new();
-    db.register_schema("public", Arc::new(provider::PublicSchema::new(catalog)))?;
+    db.register_schema("public", Arc::new(provider::PublicSchema::new(&catalog)))?;
     ctx.register_catalog(DATABASE, Arc::new(db));
     datafusion_pg_catalog::setup_pg_catalog(&ctx, DATABASE, EmptyContextProvider)
         .map_err(|e| Error::Internal(format!("pg_catalog setup failed: {e}")))?;

@@ -4,7 +4,7 @@
 //! [`LocalTable`] whose scan is an in-memory execution plan over the table's current
 //! snapshot ([`TableState::snapshot`]), so a query sees each table as of one commit.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
@@ -85,27 +85,42 @@ impl TableProvider for LocalTable {
 }
 
 /// The `public` schema: every table and view in the catalog.
+///
+/// It holds the catalog weakly: datafusion-pg-catalog's `pg_catalog` schema keeps a strong
+/// reference to DataFusion's catalog list, which contains it, so that list is never freed;
+/// a strong reference here would keep the catalog, and with it the store's file lock, alive
+/// after the engine is gone.
 #[derive(Debug)]
 pub struct PublicSchema {
-    catalog: Arc<Catalog>,
+    catalog: Weak<Catalog>,
 }
 
 impl PublicSchema {
     /// A schema provider reading `catalog`.
-    pub fn new(catalog: Arc<Catalog>) -> Self {
-        PublicSchema { catalog }
+    pub fn new(catalog: &Arc<Catalog>) -> Self {
+        PublicSchema {
+            catalog: Arc::downgrade(catalog),
+        }
+    }
+
+    fn catalog(&self) -> Option<Arc<Catalog>> {
+        self.catalog.upgrade()
     }
 }
 
 #[async_trait]
 impl SchemaProvider for PublicSchema {
     fn table_names(&self) -> Vec<String> {
-        self.catalog.relation_names()
+        self.catalog()
+            .map(|c| c.relation_names())
+            .unwrap_or_default()
     }
 
     async fn table(&self, name: &str) -> datafusion::error::Result<Option<Arc<dyn TableProvider>>> {
-        Ok(self
-            .catalog
+        let Some(catalog) = self.catalog() else {
+            return Ok(None);
+        };
+        Ok(catalog
             .get(Namespace::Relation, name)
             .and_then(|o| match o.relation {
                 Some(Relation::Table { provider, .. }) => Some(provider),
@@ -115,6 +130,7 @@ impl SchemaProvider for PublicSchema {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.catalog.get(Namespace::Relation, name).is_some()
+        self.catalog()
+            .is_some_and(|c| c.get(Namespace::Relation, name).is_some())
     }
 }

@@ -1,0 +1,76 @@
+//! A Headwater server started in-process on a free port, for tests.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use headwater::{Config, Server};
+
+/// A running server over a data directory that outlives restarts.
+pub struct TestServer {
+    pub server: Option<Server>,
+    pub data_dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl TestServer {
+    /// A server on a fresh, temporary data directory.
+    pub async fn start() -> TestServer {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let data_dir = tmp.path().join("data");
+        let server = start_on(&data_dir).await;
+        TestServer {
+            server: Some(server),
+            data_dir,
+            _tmp: Some(tmp),
+        }
+    }
+
+    /// Port of the running server.
+    pub fn port(&self) -> u16 {
+        self.server
+            .as_ref()
+            .expect("server running")
+            .local_addr()
+            .port()
+    }
+
+    /// Connection settings for tokio-postgres.
+    pub fn pg_config(&self) -> tokio_postgres::Config {
+        let mut c = tokio_postgres::Config::new();
+        c.host("127.0.0.1")
+            .port(self.port())
+            .user("tester")
+            .dbname("headwater");
+        c
+    }
+
+    /// A connected tokio-postgres client.
+    pub async fn client(&self) -> tokio_postgres::Client {
+        let (client, conn) = self
+            .pg_config()
+            .connect(tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        client
+    }
+
+    /// Stops the server (flushing its state) and starts a new one on the same data dir.
+    pub async fn restart(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await.expect("clean shutdown");
+        }
+        self.server = Some(start_on(&self.data_dir).await);
+    }
+}
+
+async fn start_on(data_dir: &Path) -> Server {
+    let config = Config {
+        listen: "127.0.0.1:0".into(),
+        data_dir: data_dir.to_path_buf(),
+    };
+    Server::start(&config).await.expect("server starts")
+}
