@@ -159,7 +159,11 @@ impl From<DataFusionError> for Error {
     fn from(e: DataFusionError) -> Self {
         let root = e.find_root();
         let text = root.to_string();
-        if let Some(rest) = text.split("Column '").nth(1).filter(|_| text.contains("non-nullable")) {
+        if let Some(rest) = text
+            .split("Column '")
+            .nth(1)
+            .filter(|_| text.contains("non-nullable"))
+        {
             // DataFusion checks NOT NULL itself when a plan's schema says so.
             let column = rest.split('\'').next().unwrap_or_default();
             return Error::DataException {

@@ -279,8 +279,7 @@ impl Catalog {
         let mut frontier = vec![name.to_string()];
         while let Some(n) = frontier.pop() {
             for o in objects.by_name.values() {
-                if o.entry.depends_on.iter().any(|d| *d == n)
-                    && !out.iter().any(|x| x.entry.id == o.entry.id)
+                if o.entry.depends_on.contains(&n) && !out.iter().any(|x| x.entry.id == o.entry.id)
                 {
                     out.push(o.clone());
                     frontier.push(o.entry.name.clone());

@@ -286,8 +286,21 @@ fn assignable(from: &DataType, to: &DataType) -> bool {
         || (category(from) == category(to) && category(from) != Category::Other)
 }
 
+/// The type's name as Postgres prints it in messages (`integer`, not `int4`).
 fn pg_type_name(t: &DataType) -> String {
-    arrow_pg::datatypes::into_pg_type(t)
-        .map(|t| t.name().to_string())
-        .unwrap_or_else(|_| t.to_string())
+    let Ok(pg) = arrow_pg::datatypes::into_pg_type(t) else {
+        return t.to_string();
+    };
+    match pg.name() {
+        "int2" => "smallint",
+        "int4" => "integer",
+        "int8" => "bigint",
+        "float4" => "real",
+        "float8" => "double precision",
+        "bool" => "boolean",
+        "timestamptz" => "timestamp with time zone",
+        "timestamp" => "timestamp without time zone",
+        other => other,
+    }
+    .to_string()
 }

@@ -119,7 +119,7 @@ fn base_context(catalog: &Arc<Catalog>) -> Result<SessionContext> {
     config.options_mut().sql_parser.enable_ident_normalization = true;
     let ctx = SessionContext::new_with_config(config);
     let db = MemoryCatalogProvider::new();
-    db.register_schema("public", Arc::new(provider::PublicSchema::new(&catalog)))?;
+    db.register_schema("public", Arc::new(provider::PublicSchema::new(catalog)))?;
     ctx.register_catalog(DATABASE, Arc::new(db));
     datafusion_pg_catalog::setup_pg_catalog(&ctx, DATABASE, EmptyContextProvider)
         .map_err(|e| Error::Internal(format!("pg_catalog setup failed: {e}")))?;
