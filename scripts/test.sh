@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The one test command: installs what the tests need, then runs every check.
+#   - cargo fmt --check and cargo clippy -D warnings
+#   - cargo test: unit tests, the .slt suites over the wire (simple + extended protocol),
+#     the tokio-postgres wire tests
+#   - the psql smoke test (real psql against a real server process)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v psql >/dev/null 2>&1 || need_apt+=(postgresql-client)
+command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "== installing ${need_apt[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  else
+    echo "missing: ${need_apt[*]} — install them (apt-get install ${need_apt[*]}) and rerun" >&2
+    exit 1
+  fi
+fi
+command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install Rust (https://rustup.rs)" >&2; exit 1; }
+
+start=$(date +%s)
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --all-targets --quiet -- -D warnings
+echo "== cargo test"
+cargo test --quiet 2>&1 | tee /tmp/headwater-cargo-test.log
+echo "== psql smoke test"
+bash scripts/psql_smoke.sh
+echo "== all tests passed in $(( $(date +%s) - start ))s"
