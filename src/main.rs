@@ -6,36 +6,47 @@ use clap::{Parser, Subcommand};
 use headwater::{Config, Server};
 
 /// Headwater: a SQL-first streaming database that speaks the Postgres wire protocol.
+///
+/// `headwater serve` (or just `headwater` with the flags below) runs the server; connect with
+/// `psql -h 127.0.0.1 -p 6875 -U anyone -d headwater`.
 #[derive(Parser, Debug)]
-#[command(name = "headwater", version, about, long_about = None)]
+#[command(name = "headwater", version, about, long_about = None, args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the server: Postgres wire protocol on --listen, state under --data-dir.
-    Serve {
-        /// Address for Postgres clients (psql -h HOST -p PORT -d headwater).
-        #[arg(long, env = "HEADWATER_LISTEN", default_value = "127.0.0.1:6875")]
-        listen: String,
-        /// Directory of the embedded state store (catalog and table rows); created if missing.
-        #[arg(long, env = "HEADWATER_DATA_DIR", default_value = "./headwater-data")]
-        data_dir: PathBuf,
-        /// Log filter: error, warn, info, debug, trace, or a tracing filter like `headwater=debug`.
-        #[arg(long, env = "HEADWATER_LOG_LEVEL", default_value = "info")]
-        log_level: String,
-    },
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ServeArgs {
+    /// Address for Postgres clients (psql -h HOST -p PORT -d headwater).
+    #[arg(long, env = "HEADWATER_LISTEN", default_value = "127.0.0.1:6875")]
+    listen: String,
+    /// Directory of the embedded state store (catalog and table rows); created if missing.
+    #[arg(long, env = "HEADWATER_DATA_DIR", default_value = "./headwater-data")]
+    data_dir: PathBuf,
+    /// Log filter: error, warn, info, debug, trace, or a tracing filter like `headwater=debug`.
+    #[arg(long, env = "HEADWATER_LOG_LEVEL", default_value = "info")]
+    log_level: String,
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let Command::Serve {
+    let ServeArgs {
         listen,
         data_dir,
         log_level,
-    } = cli.command;
+    } = match cli.command {
+        Some(Command::Serve(args)) => args,
+        None => cli.serve,
+    };
     let filter = tracing_subscriber::EnvFilter::try_new(&log_level).unwrap_or_else(|e| {
         eprintln!("invalid --log-level {log_level:?}: {e}; using info");
         tracing_subscriber::EnvFilter::new("info")

@@ -20,6 +20,7 @@
 mod ddl;
 mod dml;
 pub mod functions;
+mod naming;
 pub mod parser;
 pub mod provider;
 mod result;

@@ -118,7 +118,10 @@ impl SqlParser {
                 }
             }
             Ok((stmts, true)) => Ok(stmts),
-            Err(e) => match self.compat.parse(sql) {
+            // An error inside a Headwater statement is final; in standard SQL, the
+            // compatibility parser's token replacements may still rescue the text.
+            Err((e, true)) => Err(e),
+            Err((e, false)) => match self.compat.parse(sql) {
                 Ok(rewritten) => Ok(rewritten
                     .into_iter()
                     .map(|s| HwStatement::Sql(Box::new(s)))
@@ -128,10 +131,16 @@ impl SqlParser {
         }
     }
 
-    /// Parses statement by statement; returns whether any Headwater statement was seen.
-    fn parse_mixed(&self, sql: &str) -> Result<(Vec<HwStatement>, bool)> {
+    /// Parses statement by statement; returns whether any Headwater statement was seen, or
+    /// the error and whether it arose in a Headwater statement.
+    fn parse_mixed(
+        &self,
+        sql: &str,
+    ) -> std::result::Result<(Vec<HwStatement>, bool), (Error, bool)> {
         let dialect = PostgreSqlDialect {};
-        let mut p = Parser::new(&dialect).try_with_sql(sql)?;
+        let mut p = Parser::new(&dialect)
+            .try_with_sql(sql)
+            .map_err(|e| (e.into(), false))?;
         let mut out = Vec::new();
         let mut any_extension = false;
         loop {
@@ -139,21 +148,22 @@ impl SqlParser {
             if p.peek_token().token == Token::EOF {
                 break;
             }
-            match parse_extension(&mut p)? {
+            let in_extension = match parse_extension(&mut p).map_err(|e| (e, true))? {
                 Some(stmt) => {
                     any_extension = true;
                     out.push(stmt);
+                    true
                 }
                 None => {
-                    let stmt = p.parse_statement()?;
+                    let stmt = p.parse_statement().map_err(|e| (e.into(), false))?;
                     out.push(HwStatement::Sql(Box::new(self.compat.rewrite(stmt))));
+                    false
                 }
-            }
+            };
             let next = p.peek_token().token;
             if next != Token::EOF && next != Token::SemiColon {
-                return Err(Error::Syntax(format!(
-                    "expected end of statement, found: {next}"
-                )));
+                let e = Error::Syntax(format!("expected end of statement, found: {next}"));
+                return Err((e, in_extension));
             }
         }
         Ok((out, any_extension))

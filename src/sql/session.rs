@@ -81,8 +81,10 @@ impl Session {
     /// Plans a standard statement with DataFusion (against the current catalog).
     pub(super) async fn plan(&self, stmt: &Statement) -> Result<LogicalPlan> {
         let state = self.ctx.state();
+        let mut stmt = stmt.clone();
+        super::naming::name_output_columns(&mut stmt);
         Ok(state
-            .statement_to_plan(DfStatement::Statement(Box::new(stmt.clone())))
+            .statement_to_plan(DfStatement::Statement(Box::new(stmt)))
             .await?)
     }
 
