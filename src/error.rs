@@ -33,32 +33,20 @@ pub enum Error {
     #[error("duplicate key value violates unique constraint \"{table}_pkey\"")]
     UniqueViolation { table: String, key: String },
     /// A NULL was written into a NOT NULL (or primary key) column (23502).
-    #[error(
-        "null value in column \"{column}\" of relation \"{table}\" violates not-null constraint"
-    )]
+    #[error("null value in column \"{column}\" of relation \"{table}\" violates not-null constraint")]
     NotNullViolation { table: String, column: String },
     /// An expression has a type that cannot be used where it is written (42804).
     #[error("{0}")]
     DatatypeMismatch(String),
     /// A value cannot be converted to the type it must have (22P02, 22003, 22012 ...).
     #[error("{message}")]
-    DataException {
-        sqlstate: &'static str,
-        message: String,
-    },
+    DataException { sqlstate: &'static str, message: String },
     /// DROP of an object that other objects still depend on, without CASCADE (2BP01).
     #[error("cannot drop {kind} {name} because other objects depend on it")]
-    DependentObjects {
-        kind: &'static str,
-        name: String,
-        dependents: Vec<String>,
-    },
+    DependentObjects { kind: &'static str, name: String, dependents: Vec<String> },
     /// An object exists but has the wrong kind for the statement, e.g. DROP VIEW on a table (42809).
     #[error("\"{name}\" is not a {expected}")]
-    WrongObjectType {
-        name: String,
-        expected: &'static str,
-    },
+    WrongObjectType { name: String, expected: &'static str },
     /// Valid SQL that Headwater does not (yet) support (0A000).
     #[error("{0} is not supported")]
     FeatureNotSupported(String),
@@ -105,41 +93,26 @@ impl Error {
     /// A sentence that tells the user what to do next, when there is one.
     pub fn hint(&self) -> Option<String> {
         match self {
-            Error::UndefinedTable(_) => {
-                Some("Run SHOW TABLES to list the tables and views.".into())
-            }
-            Error::DuplicateObject { .. } => {
-                Some("Use CREATE ... IF NOT EXISTS to ignore an existing object.".into())
-            }
+            Error::UndefinedTable(_) => Some("Run SHOW TABLES to list the tables and views.".into()),
+            Error::DuplicateObject { .. } => Some("Use CREATE ... IF NOT EXISTS to ignore an existing object.".into()),
             Error::UniqueViolation { key, .. } => Some(format!("Key {key} already exists.")),
-            Error::DependentObjects { dependents, .. } => Some(format!(
-                "{} depend(s) on it; use DROP ... CASCADE to drop them too.",
-                dependents.join(", ")
-            )),
-            Error::Storage(_) => {
-                Some("Check the data directory (--data-dir): disk space and permissions.".into())
+            Error::DependentObjects { dependents, .. } => {
+                Some(format!("{} depend(s) on it; use DROP ... CASCADE to drop them too.", dependents.join(", ")))
             }
-            Error::Internal(_) => {
-                Some("This is a bug in Headwater; please report it with the statement.".into())
-            }
+            Error::Storage(_) => Some("Check the data directory (--data-dir): disk space and permissions.".into()),
+            Error::Internal(_) => Some("This is a bug in Headwater; please report it with the statement.".into()),
             _ => None,
         }
     }
 
     /// Shorthand for [`Error::DuplicateObject`].
     pub fn duplicate(kind: &'static str, name: impl Into<String>) -> Self {
-        Error::DuplicateObject {
-            kind,
-            name: name.into(),
-        }
+        Error::DuplicateObject { kind, name: name.into() }
     }
 
     /// Shorthand for [`Error::UndefinedObject`].
     pub fn undefined(kind: &'static str, name: impl Into<String>) -> Self {
-        Error::UndefinedObject {
-            kind,
-            name: name.into(),
-        }
+        Error::UndefinedObject { kind, name: name.into() }
     }
 }
 
@@ -159,11 +132,7 @@ impl From<DataFusionError> for Error {
     fn from(e: DataFusionError) -> Self {
         let root = e.find_root();
         let text = root.to_string();
-        if let Some(rest) = text
-            .split("Column '")
-            .nth(1)
-            .filter(|_| text.contains("non-nullable"))
-        {
+        if let Some(rest) = text.split("Column '").nth(1).filter(|_| text.contains("non-nullable")) {
             // DataFusion checks NOT NULL itself when a plan's schema says so.
             let column = rest.split('\'').next().unwrap_or_default();
             return Error::DataException {
@@ -172,26 +141,20 @@ impl From<DataFusionError> for Error {
             };
         }
         match root {
-            DataFusionError::Plan(msg)
-                if msg.contains("not found") && msg.starts_with("table '") =>
-            {
+            DataFusionError::Plan(msg) if msg.contains("not found") && msg.starts_with("table '") => {
                 let quoted = msg.split('\'').nth(1).unwrap_or_default();
                 Error::UndefinedTable(quoted.rsplit('.').next().unwrap_or(quoted).to_string())
             }
             DataFusionError::SchemaError(se, _) => {
                 if let datafusion::common::SchemaError::FieldNotFound { field, .. } = se.as_ref() {
-                    return Error::UndefinedColumn(format!(
-                        "column \"{}\" does not exist",
-                        field.name()
-                    ));
+                    return Error::UndefinedColumn(format!("column \"{}\" does not exist", field.name()));
                 }
                 Error::Query(e)
             }
             DataFusionError::ArrowError(ae, _) => match ae.as_ref() {
-                ArrowError::DivideByZero => Error::DataException {
-                    sqlstate: "22012",
-                    message: "division by zero".into(),
-                },
+                ArrowError::DivideByZero => {
+                    Error::DataException { sqlstate: "22012", message: "division by zero".into() }
+                }
                 _ => Error::Query(e),
             },
             DataFusionError::External(inner) => match inner.downcast_ref::<Error>() {
@@ -247,17 +210,14 @@ fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
             match se.as_ref() {
                 SchemaError::FieldNotFound { .. } => "42703",
                 SchemaError::AmbiguousReference { .. } => "42702",
-                SchemaError::DuplicateQualifiedField { .. }
-                | SchemaError::DuplicateUnqualifiedField { .. } => "42701",
+                SchemaError::DuplicateQualifiedField { .. } | SchemaError::DuplicateUnqualifiedField { .. } => "42701",
             }
         }
         DataFusionError::Plan(msg) => plan_sqlstate(msg),
         DataFusionError::NotImplemented(_) => "0A000",
         DataFusionError::ArrowError(ae, _) => match ae.as_ref() {
             ArrowError::DivideByZero => "22012",
-            ArrowError::CastError(m) if m.contains("overflow") || m.contains("too large") => {
-                "22003"
-            }
+            ArrowError::CastError(m) if m.contains("overflow") || m.contains("too large") => "22003",
             ArrowError::CastError(_) | ArrowError::ParseError(_) => "22P02",
             ArrowError::ComputeError(m) if m.contains("verflow") => "22003",
             _ => "XX000",
@@ -310,26 +270,19 @@ mod tests {
         assert_eq!(Error::UndefinedTable("t".into()).sqlstate(), "42P01");
         assert_eq!(Error::duplicate("table", "t").sqlstate(), "42P07");
         assert_eq!(Error::duplicate("connection", "c").sqlstate(), "42710");
-        let e = Error::UniqueViolation {
-            table: "t".into(),
-            key: "id=1".into(),
-        };
+        let e = Error::UniqueViolation { table: "t".into(), key: "id=1".into() };
         assert_eq!(e.sqlstate(), "23505");
         assert!(e.hint().unwrap().contains("id=1"));
     }
 
     #[test]
     fn datafusion_errors_are_mapped_by_cause() {
-        let e = Error::from(DataFusionError::Plan(
-            "table 'headwater.public.x' not found".into(),
-        ));
+        let e = Error::from(DataFusionError::Plan("table 'headwater.public.x' not found".into()));
         assert_eq!(e.sqlstate(), "42P01");
         assert_eq!(e.to_string(), "relation \"x\" does not exist");
         let e = Error::from(ArrowError::DivideByZero);
         assert_eq!(e.sqlstate(), "22012");
-        let e = Error::Query(DataFusionError::Plan(
-            "Cannot infer common argument type".into(),
-        ));
+        let e = Error::Query(DataFusionError::Plan("Cannot infer common argument type".into()));
         assert_eq!(e.sqlstate(), "42804");
     }
 }

@@ -35,6 +35,7 @@ pub mod dataflow;
 pub mod error;
 pub mod pgwire;
 pub mod server;
+pub mod source;
 pub mod sql;
 pub mod state;
 

@@ -39,11 +39,7 @@ struct ServeArgs {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let ServeArgs {
-        listen,
-        data_dir,
-        log_level,
-    } = match cli.command {
+    let ServeArgs { listen, data_dir, log_level } = match cli.command {
         Some(Command::Serve(args)) => args,
         None => cli.serve,
     };
@@ -51,10 +47,7 @@ fn main() -> std::process::ExitCode {
         eprintln!("invalid --log-level {log_level:?}: {e}; using info");
         tracing_subscriber::EnvFilter::new("info")
     });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

@@ -34,21 +34,14 @@ impl Server {
     pub async fn start(config: &Config) -> Result<Server> {
         let store: Arc<dyn StateStore> = Arc::new(SledStore::open(&config.data_dir)?);
         let engine = Engine::open(store).await?;
-        let listener = TcpListener::bind(&config.listen).await.map_err(|e| {
-            Error::InvalidParameterValue(format!("cannot listen on {}: {e}", config.listen))
-        })?;
-        let local_addr = listener
-            .local_addr()
-            .map_err(|e| Error::Internal(e.to_string()))?;
+        let listener = TcpListener::bind(&config.listen)
+            .await
+            .map_err(|e| Error::InvalidParameterValue(format!("cannot listen on {}: {e}", config.listen)))?;
+        let local_addr = listener.local_addr().map_err(|e| Error::Internal(e.to_string()))?;
         let (shutdown, rx) = watch::channel(false);
         let task = tokio::spawn(crate::pgwire::serve(engine.clone(), listener, rx));
         tracing::info!(%local_addr, data_dir = %config.data_dir.display(), "Headwater is ready");
-        Ok(Server {
-            local_addr,
-            engine,
-            shutdown,
-            task,
-        })
+        Ok(Server { local_addr, engine, shutdown, task })
     }
 
     /// The address the server listens on (useful with port 0).
@@ -60,7 +53,7 @@ impl Server {
     pub async fn shutdown(self) -> Result<()> {
         let _ = self.shutdown.send(true);
         let _ = self.task.await;
-        self.engine.flush()?;
+        self.engine.shutdown().await?;
         tracing::info!("state flushed, Headwater stopped");
         Ok(())
     }

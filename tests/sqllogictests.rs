@@ -16,11 +16,7 @@ use sqllogictest_engines::postgres::{PostgresExtended, PostgresSimple};
 const RESTART_MARKER: &str = "# headwater: restart";
 
 fn slt_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .expect("sql-tests dir")
-        .flatten()
-        .map(|e| e.path())
-        .collect();
+    let mut entries: Vec<_> = std::fs::read_dir(dir).expect("sql-tests dir").flatten().map(|e| e.path()).collect();
     entries.sort();
     for p in entries {
         if p.is_dir() {
@@ -37,12 +33,7 @@ enum Protocol {
     Extended,
 }
 
-async fn run_segment(
-    server: &TestServer,
-    protocol: Protocol,
-    name: &str,
-    script: &str,
-) -> Result<(), String> {
+async fn run_segment(server: &TestServer, protocol: Protocol, name: &str, script: &str) -> Result<(), String> {
     let config = server.pg_config();
     let result = match protocol {
         Protocol::Simple => {
@@ -88,20 +79,12 @@ fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("sql-tests");
     let mut files = Vec::new();
     slt_files(&root, &mut files);
-    files.retain(|f| {
-        filter
-            .as_ref()
-            .is_none_or(|flt| f.display().to_string().contains(flt.as_str()))
-    });
+    files.retain(|f| filter.as_ref().is_none_or(|flt| f.display().to_string().contains(flt.as_str())));
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let (mut passed, mut failed) = (0, 0);
     for file in &files {
         for protocol in [Protocol::Simple, Protocol::Extended] {
-            let rel = file
-                .strip_prefix(&root)
-                .unwrap_or(file)
-                .display()
-                .to_string();
+            let rel = file.strip_prefix(&root).unwrap_or(file).display().to_string();
             match rt.block_on(run_file(file, protocol)) {
                 Ok(()) => {
                     passed += 1;

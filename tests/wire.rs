@@ -8,34 +8,18 @@ use tokio_postgres::error::SqlState;
 
 async fn expect_error(client: &tokio_postgres::Client, sql: &str, state: &SqlState, message: &str) {
     let err = client.batch_execute(sql).await.expect_err(sql);
-    let db = err
-        .as_db_error()
-        .unwrap_or_else(|| panic!("{sql}: not a server error: {err:?}"));
+    let db = err.as_db_error().unwrap_or_else(|| panic!("{sql}: not a server error: {err:?}"));
     assert_eq!(db.code(), state, "{sql}: {}", db.message());
-    assert!(
-        db.message().contains(message),
-        "{sql}: message {:?} lacks {message:?}",
-        db.message()
-    );
+    assert!(db.message().contains(message), "{sql}: message {:?} lacks {message:?}", db.message());
 }
 
 #[tokio::test]
 async fn errors_carry_sqlstate_message_and_hint() {
     let server = TestServer::start().await;
     let c = server.client().await;
-    c.batch_execute("CREATE TABLE t (id INT PRIMARY KEY, name TEXT)")
-        .await
-        .unwrap();
-    c.batch_execute("INSERT INTO t VALUES (1, 'a')")
-        .await
-        .unwrap();
-    expect_error(
-        &c,
-        "SELECT * FROM nope",
-        &SqlState::UNDEFINED_TABLE,
-        "relation \"nope\" does not exist",
-    )
-    .await;
+    c.batch_execute("CREATE TABLE t (id INT PRIMARY KEY, name TEXT)").await.unwrap();
+    c.batch_execute("INSERT INTO t VALUES (1, 'a')").await.unwrap();
+    expect_error(&c, "SELECT * FROM nope", &SqlState::UNDEFINED_TABLE, "relation \"nope\" does not exist").await;
     expect_error(&c, "SELEC 1", &SqlState::SYNTAX_ERROR, "syntax error").await;
     expect_error(
         &c,
@@ -44,17 +28,8 @@ async fn errors_carry_sqlstate_message_and_hint() {
         "column \"id\" is of type integer",
     )
     .await;
-    expect_error(
-        &c,
-        "SELECT missing FROM t",
-        &SqlState::UNDEFINED_COLUMN,
-        "column \"missing\" does not exist",
-    )
-    .await;
-    let err = c
-        .batch_execute("INSERT INTO t VALUES (1, 'b')")
-        .await
-        .unwrap_err();
+    expect_error(&c, "SELECT missing FROM t", &SqlState::UNDEFINED_COLUMN, "column \"missing\" does not exist").await;
+    let err = c.batch_execute("INSERT INTO t VALUES (1, 'b')").await.unwrap_err();
     let db = err.as_db_error().unwrap();
     assert_eq!(db.code(), &SqlState::UNIQUE_VIOLATION);
     assert_eq!(db.hint(), Some("Key (id)=(1) already exists."));
@@ -67,53 +42,23 @@ async fn errors_carry_sqlstate_message_and_hint() {
 async fn extended_protocol_binds_typed_parameters() {
     let server = TestServer::start().await;
     let c = server.client().await;
-    c.batch_execute("CREATE TABLE p (id BIGINT PRIMARY KEY, name TEXT, score DOUBLE PRECISION)")
-        .await
-        .unwrap();
-    let insert = c
-        .prepare("INSERT INTO p VALUES ($1, $2, $3)")
-        .await
-        .unwrap();
+    c.batch_execute("CREATE TABLE p (id BIGINT PRIMARY KEY, name TEXT, score DOUBLE PRECISION)").await.unwrap();
+    let insert = c.prepare("INSERT INTO p VALUES ($1, $2, $3)").await.unwrap();
     for i in 0..20i64 {
-        let n = c
-            .execute(&insert, &[&i, &format!("n{i}"), &(i as f64 / 2.0)])
-            .await
-            .unwrap();
+        let n = c.execute(&insert, &[&i, &format!("n{i}"), &(i as f64 / 2.0)]).await.unwrap();
         assert_eq!(n, 1);
     }
-    let rows = c
-        .query(
-            "SELECT name, score FROM p WHERE id >= $1 ORDER BY id",
-            &[&18i64],
-        )
-        .await
-        .unwrap();
+    let rows = c.query("SELECT name, score FROM p WHERE id >= $1 ORDER BY id", &[&18i64]).await.unwrap();
     let got: Vec<(String, f64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-    assert_eq!(
-        got,
-        vec![("n18".to_string(), 9.0), ("n19".to_string(), 9.5)]
-    );
-    let n = c
-        .execute("UPDATE p SET score = $1 WHERE id < $2", &[&100.0f64, &5i64])
-        .await
-        .unwrap();
+    assert_eq!(got, vec![("n18".to_string(), 9.0), ("n19".to_string(), 9.5)]);
+    let n = c.execute("UPDATE p SET score = $1 WHERE id < $2", &[&100.0f64, &5i64]).await.unwrap();
     assert_eq!(n, 5);
-    let n = c
-        .execute("DELETE FROM p WHERE name = $1", &[&"n7"])
-        .await
-        .unwrap();
+    let n = c.execute("DELETE FROM p WHERE name = $1", &[&"n7"]).await.unwrap();
     assert_eq!(n, 1);
-    let total: i64 = c
-        .query_one("SELECT count(*) FROM p WHERE score = 100", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let total: i64 = c.query_one("SELECT count(*) FROM p WHERE score = 100", &[]).await.unwrap().get(0);
     assert_eq!(total, 5);
     // Duplicate key through a prepared statement.
-    let err = c
-        .execute(&insert, &[&1i64, &"dup", &0.0f64])
-        .await
-        .unwrap_err();
+    let err = c.execute(&insert, &[&1i64, &"dup", &0.0f64]).await.unwrap_err();
     assert_eq!(err.code(), Some(&SqlState::UNIQUE_VIOLATION));
 }
 
@@ -121,42 +66,26 @@ async fn extended_protocol_binds_typed_parameters() {
 async fn many_sessions_write_and_read_concurrently() {
     let server = TestServer::start().await;
     let setup = server.client().await;
-    setup
-        .batch_execute("CREATE TABLE hits (session INT, n INT, PRIMARY KEY (session, n))")
-        .await
-        .unwrap();
+    setup.batch_execute("CREATE TABLE hits (session INT, n INT, PRIMARY KEY (session, n))").await.unwrap();
     let mut tasks = Vec::new();
     for s in 0..8i32 {
         let client = server.client().await;
         tasks.push(tokio::spawn(async move {
             for n in 0..25i32 {
-                client
-                    .execute("INSERT INTO hits VALUES ($1, $2)", &[&s, &n])
-                    .await
-                    .unwrap();
+                client.execute("INSERT INTO hits VALUES ($1, $2)", &[&s, &n]).await.unwrap();
             }
             // Each session reads its own writes.
-            let mine: i64 = client
-                .query_one("SELECT count(*) FROM hits WHERE session = $1", &[&s])
-                .await
-                .unwrap()
-                .get(0);
+            let mine: i64 =
+                client.query_one("SELECT count(*) FROM hits WHERE session = $1", &[&s]).await.unwrap().get(0);
             assert_eq!(mine, 25);
             // A bad statement in one session does not disturb the others.
-            assert!(client
-                .batch_execute("SELECT * FROM no_such_table")
-                .await
-                .is_err());
+            assert!(client.batch_execute("SELECT * FROM no_such_table").await.is_err());
         }));
     }
     for t in tasks {
         t.await.unwrap();
     }
-    let total: i64 = setup
-        .query_one("SELECT count(*) FROM hits", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let total: i64 = setup.query_one("SELECT count(*) FROM hits", &[]).await.unwrap().get(0);
     assert_eq!(total, 200);
 }
 
@@ -191,22 +120,9 @@ async fn restart_keeps_catalog_and_rows() {
     }
     server.restart().await;
     let c = server.client().await;
-    let rows = c
-        .query(
-            "SELECT id, CAST(balance AS TEXT) FROM acct ORDER BY id",
-            &[],
-        )
-        .await
-        .unwrap();
+    let rows = c.query("SELECT id, CAST(balance AS TEXT) FROM acct ORDER BY id", &[]).await.unwrap();
     let got: Vec<(i32, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-    assert_eq!(
-        got,
-        vec![(1, "10.50".to_string()), (2, "21.00".to_string())]
-    );
-    let rich: i32 = c
-        .query_one("SELECT id FROM rich", &[])
-        .await
-        .unwrap()
-        .get(0);
+    assert_eq!(got, vec![(1, "10.50".to_string()), (2, "21.00".to_string())]);
+    let rich: i32 = c.query_one("SELECT id FROM rich", &[]).await.unwrap().get(0);
     assert_eq!(rich, 2);
 }

@@ -34,12 +34,20 @@ impl ObjectType {
     /// The namespace objects of this type are named in.
     pub fn namespace(self) -> Namespace {
         match self {
-            ObjectType::Table | ObjectType::View | ObjectType::MaterializedView => {
-                Namespace::Relation
-            }
+            ObjectType::Table | ObjectType::View | ObjectType::MaterializedView => Namespace::Relation,
             ObjectType::Connection => Namespace::Connection,
             ObjectType::Source => Namespace::Source,
             ObjectType::Sink => Namespace::Sink,
+        }
+    }
+
+    /// The name other objects use for it in [`CatalogEntry::depends_on`].
+    pub fn dependency_key(self, name: &str) -> String {
+        match self {
+            ObjectType::Source => format!("source:{name}"),
+            ObjectType::Connection => format!("connection:{name}"),
+            ObjectType::Sink => format!("sink:{name}"),
+            _ => name.to_string(),
         }
     }
 
@@ -65,9 +73,13 @@ pub struct CatalogEntry {
     pub name: String,
     /// The statement that recreates the object (normalised, without IF NOT EXISTS).
     pub create_sql: String,
-    /// Names of the relations this object reads (for DROP ... CASCADE and restart order).
+    /// What this object depends on: relation names, `source:<name>` for a source's tables,
+    /// `connection:<name>` for a source (for DROP ... CASCADE and restart order).
     #[serde(default)]
     pub depends_on: Vec<String>,
+    /// Structured state that the SQL cannot carry (a captured table's upstream description).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
 }
 
 /// Serialisable twin of [`ObjectType`].
@@ -111,10 +123,7 @@ impl From<StoredType> for ObjectType {
 #[derive(Debug, Clone)]
 pub enum Relation {
     /// A table with stored rows, and the DataFusion provider over them.
-    Table {
-        state: Arc<TableState>,
-        provider: Arc<dyn TableProvider>,
-    },
+    Table { state: Arc<TableState>, provider: Arc<dyn TableProvider> },
     /// A plain view: a DataFusion provider that inlines its query.
     View(Arc<dyn TableProvider>),
 }
@@ -149,9 +158,7 @@ pub struct Catalog {
 
 impl std::fmt::Debug for Catalog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Catalog")
-            .field("objects", &self.read().by_name.len())
-            .finish()
+        f.debug_struct("Catalog").field("objects", &self.read().by_name.len()).finish()
     }
 }
 
@@ -163,13 +170,7 @@ impl Catalog {
             Some(_) => return Err(Error::Storage("corrupt catalog id counter".into())),
             None => 1,
         };
-        Ok(Catalog {
-            store,
-            objects: RwLock::new(Objects {
-                next_id,
-                ..Default::default()
-            }),
-        })
+        Ok(Catalog { store, objects: RwLock::new(Objects { next_id, ..Default::default() }) })
     }
 
     /// The store the catalog and the tables live in.
@@ -181,8 +182,8 @@ impl Catalog {
     pub fn stored_entries(&self) -> Result<Vec<CatalogEntry>> {
         let mut entries = Vec::new();
         for (_, v) in self.store.scan_prefix(keys::CATALOG)? {
-            let entry: CatalogEntry = serde_json::from_slice(&v)
-                .map_err(|e| Error::Storage(format!("corrupt catalog entry: {e}")))?;
+            let entry: CatalogEntry =
+                serde_json::from_slice(&v).map_err(|e| Error::Storage(format!("corrupt catalog entry: {e}")))?;
             entries.push(entry);
         }
         Ok(entries)
@@ -204,22 +205,12 @@ impl Catalog {
     /// All objects of one type, by name.
     pub fn list(&self, object_type: ObjectType) -> Vec<CatalogObject> {
         let stored: StoredType = object_type.into();
-        self.read()
-            .by_name
-            .values()
-            .filter(|o| o.entry.object_type == stored)
-            .cloned()
-            .collect()
+        self.read().by_name.values().filter(|o| o.entry.object_type == stored).cloned().collect()
     }
 
     /// All relation names (tables and views), for DataFusion's schema provider.
     pub fn relation_names(&self) -> Vec<String> {
-        self.read()
-            .by_name
-            .keys()
-            .filter(|(ns, _)| *ns == Namespace::Relation)
-            .map(|(_, n)| n.clone())
-            .collect()
+        self.read().by_name.keys().filter(|(ns, _)| *ns == Namespace::Relation).map(|(_, n)| n.clone()).collect()
     }
 
     /// Increases with every DDL.
@@ -239,6 +230,21 @@ impl Catalog {
         restore: Option<u64>,
         build: impl FnOnce(u64) -> Result<Option<Relation>>,
     ) -> Result<CatalogObject> {
+        self.create_with_details(object_type, name, create_sql, depends_on, None, restore, build)
+    }
+
+    /// [`Catalog::create`] with [`CatalogEntry::details`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn create_with_details(
+        &self,
+        object_type: ObjectType,
+        name: &str,
+        create_sql: String,
+        depends_on: Vec<String>,
+        details: Option<serde_json::Value>,
+        restore: Option<u64>,
+        build: impl FnOnce(u64) -> Result<Option<Relation>>,
+    ) -> Result<CatalogObject> {
         let ns = object_type.namespace();
         let mut objects = self.write();
         if let Some(existing) = objects.by_name.get(&(ns, name.to_string())) {
@@ -252,37 +258,32 @@ impl Catalog {
             name: name.to_string(),
             create_sql,
             depends_on,
+            details,
         };
         if restore.is_none() {
             let mut batch = WriteBatch::default();
-            batch.put(
-                keys::catalog_entry(id),
-                serde_json::to_vec(&entry).map_err(|e| Error::Internal(e.to_string()))?,
-            );
+            batch.put(keys::catalog_entry(id), serde_json::to_vec(&entry).map_err(|e| Error::Internal(e.to_string()))?);
             batch.put(keys::NEXT_ID.to_vec(), (id + 1).to_be_bytes().to_vec());
             self.store.apply(batch)?;
         }
         objects.next_id = objects.next_id.max(id + 1);
         objects.version += 1;
         let object = CatalogObject { entry, relation };
-        objects
-            .by_name
-            .insert((ns, name.to_string()), object.clone());
+        objects.by_name.insert((ns, name.to_string()), object.clone());
         Ok(object)
     }
 
-    /// Names of the relations that read `name`, directly or through other objects, in an
-    /// order in which they can be dropped (dependents first).
-    pub fn dependents(&self, name: &str) -> Vec<CatalogObject> {
+    /// Objects that depend on `key` (a relation name or an [`ObjectType::dependency_key`]),
+    /// directly or through other objects, newest (dependents) first.
+    pub fn dependents(&self, key: &str) -> Vec<CatalogObject> {
         let objects = self.read();
         let mut out: Vec<CatalogObject> = Vec::new();
-        let mut frontier = vec![name.to_string()];
+        let mut frontier = vec![key.to_string()];
         while let Some(n) = frontier.pop() {
             for o in objects.by_name.values() {
-                if o.entry.depends_on.contains(&n) && !out.iter().any(|x| x.entry.id == o.entry.id)
-                {
+                if o.entry.depends_on.contains(&n) && !out.iter().any(|x| x.entry.id == o.entry.id) {
                     out.push(o.clone());
-                    frontier.push(o.entry.name.clone());
+                    frontier.push(o.object_type().dependency_key(&o.entry.name));
                 }
             }
         }
@@ -299,12 +300,13 @@ impl Catalog {
             if let Some(Relation::Table { state, .. }) = &v.relation {
                 state.delete_all(&mut batch);
             }
+            if v.object_type() == ObjectType::Source {
+                batch.delete(keys::source_progress(v.entry.id));
+            }
         }
         self.store.apply(batch)?;
         for v in victims {
-            objects
-                .by_name
-                .remove(&(v.object_type().namespace(), v.entry.name.clone()));
+            objects.by_name.remove(&(v.object_type().namespace(), v.entry.name.clone()));
         }
         objects.version += 1;
         Ok(())
@@ -335,29 +337,12 @@ mod tests {
         let a = view(&c, "a", &[]);
         let b = view(&c, "b", &["a"]);
         assert!(b.entry.id > a.entry.id);
-        let err = c
-            .create(ObjectType::Table, "a", String::new(), vec![], None, |_| {
-                Ok(None)
-            })
-            .unwrap_err();
+        let err = c.create(ObjectType::Table, "a", String::new(), vec![], None, |_| Ok(None)).unwrap_err();
         assert_eq!(err.sqlstate(), "42P07");
         // Connections are a namespace of their own.
-        c.create(
-            ObjectType::Connection,
-            "a",
-            String::new(),
-            vec![],
-            None,
-            |_| Ok(None),
-        )
-        .unwrap();
+        c.create(ObjectType::Connection, "a", String::new(), vec![], None, |_| Ok(None)).unwrap();
         let reopened = Catalog::new(store).unwrap();
-        let names: Vec<String> = reopened
-            .stored_entries()
-            .unwrap()
-            .into_iter()
-            .map(|e| e.name)
-            .collect();
+        let names: Vec<String> = reopened.stored_entries().unwrap().into_iter().map(|e| e.name).collect();
         assert_eq!(names, vec!["a", "b", "a"]);
         let next = reopened.create(ObjectType::View, "z", String::new(), vec![], None, |id| {
             assert!(id > b.entry.id);
@@ -373,20 +358,12 @@ mod tests {
         view(&c, "v1", &["t"]);
         view(&c, "v2", &["v1"]);
         view(&c, "other", &[]);
-        let deps: Vec<String> = c
-            .dependents("t")
-            .into_iter()
-            .map(|o| o.entry.name)
-            .collect();
+        let deps: Vec<String> = c.dependents("t").into_iter().map(|o| o.entry.name).collect();
         assert_eq!(deps, vec!["v2", "v1"]);
         let mut victims = c.dependents("t");
         victims.push(c.get(Namespace::Relation, "t").unwrap());
         c.drop_objects(&victims).unwrap();
         assert_eq!(c.relation_names(), vec!["other"]);
-        assert!(c
-            .stored_entries()
-            .unwrap()
-            .iter()
-            .all(|e| e.name == "other"));
+        assert!(c.stored_entries().unwrap().iter().all(|e| e.name == "other"));
     }
 }

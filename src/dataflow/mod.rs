@@ -8,6 +8,19 @@
 
 use datafusion::arrow::record_batch::RecordBatch;
 
+/// How a table applies a change batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ApplyMode {
+    /// An exact Z-set delta: every −1 row must be present; deletions apply before insertions
+    /// and a +1 on a live key is a unique violation (local DML).
+    #[default]
+    Delta,
+    /// Upstream row images in commit order (sources): a −1 removes whatever row has that key
+    /// (for multisets: one copy of that row, if present), a +1 replaces the row with that key.
+    /// Rows are applied one after the other, so the batch replays a transaction exactly.
+    Upsert,
+}
+
 /// Rows with signed multiplicities: the unit of change between layers.
 #[derive(Debug, Clone)]
 pub struct ChangeBatch {
@@ -15,13 +28,15 @@ pub struct ChangeBatch {
     pub data: RecordBatch,
     /// One weight per row of `data`; never zero.
     pub weights: Vec<i64>,
+    /// How the weights are to be read.
+    pub mode: ApplyMode,
 }
 
 impl ChangeBatch {
     /// Every row of `data` with weight `weight` (+1 inserts it, −1 deletes it).
     pub fn uniform(data: RecordBatch, weight: i64) -> Self {
         let weights = vec![weight; data.num_rows()];
-        ChangeBatch { data, weights }
+        ChangeBatch { data, weights, mode: ApplyMode::Delta }
     }
 
     /// Number of rows (not the sum of weights).

@@ -14,22 +14,17 @@ use crate::error::Error;
 use crate::sql::QueryResult;
 
 /// Encodes a result; rows stream to the client as DataFusion produces them.
-pub fn response(
-    result: QueryResult,
-    format: &Format,
-    options: Arc<FormatOptions>,
-) -> PgWireResult<Response> {
+pub fn response(result: QueryResult, format: &Format, options: Arc<FormatOptions>) -> PgWireResult<Response> {
     Ok(match result {
         QueryResult::Rows { schema, stream } => {
             let fields = Arc::new(arrow_schema_to_pg_fields(&schema, format, Some(options))?);
             let row_fields = fields.clone();
             let rows = stream
                 .map(move |batch| {
-                    let rows: Box<dyn Iterator<Item = PgWireResult<DataRow>> + Send + Sync> =
-                        match batch {
-                            Ok(b) => encode_recordbatch(row_fields.clone(), b),
-                            Err(e) => Box::new(std::iter::once(Err(error(Error::Query(e))))),
-                        };
+                    let rows: Box<dyn Iterator<Item = PgWireResult<DataRow>> + Send + Sync> = match batch {
+                        Ok(b) => encode_recordbatch(row_fields.clone(), b),
+                        Err(e) => Box::new(std::iter::once(Err(error(Error::Query(e))))),
+                    };
                     futures::stream::iter(rows)
                 })
                 .flatten();

@@ -39,11 +39,7 @@ pub struct Connection {
 impl Connection {
     /// Handlers over a fresh session.
     pub fn new(session: Session) -> Self {
-        Connection {
-            parser: Arc::new(StatementParser {
-                session: Arc::new(session),
-            }),
-        }
+        Connection { parser: Arc::new(StatementParser { session: Arc::new(session) }) }
     }
 }
 
@@ -86,11 +82,7 @@ impl SimpleQueryHandler for StatementParser {
         let mut out = Vec::with_capacity(statements.len());
         for stmt in statements {
             match self.session.execute(&stmt, None).await {
-                Ok(result) => out.push(response(
-                    result,
-                    &Format::UnifiedText,
-                    format_options(client),
-                )?),
+                Ok(result) => out.push(response(result, &Format::UnifiedText, format_options(client))?),
                 Err(e) => {
                     // Postgres runs the statements before the failing one and stops there.
                     out.push(Response::Error(Box::new(error_info(&e))));
@@ -106,49 +98,29 @@ impl SimpleQueryHandler for StatementParser {
 impl QueryParser for StatementParser {
     type Statement = Prepared;
 
-    async fn parse_sql<C>(
-        &self,
-        _client: &C,
-        sql: &str,
-        _types: &[Option<Type>],
-    ) -> PgWireResult<Option<Prepared>>
+    async fn parse_sql<C>(&self, _client: &C, sql: &str, _types: &[Option<Type>]) -> PgWireResult<Option<Prepared>>
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
         let mut statements = self.session.parse(sql).map_err(error)?;
         if statements.len() > 1 {
-            return Err(error(Error::Syntax(
-                "cannot insert multiple commands into a prepared statement".into(),
-            )));
+            return Err(error(Error::Syntax("cannot insert multiple commands into a prepared statement".into())));
         }
         let Some(statement) = statements.pop() else {
             return Ok(None);
         };
         let described = self.session.describe(&statement).await.map_err(error)?;
-        Ok(Some(Prepared {
-            statement,
-            param_types: described.param_types,
-            schema: described.schema,
-        }))
+        Ok(Some(Prepared { statement, param_types: described.param_types, schema: described.schema }))
     }
 
     fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
         // An untyped parameter is text, as in Postgres (`SELECT $1`).
-        stmt.param_types
-            .iter()
-            .map(|t| t.as_ref().map_or(Ok(Type::TEXT), into_pg_type))
-            .collect()
+        stmt.param_types.iter().map(|t| t.as_ref().map_or(Ok(Type::TEXT), into_pg_type)).collect()
     }
 
-    fn get_result_schema(
-        &self,
-        stmt: &Prepared,
-        format: Option<&Format>,
-    ) -> PgWireResult<Vec<FieldInfo>> {
+    fn get_result_schema(&self, stmt: &Prepared, format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
         match &stmt.schema {
-            Some(schema) => {
-                arrow_schema_to_pg_fields(schema, format.unwrap_or(&Format::UnifiedText), None)
-            }
+            Some(schema) => arrow_schema_to_pg_fields(schema, format.unwrap_or(&Format::UnifiedText), None),
             None => Ok(vec![]),
         }
     }
@@ -160,17 +132,10 @@ impl ExtendedQueryHandler for StatementParser {
     type QueryParser = StatementParser;
 
     fn query_parser(&self) -> Arc<Self::QueryParser> {
-        Arc::new(StatementParser {
-            session: self.session.clone(),
-        })
+        Arc::new(StatementParser { session: self.session.clone() })
     }
 
-    async fn do_query<C>(
-        &self,
-        client: &mut C,
-        portal: &Portal<Prepared>,
-        _max_rows: usize,
-    ) -> PgWireResult<Response>
+    async fn do_query<C>(&self, client: &mut C, portal: &Portal<Prepared>, _max_rows: usize) -> PgWireResult<Response>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore<Statement = Prepared>,
@@ -180,16 +145,8 @@ impl ExtendedQueryHandler for StatementParser {
         let prepared = &portal.statement.statement;
         let types: Vec<Option<&datafusion::arrow::datatypes::DataType>> =
             prepared.param_types.iter().map(|t| t.as_ref()).collect();
-        let params = if portal.parameter_len() == 0 {
-            None
-        } else {
-            Some(deserialize_parameters(portal, &types)?)
-        };
-        let result = self
-            .session
-            .execute(&prepared.statement, params.as_ref())
-            .await
-            .map_err(error)?;
+        let params = if portal.parameter_len() == 0 { None } else { Some(deserialize_parameters(portal, &types)?) };
+        let result = self.session.execute(&prepared.statement, params.as_ref()).await.map_err(error)?;
         response(result, &portal.result_column_format, format_options(client))
     }
 }

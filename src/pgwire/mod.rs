@@ -20,11 +20,7 @@ use tokio::task::JoinSet;
 use crate::sql::Engine;
 
 /// Accepts connections until `shutdown` turns true, then closes every session.
-pub async fn serve(
-    engine: Arc<Engine>,
-    listener: TcpListener,
-    mut shutdown: watch::Receiver<bool>,
-) {
+pub async fn serve(engine: Arc<Engine>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
     let mut sessions = JoinSet::new();
     loop {
         tokio::select! {

@@ -8,8 +8,8 @@ use std::sync::LazyLock;
 use async_trait::async_trait;
 use futures::Sink;
 use pgwire::api::auth::{
-    finish_authentication, protocol_negotiation, save_startup_parameters_to_metadata,
-    DefaultServerParameterProvider, ServerParameterProvider, StartupHandler,
+    finish_authentication, protocol_negotiation, save_startup_parameters_to_metadata, DefaultServerParameterProvider,
+    ServerParameterProvider, StartupHandler,
 };
 use pgwire::api::{ClientInfo, PidSecretKeyGenerator, RandomPidSecretKeyGenerator};
 use pgwire::error::{PgWireError, PgWireResult};
@@ -17,8 +17,7 @@ use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 
 use crate::sql::settings::SERVER_VERSION;
 
-static PIDS: LazyLock<RandomPidSecretKeyGenerator> =
-    LazyLock::new(RandomPidSecretKeyGenerator::default);
+static PIDS: LazyLock<RandomPidSecretKeyGenerator> = LazyLock::new(RandomPidSecretKeyGenerator::default);
 
 /// Accepts every user (trust) and reports Headwater's server parameters.
 pub struct TrustStartup;
@@ -40,11 +39,7 @@ impl ServerParameterProvider for HeadwaterParameters {
 
 #[async_trait]
 impl StartupHandler for TrustStartup {
-    async fn on_startup<C>(
-        &self,
-        client: &mut C,
-        message: PgWireFrontendMessage,
-    ) -> PgWireResult<()>
+    async fn on_startup<C>(&self, client: &mut C, message: PgWireFrontendMessage) -> PgWireResult<()>
     where
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
         C::Error: Debug,

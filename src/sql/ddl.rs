@@ -8,9 +8,7 @@ use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::common::Constraint;
 use datafusion::datasource::ViewTable;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan};
-use datafusion::sql::sqlparser::ast::{
-    CreateTable, CreateView, ObjectName, ObjectType as SqlObjectType, Statement,
-};
+use datafusion::sql::sqlparser::ast::{CreateTable, CreateView, ObjectName, ObjectType as SqlObjectType, Statement};
 
 use super::parser::{ConnectionKind, ObjectType};
 use super::provider::LocalTable;
@@ -27,31 +25,19 @@ pub(super) fn relation_name(name: &ObjectName) -> Result<String> {
         .0
         .iter()
         .filter_map(|p| p.as_ident())
-        .map(|i| {
-            if i.quote_style.is_some() {
-                i.value.clone()
-            } else {
-                i.value.to_lowercase()
-            }
-        })
+        .map(|i| if i.quote_style.is_some() { i.value.clone() } else { i.value.to_lowercase() })
         .collect();
     match parts.as_slice() {
         [n] => Ok(n.clone()),
         [s, n] if s == "public" => Ok(n.clone()),
         [d, s, n] if d == super::DATABASE && s == "public" => Ok(n.clone()),
-        _ => Err(Error::FeatureNotSupported(format!(
-            "relation name {name}: Headwater has one schema, public"
-        ))),
+        _ => Err(Error::FeatureNotSupported(format!("relation name {name}: Headwater has one schema, public"))),
     }
 }
 
 /// `CREATE TABLE`. DataFusion plans the column list (types, defaults, PRIMARY KEY); the
 /// table's rows start empty, or are loaded from the store when `restore` is the catalog id.
-pub(super) async fn create_table(
-    s: &Session,
-    ct: &CreateTable,
-    restore: Option<u64>,
-) -> Result<QueryResult> {
+pub(super) async fn create_table(s: &Session, ct: &CreateTable, restore: Option<u64>) -> Result<QueryResult> {
     let name = relation_name(&ct.name)?;
     let catalog = s.engine().catalog();
     if ct.if_not_exists && catalog.get(Namespace::Relation, &name).is_some() {
@@ -66,25 +52,17 @@ pub(super) async fn create_table(
 
     let plan = s.plan(&Statement::CreateTable(normalized)).await?;
     let LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(cmt)) = plan else {
-        return Err(Error::Internal(
-            "CREATE TABLE did not plan to a table".into(),
-        ));
+        return Err(Error::Internal("CREATE TABLE did not plan to a table".into()));
     };
     let mut key_columns: Option<Vec<usize>> = None;
     for c in cmt.constraints.iter() {
         match c {
-            Constraint::PrimaryKey(cols) if key_columns.is_none() => {
-                key_columns = Some(cols.clone())
-            }
+            Constraint::PrimaryKey(cols) if key_columns.is_none() => key_columns = Some(cols.clone()),
             Constraint::PrimaryKey(_) => {
-                return Err(Error::Syntax(format!(
-                    "multiple primary keys for table \"{name}\" are not allowed"
-                )))
+                return Err(Error::Syntax(format!("multiple primary keys for table \"{name}\" are not allowed")))
             }
             Constraint::Unique(_) => {
-                return Err(Error::FeatureNotSupported(
-                    "UNIQUE constraints other than the primary key".into(),
-                ))
+                return Err(Error::FeatureNotSupported("UNIQUE constraints other than the primary key".into()))
             }
         }
     }
@@ -102,30 +80,19 @@ pub(super) async fn create_table(
     let constraints = cmt.constraints.clone();
     let defaults = cmt.column_defaults.clone();
     let store = catalog.store().clone();
-    catalog.create(
-        ObjectType::Table,
-        &name,
-        create_sql,
-        vec![],
-        restore,
-        |id| {
-            let state = Arc::new(TableState::new(id, &name, schema, key_columns)?);
-            if restore.is_some() {
-                state.load(store.as_ref())?;
-            }
-            let provider = Arc::new(LocalTable::new(state.clone(), constraints, defaults));
-            Ok(Some(Relation::Table { state, provider }))
-        },
-    )?;
+    catalog.create(ObjectType::Table, &name, create_sql, vec![], restore, |id| {
+        let state = Arc::new(TableState::new(id, &name, schema, key_columns)?);
+        if restore.is_some() {
+            state.load(store.as_ref())?;
+        }
+        let provider = Arc::new(LocalTable::new(state.clone(), constraints, defaults));
+        Ok(Some(Relation::Table { state, provider }))
+    })?;
     Ok(QueryResult::command("CREATE TABLE"))
 }
 
 /// `CREATE [OR REPLACE] VIEW`: planned now (so errors show at CREATE), inlined at query time.
-pub(super) async fn create_view(
-    s: &Session,
-    cv: &CreateView,
-    restore: Option<u64>,
-) -> Result<QueryResult> {
+pub(super) async fn create_view(s: &Session, cv: &CreateView, restore: Option<u64>) -> Result<QueryResult> {
     if cv.materialized {
         return Err(Error::FeatureNotSupported(
             "CREATE MATERIALIZED VIEW (not built yet in this version of Headwater)".into(),
@@ -141,10 +108,7 @@ pub(super) async fn create_view(
             return Err(Error::duplicate(existing.object_type().noun(), name));
         }
         if existing.object_type() != ObjectType::View {
-            return Err(Error::WrongObjectType {
-                name,
-                expected: "view",
-            });
+            return Err(Error::WrongObjectType { name, expected: "view" });
         }
     }
     let mut normalized = cv.clone();
@@ -158,9 +122,7 @@ pub(super) async fn create_view(
     let query = view.input.as_ref().clone();
     let depends_on = relations_read(s, &cv.query);
     if depends_on.contains(&name) {
-        return Err(Error::InvalidParameterValue(format!(
-            "view \"{name}\" cannot read itself"
-        )));
+        return Err(Error::InvalidParameterValue(format!("view \"{name}\" cannot read itself")));
     }
     if cv.or_replace {
         if let Some(existing) = catalog.get(Namespace::Relation, &name) {
@@ -172,14 +134,7 @@ pub(super) async fn create_view(
         }
     }
     let provider = Arc::new(ViewTable::new(query, Some(create_sql.clone())));
-    catalog.create(
-        ObjectType::View,
-        &name,
-        create_sql,
-        depends_on,
-        restore,
-        |_| Ok(Some(Relation::View(provider))),
-    )?;
+    catalog.create(ObjectType::View, &name, create_sql, depends_on, restore, |_| Ok(Some(Relation::View(provider))))?;
     Ok(QueryResult::command("CREATE VIEW"))
 }
 
@@ -202,15 +157,12 @@ fn dependent_error(obj: &CatalogObject, dependents: &[CatalogObject]) -> Error {
     Error::DependentObjects {
         kind: obj.object_type().noun(),
         name: obj.entry.name.clone(),
-        dependents: dependents
-            .iter()
-            .map(|d| format!("{} {}", d.object_type().noun(), d.entry.name))
-            .collect(),
+        dependents: dependents.iter().map(|d| format!("{} {}", d.object_type().noun(), d.entry.name)).collect(),
     }
 }
 
 /// `DROP TABLE|VIEW|MATERIALIZED VIEW [IF EXISTS] names [CASCADE]` (sqlparser's AST).
-pub(super) fn drop_relations(
+pub(super) async fn drop_relations(
     s: &Session,
     object_type: SqlObjectType,
     names: &[ObjectName],
@@ -223,15 +175,12 @@ pub(super) fn drop_relations(
         SqlObjectType::MaterializedView => ObjectType::MaterializedView,
         other => return Err(Error::FeatureNotSupported(format!("DROP {other}"))),
     };
-    let names = names
-        .iter()
-        .map(relation_name)
-        .collect::<Result<Vec<_>>>()?;
-    drop_objects(s, t, &names, if_exists, cascade)
+    let names = names.iter().map(relation_name).collect::<Result<Vec<_>>>()?;
+    drop_objects(s, t, &names, if_exists, cascade).await
 }
 
 /// Drops objects of one type; with CASCADE also everything that depends on them.
-pub(super) fn drop_objects(
+pub(super) async fn drop_objects(
     s: &Session,
     object_type: ObjectType,
     names: &[String],
@@ -252,18 +201,22 @@ pub(super) fn drop_objects(
             });
         };
         if obj.object_type() != object_type {
-            return Err(Error::WrongObjectType {
-                name: name.clone(),
-                expected: object_type.noun(),
-            });
+            return Err(Error::WrongObjectType { name: name.clone(), expected: object_type.noun() });
         }
+        let key = object_type.dependency_key(name);
         let dependents: Vec<CatalogObject> = catalog
-            .dependents(name)
+            .dependents(&key)
             .into_iter()
             .filter(|d| !names.contains(&d.entry.name) || d.object_type() != object_type)
             .collect();
-        if !dependents.is_empty() && !cascade {
-            return Err(dependent_error(&obj, &dependents));
+        // A source's own tables go with it; anything else needs CASCADE.
+        let blocking: Vec<CatalogObject> = dependents
+            .iter()
+            .filter(|d| !d.entry.depends_on.contains(&key) || object_type != ObjectType::Source)
+            .cloned()
+            .collect();
+        if !blocking.is_empty() && !cascade {
+            return Err(dependent_error(&obj, &blocking));
         }
         for d in dependents.into_iter().chain(std::iter::once(obj)) {
             if !victims.iter().any(|v| v.entry.id == d.entry.id) {
@@ -271,13 +224,15 @@ pub(super) fn drop_objects(
             }
         }
     }
-    // Dependents before what they depend on: newest first.
+    // Dependents before what they depend on: newest first. Running sources stop first.
     victims.sort_by_key(|v| std::cmp::Reverse(v.entry.id));
+    for v in &victims {
+        if v.object_type() == ObjectType::Source {
+            s.engine().sources().stop(&v.entry.name).await;
+        }
+    }
     catalog.drop_objects(&victims)?;
-    Ok(QueryResult::command(&format!(
-        "DROP {}",
-        object_type.sql_name()
-    )))
+    Ok(QueryResult::command(&format!("DROP {}", object_type.sql_name())))
 }
 
 /// `CREATE CONNECTION`: checks the options for the kind of system and stores them.
@@ -294,21 +249,10 @@ pub(super) fn create_connection(
         return Ok(QueryResult::command("CREATE CONNECTION"));
     }
     let (allowed, required): (&[&str], &[&str]) = match kind {
-        ConnectionKind::Mysql => (
-            &["HOST", "PORT", "USER", "PASSWORD", "DATABASE", "SSL_MODE"],
-            &["HOST"],
-        ),
-        ConnectionKind::Kafka => (
-            &[
-                "BROKER",
-                "BROKERS",
-                "SECURITY_PROTOCOL",
-                "SASL_MECHANISMS",
-                "SASL_USERNAME",
-                "SASL_PASSWORD",
-            ],
-            &[],
-        ),
+        ConnectionKind::Mysql => (&["HOST", "PORT", "USER", "PASSWORD", "DATABASE", "SSL_MODE"], &["HOST"]),
+        ConnectionKind::Kafka => {
+            (&["BROKER", "BROKERS", "SECURITY_PROTOCOL", "SASL_MECHANISMS", "SASL_USERNAME", "SASL_PASSWORD"], &[])
+        }
     };
     for k in options.keys() {
         if !allowed.contains(&k.as_str()) {
@@ -320,53 +264,27 @@ pub(super) fn create_connection(
     }
     for r in required {
         if !options.contains_key(*r) {
-            return Err(Error::InvalidParameterValue(format!(
-                "{kind} connection requires option {r}"
-            )));
+            return Err(Error::InvalidParameterValue(format!("{kind} connection requires option {r}")));
         }
     }
-    if kind == ConnectionKind::Kafka
-        && !options.contains_key("BROKER")
-        && !options.contains_key("BROKERS")
-    {
-        return Err(Error::InvalidParameterValue(
-            "KAFKA connection requires option BROKER".into(),
-        ));
+    if kind == ConnectionKind::Kafka && !options.contains_key("BROKER") && !options.contains_key("BROKERS") {
+        return Err(Error::InvalidParameterValue("KAFKA connection requires option BROKER".into()));
     }
     if let Some(port) = options.get("PORT") {
-        port.parse::<u16>().map_err(|_| {
-            Error::InvalidParameterValue(format!(
-                "PORT must be a number from 1 to 65535, got {port}"
-            ))
-        })?;
+        port.parse::<u16>()
+            .map_err(|_| Error::InvalidParameterValue(format!("PORT must be a number from 1 to 65535, got {port}")))?;
     }
     let create_sql = connection_sql(name, kind, options, false);
-    catalog.create(
-        ObjectType::Connection,
-        name,
-        create_sql,
-        vec![],
-        restore,
-        |_| Ok(None),
-    )?;
+    catalog.create(ObjectType::Connection, name, create_sql, vec![], restore, |_| Ok(None))?;
     Ok(QueryResult::command("CREATE CONNECTION"))
 }
 
-fn connection_sql(
-    name: &str,
-    kind: ConnectionKind,
-    options: &BTreeMap<String, String>,
-    redact: bool,
-) -> String {
+fn connection_sql(name: &str, kind: ConnectionKind, options: &BTreeMap<String, String>, redact: bool) -> String {
     let opts: Vec<String> = options
         .iter()
         .map(|(k, v)| {
             let secret = k.contains("PASSWORD");
-            let v = if redact && secret {
-                "********".to_string()
-            } else {
-                v.replace('\'', "''")
-            };
+            let v = if redact && secret { "********".to_string() } else { v.replace('\'', "''") };
             if k == "PORT" {
                 format!("{k} {v}")
             } else {
@@ -374,21 +292,12 @@ fn connection_sql(
             }
         })
         .collect();
-    format!(
-        "CREATE CONNECTION {} TO {kind} ({})",
-        quote_ident(name),
-        opts.join(", ")
-    )
+    format!("CREATE CONNECTION {} TO {kind} ({})", quote_ident(name), opts.join(", "))
 }
 
 fn quote_ident(name: &str) -> String {
-    let plain = name
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    let plain = name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
     if plain {
         name.to_string()
     } else {
@@ -413,13 +322,7 @@ pub(super) fn show_objects(s: &Session, t: ObjectType) -> Result<QueryResult> {
         .iter()
         .map(|o| match t {
             ObjectType::Connection => {
-                let kind = o
-                    .entry
-                    .create_sql
-                    .split_whitespace()
-                    .nth(4)
-                    .unwrap_or("")
-                    .to_ascii_lowercase();
+                let kind = o.entry.create_sql.split_whitespace().nth(4).unwrap_or("").to_ascii_lowercase();
                 vec![o.entry.name.clone(), kind]
             }
             _ => vec![o.entry.name.clone()],
@@ -430,35 +333,22 @@ pub(super) fn show_objects(s: &Session, t: ObjectType) -> Result<QueryResult> {
 
 /// `SHOW CREATE <kind> name`: the statement that recreates the object (secrets redacted).
 pub(super) fn show_create(s: &Session, t: ObjectType, name: &str) -> Result<QueryResult> {
-    let obj = s
-        .engine()
-        .catalog()
-        .get(t.namespace(), name)
-        .ok_or_else(|| match t.namespace() {
-            Namespace::Relation => Error::UndefinedTable(name.to_string()),
-            _ => Error::undefined(t.noun(), name),
-        })?;
+    let obj = s.engine().catalog().get(t.namespace(), name).ok_or_else(|| match t.namespace() {
+        Namespace::Relation => Error::UndefinedTable(name.to_string()),
+        _ => Error::undefined(t.noun(), name),
+    })?;
     if obj.object_type() != t {
-        return Err(Error::WrongObjectType {
-            name: name.to_string(),
-            expected: t.noun(),
-        });
+        return Err(Error::WrongObjectType { name: name.to_string(), expected: t.noun() });
     }
     let sql = if t == ObjectType::Connection {
         match s.parse(&obj.entry.create_sql)?.pop() {
-            Some(super::HwStatement::CreateConnection {
-                name,
-                kind,
-                options,
-                ..
-            }) => connection_sql(&name, kind, &options, true),
+            Some(super::HwStatement::CreateConnection { name, kind, options, .. }) => {
+                connection_sql(&name, kind, &options, true)
+            }
             _ => obj.entry.create_sql.clone(),
         }
     } else {
         obj.entry.create_sql.clone()
     };
-    QueryResult::text_rows(
-        &["name", "create_sql"],
-        vec![vec![obj.entry.name.clone(), sql]],
-    )
+    QueryResult::text_rows(&["name", "create_sql"], vec![vec![obj.entry.name.clone(), sql]])
 }

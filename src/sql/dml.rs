@@ -27,11 +27,7 @@ use crate::error::{Error, Result};
 use crate::state::commit;
 
 /// Executes one DML statement.
-pub(super) async fn execute(
-    s: &Session,
-    stmt: &Statement,
-    params: Option<&ParamValues>,
-) -> Result<QueryResult> {
+pub(super) async fn execute(s: &Session, stmt: &Statement, params: Option<&ParamValues>) -> Result<QueryResult> {
     let mut plan = s.plan(stmt).await?;
     if let Some(p) = params {
         plan = plan.with_param_values(p.clone())?;
@@ -40,39 +36,21 @@ pub(super) async fn execute(
         return Err(Error::Internal("DML did not plan to a write".into()));
     };
     let name = dml.table_name.table().to_string();
-    let table = match s
-        .engine()
-        .catalog()
-        .get(Namespace::Relation, &name)
-        .and_then(|o| o.relation)
-    {
+    let table = match s.engine().catalog().get(Namespace::Relation, &name).and_then(|o| o.relation) {
         Some(Relation::Table { state, .. }) => state,
-        Some(_) => {
-            return Err(Error::WrongObjectType {
-                name,
-                expected: "table (views are read-only)",
-            })
-        }
+        Some(_) => return Err(Error::WrongObjectType { name, expected: "table (views are read-only)" }),
         None => return Err(Error::UndefinedTable(name)),
     };
     let schema = table.schema();
     let (change, tag, rows) = match &dml.op {
         WriteOp::Insert(_) => {
             check_assignment_types(&dml.input, &schema)?;
-            let batch = conform(
-                &schema,
-                &name,
-                collect(s, dml.input.as_ref().clone()).await?,
-            )?;
+            let batch = conform(&schema, &name, collect(s, dml.input.as_ref().clone()).await?)?;
             let n = batch.num_rows();
             (ChangeBatch::uniform(batch, 1), "INSERT", n)
         }
         WriteOp::Delete => {
-            let batch = conform(
-                &schema,
-                &name,
-                collect(s, dml.input.as_ref().clone()).await?,
-            )?;
+            let batch = conform(&schema, &name, collect(s, dml.input.as_ref().clone()).await?)?;
             let n = batch.num_rows();
             (ChangeBatch::uniform(batch, -1), "DELETE", n)
         }
@@ -85,18 +63,13 @@ pub(super) async fn execute(
             let new = conform(&schema, &name, both.columns()[width..].to_vec())?;
             let n = old.num_rows();
             let data = concat_batches(&schema, [&old, &new])?;
-            let weights = std::iter::repeat_n(-1, n)
-                .chain(std::iter::repeat_n(1, n))
-                .collect();
-            (ChangeBatch { data, weights }, "UPDATE", n)
+            let weights = std::iter::repeat_n(-1, n).chain(std::iter::repeat_n(1, n)).collect();
+            (ChangeBatch { data, weights, mode: Default::default() }, "UPDATE", n)
         }
         other => return Err(Error::FeatureNotSupported(format!("{other}"))),
     };
     commit(s.engine().catalog().store().as_ref(), &[(&table, &change)])?;
-    Ok(QueryResult::Command {
-        tag: tag.to_string(),
-        rows: Some(rows),
-    })
+    Ok(QueryResult::Command { tag: tag.to_string(), rows: Some(rows) })
 }
 
 /// Runs a plan and returns its rows as one batch.
@@ -113,16 +86,9 @@ fn conform(schema: &SchemaRef, table: &str, columns: impl Into<Columns>) -> Resu
     let columns = columns.into().0;
     let mut out = Vec::with_capacity(columns.len());
     for (field, col) in schema.fields().iter().zip(columns) {
-        let col = if col.data_type() == field.data_type() {
-            col
-        } else {
-            cast(&col, field.data_type())?
-        };
+        let col = if col.data_type() == field.data_type() { col } else { cast(&col, field.data_type())? };
         if !field.is_nullable() && col.null_count() > 0 {
-            return Err(Error::NotNullViolation {
-                table: table.to_string(),
-                column: field.name().clone(),
-            });
+            return Err(Error::NotNullViolation { table: table.to_string(), column: field.name().clone() });
         }
         out.push(col);
     }
@@ -147,16 +113,9 @@ impl From<Vec<ArrayRef>> for Columns {
 /// The name the target table's columns carry in an UPDATE plan: its alias, if it has one.
 fn update_qualifier(stmt: &Statement, table: &TableReference) -> TableReference {
     if let Statement::Update(u) = stmt {
-        if let TableFactor::Table {
-            alias: Some(alias), ..
-        } = &u.table.relation
-        {
+        if let TableFactor::Table { alias: Some(alias), .. } = &u.table.relation {
             let a = &alias.name;
-            let name = if a.quote_style.is_some() {
-                a.value.clone()
-            } else {
-                a.value.to_lowercase()
-            };
+            let name = if a.quote_style.is_some() { a.value.clone() } else { a.value.to_lowercase() };
             return TableReference::bare(name);
         }
     }
@@ -165,26 +124,17 @@ fn update_qualifier(stmt: &Statement, table: &TableReference) -> TableReference 
 
 /// Turns DataFusion's UPDATE input (a projection of the new row values) into one that returns
 /// the old values followed by the new ones.
-fn old_and_new(
-    input: &LogicalPlan,
-    qualifier: TableReference,
-    schema: &Schema,
-) -> Result<LogicalPlan> {
+fn old_and_new(input: &LogicalPlan, qualifier: TableReference, schema: &Schema) -> Result<LogicalPlan> {
     let LogicalPlan::Projection(p) = input else {
         return Err(Error::Internal("UPDATE plan is not a projection".into()));
     };
     let mut exprs: Vec<Expr> = schema
         .fields()
         .iter()
-        .map(|f| {
-            Expr::Column(Column::new(Some(qualifier.clone()), f.name()))
-                .alias(format!("__old_{}", f.name()))
-        })
+        .map(|f| Expr::Column(Column::new(Some(qualifier.clone()), f.name())).alias(format!("__old_{}", f.name())))
         .collect();
     exprs.extend(p.expr.iter().cloned());
-    Ok(LogicalPlanBuilder::from(p.input.as_ref().clone())
-        .project(exprs)?
-        .build()?)
+    Ok(LogicalPlanBuilder::from(p.input.as_ref().clone()).project(exprs)?.build()?)
 }
 
 /// Postgres refuses to store a value whose type has no assignment cast to the column's type

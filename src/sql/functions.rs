@@ -30,11 +30,7 @@ pub fn register_global(ctx: &SessionContext) {
         vec![],
         DataType::Utf8,
         Volatility::Immutable,
-        Arc::new(move |_| {
-            Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(
-                version.clone(),
-            ))))
-        }),
+        Arc::new(move |_| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(version.clone()))))),
     ));
 }
 
@@ -59,21 +55,14 @@ pub fn current_setting(settings: Arc<RwLock<Settings>>) -> ScalarUDF {
             match &args[0] {
                 ColumnarValue::Scalar(s) => {
                     let name = match s {
-                        ScalarValue::Utf8(v)
-                        | ScalarValue::LargeUtf8(v)
-                        | ScalarValue::Utf8View(v) => v.clone(),
+                        ScalarValue::Utf8(v) | ScalarValue::LargeUtf8(v) | ScalarValue::Utf8View(v) => v.clone(),
                         other => Some(other.to_string()),
                     };
-                    Ok(ColumnarValue::Scalar(ScalarValue::Utf8(lookup(
-                        name.as_deref(),
-                    )?)))
+                    Ok(ColumnarValue::Scalar(ScalarValue::Utf8(lookup(name.as_deref())?)))
                 }
                 ColumnarValue::Array(a) => {
                     let a = datafusion::arrow::compute::cast(a, &DataType::Utf8)?;
-                    let names = a
-                        .as_any()
-                        .downcast_ref::<StringArray>()
-                        .expect("cast to Utf8");
+                    let names = a.as_any().downcast_ref::<StringArray>().expect("cast to Utf8");
                     let out: StringArray = (0..names.len())
                         .map(|i| lookup((!names.is_null(i)).then(|| names.value(i))))
                         .collect::<datafusion::error::Result<_>>()?;

@@ -20,12 +20,14 @@
 mod ddl;
 mod dml;
 pub mod functions;
+mod hw_catalog;
 mod naming;
 pub mod parser;
 pub mod provider;
 mod result;
 mod session;
 pub mod settings;
+mod sources;
 
 use std::sync::Arc;
 
@@ -40,6 +42,7 @@ pub use session::Session;
 
 use crate::catalog::Catalog;
 use crate::error::{Error, Result};
+use crate::source::SourceRegistry;
 use crate::state::StateStore;
 
 /// The name of the one database (DataFusion catalog) Headwater serves.
@@ -48,6 +51,7 @@ pub const DATABASE: &str = "headwater";
 /// What every session shares.
 pub struct Engine {
     catalog: Arc<Catalog>,
+    sources: Arc<SourceRegistry>,
     parser: SqlParser,
     base: SessionState,
 }
@@ -57,35 +61,22 @@ impl Engine {
     /// before comes back, tables with their rows.
     pub async fn open(store: Arc<dyn StateStore>) -> Result<Arc<Self>> {
         let catalog = Arc::new(Catalog::new(store)?);
-        let base = base_context(&catalog)?.state();
-        let engine = Arc::new(Engine {
-            catalog,
-            parser: SqlParser::new(),
-            base,
-        });
+        let sources = Arc::new(SourceRegistry::default());
+        let base = base_context(&catalog, &sources)?.state();
+        let engine = Arc::new(Engine { catalog, sources, parser: SqlParser::new(), base });
         let session = engine.session();
         for entry in engine.catalog.stored_entries()? {
             let mut stmts = engine.parser.parse(&entry.create_sql)?;
             if stmts.len() != 1 {
-                return Err(Error::Storage(format!(
-                    "catalog entry {} is not one statement",
-                    entry.id
-                )));
+                return Err(Error::Storage(format!("catalog entry {} is not one statement", entry.id)));
             }
             session
                 .restore(&entry, stmts.remove(0))
                 .await
-                .map_err(|e| {
-                    Error::Storage(format!(
-                        "cannot restore {} \"{}\": {e}",
-                        entry.create_sql, entry.name
-                    ))
-                })?;
+                .map_err(|e| Error::Storage(format!("cannot restore {} \"{}\": {e}", entry.create_sql, entry.name)))?;
         }
-        tracing::info!(
-            objects = engine.catalog.stored_entries()?.len(),
-            "catalog restored"
-        );
+        tracing::info!(objects = engine.catalog.stored_entries()?.len(), "catalog restored");
+        sources::start_all(&engine)?;
         Ok(engine)
     }
 
@@ -104,13 +95,19 @@ impl Engine {
         &self.parser
     }
 
-    /// Makes every committed write durable (at shutdown).
-    pub fn flush(&self) -> Result<()> {
+    /// The running sources.
+    pub fn sources(&self) -> &Arc<SourceRegistry> {
+        &self.sources
+    }
+
+    /// Stops the sources and makes every committed write durable (at shutdown).
+    pub async fn shutdown(&self) -> Result<()> {
+        self.sources.stop_all().await;
         self.catalog.store().flush()
     }
 }
 
-fn base_context(catalog: &Arc<Catalog>) -> Result<SessionContext> {
+fn base_context(catalog: &Arc<Catalog>, sources: &Arc<SourceRegistry>) -> Result<SessionContext> {
     let mut config = SessionConfig::new()
         .with_default_catalog_and_schema(DATABASE, "public")
         .with_create_default_catalog_and_schema(false)
@@ -121,6 +118,7 @@ fn base_context(catalog: &Arc<Catalog>) -> Result<SessionContext> {
     let ctx = SessionContext::new_with_config(config);
     let db = MemoryCatalogProvider::new();
     db.register_schema("public", Arc::new(provider::PublicSchema::new(catalog)))?;
+    db.register_schema("hw_catalog", Arc::new(hw_catalog::HwCatalogSchema::new(sources)))?;
     ctx.register_catalog(DATABASE, Arc::new(db));
     datafusion_pg_catalog::setup_pg_catalog(&ctx, DATABASE, EmptyContextProvider)
         .map_err(|e| Error::Internal(format!("pg_catalog setup failed: {e}")))?;

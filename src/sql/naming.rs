@@ -33,16 +33,8 @@ pub fn name_output_columns(stmt: &mut Statement) {
         let Some(name) = names[i].clone() else {
             continue;
         };
-        if names
-            .iter()
-            .filter(|n| n.as_deref() == Some(name.as_str()))
-            .count()
-            == 1
-        {
-            *item = SelectItem::ExprWithAlias {
-                expr: e.clone(),
-                alias: Ident::with_quote('"', name),
-            };
+        if names.iter().filter(|n| n.as_deref() == Some(name.as_str())).count() == 1 {
+            *item = SelectItem::ExprWithAlias { expr: e.clone(), alias: Ident::with_quote('"', name) };
         }
     }
 }
@@ -60,16 +52,8 @@ fn pg_name(e: &Expr) -> String {
     match e {
         Expr::Identifier(i) => ident_name(i),
         Expr::CompoundIdentifier(parts) => parts.last().map(ident_name).unwrap_or_else(unnamed),
-        Expr::Function(f) => f
-            .name
-            .0
-            .last()
-            .and_then(|p| p.as_ident())
-            .map(ident_name)
-            .unwrap_or_else(unnamed),
-        Expr::Cast {
-            expr, data_type, ..
-        } => match pg_name(expr) {
+        Expr::Function(f) => f.name.0.last().and_then(|p| p.as_ident()).map(ident_name).unwrap_or_else(unnamed),
+        Expr::Cast { expr, data_type, .. } => match pg_name(expr) {
             n if n == "?column?" => {
                 let t = data_type.to_string().to_lowercase();
                 t.split('(').next().unwrap_or(&t).trim().to_string()
@@ -94,9 +78,7 @@ mod tests {
     use datafusion::sql::sqlparser::parser::Parser;
 
     fn named(sql: &str) -> String {
-        let mut stmt = Parser::parse_sql(&PostgreSqlDialect {}, sql)
-            .unwrap()
-            .remove(0);
+        let mut stmt = Parser::parse_sql(&PostgreSqlDialect {}, sql).unwrap().remove(0);
         name_output_columns(&mut stmt);
         stmt.to_string()
     }
@@ -104,18 +86,9 @@ mod tests {
     #[test]
     fn names_follow_postgres() {
         assert_eq!(named("SELECT 1"), "SELECT 1 AS \"?column?\"");
-        assert_eq!(
-            named("SELECT count(*), a FROM t"),
-            "SELECT count(*) AS \"count\", a FROM t"
-        );
-        assert_eq!(
-            named("SELECT pg_catalog.version()"),
-            "SELECT pg_catalog.version() AS \"version\""
-        );
-        assert_eq!(
-            named("SELECT id::TEXT FROM t"),
-            "SELECT id::TEXT AS \"id\" FROM t"
-        );
+        assert_eq!(named("SELECT count(*), a FROM t"), "SELECT count(*) AS \"count\", a FROM t");
+        assert_eq!(named("SELECT pg_catalog.version()"), "SELECT pg_catalog.version() AS \"version\"");
+        assert_eq!(named("SELECT id::TEXT FROM t"), "SELECT id::TEXT AS \"id\" FROM t");
         assert_eq!(named("SELECT 1::TEXT"), "SELECT 1::TEXT AS \"text\"");
         assert_eq!(named("SELECT x AS y FROM t"), "SELECT x AS y FROM t");
     }
@@ -123,9 +96,6 @@ mod tests {
     #[test]
     fn duplicate_names_are_left_alone() {
         assert_eq!(named("SELECT 1, 2"), "SELECT 1, 2");
-        assert_eq!(
-            named("SELECT max(a), max(b) FROM t"),
-            "SELECT max(a), max(b) FROM t"
-        );
+        assert_eq!(named("SELECT max(a), max(b) FROM t"), "SELECT max(a), max(b) FROM t");
     }
 }

@@ -17,6 +17,7 @@ use datafusion::sql::sqlparser::tokenizer::Token;
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 
 use crate::error::{Error, Result};
+use crate::source::mysql::schema::TableSelection;
 
 /// The kinds of catalog objects a user can name in SHOW / DROP / SHOW CREATE.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,27 +66,22 @@ pub enum HwStatement {
     /// A standard SQL statement, executed by the session (DataFusion for queries).
     Sql(Box<Statement>),
     /// `CREATE CONNECTION [IF NOT EXISTS] name TO MYSQL|KAFKA (KEY value, ...)`
-    CreateConnection {
-        name: String,
-        if_not_exists: bool,
-        kind: ConnectionKind,
-        options: BTreeMap<String, String>,
-    },
+    CreateConnection { name: String, if_not_exists: bool, kind: ConnectionKind, options: BTreeMap<String, String> },
     /// `DROP CONNECTION|SOURCE|SINK [IF EXISTS] name [, ...] [CASCADE | RESTRICT]`
-    DropObjects {
-        object_type: ObjectType,
-        names: Vec<String>,
-        if_exists: bool,
-        cascade: bool,
-    },
+    DropObjects { object_type: ObjectType, names: Vec<String>, if_exists: bool, cascade: bool },
     /// `SHOW TABLES | VIEWS | MATERIALIZED VIEWS | SOURCES | SINKS | CONNECTIONS`
     ShowObjects(ObjectType),
     /// `SHOW CREATE TABLE|VIEW|MATERIALIZED VIEW|CONNECTION|SOURCE|SINK name`
-    ShowCreate {
-        object_type: ObjectType,
+    ShowCreate { object_type: ObjectType, name: String },
+    /// `CREATE SOURCE [IF NOT EXISTS] name FROM MYSQL CONNECTION conn FOR ... [WITH (...)]`
+    CreateSource {
         name: String,
+        if_not_exists: bool,
+        connection: String,
+        selection: TableSelection,
+        options: BTreeMap<String, String>,
     },
-    /// A Headwater statement whose feature is not built yet (`CREATE SOURCE`, ...).
+    /// A Headwater statement whose feature is not built yet (`CREATE SINK`, ...).
     Unsupported(String),
 }
 
@@ -98,9 +94,7 @@ pub struct SqlParser {
 impl SqlParser {
     /// A parser with datafusion-pg-catalog's rewrite rules loaded.
     pub fn new() -> Self {
-        SqlParser {
-            compat: PostgresCompatibilityParser::new(),
-        }
+        SqlParser { compat: PostgresCompatibilityParser::new() }
     }
 
     /// Splits `sql` into statements and parses each.
@@ -110,10 +104,7 @@ impl SqlParser {
                 // Standard SQL only: the compatibility parser applies its token-level
                 // replacements too, which only work on the whole text.
                 match self.compat.parse(sql) {
-                    Ok(rewritten) => Ok(rewritten
-                        .into_iter()
-                        .map(|s| HwStatement::Sql(Box::new(s)))
-                        .collect()),
+                    Ok(rewritten) => Ok(rewritten.into_iter().map(|s| HwStatement::Sql(Box::new(s))).collect()),
                     Err(_) => Ok(stmts),
                 }
             }
@@ -122,10 +113,7 @@ impl SqlParser {
             // compatibility parser's token replacements may still rescue the text.
             Err((e, true)) => Err(e),
             Err((e, false)) => match self.compat.parse(sql) {
-                Ok(rewritten) => Ok(rewritten
-                    .into_iter()
-                    .map(|s| HwStatement::Sql(Box::new(s)))
-                    .collect()),
+                Ok(rewritten) => Ok(rewritten.into_iter().map(|s| HwStatement::Sql(Box::new(s))).collect()),
                 Err(_) => Err(e),
             },
         }
@@ -133,14 +121,9 @@ impl SqlParser {
 
     /// Parses statement by statement; returns whether any Headwater statement was seen, or
     /// the error and whether it arose in a Headwater statement.
-    fn parse_mixed(
-        &self,
-        sql: &str,
-    ) -> std::result::Result<(Vec<HwStatement>, bool), (Error, bool)> {
+    fn parse_mixed(&self, sql: &str) -> std::result::Result<(Vec<HwStatement>, bool), (Error, bool)> {
         let dialect = PostgreSqlDialect {};
-        let mut p = Parser::new(&dialect)
-            .try_with_sql(sql)
-            .map_err(|e| (e.into(), false))?;
+        let mut p = Parser::new(&dialect).try_with_sql(sql).map_err(|e| (e.into(), false))?;
         let mut out = Vec::new();
         let mut any_extension = false;
         loop {
@@ -231,7 +214,11 @@ fn parse_extension(p: &mut Parser) -> Result<Option<HwStatement>> {
                 skip(p, 2);
                 parse_create_connection(p).map(Some)
             }
-            Some("SOURCE") | Some("SINK") => Ok(Some(unsupported(p, 2))),
+            Some("SOURCE") => {
+                skip(p, 2);
+                parse_create_source(p).map(Some)
+            }
+            Some("SINK") => Ok(Some(unsupported(p, 2))),
             _ => Ok(None),
         },
         "ALTER" if word_at(p, 1).as_deref() == Some("SOURCE") => Ok(Some(unsupported(p, 2))),
@@ -259,12 +246,7 @@ fn parse_extension(p: &mut Parser) -> Result<Option<HwStatement>> {
                 }
                 _ => false,
             };
-            Ok(Some(HwStatement::DropObjects {
-                object_type,
-                names,
-                if_exists,
-                cascade,
-            }))
+            Ok(Some(HwStatement::DropObjects { object_type, names, if_exists, cascade }))
         }
         _ => Ok(None),
     }
@@ -295,19 +277,82 @@ fn object_name(p: &mut Parser) -> Result<String> {
         .0
         .iter()
         .filter_map(|part| part.as_ident())
-        .map(|ident| {
-            if ident.quote_style.is_some() {
-                ident.value.clone()
-            } else {
-                ident.value.to_lowercase()
-            }
-        })
+        .map(|ident| if ident.quote_style.is_some() { ident.value.clone() } else { ident.value.to_lowercase() })
         .collect();
     match parts.as_slice() {
         [name] => Ok(name.clone()),
         [schema, name] if schema == "public" => Ok(name.clone()),
         _ => Err(Error::Syntax(format!("invalid object name: {name}"))),
     }
+}
+
+/// An identifier as written (upstream names keep their case).
+fn raw_ident(p: &mut Parser) -> Result<String> {
+    Ok(p.parse_identifier()?.value)
+}
+
+fn expect_word(p: &mut Parser, word: &str) -> Result<()> {
+    if word_at(p, 0).as_deref() == Some(word) {
+        p.next_token();
+        Ok(())
+    } else {
+        Err(Error::Syntax(format!("expected {word}, found: {}", p.peek_token().token)))
+    }
+}
+
+fn parse_create_source(p: &mut Parser) -> Result<HwStatement> {
+    use datafusion::sql::sqlparser::keywords::Keyword;
+    let if_not_exists = p.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+    let name = object_name(p)?;
+    expect_word(p, "FROM")?;
+    match word_at(p, 0).as_deref() {
+        Some("MYSQL") | Some("MARIADB") => {
+            p.next_token();
+        }
+        _ => return Err(Error::Syntax(format!("expected MYSQL after FROM, found: {}", p.peek_token().token))),
+    }
+    expect_word(p, "CONNECTION")?;
+    let connection = object_name(p)?;
+    expect_word(p, "FOR")?;
+    let selection = match word_at(p, 0).as_deref() {
+        Some("ALL") => {
+            p.next_token();
+            expect_word(p, "TABLES")?;
+            TableSelection::All
+        }
+        Some("SCHEMAS") | Some("SCHEMA") | Some("DATABASES") => {
+            p.next_token();
+            p.expect_token(&Token::LParen)?;
+            let list = p.parse_comma_separated(|p| raw_ident(p).map_err(to_parser_error))?;
+            p.expect_token(&Token::RParen)?;
+            TableSelection::Schemas(list)
+        }
+        Some("TABLES") | Some("TABLE") => {
+            p.next_token();
+            p.expect_token(&Token::LParen)?;
+            let list = p.parse_comma_separated(|p| {
+                let db = raw_ident(p).map_err(to_parser_error)?;
+                p.expect_token(&Token::Period)?;
+                let table = raw_ident(p).map_err(to_parser_error)?;
+                let alias =
+                    if p.parse_keyword(Keyword::AS) { Some(object_name(p).map_err(to_parser_error)?) } else { None };
+                Ok((db, table, alias))
+            })?;
+            p.expect_token(&Token::RParen)?;
+            TableSelection::Tables(list)
+        }
+        _ => {
+            return Err(Error::Syntax(format!(
+                "expected TABLES (...), SCHEMAS (...) or ALL TABLES after FOR, found: {}",
+                p.peek_token().token
+            )))
+        }
+    };
+    let mut options = BTreeMap::new();
+    if p.parse_keyword(Keyword::WITH) {
+        options = parse_options(p)?;
+    }
+    Ok(HwStatement::CreateSource { name, if_not_exists, connection, selection, options })
 }
 
 fn parse_create_connection(p: &mut Parser) -> Result<HwStatement> {
@@ -318,14 +363,15 @@ fn parse_create_connection(p: &mut Parser) -> Result<HwStatement> {
     let kind = match word_at(p, 0).as_deref() {
         Some("MYSQL") | Some("MARIADB") => ConnectionKind::Mysql,
         Some("KAFKA") => ConnectionKind::Kafka,
-        _ => {
-            return Err(Error::Syntax(format!(
-                "expected MYSQL or KAFKA after TO, found: {}",
-                p.peek_token().token
-            )))
-        }
+        _ => return Err(Error::Syntax(format!("expected MYSQL or KAFKA after TO, found: {}", p.peek_token().token))),
     };
     p.next_token();
+    let options = parse_options(p)?;
+    Ok(HwStatement::CreateConnection { name, if_not_exists, kind, options })
+}
+
+/// `( KEY [=] value, ... )` with upper-cased keys; values are literals or identifiers.
+fn parse_options(p: &mut Parser) -> Result<BTreeMap<String, String>> {
     p.expect_token(&Token::LParen)?;
     let pairs = p.parse_comma_separated(|p| {
         let key = p.parse_identifier()?.value.to_ascii_uppercase();
@@ -335,18 +381,10 @@ fn parse_create_connection(p: &mut Parser) -> Result<HwStatement> {
                 Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => s,
                 Value::Number(n, _) => n.to_string(),
                 Value::Boolean(b) => b.to_string(),
-                other => {
-                    return Err(ParserError::ParserError(format!(
-                        "unexpected option value {other}"
-                    )))
-                }
+                other => return Err(ParserError::ParserError(format!("unexpected option value {other}"))),
             },
             Expr::Identifier(i) => i.value,
-            other => {
-                return Err(ParserError::ParserError(format!(
-                    "option {key} must be a literal, found {other}"
-                )))
-            }
+            other => return Err(ParserError::ParserError(format!("option {key} must be a literal, found {other}"))),
         };
         Ok((key, value))
     })?;
@@ -357,12 +395,7 @@ fn parse_create_connection(p: &mut Parser) -> Result<HwStatement> {
             return Err(Error::Syntax(format!("option {k} given twice")));
         }
     }
-    Ok(HwStatement::CreateConnection {
-        name,
-        if_not_exists,
-        kind,
-        options,
-    })
+    Ok(options)
 }
 
 #[cfg(test)]
@@ -378,15 +411,7 @@ mod tests {
     #[test]
     fn create_connection_with_options() {
         let s = one("CREATE CONNECTION IF NOT EXISTS Shop_DB TO MYSQL (HOST '127.0.0.1', PORT 3306, USER 'cdc', PASSWORD = 'pw')");
-        let HwStatement::CreateConnection {
-            name,
-            if_not_exists,
-            kind,
-            options,
-        } = s
-        else {
-            panic!("{s:?}")
-        };
+        let HwStatement::CreateConnection { name, if_not_exists, kind, options } = s else { panic!("{s:?}") };
         assert_eq!(name, "shop_db");
         assert!(if_not_exists);
         assert_eq!(kind, ConnectionKind::Mysql);
@@ -396,22 +421,11 @@ mod tests {
 
     #[test]
     fn show_and_drop_statements() {
-        assert!(matches!(
-            one("show materialized views"),
-            HwStatement::ShowObjects(ObjectType::MaterializedView)
-        ));
-        assert!(matches!(
-            one("SHOW TABLES"),
-            HwStatement::ShowObjects(ObjectType::Table)
-        ));
-        assert!(matches!(
-            one("SHOW SOURCES;"),
-            HwStatement::ShowObjects(ObjectType::Source)
-        ));
+        assert!(matches!(one("show materialized views"), HwStatement::ShowObjects(ObjectType::MaterializedView)));
+        assert!(matches!(one("SHOW TABLES"), HwStatement::ShowObjects(ObjectType::Table)));
+        assert!(matches!(one("SHOW SOURCES;"), HwStatement::ShowObjects(ObjectType::Source)));
         let s = one("SHOW CREATE TABLE public.\"Orders\"");
-        assert!(
-            matches!(s, HwStatement::ShowCreate { object_type: ObjectType::Table, ref name } if name == "Orders")
-        );
+        assert!(matches!(s, HwStatement::ShowCreate { object_type: ObjectType::Table, ref name } if name == "Orders"));
         let s = one("DROP CONNECTION IF EXISTS a, b CASCADE");
         assert!(
             matches!(s, HwStatement::DropObjects { object_type: ObjectType::Connection, ref names, if_exists: true, cascade: true } if names.len() == 2)
@@ -420,15 +434,10 @@ mod tests {
 
     #[test]
     fn standard_sql_and_mixtures() {
-        let v = SqlParser::new()
-            .parse("SELECT 1; SHOW CONNECTIONS; SELECT 2")
-            .unwrap();
+        let v = SqlParser::new().parse("SELECT 1; SHOW CONNECTIONS; SELECT 2").unwrap();
         assert_eq!(v.len(), 3);
         assert!(matches!(v[0], HwStatement::Sql(_)));
-        assert!(matches!(
-            v[1],
-            HwStatement::ShowObjects(ObjectType::Connection)
-        ));
+        assert!(matches!(v[1], HwStatement::ShowObjects(ObjectType::Connection)));
         assert!(SqlParser::new().parse("").unwrap().is_empty());
         assert!(matches!(one("SHOW search_path"), HwStatement::Sql(_)));
     }
@@ -437,9 +446,7 @@ mod tests {
     fn syntax_errors_are_42601() {
         let e = SqlParser::new().parse("SELEC 1").unwrap_err();
         assert_eq!(e.sqlstate(), "42601");
-        let e = SqlParser::new()
-            .parse("CREATE CONNECTION c TO ORACLE (HOST 'x')")
-            .unwrap_err();
+        let e = SqlParser::new().parse("CREATE CONNECTION c TO ORACLE (HOST 'x')").unwrap_err();
         assert_eq!(e.sqlstate(), "42601");
         let e = SqlParser::new().parse("SHOW TABLES extra").unwrap_err();
         assert_eq!(e.sqlstate(), "42601");
@@ -447,9 +454,6 @@ mod tests {
 
     #[test]
     fn future_statements_are_recognised() {
-        assert!(matches!(
-            one("CREATE SOURCE s FROM MYSQL CONNECTION c FOR ALL TABLES"),
-            HwStatement::Unsupported(_)
-        ));
+        assert!(matches!(one("CREATE SOURCE s FROM MYSQL CONNECTION c FOR ALL TABLES"), HwStatement::Unsupported(_)));
     }
 }

@@ -28,16 +28,8 @@ pub struct LocalTable {
 
 impl LocalTable {
     /// Wraps a table's state with the parts of its definition the planner needs.
-    pub fn new(
-        state: Arc<TableState>,
-        constraints: Constraints,
-        column_defaults: Vec<(String, Expr)>,
-    ) -> Self {
-        LocalTable {
-            state,
-            constraints,
-            column_defaults,
-        }
+    pub fn new(state: Arc<TableState>, constraints: Constraints, column_defaults: Vec<(String, Expr)>) -> Self {
+        LocalTable { state, constraints, column_defaults }
     }
 
     /// The rows behind this provider.
@@ -61,10 +53,7 @@ impl TableProvider for LocalTable {
     }
 
     fn get_column_default(&self, column: &str) -> Option<&Expr> {
-        self.column_defaults
-            .iter()
-            .find(|(c, _)| c == column)
-            .map(|(_, e)| e)
+        self.column_defaults.iter().find(|(c, _)| c == column).map(|(_, e)| e)
     }
 
     async fn scan(
@@ -74,12 +63,8 @@ impl TableProvider for LocalTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
-        let batch = self
-            .state
-            .snapshot()
-            .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        let exec =
-            MemorySourceConfig::try_new_exec(&[vec![batch]], self.schema(), projection.cloned())?;
+        let batch = self.state.snapshot().map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let exec = MemorySourceConfig::try_new_exec(&[vec![batch]], self.schema(), projection.cloned())?;
         Ok(exec)
     }
 }
@@ -98,9 +83,7 @@ pub struct PublicSchema {
 impl PublicSchema {
     /// A schema provider reading `catalog`.
     pub fn new(catalog: &Arc<Catalog>) -> Self {
-        PublicSchema {
-            catalog: Arc::downgrade(catalog),
-        }
+        PublicSchema { catalog: Arc::downgrade(catalog) }
     }
 
     fn catalog(&self) -> Option<Arc<Catalog>> {
@@ -111,26 +94,21 @@ impl PublicSchema {
 #[async_trait]
 impl SchemaProvider for PublicSchema {
     fn table_names(&self) -> Vec<String> {
-        self.catalog()
-            .map(|c| c.relation_names())
-            .unwrap_or_default()
+        self.catalog().map(|c| c.relation_names()).unwrap_or_default()
     }
 
     async fn table(&self, name: &str) -> datafusion::error::Result<Option<Arc<dyn TableProvider>>> {
         let Some(catalog) = self.catalog() else {
             return Ok(None);
         };
-        Ok(catalog
-            .get(Namespace::Relation, name)
-            .and_then(|o| match o.relation {
-                Some(Relation::Table { provider, .. }) => Some(provider),
-                Some(Relation::View(v)) => Some(v),
-                None => None,
-            }))
+        Ok(catalog.get(Namespace::Relation, name).and_then(|o| match o.relation {
+            Some(Relation::Table { provider, .. }) => Some(provider),
+            Some(Relation::View(v)) => Some(v),
+            None => None,
+        }))
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.catalog()
-            .is_some_and(|c| c.get(Namespace::Relation, name).is_some())
+        self.catalog().is_some_and(|c| c.get(Namespace::Relation, name).is_some())
     }
 }

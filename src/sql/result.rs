@@ -13,10 +13,7 @@ use crate::error::Result;
 /// The outcome of one statement.
 pub enum QueryResult {
     /// Rows, streamed.
-    Rows {
-        schema: SchemaRef,
-        stream: SendableRecordBatchStream,
-    },
+    Rows { schema: SchemaRef, stream: SendableRecordBatchStream },
     /// A command and its tag (`CREATE TABLE`, `INSERT 0 3` is tag `INSERT` with `rows`).
     Command { tag: String, rows: Option<usize> },
     /// `BEGIN` and friends: the session is now in a transaction block.
@@ -40,30 +37,20 @@ impl std::fmt::Debug for QueryResult {
 impl QueryResult {
     /// A command without a row count.
     pub fn command(tag: &str) -> Self {
-        QueryResult::Command {
-            tag: tag.to_string(),
-            rows: None,
-        }
+        QueryResult::Command { tag: tag.to_string(), rows: None }
     }
 
     /// Rows already in memory.
     pub fn from_batches(schema: SchemaRef, batches: Vec<RecordBatch>) -> Self {
         let stream = futures::stream::iter(batches.into_iter().map(Ok));
-        QueryResult::Rows {
-            schema: schema.clone(),
-            stream: Box::pin(RecordBatchStreamAdapter::new(schema, stream)),
-        }
+        QueryResult::Rows { schema: schema.clone(), stream: Box::pin(RecordBatchStreamAdapter::new(schema, stream)) }
     }
 
     /// A text table with the given column names, for SHOW statements.
     pub fn text_rows(columns: &[&str], rows: Vec<Vec<String>>) -> Result<Self> {
         let schema = text_schema(columns);
         let arrays: Vec<ArrayRef> = (0..columns.len())
-            .map(|c| {
-                Arc::new(StringArray::from_iter_values(
-                    rows.iter().map(|r| r[c].as_str()),
-                )) as ArrayRef
-            })
+            .map(|c| Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r[c].as_str()))) as ArrayRef)
             .collect();
         let batch = RecordBatch::try_new(schema.clone(), arrays)?;
         Ok(Self::from_batches(schema, vec![batch]))
@@ -72,10 +59,5 @@ impl QueryResult {
 
 /// A schema of non-null text columns.
 pub fn text_schema(columns: &[&str]) -> SchemaRef {
-    Arc::new(Schema::new(
-        columns
-            .iter()
-            .map(|c| Field::new(*c, DataType::Utf8, false))
-            .collect::<Vec<_>>(),
-    ))
+    Arc::new(Schema::new(columns.iter().map(|c| Field::new(*c, DataType::Utf8, false)).collect::<Vec<_>>()))
 }

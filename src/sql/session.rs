@@ -14,7 +14,7 @@ use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, Ident, Reset, Set, Statem
 
 use super::result::{text_schema, QueryResult};
 use super::settings::Settings;
-use super::{ddl, dml, functions, Engine, HwStatement};
+use super::{ddl, dml, functions, sources, Engine, HwStatement};
 use crate::catalog::CatalogEntry;
 use crate::error::{Error, Result};
 
@@ -39,11 +39,7 @@ impl Session {
         let ctx = SessionContext::new_with_state(state);
         let settings = Arc::new(RwLock::new(Settings::default()));
         ctx.register_udf(functions::current_setting(settings.clone()));
-        Session {
-            engine,
-            ctx,
-            settings,
-        }
+        Session { engine, ctx, settings }
     }
 
     /// The engine this session belongs to.
@@ -58,10 +54,7 @@ impl Session {
 
     /// Reads a setting.
     pub fn setting(&self, name: &str) -> Result<String> {
-        self.settings
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(name)
+        self.settings.read().unwrap_or_else(|p| p.into_inner()).get(name)
     }
 
     /// Parses SQL text.
@@ -83,46 +76,31 @@ impl Session {
         let state = self.ctx.state();
         let mut stmt = stmt.clone();
         super::naming::name_output_columns(&mut stmt);
-        Ok(state
-            .statement_to_plan(DfStatement::Statement(Box::new(stmt)))
-            .await?)
+        Ok(state.statement_to_plan(DfStatement::Statement(Box::new(stmt))).await?)
     }
 
     /// Executes one statement; `params` binds `$n` placeholders (extended protocol).
-    pub async fn execute(
-        &self,
-        stmt: &HwStatement,
-        params: Option<&ParamValues>,
-    ) -> Result<QueryResult> {
+    pub async fn execute(&self, stmt: &HwStatement, params: Option<&ParamValues>) -> Result<QueryResult> {
         match stmt {
             HwStatement::Sql(s) => self.execute_standard(s, params).await,
-            HwStatement::CreateConnection {
-                name,
-                if_not_exists,
-                kind,
-                options,
-            } => ddl::create_connection(self, name, *if_not_exists, *kind, options, None),
-            HwStatement::DropObjects {
-                object_type,
-                names,
-                if_exists,
-                cascade,
-            } => ddl::drop_objects(self, *object_type, names, *if_exists, *cascade),
-            HwStatement::ShowObjects(t) => ddl::show_objects(self, *t),
-            HwStatement::ShowCreate { object_type, name } => {
-                ddl::show_create(self, *object_type, name)
+            HwStatement::CreateConnection { name, if_not_exists, kind, options } => {
+                ddl::create_connection(self, name, *if_not_exists, *kind, options, None)
             }
-            HwStatement::Unsupported(what) => Err(Error::FeatureNotSupported(format!(
-                "{what} (not built yet in this version of Headwater)"
-            ))),
+            HwStatement::DropObjects { object_type, names, if_exists, cascade } => {
+                ddl::drop_objects(self, *object_type, names, *if_exists, *cascade).await
+            }
+            HwStatement::CreateSource { name, if_not_exists, connection, selection, options } => {
+                sources::create_source(self, name, *if_not_exists, connection, selection, options).await
+            }
+            HwStatement::ShowObjects(t) => ddl::show_objects(self, *t),
+            HwStatement::ShowCreate { object_type, name } => ddl::show_create(self, *object_type, name),
+            HwStatement::Unsupported(what) => {
+                Err(Error::FeatureNotSupported(format!("{what} (not built yet in this version of Headwater)")))
+            }
         }
     }
 
-    async fn execute_standard(
-        &self,
-        stmt: &Statement,
-        params: Option<&ParamValues>,
-    ) -> Result<QueryResult> {
+    async fn execute_standard(&self, stmt: &Statement, params: Option<&ParamValues>) -> Result<QueryResult> {
         match stmt {
             Statement::Query(_) | Statement::Explain { .. } => self.query(stmt, params).await,
             Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => {
@@ -130,13 +108,9 @@ impl Session {
             }
             Statement::CreateTable(ct) => ddl::create_table(self, ct, None).await,
             Statement::CreateView(cv) => ddl::create_view(self, cv, None).await,
-            Statement::Drop {
-                object_type,
-                if_exists,
-                names,
-                cascade,
-                ..
-            } => ddl::drop_relations(self, *object_type, names, *if_exists, *cascade),
+            Statement::Drop { object_type, if_exists, names, cascade, .. } => {
+                ddl::drop_relations(self, *object_type, names, *if_exists, *cascade).await
+            }
             Statement::Set(set) => self.set(set),
             Statement::ShowVariable { variable } => self.show(variable),
             Statement::Reset(r) => {
@@ -149,9 +123,7 @@ impl Session {
             }
             Statement::StartTransaction { .. } => Ok(QueryResult::TransactionStart("BEGIN".into())),
             Statement::Commit { .. } => Ok(QueryResult::TransactionEnd("COMMIT".into())),
-            Statement::Rollback {
-                savepoint: Some(_), ..
-            } => Ok(QueryResult::command("ROLLBACK")),
+            Statement::Rollback { savepoint: Some(_), .. } => Ok(QueryResult::command("ROLLBACK")),
             Statement::Rollback { .. } => Ok(QueryResult::TransactionEnd("ROLLBACK".into())),
             Statement::Savepoint { .. } => Ok(QueryResult::command("SAVEPOINT")),
             Statement::ReleaseSavepoint { .. } => Ok(QueryResult::command("RELEASE")),
@@ -168,39 +140,40 @@ impl Session {
     /// Restores a catalog entry at start-up.
     pub(super) async fn restore(&self, entry: &CatalogEntry, stmt: HwStatement) -> Result<()> {
         let id = Some(entry.id);
+        if let Some(details) = &entry.details {
+            return sources::restore_captured_table(self, entry, details);
+        }
         match stmt {
             HwStatement::Sql(s) => match *s {
                 Statement::CreateTable(ct) => ddl::create_table(self, &ct, id).await.map(drop),
                 Statement::CreateView(cv) => ddl::create_view(self, &cv, id).await.map(drop),
-                other => Err(Error::Storage(format!(
-                    "unexpected catalog statement {other}"
-                ))),
+                other => Err(Error::Storage(format!("unexpected catalog statement {other}"))),
             },
-            HwStatement::CreateConnection {
-                name,
-                kind,
-                options,
-                ..
-            } => ddl::create_connection(self, &name, false, kind, &options, id).map(drop),
-            other => Err(Error::Storage(format!(
-                "unexpected catalog statement {other:?}"
-            ))),
+            HwStatement::CreateConnection { name, kind, options, .. } => {
+                ddl::create_connection(self, &name, false, kind, &options, id).map(drop)
+            }
+            HwStatement::CreateSource { name, connection, selection, options, .. } => {
+                sources::restore_source(self, entry, &name, &connection, &selection, &options)
+            }
+            other => Err(Error::Storage(format!("unexpected catalog statement {other:?}"))),
         }
     }
 
     async fn query(&self, stmt: &Statement, params: Option<&ParamValues>) -> Result<QueryResult> {
+        let recency = {
+            let s = self.settings.read().unwrap_or_else(|p| p.into_inner());
+            s.real_time_recency().then(|| s.get("real_time_recency_timeout"))
+        };
+        if let Some(timeout) = recency {
+            let timeout = super::settings::parse_duration(&timeout?).unwrap_or(std::time::Duration::from_secs(10));
+            self.engine.sources().wait_caught_up(timeout).await?;
+        }
         let mut plan = self.plan(stmt).await?;
         if let Some(p) = params {
             plan = plan.with_param_values(p.clone())?;
         }
-        if matches!(
-            plan,
-            LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) | LogicalPlan::Copy(_)
-        ) {
-            return Err(Error::FeatureNotSupported(format!(
-                "{} inside a query",
-                plan.display()
-            )));
+        if matches!(plan, LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) | LogicalPlan::Copy(_)) {
+            return Err(Error::FeatureNotSupported(format!("{} inside a query", plan.display())));
         }
         let df = self.ctx.execute_logical_plan(plan).await?;
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
@@ -213,9 +186,7 @@ impl Session {
         let sql = match stmt {
             HwStatement::Sql(s) => s.as_ref(),
             HwStatement::ShowObjects(t) => return Ok(rows(ddl::show_objects_schema(*t))),
-            HwStatement::ShowCreate { .. } => {
-                return Ok(rows(text_schema(&["name", "create_sql"])))
-            }
+            HwStatement::ShowCreate { .. } => return Ok(rows(text_schema(&["name", "create_sql"]))),
             _ => return Ok(Described::default()),
         };
         match sql {
@@ -230,10 +201,7 @@ impl Session {
                     LogicalPlan::Dml(_) => None,
                     p => Some(Arc::new(p.schema().as_arrow().clone())),
                 };
-                Ok(Described {
-                    param_types,
-                    schema,
-                })
+                Ok(Described { param_types, schema })
             }
             Statement::ShowVariable { variable } => Ok(rows(show_schema(variable))),
             _ => Ok(Described::default()),
@@ -243,11 +211,7 @@ impl Session {
     fn set(&self, set: &Set) -> Result<QueryResult> {
         let mut s = self.settings.write().unwrap_or_else(|p| p.into_inner());
         let mut assign = |name: &str, values: &[SqlExpr]| -> Result<()> {
-            let value = values
-                .iter()
-                .map(setting_value)
-                .collect::<Vec<_>>()
-                .join(", ");
+            let value = values.iter().map(setting_value).collect::<Vec<_>>().join(", ");
             if value.eq_ignore_ascii_case("default") {
                 s.reset(Some(name))
             } else {
@@ -255,9 +219,7 @@ impl Session {
             }
         };
         match set {
-            Set::SingleAssignment {
-                variable, values, ..
-            } => assign(&variable.to_string(), values)?,
+            Set::SingleAssignment { variable, values, .. } => assign(&variable.to_string(), values)?,
             Set::ParenthesizedAssignments { variables, values } => {
                 for (v, e) in variables.iter().zip(values) {
                     assign(&v.to_string(), std::slice::from_ref(e))?;
@@ -279,11 +241,7 @@ impl Session {
     }
 
     fn show(&self, variable: &[Ident]) -> Result<QueryResult> {
-        let name = variable
-            .iter()
-            .map(|i| i.value.as_str())
-            .collect::<Vec<_>>()
-            .join(" ");
+        let name = variable.iter().map(|i| i.value.as_str()).collect::<Vec<_>>().join(" ");
         let s = self.settings.read().unwrap_or_else(|p| p.into_inner());
         if name.eq_ignore_ascii_case("all") {
             let rows = s.all().into_iter().map(|(n, v, d)| vec![n, v, d]).collect();
@@ -297,19 +255,12 @@ impl Session {
 }
 
 fn rows(schema: SchemaRef) -> Described {
-    Described {
-        param_types: vec![],
-        schema: Some(schema),
-    }
+    Described { param_types: vec![], schema: Some(schema) }
 }
 
 /// The column SHOW returns: named after the setting, like Postgres.
 fn show_schema(variable: &[Ident]) -> SchemaRef {
-    let name = variable
-        .iter()
-        .map(|i| i.value.to_ascii_lowercase())
-        .collect::<Vec<_>>()
-        .join(" ");
+    let name = variable.iter().map(|i| i.value.to_ascii_lowercase()).collect::<Vec<_>>().join(" ");
     match name.as_str() {
         "all" => text_schema(&["name", "setting", "description"]),
         "transaction isolation level" => text_schema(&["transaction_isolation"]),
@@ -352,12 +303,7 @@ fn parameter_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>> {
     })?;
     let mut ordered: Vec<(usize, Option<DataType>)> = types
         .into_iter()
-        .filter_map(|(k, v)| {
-            k.trim_start_matches('$')
-                .parse::<usize>()
-                .ok()
-                .map(|n| (n, v))
-        })
+        .filter_map(|(k, v)| k.trim_start_matches('$').parse::<usize>().ok().map(|n| (n, v)))
         .collect();
     ordered.sort_by_key(|(n, _)| *n);
     let len = ordered.last().map_or(0, |(n, _)| *n);

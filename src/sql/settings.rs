@@ -16,100 +16,32 @@ pub const SERVER_VERSION_NUM: &str = "160006";
 
 /// (name, default value, description) of every known setting.
 const DEFAULTS: &[(&str, &str, &str)] = &[
-    (
-        "application_name",
-        "",
-        "Name of the application, reported in logs.",
-    ),
+    ("application_name", "", "Name of the application, reported in logs."),
     ("bytea_output", "hex", "Output format of bytea values."),
-    (
-        "client_encoding",
-        "UTF8",
-        "The client's character set (only UTF8 is supported).",
-    ),
-    (
-        "client_min_messages",
-        "notice",
-        "Lowest message level sent to the client.",
-    ),
+    ("client_encoding", "UTF8", "The client's character set (only UTF8 is supported)."),
+    ("client_min_messages", "notice", "Lowest message level sent to the client."),
     ("datestyle", "ISO, MDY", "Display format of dates."),
-    (
-        "default_transaction_isolation",
-        "read committed",
-        "Isolation level of new transactions.",
-    ),
-    (
-        "default_transaction_read_only",
-        "off",
-        "Whether new transactions are read-only.",
-    ),
+    ("default_transaction_isolation", "read committed", "Isolation level of new transactions."),
+    ("default_transaction_read_only", "off", "Whether new transactions are read-only."),
     ("extra_float_digits", "1", "Extra digits for float output."),
-    (
-        "idle_in_transaction_session_timeout",
-        "0",
-        "Accepted for compatibility.",
-    ),
+    ("idle_in_transaction_session_timeout", "0", "Accepted for compatibility."),
     ("integer_datetimes", "on", "Datetimes are 64-bit integers."),
     ("intervalstyle", "postgres", "Display format of intervals."),
-    (
-        "is_superuser",
-        "on",
-        "Whether the session user is a superuser.",
-    ),
-    (
-        "lock_timeout",
-        "0",
-        "Accepted for compatibility; Headwater takes no locks.",
-    ),
+    ("is_superuser", "on", "Whether the session user is a superuser."),
+    ("lock_timeout", "0", "Accepted for compatibility; Headwater takes no locks."),
     ("max_identifier_length", "63", "Longest identifier."),
-    (
-        "real_time_recency",
-        "off",
-        "SELECT waits until sources have applied upstream commits made before it began.",
-    ),
-    (
-        "real_time_recency_timeout",
-        "10s",
-        "Longest wait of a real_time_recency SELECT.",
-    ),
-    (
-        "search_path",
-        "\"$user\", public",
-        "Schemas searched for unqualified names.",
-    ),
+    ("real_time_recency", "off", "SELECT waits until sources have applied upstream commits made before it began."),
+    ("real_time_recency_timeout", "10s", "Longest wait of a real_time_recency SELECT."),
+    ("search_path", "\"$user\", public", "Schemas searched for unqualified names."),
     ("server_encoding", "UTF8", "The server's character set."),
-    (
-        "server_version",
-        SERVER_VERSION,
-        "The Postgres version Headwater is compatible with.",
-    ),
-    (
-        "server_version_num",
-        SERVER_VERSION_NUM,
-        "server_version as a number.",
-    ),
-    (
-        "standard_conforming_strings",
-        "on",
-        "Backslashes in '' strings are literal.",
-    ),
+    ("server_version", SERVER_VERSION, "The Postgres version Headwater is compatible with."),
+    ("server_version_num", SERVER_VERSION_NUM, "server_version as a number."),
+    ("standard_conforming_strings", "on", "Backslashes in '' strings are literal."),
     ("statement_timeout", "0", "Accepted for compatibility."),
     ("synchronous_commit", "on", "Accepted for compatibility."),
-    (
-        "timezone",
-        "UTC",
-        "Time zone for displaying and interpreting timestamps.",
-    ),
-    (
-        "transaction_isolation",
-        "read committed",
-        "Isolation level of the current transaction.",
-    ),
-    (
-        "transaction_read_only",
-        "off",
-        "Whether the current transaction is read-only.",
-    ),
+    ("timezone", "UTC", "Time zone for displaying and interpreting timestamps."),
+    ("transaction_isolation", "read committed", "Isolation level of the current transaction."),
+    ("transaction_read_only", "off", "Whether the current transaction is read-only."),
 ];
 
 /// One session's settings.
@@ -120,12 +52,7 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings {
-            values: DEFAULTS
-                .iter()
-                .map(|(k, v, _)| (k.to_string(), v.to_string()))
-                .collect(),
-        }
+        Settings { values: DEFAULTS.iter().map(|(k, v, _)| (k.to_string(), v.to_string())).collect() }
     }
 }
 
@@ -182,9 +109,7 @@ impl Settings {
             | "integer_datetimes"
             | "is_superuser"
             | "max_identifier_length" => {
-                return Err(Error::InvalidParameterValue(format!(
-                    "parameter \"{n}\" cannot be changed"
-                )))
+                return Err(Error::InvalidParameterValue(format!("parameter \"{n}\" cannot be changed")))
             }
             _ => value.to_string(),
         };
@@ -225,9 +150,7 @@ impl Settings {
 
     /// Whether `real_time_recency` is on.
     pub fn real_time_recency(&self) -> bool {
-        self.values
-            .get("real_time_recency")
-            .is_some_and(|v| v == "on")
+        self.values.get("real_time_recency").is_some_and(|v| v == "on")
     }
 }
 
@@ -239,18 +162,14 @@ fn parse_bool(name: &str, v: &str) -> Result<&'static str> {
     match v.to_ascii_lowercase().as_str() {
         "on" | "true" | "yes" | "1" | "t" => Ok("on"),
         "off" | "false" | "no" | "0" | "f" => Ok("off"),
-        _ => Err(Error::InvalidParameterValue(format!(
-            "parameter \"{name}\" requires a Boolean value, got \"{v}\""
-        ))),
+        _ => Err(Error::InvalidParameterValue(format!("parameter \"{name}\" requires a Boolean value, got \"{v}\""))),
     }
 }
 
 /// Parses `10s`, `500ms`, `2min`, or a bare number of milliseconds.
 pub fn parse_duration(v: &str) -> Option<std::time::Duration> {
     let v = v.trim();
-    let split = v
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(v.len());
+    let split = v.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(v.len());
     let (num, unit) = v.split_at(split);
     let num: f64 = num.parse().ok()?;
     let ms = match unit.trim().to_ascii_lowercase().as_str() {
@@ -273,22 +192,13 @@ mod tests {
         assert_eq!(s.get("TimeZone").unwrap(), "UTC");
         s.set("real_time_recency", "true").unwrap();
         assert!(s.real_time_recency());
-        assert_eq!(
-            s.set("real_time_recency", "maybe").unwrap_err().sqlstate(),
-            "22023"
-        );
+        assert_eq!(s.set("real_time_recency", "maybe").unwrap_err().sqlstate(), "22023");
         assert_eq!(s.set("no_such_thing", "1").unwrap_err().sqlstate(), "42704");
         s.set("myapp.flag", "x").unwrap();
         assert_eq!(s.get("myapp.flag").unwrap(), "x");
         s.reset(Some("real_time_recency")).unwrap();
         assert!(!s.real_time_recency());
-        assert_eq!(
-            s.get("transaction isolation level").unwrap(),
-            "read committed"
-        );
-        assert_eq!(
-            parse_duration("1.5s"),
-            Some(std::time::Duration::from_millis(1500))
-        );
+        assert_eq!(s.get("transaction isolation level").unwrap(), "read committed");
+        assert_eq!(parse_duration("1.5s"), Some(std::time::Duration::from_millis(1500)));
     }
 }

@@ -4,6 +4,7 @@
 //! c/<entry id: u64 BE>            catalog entry (JSON), replayed in id order at start-up
 //! m/next_id                       the next catalog id (u64 BE)
 //! r/<table id: u64 BE><row key>   one row of a table: count (i64 LE) ++ row (Arrow row format)
+//! s/<source id: u64 BE>           a source's progress (binlog position, streaming tables; JSON)
 //! ```
 //! Big-endian ids keep a table's rows contiguous, so a table is one prefix scan.
 
@@ -13,6 +14,15 @@ pub const CATALOG: &[u8] = b"c/";
 pub const NEXT_ID: &[u8] = b"m/next_id";
 /// Prefix of table rows.
 pub const ROWS: &[u8] = b"r/";
+/// Prefix of source progress (binlog offsets), written with the rows they produced.
+pub const SOURCES: &[u8] = b"s/";
+
+/// Key of the progress of source `id`.
+pub fn source_progress(id: u64) -> Vec<u8> {
+    let mut k = SOURCES.to_vec();
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
 
 /// Key of catalog entry `id`.
 pub fn catalog_entry(id: u64) -> Vec<u8> {

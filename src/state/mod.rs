@@ -19,4 +19,4 @@ pub mod store;
 pub mod table;
 
 pub use store::{MemoryStore, SledStore, StateStore, WriteBatch};
-pub use table::{commit, TableState};
+pub use table::{commit, commit_with, TableState};

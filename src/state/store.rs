@@ -52,9 +52,8 @@ pub struct SledStore {
 impl SledStore {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            Error::Storage(format!("cannot create data dir {}: {e}", dir.display()))
-        })?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::Storage(format!("cannot create data dir {}: {e}", dir.display())))?;
         let db = sled::Config::new()
             .path(dir.join("state"))
             .flush_every_ms(Some(200))
@@ -70,13 +69,7 @@ impl StateStore for SledStore {
     }
 
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        self.db
-            .scan_prefix(prefix)
-            .map(|kv| {
-                kv.map(|(k, v)| (k.to_vec(), v.to_vec()))
-                    .map_err(Error::from)
-            })
-            .collect()
+        self.db.scan_prefix(prefix).map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(Error::from)).collect()
     }
 
     fn apply(&self, batch: WriteBatch) -> Result<()> {

@@ -11,7 +11,7 @@ use datafusion::scalar::ScalarValue;
 
 use super::keys;
 use super::store::{StateStore, WriteBatch};
-use crate::dataflow::ChangeBatch;
+use crate::dataflow::{ApplyMode, ChangeBatch};
 use crate::error::{Error, Result};
 
 /// One stored row and how many times it is present (always 1 in a keyed table).
@@ -34,10 +34,7 @@ impl Entry {
             return Err(Error::Storage("row value shorter than its header".into()));
         }
         let count = i64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
-        Ok(Entry {
-            row: bytes[8..].to_vec(),
-            count,
-        })
+        Ok(Entry { row: bytes[8..].to_vec(), count })
     }
 }
 
@@ -68,30 +65,19 @@ pub struct TableState {
 
 impl std::fmt::Debug for TableState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TableState")
-            .field("id", &self.id)
-            .field("name", &self.name)
-            .finish()
+        f.debug_struct("TableState").field("id", &self.id).field("name", &self.name).finish()
     }
 }
 
 fn converter(schema: &SchemaRef, columns: &[usize]) -> Result<RowConverter> {
-    let fields = columns
-        .iter()
-        .map(|&i| SortField::new(schema.field(i).data_type().clone()))
-        .collect();
+    let fields = columns.iter().map(|&i| SortField::new(schema.field(i).data_type().clone())).collect();
     Ok(RowConverter::new(fields)?)
 }
 
 impl TableState {
     /// An empty table. `key_columns` are the primary key's column indexes, or `None` for a
     /// multiset table.
-    pub fn new(
-        id: u64,
-        name: &str,
-        schema: SchemaRef,
-        key_columns: Option<Vec<usize>>,
-    ) -> Result<Self> {
+    pub fn new(id: u64, name: &str, schema: SchemaRef, key_columns: Option<Vec<usize>>) -> Result<Self> {
         let all: Vec<usize> = (0..schema.fields().len()).collect();
         let row_format = converter(&schema, &all)?;
         let key_format = match &key_columns {
@@ -115,8 +101,7 @@ impl TableState {
         let prefix = keys::table_rows(self.id);
         let mut rows = self.write_rows();
         for (k, v) in store.scan_prefix(&prefix)? {
-            rows.map
-                .insert(k[prefix.len()..].to_vec(), Entry::decode(&v)?);
+            rows.map.insert(k[prefix.len()..].to_vec(), Entry::decode(&v)?);
         }
         rows.version += 1;
         Ok(())
@@ -160,10 +145,8 @@ impl TableState {
             RecordBatch::new_empty(self.schema.clone())
         } else {
             let parser = self.row_format.parser();
-            let parsed = rows
-                .map
-                .values()
-                .flat_map(|e| std::iter::repeat_n(parser.parse(&e.row), e.count.max(0) as usize));
+            let parsed =
+                rows.map.values().flat_map(|e| std::iter::repeat_n(parser.parse(&e.row), e.count.max(0) as usize));
             let columns = self.row_format.convert_rows(parsed)?;
             RecordBatch::try_new(self.schema.clone(), columns)?
         };
@@ -208,12 +191,12 @@ impl TableState {
                 None => rows.map.get(k).cloned(),
             }
         };
+        if change.mode == ApplyMode::Upsert {
+            return self.plan_upsert(rows, change, &encoded);
+        }
         match (&self.key_columns, &self.key_format) {
             (Some(key_cols), Some(key_format)) => {
-                let key_arrays: Vec<ArrayRef> = key_cols
-                    .iter()
-                    .map(|&i| change.data.column(i).clone())
-                    .collect();
+                let key_arrays: Vec<ArrayRef> = key_cols.iter().map(|&i| change.data.column(i).clone()).collect();
                 let keys = key_format.convert_columns(&key_arrays)?;
                 for pass_deletes in [true, false] {
                     for (i, &w) in change.weights.iter().enumerate() {
@@ -223,10 +206,7 @@ impl TableState {
                         let k = keys.row(i).as_ref().to_vec();
                         if w < 0 {
                             if current(&working, &k).is_none() {
-                                return Err(Error::Internal(format!(
-                                    "delete of a missing key in {}",
-                                    self.name
-                                )));
+                                return Err(Error::Internal(format!("delete of a missing key in {}", self.name)));
                             }
                             working.insert(k, None);
                         } else {
@@ -247,15 +227,46 @@ impl TableState {
                     let row = encoded.row(i).as_ref().to_vec();
                     let count = current(&working, &row).map_or(0, |e| e.count) + w;
                     if count < 0 {
-                        return Err(Error::Internal(format!(
-                            "delete of a missing row in {}",
-                            self.name
-                        )));
+                        return Err(Error::Internal(format!("delete of a missing row in {}", self.name)));
                     }
-                    let entry = (count > 0).then(|| Entry {
-                        row: row.clone(),
-                        count,
-                    });
+                    let entry = (count > 0).then(|| Entry { row: row.clone(), count });
+                    working.insert(row, entry);
+                }
+            }
+        }
+        Ok(working.into_iter().collect())
+    }
+
+    /// Sequential upsert application (see [`ApplyMode::Upsert`]).
+    fn plan_upsert(
+        &self,
+        rows: &Rows,
+        change: &ChangeBatch,
+        encoded: &datafusion::arrow::row::Rows,
+    ) -> Result<Vec<(Vec<u8>, Option<Entry>)>> {
+        let keys = match (&self.key_columns, &self.key_format) {
+            (Some(cols), Some(format)) => {
+                let arrays: Vec<ArrayRef> = cols.iter().map(|&i| change.data.column(i).clone()).collect();
+                Some(format.convert_columns(&arrays)?)
+            }
+            _ => None,
+        };
+        let mut working: HashMap<Vec<u8>, Option<Entry>> = HashMap::new();
+        for (i, &w) in change.weights.iter().enumerate() {
+            let row = encoded.row(i).as_ref().to_vec();
+            match &keys {
+                Some(keys) => {
+                    let k = keys.row(i).as_ref().to_vec();
+                    let entry = (w > 0).then_some(Entry { row, count: 1 });
+                    working.insert(k, entry);
+                }
+                None => {
+                    let current = match working.get(&row) {
+                        Some(e) => e.as_ref().map_or(0, |e| e.count),
+                        None => rows.map.get(&row).map_or(0, |e| e.count),
+                    };
+                    let count = (current + w).max(0);
+                    let entry = (count > 0).then(|| Entry { row: row.clone(), count });
                     working.insert(row, entry);
                 }
             }
@@ -269,16 +280,8 @@ impl TableState {
             if field.is_nullable() || col.null_count() == 0 {
                 continue;
             }
-            if change
-                .weights
-                .iter()
-                .enumerate()
-                .any(|(r, &w)| w > 0 && col.is_null(r))
-            {
-                return Err(Error::NotNullViolation {
-                    table: self.name.clone(),
-                    column: field.name().clone(),
-                });
+            if change.weights.iter().enumerate().any(|(r, &w)| w > 0 && col.is_null(r)) {
+                return Err(Error::NotNullViolation { table: self.name.clone(), column: field.name().clone() });
             }
         }
         Ok(())
@@ -287,10 +290,7 @@ impl TableState {
     /// `(a, b)=(1, x)`, as Postgres prints a key in a unique-violation detail.
     fn describe_key(&self, change: &ChangeBatch, row: usize) -> String {
         let cols = self.key_columns.as_deref().unwrap_or_default();
-        let names: Vec<&str> = cols
-            .iter()
-            .map(|&c| self.schema.field(c).name().as_str())
-            .collect();
+        let names: Vec<&str> = cols.iter().map(|&c| self.schema.field(c).name().as_str()).collect();
         let values: Vec<String> = cols
             .iter()
             .map(|&c| {
@@ -309,22 +309,26 @@ impl TableState {
 /// change is checked, the store receives one batch, and only then do the in-memory rows
 /// change. A failed check or store write leaves everything as it was.
 pub fn commit(store: &dyn StateStore, changes: &[(&TableState, &ChangeBatch)]) -> Result<()> {
+    commit_with(store, changes, WriteBatch::default())
+}
+
+/// [`commit`], plus `extra` writes (a source's binlog offset) in the same atomic store batch.
+pub fn commit_with(
+    store: &dyn StateStore,
+    changes: &[(&TableState, &ChangeBatch)],
+    mut batch: WriteBatch,
+) -> Result<()> {
     let mut tables: Vec<&TableState> = changes.iter().map(|(t, _)| *t).collect();
     tables.sort_by_key(|t| t.id);
     tables.dedup_by_key(|t| t.id);
-    let mut guards: Vec<(u64, RwLockWriteGuard<'_, Rows>)> =
-        tables.iter().map(|t| (t.id, t.write_rows())).collect();
+    let mut guards: Vec<(u64, RwLockWriteGuard<'_, Rows>)> = tables.iter().map(|t| (t.id, t.write_rows())).collect();
 
-    let mut batch = WriteBatch::default();
     let mut planned = Vec::with_capacity(changes.len());
     for (table, change) in changes {
         if change.is_empty() {
             continue;
         }
-        let slot = guards
-            .iter()
-            .position(|(id, _)| *id == table.id)
-            .expect("locked above");
+        let slot = guards.iter().position(|(id, _)| *id == table.id).expect("locked above");
         let updates = table.plan(&guards[slot].1, change)?;
         for (k, e) in &updates {
             let key = keys::row(table.id, k);
@@ -363,25 +367,16 @@ mod tests {
     use crate::state::MemoryStore;
 
     fn schema() -> SchemaRef {
-        Arc::new(Schema::new(vec![
-            Field::new("id", DataType::Int32, false),
-            Field::new("name", DataType::Utf8, true),
-        ]))
+        Arc::new(Schema::new(vec![Field::new("id", DataType::Int32, false), Field::new("name", DataType::Utf8, true)]))
     }
 
     fn change(ids: &[i32], names: &[&str], weights: &[i64]) -> ChangeBatch {
         let data = RecordBatch::try_new(
             schema(),
-            vec![
-                Arc::new(Int32Array::from(ids.to_vec())),
-                Arc::new(StringArray::from(names.to_vec())),
-            ],
+            vec![Arc::new(Int32Array::from(ids.to_vec())), Arc::new(StringArray::from(names.to_vec()))],
         )
         .unwrap();
-        ChangeBatch {
-            data,
-            weights: weights.to_vec(),
-        }
+        ChangeBatch { data, weights: weights.to_vec() }
     }
 
     #[test]
@@ -415,11 +410,7 @@ mod tests {
     fn multiset_counts_duplicates() {
         let store = MemoryStore::default();
         let t = TableState::new(2, "m", schema(), None).unwrap();
-        commit(
-            &store,
-            &[(&t, &change(&[1, 1, 2], &["a", "a", "b"], &[1, 1, 1]))],
-        )
-        .unwrap();
+        commit(&store, &[(&t, &change(&[1, 1, 2], &["a", "a", "b"], &[1, 1, 1]))]).unwrap();
         assert_eq!(t.row_count(), 3);
         commit(&store, &[(&t, &change(&[1], &["a"], &[-1]))]).unwrap();
         assert_eq!(t.row_count(), 2);

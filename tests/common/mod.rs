@@ -19,39 +19,24 @@ impl TestServer {
         let tmp = tempfile::tempdir().expect("temp dir");
         let data_dir = tmp.path().join("data");
         let server = start_on(&data_dir).await;
-        TestServer {
-            server: Some(server),
-            data_dir,
-            _tmp: Some(tmp),
-        }
+        TestServer { server: Some(server), data_dir, _tmp: Some(tmp) }
     }
 
     /// Port of the running server.
     pub fn port(&self) -> u16 {
-        self.server
-            .as_ref()
-            .expect("server running")
-            .local_addr()
-            .port()
+        self.server.as_ref().expect("server running").local_addr().port()
     }
 
     /// Connection settings for tokio-postgres.
     pub fn pg_config(&self) -> tokio_postgres::Config {
         let mut c = tokio_postgres::Config::new();
-        c.host("127.0.0.1")
-            .port(self.port())
-            .user("tester")
-            .dbname("headwater");
+        c.host("127.0.0.1").port(self.port()).user("tester").dbname("headwater");
         c
     }
 
     /// A connected tokio-postgres client.
     pub async fn client(&self) -> tokio_postgres::Client {
-        let (client, conn) = self
-            .pg_config()
-            .connect(tokio_postgres::NoTls)
-            .await
-            .expect("connect");
+        let (client, conn) = self.pg_config().connect(tokio_postgres::NoTls).await.expect("connect");
         tokio::spawn(async move {
             let _ = conn.await;
         });
@@ -68,9 +53,6 @@ impl TestServer {
 }
 
 async fn start_on(data_dir: &Path) -> Server {
-    let config = Config {
-        listen: "127.0.0.1:0".into(),
-        data_dir: data_dir.to_path_buf(),
-    };
+    let config = Config { listen: "127.0.0.1:0".into(), data_dir: data_dir.to_path_buf() };
     Server::start(&config).await.expect("server starts")
 }

@@ -1,0 +1,162 @@
+//! Sources: where upstream changes enter Headwater (life of a change, step 1).
+//!
+//! A source captures upstream tables into local tables ([`crate::state::TableState`], one per
+//! upstream table, owned by the source in the catalog) and keeps them up to date. Today there
+//! is one kind, [`mysql`]: a lock-free consistent snapshot per table merged with one binlog
+//! stream per source. Every running source registers a [`SourceHandle`] in the engine's
+//! [`SourceRegistry`], through which `hw_catalog.sources` / `hw_catalog.source_tables` show
+//! its progress, `real_time_recency` waits for it, and `DROP SOURCE` stops it.
+
+pub mod mysql;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::error::{Error, Result};
+use mysql::position::BinlogPosition;
+
+/// What `hw_catalog.sources` shows about one source.
+#[derive(Debug, Clone, Default)]
+pub struct SourceStatus {
+    pub name: String,
+    pub connection: String,
+    /// starting, snapshotting, streaming, reconnecting, error.
+    pub state: String,
+    pub position: Option<BinlogPosition>,
+    pub gtid: Option<String>,
+    /// Seconds between the last applied upstream commit and now (0 when caught up and idle).
+    pub lag_seconds: Option<f64>,
+    pub last_error: Option<String>,
+    pub tables: Vec<TableStatus>,
+}
+
+/// What `hw_catalog.source_tables` shows about one captured table.
+#[derive(Debug, Clone, Default)]
+pub struct TableStatus {
+    pub name: String,
+    pub upstream: String,
+    /// pending, snapshotting, streaming, error.
+    pub state: String,
+    pub rows_copied: u64,
+    pub chunks_done: u64,
+    pub chunks_total: u64,
+    pub rows_per_second: f64,
+    pub last_error: Option<String>,
+}
+
+/// A running source, as the rest of the engine sees it.
+pub struct SourceHandle {
+    pub probe: SourceProbe,
+    pub shutdown: watch::Sender<bool>,
+    pub task: JoinHandle<()>,
+}
+
+impl SourceHandle {
+    /// Stops the source and waits for it.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// What can be read about a running source without stopping it.
+#[derive(Clone)]
+pub struct SourceProbe {
+    pub status: Arc<Mutex<SourceStatus>>,
+    /// The binlog position up to which every upstream commit has been applied.
+    pub applied: watch::Receiver<Option<BinlogPosition>>,
+    /// How to reach the upstream server (for its current position).
+    pub opts: mysql_async::Opts,
+}
+
+impl SourceProbe {
+    /// Waits until every upstream commit made before now has been applied, or `timeout`.
+    pub async fn wait_caught_up(&self, timeout: Duration) -> Result<()> {
+        let target = tokio::time::timeout(timeout, async {
+            let mut conn = mysql_async::Conn::new(self.opts.clone()).await.map_err(mysql::schema::upstream)?;
+            mysql::current_position(&mut conn).await
+        })
+        .await
+        .map_err(|_| recency_timeout(self, None))??;
+        let mut applied = self.applied.clone();
+        let reached = tokio::time::timeout(timeout, async {
+            loop {
+                if applied.borrow().as_ref().is_some_and(|p| *p >= target) {
+                    return;
+                }
+                if applied.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+        reached.map_err(|_| recency_timeout(self, Some(&target)))
+    }
+}
+
+fn recency_timeout(h: &SourceProbe, target: Option<&BinlogPosition>) -> Error {
+    let status = h.status.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let at = status.position.map_or("nothing yet".to_string(), |p| p.to_string());
+    let upstream = target.map_or("unknown (upstream unreachable)".to_string(), |p| p.to_string());
+    Error::DataException {
+        sqlstate: "57014",
+        message: format!(
+            "real_time_recency: source \"{}\" has applied up to {at}, upstream is at {upstream}; \
+             gave up after real_time_recency_timeout (state: {}{})",
+            status.name,
+            status.state,
+            status.last_error.map(|e| format!(", last error: {e}")).unwrap_or_default()
+        ),
+    }
+}
+
+/// The running sources of an engine, by name.
+#[derive(Default)]
+pub struct SourceRegistry {
+    sources: Mutex<BTreeMap<String, SourceHandle>>,
+}
+
+impl SourceRegistry {
+    fn map(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, SourceHandle>> {
+        self.sources.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers a started source.
+    pub fn insert(&self, name: &str, handle: SourceHandle) {
+        self.map().insert(name.to_string(), handle);
+    }
+
+    /// Stops and forgets a source.
+    pub async fn stop(&self, name: &str) {
+        let handle = self.map().remove(name);
+        if let Some(h) = handle {
+            h.stop().await;
+        }
+    }
+
+    /// Stops every source (shutdown).
+    pub async fn stop_all(&self) {
+        let handles: Vec<SourceHandle> = std::mem::take(&mut *self.map()).into_values().collect();
+        for h in handles {
+            h.stop().await;
+        }
+    }
+
+    /// A copy of every source's status.
+    pub fn statuses(&self) -> Vec<SourceStatus> {
+        self.map().values().map(|h| h.probe.status.lock().unwrap_or_else(|p| p.into_inner()).clone()).collect()
+    }
+
+    /// Waits until every source has applied all upstream commits made before the call.
+    pub async fn wait_caught_up(&self, timeout: Duration) -> Result<()> {
+        let probes: Vec<SourceProbe> = self.map().values().map(|h| h.probe.clone()).collect();
+        for probe in probes {
+            probe.wait_caught_up(timeout).await?;
+        }
+        Ok(())
+    }
+}

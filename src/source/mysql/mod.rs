@@ -1,0 +1,549 @@
+//! The MySQL/MariaDB source: lock-free snapshots merged with one binlog stream.
+//!
+//! # The merge
+//! Each captured table goes through three phases, driven by one applier task that receives,
+//! over one channel, decoded binlog transactions ([`binlog`]) and snapshot chunks
+//! ([`snapshot`]):
+//! 1. **Pending**: its snapshot has not started. Binlog changes of the table are buffered.
+//! 2. **Loading** at position `S`: the snapshot transaction reads the table as of binlog
+//!    position `S` (`binlog_snapshot_position`, exact, no locks). Buffered changes at or
+//!    before `S` are dropped (the snapshot contains them); later ones are kept. Chunks are
+//!    applied as they arrive.
+//! 3. **Streaming**: after the last chunk the kept changes are applied in binlog order, then
+//!    every later transaction is applied as it arrives.
+//!
+//! No key is ever compared in Rust, so collations cannot break the merge, and tables
+//! without a primary key get an exact multiset. The binlog reader starts at a position taken
+//! before any snapshot begins, so nothing between the two is missed.
+//!
+//! # Atomicity and restarts
+//! All changes of one upstream transaction to streaming tables are committed with one
+//! [`commit_with`], together with the source's progress (binlog position, which tables are
+//! streaming) — the binlog is the write-ahead log. After a restart the source resumes from the
+//! stored position; tables whose snapshot had not finished are emptied and snapshotted again.
+
+pub mod binlog;
+pub mod position;
+pub mod schema;
+pub mod snapshot;
+pub mod types;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use mysql_async::prelude::Queryable;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::task::JoinSet;
+
+use self::binlog::RowChange;
+use self::position::BinlogPosition;
+use self::schema::{upstream, TableSpec};
+use self::types::Cell;
+use super::{SourceHandle, SourceProbe, SourceStatus, TableStatus};
+use crate::dataflow::{ApplyMode, ChangeBatch};
+use crate::error::{Error, Result};
+use crate::state::{commit_with, keys, StateStore, TableState, WriteBatch};
+
+/// What the binlog reader and the snapshot readers tell the applier.
+pub enum Message {
+    Transaction { end: BinlogPosition, timestamp: u32, changes: Vec<(usize, RowChange)> },
+    Ddl { end: BinlogPosition, table: usize, statement: String, truncate: bool },
+    Heartbeat { position: BinlogPosition },
+    TableError { table: usize, message: String },
+    SnapshotStart { table: usize, position: BinlogPosition, chunks_total: u64 },
+    SnapshotRows { table: usize, batch: RecordBatch },
+    SnapshotDone { table: usize },
+}
+
+/// Options of `CREATE SOURCE ... WITH (...)`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SourceOptions {
+    pub server_id: u32,
+    pub snapshot: bool,
+    pub chunk_size: usize,
+    pub parallelism: usize,
+}
+
+impl SourceOptions {
+    /// Reads and checks the options.
+    pub fn parse(options: &BTreeMap<String, String>) -> Result<Self> {
+        let mut o = SourceOptions { server_id: 5400, snapshot: true, chunk_size: 8192, parallelism: 2 };
+        for (k, v) in options {
+            let num = |max: u64| -> Result<u64> {
+                v.parse::<u64>().ok().filter(|n| *n >= 1 && *n <= max).ok_or_else(|| {
+                    Error::InvalidParameterValue(format!("{k} must be a number from 1 to {max}, got {v}"))
+                })
+            };
+            match k.as_str() {
+                "SERVER_ID" => o.server_id = num(u32::MAX as u64)? as u32,
+                "CHUNK_SIZE" => o.chunk_size = num(1 << 24)? as usize,
+                "SNAPSHOT_PARALLELISM" => o.parallelism = num(64)? as usize,
+                "SNAPSHOT" => {
+                    o.snapshot = match v.to_ascii_lowercase().as_str() {
+                        "initial" => true,
+                        "never" => false,
+                        _ => {
+                            return Err(Error::InvalidParameterValue(format!(
+                                "SNAPSHOT must be 'initial' or 'never', got '{v}'"
+                            )))
+                        }
+                    }
+                }
+                other => {
+                    return Err(Error::InvalidParameterValue(format!(
+                        "unknown source option {other} (valid: SERVER_ID, SNAPSHOT, CHUNK_SIZE, SNAPSHOT_PARALLELISM)"
+                    )))
+                }
+            }
+        }
+        Ok(o)
+    }
+}
+
+/// Connection options from a `CREATE CONNECTION ... TO MYSQL` option map.
+pub fn connection_opts(options: &BTreeMap<String, String>) -> Result<mysql_async::Opts> {
+    let host = options.get("HOST").cloned().unwrap_or_else(|| "127.0.0.1".into());
+    let port: u16 = options
+        .get("PORT")
+        .map_or(Ok(3306), |p| p.parse().map_err(|_| Error::InvalidParameterValue(format!("bad PORT {p}"))))?;
+    let builder = mysql_async::OptsBuilder::default()
+        .ip_or_hostname(host)
+        .tcp_port(port)
+        .user(options.get("USER").cloned())
+        .pass(options.get("PASSWORD").cloned())
+        .prefer_socket(false)
+        .wait_timeout(Some(28800));
+    Ok(builder.into())
+}
+
+/// The server's current binlog end (`SHOW MASTER STATUS`; MySQL 8.4 calls it BINARY LOG STATUS).
+pub async fn current_position(conn: &mut mysql_async::Conn) -> Result<BinlogPosition> {
+    let row: Option<mysql_async::Row> = match conn.query_first("SHOW MASTER STATUS").await {
+        Ok(r) => r,
+        Err(_) => conn.query_first("SHOW BINARY LOG STATUS").await.map_err(upstream)?,
+    };
+    let row = row.ok_or_else(|| Error::InvalidParameterValue(
+        "the upstream server has no binary log: start it with log_bin (and binlog_format=ROW, binlog_row_image=FULL)".into(),
+    ))?;
+    let file: String = row.get(0).ok_or_else(|| Error::Internal("SHOW MASTER STATUS without a file".into()))?;
+    let pos: u64 = row.get(1).ok_or_else(|| Error::Internal("SHOW MASTER STATUS without a position".into()))?;
+    Ok(BinlogPosition { file, pos })
+}
+
+/// Checks that the upstream server can feed a source, with the fix in each error.
+pub async fn check_upstream(conn: &mut mysql_async::Conn, server_id: u32) -> Result<()> {
+    let vars: Vec<(String, String)> = conn
+        .query(
+            "SHOW GLOBAL VARIABLES WHERE Variable_name IN \
+             ('log_bin', 'binlog_format', 'binlog_row_image', 'server_id')",
+        )
+        .await
+        .map_err(upstream)?;
+    let get = |n: &str| vars.iter().find(|(k, _)| k == n).map(|(_, v)| v.to_ascii_uppercase());
+    let fix = |what: &str| {
+        Error::InvalidParameterValue(format!(
+            "upstream {what}; Headwater needs log_bin=ON, binlog_format=ROW, binlog_row_image=FULL \
+         (and binlog_row_metadata=FULL on MariaDB/MySQL 8) in the server's configuration"
+        ))
+    };
+    if get("log_bin").as_deref() != Some("ON") {
+        return Err(fix("binary logging is off"));
+    }
+    if get("binlog_format").as_deref() != Some("ROW") {
+        return Err(fix(&format!("binlog_format is {}", get("binlog_format").unwrap_or_default())));
+    }
+    if get("binlog_row_image").as_deref() != Some("FULL") {
+        return Err(fix(&format!("binlog_row_image is {}", get("binlog_row_image").unwrap_or_default())));
+    }
+    if get("server_id").as_deref() == Some(server_id.to_string().as_str()) {
+        return Err(Error::InvalidParameterValue(format!(
+            "SERVER_ID {server_id} is the upstream server's own server_id; choose another with WITH (SERVER_ID = n)"
+        )));
+    }
+    let replicas: Vec<mysql_async::Row> = conn.query("SHOW SLAVE HOSTS").await.unwrap_or_default();
+    if replicas.iter().any(|r| r.get::<u32, _>(0) == Some(server_id)) {
+        return Err(Error::InvalidParameterValue(format!(
+            "SERVER_ID {server_id} is already used by another replica of the upstream server; choose another"
+        )));
+    }
+    current_position(conn).await.map_err(|e| match e {
+        Error::DataException { message, .. } if message.contains("denied") => Error::InvalidParameterValue(format!(
+            "{message}; grant the user REPLICATION SLAVE, REPLICATION CLIENT (BINLOG MONITOR) and SELECT"
+        )),
+        other => other,
+    })?;
+    Ok(())
+}
+
+/// The progress a source persists with every commit.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Progress {
+    position: Option<BinlogPosition>,
+    /// Tables whose snapshot is complete.
+    streaming: BTreeSet<String>,
+}
+
+/// A captured table: its upstream description and its local rows.
+pub struct CapturedTable {
+    pub spec: Arc<TableSpec>,
+    pub state: Arc<TableState>,
+}
+
+impl CapturedTable {
+    /// The Arrow schema of the local table.
+    pub fn schema(spec: &TableSpec) -> SchemaRef {
+        Arc::new(Schema::new(
+            spec.columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| Field::new(&c.name, c.kind.data_type(), c.nullable && !spec.key.contains(&i)))
+                .collect::<Vec<_>>(),
+        ))
+    }
+}
+
+/// One MySQL source.
+pub struct MySqlSource {
+    pub name: String,
+    pub id: u64,
+    pub connection: String,
+    pub opts: mysql_async::Opts,
+    pub options: SourceOptions,
+    pub tables: Vec<CapturedTable>,
+    pub store: Arc<dyn StateStore>,
+}
+
+enum Buffered {
+    Rows(Vec<RowChange>),
+    Truncate,
+}
+
+enum Phase {
+    Pending(Vec<(BinlogPosition, Buffered)>),
+    Loading(BinlogPosition, Vec<(BinlogPosition, Buffered)>, Instant),
+    Streaming,
+    Failed,
+}
+
+impl MySqlSource {
+    /// Starts the source in the background.
+    pub fn start(self) -> SourceHandle {
+        let status = Arc::new(Mutex::new(SourceStatus {
+            name: self.name.clone(),
+            connection: self.connection.clone(),
+            state: "starting".into(),
+            tables: self
+                .tables
+                .iter()
+                .map(|t| TableStatus {
+                    name: t.spec.name.clone(),
+                    upstream: format!("{}.{}", t.spec.database, t.spec.table),
+                    state: "pending".into(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }));
+        let (applied_tx, applied) = watch::channel(None);
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let probe = SourceProbe { status: status.clone(), applied, opts: self.opts.clone() };
+        let runner = Runner { source: Arc::new(self), status, applied: applied_tx };
+        let task = tokio::spawn(runner.run(shutdown_rx));
+        SourceHandle { probe, shutdown, task }
+    }
+
+    fn progress_key(&self) -> Vec<u8> {
+        keys::source_progress(self.id)
+    }
+
+    fn load_progress(&self) -> Result<Progress> {
+        match self.store.get(&self.progress_key())? {
+            Some(v) => serde_json::from_slice(&v).map_err(|e| Error::Storage(format!("corrupt source progress: {e}"))),
+            None => Ok(Progress::default()),
+        }
+    }
+
+    fn progress_batch(&self, p: &Progress) -> Result<WriteBatch> {
+        let mut b = WriteBatch::default();
+        b.put(self.progress_key(), serde_json::to_vec(p).map_err(|e| Error::Internal(e.to_string()))?);
+        Ok(b)
+    }
+}
+
+struct Runner {
+    source: Arc<MySqlSource>,
+    status: Arc<Mutex<SourceStatus>>,
+    applied: watch::Sender<Option<BinlogPosition>>,
+}
+
+impl Runner {
+    fn status(&self) -> std::sync::MutexGuard<'_, SourceStatus> {
+        self.status.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            let result = tokio::select! {
+                r = self.run_once() => r,
+                _ = shutdown.changed() => return,
+            };
+            if let Err(e) = result {
+                tracing::warn!(source = %self.source.name, "source stopped: {e}; reconnecting in {backoff:?}");
+                let mut s = self.status();
+                s.state = "reconnecting".into();
+                s.last_error = Some(e.to_string());
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = shutdown.changed() => return,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+        }
+    }
+
+    async fn run_once(&self) -> Result<()> {
+        let src = &self.source;
+        let mut progress = src.load_progress()?;
+        let mut conn = mysql_async::Conn::new(src.opts.clone()).await.map_err(upstream)?;
+        let start = match progress.position.clone() {
+            Some(p) => p,
+            None => {
+                let p = current_position(&mut conn).await?;
+                if !src.options.snapshot {
+                    progress.streaming = src.tables.iter().map(|t| t.spec.name.clone()).collect();
+                }
+                progress.position = Some(p.clone());
+                src.store.apply(src.progress_batch(&progress)?)?;
+                p
+            }
+        };
+        drop(conn);
+        self.applied.send_replace(Some(start.clone()));
+        let mut phases: Vec<Phase> = Vec::with_capacity(src.tables.len());
+        let mut to_snapshot = Vec::new();
+        for (i, t) in src.tables.iter().enumerate() {
+            if progress.streaming.contains(&t.spec.name) {
+                phases.push(Phase::Streaming);
+                self.status().tables[i].state = "streaming".into();
+            } else {
+                // A snapshot cut short (crash, reconnect) is redone from an empty table.
+                truncate(src, t, &mut WriteBatch::default())?;
+                phases.push(Phase::Pending(Vec::new()));
+                to_snapshot.push(i);
+            }
+        }
+        {
+            let mut s = self.status();
+            s.state = if to_snapshot.is_empty() { "streaming" } else { "snapshotting" }.into();
+            s.position = Some(start.clone());
+        }
+
+        let (tx, mut rx) = mpsc::channel::<Message>(64);
+        let mut tasks: JoinSet<Result<()>> = JoinSet::new();
+        let specs = Arc::new(src.tables.iter().map(|t| t.spec.as_ref().clone()).collect::<Vec<_>>());
+        tasks.spawn(binlog::read(src.opts.clone(), src.options.server_id, start, specs, tx.clone()));
+        let permits = Arc::new(Semaphore::new(src.options.parallelism));
+        for i in to_snapshot {
+            let (opts, tx, permits) = (src.opts.clone(), tx.clone(), permits.clone());
+            let spec = src.tables[i].spec.clone();
+            let schema = src.tables[i].state.schema();
+            let chunk = src.options.chunk_size;
+            tasks.spawn(async move {
+                let _permit = permits.acquire_owned().await.map_err(|_| Error::Internal("semaphore closed".into()))?;
+                snapshot::snapshot_table(opts, i, spec, schema, chunk, tx).await
+            });
+        }
+        drop(tx);
+        loop {
+            tokio::select! {
+                msg = rx.recv() => match msg {
+                    Some(m) => self.handle(m, &mut phases, &mut progress)?,
+                    None => return Err(Error::Internal("all source readers stopped".into())),
+                },
+                Some(done) = tasks.join_next() => {
+                    match done {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => return Err(e),
+                        Err(e) => return Err(Error::Internal(format!("source task failed: {e}"))),
+                    }
+                }
+            }
+        }
+    }
+
+    fn handle(&self, msg: Message, phases: &mut [Phase], progress: &mut Progress) -> Result<()> {
+        let src = &self.source;
+        match msg {
+            Message::Transaction { end, timestamp, changes } => {
+                let mut per_table: BTreeMap<usize, Vec<RowChange>> = BTreeMap::new();
+                for (t, c) in changes {
+                    per_table.entry(t).or_default().push(c);
+                }
+                let mut batches = Vec::new();
+                for (t, rows) in per_table {
+                    match &mut phases[t] {
+                        Phase::Streaming => batches.push((t, to_batch(&src.tables[t], &rows)?)),
+                        Phase::Pending(buf) => buf.push((end.clone(), Buffered::Rows(rows))),
+                        Phase::Loading(at, buf, _) => {
+                            if end > *at {
+                                buf.push((end.clone(), Buffered::Rows(rows)));
+                            }
+                        }
+                        Phase::Failed => {}
+                    }
+                }
+                progress.position = Some(end.clone());
+                let refs: Vec<(&TableState, &ChangeBatch)> =
+                    batches.iter().map(|(t, b)| (src.tables[*t].state.as_ref(), b)).collect();
+                commit_with(src.store.as_ref(), &refs, src.progress_batch(progress)?)?;
+                let lag = (chrono::Utc::now().timestamp() - timestamp as i64).max(0) as f64;
+                {
+                    let mut s = self.status();
+                    s.position = Some(end.clone());
+                    s.lag_seconds = Some(lag);
+                    s.last_error = None;
+                    if s.state == "reconnecting" || s.state == "starting" {
+                        s.state = if phases.iter().all(|p| matches!(p, Phase::Streaming | Phase::Failed)) {
+                            "streaming".into()
+                        } else {
+                            "snapshotting".into()
+                        };
+                    }
+                }
+                self.applied.send_replace(Some(end));
+            }
+            Message::Heartbeat { .. } => {
+                self.status().lag_seconds = Some(0.0);
+            }
+            Message::Ddl { end, table, statement, truncate: is_truncate } => {
+                let t = &src.tables[table];
+                if is_truncate {
+                    match &mut phases[table] {
+                        Phase::Streaming => {
+                            let mut batch = src.progress_batch(progress)?;
+                            truncate_in(src, t, &mut batch)?;
+                        }
+                        Phase::Pending(buf) => buf.push((end, Buffered::Truncate)),
+                        Phase::Loading(at, buf, _) => {
+                            if end > *at {
+                                buf.push((end, Buffered::Truncate));
+                            }
+                        }
+                        Phase::Failed => {}
+                    }
+                } else {
+                    let message = format!(
+                        "upstream DDL on {}: {statement} — the table is frozen at binlog position {end}; \
+                         recreate the source (DROP SOURCE ...; CREATE SOURCE ...) to capture the new schema",
+                        t.spec.upstream()
+                    );
+                    self.fail_table(phases, table, message);
+                }
+            }
+            Message::TableError { table, message } => self.fail_table(phases, table, message),
+            Message::SnapshotStart { table, position, chunks_total } => {
+                if let Phase::Pending(buf) = std::mem::replace(&mut phases[table], Phase::Failed) {
+                    let kept = buf.into_iter().filter(|(p, _)| *p > position).collect();
+                    phases[table] = Phase::Loading(position, kept, Instant::now());
+                }
+                let mut s = self.status();
+                let ts = &mut s.tables[table];
+                ts.state = "snapshotting".into();
+                ts.chunks_total = chunks_total;
+            }
+            Message::SnapshotRows { table, batch } => {
+                let n = batch.num_rows() as u64;
+                let change = ChangeBatch { weights: vec![1; batch.num_rows()], data: batch, mode: ApplyMode::Upsert };
+                commit_with(src.store.as_ref(), &[(src.tables[table].state.as_ref(), &change)], WriteBatch::default())?;
+                let elapsed = match &phases[table] {
+                    Phase::Loading(_, _, started) => started.elapsed().as_secs_f64(),
+                    _ => 0.0,
+                };
+                let mut s = self.status();
+                let ts = &mut s.tables[table];
+                ts.rows_copied += n;
+                ts.chunks_done += 1;
+                ts.chunks_total = ts.chunks_total.max(ts.chunks_done);
+                if elapsed > 0.0 {
+                    ts.rows_per_second = ts.rows_copied as f64 / elapsed;
+                }
+            }
+            Message::SnapshotDone { table } => {
+                let Phase::Loading(_, buffered, _) = std::mem::replace(&mut phases[table], Phase::Streaming) else {
+                    return Ok(());
+                };
+                let t = &src.tables[table];
+                progress.streaming.insert(t.spec.name.clone());
+                // Replay what happened upstream since the snapshot, in order; the last write
+                // also records that the table is now streaming.
+                let mut segment: Vec<RowChange> = Vec::new();
+                for (_, b) in buffered {
+                    match b {
+                        Buffered::Rows(rows) => segment.extend(rows),
+                        Buffered::Truncate => {
+                            let change = to_batch(t, &std::mem::take(&mut segment))?;
+                            commit_with(src.store.as_ref(), &[(t.state.as_ref(), &change)], WriteBatch::default())?;
+                            truncate_in(src, t, &mut WriteBatch::default())?;
+                        }
+                    }
+                }
+                let change = to_batch(t, &segment)?;
+                commit_with(src.store.as_ref(), &[(t.state.as_ref(), &change)], src.progress_batch(progress)?)?;
+                let mut s = self.status();
+                s.tables[table].state = "streaming".into();
+                s.tables[table].chunks_total = s.tables[table].chunks_done;
+                if phases.iter().all(|p| matches!(p, Phase::Streaming | Phase::Failed)) {
+                    s.state = "streaming".into();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn fail_table(&self, phases: &mut [Phase], table: usize, message: String) {
+        tracing::error!(source = %self.source.name, table = %self.source.tables[table].spec.name, "{message}");
+        phases[table] = Phase::Failed;
+        let mut s = self.status();
+        s.tables[table].state = "error".into();
+        s.tables[table].last_error = Some(message);
+    }
+}
+
+/// Deletes every row of a captured table (upstream TRUNCATE, snapshot restart).
+fn truncate(src: &MySqlSource, t: &CapturedTable, extra: &mut WriteBatch) -> Result<()> {
+    truncate_in(src, t, extra)
+}
+
+fn truncate_in(src: &MySqlSource, t: &CapturedTable, extra: &mut WriteBatch) -> Result<()> {
+    let all = t.state.snapshot()?;
+    let change = ChangeBatch { weights: vec![-1; all.num_rows()], data: all, mode: ApplyMode::Upsert };
+    commit_with(src.store.as_ref(), &[(t.state.as_ref(), &change)], std::mem::take(extra))
+}
+
+/// Row images → an upsert change batch: −before, +after, in order.
+fn to_batch(t: &CapturedTable, rows: &[RowChange]) -> Result<ChangeBatch> {
+    let mut builders = snapshot::new_builders(&t.spec)?;
+    let mut weights = Vec::with_capacity(rows.len() * 2);
+    let mut push = |cells: &[Cell], w: i64, builders: &mut Vec<types::ColumnBuilder>| -> Result<()> {
+        for (b, c) in builders.iter_mut().zip(cells) {
+            b.append(c.clone())?;
+        }
+        weights.push(w);
+        Ok(())
+    };
+    for r in rows {
+        if let Some(before) = &r.before {
+            push(before, -1, &mut builders)?;
+        }
+        if let Some(after) = &r.after {
+            push(after, 1, &mut builders)?;
+        }
+    }
+    let data = snapshot::finish(&t.state.schema(), &mut builders)?;
+    Ok(ChangeBatch { data, weights, mode: ApplyMode::Upsert })
+}

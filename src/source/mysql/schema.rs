@@ -1,0 +1,192 @@
+//! Discovering upstream tables: which tables a source captures and their columns and keys.
+
+use mysql_async::prelude::Queryable;
+use serde::{Deserialize, Serialize};
+
+use super::types::Kind;
+use crate::error::{Error, Result};
+
+/// Which upstream tables a source captures.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TableSelection {
+    /// `FOR TABLES (db.t [AS name], ...)`
+    Tables(Vec<(String, String, Option<String>)>),
+    /// `FOR SCHEMAS (db, ...)`
+    Schemas(Vec<String>),
+    /// `FOR ALL TABLES` (every base table outside the system schemas)
+    All,
+}
+
+/// One captured column.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ColumnSpec {
+    pub name: String,
+    pub kind: Kind,
+    pub nullable: bool,
+    /// The upstream `COLUMN_TYPE`, for messages and docs.
+    pub mysql_type: String,
+}
+
+/// One captured table: where it comes from and what it looks like.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TableSpec {
+    pub database: String,
+    pub table: String,
+    /// The local table's name.
+    pub name: String,
+    pub columns: Vec<ColumnSpec>,
+    /// Primary-key column indexes; empty for a table captured as a multiset.
+    pub key: Vec<usize>,
+}
+
+impl TableSpec {
+    /// `db.table` as MySQL would quote it.
+    pub fn upstream(&self) -> String {
+        format!("`{}`.`{}`", self.database.replace('`', "``"), self.table.replace('`', "``"))
+    }
+
+    /// The local table as SQL, for `SHOW CREATE TABLE`.
+    pub fn create_sql(&self) -> String {
+        let mut cols: Vec<String> = self
+            .columns
+            .iter()
+            .map(|c| format!("{} {}{}", quote(&c.name), c.kind.sql_type(), if c.nullable { "" } else { " NOT NULL" }))
+            .collect();
+        if !self.key.is_empty() {
+            let key: Vec<String> = self.key.iter().map(|&i| quote(&self.columns[i].name)).collect();
+            cols.push(format!("PRIMARY KEY ({})", key.join(", ")));
+        }
+        format!("CREATE TABLE {} ({})", quote(&self.name), cols.join(", "))
+    }
+}
+
+fn quote(name: &str) -> String {
+    let plain = name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if plain {
+        name.to_string()
+    } else {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
+}
+
+const SYSTEM_SCHEMAS: &str = "('mysql','information_schema','performance_schema','sys')";
+
+/// Resolves the selection to tables and reads their columns and primary keys.
+pub async fn discover(conn: &mut mysql_async::Conn, selection: &TableSelection) -> Result<Vec<TableSpec>> {
+    let wanted: Vec<(String, String, String)> = match selection {
+        TableSelection::Tables(list) => {
+            let mut out = Vec::new();
+            for (db, t, alias) in list {
+                let found: Option<(String, String)> = conn
+                    .exec_first(
+                        "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES \
+                         WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND TABLE_TYPE = 'BASE TABLE'",
+                        (db, t),
+                    )
+                    .await
+                    .map_err(upstream)?;
+                let Some((db, t)) = found else {
+                    return Err(Error::UndefinedTable(format!(
+                        "{db}.{t} (upstream; check the name and the SELECT privilege)"
+                    )));
+                };
+                let name = alias.clone().unwrap_or_else(|| t.to_lowercase());
+                out.push((db, t, name));
+            }
+            out
+        }
+        TableSelection::Schemas(schemas) => {
+            let mut out = Vec::new();
+            for s in schemas {
+                let rows: Vec<(String, String)> = conn
+                    .exec(
+                        "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES \
+                         WHERE TABLE_SCHEMA = ? AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME",
+                        (s,),
+                    )
+                    .await
+                    .map_err(upstream)?;
+                if rows.is_empty() {
+                    return Err(Error::undefined("upstream schema (or it has no tables)", s.clone()));
+                }
+                out.extend(rows.into_iter().map(|(d, t)| {
+                    let n = t.to_lowercase();
+                    (d, t, n)
+                }));
+            }
+            out
+        }
+        TableSelection::All => {
+            let rows: Vec<(String, String)> = conn
+                .query(format!(
+                    "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES \
+                     WHERE TABLE_TYPE = 'BASE TABLE' AND TABLE_SCHEMA NOT IN {SYSTEM_SCHEMAS} \
+                     ORDER BY TABLE_SCHEMA, TABLE_NAME"
+                ))
+                .await
+                .map_err(upstream)?;
+            rows.into_iter()
+                .map(|(d, t)| {
+                    let n = t.to_lowercase();
+                    (d, t, n)
+                })
+                .collect()
+        }
+    };
+    let mut specs = Vec::with_capacity(wanted.len());
+    for (db, table, name) in wanted {
+        if specs.iter().any(|s: &TableSpec| s.name == name) {
+            return Err(Error::InvalidParameterValue(format!(
+                "two upstream tables would both be called \"{name}\"; give one an alias with AS"
+            )));
+        }
+        specs.push(describe(conn, &db, &table, &name).await?);
+    }
+    Ok(specs)
+}
+
+type ColumnRow = (String, String, String, String, Option<u64>, Option<u64>, Option<String>);
+
+/// Reads one table's columns and primary key.
+pub async fn describe(conn: &mut mysql_async::Conn, db: &str, table: &str, name: &str) -> Result<TableSpec> {
+    let rows: Vec<ColumnRow> = conn
+        .exec(
+            "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, NUMERIC_PRECISION, NUMERIC_SCALE, \
+             CHARACTER_SET_NAME FROM information_schema.COLUMNS \
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
+            (db, table),
+        )
+        .await
+        .map_err(upstream)?;
+    let columns: Vec<ColumnSpec> = rows
+        .into_iter()
+        .map(|(col, data_type, column_type, nullable, precision, scale, charset)| ColumnSpec {
+            kind: Kind::from_column(
+                &data_type.to_lowercase(),
+                &column_type.to_lowercase(),
+                precision,
+                scale,
+                charset.as_deref(),
+            ),
+            name: col,
+            nullable: nullable == "YES",
+            mysql_type: column_type,
+        })
+        .collect();
+    let key_names: Vec<String> = conn
+        .exec(
+            "SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE \
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND CONSTRAINT_NAME = 'PRIMARY' ORDER BY ORDINAL_POSITION",
+            (db, table),
+        )
+        .await
+        .map_err(upstream)?;
+    let key = key_names.iter().filter_map(|k| columns.iter().position(|c| &c.name == k)).collect();
+    Ok(TableSpec { database: db.to_string(), table: table.to_string(), name: name.to_string(), columns, key })
+}
+
+/// An error talking to the upstream server, worded for the user.
+pub fn upstream(e: mysql_async::Error) -> Error {
+    Error::DataException { sqlstate: "08000", message: format!("upstream MySQL error: {e}") }
+}

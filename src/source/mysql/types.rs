@@ -1,0 +1,498 @@
+//! MySQL column types → Headwater (Arrow) types, and the decoding both capture paths share.
+//!
+//! The snapshot reads rows through the text protocol (every value a string, TIMESTAMP in a
+//! `+00:00` session); the binlog delivers typed values (TIMESTAMP as epoch seconds, ENUM as an
+//! index, SET as a bitmap, strings as raw bytes in the column's charset). Both are first turned
+//! into a [`Cell`], and only [`ColumnBuilder::append`] turns cells into Arrow values, so a row
+//! decodes identically whichever path it came through. The mapping is documented in
+//! `docs/types.md`.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    ArrayRef, BinaryBuilder, Date32Builder, Decimal128Builder, Float32Builder, Float64Builder, Int16Builder,
+    Int32Builder, Int64Builder, IntervalMonthDayNanoBuilder, StringBuilder, TimestampMicrosecondBuilder,
+};
+use datafusion::arrow::datatypes::{DataType, IntervalMonthDayNano, TimeUnit};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// How a column is decoded and stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Kind {
+    /// TINYINT, SMALLINT, YEAR, TINYINT UNSIGNED.
+    Int16,
+    /// MEDIUMINT (signed or not), INT, SMALLINT UNSIGNED.
+    Int32,
+    /// BIGINT, INT UNSIGNED.
+    Int64,
+    /// DECIMAL(p,s) with p ≤ 38, BIGINT UNSIGNED as (20,0).
+    Decimal {
+        precision: u8,
+        scale: i8,
+    },
+    /// DECIMAL wider than 38 digits, kept exact as text.
+    DecimalText,
+    Float32,
+    Float64,
+    /// DATE; the zero date becomes NULL.
+    Date,
+    /// DATETIME(n): wall-clock, no time zone.
+    DateTime,
+    /// TIMESTAMP(n): an instant, stored in UTC.
+    Timestamp,
+    /// TIME(n): a signed duration up to ±838:59:59.
+    Time,
+    /// CHAR, VARCHAR, TEXT, JSON; `latin1` when binlog bytes must be transcoded.
+    Text {
+        latin1: bool,
+    },
+    /// ENUM('a', ...): the label.
+    Enum {
+        labels: Vec<String>,
+    },
+    /// SET('a', ...): the labels present, comma-separated as MySQL prints them.
+    Set {
+        labels: Vec<String>,
+    },
+    /// BIT(n): the number, as BIGINT.
+    Bit,
+    /// BINARY, VARBINARY, BLOB and anything else stored as raw bytes.
+    Binary,
+}
+
+impl Kind {
+    /// Chooses the kind from `information_schema.COLUMNS`.
+    pub fn from_column(
+        data_type: &str,
+        column_type: &str,
+        precision: Option<u64>,
+        scale: Option<u64>,
+        charset: Option<&str>,
+    ) -> Kind {
+        let unsigned = column_type.contains("unsigned");
+        match data_type {
+            "tinyint" => Kind::Int16,
+            "smallint" if unsigned => Kind::Int32,
+            "smallint" => Kind::Int16,
+            "mediumint" => Kind::Int32,
+            "int" | "integer" if unsigned => Kind::Int64,
+            "int" | "integer" => Kind::Int32,
+            "bigint" if unsigned => Kind::Decimal { precision: 20, scale: 0 },
+            "bigint" => Kind::Int64,
+            "year" => Kind::Int16,
+            "decimal" | "numeric" => {
+                let p = precision.unwrap_or(10);
+                let s = scale.unwrap_or(0);
+                if p <= 38 {
+                    Kind::Decimal { precision: p as u8, scale: s as i8 }
+                } else {
+                    Kind::DecimalText
+                }
+            }
+            "float" => Kind::Float32,
+            "double" | "real" => Kind::Float64,
+            "date" => Kind::Date,
+            "datetime" => Kind::DateTime,
+            "timestamp" => Kind::Timestamp,
+            "time" => Kind::Time,
+            "enum" => Kind::Enum { labels: labels(column_type) },
+            "set" => Kind::Set { labels: labels(column_type) },
+            "bit" => {
+                // BIT(64) values with the top bit set read as negative BIGINTs.
+                Kind::Bit
+            }
+            "char" | "varchar" | "tinytext" | "text" | "mediumtext" | "longtext" | "json" => {
+                Kind::Text { latin1: charset.is_some_and(|c| c.eq_ignore_ascii_case("latin1")) }
+            }
+            _ => Kind::Binary,
+        }
+    }
+
+    /// The Arrow type of the column.
+    pub fn data_type(&self) -> DataType {
+        match self {
+            Kind::Int16 => DataType::Int16,
+            Kind::Int32 => DataType::Int32,
+            Kind::Int64 | Kind::Bit => DataType::Int64,
+            Kind::Decimal { precision, scale } => DataType::Decimal128(*precision, *scale),
+            Kind::DecimalText | Kind::Text { .. } | Kind::Enum { .. } | Kind::Set { .. } => DataType::Utf8,
+            Kind::Float32 => DataType::Float32,
+            Kind::Float64 => DataType::Float64,
+            Kind::Date => DataType::Date32,
+            Kind::DateTime => DataType::Timestamp(TimeUnit::Microsecond, None),
+            Kind::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from("UTC"))),
+            Kind::Time => DataType::Interval(datafusion::arrow::datatypes::IntervalUnit::MonthDayNano),
+            Kind::Binary => DataType::Binary,
+        }
+    }
+
+    /// The SQL spelling of the type, for `SHOW CREATE TABLE`.
+    pub fn sql_type(&self) -> String {
+        match self {
+            Kind::Int16 => "SMALLINT".into(),
+            Kind::Int32 => "INTEGER".into(),
+            Kind::Int64 | Kind::Bit => "BIGINT".into(),
+            Kind::Decimal { precision, scale } => format!("NUMERIC({precision},{scale})"),
+            Kind::DecimalText | Kind::Text { .. } | Kind::Enum { .. } | Kind::Set { .. } => "TEXT".into(),
+            Kind::Float32 => "REAL".into(),
+            Kind::Float64 => "DOUBLE PRECISION".into(),
+            Kind::Date => "DATE".into(),
+            Kind::DateTime => "TIMESTAMP".into(),
+            Kind::Timestamp => "TIMESTAMPTZ".into(),
+            Kind::Time => "INTERVAL".into(),
+            Kind::Binary => "BYTEA".into(),
+        }
+    }
+}
+
+/// Labels of `enum('a','b')` / `set('a','b')`, unescaping doubled quotes.
+fn labels(column_type: &str) -> Vec<String> {
+    let inner = column_type.split_once('(').map_or("", |(_, r)| r.strip_suffix(')').unwrap_or(r));
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut in_quote = false;
+    let mut chars = inner.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, in_quote) {
+            ('\'', false) => in_quote = true,
+            ('\'', true) if chars.peek() == Some(&'\'') => {
+                chars.next();
+                cur.push('\'');
+            }
+            ('\'', true) => {
+                in_quote = false;
+                out.push(std::mem::take(&mut cur));
+            }
+            (c, true) => cur.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// One value on its way from MySQL to Arrow.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    Null,
+    Int(i64),
+    UInt(u64),
+    Float(f32),
+    Double(f64),
+    /// Exact decimal or any text, already UTF-8.
+    Text(String),
+    Bytes(Vec<u8>),
+    /// Date and time parts (year 0 = zero date).
+    DateTime {
+        y: u16,
+        mo: u8,
+        d: u8,
+        h: u8,
+        mi: u8,
+        s: u8,
+        us: u32,
+    },
+    /// A signed duration.
+    Time {
+        negative: bool,
+        hours: u32,
+        mi: u8,
+        s: u8,
+        us: u32,
+    },
+}
+
+/// Parses a text-protocol value of a column of kind `kind`.
+pub fn cell_from_text(kind: &Kind, raw: Option<&[u8]>) -> Result<Cell> {
+    let Some(raw) = raw else { return Ok(Cell::Null) };
+    let text = || String::from_utf8_lossy(raw).into_owned();
+    let bad = || Error::Internal(format!("cannot decode {kind:?} value {:?}", String::from_utf8_lossy(raw)));
+    Ok(match kind {
+        Kind::Int16 | Kind::Int32 | Kind::Int64 => Cell::Int(text().parse().map_err(|_| bad())?),
+        Kind::Decimal { .. } | Kind::DecimalText => Cell::Text(text()),
+        Kind::Float32 => Cell::Float(text().parse().map_err(|_| bad())?),
+        Kind::Float64 => Cell::Double(text().parse().map_err(|_| bad())?),
+        Kind::Date | Kind::DateTime | Kind::Timestamp => parse_datetime(&text()).ok_or_else(bad)?,
+        Kind::Time => parse_time(&text()).ok_or_else(bad)?,
+        Kind::Text { .. } | Kind::Enum { .. } | Kind::Set { .. } => Cell::Text(text()),
+        Kind::Bit => Cell::UInt(be_u64(raw)),
+        Kind::Binary => Cell::Bytes(raw.to_vec()),
+    })
+}
+
+/// Converts a binlog value of a column of kind `kind`.
+pub fn cell_from_binlog(kind: &Kind, value: &mysql_async::Value) -> Result<Cell> {
+    use mysql_async::Value as V;
+    let bad = || Error::Internal(format!("unexpected binlog value {value:?} for {kind:?}"));
+    Ok(match (kind, value) {
+        (_, V::NULL) => Cell::Null,
+        (Kind::Int16 | Kind::Int32 | Kind::Int64, V::Int(i)) => Cell::Int(*i),
+        (Kind::Int16 | Kind::Int32 | Kind::Int64, V::UInt(u)) => Cell::Int(*u as i64),
+        (Kind::Decimal { .. } | Kind::DecimalText, V::Bytes(b)) => Cell::Text(String::from_utf8_lossy(b).into_owned()),
+        (Kind::Decimal { .. }, V::UInt(u)) => Cell::UInt(*u),
+        (Kind::Decimal { .. }, V::Int(i)) => Cell::UInt(*i as u64),
+        (Kind::Float32, V::Float(f)) => Cell::Float(*f),
+        (Kind::Float64, V::Double(f)) => Cell::Double(*f),
+        (Kind::Float64, V::Float(f)) => Cell::Double(*f as f64),
+        (Kind::Date | Kind::DateTime, V::Date(y, mo, d, h, mi, s, us)) => {
+            Cell::DateTime { y: *y, mo: *mo, d: *d, h: *h, mi: *mi, s: *s, us: *us }
+        }
+        // TIMESTAMP arrives as UTC epoch seconds with an optional fraction: "1709251201.5".
+        (Kind::Timestamp, V::Bytes(b)) => epoch_to_cell(&String::from_utf8_lossy(b)).ok_or_else(bad)?,
+        (Kind::Timestamp, V::Date(y, mo, d, h, mi, s, us)) => {
+            Cell::DateTime { y: *y, mo: *mo, d: *d, h: *h, mi: *mi, s: *s, us: *us }
+        }
+        (Kind::Time, V::Time(neg, days, h, mi, s, us)) => {
+            Cell::Time { negative: *neg, hours: days * 24 + *h as u32, mi: *mi, s: *s, us: *us }
+        }
+        (Kind::Text { latin1 }, V::Bytes(b)) => Cell::Text(if *latin1 {
+            b.iter().map(|&c| c as char).collect()
+        } else {
+            String::from_utf8_lossy(b).into_owned()
+        }),
+        (Kind::Enum { labels }, V::Int(i)) => Cell::Text(enum_label(labels, *i as u64)),
+        (Kind::Enum { labels }, V::UInt(i)) => Cell::Text(enum_label(labels, *i)),
+        (Kind::Set { labels }, V::Int(i)) => Cell::Text(set_labels(labels, *i as u64)),
+        (Kind::Set { labels }, V::UInt(i)) => Cell::Text(set_labels(labels, *i)),
+        (Kind::Enum { .. } | Kind::Set { .. }, V::Bytes(b)) => Cell::Text(String::from_utf8_lossy(b).into_owned()),
+        (Kind::Bit, V::Bytes(b)) => Cell::UInt(be_u64(b)),
+        (Kind::Binary, V::Bytes(b)) => Cell::Bytes(b.clone()),
+        (Kind::Text { .. }, V::Int(i)) => Cell::Text(i.to_string()),
+        _ => return Err(bad()),
+    })
+}
+
+fn enum_label(labels: &[String], index: u64) -> String {
+    // 0 is MySQL's "invalid value" empty string; labels are 1-based.
+    labels.get((index as usize).wrapping_sub(1)).cloned().unwrap_or_default()
+}
+
+fn set_labels(labels: &[String], bits: u64) -> String {
+    labels
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| bits & (1 << i) != 0)
+        .map(|(_, l)| l.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn be_u64(b: &[u8]) -> u64 {
+    b.iter().fold(0u64, |acc, &x| (acc << 8) | x as u64)
+}
+
+fn epoch_to_cell(s: &str) -> Option<Cell> {
+    let (secs, frac) = s.split_once('.').unwrap_or((s, ""));
+    let secs: i64 = secs.parse().ok()?;
+    let us: u32 = if frac.is_empty() { 0 } else { format!("{frac:0<6}")[..6].parse().ok()? };
+    if secs == 0 && us == 0 {
+        return Some(Cell::DateTime { y: 0, mo: 0, d: 0, h: 0, mi: 0, s: 0, us: 0 });
+    }
+    let dt = chrono::DateTime::from_timestamp(secs, us * 1000)?.naive_utc();
+    use chrono::{Datelike, Timelike};
+    Some(Cell::DateTime {
+        y: dt.year() as u16,
+        mo: dt.month() as u8,
+        d: dt.day() as u8,
+        h: dt.hour() as u8,
+        mi: dt.minute() as u8,
+        s: dt.second() as u8,
+        us,
+    })
+}
+
+/// `YYYY-MM-DD[ HH:MM:SS[.ffffff]]`.
+fn parse_datetime(s: &str) -> Option<Cell> {
+    let (date, time) = s.split_once(' ').unwrap_or((s, "00:00:00"));
+    let mut d = date.split('-');
+    let (y, mo, dd) = (d.next()?.parse().ok()?, d.next()?.parse().ok()?, d.next()?.parse().ok()?);
+    let (hms, frac) = time.split_once('.').unwrap_or((time, ""));
+    let mut t = hms.split(':');
+    let (h, mi, sec) = (t.next()?.parse().ok()?, t.next()?.parse().ok()?, t.next()?.parse().ok()?);
+    let us = if frac.is_empty() { 0 } else { format!("{frac:0<6}")[..6].parse().ok()? };
+    Some(Cell::DateTime { y, mo, d: dd, h, mi, s: sec, us })
+}
+
+/// `[-]HHH:MM:SS[.ffffff]`.
+fn parse_time(s: &str) -> Option<Cell> {
+    let (negative, s) = match s.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, s),
+    };
+    let (hms, frac) = s.split_once('.').unwrap_or((s, ""));
+    let mut t = hms.split(':');
+    let (hours, mi, sec) = (t.next()?.parse().ok()?, t.next()?.parse().ok()?, t.next()?.parse().ok()?);
+    let us = if frac.is_empty() { 0 } else { format!("{frac:0<6}")[..6].parse().ok()? };
+    Some(Cell::Time { negative, hours, mi, s: sec, us })
+}
+
+/// Builds one Arrow column of a given kind.
+pub enum ColumnBuilder {
+    Int16(Int16Builder),
+    Int32(Int32Builder),
+    Int64(Int64Builder),
+    Decimal(Decimal128Builder, i8),
+    Float32(Float32Builder),
+    Float64(Float64Builder),
+    Date(Date32Builder),
+    Timestamp(TimestampMicrosecondBuilder),
+    Interval(IntervalMonthDayNanoBuilder),
+    Utf8(StringBuilder),
+    Binary(BinaryBuilder),
+}
+
+impl ColumnBuilder {
+    /// An empty builder for `kind`.
+    pub fn new(kind: &Kind) -> Result<Self> {
+        Ok(match kind {
+            Kind::Int16 => ColumnBuilder::Int16(Int16Builder::new()),
+            Kind::Int32 => ColumnBuilder::Int32(Int32Builder::new()),
+            Kind::Int64 | Kind::Bit => ColumnBuilder::Int64(Int64Builder::new()),
+            Kind::Decimal { precision, scale } => {
+                ColumnBuilder::Decimal(Decimal128Builder::new().with_precision_and_scale(*precision, *scale)?, *scale)
+            }
+            Kind::Float32 => ColumnBuilder::Float32(Float32Builder::new()),
+            Kind::Float64 => ColumnBuilder::Float64(Float64Builder::new()),
+            Kind::Date => ColumnBuilder::Date(Date32Builder::new()),
+            Kind::DateTime => ColumnBuilder::Timestamp(TimestampMicrosecondBuilder::new()),
+            Kind::Timestamp => ColumnBuilder::Timestamp(TimestampMicrosecondBuilder::new().with_timezone("UTC")),
+            Kind::Time => ColumnBuilder::Interval(IntervalMonthDayNanoBuilder::new()),
+            Kind::DecimalText | Kind::Text { .. } | Kind::Enum { .. } | Kind::Set { .. } => {
+                ColumnBuilder::Utf8(StringBuilder::new())
+            }
+            Kind::Binary => ColumnBuilder::Binary(BinaryBuilder::new()),
+        })
+    }
+
+    /// Appends one value.
+    pub fn append(&mut self, cell: Cell) -> Result<()> {
+        let mismatch = |c: &Cell| Error::Internal(format!("value {c:?} does not fit the column"));
+        match (self, cell) {
+            (ColumnBuilder::Int16(b), Cell::Null) => b.append_null(),
+            (ColumnBuilder::Int32(b), Cell::Null) => b.append_null(),
+            (ColumnBuilder::Int64(b), Cell::Null) => b.append_null(),
+            (ColumnBuilder::Decimal(b, _), Cell::Null) => b.append_null(),
+            (ColumnBuilder::Float32(b), Cell::Null) => b.append_null(),
+            (ColumnBuilder::Float64(b), Cell::Null) => b.append_null(),
+            (ColumnBuilder::Date(b), Cell::Null) => b.append_null(),
+            (ColumnBuilder::Timestamp(b), Cell::Null) => b.append_null(),
+            (ColumnBuilder::Interval(b), Cell::Null) => b.append_null(),
+            (ColumnBuilder::Utf8(b), Cell::Null) => b.append_null(),
+            (ColumnBuilder::Binary(b), Cell::Null) => b.append_null(),
+            (ColumnBuilder::Int16(b), Cell::Int(i)) => b.append_value(i as i16),
+            (ColumnBuilder::Int32(b), Cell::Int(i)) => b.append_value(i as i32),
+            (ColumnBuilder::Int64(b), Cell::Int(i)) => b.append_value(i),
+            (ColumnBuilder::Int64(b), Cell::UInt(u)) => b.append_value(u as i64),
+            (ColumnBuilder::Decimal(b, _), Cell::UInt(u)) => b.append_value(u as i128),
+            (ColumnBuilder::Decimal(b, scale), Cell::Text(t)) => {
+                b.append_value(parse_decimal(&t, *scale).ok_or_else(|| Error::Internal(format!("bad decimal {t}")))?)
+            }
+            (ColumnBuilder::Decimal(b, scale), Cell::Int(i)) => b.append_value(i as i128 * 10i128.pow(*scale as u32)),
+            (ColumnBuilder::Float32(b), Cell::Float(f)) => b.append_value(f),
+            (ColumnBuilder::Float64(b), Cell::Double(f)) => b.append_value(f),
+            (ColumnBuilder::Date(b), Cell::DateTime { y, mo, d, .. }) => match days_from_civil(y, mo, d) {
+                Some(days) => b.append_value(days),
+                None => b.append_null(), // zero date
+            },
+            (ColumnBuilder::Timestamp(b), Cell::DateTime { y, mo, d, h, mi, s, us }) => {
+                match days_from_civil(y, mo, d) {
+                    Some(days) => b.append_value(
+                        days as i64 * 86_400_000_000
+                            + (h as i64 * 3600 + mi as i64 * 60 + s as i64) * 1_000_000
+                            + us as i64,
+                    ),
+                    None => b.append_null(), // zero date
+                }
+            }
+            (ColumnBuilder::Interval(b), Cell::Time { negative, hours, mi, s, us }) => {
+                let nanos = ((hours as i64 * 3600 + mi as i64 * 60 + s as i64) * 1_000_000 + us as i64) * 1000;
+                b.append_value(IntervalMonthDayNano::new(0, 0, if negative { -nanos } else { nanos }))
+            }
+            (ColumnBuilder::Utf8(b), Cell::Text(t)) => b.append_value(t),
+            (ColumnBuilder::Binary(b), Cell::Bytes(v)) => b.append_value(v),
+            (ColumnBuilder::Binary(b), Cell::Text(t)) => b.append_value(t.as_bytes()),
+            (_, c) => return Err(mismatch(&c)),
+        }
+        Ok(())
+    }
+
+    /// The finished column.
+    pub fn finish(&mut self) -> ArrayRef {
+        match self {
+            ColumnBuilder::Int16(b) => Arc::new(b.finish()),
+            ColumnBuilder::Int32(b) => Arc::new(b.finish()),
+            ColumnBuilder::Int64(b) => Arc::new(b.finish()),
+            ColumnBuilder::Decimal(b, _) => Arc::new(b.finish()),
+            ColumnBuilder::Float32(b) => Arc::new(b.finish()),
+            ColumnBuilder::Float64(b) => Arc::new(b.finish()),
+            ColumnBuilder::Date(b) => Arc::new(b.finish()),
+            ColumnBuilder::Timestamp(b) => Arc::new(b.finish()),
+            ColumnBuilder::Interval(b) => Arc::new(b.finish()),
+            ColumnBuilder::Utf8(b) => Arc::new(b.finish()),
+            ColumnBuilder::Binary(b) => Arc::new(b.finish()),
+        }
+    }
+}
+
+/// Exact decimal text → scaled integer.
+fn parse_decimal(t: &str, scale: i8) -> Option<i128> {
+    let (neg, t) = match t.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, t),
+    };
+    let (int, frac) = t.split_once('.').unwrap_or((t, ""));
+    let scale = scale.max(0) as usize;
+    let mut digits = String::with_capacity(int.len() + scale);
+    digits.push_str(if int.is_empty() { "0" } else { int });
+    let frac = if frac.len() > scale { &frac[..scale] } else { frac };
+    digits.push_str(frac);
+    digits.extend(std::iter::repeat_n('0', scale - frac.len()));
+    let v: i128 = digits.parse().ok()?;
+    Some(if neg { -v } else { v })
+}
+
+/// Days since 1970-01-01 of a civil date; `None` for MySQL's zero dates (year, month or day 0).
+fn days_from_civil(y: u16, m: u8, d: u8) -> Option<i32> {
+    if y == 0 || m == 0 || d == 0 {
+        return None;
+    }
+    chrono::NaiveDate::from_ymd_opt(y as i32, m as u32, d as u32)
+        .map(|date| (date - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days() as i32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enum_and_set_labels() {
+        assert_eq!(labels("enum('a','b''c','')"), vec!["a", "b'c", ""]);
+        let set = Kind::from_column("set", "set('x','y','z')", None, None, None);
+        let cell = cell_from_binlog(&set, &mysql_async::Value::UInt(0b101)).unwrap();
+        assert_eq!(cell, Cell::Text("x,z".into()));
+    }
+
+    #[test]
+    fn text_and_binlog_paths_agree() {
+        let ts = Kind::Timestamp;
+        let a = cell_from_text(&ts, Some(b"2024-03-01 00:00:01.500000")).unwrap();
+        let b = cell_from_binlog(&ts, &mysql_async::Value::Bytes(b"1709251201.5".to_vec())).unwrap();
+        assert_eq!(a, b);
+        let t = Kind::Time;
+        let a = cell_from_text(&t, Some(b"-838:59:59.990000")).unwrap();
+        let b = cell_from_binlog(&t, &mysql_async::Value::Time(true, 34, 22, 59, 59, 990000)).unwrap();
+        assert_eq!(a, b);
+        let latin = Kind::Text { latin1: true };
+        let b = cell_from_binlog(&latin, &mysql_async::Value::Bytes(vec![0x68, 0xe9, 0x6c, 0x6c, 0x6f])).unwrap();
+        assert_eq!(b, Cell::Text("héllo".into()));
+    }
+
+    #[test]
+    fn decimals_and_dates_are_exact() {
+        assert_eq!(parse_decimal("-12.5", 3), Some(-12500));
+        assert_eq!(parse_decimal("18446744073709551615", 0), Some(18446744073709551615));
+        assert_eq!(days_from_civil(1970, 1, 2), Some(1));
+        assert_eq!(days_from_civil(0, 0, 0), None);
+    }
+}

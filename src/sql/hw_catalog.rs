@@ -1,0 +1,127 @@
+//! `hw_catalog`: Headwater's own system tables, built from live status at query time.
+//!
+//! - `hw_catalog.sources`: one row per source — state, binlog file/position, GTID, lag, last error.
+//! - `hw_catalog.source_tables`: one row per captured table — state, rows copied, chunks
+//!   done/total, snapshot rows/s, last error.
+
+use std::sync::{Arc, Weak};
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{ArrayRef, Float64Array, Int64Array, StringArray, UInt64Array};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::{SchemaProvider, TableProvider};
+use datafusion::datasource::MemTable;
+
+use crate::source::{SourceRegistry, SourceStatus};
+
+const TABLES: [&str; 2] = ["sources", "source_tables"];
+
+/// The `hw_catalog` schema.
+#[derive(Debug)]
+pub struct HwCatalogSchema {
+    sources: Weak<SourceRegistry>,
+}
+
+impl std::fmt::Debug for SourceRegistry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SourceRegistry")
+    }
+}
+
+impl HwCatalogSchema {
+    /// Reads status from `sources` (held weakly, like the public schema holds the catalog).
+    pub fn new(sources: &Arc<SourceRegistry>) -> Self {
+        HwCatalogSchema { sources: Arc::downgrade(sources) }
+    }
+}
+
+fn field(name: &str, t: DataType) -> Field {
+    Field::new(name, t, true)
+}
+
+fn sources_table(statuses: &[SourceStatus]) -> datafusion::error::Result<RecordBatch> {
+    let schema: SchemaRef = Arc::new(Schema::new(vec![
+        field("name", DataType::Utf8),
+        field("type", DataType::Utf8),
+        field("connection", DataType::Utf8),
+        field("state", DataType::Utf8),
+        field("binlog_file", DataType::Utf8),
+        field("binlog_position", DataType::UInt64),
+        field("gtid", DataType::Utf8),
+        field("lag_seconds", DataType::Float64),
+        field("tables", DataType::Int64),
+        field("last_error", DataType::Utf8),
+    ]));
+    let col = |f: &dyn Fn(&SourceStatus) -> Option<String>| -> ArrayRef {
+        Arc::new(statuses.iter().map(f).collect::<StringArray>())
+    };
+    let columns: Vec<ArrayRef> = vec![
+        col(&|s| Some(s.name.clone())),
+        col(&|_| Some("mysql".into())),
+        col(&|s| Some(s.connection.clone())),
+        col(&|s| Some(s.state.clone())),
+        col(&|s| s.position.as_ref().map(|p| p.file.clone())),
+        Arc::new(statuses.iter().map(|s| s.position.as_ref().map(|p| p.pos)).collect::<UInt64Array>()),
+        col(&|s| s.gtid.clone()),
+        Arc::new(statuses.iter().map(|s| s.lag_seconds).collect::<Float64Array>()),
+        Arc::new(statuses.iter().map(|s| Some(s.tables.len() as i64)).collect::<Int64Array>()),
+        col(&|s| s.last_error.clone()),
+    ];
+    RecordBatch::try_new(schema, columns).map_err(Into::into)
+}
+
+fn source_tables_table(statuses: &[SourceStatus]) -> datafusion::error::Result<RecordBatch> {
+    let schema: SchemaRef = Arc::new(Schema::new(vec![
+        field("source", DataType::Utf8),
+        field("table_name", DataType::Utf8),
+        field("upstream_table", DataType::Utf8),
+        field("state", DataType::Utf8),
+        field("rows_copied", DataType::UInt64),
+        field("chunks_done", DataType::UInt64),
+        field("chunks_total", DataType::UInt64),
+        field("rows_per_second", DataType::Float64),
+        field("last_error", DataType::Utf8),
+    ]));
+    let rows: Vec<(&SourceStatus, &crate::source::TableStatus)> =
+        statuses.iter().flat_map(|s| s.tables.iter().map(move |t| (s, t))).collect();
+    let text = |f: &dyn Fn(&(&SourceStatus, &crate::source::TableStatus)) -> Option<String>| -> ArrayRef {
+        Arc::new(rows.iter().map(f).collect::<StringArray>())
+    };
+    let num = |f: &dyn Fn(&crate::source::TableStatus) -> u64| -> ArrayRef {
+        Arc::new(rows.iter().map(|(_, t)| Some(f(t))).collect::<UInt64Array>())
+    };
+    let columns: Vec<ArrayRef> = vec![
+        text(&|(s, _)| Some(s.name.clone())),
+        text(&|(_, t)| Some(t.name.clone())),
+        text(&|(_, t)| Some(t.upstream.clone())),
+        text(&|(_, t)| Some(t.state.clone())),
+        num(&|t| t.rows_copied),
+        num(&|t| t.chunks_done),
+        num(&|t| t.chunks_total),
+        Arc::new(rows.iter().map(|(_, t)| Some(t.rows_per_second)).collect::<Float64Array>()),
+        text(&|(_, t)| t.last_error.clone()),
+    ];
+    RecordBatch::try_new(schema, columns).map_err(Into::into)
+}
+
+#[async_trait]
+impl SchemaProvider for HwCatalogSchema {
+    fn table_names(&self) -> Vec<String> {
+        TABLES.iter().map(|s| s.to_string()).collect()
+    }
+
+    async fn table(&self, name: &str) -> datafusion::error::Result<Option<Arc<dyn TableProvider>>> {
+        let statuses = self.sources.upgrade().map(|s| s.statuses()).unwrap_or_default();
+        let batch = match name {
+            "sources" => sources_table(&statuses)?,
+            "source_tables" => source_tables_table(&statuses)?,
+            _ => return Ok(None),
+        };
+        Ok(Some(Arc::new(MemTable::try_new(batch.schema(), vec![vec![batch]])?)))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        TABLES.contains(&name)
+    }
+}

@@ -1,0 +1,236 @@
+//! `CREATE SOURCE` / restore / start: the SQL side of [`crate::source`].
+//!
+//! A source is one catalog entry (its statement, depending on its connection) plus one table
+//! entry per captured upstream table (depending on `source:<name>`, carrying the upstream
+//! [`TableSpec`] in `details`). At start-up both are restored from the catalog, then
+//! [`start_all`] starts every source from its stored binlog position.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use datafusion::common::{Constraint, Constraints};
+
+use super::parser::{ConnectionKind, ObjectType};
+use super::provider::LocalTable;
+use super::result::QueryResult;
+use super::{Engine, HwStatement, Session};
+use crate::catalog::{CatalogEntry, Namespace, Relation};
+use crate::error::{Error, Result};
+use crate::source::mysql::schema::{discover, upstream, TableSelection, TableSpec};
+use crate::source::mysql::{self, check_upstream, connection_opts, CapturedTable, MySqlSource, SourceOptions};
+use crate::state::TableState;
+
+/// The options of a MySQL connection, from its catalog entry.
+fn mysql_connection(s: &Session, name: &str) -> Result<BTreeMap<String, String>> {
+    let obj =
+        s.engine().catalog().get(Namespace::Connection, name).ok_or_else(|| Error::undefined("connection", name))?;
+    match s.parse(&obj.entry.create_sql)?.pop() {
+        Some(HwStatement::CreateConnection { kind: ConnectionKind::Mysql, options, .. }) => Ok(options),
+        Some(HwStatement::CreateConnection { kind, .. }) => Err(Error::InvalidParameterValue(format!(
+            "connection \"{name}\" is a {kind} connection; a MySQL source needs a MYSQL connection"
+        ))),
+        _ => Err(Error::Storage(format!("connection \"{name}\" has a corrupt definition"))),
+    }
+}
+
+fn source_sql(name: &str, connection: &str, selection: &TableSelection, options: &BTreeMap<String, String>) -> String {
+    let q = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+    let what = match selection {
+        TableSelection::All => "ALL TABLES".to_string(),
+        TableSelection::Schemas(list) => {
+            format!("SCHEMAS ({})", list.iter().map(|s| q(s)).collect::<Vec<_>>().join(", "))
+        }
+        TableSelection::Tables(list) => format!(
+            "TABLES ({})",
+            list.iter()
+                .map(|(d, t, a)| match a {
+                    Some(a) => format!("{}.{} AS {}", q(d), q(t), q(a)),
+                    None => format!("{}.{}", q(d), q(t)),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let mut sql = format!("CREATE SOURCE {} FROM MYSQL CONNECTION {} FOR {what}", q(name), q(connection));
+    if !options.is_empty() {
+        let opts: Vec<String> = options.iter().map(|(k, v)| format!("{k} = '{}'", v.replace('\'', "''"))).collect();
+        sql.push_str(&format!(" WITH ({})", opts.join(", ")));
+    }
+    sql
+}
+
+/// `CREATE SOURCE`: checks the upstream server, discovers the tables, creates the local
+/// tables and starts capturing.
+pub(super) async fn create_source(
+    s: &Session,
+    name: &str,
+    if_not_exists: bool,
+    connection: &str,
+    selection: &TableSelection,
+    options: &BTreeMap<String, String>,
+) -> Result<QueryResult> {
+    let catalog = s.engine().catalog();
+    if catalog.get(Namespace::Source, name).is_some() {
+        if if_not_exists {
+            return Ok(QueryResult::command("CREATE SOURCE"));
+        }
+        return Err(Error::duplicate("source", name));
+    }
+    let conn_options = mysql_connection(s, connection)?;
+    let source_options = SourceOptions::parse(options)?;
+    let opts = connection_opts(&conn_options)?;
+    let mut conn = tokio::time::timeout(Duration::from_secs(10), mysql_async::Conn::new(opts.clone()))
+        .await
+        .map_err(|_| Error::DataException {
+            sqlstate: "08001",
+            message: format!("cannot reach the upstream server of connection \"{connection}\" within 10s"),
+        })?
+        .map_err(|e| Error::DataException {
+            sqlstate: "08001",
+            message: format!("cannot connect to the upstream server of connection \"{connection}\": {e}"),
+        })?;
+    check_upstream(&mut conn, source_options.server_id).await?;
+    let specs = discover(&mut conn, selection).await?;
+    let _ = conn.disconnect().await.map_err(upstream);
+    for spec in &specs {
+        if catalog.get(Namespace::Relation, &spec.name).is_some() {
+            return Err(Error::DuplicateObject {
+                kind: "relation",
+                name: format!(
+                    "{} (for upstream {}.{}; give it another name with AS)",
+                    spec.name, spec.database, spec.table
+                ),
+            });
+        }
+    }
+    let source = catalog.create(
+        ObjectType::Source,
+        name,
+        source_sql(name, connection, selection, options),
+        vec![ObjectType::Connection.dependency_key(connection)],
+        None,
+        |_| Ok(None),
+    )?;
+    let mut tables = Vec::new();
+    for spec in specs {
+        match create_captured_table(s, name, spec, None) {
+            Ok(t) => tables.push(t),
+            Err(e) => {
+                let mut victims = catalog.dependents(&ObjectType::Source.dependency_key(name));
+                victims.push(source);
+                catalog.drop_objects(&victims)?;
+                return Err(e);
+            }
+        }
+    }
+    let running = MySqlSource {
+        name: name.to_string(),
+        id: source.entry.id,
+        connection: connection.to_string(),
+        opts,
+        options: source_options,
+        tables,
+        store: catalog.store().clone(),
+    };
+    s.engine().sources().insert(name, running.start());
+    Ok(QueryResult::command("CREATE SOURCE"))
+}
+
+fn create_captured_table(s: &Session, source: &str, spec: TableSpec, restore: Option<u64>) -> Result<CapturedTable> {
+    let catalog = s.engine().catalog();
+    let schema = CapturedTable::schema(&spec);
+    let key = (!spec.key.is_empty()).then(|| spec.key.clone());
+    let details = serde_json::to_value(&spec).map_err(|e| Error::Internal(e.to_string()))?;
+    let spec = Arc::new(spec);
+    let store = catalog.store().clone();
+    let mut state_out = None;
+    catalog.create_with_details(
+        ObjectType::Table,
+        &spec.name,
+        spec.create_sql(),
+        vec![ObjectType::Source.dependency_key(source)],
+        Some(details),
+        restore,
+        |id| {
+            let state = Arc::new(TableState::new(id, &spec.name, schema, key.clone())?);
+            if restore.is_some() {
+                state.load(store.as_ref())?;
+            }
+            let constraints = match &key {
+                Some(k) => Constraints::new_unverified(vec![Constraint::PrimaryKey(k.clone())]),
+                None => Constraints::default(),
+            };
+            let provider = Arc::new(LocalTable::new(state.clone(), constraints, vec![]));
+            state_out = Some(state.clone());
+            Ok(Some(Relation::Table { state, provider }))
+        },
+    )?;
+    let state = state_out.ok_or_else(|| Error::Internal("captured table was not built".into()))?;
+    Ok(CapturedTable { spec, state })
+}
+
+/// Restores a source's catalog entry (it starts once every entry is back: [`start_all`]).
+pub(super) fn restore_source(
+    s: &Session,
+    entry: &CatalogEntry,
+    name: &str,
+    connection: &str,
+    selection: &TableSelection,
+    options: &BTreeMap<String, String>,
+) -> Result<()> {
+    let sql = source_sql(name, connection, selection, options);
+    let deps = vec![ObjectType::Connection.dependency_key(connection)];
+    s.engine().catalog().create(ObjectType::Source, name, sql, deps, Some(entry.id), |_| Ok(None))?;
+    Ok(())
+}
+
+/// Restores a captured table (with its rows) from its catalog entry.
+pub(super) fn restore_captured_table(s: &Session, entry: &CatalogEntry, details: &serde_json::Value) -> Result<()> {
+    let spec: TableSpec = serde_json::from_value(details.clone())
+        .map_err(|e| Error::Storage(format!("corrupt captured table {}: {e}", entry.name)))?;
+    let source = entry
+        .depends_on
+        .iter()
+        .find_map(|d| d.strip_prefix("source:"))
+        .ok_or_else(|| Error::Storage(format!("captured table {} has no source", entry.name)))?;
+    create_captured_table(s, source, spec, Some(entry.id)).map(drop)
+}
+
+/// Starts every source in the catalog (after the catalog is restored).
+pub(super) fn start_all(engine: &Arc<Engine>) -> Result<()> {
+    let session = engine.session();
+    let catalog = engine.catalog();
+    for src in catalog.list(ObjectType::Source) {
+        let Some(HwStatement::CreateSource { name, connection, options, .. }) =
+            session.parse(&src.entry.create_sql)?.pop()
+        else {
+            return Err(Error::Storage(format!("source {} has a corrupt definition", src.entry.name)));
+        };
+        let key = ObjectType::Source.dependency_key(&name);
+        let mut tables = Vec::new();
+        let mut owned: Vec<_> =
+            catalog.list(ObjectType::Table).into_iter().filter(|t| t.entry.depends_on.contains(&key)).collect();
+        owned.sort_by_key(|t| t.entry.id);
+        for t in owned {
+            let (Some(details), Some(Relation::Table { state, .. })) = (&t.entry.details, &t.relation) else {
+                continue;
+            };
+            let spec: TableSpec = serde_json::from_value(details.clone())
+                .map_err(|e| Error::Storage(format!("corrupt captured table {}: {e}", t.entry.name)))?;
+            tables.push(CapturedTable { spec: Arc::new(spec), state: state.clone() });
+        }
+        let conn_options = mysql_connection(&session, &connection)?;
+        let running = MySqlSource {
+            name: name.clone(),
+            id: src.entry.id,
+            connection,
+            opts: mysql::connection_opts(&conn_options)?,
+            options: SourceOptions::parse(&options)?,
+            tables,
+            store: catalog.store().clone(),
+        };
+        engine.sources().insert(&name, running.start());
+    }
+    Ok(())
+}
