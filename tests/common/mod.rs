@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod mariadb;
+
 use std::path::{Path, PathBuf};
 
 use headwater::{Config, Server};

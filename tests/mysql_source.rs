@@ -1,0 +1,178 @@
+//! The MySQL source against a real MariaDB (binlog on), started by the test itself.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::mariadb::MariaDb;
+use common::TestServer;
+use mysql_async::prelude::Queryable;
+use tokio_postgres::SimpleQueryMessage;
+
+/// Rows of a query as text (NULL as "NULL"), from Headwater.
+async fn hw_rows(c: &tokio_postgres::Client, sql: &str) -> Vec<Vec<String>> {
+    let msgs = c.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    msgs.iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(r) => Some((0..r.len()).map(|i| r.get(i).unwrap_or("NULL").to_string()).collect()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Rows of a query as text, from MariaDB.
+async fn my_rows(c: &mut mysql_async::Conn, sql: &str) -> Vec<Vec<String>> {
+    let rows: Vec<mysql_async::Row> = c.query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    rows.into_iter()
+        .map(|r| {
+            (0..r.len())
+                .map(|i| match r.as_ref(i) {
+                    Some(mysql_async::Value::NULL) | None => "NULL".to_string(),
+                    Some(mysql_async::Value::Bytes(b)) => String::from_utf8_lossy(b).into_owned(),
+                    Some(v) => v.as_sql(true).trim_matches('\'').to_string(),
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Asserts two row sets are equal regardless of order, printing only the differences.
+fn assert_same_rows(what: &str, mut got: Vec<Vec<String>>, mut want: Vec<Vec<String>>) {
+    got.sort();
+    want.sort();
+    if got != want {
+        let missing: Vec<_> = want.iter().filter(|r| !got.contains(r)).take(5).collect();
+        let extra: Vec<_> = got.iter().filter(|r| !want.contains(r)).take(5).collect();
+        panic!(
+            "{what}: Headwater has {} rows, MariaDB {}; missing (first 5): {missing:?}; unexpected (first 5): {extra:?}",
+            got.len(),
+            want.len()
+        );
+    }
+}
+
+/// Polls a Headwater query until it returns `expected` (deadline 60 s).
+async fn wait_for(c: &tokio_postgres::Client, sql: &str, expected: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let got = hw_rows(c, sql).await;
+        let flat = got.iter().map(|r| r.join("|")).collect::<Vec<_>>().join(",");
+        if flat == expected {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{sql}: waited 60s for {expected:?}, last {flat:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_then_stream_with_real_time_recency() {
+    let db = MariaDb::start().await;
+    let mut my = db.root().await;
+    my.query_drop(
+        "CREATE DATABASE shop; \
+         CREATE TABLE shop.orders (id INT PRIMARY KEY, customer VARCHAR(20), amount DECIMAL(12,2), at DATETIME(3)); \
+         CREATE TABLE shop.order_ext (order_id INT PRIMARY KEY, channel VARCHAR(10))",
+    )
+    .await
+    .unwrap();
+    for i in 0..50 {
+        let values: Vec<String> = (0..100)
+            .map(|j| {
+                let id = i * 100 + j;
+                format!("({id}, 'c{}', {}.{:02}, '2024-01-01 00:00:{:02}.123')", id % 7, id, id % 100, id % 60)
+            })
+            .collect();
+        my.query_drop(format!("INSERT INTO shop.orders VALUES {}", values.join(","))).await.unwrap();
+    }
+    my.query_drop("INSERT INTO shop.order_ext VALUES (1, 'web'), (2, 'app')").await.unwrap();
+
+    let server = TestServer::start().await;
+    let hw = server.client().await;
+    hw.batch_execute(&db.connection_sql("shop_db")).await.unwrap();
+    hw.batch_execute(
+        "CREATE SOURCE shop FROM MYSQL CONNECTION shop_db FOR TABLES (shop.orders, shop.order_ext AS order_extension) \
+         WITH (SERVER_ID = 5401, SNAPSHOT_PARALLELISM = 2, CHUNK_SIZE = 512)",
+    )
+    .await
+    .unwrap();
+    wait_for(&hw, "SELECT count(*) FROM orders", "5000").await;
+    wait_for(&hw, "SELECT state FROM hw_catalog.source_tables ORDER BY table_name", "streaming,streaming").await;
+
+    // Changes after the snapshot, then read-your-writes with real_time_recency.
+    my.query_drop(
+        "UPDATE shop.orders SET amount = amount + 1 WHERE id < 10; \
+         DELETE FROM shop.orders WHERE id >= 4990; \
+         INSERT INTO shop.orders VALUES (9000, 'new', 1.00, NULL); \
+         UPDATE shop.orders SET id = 9001 WHERE id = 5; \
+         INSERT INTO shop.order_ext VALUES (3, 'web')",
+    )
+    .await
+    .unwrap();
+    hw.batch_execute("SET real_time_recency = on").await.unwrap();
+    let got = hw_rows(&hw, "SELECT id::text, customer, amount::text, CAST(at AS TEXT) FROM orders ORDER BY id").await;
+    let want = my_rows(
+        &mut my,
+        "SELECT CAST(id AS CHAR), customer, CAST(amount AS CHAR), \
+         IFNULL(DATE_FORMAT(at, '%Y-%m-%dT%H:%i:%s.%f'), 'NULL') FROM shop.orders ORDER BY id",
+    )
+    .await;
+    let normalize = |rows: Vec<Vec<String>>| -> Vec<Vec<String>> {
+        rows.into_iter()
+            .map(|mut r| {
+                // Headwater prints microseconds without trailing zeros; MariaDB prints 6 digits.
+                r[3] = r[3].trim_end_matches('0').trim_end_matches('.').to_string();
+                r
+            })
+            .collect()
+    };
+    assert_same_rows("orders", normalize(got), normalize(want));
+    let ext = hw_rows(&hw, "SELECT order_id::text, channel FROM order_extension ORDER BY order_id").await;
+    assert_eq!(ext, vec![vec!["1", "web"], vec!["2", "app"], vec!["3", "web"]]);
+
+    let sources = hw_rows(&hw, "SELECT name, state, binlog_file IS NOT NULL FROM hw_catalog.sources").await;
+    assert_eq!(sources, vec![vec!["shop", "streaming", "t"]]);
+    let tables = hw_rows(&hw, "SHOW TABLES").await;
+    assert_eq!(tables, vec![vec!["order_extension"], vec!["orders"]]);
+    let shown = hw_rows(&hw, "SHOW SOURCES").await;
+    assert_eq!(shown, vec![vec!["shop"]]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn misconfiguration_fails_at_create_source() {
+    let db = MariaDb::start().await;
+    let mut my = db.root().await;
+    my.query_drop("CREATE DATABASE d; CREATE TABLE d.t (id INT PRIMARY KEY)").await.unwrap();
+    let server = TestServer::start().await;
+    let hw = server.client().await;
+    hw.batch_execute(&db.connection_sql("up")).await.unwrap();
+    let err = |sql: &'static str| {
+        let hw = &hw;
+        async move { hw.batch_execute(sql).await.expect_err(sql).as_db_error().expect("db error").clone() }
+    };
+    let e = err("CREATE SOURCE s FROM MYSQL CONNECTION up FOR TABLES (d.missing)").await;
+    assert_eq!(e.code().code(), "42P01", "{}", e.message());
+    let e = err("CREATE SOURCE s FROM MYSQL CONNECTION nope FOR ALL TABLES").await;
+    assert_eq!(e.code().code(), "42704", "{}", e.message());
+    let e = err("CREATE SOURCE s FROM MYSQL CONNECTION up FOR ALL TABLES WITH (SERVER_ID = 1)").await;
+    assert!(e.message().contains("server_id"), "{}", e.message());
+    let e = err("CREATE SOURCE s FROM MYSQL CONNECTION up FOR ALL TABLES WITH (COLOR = 'red')").await;
+    assert_eq!(e.code().code(), "22023", "{}", e.message());
+    hw.batch_execute(&format!(
+        "CREATE CONNECTION badpw TO MYSQL (HOST '127.0.0.1', PORT {}, USER 'cdc', PASSWORD 'wrong')",
+        db.port
+    ))
+    .await
+    .unwrap();
+    let e = err("CREATE SOURCE s FROM MYSQL CONNECTION badpw FOR ALL TABLES").await;
+    assert_eq!(e.code().code(), "08001", "{}", e.message());
+    my.query_drop("SET GLOBAL binlog_format = 'STATEMENT'").await.unwrap();
+    let e = err("CREATE SOURCE s FROM MYSQL CONNECTION up FOR ALL TABLES").await;
+    assert!(e.message().contains("binlog_format"), "{}", e.message());
+    my.query_drop("SET GLOBAL binlog_format = 'ROW'").await.unwrap();
+    // Nothing was left behind by the failures.
+    assert!(hw_rows(&hw, "SHOW SOURCES").await.is_empty());
+    hw.batch_execute("CREATE SOURCE s FROM MYSQL CONNECTION up FOR SCHEMAS (d)").await.unwrap();
+    hw.batch_execute("DROP SOURCE s").await.unwrap();
+    assert!(hw_rows(&hw, "SHOW TABLES").await.is_empty());
+}
