@@ -113,7 +113,8 @@ async fn run_seed(db: &MariaDb, seed: u64, txns: usize) {
         for i in 0..txns {
             let n = 1 + r.below(4);
             let stmts: Vec<String> = (0..n).map(|_| random_statement(&mut r, &writer_name)).collect();
-            let sql = if i % 3 == 0 { format!("START TRANSACTION; {}; COMMIT", stmts.join("; ")) } else { stmts.join("; ") };
+            let sql =
+                if i % 3 == 0 { format!("START TRANSACTION; {}; COMMIT", stmts.join("; ")) } else { stmts.join("; ") };
             conn.query_drop(sql).await.unwrap();
             if i % 50 == 0 {
                 tokio::task::yield_now().await;

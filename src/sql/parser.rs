@@ -453,7 +453,27 @@ mod tests {
     }
 
     #[test]
-    fn future_statements_are_recognised() {
-        assert!(matches!(one("CREATE SOURCE s FROM MYSQL CONNECTION c FOR ALL TABLES"), HwStatement::Unsupported(_)));
+    fn create_source_forms() {
+        let s = one("CREATE SOURCE shop FROM MYSQL CONNECTION shop_db FOR TABLES (shop.orders, shop.order_ext AS order_extension) WITH (SERVER_ID = 5401, SNAPSHOT_PARALLELISM = 2, CHUNK_SIZE = 8192)");
+        let HwStatement::CreateSource { name, connection, selection, options, .. } = s else { panic!("{s:?}") };
+        assert_eq!((name.as_str(), connection.as_str()), ("shop", "shop_db"));
+        assert_eq!(
+            selection,
+            TableSelection::Tables(vec![
+                ("shop".into(), "orders".into(), None),
+                ("shop".into(), "order_ext".into(), Some("order_extension".into()))
+            ])
+        );
+        assert_eq!(options["SERVER_ID"], "5401");
+        let all = one("CREATE SOURCE s FROM MYSQL CONNECTION c FOR ALL TABLES");
+        assert!(matches!(all, HwStatement::CreateSource { selection: TableSelection::All, .. }));
+        let schemas =
+            one("CREATE SOURCE IF NOT EXISTS s FROM MYSQL CONNECTION c FOR SCHEMAS (a, b) WITH (SNAPSHOT = 'never')");
+        assert!(matches!(
+            schemas,
+            HwStatement::CreateSource { if_not_exists: true, selection: TableSelection::Schemas(_), .. }
+        ));
+        assert!(SqlParser::new().parse("CREATE SOURCE s FROM MYSQL CONNECTION c FOR EVERYTHING").is_err());
+        assert!(matches!(one("CREATE SINK k FROM v INTO KAFKA CONNECTION c (TOPIC 't')"), HwStatement::Unsupported(_)));
     }
 }

@@ -376,7 +376,7 @@ mod tests {
             vec![Arc::new(Int32Array::from(ids.to_vec())), Arc::new(StringArray::from(names.to_vec()))],
         )
         .unwrap();
-        ChangeBatch { data, weights: weights.to_vec() }
+        ChangeBatch { data, weights: weights.to_vec(), mode: ApplyMode::Delta }
     }
 
     #[test]
@@ -404,6 +404,28 @@ mod tests {
         assert!(commit(&store, &[(&t, &change(&[3, 3], &["x", "y"], &[1, 1]))]).is_err());
         assert_eq!(t.snapshot().unwrap(), before);
         assert_eq!(store.scan_prefix(&keys::table_rows(1)).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn upsert_replays_row_images_in_order() {
+        let store = MemoryStore::default();
+        let t = TableState::new(1, "t", schema(), Some(vec![0])).unwrap();
+        let upsert = |ids: &[i32], names: &[&str], w: &[i64]| {
+            let mut c = change(ids, names, w);
+            c.mode = ApplyMode::Upsert;
+            c
+        };
+        // insert 1, update 1 (−old +new), insert 2, delete 2, insert 2 again: last image wins.
+        let c = upsert(&[1, 1, 1, 2, 2, 2], &["a", "a", "b", "x", "x", "y"], &[1, -1, 1, 1, -1, 1]);
+        commit(&store, &[(&t, &c)]).unwrap();
+        let rows = t.snapshot().unwrap();
+        assert_eq!(rows.num_rows(), 2);
+        // An insert of an existing key replaces it (replays after a restart are idempotent).
+        commit(&store, &[(&t, &upsert(&[1], &["c"], &[1]))]).unwrap();
+        assert_eq!(t.row_count(), 2);
+        // Deleting a missing key is a no-op.
+        commit(&store, &[(&t, &upsert(&[9], &["z"], &[-1]))]).unwrap();
+        assert_eq!(t.row_count(), 2);
     }
 
     #[test]

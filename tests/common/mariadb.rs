@@ -34,7 +34,7 @@ impl MariaDb {
     /// Installs a fresh data directory and starts the server; panics with what to install if
     /// MariaDB is missing.
     pub async fn start() -> MariaDb {
-        let server = find(&["mariadbd", "mysqld"])
+        find(&["mariadbd", "mysqld"])
             .expect("MariaDB is not installed: run `apt-get install mariadb-server` (scripts/test.sh does this)");
         let install = find(&["mariadb-install-db", "mysql_install_db"]).expect("mariadb-install-db not found");
         let dir = tempfile::tempdir().unwrap();

@@ -75,11 +75,23 @@ pub async fn read(
                     tx.send(Message::TableError { table: idx, message }).await.map_err(closed)?;
                     continue;
                 }
-                for row in rows.rows(tme) {
-                    let (before, after) = row.map_err(|e| Error::Internal(format!("binlog row: {e}")))?;
-                    let before = before.map(|r| decode_row(spec, &r)).transpose()?;
-                    let after = after.map(|r| decode_row(spec, &r)).transpose()?;
-                    pending.push((idx, RowChange { before, after }));
+                let decoded: Result<Vec<RowChange>> = rows
+                    .rows(tme)
+                    .map(|row| {
+                        let (before, after) = row.map_err(|e| Error::Internal(format!("binlog row: {e}")))?;
+                        let before = before.map(|r| decode_row(spec, &r)).transpose()?;
+                        let after = after.map(|r| decode_row(spec, &r)).transpose()?;
+                        Ok(RowChange { before, after })
+                    })
+                    .collect();
+                match decoded {
+                    Ok(changes) => pending.extend(changes.into_iter().map(|c| (idx, c))),
+                    Err(e) => {
+                        // Never apply a row that did not decode: this table stops, the others go on.
+                        broken[idx] = true;
+                        let message = format!("cannot decode a binlog row of {} at {end}: {e}", spec.upstream());
+                        tx.send(Message::TableError { table: idx, message }).await.map_err(closed)?;
+                    }
                 }
             }
             EventData::XidEvent(_) => {

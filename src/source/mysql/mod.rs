@@ -363,7 +363,17 @@ impl Runner {
             tokio::select! {
                 msg = rx.recv() => match msg {
                     Some(m) => self.handle(m, &mut phases, &mut progress)?,
-                    None => return Err(Error::Internal("all source readers stopped".into())),
+                    None => {
+                        // Every reader is gone: report the first one's error.
+                        while let Some(done) = tasks.join_next().await {
+                            match done {
+                                Ok(Err(e)) => return Err(e),
+                                Err(e) => return Err(Error::Internal(format!("source task failed: {e}"))),
+                                Ok(Ok(())) => {}
+                            }
+                        }
+                        return Err(Error::Internal("all source readers stopped".into()));
+                    }
                 },
                 Some(done) = tasks.join_next() => {
                     match done {

@@ -11,9 +11,9 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{
     ArrayRef, BinaryBuilder, Date32Builder, Decimal128Builder, Float32Builder, Float64Builder, Int16Builder,
-    Int32Builder, Int64Builder, IntervalMonthDayNanoBuilder, StringBuilder, TimestampMicrosecondBuilder,
+    Int32Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder,
 };
-use datafusion::arrow::datatypes::{DataType, IntervalMonthDayNano, TimeUnit};
+use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -23,16 +23,18 @@ use crate::error::{Error, Result};
 pub enum Kind {
     /// TINYINT, SMALLINT, YEAR, TINYINT UNSIGNED.
     Int16,
-    /// MEDIUMINT (signed or not), INT, SMALLINT UNSIGNED.
+    /// INT, SMALLINT UNSIGNED, MEDIUMINT UNSIGNED.
     Int32,
+    /// MEDIUMINT (signed): the binlog carries it as 24 unsigned bits.
+    MediumInt,
     /// BIGINT, INT UNSIGNED.
     Int64,
-    /// DECIMAL(p,s) with p ≤ 38, BIGINT UNSIGNED as (20,0).
+    /// DECIMAL(p,s) with p ≤ 28, BIGINT UNSIGNED as (20,0).
     Decimal {
         precision: u8,
         scale: i8,
     },
-    /// DECIMAL wider than 38 digits, kept exact as text.
+    /// DECIMAL wider than 28 digits, kept exact as text.
     DecimalText,
     Float32,
     Float64,
@@ -42,8 +44,10 @@ pub enum Kind {
     DateTime,
     /// TIMESTAMP(n): an instant, stored in UTC.
     Timestamp,
-    /// TIME(n): a signed duration up to ±838:59:59.
-    Time,
+    /// TIME(n): a signed duration up to ±838:59:59, as MySQL prints it (`-838:59:59.00`).
+    Time {
+        fsp: u8,
+    },
     /// CHAR, VARCHAR, TEXT, JSON; `latin1` when binlog bytes must be transcoded.
     Text {
         latin1: bool,
@@ -60,6 +64,10 @@ pub enum Kind {
     Bit,
     /// BINARY, VARBINARY, BLOB and anything else stored as raw bytes.
     Binary,
+    /// BINARY(n): zero-padded to n bytes (the binlog strips the padding).
+    FixedBinary {
+        len: usize,
+    },
 }
 
 impl Kind {
@@ -76,7 +84,8 @@ impl Kind {
             "tinyint" => Kind::Int16,
             "smallint" if unsigned => Kind::Int32,
             "smallint" => Kind::Int16,
-            "mediumint" => Kind::Int32,
+            "mediumint" if unsigned => Kind::Int32,
+            "mediumint" => Kind::MediumInt,
             "int" | "integer" if unsigned => Kind::Int64,
             "int" | "integer" => Kind::Int32,
             "bigint" if unsigned => Kind::Decimal { precision: 20, scale: 0 },
@@ -85,7 +94,9 @@ impl Kind {
             "decimal" | "numeric" => {
                 let p = precision.unwrap_or(10);
                 let s = scale.unwrap_or(0);
-                if p <= 38 {
+                // arrow-pg encodes NUMERIC through rust_decimal (28 digits): wider values
+                // are kept exact as text rather than failing at query time.
+                if p <= 28 {
                     Kind::Decimal { precision: p as u8, scale: s as i8 }
                 } else {
                     Kind::DecimalText
@@ -96,7 +107,10 @@ impl Kind {
             "date" => Kind::Date,
             "datetime" => Kind::DateTime,
             "timestamp" => Kind::Timestamp,
-            "time" => Kind::Time,
+            "time" => {
+                let fsp = column_type.split_once('(').and_then(|(_, r)| r.trim_end_matches(')').parse().ok());
+                Kind::Time { fsp: fsp.unwrap_or(0) }
+            }
             "enum" => Kind::Enum { labels: labels(column_type) },
             "set" => Kind::Set { labels: labels(column_type) },
             "bit" => {
@@ -106,6 +120,10 @@ impl Kind {
             "char" | "varchar" | "tinytext" | "text" | "mediumtext" | "longtext" | "json" => {
                 Kind::Text { latin1: charset.is_some_and(|c| c.eq_ignore_ascii_case("latin1")) }
             }
+            "binary" => {
+                let len = column_type.trim_start_matches("binary(").trim_end_matches(')').parse().unwrap_or(0);
+                Kind::FixedBinary { len }
+            }
             _ => Kind::Binary,
         }
     }
@@ -114,17 +132,18 @@ impl Kind {
     pub fn data_type(&self) -> DataType {
         match self {
             Kind::Int16 => DataType::Int16,
-            Kind::Int32 => DataType::Int32,
+            Kind::Int32 | Kind::MediumInt => DataType::Int32,
             Kind::Int64 | Kind::Bit => DataType::Int64,
             Kind::Decimal { precision, scale } => DataType::Decimal128(*precision, *scale),
-            Kind::DecimalText | Kind::Text { .. } | Kind::Enum { .. } | Kind::Set { .. } => DataType::Utf8,
+            Kind::DecimalText | Kind::Text { .. } | Kind::Enum { .. } | Kind::Set { .. } | Kind::Time { .. } => {
+                DataType::Utf8
+            }
             Kind::Float32 => DataType::Float32,
             Kind::Float64 => DataType::Float64,
             Kind::Date => DataType::Date32,
             Kind::DateTime => DataType::Timestamp(TimeUnit::Microsecond, None),
             Kind::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some(Arc::from("UTC"))),
-            Kind::Time => DataType::Interval(datafusion::arrow::datatypes::IntervalUnit::MonthDayNano),
-            Kind::Binary => DataType::Binary,
+            Kind::Binary | Kind::FixedBinary { .. } => DataType::Binary,
         }
     }
 
@@ -132,17 +151,18 @@ impl Kind {
     pub fn sql_type(&self) -> String {
         match self {
             Kind::Int16 => "SMALLINT".into(),
-            Kind::Int32 => "INTEGER".into(),
+            Kind::Int32 | Kind::MediumInt => "INTEGER".into(),
             Kind::Int64 | Kind::Bit => "BIGINT".into(),
             Kind::Decimal { precision, scale } => format!("NUMERIC({precision},{scale})"),
-            Kind::DecimalText | Kind::Text { .. } | Kind::Enum { .. } | Kind::Set { .. } => "TEXT".into(),
+            Kind::DecimalText | Kind::Text { .. } | Kind::Enum { .. } | Kind::Set { .. } | Kind::Time { .. } => {
+                "TEXT".into()
+            }
             Kind::Float32 => "REAL".into(),
             Kind::Float64 => "DOUBLE PRECISION".into(),
             Kind::Date => "DATE".into(),
             Kind::DateTime => "TIMESTAMP".into(),
             Kind::Timestamp => "TIMESTAMPTZ".into(),
-            Kind::Time => "INTERVAL".into(),
-            Kind::Binary => "BYTEA".into(),
+            Kind::Binary | Kind::FixedBinary { .. } => "BYTEA".into(),
         }
     }
 }
@@ -209,15 +229,15 @@ pub fn cell_from_text(kind: &Kind, raw: Option<&[u8]>) -> Result<Cell> {
     let text = || String::from_utf8_lossy(raw).into_owned();
     let bad = || Error::Internal(format!("cannot decode {kind:?} value {:?}", String::from_utf8_lossy(raw)));
     Ok(match kind {
-        Kind::Int16 | Kind::Int32 | Kind::Int64 => Cell::Int(text().parse().map_err(|_| bad())?),
+        Kind::Int16 | Kind::Int32 | Kind::MediumInt | Kind::Int64 => Cell::Int(text().parse().map_err(|_| bad())?),
         Kind::Decimal { .. } | Kind::DecimalText => Cell::Text(text()),
         Kind::Float32 => Cell::Float(text().parse().map_err(|_| bad())?),
         Kind::Float64 => Cell::Double(text().parse().map_err(|_| bad())?),
         Kind::Date | Kind::DateTime | Kind::Timestamp => parse_datetime(&text()).ok_or_else(bad)?,
-        Kind::Time => parse_time(&text()).ok_or_else(bad)?,
+        Kind::Time { .. } => Cell::Text(text()),
         Kind::Text { .. } | Kind::Enum { .. } | Kind::Set { .. } => Cell::Text(text()),
         Kind::Bit => Cell::UInt(be_u64(raw)),
-        Kind::Binary => Cell::Bytes(raw.to_vec()),
+        Kind::Binary | Kind::FixedBinary { .. } => Cell::Bytes(raw.to_vec()),
     })
 }
 
@@ -227,6 +247,18 @@ pub fn cell_from_binlog(kind: &Kind, value: &mysql_async::Value) -> Result<Cell>
     let bad = || Error::Internal(format!("unexpected binlog value {value:?} for {kind:?}"));
     Ok(match (kind, value) {
         (_, V::NULL) => Cell::Null,
+        (Kind::MediumInt, V::Int(i)) => Cell::Int(sign_extend_24(*i)),
+        (Kind::MediumInt, V::UInt(u)) => Cell::Int(sign_extend_24(*u as i64)),
+        (Kind::FixedBinary { len }, V::Bytes(b)) => {
+            let mut v = b.clone();
+            if v.len() < *len {
+                v.resize(*len, 0);
+            }
+            Cell::Bytes(v)
+        }
+        // The binlog carries ENUM as its index and SET as its bitmap, little-endian.
+        (Kind::Enum { labels }, V::Bytes(b)) => Cell::Text(enum_label(labels, le_u64(b))),
+        (Kind::Set { labels }, V::Bytes(b)) => Cell::Text(set_labels(labels, le_u64(b))),
         (Kind::Int16 | Kind::Int32 | Kind::Int64, V::Int(i)) => Cell::Int(*i),
         (Kind::Int16 | Kind::Int32 | Kind::Int64, V::UInt(u)) => Cell::Int(*u as i64),
         (Kind::Decimal { .. } | Kind::DecimalText, V::Bytes(b)) => Cell::Text(String::from_utf8_lossy(b).into_owned()),
@@ -243,8 +275,12 @@ pub fn cell_from_binlog(kind: &Kind, value: &mysql_async::Value) -> Result<Cell>
         (Kind::Timestamp, V::Date(y, mo, d, h, mi, s, us)) => {
             Cell::DateTime { y: *y, mo: *mo, d: *d, h: *h, mi: *mi, s: *s, us: *us }
         }
-        (Kind::Time, V::Time(neg, days, h, mi, s, us)) => {
-            Cell::Time { negative: *neg, hours: days * 24 + *h as u32, mi: *mi, s: *s, us: *us }
+        (Kind::Time { fsp }, V::Time(neg, days, h, mi, s, us)) => {
+            let mut t = format!("{}{:02}:{:02}:{:02}", if *neg { "-" } else { "" }, days * 24 + *h as u32, mi, s);
+            if *fsp > 0 {
+                t.push_str(&format!(".{us:06}")[..*fsp as usize + 1]);
+            }
+            Cell::Text(t)
         }
         (Kind::Text { latin1 }, V::Bytes(b)) => Cell::Text(if *latin1 {
             b.iter().map(|&c| c as char).collect()
@@ -255,10 +291,13 @@ pub fn cell_from_binlog(kind: &Kind, value: &mysql_async::Value) -> Result<Cell>
         (Kind::Enum { labels }, V::UInt(i)) => Cell::Text(enum_label(labels, *i)),
         (Kind::Set { labels }, V::Int(i)) => Cell::Text(set_labels(labels, *i as u64)),
         (Kind::Set { labels }, V::UInt(i)) => Cell::Text(set_labels(labels, *i)),
-        (Kind::Enum { .. } | Kind::Set { .. }, V::Bytes(b)) => Cell::Text(String::from_utf8_lossy(b).into_owned()),
         (Kind::Bit, V::Bytes(b)) => Cell::UInt(be_u64(b)),
         (Kind::Binary, V::Bytes(b)) => Cell::Bytes(b.clone()),
         (Kind::Text { .. }, V::Int(i)) => Cell::Text(i.to_string()),
+        // YEAR and some integer types arrive as their text.
+        (Kind::Int16 | Kind::Int32 | Kind::MediumInt | Kind::Int64 | Kind::Float32 | Kind::Float64, V::Bytes(b)) => {
+            cell_from_text(kind, Some(b))?
+        }
         _ => return Err(bad()),
     })
 }
@@ -276,6 +315,18 @@ fn set_labels(labels: &[String], bits: u64) -> String {
         .map(|(_, l)| l.as_str())
         .collect::<Vec<_>>()
         .join(",")
+}
+
+fn le_u64(b: &[u8]) -> u64 {
+    b.iter().rev().fold(0u64, |acc, &x| (acc << 8) | x as u64)
+}
+
+fn sign_extend_24(v: i64) -> i64 {
+    if (0x80_0000..0x100_0000).contains(&v) {
+        v - 0x100_0000
+    } else {
+        v
+    }
 }
 
 fn be_u64(b: &[u8]) -> u64 {
@@ -314,19 +365,6 @@ fn parse_datetime(s: &str) -> Option<Cell> {
     Some(Cell::DateTime { y, mo, d: dd, h, mi, s: sec, us })
 }
 
-/// `[-]HHH:MM:SS[.ffffff]`.
-fn parse_time(s: &str) -> Option<Cell> {
-    let (negative, s) = match s.strip_prefix('-') {
-        Some(r) => (true, r),
-        None => (false, s),
-    };
-    let (hms, frac) = s.split_once('.').unwrap_or((s, ""));
-    let mut t = hms.split(':');
-    let (hours, mi, sec) = (t.next()?.parse().ok()?, t.next()?.parse().ok()?, t.next()?.parse().ok()?);
-    let us = if frac.is_empty() { 0 } else { format!("{frac:0<6}")[..6].parse().ok()? };
-    Some(Cell::Time { negative, hours, mi, s: sec, us })
-}
-
 /// Builds one Arrow column of a given kind.
 pub enum ColumnBuilder {
     Int16(Int16Builder),
@@ -337,7 +375,6 @@ pub enum ColumnBuilder {
     Float64(Float64Builder),
     Date(Date32Builder),
     Timestamp(TimestampMicrosecondBuilder),
-    Interval(IntervalMonthDayNanoBuilder),
     Utf8(StringBuilder),
     Binary(BinaryBuilder),
 }
@@ -347,7 +384,7 @@ impl ColumnBuilder {
     pub fn new(kind: &Kind) -> Result<Self> {
         Ok(match kind {
             Kind::Int16 => ColumnBuilder::Int16(Int16Builder::new()),
-            Kind::Int32 => ColumnBuilder::Int32(Int32Builder::new()),
+            Kind::Int32 | Kind::MediumInt => ColumnBuilder::Int32(Int32Builder::new()),
             Kind::Int64 | Kind::Bit => ColumnBuilder::Int64(Int64Builder::new()),
             Kind::Decimal { precision, scale } => {
                 ColumnBuilder::Decimal(Decimal128Builder::new().with_precision_and_scale(*precision, *scale)?, *scale)
@@ -357,11 +394,10 @@ impl ColumnBuilder {
             Kind::Date => ColumnBuilder::Date(Date32Builder::new()),
             Kind::DateTime => ColumnBuilder::Timestamp(TimestampMicrosecondBuilder::new()),
             Kind::Timestamp => ColumnBuilder::Timestamp(TimestampMicrosecondBuilder::new().with_timezone("UTC")),
-            Kind::Time => ColumnBuilder::Interval(IntervalMonthDayNanoBuilder::new()),
-            Kind::DecimalText | Kind::Text { .. } | Kind::Enum { .. } | Kind::Set { .. } => {
+            Kind::DecimalText | Kind::Text { .. } | Kind::Enum { .. } | Kind::Set { .. } | Kind::Time { .. } => {
                 ColumnBuilder::Utf8(StringBuilder::new())
             }
-            Kind::Binary => ColumnBuilder::Binary(BinaryBuilder::new()),
+            Kind::Binary | Kind::FixedBinary { .. } => ColumnBuilder::Binary(BinaryBuilder::new()),
         })
     }
 
@@ -377,7 +413,6 @@ impl ColumnBuilder {
             (ColumnBuilder::Float64(b), Cell::Null) => b.append_null(),
             (ColumnBuilder::Date(b), Cell::Null) => b.append_null(),
             (ColumnBuilder::Timestamp(b), Cell::Null) => b.append_null(),
-            (ColumnBuilder::Interval(b), Cell::Null) => b.append_null(),
             (ColumnBuilder::Utf8(b), Cell::Null) => b.append_null(),
             (ColumnBuilder::Binary(b), Cell::Null) => b.append_null(),
             (ColumnBuilder::Int16(b), Cell::Int(i)) => b.append_value(i as i16),
@@ -405,10 +440,6 @@ impl ColumnBuilder {
                     None => b.append_null(), // zero date
                 }
             }
-            (ColumnBuilder::Interval(b), Cell::Time { negative, hours, mi, s, us }) => {
-                let nanos = ((hours as i64 * 3600 + mi as i64 * 60 + s as i64) * 1_000_000 + us as i64) * 1000;
-                b.append_value(IntervalMonthDayNano::new(0, 0, if negative { -nanos } else { nanos }))
-            }
             (ColumnBuilder::Utf8(b), Cell::Text(t)) => b.append_value(t),
             (ColumnBuilder::Binary(b), Cell::Bytes(v)) => b.append_value(v),
             (ColumnBuilder::Binary(b), Cell::Text(t)) => b.append_value(t.as_bytes()),
@@ -428,7 +459,6 @@ impl ColumnBuilder {
             ColumnBuilder::Float64(b) => Arc::new(b.finish()),
             ColumnBuilder::Date(b) => Arc::new(b.finish()),
             ColumnBuilder::Timestamp(b) => Arc::new(b.finish()),
-            ColumnBuilder::Interval(b) => Arc::new(b.finish()),
             ColumnBuilder::Utf8(b) => Arc::new(b.finish()),
             ColumnBuilder::Binary(b) => Arc::new(b.finish()),
         }
@@ -479,8 +509,8 @@ mod tests {
         let a = cell_from_text(&ts, Some(b"2024-03-01 00:00:01.500000")).unwrap();
         let b = cell_from_binlog(&ts, &mysql_async::Value::Bytes(b"1709251201.5".to_vec())).unwrap();
         assert_eq!(a, b);
-        let t = Kind::Time;
-        let a = cell_from_text(&t, Some(b"-838:59:59.990000")).unwrap();
+        let t = Kind::Time { fsp: 2 };
+        let a = cell_from_text(&t, Some(b"-838:59:59.99")).unwrap();
         let b = cell_from_binlog(&t, &mysql_async::Value::Time(true, 34, 22, 59, 59, 990000)).unwrap();
         assert_eq!(a, b);
         let latin = Kind::Text { latin1: true };
