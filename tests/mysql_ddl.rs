@@ -51,9 +51,11 @@ async fn ddl_restarts_and_drop_source() {
         .await;
 
     // ALTER TABLE on `a`: `a` stops in a visible error state, `b` keeps streaming.
-    my.query_drop("ALTER TABLE d.a ADD COLUMN extra TEXT; INSERT INTO d.a VALUES (2, 2, 'x'); INSERT INTO d.b VALUES (3, 3)")
-        .await
-        .unwrap();
+    my.query_drop(
+        "ALTER TABLE d.a ADD COLUMN extra TEXT; INSERT INTO d.a VALUES (2, 2, 'x'); INSERT INTO d.b VALUES (3, 3)",
+    )
+    .await
+    .unwrap();
     hw.batch_execute("SET real_time_recency = on").await.unwrap();
     assert_eq!(rows(&hw, "SELECT id FROM b ORDER BY id").await, vec!["1", "2", "3"]);
     assert_eq!(rows(&hw, "SELECT id FROM a ORDER BY id").await, vec!["1"], "no mis-decoded row of `a`");

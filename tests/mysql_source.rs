@@ -176,3 +176,60 @@ async fn misconfiguration_fails_at_create_source() {
     hw.batch_execute("DROP SOURCE s").await.unwrap();
     assert!(hw_rows(&hw, "SHOW TABLES").await.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alter_source_adds_and_drops_tables_while_streaming() {
+    let db = MariaDb::start().await;
+    let mut my = db.root().await;
+    my.query_drop(
+        "CREATE DATABASE shop; CREATE TABLE shop.orders (id INT PRIMARY KEY, v INT); \
+         CREATE TABLE shop.products (sku VARCHAR(20) PRIMARY KEY, price DECIMAL(8,2))",
+    )
+    .await
+    .unwrap();
+    let values: Vec<String> = (0..3000).map(|i| format!("('p{i}', {i}.5)")).collect();
+    my.query_drop(format!("INSERT INTO shop.products VALUES {}", values.join(","))).await.unwrap();
+    let server = TestServer::start().await;
+    let hw = server.client().await;
+    hw.batch_execute(&db.connection_sql("up")).await.unwrap();
+    hw.batch_execute("CREATE SOURCE shop FROM MYSQL CONNECTION up FOR TABLES (shop.orders) WITH (CHUNK_SIZE = 100)")
+        .await
+        .unwrap();
+    // Writes to both tables go on while the table is added.
+    let opts = db.opts("root", "");
+    let writer = tokio::spawn(async move {
+        let mut c = mysql_async::Conn::new(opts).await.unwrap();
+        for i in 0..300 {
+            c.query_drop(format!(
+                "INSERT INTO shop.orders VALUES ({i}, {i}); UPDATE shop.products SET price = price + 1 WHERE sku = 'p{}'; \
+                 DELETE FROM shop.products WHERE sku = 'p{}'",
+                i * 7 % 3000,
+                i * 13 % 3000 + 1
+            ))
+            .await
+            .unwrap();
+        }
+    });
+    hw.batch_execute("ALTER SOURCE shop ADD TABLE shop.products").await.unwrap();
+    writer.await.unwrap();
+    hw.batch_execute("SET real_time_recency = on").await.unwrap();
+    let got = hw_rows(&hw, "SELECT sku, price::text FROM products").await;
+    let want = my_rows(&mut my, "SELECT sku, CAST(price AS CHAR) FROM shop.products").await;
+    assert_same_rows("products", got, want);
+    assert_eq!(hw_rows(&hw, "SELECT count(*) FROM orders").await, vec![vec!["300"]]);
+
+    let err = hw.batch_execute("ALTER SOURCE shop ADD TABLE shop.products").await.unwrap_err();
+    assert_eq!(err.code().map(|c| c.code()), Some("42P07"), "{err:?}");
+    hw.batch_execute("ALTER SOURCE shop DROP TABLE products").await.unwrap();
+    assert_eq!(hw_rows(&hw, "SHOW TABLES").await, vec![vec!["orders"]]);
+    my.query_drop("INSERT INTO shop.orders VALUES (1000, 1)").await.unwrap();
+    assert_eq!(hw_rows(&hw, "SELECT count(*) FROM orders").await, vec![vec!["301"]]);
+    // Added again: snapshotted afresh.
+    hw.batch_execute("ALTER SOURCE shop ADD TABLE shop.products AS catalog_products").await.unwrap();
+    wait_for(
+        &hw,
+        "SELECT count(*) FROM catalog_products",
+        &my_rows(&mut my, "SELECT COUNT(*) FROM shop.products").await[0][0],
+    )
+    .await;
+}

@@ -81,8 +81,19 @@ pub enum HwStatement {
         selection: TableSelection,
         options: BTreeMap<String, String>,
     },
+    /// `ALTER SOURCE name ADD TABLE db.t [AS n], ...` / `ALTER SOURCE name DROP TABLE n, ... [CASCADE]`
+    AlterSource { name: String, action: AlterSourceAction },
     /// A Headwater statement whose feature is not built yet (`CREATE SINK`, ...).
     Unsupported(String),
+}
+
+/// What `ALTER SOURCE` changes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AlterSourceAction {
+    /// Upstream (database, table, local name) to start capturing.
+    AddTables(Vec<(String, String, Option<String>)>),
+    /// Local tables to stop capturing and drop.
+    DropTables { names: Vec<String>, cascade: bool },
 }
 
 /// Parses SQL text into statements; cheap to share between sessions.
@@ -221,7 +232,10 @@ fn parse_extension(p: &mut Parser) -> Result<Option<HwStatement>> {
             Some("SINK") => Ok(Some(unsupported(p, 2))),
             _ => Ok(None),
         },
-        "ALTER" if word_at(p, 1).as_deref() == Some("SOURCE") => Ok(Some(unsupported(p, 2))),
+        "ALTER" if word_at(p, 1).as_deref() == Some("SOURCE") => {
+            skip(p, 2);
+            parse_alter_source(p).map(Some)
+        }
         "DROP" => {
             let object_type = match word_at(p, 1).as_deref() {
                 Some("CONNECTION") => ObjectType::Connection,
@@ -300,6 +314,39 @@ fn expect_word(p: &mut Parser, word: &str) -> Result<()> {
     }
 }
 
+/// `db.table [AS name]`
+fn upstream_table(p: &mut Parser) -> std::result::Result<(String, String, Option<String>), ParserError> {
+    use datafusion::sql::sqlparser::keywords::Keyword;
+    let db = raw_ident(p).map_err(to_parser_error)?;
+    p.expect_token(&Token::Period)?;
+    let table = raw_ident(p).map_err(to_parser_error)?;
+    let alias = if p.parse_keyword(Keyword::AS) { Some(object_name(p).map_err(to_parser_error)?) } else { None };
+    Ok((db, table, alias))
+}
+
+fn parse_alter_source(p: &mut Parser) -> Result<HwStatement> {
+    let name = object_name(p)?;
+    let action = match word_at(p, 0).as_deref() {
+        Some("ADD") => {
+            p.next_token();
+            expect_word(p, "TABLE")?;
+            AlterSourceAction::AddTables(p.parse_comma_separated(upstream_table)?)
+        }
+        Some("DROP") => {
+            p.next_token();
+            expect_word(p, "TABLE")?;
+            let names = p.parse_comma_separated(|p| object_name(p).map_err(to_parser_error))?;
+            let cascade = word_at(p, 0).as_deref() == Some("CASCADE");
+            if cascade {
+                p.next_token();
+            }
+            AlterSourceAction::DropTables { names, cascade }
+        }
+        _ => return Err(Error::Syntax(format!("expected ADD TABLE or DROP TABLE, found: {}", p.peek_token().token))),
+    };
+    Ok(HwStatement::AlterSource { name, action })
+}
+
 fn parse_create_source(p: &mut Parser) -> Result<HwStatement> {
     use datafusion::sql::sqlparser::keywords::Keyword;
     let if_not_exists = p.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
@@ -330,14 +377,7 @@ fn parse_create_source(p: &mut Parser) -> Result<HwStatement> {
         Some("TABLES") | Some("TABLE") => {
             p.next_token();
             p.expect_token(&Token::LParen)?;
-            let list = p.parse_comma_separated(|p| {
-                let db = raw_ident(p).map_err(to_parser_error)?;
-                p.expect_token(&Token::Period)?;
-                let table = raw_ident(p).map_err(to_parser_error)?;
-                let alias =
-                    if p.parse_keyword(Keyword::AS) { Some(object_name(p).map_err(to_parser_error)?) } else { None };
-                Ok((db, table, alias))
-            })?;
+            let list = p.parse_comma_separated(upstream_table)?;
             p.expect_token(&Token::RParen)?;
             TableSelection::Tables(list)
         }
@@ -474,6 +514,14 @@ mod tests {
             HwStatement::CreateSource { if_not_exists: true, selection: TableSelection::Schemas(_), .. }
         ));
         assert!(SqlParser::new().parse("CREATE SOURCE s FROM MYSQL CONNECTION c FOR EVERYTHING").is_err());
+        let add = one("ALTER SOURCE shop ADD TABLE shop.products");
+        let want = AlterSourceAction::AddTables(vec![("shop".into(), "products".into(), None)]);
+        assert!(matches!(add, HwStatement::AlterSource { ref action, .. } if *action == want));
+        let drop = one("ALTER SOURCE shop DROP TABLE products CASCADE");
+        assert!(matches!(
+            drop,
+            HwStatement::AlterSource { action: AlterSourceAction::DropTables { cascade: true, .. }, .. }
+        ));
         assert!(matches!(one("CREATE SINK k FROM v INTO KAFKA CONNECTION c (TOPIC 't')"), HwStatement::Unsupported(_)));
     }
 }

@@ -92,6 +92,7 @@ impl Session {
             HwStatement::CreateSource { name, if_not_exists, connection, selection, options } => {
                 sources::create_source(self, name, *if_not_exists, connection, selection, options).await
             }
+            HwStatement::AlterSource { name, action } => sources::alter_source(self, name, action).await,
             HwStatement::ShowObjects(t) => ddl::show_objects(self, *t),
             HwStatement::ShowCreate { object_type, name } => ddl::show_create(self, *object_type, name),
             HwStatement::Unsupported(what) => {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use datafusion::common::{Constraint, Constraints};
 
-use super::parser::{ConnectionKind, ObjectType};
+use super::parser::{AlterSourceAction, ConnectionKind, ObjectType};
 use super::provider::LocalTable;
 use super::result::QueryResult;
 use super::{Engine, HwStatement, Session};
@@ -200,37 +200,128 @@ pub(super) fn restore_captured_table(s: &Session, entry: &CatalogEntry, details:
 /// Starts every source in the catalog (after the catalog is restored).
 pub(super) fn start_all(engine: &Arc<Engine>) -> Result<()> {
     let session = engine.session();
-    let catalog = engine.catalog();
-    for src in catalog.list(ObjectType::Source) {
-        let Some(HwStatement::CreateSource { name, connection, options, .. }) =
-            session.parse(&src.entry.create_sql)?.pop()
-        else {
-            return Err(Error::Storage(format!("source {} has a corrupt definition", src.entry.name)));
-        };
-        let key = ObjectType::Source.dependency_key(&name);
-        let mut tables = Vec::new();
-        let mut owned: Vec<_> =
-            catalog.list(ObjectType::Table).into_iter().filter(|t| t.entry.depends_on.contains(&key)).collect();
-        owned.sort_by_key(|t| t.entry.id);
-        for t in owned {
-            let (Some(details), Some(Relation::Table { state, .. })) = (&t.entry.details, &t.relation) else {
-                continue;
-            };
-            let spec: TableSpec = serde_json::from_value(details.clone())
-                .map_err(|e| Error::Storage(format!("corrupt captured table {}: {e}", t.entry.name)))?;
-            tables.push(CapturedTable { spec: Arc::new(spec), state: state.clone() });
-        }
-        let conn_options = mysql_connection(&session, &connection)?;
-        let running = MySqlSource {
-            name: name.clone(),
-            id: src.entry.id,
-            connection,
-            opts: mysql::connection_opts(&conn_options)?,
-            options: SourceOptions::parse(&options)?,
-            tables,
-            store: catalog.store().clone(),
-        };
-        engine.sources().insert(&name, running.start());
+    for src in engine.catalog().list(ObjectType::Source) {
+        start_source(&session, &src.entry.name)?;
     }
     Ok(())
+}
+
+/// Starts one source from its catalog entries and stored progress.
+fn start_source(session: &Session, name: &str) -> Result<()> {
+    let engine = session.engine();
+    let catalog = engine.catalog();
+    let src = catalog.get(Namespace::Source, name).ok_or_else(|| Error::undefined("source", name))?;
+    let Some(HwStatement::CreateSource { connection, options, .. }) = session.parse(&src.entry.create_sql)?.pop()
+    else {
+        return Err(Error::Storage(format!("source {name} has a corrupt definition")));
+    };
+    let mut tables = Vec::new();
+    for t in owned_tables(session, name) {
+        let (Some(details), Some(Relation::Table { state, .. })) = (&t.entry.details, &t.relation) else { continue };
+        let spec: TableSpec = serde_json::from_value(details.clone())
+            .map_err(|e| Error::Storage(format!("corrupt captured table {}: {e}", t.entry.name)))?;
+        tables.push(CapturedTable { spec: Arc::new(spec), state: state.clone() });
+    }
+    let conn_options = mysql_connection(session, &connection)?;
+    let running = MySqlSource {
+        name: name.to_string(),
+        id: src.entry.id,
+        connection,
+        opts: mysql::connection_opts(&conn_options)?,
+        options: SourceOptions::parse(&options)?,
+        tables,
+        store: catalog.store().clone(),
+    };
+    engine.sources().insert(name, running.start());
+    Ok(())
+}
+
+/// The tables a source captures, oldest first.
+fn owned_tables(s: &Session, source: &str) -> Vec<crate::catalog::CatalogObject> {
+    let key = ObjectType::Source.dependency_key(source);
+    let mut owned: Vec<_> = s
+        .engine()
+        .catalog()
+        .list(ObjectType::Table)
+        .into_iter()
+        .filter(|t| t.entry.depends_on.contains(&key))
+        .collect();
+    owned.sort_by_key(|t| t.entry.id);
+    owned
+}
+
+/// `ALTER SOURCE ... ADD TABLE / DROP TABLE`. The source restarts from its stored binlog
+/// position: existing tables keep their rows and resume streaming, an added table is
+/// snapshotted (and merged with the binlog like any other), a dropped one disappears.
+pub(super) async fn alter_source(s: &Session, name: &str, action: &AlterSourceAction) -> Result<QueryResult> {
+    let catalog = s.engine().catalog();
+    let src = catalog.get(Namespace::Source, name).ok_or_else(|| Error::undefined("source", name))?;
+    let Some(HwStatement::CreateSource { connection, options, .. }) = s.parse(&src.entry.create_sql)?.pop() else {
+        return Err(Error::Storage(format!("source {name} has a corrupt definition")));
+    };
+    let owned = owned_tables(s, name);
+    let forget: Vec<String>;
+    match action {
+        AlterSourceAction::AddTables(list) => {
+            let opts = connection_opts(&mysql_connection(s, &connection)?)?;
+            let mut conn = mysql_async::Conn::new(opts).await.map_err(|e| Error::DataException {
+                sqlstate: "08001",
+                message: format!("cannot connect to the upstream server of connection \"{connection}\": {e}"),
+            })?;
+            let specs = discover(&mut conn, &TableSelection::Tables(list.clone())).await?;
+            let _ = conn.disconnect().await;
+            for spec in &specs {
+                if catalog.get(Namespace::Relation, &spec.name).is_some() {
+                    return Err(Error::duplicate("relation", spec.name.clone()));
+                }
+                let captured = owned.iter().any(|t| {
+                    t.entry
+                        .details
+                        .as_ref()
+                        .and_then(|d| serde_json::from_value::<TableSpec>(d.clone()).ok())
+                        .is_some_and(|o| o.database == spec.database && o.table == spec.table)
+                });
+                if captured {
+                    return Err(Error::duplicate("captured table", format!("{}.{}", spec.database, spec.table)));
+                }
+            }
+            SourceOptions::parse(&options)?;
+            s.engine().sources().stop(name).await;
+            forget = specs.iter().map(|t| t.name.clone()).collect();
+            mysql::forget_tables(catalog.store().as_ref(), src.entry.id, &forget)?;
+            for spec in specs {
+                create_captured_table(s, name, spec, None)?;
+            }
+        }
+        AlterSourceAction::DropTables { names, cascade } => {
+            let mut victims = Vec::new();
+            for n in names {
+                let t = owned
+                    .iter()
+                    .find(|t| &t.entry.name == n)
+                    .ok_or_else(|| Error::undefined("table captured by this source", n.clone()))?;
+                let dependents = catalog.dependents(n);
+                if !dependents.is_empty() && !cascade {
+                    return Err(Error::DependentObjects {
+                        kind: "table",
+                        name: n.clone(),
+                        dependents: dependents
+                            .iter()
+                            .map(|d| format!("{} {}", d.object_type().noun(), d.entry.name))
+                            .collect(),
+                    });
+                }
+                victims.extend(dependents);
+                victims.push(t.clone());
+            }
+            s.engine().sources().stop(name).await;
+            victims.sort_by_key(|v| std::cmp::Reverse(v.entry.id));
+            victims.dedup_by_key(|v| v.entry.id);
+            catalog.drop_objects(&victims)?;
+            forget = names.clone();
+            mysql::forget_tables(catalog.store().as_ref(), src.entry.id, &forget)?;
+        }
+    }
+    start_source(s, name)?;
+    Ok(QueryResult::command("ALTER SOURCE"))
 }

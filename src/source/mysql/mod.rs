@@ -187,6 +187,21 @@ struct Progress {
     streaming: BTreeSet<String>,
 }
 
+/// Removes tables from a source's stored progress (ALTER SOURCE), so a table added again
+/// under the same name is snapshotted afresh.
+pub fn forget_tables(store: &dyn StateStore, source_id: u64, names: &[String]) -> Result<()> {
+    let key = keys::source_progress(source_id);
+    let Some(v) = store.get(&key)? else { return Ok(()) };
+    let mut progress: Progress =
+        serde_json::from_slice(&v).map_err(|e| Error::Storage(format!("corrupt source progress: {e}")))?;
+    for n in names {
+        progress.streaming.remove(n);
+    }
+    let mut b = WriteBatch::default();
+    b.put(key, serde_json::to_vec(&progress).map_err(|e| Error::Internal(e.to_string()))?);
+    store.apply(b)
+}
+
 /// A captured table: its upstream description and its local rows.
 pub struct CapturedTable {
     pub spec: Arc<TableSpec>,
