@@ -2,13 +2,15 @@
 # The one test command: installs what the tests need, then runs every check.
 #   - cargo fmt --check and cargo clippy -D warnings
 #   - cargo test: unit tests, the .slt suites over the wire (simple + extended protocol),
-#     the tokio-postgres wire tests
+#     the tokio-postgres wire tests, the MySQL source tests against a real MariaDB that the
+#     tests start themselves (own datadir, free port, binlog on)
 #   - the psql smoke test (real psql against a real server process)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v psql >/dev/null 2>&1 || need_apt+=(postgresql-client)
+[ -x /usr/sbin/mariadbd ] || command -v mariadbd >/dev/null 2>&1 || need_apt+=(mariadb-server)
 command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then

@@ -1,3 +1,5 @@
+#![allow(dead_code)]
+
 //! A real MariaDB server with binlog on, started on a free port in a temporary directory.
 
 use std::path::PathBuf;
