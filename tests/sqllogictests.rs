@@ -3,12 +3,16 @@
 //!
 //! A line `# headwater: restart` in a file stops the server (flushing its state) and starts a
 //! new one on the same data directory; the rest of the file runs against the new server.
+//! Files under `sql-tests/mysql/` get a real MariaDB (binlog on, started once for the run):
+//! `${MYSQL_PORT}` is its port (with `control substitution on`), `system ok` lines drive it
+//! with the `mariadb` client, and `real_time_recency` makes the checks wait deterministically.
 //! `cargo test --test sqllogictests -- FILTER` runs only files whose path contains FILTER.
 
 mod common;
 
 use std::path::{Path, PathBuf};
 
+use common::mariadb::MariaDb;
 use common::TestServer;
 use sqllogictest::{DefaultColumnType, Runner};
 use sqllogictest_engines::postgres::{PostgresExtended, PostgresSimple};
@@ -33,8 +37,15 @@ enum Protocol {
     Extended,
 }
 
-async fn run_segment(server: &TestServer, protocol: Protocol, name: &str, script: &str) -> Result<(), String> {
+async fn run_segment(
+    server: &TestServer,
+    protocol: Protocol,
+    name: &str,
+    script: &str,
+    mysql_port: Option<u16>,
+) -> Result<(), String> {
     let config = server.pg_config();
+    let port = mysql_port.map(|p| p.to_string()).unwrap_or_default();
     let result = match protocol {
         Protocol::Simple => {
             let mut runner = Runner::new(move || {
@@ -42,6 +53,7 @@ async fn run_segment(server: &TestServer, protocol: Protocol, name: &str, script
                 async move { PostgresSimple::connect(c).await }
             });
             runner.add_label("simple");
+            runner.set_var("MYSQL_PORT".into(), port.clone());
             runner.with_column_validator(|_: &Vec<DefaultColumnType>, _| true);
             runner.run_script_with_name_async(script, name).await
         }
@@ -51,6 +63,7 @@ async fn run_segment(server: &TestServer, protocol: Protocol, name: &str, script
                 async move { PostgresExtended::connect(c).await }
             });
             runner.add_label("extended");
+            runner.set_var("MYSQL_PORT".into(), port.clone());
             runner.with_column_validator(|_: &Vec<DefaultColumnType>, _| true);
             runner.run_script_with_name_async(script, name).await
         }
@@ -58,7 +71,7 @@ async fn run_segment(server: &TestServer, protocol: Protocol, name: &str, script
     result.map_err(|e| e.display(true).to_string())
 }
 
-async fn run_file(path: &Path, protocol: Protocol) -> Result<(), String> {
+async fn run_file(path: &Path, protocol: Protocol, mysql_port: Option<u16>) -> Result<(), String> {
     let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
     let name = path.display().to_string();
     let mut server = TestServer::start().await;
@@ -66,7 +79,7 @@ async fn run_file(path: &Path, protocol: Protocol) -> Result<(), String> {
         if i > 0 {
             server.restart().await;
         }
-        run_segment(&server, protocol, &name, segment).await?;
+        run_segment(&server, protocol, &name, segment, mysql_port).await?;
     }
     if let Some(s) = server.server.take() {
         s.shutdown().await.map_err(|e| e.to_string())?;
@@ -81,11 +94,18 @@ fn main() {
     slt_files(&root, &mut files);
     files.retain(|f| filter.as_ref().is_none_or(|flt| f.display().to_string().contains(flt.as_str())));
     let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let needs_mysql = files.iter().any(|f| f.components().any(|c| c.as_os_str() == "mysql"));
+    let mariadb = needs_mysql.then(|| rt.block_on(MariaDb::start()));
+    if let Some(m) = &mariadb {
+        // `system` lines see it as an environment variable, statements through set_var.
+        std::env::set_var("MYSQL_PORT", m.port.to_string());
+    }
     let (mut passed, mut failed) = (0, 0);
     for file in &files {
         for protocol in [Protocol::Simple, Protocol::Extended] {
             let rel = file.strip_prefix(&root).unwrap_or(file).display().to_string();
-            match rt.block_on(run_file(file, protocol)) {
+            let port = mariadb.as_ref().map(|m| m.port);
+            match rt.block_on(run_file(file, protocol, port)) {
                 Ok(()) => {
                     passed += 1;
                     println!("ok     {rel} ({protocol:?})");

@@ -75,15 +75,19 @@ pub async fn read(
                     tx.send(Message::TableError { table: idx, message }).await.map_err(closed)?;
                     continue;
                 }
-                let decoded: Result<Vec<RowChange>> = rows
-                    .rows(tme)
-                    .map(|row| {
-                        let (before, after) = row.map_err(|e| Error::Internal(format!("binlog row: {e}")))?;
-                        let before = before.map(|r| decode_row(spec, &r)).transpose()?;
-                        let after = after.map(|r| decode_row(spec, &r)).transpose()?;
-                        Ok(RowChange { before, after })
-                    })
-                    .collect();
+                // mysql_common can panic on some values (see docs/types.md): contain it to
+                // this table.
+                let decoded: Result<Vec<RowChange>> = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    rows.rows(tme)
+                        .map(|row| {
+                            let (before, after) = row.map_err(|e| Error::Internal(format!("binlog row: {e}")))?;
+                            let before = before.map(|r| decode_row(spec, &r)).transpose()?;
+                            let after = after.map(|r| decode_row(spec, &r)).transpose()?;
+                            Ok(RowChange { before, after })
+                        })
+                        .collect()
+                }))
+                .unwrap_or_else(|_| Err(Error::Internal("the binlog row decoder panicked".into())));
                 match decoded {
                     Ok(changes) => pending.extend(changes.into_iter().map(|c| (idx, c))),
                     Err(e) => {

@@ -275,6 +275,13 @@ pub fn cell_from_binlog(kind: &Kind, value: &mysql_async::Value) -> Result<Cell>
         (Kind::Timestamp, V::Date(y, mo, d, h, mi, s, us)) => {
             Cell::DateTime { y: *y, mo: *mo, d: *d, h: *h, mi: *mi, s: *s, us: *us }
         }
+        // mysql_common 0.37 decodes negative TIME(1)/TIME(2) values with a fraction wrongly
+        // (and panics in debug builds): refuse rather than store a wrong value.
+        (Kind::Time { fsp: 1..=2 }, V::Time(true, _, _, _, _, us)) if *us != 0 => {
+            return Err(Error::FeatureNotSupported(
+                "negative TIME(1)/TIME(2) values with a fraction in the binlog (mysql_common decoding bug)".into(),
+            ))
+        }
         (Kind::Time { fsp }, V::Time(neg, days, h, mi, s, us)) => {
             let mut t = format!("{}{:02}:{:02}:{:02}", if *neg { "-" } else { "" }, days * 24 + *h as u32, mi, s);
             if *fsp > 0 {
