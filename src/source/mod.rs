@@ -85,7 +85,11 @@ impl SourceProbe {
         let mut applied = self.applied.clone();
         let reached = tokio::time::timeout(timeout, async {
             loop {
-                if applied.borrow().as_ref().is_some_and(|p| *p >= target) {
+                // Caught up: the position is reached and no table is still in its snapshot
+                // (whose rows would be partial).
+                let reached = applied.borrow().as_ref().is_some_and(|p| *p >= target);
+                let state = self.status.lock().unwrap_or_else(|p| p.into_inner()).state.clone();
+                if reached && state == "streaming" {
                     return;
                 }
                 if applied.changed().await.is_err() {

@@ -17,7 +17,7 @@ use datafusion::sql::sqlparser::tokenizer::Token;
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 
 use crate::error::{Error, Result};
-use crate::source::mysql::schema::TableSelection;
+use crate::source::mysql::schema::{TableRef, TableSelection};
 
 /// The kinds of catalog objects a user can name in SHOW / DROP / SHOW CREATE.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,8 +90,8 @@ pub enum HwStatement {
 /// What `ALTER SOURCE` changes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AlterSourceAction {
-    /// Upstream (database, table, local name) to start capturing.
-    AddTables(Vec<(String, String, Option<String>)>),
+    /// Upstream tables to start capturing.
+    AddTables(Vec<TableRef>),
     /// Local tables to stop capturing and drop.
     DropTables { names: Vec<String>, cascade: bool },
 }
@@ -314,14 +314,47 @@ fn expect_word(p: &mut Parser, word: &str) -> Result<()> {
     }
 }
 
-/// `db.table [AS name]`
-fn upstream_table(p: &mut Parser) -> std::result::Result<(String, String, Option<String>), ParserError> {
+/// `db.table [AS name] [INCLUDE TABLE NAME AS column]`; `table` may be a regular expression
+/// (`orders_[0-9]+`) naming shards to merge.
+fn upstream_table(p: &mut Parser) -> std::result::Result<TableRef, ParserError> {
     use datafusion::sql::sqlparser::keywords::Keyword;
-    let db = raw_ident(p).map_err(to_parser_error)?;
+    let database = raw_ident(p).map_err(to_parser_error)?;
     p.expect_token(&Token::Period)?;
-    let table = raw_ident(p).map_err(to_parser_error)?;
+    // The table (pattern) is every token up to AS, INCLUDE, `,` or the closing `)`.
+    let mut table = String::new();
+    let mut depth = 0i32;
+    loop {
+        let t = p.peek_token().token;
+        let at_end = matches!(&t, Token::Comma | Token::EOF | Token::SemiColon)
+            || (t == Token::RParen && depth == 0)
+            || (depth == 0 && matches!(word_at(p, 0).as_deref(), Some("AS") | Some("INCLUDE")) && !table.is_empty());
+        if at_end {
+            break;
+        }
+        match &t {
+            Token::LParen | Token::LBracket => depth += 1,
+            Token::RParen | Token::RBracket => depth -= 1,
+            _ => {}
+        }
+        match &t {
+            Token::Word(w) => table.push_str(&w.value),
+            other => table.push_str(&other.to_string()),
+        }
+        p.next_token();
+    }
+    if table.is_empty() {
+        return Err(ParserError::ParserError(format!("expected a table name after {database}.")));
+    }
     let alias = if p.parse_keyword(Keyword::AS) { Some(object_name(p).map_err(to_parser_error)?) } else { None };
-    Ok((db, table, alias))
+    let mut table_name_column = None;
+    if word_at(p, 0).as_deref() == Some("INCLUDE") {
+        p.next_token();
+        expect_word(p, "TABLE").map_err(to_parser_error)?;
+        expect_word(p, "NAME").map_err(to_parser_error)?;
+        p.expect_keyword(Keyword::AS)?;
+        table_name_column = Some(object_name(p).map_err(to_parser_error)?);
+    }
+    Ok(TableRef { database, table, alias, table_name_column })
 }
 
 fn parse_alter_source(p: &mut Parser) -> Result<HwStatement> {
@@ -500,8 +533,8 @@ mod tests {
         assert_eq!(
             selection,
             TableSelection::Tables(vec![
-                ("shop".into(), "orders".into(), None),
-                ("shop".into(), "order_ext".into(), Some("order_extension".into()))
+                TableRef::new("shop", "orders", None),
+                TableRef::new("shop", "order_ext", Some("order_extension"))
             ])
         );
         assert_eq!(options["SERVER_ID"], "5401");
@@ -514,8 +547,15 @@ mod tests {
             HwStatement::CreateSource { if_not_exists: true, selection: TableSelection::Schemas(_), .. }
         ));
         assert!(SqlParser::new().parse("CREATE SOURCE s FROM MYSQL CONNECTION c FOR EVERYTHING").is_err());
+        let sharded = one("CREATE SOURCE s FROM MYSQL CONNECTION c FOR TABLES (shop.orders_[0-9]+ AS orders INCLUDE TABLE NAME AS shard, shop.x)");
+        let HwStatement::CreateSource { selection: TableSelection::Tables(list), .. } = sharded else { panic!() };
+        assert_eq!(list[0].table, "orders_[0-9]+");
+        assert!(list[0].is_pattern());
+        assert_eq!(list[0].alias.as_deref(), Some("orders"));
+        assert_eq!(list[0].table_name_column.as_deref(), Some("shard"));
+        assert_eq!(list[1], TableRef::new("shop", "x", None));
         let add = one("ALTER SOURCE shop ADD TABLE shop.products");
-        let want = AlterSourceAction::AddTables(vec![("shop".into(), "products".into(), None)]);
+        let want = AlterSourceAction::AddTables(vec![TableRef::new("shop", "products", None)]);
         assert!(matches!(add, HwStatement::AlterSource { ref action, .. } if *action == want));
         let drop = one("ALTER SOURCE shop DROP TABLE products CASCADE");
         assert!(matches!(

@@ -44,9 +44,20 @@ fn source_sql(name: &str, connection: &str, selection: &TableSelection, options:
         TableSelection::Tables(list) => format!(
             "TABLES ({})",
             list.iter()
-                .map(|(d, t, a)| match a {
-                    Some(a) => format!("{}.{} AS {}", q(d), q(t), q(a)),
-                    None => format!("{}.{}", q(d), q(t)),
+                .map(|r| {
+                    // A pattern is kept as written; a name is quoted.
+                    let mut item = if r.is_pattern() {
+                        format!("{}.{}", q(&r.database), r.table)
+                    } else {
+                        format!("{}.{}", q(&r.database), q(&r.table))
+                    };
+                    if let Some(a) = &r.alias {
+                        item.push_str(&format!(" AS {}", q(a)));
+                    }
+                    if let Some(c) = &r.table_name_column {
+                        item.push_str(&format!(" INCLUDE TABLE NAME AS {}", q(c)));
+                    }
+                    item
                 })
                 .collect::<Vec<_>>()
                 .join(", ")

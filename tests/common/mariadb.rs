@@ -42,7 +42,7 @@ impl MariaDb {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let d = dir.path();
-        for sub in ["data", "run", "binlog"] {
+        for sub in ["data", "run", "binlog", "tmp"] {
             std::fs::create_dir_all(d.join(sub)).unwrap();
         }
         let config = d.join("my.cnf");
@@ -50,7 +50,7 @@ impl MariaDb {
             &config,
             format!(
                 "[mariadbd]\nuser=root\ndatadir={d}/data\nsocket={d}/run/mysqld.sock\nport={port}\n\
-                 bind-address=127.0.0.1\nserver_id=1\nlog_bin={d}/binlog/mariadb-bin\nbinlog_format=ROW\n\
+                 bind-address=127.0.0.1\ntmpdir={d}/tmp\nserver_id=1\nlog_bin={d}/binlog/mariadb-bin\nbinlog_format=ROW\n\
                  binlog_row_image=FULL\nbinlog_row_metadata=FULL\ncharacter-set-server=utf8mb4\n\
                  collation-server=utf8mb4_general_ci\nskip-name-resolve\ninnodb_buffer_pool_size=64M\n\
                  innodb_log_file_size=16M\n[client]\nsocket={d}/run/mysqld.sock\n",

@@ -10,9 +10,9 @@ use mysql_async::BinlogStreamRequest;
 use tokio::sync::mpsc;
 
 use super::position::{clean_file_name, BinlogPosition};
-use super::schema::{upstream, TableSpec};
+use super::schema::{quote_upstream, upstream};
 use super::types::{cell_from_binlog, Cell};
-use super::Message;
+use super::{Message, Unit};
 use crate::error::{Error, Result};
 
 /// One row image change: insert (after only), update (both), delete (before only).
@@ -27,7 +27,7 @@ pub async fn read(
     opts: mysql_async::Opts,
     server_id: u32,
     start: BinlogPosition,
-    tables: Arc<Vec<TableSpec>>,
+    units: Arc<Vec<Unit>>,
     tx: mpsc::Sender<Message>,
 ) -> Result<()> {
     let mut conn = mysql_async::Conn::new(opts).await.map_err(upstream)?;
@@ -38,7 +38,7 @@ pub async fn read(
     let mut stream = conn.get_binlog_stream(request).await.map_err(upstream)?;
     let mut file = start.file.clone();
     let mut pending: Vec<(usize, RowChange)> = Vec::new();
-    let mut broken: Vec<bool> = vec![false; tables.len()];
+    let mut broken: Vec<bool> = vec![false; units.len()];
     while let Some(event) = stream.next().await {
         let event = event.map_err(upstream)?;
         let end = BinlogPosition { file: file.clone(), pos: event.header().log_pos() as u64 };
@@ -57,20 +57,23 @@ pub async fn read(
                 let Some(tme) = stream.get_tme(rows.table_id()) else { continue };
                 let db = tme.database_name();
                 let name = tme.table_name();
-                let Some(idx) = tables.iter().position(|t| t.database == db && t.table == name) else { continue };
+                let Some(idx) = units.iter().position(|u| u.spec.database == db && u.upstream_table == name) else {
+                    continue;
+                };
                 if broken[idx] {
                     continue;
                 }
-                let spec = &tables[idx];
-                if tme.columns_count() as usize != spec.columns.len() {
+                let unit = &units[idx];
+                let spec = &unit.spec;
+                if tme.columns_count() as usize != spec.upstream_columns().len() {
                     broken[idx] = true;
                     let message = format!(
                         "upstream table {} now has {} columns, {} were captured: its schema changed \
                          (ALTER TABLE). The table is frozen at binlog position {end}; recreate the \
                          source to capture the new schema.",
-                        spec.upstream(),
+                        quote_upstream(&spec.database, &unit.upstream_table),
                         tme.columns_count(),
-                        spec.columns.len()
+                        spec.upstream_columns().len()
                     );
                     tx.send(Message::TableError { table: idx, message }).await.map_err(closed)?;
                     continue;
@@ -81,8 +84,8 @@ pub async fn read(
                     rows.rows(tme)
                         .map(|row| {
                             let (before, after) = row.map_err(|e| Error::Internal(format!("binlog row: {e}")))?;
-                            let before = before.map(|r| decode_row(spec, &r)).transpose()?;
-                            let after = after.map(|r| decode_row(spec, &r)).transpose()?;
+                            let before = before.map(|r| decode_row(unit, &r)).transpose()?;
+                            let after = after.map(|r| decode_row(unit, &r)).transpose()?;
                             Ok(RowChange { before, after })
                         })
                         .collect()
@@ -93,7 +96,8 @@ pub async fn read(
                     Err(e) => {
                         // Never apply a row that did not decode: this table stops, the others go on.
                         broken[idx] = true;
-                        let message = format!("cannot decode a binlog row of {} at {end}: {e}", spec.upstream());
+                        let table = quote_upstream(&spec.database, &unit.upstream_table);
+                        let message = format!("cannot decode a binlog row of {table} at {end}: {e}");
                         tx.send(Message::TableError { table: idx, message }).await.map_err(closed)?;
                     }
                 }
@@ -114,8 +118,8 @@ pub async fn read(
                     continue;
                 }
                 let schema = q.schema().to_string();
-                for (idx, spec) in tables.iter().enumerate() {
-                    if mentions(&sql, &schema, spec) {
+                for (idx, unit) in units.iter().enumerate() {
+                    if mentions(&sql, &schema, &unit.spec.database, &unit.upstream_table) {
                         let truncate = upper.starts_with("TRUNCATE");
                         if !truncate {
                             broken[idx] = true;
@@ -143,8 +147,10 @@ fn closed<T>(_: mpsc::error::SendError<T>) -> Error {
     Error::Internal("source applier stopped".into())
 }
 
-fn decode_row(spec: &TableSpec, row: &mysql_async::binlog::row::BinlogRow) -> Result<Vec<Cell>> {
-    spec.columns
+fn decode_row(unit: &Unit, row: &mysql_async::binlog::row::BinlogRow) -> Result<Vec<Cell>> {
+    let mut cells: Vec<Cell> = unit
+        .spec
+        .upstream_columns()
         .iter()
         .enumerate()
         .map(|(i, col)| match row.as_ref(i) {
@@ -158,19 +164,22 @@ fn decode_row(spec: &TableSpec, row: &mysql_async::binlog::row::BinlogRow) -> Re
                 cell_from_binlog(&col.kind, &v)
             }
         })
-        .collect()
+        .collect::<Result<_>>()?;
+    if unit.spec.table_name_column {
+        cells.push(Cell::Text(unit.upstream_table.clone()));
+    }
+    Ok(cells)
 }
 
 /// Whether a DDL statement names the table (`t`, `db.t`, with or without backquotes).
-fn mentions(sql: &str, default_schema: &str, spec: &TableSpec) -> bool {
+fn mentions(sql: &str, default_schema: &str, database: &str, table: &str) -> bool {
     let normalized = sql.replace('`', "").to_ascii_lowercase();
-    let table = spec.table.to_ascii_lowercase();
-    let qualified = format!("{}.{}", spec.database.to_ascii_lowercase(), table);
+    let table = table.to_ascii_lowercase();
+    let qualified = format!("{}.{}", database.to_ascii_lowercase(), table);
     let words: Vec<&str> = normalized
         .split(|c: char| c.is_whitespace() || c == ',' || c == ';' || c == '(')
         .filter(|w| !w.is_empty())
         .collect();
     let is_ddl = matches!(words.first().copied(), Some("alter" | "drop" | "truncate" | "rename" | "create"));
-    is_ddl
-        && words.iter().any(|w| *w == qualified || (*w == table && default_schema.eq_ignore_ascii_case(&spec.database)))
+    is_ddl && words.iter().any(|w| *w == qualified || (*w == table && default_schema.eq_ignore_ascii_case(database)))
 }

@@ -232,6 +232,28 @@ pub struct MySqlSource {
     pub store: Arc<dyn StateStore>,
 }
 
+/// One upstream table feeding a captured table: the table itself, or one of its shards.
+/// Phases, progress and status are kept per unit.
+#[derive(Clone)]
+pub struct Unit {
+    /// Index of the captured table in [`MySqlSource::tables`].
+    pub table: usize,
+    pub spec: Arc<TableSpec>,
+    /// The upstream table name (a shard's name for merged shards).
+    pub upstream_table: String,
+}
+
+impl Unit {
+    /// The name under which the unit's progress is stored.
+    fn progress_name(&self) -> String {
+        if self.spec.shards.is_empty() {
+            self.spec.name.clone()
+        } else {
+            format!("{}/{}", self.spec.name, self.upstream_table)
+        }
+    }
+}
+
 enum Buffered {
     Rows(Vec<RowChange>),
     Truncate,
@@ -245,18 +267,33 @@ enum Phase {
 }
 
 impl MySqlSource {
+    /// The capture units of this source, in table order.
+    pub fn units(&self) -> Vec<Unit> {
+        self.tables
+            .iter()
+            .enumerate()
+            .flat_map(|(i, t)| {
+                t.spec.upstream_tables().into_iter().map(move |u| Unit {
+                    table: i,
+                    spec: t.spec.clone(),
+                    upstream_table: u,
+                })
+            })
+            .collect()
+    }
+
     /// Starts the source in the background.
     pub fn start(self) -> SourceHandle {
+        let units = self.units();
         let status = Arc::new(Mutex::new(SourceStatus {
             name: self.name.clone(),
             connection: self.connection.clone(),
             state: "starting".into(),
-            tables: self
-                .tables
+            tables: units
                 .iter()
-                .map(|t| TableStatus {
-                    name: t.spec.name.clone(),
-                    upstream: format!("{}.{}", t.spec.database, t.spec.table),
+                .map(|u| TableStatus {
+                    name: u.spec.name.clone(),
+                    upstream: format!("{}.{}", u.spec.database, u.upstream_table),
                     state: "pending".into(),
                     ..Default::default()
                 })
@@ -266,7 +303,7 @@ impl MySqlSource {
         let (applied_tx, applied) = watch::channel(None);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let probe = SourceProbe { status: status.clone(), applied, opts: self.opts.clone() };
-        let runner = Runner { source: Arc::new(self), status, applied: applied_tx };
+        let runner = Runner { source: Arc::new(self), units, status, applied: applied_tx };
         let task = tokio::spawn(runner.run(shutdown_rx));
         SourceHandle { probe, shutdown, task }
     }
@@ -291,6 +328,7 @@ impl MySqlSource {
 
 struct Runner {
     source: Arc<MySqlSource>,
+    units: Vec<Unit>,
     status: Arc<Mutex<SourceStatus>>,
     applied: watch::Sender<Option<BinlogPosition>>,
 }
@@ -330,7 +368,7 @@ impl Runner {
             None => {
                 let p = current_position(&mut conn).await?;
                 if !src.options.snapshot {
-                    progress.streaming = src.tables.iter().map(|t| t.spec.name.clone()).collect();
+                    progress.streaming = self.units.iter().map(Unit::progress_name).collect();
                 }
                 progress.position = Some(p.clone());
                 src.store.apply(src.progress_batch(&progress)?)?;
@@ -338,18 +376,27 @@ impl Runner {
             }
         };
         drop(conn);
-        self.applied.send_replace(Some(start.clone()));
-        let mut phases: Vec<Phase> = Vec::with_capacity(src.tables.len());
+        // A table is streaming when all its units are; otherwise (a snapshot cut short by a
+        // crash or reconnect) it is emptied and every unit of it is snapshotted again.
+        let mut phases: Vec<Phase> = Vec::with_capacity(self.units.len());
         let mut to_snapshot = Vec::new();
-        for (i, t) in src.tables.iter().enumerate() {
-            if progress.streaming.contains(&t.spec.name) {
-                phases.push(Phase::Streaming);
-                self.status().tables[i].state = "streaming".into();
-            } else {
-                // A snapshot cut short (crash, reconnect) is redone from an empty table.
+        for (ti, t) in src.tables.iter().enumerate() {
+            let units: Vec<usize> = (0..self.units.len()).filter(|&u| self.units[u].table == ti).collect();
+            let streaming = units.iter().all(|&u| progress.streaming.contains(&self.units[u].progress_name()));
+            if !streaming {
                 truncate(src, t, &mut WriteBatch::default())?;
+                for &u in &units {
+                    progress.streaming.remove(&self.units[u].progress_name());
+                }
+                to_snapshot.extend(units);
+            }
+        }
+        for u in 0..self.units.len() {
+            if to_snapshot.contains(&u) {
                 phases.push(Phase::Pending(Vec::new()));
-                to_snapshot.push(i);
+            } else {
+                phases.push(Phase::Streaming);
+                self.status().tables[u].state = "streaming".into();
             }
         }
         {
@@ -357,20 +404,21 @@ impl Runner {
             s.state = if to_snapshot.is_empty() { "streaming" } else { "snapshotting" }.into();
             s.position = Some(start.clone());
         }
+        self.applied.send_replace(Some(start.clone()));
 
         let (tx, mut rx) = mpsc::channel::<Message>(64);
         let mut tasks: JoinSet<Result<()>> = JoinSet::new();
-        let specs = Arc::new(src.tables.iter().map(|t| t.spec.as_ref().clone()).collect::<Vec<_>>());
-        tasks.spawn(binlog::read(src.opts.clone(), src.options.server_id, start, specs, tx.clone()));
+        let units = Arc::new(self.units.clone());
+        tasks.spawn(binlog::read(src.opts.clone(), src.options.server_id, start, units, tx.clone()));
         let permits = Arc::new(Semaphore::new(src.options.parallelism));
-        for i in to_snapshot {
+        for u in to_snapshot {
             let (opts, tx, permits) = (src.opts.clone(), tx.clone(), permits.clone());
-            let spec = src.tables[i].spec.clone();
-            let schema = src.tables[i].state.schema();
+            let unit = self.units[u].clone();
+            let schema = src.tables[unit.table].state.schema();
             let chunk = src.options.chunk_size;
             tasks.spawn(async move {
                 let _permit = permits.acquire_owned().await.map_err(|_| Error::Internal("semaphore closed".into()))?;
-                snapshot::snapshot_table(opts, i, spec, schema, chunk, tx).await
+                snapshot::snapshot_table(opts, u, unit, schema, chunk, tx).await
             });
         }
         drop(tx);
@@ -405,22 +453,26 @@ impl Runner {
         let src = &self.source;
         match msg {
             Message::Transaction { end, timestamp, changes } => {
+                // Rows for streaming units, grouped per captured table in commit order;
+                // rows for the other units are buffered per unit.
                 let mut per_table: BTreeMap<usize, Vec<RowChange>> = BTreeMap::new();
-                for (t, c) in changes {
-                    per_table.entry(t).or_default().push(c);
-                }
-                let mut batches = Vec::new();
-                for (t, rows) in per_table {
-                    match &mut phases[t] {
-                        Phase::Streaming => batches.push((t, to_batch(&src.tables[t], &rows)?)),
-                        Phase::Pending(buf) => buf.push((end.clone(), Buffered::Rows(rows))),
-                        Phase::Loading(at, buf, _) => {
-                            if end > *at {
-                                buf.push((end.clone(), Buffered::Rows(rows)));
-                            }
-                        }
-                        Phase::Failed => {}
+                let mut buffered: BTreeMap<usize, Vec<RowChange>> = BTreeMap::new();
+                for (u, c) in changes {
+                    match &phases[u] {
+                        Phase::Streaming => per_table.entry(self.units[u].table).or_default().push(c),
+                        Phase::Pending(_) => buffered.entry(u).or_default().push(c),
+                        Phase::Loading(at, _, _) if end > *at => buffered.entry(u).or_default().push(c),
+                        Phase::Loading(..) | Phase::Failed => {}
                     }
+                }
+                for (u, rows) in buffered {
+                    if let Phase::Pending(buf) | Phase::Loading(_, buf, _) = &mut phases[u] {
+                        buf.push((end.clone(), Buffered::Rows(rows)));
+                    }
+                }
+                let mut batches = Vec::with_capacity(per_table.len());
+                for (t, rows) in per_table {
+                    batches.push((t, to_batch(&src.tables[t], &rows)?));
                 }
                 progress.position = Some(end.clone());
                 let refs: Vec<(&TableState, &ChangeBatch)> =
@@ -444,14 +496,17 @@ impl Runner {
             }
             Message::Heartbeat { .. } => {
                 self.status().lag_seconds = Some(0.0);
+                self.applied.send_modify(|_| {});
             }
-            Message::Ddl { end, table, statement, truncate: is_truncate } => {
-                let t = &src.tables[table];
+            Message::Ddl { end, table: u, statement, truncate: is_truncate } => {
+                let unit = &self.units[u];
                 if is_truncate {
-                    match &mut phases[table] {
+                    match &mut phases[u] {
                         Phase::Streaming => {
                             let mut batch = src.progress_batch(progress)?;
-                            truncate_in(src, t, &mut batch)?;
+                            if let Err(message) = truncate_unit(src, unit, &mut batch) {
+                                self.fail_unit(phases, u, message);
+                            }
                         }
                         Phase::Pending(buf) => buf.push((end, Buffered::Truncate)),
                         Phase::Loading(at, buf, _) => {
@@ -465,32 +520,33 @@ impl Runner {
                     let message = format!(
                         "upstream DDL on {}: {statement} — the table is frozen at binlog position {end}; \
                          recreate the source (DROP SOURCE ...; CREATE SOURCE ...) to capture the new schema",
-                        t.spec.upstream()
+                        schema::quote_upstream(&unit.spec.database, &unit.upstream_table)
                     );
-                    self.fail_table(phases, table, message);
+                    self.fail_unit(phases, u, message);
                 }
             }
-            Message::TableError { table, message } => self.fail_table(phases, table, message),
-            Message::SnapshotStart { table, position, chunks_total } => {
-                if let Phase::Pending(buf) = std::mem::replace(&mut phases[table], Phase::Failed) {
+            Message::TableError { table, message } => self.fail_unit(phases, table, message),
+            Message::SnapshotStart { table: u, position, chunks_total } => {
+                if let Phase::Pending(buf) = std::mem::replace(&mut phases[u], Phase::Failed) {
                     let kept = buf.into_iter().filter(|(p, _)| *p > position).collect();
-                    phases[table] = Phase::Loading(position, kept, Instant::now());
+                    phases[u] = Phase::Loading(position, kept, Instant::now());
                 }
                 let mut s = self.status();
-                let ts = &mut s.tables[table];
+                let ts = &mut s.tables[u];
                 ts.state = "snapshotting".into();
                 ts.chunks_total = chunks_total;
             }
-            Message::SnapshotRows { table, batch } => {
+            Message::SnapshotRows { table: u, batch } => {
                 let n = batch.num_rows() as u64;
                 let change = ChangeBatch { weights: vec![1; batch.num_rows()], data: batch, mode: ApplyMode::Upsert };
-                commit_with(src.store.as_ref(), &[(src.tables[table].state.as_ref(), &change)], WriteBatch::default())?;
-                let elapsed = match &phases[table] {
+                let state = &src.tables[self.units[u].table].state;
+                commit_with(src.store.as_ref(), &[(state.as_ref(), &change)], WriteBatch::default())?;
+                let elapsed = match &phases[u] {
                     Phase::Loading(_, _, started) => started.elapsed().as_secs_f64(),
                     _ => 0.0,
                 };
                 let mut s = self.status();
-                let ts = &mut s.tables[table];
+                let ts = &mut s.tables[u];
                 ts.rows_copied += n;
                 ts.chunks_done += 1;
                 ts.chunks_total = ts.chunks_total.max(ts.chunks_done);
@@ -498,14 +554,15 @@ impl Runner {
                     ts.rows_per_second = ts.rows_copied as f64 / elapsed;
                 }
             }
-            Message::SnapshotDone { table } => {
-                let Phase::Loading(_, buffered, _) = std::mem::replace(&mut phases[table], Phase::Streaming) else {
+            Message::SnapshotDone { table: u } => {
+                let Phase::Loading(_, buffered, _) = std::mem::replace(&mut phases[u], Phase::Streaming) else {
                     return Ok(());
                 };
-                let t = &src.tables[table];
-                progress.streaming.insert(t.spec.name.clone());
+                let unit = &self.units[u];
+                let t = &src.tables[unit.table];
+                progress.streaming.insert(unit.progress_name());
                 // Replay what happened upstream since the snapshot, in order; the last write
-                // also records that the table is now streaming.
+                // also records that the unit is now streaming.
                 let mut segment: Vec<RowChange> = Vec::new();
                 for (_, b) in buffered {
                     match b {
@@ -513,38 +570,68 @@ impl Runner {
                         Buffered::Truncate => {
                             let change = to_batch(t, &std::mem::take(&mut segment))?;
                             commit_with(src.store.as_ref(), &[(t.state.as_ref(), &change)], WriteBatch::default())?;
-                            truncate_in(src, t, &mut WriteBatch::default())?;
+                            if let Err(message) = truncate_unit(src, unit, &mut WriteBatch::default()) {
+                                self.fail_unit(phases, u, message);
+                                return Ok(());
+                            }
                         }
                     }
                 }
                 let change = to_batch(t, &segment)?;
                 commit_with(src.store.as_ref(), &[(t.state.as_ref(), &change)], src.progress_batch(progress)?)?;
                 let mut s = self.status();
-                s.tables[table].state = "streaming".into();
-                s.tables[table].chunks_total = s.tables[table].chunks_done;
+                s.tables[u].state = "streaming".into();
+                s.tables[u].chunks_total = s.tables[u].chunks_done;
                 if phases.iter().all(|p| matches!(p, Phase::Streaming | Phase::Failed)) {
                     s.state = "streaming".into();
                 }
+                drop(s);
+                // Wake real_time_recency waiters: a finished snapshot can complete their wait.
+                self.applied.send_modify(|_| {});
             }
         }
         Ok(())
     }
 
-    fn fail_table(&self, phases: &mut [Phase], table: usize, message: String) {
-        tracing::error!(source = %self.source.name, table = %self.source.tables[table].spec.name, "{message}");
-        phases[table] = Phase::Failed;
+    fn fail_unit(&self, phases: &mut [Phase], u: usize, message: String) {
+        tracing::error!(source = %self.source.name, table = %self.units[u].spec.name, "{message}");
+        phases[u] = Phase::Failed;
         let mut s = self.status();
-        s.tables[table].state = "error".into();
-        s.tables[table].last_error = Some(message);
+        s.tables[u].state = "error".into();
+        s.tables[u].last_error = Some(message);
     }
+}
+
+/// Applies an upstream TRUNCATE of one unit: the whole table, or for a shard only its rows,
+/// which needs the table-name column to tell them apart.
+fn truncate_unit(src: &MySqlSource, unit: &Unit, extra: &mut WriteBatch) -> std::result::Result<(), String> {
+    let t = &src.tables[unit.table];
+    if unit.spec.shards.is_empty() {
+        return truncate(src, t, extra).map_err(|e| e.to_string());
+    }
+    if !unit.spec.table_name_column {
+        return Err(format!(
+            "TRUNCATE of shard {} cannot be applied to the merged table {} without INCLUDE TABLE NAME; \
+             recreate the source with INCLUDE TABLE NAME AS <column>",
+            unit.upstream_table, unit.spec.name
+        ));
+    }
+    let all = t.state.snapshot().map_err(|e| e.to_string())?;
+    let names = all.column(all.num_columns() - 1);
+    let mask: datafusion::arrow::array::BooleanArray = names
+        .as_any()
+        .downcast_ref::<datafusion::arrow::array::StringArray>()
+        .ok_or("the table-name column is not text")?
+        .iter()
+        .map(|n| Some(n == Some(unit.upstream_table.as_str())))
+        .collect();
+    let rows = datafusion::arrow::compute::filter_record_batch(&all, &mask).map_err(|e| e.to_string())?;
+    let change = ChangeBatch { weights: vec![-1; rows.num_rows()], data: rows, mode: ApplyMode::Upsert };
+    commit_with(src.store.as_ref(), &[(t.state.as_ref(), &change)], std::mem::take(extra)).map_err(|e| e.to_string())
 }
 
 /// Deletes every row of a captured table (upstream TRUNCATE, snapshot restart).
 fn truncate(src: &MySqlSource, t: &CapturedTable, extra: &mut WriteBatch) -> Result<()> {
-    truncate_in(src, t, extra)
-}
-
-fn truncate_in(src: &MySqlSource, t: &CapturedTable, extra: &mut WriteBatch) -> Result<()> {
     let all = t.state.snapshot()?;
     let change = ChangeBatch { weights: vec![-1; all.num_rows()], data: all, mode: ApplyMode::Upsert };
     commit_with(src.store.as_ref(), &[(t.state.as_ref(), &change)], std::mem::take(extra))

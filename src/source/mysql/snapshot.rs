@@ -5,8 +5,6 @@
 //! view. The applier keeps binlog events of the table that come after it and applies them
 //! once the last chunk is in (see `super` for the merge).
 
-use std::sync::Arc;
-
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use futures::StreamExt;
@@ -14,16 +12,16 @@ use mysql_async::prelude::Queryable;
 use tokio::sync::mpsc;
 
 use super::position::BinlogPosition;
-use super::schema::{upstream, TableSpec};
-use super::types::{cell_from_text, ColumnBuilder};
-use super::Message;
+use super::schema::{quote_upstream, upstream, TableSpec};
+use super::types::{cell_from_text, Cell, ColumnBuilder};
+use super::{Message, Unit};
 use crate::error::{Error, Result};
 
-/// Reads table `idx` and sends `SnapshotStart`, `SnapshotRows`..., `SnapshotDone`.
+/// Reads unit `idx` and sends `SnapshotStart`, `SnapshotRows`..., `SnapshotDone`.
 pub async fn snapshot_table(
     opts: mysql_async::Opts,
     idx: usize,
-    spec: Arc<TableSpec>,
+    unit: Unit,
     schema: SchemaRef,
     chunk_size: usize,
     tx: mpsc::Sender<Message>,
@@ -41,10 +39,11 @@ pub async fn snapshot_table(
         ));
     };
     let position = BinlogPosition { file, pos: pos.parse().unwrap_or(0) };
+    let spec = unit.spec.clone();
     let estimate: Option<u64> = conn
         .exec_first(
             "SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
-            (&spec.database, &spec.table),
+            (&spec.database, &unit.upstream_table),
         )
         .await
         .map_err(upstream)?
@@ -52,20 +51,24 @@ pub async fn snapshot_table(
     let chunks_total = estimate.unwrap_or(0).div_ceil(chunk_size as u64).max(1);
     tx.send(Message::SnapshotStart { table: idx, position, chunks_total }).await.map_err(closed)?;
 
-    let columns: Vec<String> = spec.columns.iter().map(|c| format!("`{}`", c.name.replace('`', "``"))).collect();
-    let sql = format!("SELECT {} FROM {}", columns.join(", "), spec.upstream());
+    let upstream_columns = spec.upstream_columns();
+    let columns: Vec<String> = upstream_columns.iter().map(|c| format!("`{}`", c.name.replace('`', "``"))).collect();
+    let sql = format!("SELECT {} FROM {}", columns.join(", "), quote_upstream(&spec.database, &unit.upstream_table));
     let mut result = conn.query_iter(sql).await.map_err(upstream)?;
     let mut builders = new_builders(&spec)?;
     let mut in_chunk = 0usize;
     if let Some(mut rows) = result.stream::<mysql_async::Row>().await.map_err(upstream)? {
         while let Some(row) = rows.next().await {
             let row = row.map_err(upstream)?;
-            for (i, col) in spec.columns.iter().enumerate() {
+            for (i, col) in upstream_columns.iter().enumerate() {
                 let raw = match row.as_ref(i) {
                     Some(mysql_async::Value::Bytes(b)) => Some(b.as_slice()),
                     _ => None,
                 };
                 builders[i].append(cell_from_text(&col.kind, raw)?)?;
+            }
+            if spec.table_name_column {
+                builders[upstream_columns.len()].append(Cell::Text(unit.upstream_table.clone()))?;
             }
             in_chunk += 1;
             if in_chunk == chunk_size {
