@@ -30,15 +30,16 @@ stop_server() {
 q() { psql -h 127.0.0.1 -p "$port" -U anyone -d headwater -X -v ON_ERROR_STOP=1 "$@"; }
 fail=0
 expect() { # expect NAME PATTERN OUTPUT
-  if grep -q -- "$2" <<<"$3"; then echo "ok     $1"; else echo "FAILED $1: no '$2' in:"; echo "$3"; fail=1; fi
+  if grep -qE -- "$2" <<<"$3"; then echo "ok     $1"; else echo "FAILED $1: no '$2' in:"; echo "$3"; fail=1; fi
 }
 
 start_server
 q -q -c "CREATE TABLE items (id INT PRIMARY KEY, name TEXT, price NUMERIC(10,2))" \
      -c "INSERT INTO items VALUES (1, 'pen', 1.20), (2, 'book', 12.00)" \
      -c "CREATE VIEW cheap AS SELECT id, name FROM items WHERE price < 5"
-expect '\dt lists the table' 'items | table' "$(q -c '\dt')"
-expect '\dv lists the view' 'cheap | view' "$(q -c '\dv')"
+expect '\dt lists the table' 'items +\| table' "$(q -c '\dt')"
+expect '\dt hides system schemas' '^\(1 row\)' "$(q -c '\dt')"
+expect '\dv lists the view' 'cheap +\| view' "$(q -c '\dv')"
 expect '\d describes columns' 'price' "$(q -c '\d items')"
 expect '\l lists the database' 'headwater' "$(q -c '\l')"
 expect '\dn lists public' 'public' "$(q -c '\dn')"

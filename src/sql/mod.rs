@@ -31,7 +31,7 @@ mod sources;
 
 use std::sync::Arc;
 
-use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider};
+use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider, SchemaProvider};
 use datafusion::execution::SessionState;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
@@ -107,6 +107,41 @@ impl Engine {
     }
 }
 
+/// The `headwater` database as DataFusion sees it: `public`, `pg_catalog`,
+/// `information_schema`, and `hw_catalog`.
+///
+/// `hw_catalog` resolves by name but is not enumerated: datafusion-pg-catalog's
+/// `pg_table_is_visible` is always true, so an enumerated system schema would show up in
+/// psql's `\dt` next to the user's tables, which Postgres never does for schemas outside the
+/// search path.
+#[derive(Debug)]
+struct Database {
+    schemas: MemoryCatalogProvider,
+    system: Arc<dyn SchemaProvider>,
+}
+
+impl CatalogProvider for Database {
+    fn schema_names(&self) -> Vec<String> {
+        self.schemas.schema_names()
+    }
+
+    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        if name == "hw_catalog" {
+            Some(self.system.clone())
+        } else {
+            self.schemas.schema(name)
+        }
+    }
+
+    fn register_schema(
+        &self,
+        name: &str,
+        schema: Arc<dyn SchemaProvider>,
+    ) -> datafusion::error::Result<Option<Arc<dyn SchemaProvider>>> {
+        self.schemas.register_schema(name, schema)
+    }
+}
+
 fn base_context(catalog: &Arc<Catalog>, sources: &Arc<SourceRegistry>) -> Result<SessionContext> {
     let mut config = SessionConfig::new()
         .with_default_catalog_and_schema(DATABASE, "public")
@@ -116,9 +151,9 @@ fn base_context(catalog: &Arc<Catalog>, sources: &Arc<SourceRegistry>) -> Result
     config.options_mut().sql_parser.map_string_types_to_utf8view = false;
     config.options_mut().sql_parser.enable_ident_normalization = true;
     let ctx = SessionContext::new_with_config(config);
-    let db = MemoryCatalogProvider::new();
+    let db =
+        Database { schemas: MemoryCatalogProvider::new(), system: Arc::new(hw_catalog::HwCatalogSchema::new(sources)) };
     db.register_schema("public", Arc::new(provider::PublicSchema::new(catalog)))?;
-    db.register_schema("hw_catalog", Arc::new(hw_catalog::HwCatalogSchema::new(sources)))?;
     ctx.register_catalog(DATABASE, Arc::new(db));
     datafusion_pg_catalog::setup_pg_catalog(&ctx, DATABASE, EmptyContextProvider)
         .map_err(|e| Error::Internal(format!("pg_catalog setup failed: {e}")))?;
