@@ -2,36 +2,9 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 use common::mariadb::MariaDb;
-use common::TestServer;
+use common::{joined_rows as rows, wait_for_rows as wait_for, TestServer};
 use mysql_async::prelude::Queryable;
-use tokio_postgres::SimpleQueryMessage;
-
-async fn rows(c: &tokio_postgres::Client, sql: &str) -> Vec<String> {
-    let msgs = c.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e:?}"));
-    msgs.iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(r) => {
-                Some((0..r.len()).map(|i| r.get(i).unwrap_or("NULL").to_string()).collect::<Vec<_>>().join("|"))
-            }
-            _ => None,
-        })
-        .collect()
-}
-
-async fn wait_for(c: &tokio_postgres::Client, sql: &str, want: &[&str]) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let got = rows(c, sql).await;
-        if got == want {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{sql}: waited 60s for {want:?}, last {got:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ddl_restarts_and_drop_source() {

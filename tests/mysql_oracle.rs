@@ -11,7 +11,6 @@ mod common;
 use common::mariadb::MariaDb;
 use common::TestServer;
 use mysql_async::prelude::Queryable;
-use tokio_postgres::SimpleQueryMessage;
 
 struct Rng(u64);
 
@@ -50,16 +49,7 @@ fn random_statement(r: &mut Rng, db: &str) -> String {
 }
 
 async fn hw_rows(c: &tokio_postgres::Client, sql: &str) -> Vec<String> {
-    let msgs = c.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e:?}"));
-    let mut rows: Vec<String> = msgs
-        .iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(r) => {
-                Some((0..r.len()).map(|i| r.get(i).unwrap_or("NULL").to_string()).collect::<Vec<_>>().join("|"))
-            }
-            _ => None,
-        })
-        .collect();
+    let mut rows = common::joined_rows(c, sql).await;
     rows.sort();
     rows
 }
@@ -144,8 +134,9 @@ async fn run_seed(db: &MariaDb, seed: u64, txns: usize) {
         let got = hw_rows(&hw, &format!("SELECT {cols} FROM {table}")).await;
         let want = my_rows(&mut my, &format!("SELECT {my_cols} FROM {name}.{table}")).await;
         if got != want {
-            let missing: Vec<_> = want.iter().filter(|r| !got.contains(r)).take(5).collect();
-            let extra: Vec<_> = got.iter().filter(|r| !want.contains(r)).take(5).collect();
+            let count = |v: &Vec<String>, r: &String| v.iter().filter(|x| *x == r).count();
+            let missing: Vec<_> = want.iter().filter(|r| count(&got, r) < count(&want, r)).take(5).collect();
+            let extra: Vec<_> = got.iter().filter(|r| count(&got, r) > count(&want, r)).take(5).collect();
             panic!(
                 "seed {seed}, {table}: Headwater {} rows, MariaDB {}; missing {missing:?}; unexpected {extra:?}",
                 got.len(),

@@ -4,21 +4,8 @@
 mod common;
 
 use common::mariadb::MariaDb;
-use common::TestServer;
+use common::{joined_rows as rows, TestServer};
 use mysql_async::prelude::Queryable;
-use tokio_postgres::SimpleQueryMessage;
-
-async fn rows(c: &tokio_postgres::Client, sql: &str) -> Vec<String> {
-    let msgs = c.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e:?}"));
-    msgs.iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(r) => {
-                Some((0..r.len()).map(|i| r.get(i).unwrap_or("NULL").to_string()).collect::<Vec<_>>().join("|"))
-            }
-            _ => None,
-        })
-        .collect()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shards_merge_into_one_table() {

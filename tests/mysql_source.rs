@@ -2,23 +2,9 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 use common::mariadb::MariaDb;
-use common::TestServer;
+use common::{text_rows as hw_rows, wait_for_rows as wait_for, TestServer};
 use mysql_async::prelude::Queryable;
-use tokio_postgres::SimpleQueryMessage;
-
-/// Rows of a query as text (NULL as "NULL"), from Headwater.
-async fn hw_rows(c: &tokio_postgres::Client, sql: &str) -> Vec<Vec<String>> {
-    let msgs = c.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e:?}"));
-    msgs.iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(r) => Some((0..r.len()).map(|i| r.get(i).unwrap_or("NULL").to_string()).collect()),
-            _ => None,
-        })
-        .collect()
-}
 
 /// Rows of a query as text, from MariaDB.
 async fn my_rows(c: &mut mysql_async::Conn, sql: &str) -> Vec<Vec<String>> {
@@ -48,20 +34,6 @@ fn assert_same_rows(what: &str, mut got: Vec<Vec<String>>, mut want: Vec<Vec<Str
             got.len(),
             want.len()
         );
-    }
-}
-
-/// Polls a Headwater query until it returns `expected` (deadline 60 s).
-async fn wait_for(c: &tokio_postgres::Client, sql: &str, expected: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let got = hw_rows(c, sql).await;
-        let flat = got.iter().map(|r| r.join("|")).collect::<Vec<_>>().join(",");
-        if flat == expected {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{sql}: waited 60s for {expected:?}, last {flat:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -96,8 +68,8 @@ async fn snapshot_then_stream_with_real_time_recency() {
     )
     .await
     .unwrap();
-    wait_for(&hw, "SELECT count(*) FROM orders", "5000").await;
-    wait_for(&hw, "SELECT state FROM hw_catalog.source_tables ORDER BY table_name", "streaming,streaming").await;
+    wait_for(&hw, "SELECT count(*) FROM orders", &["5000"]).await;
+    wait_for(&hw, "SELECT state FROM hw_catalog.source_tables ORDER BY table_name", &["streaming", "streaming"]).await;
 
     // Changes after the snapshot, then read-your-writes with real_time_recency.
     my.query_drop(
@@ -226,10 +198,6 @@ async fn alter_source_adds_and_drops_tables_while_streaming() {
     assert_eq!(hw_rows(&hw, "SELECT count(*) FROM orders").await, vec![vec!["301"]]);
     // Added again: snapshotted afresh.
     hw.batch_execute("ALTER SOURCE shop ADD TABLE shop.products AS catalog_products").await.unwrap();
-    wait_for(
-        &hw,
-        "SELECT count(*) FROM catalog_products",
-        &my_rows(&mut my, "SELECT COUNT(*) FROM shop.products").await[0][0],
-    )
-    .await;
+    let upstream = my_rows(&mut my, "SELECT COUNT(*) FROM shop.products").await;
+    wait_for(&hw, "SELECT count(*) FROM catalog_products", &[upstream[0][0].as_str()]).await;
 }

@@ -7,9 +7,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::mariadb::MariaDb;
-use common::TestServer;
+use common::{text_rows as rows, TestServer};
 use mysql_async::prelude::Queryable;
-use tokio_postgres::SimpleQueryMessage;
 
 const COLUMNS: &str = "id INT PRIMARY KEY, \
     ti TINYINT, tiu TINYINT UNSIGNED, si SMALLINT, siu SMALLINT UNSIGNED, mi MEDIUMINT, miu MEDIUMINT UNSIGNED, \
@@ -39,16 +38,6 @@ fn expand(values: &str) -> String {
     } else {
         values.to_string()
     }
-}
-
-async fn rows(c: &tokio_postgres::Client, sql: &str) -> Vec<Vec<String>> {
-    let msgs = c.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e:?}"));
-    msgs.iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(r) => Some((0..r.len()).map(|i| r.get(i).unwrap_or("NULL").to_string()).collect()),
-            _ => None,
-        })
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -292,17 +292,7 @@ fn connection_sql(name: &str, kind: ConnectionKind, options: &BTreeMap<String, S
             }
         })
         .collect();
-    format!("CREATE CONNECTION {} TO {kind} ({})", quote_ident(name), opts.join(", "))
-}
-
-fn quote_ident(name: &str) -> String {
-    let plain = name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if plain {
-        name.to_string()
-    } else {
-        format!("\"{}\"", name.replace('"', "\"\""))
-    }
+    format!("CREATE CONNECTION {} TO {kind} ({})", crate::sql::quote_ident(name), opts.join(", "))
 }
 
 /// The columns `SHOW <objects>` returns.

@@ -48,6 +48,17 @@ use crate::state::StateStore;
 /// The name of the one database (DataFusion catalog) Headwater serves.
 pub const DATABASE: &str = "headwater";
 
+/// An identifier as Postgres prints it: bare when it is lower-case and plain, else quoted.
+pub fn quote_ident(name: &str) -> String {
+    let plain = name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if plain {
+        name.to_string()
+    } else {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
+}
+
 /// What every session shares.
 pub struct Engine {
     catalog: Arc<Catalog>,

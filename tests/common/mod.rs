@@ -5,6 +5,7 @@
 pub mod mariadb;
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use headwater::{Config, Server};
 
@@ -57,4 +58,35 @@ impl TestServer {
 async fn start_on(data_dir: &Path) -> Server {
     let config = Config { listen: "127.0.0.1:0".into(), data_dir: data_dir.to_path_buf() };
     Server::start(&config).await.expect("server starts")
+}
+
+/// Rows of a query as text cells (NULL as "NULL"), through the simple protocol.
+pub async fn text_rows(c: &tokio_postgres::Client, sql: &str) -> Vec<Vec<String>> {
+    let msgs = c.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    msgs.iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => {
+                Some((0..r.len()).map(|i| r.get(i).unwrap_or("NULL").to_string()).collect())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Rows of a query, each joined with `|`.
+pub async fn joined_rows(c: &tokio_postgres::Client, sql: &str) -> Vec<String> {
+    text_rows(c, sql).await.into_iter().map(|r| r.join("|")).collect()
+}
+
+/// Polls a query until its rows (joined with `|`) equal `want`; fails after 60 s.
+pub async fn wait_for_rows(c: &tokio_postgres::Client, sql: &str, want: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let got = joined_rows(c, sql).await;
+        if got == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{sql}: waited 60s for {want:?}, last {got:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -39,6 +39,7 @@ pub async fn read(
     let mut file = start.file.clone();
     let mut pending: Vec<(usize, RowChange)> = Vec::new();
     let mut broken: Vec<bool> = vec![false; units.len()];
+    let mut seen_format_description = false;
     while let Some(event) = stream.next().await {
         let event = event.map_err(upstream)?;
         let end = BinlogPosition { file: file.clone(), pos: event.header().log_pos() as u64 };
@@ -51,7 +52,7 @@ pub async fn read(
         };
         match data {
             EventData::RotateEvent(r) => {
-                file = clean_file_name(r.name_raw());
+                file = clean_file_name(r.name_raw(), !seen_format_description);
             }
             EventData::RowsEvent(rows) => {
                 let Some(tme) = stream.get_tme(rows.table_id()) else { continue };
@@ -131,6 +132,7 @@ pub async fn read(
                 }
                 tx.send(Message::Transaction { end, timestamp, changes: vec![] }).await.map_err(closed)?;
             }
+            EventData::FormatDescriptionEvent(_) => seen_format_description = true,
             EventData::HeartbeatEvent => {
                 tx.send(Message::Heartbeat { position: end }).await.map_err(closed)?;
             }

@@ -185,6 +185,10 @@ struct Progress {
     position: Option<BinlogPosition>,
     /// Tables whose snapshot is complete.
     streaming: BTreeSet<String>,
+    /// Their snapshot positions: after a restart, transactions up to these positions are
+    /// already in the table and must not be applied again.
+    #[serde(default)]
+    snapshot_at: BTreeMap<String, BinlogPosition>,
 }
 
 /// Removes tables from a source's stored progress (ALTER SOURCE), so a table added again
@@ -196,6 +200,7 @@ pub fn forget_tables(store: &dyn StateStore, source_id: u64, names: &[String]) -
         serde_json::from_slice(&v).map_err(|e| Error::Storage(format!("corrupt source progress: {e}")))?;
     for n in names {
         progress.streaming.remove(n);
+        progress.snapshot_at.remove(n);
     }
     let mut b = WriteBatch::default();
     b.put(key, serde_json::to_vec(&progress).map_err(|e| Error::Internal(e.to_string()))?);
@@ -262,7 +267,10 @@ enum Buffered {
 enum Phase {
     Pending(Vec<(BinlogPosition, Buffered)>),
     Loading(BinlogPosition, Vec<(BinlogPosition, Buffered)>, Instant),
-    Streaming,
+    /// Applying transactions as they arrive — except those at or before the snapshot
+    /// position, which the binlog reader may still deliver after the snapshot finished
+    /// (replaying them would double-count rows of a multiset).
+    Streaming(Option<BinlogPosition>),
     Failed,
 }
 
@@ -387,6 +395,7 @@ impl Runner {
                 truncate(src, t, &mut WriteBatch::default())?;
                 for &u in &units {
                     progress.streaming.remove(&self.units[u].progress_name());
+                    progress.snapshot_at.remove(&self.units[u].progress_name());
                 }
                 to_snapshot.extend(units);
             }
@@ -395,7 +404,8 @@ impl Runner {
             if to_snapshot.contains(&u) {
                 phases.push(Phase::Pending(Vec::new()));
             } else {
-                phases.push(Phase::Streaming);
+                let at = progress.snapshot_at.get(&self.units[u].progress_name()).filter(|at| **at > start);
+                phases.push(Phase::Streaming(at.cloned()));
                 self.status().tables[u].state = "streaming".into();
             }
         }
@@ -459,7 +469,8 @@ impl Runner {
                 let mut buffered: BTreeMap<usize, Vec<RowChange>> = BTreeMap::new();
                 for (u, c) in changes {
                     match &phases[u] {
-                        Phase::Streaming => per_table.entry(self.units[u].table).or_default().push(c),
+                        Phase::Streaming(Some(at)) if end <= *at => {}
+                        Phase::Streaming(_) => per_table.entry(self.units[u].table).or_default().push(c),
                         Phase::Pending(_) => buffered.entry(u).or_default().push(c),
                         Phase::Loading(at, _, _) if end > *at => buffered.entry(u).or_default().push(c),
                         Phase::Loading(..) | Phase::Failed => {}
@@ -485,7 +496,7 @@ impl Runner {
                     s.lag_seconds = Some(lag);
                     s.last_error = None;
                     if s.state == "reconnecting" || s.state == "starting" {
-                        s.state = if phases.iter().all(|p| matches!(p, Phase::Streaming | Phase::Failed)) {
+                        s.state = if phases.iter().all(|p| matches!(p, Phase::Streaming(_) | Phase::Failed)) {
                             "streaming".into()
                         } else {
                             "snapshotting".into()
@@ -502,7 +513,8 @@ impl Runner {
                 let unit = &self.units[u];
                 if is_truncate {
                     match &mut phases[u] {
-                        Phase::Streaming => {
+                        Phase::Streaming(Some(at)) if end <= *at => {}
+                        Phase::Streaming(_) => {
                             let mut batch = src.progress_batch(progress)?;
                             if let Err(message) = truncate_unit(src, unit, &mut batch) {
                                 self.fail_unit(phases, u, message);
@@ -555,12 +567,14 @@ impl Runner {
                 }
             }
             Message::SnapshotDone { table: u } => {
-                let Phase::Loading(_, buffered, _) = std::mem::replace(&mut phases[u], Phase::Streaming) else {
+                let Phase::Loading(at, buffered, _) = std::mem::replace(&mut phases[u], Phase::Failed) else {
                     return Ok(());
                 };
+                phases[u] = Phase::Streaming(Some(at.clone()));
                 let unit = &self.units[u];
                 let t = &src.tables[unit.table];
                 progress.streaming.insert(unit.progress_name());
+                progress.snapshot_at.insert(unit.progress_name(), at.clone());
                 // Replay what happened upstream since the snapshot, in order; the last write
                 // also records that the unit is now streaming.
                 let mut segment: Vec<RowChange> = Vec::new();
@@ -582,7 +596,7 @@ impl Runner {
                 let mut s = self.status();
                 s.tables[u].state = "streaming".into();
                 s.tables[u].chunks_total = s.tables[u].chunks_done;
-                if phases.iter().all(|p| matches!(p, Phase::Streaming | Phase::Failed)) {
+                if phases.iter().all(|p| matches!(p, Phase::Streaming(_) | Phase::Failed)) {
                     s.state = "streaming".into();
                 }
                 drop(s);

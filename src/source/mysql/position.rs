@@ -37,17 +37,17 @@ impl std::fmt::Display for BinlogPosition {
     }
 }
 
-/// The file name of a ROTATE event. The first (fake) rotate arrives before the format
-/// description, so its name still carries the 4 checksum bytes: keep `base.NNNNNN` only.
-pub fn clean_file_name(raw: &[u8]) -> String {
-    let s = String::from_utf8_lossy(raw);
-    match s.rfind('.') {
-        Some(dot) => {
-            let digits: String = s[dot + 1..].chars().take_while(|c| c.is_ascii_digit()).collect();
-            format!("{}.{}", &s[..dot], digits)
-        }
-        None => s.into_owned(),
-    }
+/// The file name of a ROTATE event. The first rotate of a stream arrives before the format
+/// description, so the reader does not yet strip its checksum: its name still carries the 4
+/// CRC bytes (`before_format_description`). Those bytes can be anything, `.` and digits
+/// included, so they are cut by length, not by looking at them.
+pub fn clean_file_name(raw: &[u8], before_format_description: bool) -> String {
+    let name = if before_format_description && raw.len() > 4 && raw[raw.len() - 5].is_ascii_digit() {
+        &raw[..raw.len() - 4]
+    } else {
+        raw
+    };
+    String::from_utf8_lossy(name).into_owned()
 }
 
 #[cfg(test)]
@@ -59,6 +59,9 @@ mod tests {
         let a = BinlogPosition { file: "b.000002".into(), pos: 4 };
         let b = BinlogPosition { file: "b.000001".into(), pos: 9000 };
         assert!(a > b);
-        assert_eq!(clean_file_name(b"mariadb-bin.000001\x12\x34\xab\xcd"), "mariadb-bin.000001");
+        assert_eq!(clean_file_name(b"mariadb-bin.000001\x12\x34\xab\xcd", true), "mariadb-bin.000001");
+        // Checksum bytes that look like a name: a `.` and digits.
+        assert_eq!(clean_file_name(b"mariadb-bin.000001\xab.12", true), "mariadb-bin.000001");
+        assert_eq!(clean_file_name(b"mariadb-bin.000002", false), "mariadb-bin.000002");
     }
 }

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::types::Kind;
 use crate::error::{Error, Result};
+use crate::sql::quote_ident;
 
 /// One entry of `FOR TABLES (...)` / `ALTER SOURCE ... ADD TABLE`.
 #[derive(Debug, Clone, PartialEq)]
@@ -101,29 +102,21 @@ impl TableSpec {
         let mut cols: Vec<String> = self
             .columns
             .iter()
-            .map(|c| format!("{} {}{}", quote(&c.name), c.kind.sql_type(), if c.nullable { "" } else { " NOT NULL" }))
+            .map(|c| {
+                format!("{} {}{}", quote_ident(&c.name), c.kind.sql_type(), if c.nullable { "" } else { " NOT NULL" })
+            })
             .collect();
         if !self.key.is_empty() {
-            let key: Vec<String> = self.key.iter().map(|&i| quote(&self.columns[i].name)).collect();
+            let key: Vec<String> = self.key.iter().map(|&i| quote_ident(&self.columns[i].name)).collect();
             cols.push(format!("PRIMARY KEY ({})", key.join(", ")));
         }
-        format!("CREATE TABLE {} ({})", quote(&self.name), cols.join(", "))
+        format!("CREATE TABLE {} ({})", quote_ident(&self.name), cols.join(", "))
     }
 }
 
 /// `` `db`.`table` ``
 pub fn quote_upstream(db: &str, table: &str) -> String {
     format!("`{}`.`{}`", db.replace('`', "``"), table.replace('`', "``"))
-}
-
-fn quote(name: &str) -> String {
-    let plain = name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if plain {
-        name.to_string()
-    } else {
-        format!("\"{}\"", name.replace('"', "\"\""))
-    }
 }
 
 const SYSTEM_SCHEMAS: &str = "('mysql','information_schema','performance_schema','sys')";
