@@ -81,7 +81,17 @@ impl SourceProbe {
             mysql::current_position(&mut conn).await
         })
         .await
-        .map_err(|_| recency_timeout(self, None))??;
+        .map_err(|_| recency_timeout(self, None))?
+        .map_err(|e| {
+            let name = self.status.lock().unwrap_or_else(|p| p.into_inner()).name.clone();
+            Error::DataException {
+                sqlstate: "57014",
+                message: format!(
+                    "real_time_recency: cannot read the current binlog position of source \"{name}\"'s upstream \
+                     server ({e}); SET real_time_recency = off to read what has been applied so far"
+                ),
+            }
+        })?;
         let mut applied = self.applied.clone();
         let reached = tokio::time::timeout(timeout, async {
             loop {
@@ -155,9 +165,10 @@ impl SourceRegistry {
         self.map().values().map(|h| h.probe.status.lock().unwrap_or_else(|p| p.into_inner()).clone()).collect()
     }
 
-    /// Waits until every source has applied all upstream commits made before the call.
-    pub async fn wait_caught_up(&self, timeout: Duration) -> Result<()> {
-        let probes: Vec<SourceProbe> = self.map().values().map(|h| h.probe.clone()).collect();
+    /// Waits until each named source has applied all upstream commits made before the call.
+    pub async fn wait_caught_up(&self, names: &[String], timeout: Duration) -> Result<()> {
+        let probes: Vec<SourceProbe> =
+            self.map().iter().filter(|(n, _)| names.contains(n)).map(|(_, h)| h.probe.clone()).collect();
         for probe in probes {
             probe.wait_caught_up(timeout).await?;
         }

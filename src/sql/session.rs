@@ -161,14 +161,6 @@ impl Session {
     }
 
     async fn query(&self, stmt: &Statement, params: Option<&ParamValues>) -> Result<QueryResult> {
-        let recency = {
-            let s = self.settings.read().unwrap_or_else(|p| p.into_inner());
-            s.real_time_recency().then(|| s.get("real_time_recency_timeout"))
-        };
-        if let Some(timeout) = recency {
-            let timeout = super::settings::parse_duration(&timeout?).unwrap_or(std::time::Duration::from_secs(10));
-            self.engine.sources().wait_caught_up(timeout).await?;
-        }
         let mut plan = self.plan(stmt).await?;
         if let Some(p) = params {
             plan = plan.with_param_values(p.clone())?;
@@ -176,10 +168,46 @@ impl Session {
         if matches!(plan, LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) | LogicalPlan::Copy(_)) {
             return Err(Error::FeatureNotSupported(format!("{} inside a query", plan.display())));
         }
+        // real_time_recency: wait for the sources this query reads before its tables are
+        // snapshotted (that happens when the physical plan is built, below).
+        let recency = {
+            let s = self.settings.read().unwrap_or_else(|p| p.into_inner());
+            s.real_time_recency().then(|| s.get("real_time_recency_timeout"))
+        };
+        if let Some(timeout) = recency {
+            let timeout = super::settings::parse_duration(&timeout?).unwrap_or(std::time::Duration::from_secs(10));
+            let sources = self.sources_read(&plan)?;
+            if !sources.is_empty() {
+                self.engine.sources().wait_caught_up(&sources, timeout).await?;
+            }
+        }
         let df = self.ctx.execute_logical_plan(plan).await?;
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let stream = df.execute_stream().await?;
         Ok(QueryResult::Rows { schema, stream })
+    }
+
+    /// The sources whose tables a plan scans (views are already inlined in the plan).
+    fn sources_read(&self, plan: &LogicalPlan) -> Result<Vec<String>> {
+        let mut sources = Vec::new();
+        plan.apply_with_subqueries(|node| {
+            if let LogicalPlan::TableScan(scan) = node {
+                if scan.table_name.schema().is_none_or(|s| s == "public") {
+                    let table = scan.table_name.table();
+                    if let Some(obj) = self.engine.catalog().get(crate::catalog::Namespace::Relation, table) {
+                        for d in &obj.entry.depends_on {
+                            if let Some(src) = d.strip_prefix("source:") {
+                                if !sources.iter().any(|s: &String| s == src) {
+                                    sources.push(src.to_string());
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+        Ok(sources)
     }
 
     /// Parameter types and result columns of a statement, for the extended protocol.

@@ -78,7 +78,8 @@ impl MariaDb {
         db
     }
 
-    async fn spawn(&mut self) {
+    /// Starts the server process on the existing data directory.
+    pub async fn spawn(&mut self) {
         let server = find(&["mariadbd", "mysqld"]).unwrap();
         let child = Command::new(server)
             .arg(format!("--defaults-file={}", self.config.display()))
