@@ -5,8 +5,9 @@
 //! and sinks push changes to Kafka. This crate is the one binary.
 //!
 //! # Life of a change (source → dataflow → state → sink)
-//! 1. A write arrives: today a local `INSERT`/`UPDATE`/`DELETE` ([`sql`]'s DML, planned by
-//!    DataFusion); with the MySQL source, a binlog transaction.
+//! 1. A write arrives: a local `INSERT`/`UPDATE`/`DELETE` ([`sql`]'s DML, planned by
+//!    DataFusion), or an upstream MySQL/MariaDB transaction ([`source::mysql`]: snapshot
+//!    rows merged with the binlog).
 //! 2. It becomes a [`dataflow::ChangeBatch`]: Arrow rows with a signed weight each (Z-set).
 //! 3. [`state::commit`] checks it against the tables' keyed rows ([`state::TableState`]) and
 //!    writes it to the embedded store ([`state::SledStore`]) in one atomic batch, then swaps
@@ -22,7 +23,9 @@
 //!    for the wire by arrow-pg.
 //!
 //! # Modules
-//! - [`server`]: process lifecycle (open state, restore catalog, serve, flush on shutdown).
+//! - [`server`]: process lifecycle (open state, restore catalog, start sources, serve, stop
+//!   and flush on shutdown).
+//! - [`source`]: upstream capture (`CREATE SOURCE ... FROM MYSQL`) and the running sources.
 //! - [`pgwire`]: the Postgres protocol edge.
 //! - [`sql`]: parsing, sessions, DDL/DML, DataFusion integration.
 //! - [`catalog`]: named objects, persisted and replayed.
