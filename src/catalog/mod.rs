@@ -146,8 +146,6 @@ impl CatalogObject {
 struct Objects {
     by_name: BTreeMap<(Namespace, String), CatalogObject>,
     next_id: u64,
-    /// Bumped by every DDL; lets prepared statements notice they must re-plan.
-    version: u64,
 }
 
 /// The set of named objects, shared by all sessions.
@@ -213,11 +211,6 @@ impl Catalog {
         self.read().by_name.keys().filter(|(ns, _)| *ns == Namespace::Relation).map(|(_, n)| n.clone()).collect()
     }
 
-    /// Increases with every DDL.
-    pub fn version(&self) -> u64 {
-        self.read().version
-    }
-
     /// Creates an object. `build` receives the new id and returns the runtime side; the entry
     /// is persisted only if it succeeds. `restore` is `Some(entry)` when replaying at start-up:
     /// the stored id is kept and nothing is written.
@@ -267,7 +260,6 @@ impl Catalog {
             self.store.apply(batch)?;
         }
         objects.next_id = objects.next_id.max(id + 1);
-        objects.version += 1;
         let object = CatalogObject { entry, relation };
         objects.by_name.insert((ns, name.to_string()), object.clone());
         Ok(object)
@@ -308,7 +300,6 @@ impl Catalog {
         for v in victims {
             objects.by_name.remove(&(v.object_type().namespace(), v.entry.name.clone()));
         }
-        objects.version += 1;
         Ok(())
     }
 }

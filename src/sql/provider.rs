@@ -31,11 +31,6 @@ impl LocalTable {
     pub fn new(state: Arc<TableState>, constraints: Constraints, column_defaults: Vec<(String, Expr)>) -> Self {
         LocalTable { state, constraints, column_defaults }
     }
-
-    /// The rows behind this provider.
-    pub fn state(&self) -> &Arc<TableState> {
-        &self.state
-    }
 }
 
 #[async_trait]

@@ -52,11 +52,6 @@ impl Session {
         &self.ctx
     }
 
-    /// Reads a setting.
-    pub fn setting(&self, name: &str) -> Result<String> {
-        self.settings.read().unwrap_or_else(|p| p.into_inner()).get(name)
-    }
-
     /// Parses SQL text.
     pub fn parse(&self, sql: &str) -> Result<Vec<HwStatement>> {
         self.engine.parser().parse(sql)

@@ -122,11 +122,6 @@ impl TableState {
         self.schema.clone()
     }
 
-    /// Indexes of the primary-key columns, `None` for a multiset table.
-    pub fn key_columns(&self) -> Option<&[usize]> {
-        self.key_columns.as_deref()
-    }
-
     /// Number of rows, counting duplicates.
     pub fn row_count(&self) -> i64 {
         self.read_rows().map.values().map(|e| e.count).sum()

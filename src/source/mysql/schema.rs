@@ -77,11 +77,6 @@ pub struct TableSpec {
 }
 
 impl TableSpec {
-    /// `db.table` as MySQL would quote it.
-    pub fn upstream(&self) -> String {
-        quote_upstream(&self.database, &self.table)
-    }
-
     /// The upstream tables whose rows this table holds.
     pub fn upstream_tables(&self) -> Vec<String> {
         if self.shards.is_empty() {
