@@ -62,6 +62,10 @@ pub enum Error {
     /// A bug: an invariant of Headwater itself does not hold (XX000).
     #[error("internal error: {0}")]
     Internal(String),
+    /// Maintaining a materialized view failed on this write (e.g. division by zero in its
+    /// query); the write is refused and nothing changed. SQLSTATE and hint are the cause's.
+    #[error("materialized view \"{view}\": {cause}")]
+    InView { view: String, cause: Box<Error> },
 }
 
 impl Error {
@@ -87,6 +91,7 @@ impl Error {
             Error::Query(e) => datafusion_sqlstate(e),
             Error::Storage(_) => "58030",
             Error::Internal(_) => "XX000",
+            Error::InView { cause, .. } => cause.sqlstate(),
         }
     }
 
@@ -101,6 +106,9 @@ impl Error {
             }
             Error::Storage(_) => Some("Check the data directory (--data-dir): disk space and permissions.".into()),
             Error::Internal(_) => Some("This is a bug in Headwater; please report it with the statement.".into()),
+            Error::InView { view, cause } => Some(cause.hint().unwrap_or_else(|| {
+                format!("The write was refused so that the view stays correct; fix the row or DROP MATERIALIZED VIEW {view}.")
+            })),
             _ => None,
         }
     }
@@ -108,6 +116,14 @@ impl Error {
     /// Shorthand for [`Error::DuplicateObject`].
     pub fn duplicate(kind: &'static str, name: impl Into<String>) -> Self {
         Error::DuplicateObject { kind, name: name.into() }
+    }
+
+    /// `cause`, raised while maintaining materialized view `view`.
+    pub fn view_failed(view: &str, cause: Error) -> Self {
+        match cause {
+            already @ Error::InView { .. } => already,
+            cause => Error::InView { view: view.to_string(), cause: Box::new(cause) },
+        }
     }
 
     /// Shorthand for [`Error::UndefinedObject`].

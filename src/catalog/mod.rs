@@ -238,12 +238,48 @@ impl Catalog {
         restore: Option<u64>,
         build: impl FnOnce(u64) -> Result<Option<Relation>>,
     ) -> Result<CatalogObject> {
+        self.insert(object_type, name, create_sql, depends_on, details, restore, restore.is_none(), build)
+    }
+
+    /// Takes the next id for an object whose runtime side must exist before its entry (a
+    /// materialized view computes its contents first); pass it to [`Catalog::create_reserved`].
+    pub fn reserve_id(&self) -> u64 {
+        let mut objects = self.write();
+        objects.next_id += 1;
+        objects.next_id - 1
+    }
+
+    /// [`Catalog::create`] with an id from [`Catalog::reserve_id`]; the entry is persisted.
+    pub fn create_reserved(
+        &self,
+        object_type: ObjectType,
+        name: &str,
+        create_sql: String,
+        depends_on: Vec<String>,
+        id: u64,
+        relation: Relation,
+    ) -> Result<CatalogObject> {
+        self.insert(object_type, name, create_sql, depends_on, None, Some(id), true, |_| Ok(Some(relation)))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn insert(
+        &self,
+        object_type: ObjectType,
+        name: &str,
+        create_sql: String,
+        depends_on: Vec<String>,
+        details: Option<serde_json::Value>,
+        id: Option<u64>,
+        persist: bool,
+        build: impl FnOnce(u64) -> Result<Option<Relation>>,
+    ) -> Result<CatalogObject> {
         let ns = object_type.namespace();
         let mut objects = self.write();
         if let Some(existing) = objects.by_name.get(&(ns, name.to_string())) {
             return Err(Error::duplicate(existing.object_type().noun(), name));
         }
-        let id = restore.unwrap_or(objects.next_id);
+        let id = id.unwrap_or(objects.next_id);
         let relation = build(id)?;
         let entry = CatalogEntry {
             id,
@@ -253,10 +289,10 @@ impl Catalog {
             depends_on,
             details,
         };
-        if restore.is_none() {
+        if persist {
             let mut batch = WriteBatch::default();
             batch.put(keys::catalog_entry(id), serde_json::to_vec(&entry).map_err(|e| Error::Internal(e.to_string()))?);
-            batch.put(keys::NEXT_ID.to_vec(), (id + 1).to_be_bytes().to_vec());
+            batch.put(keys::NEXT_ID.to_vec(), (objects.next_id.max(id + 1)).to_be_bytes().to_vec());
             self.store.apply(batch)?;
         }
         objects.next_id = objects.next_id.max(id + 1);

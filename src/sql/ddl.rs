@@ -94,9 +94,7 @@ pub(super) async fn create_table(s: &Session, ct: &CreateTable, restore: Option<
 /// `CREATE [OR REPLACE] VIEW`: planned now (so errors show at CREATE), inlined at query time.
 pub(super) async fn create_view(s: &Session, cv: &CreateView, restore: Option<u64>) -> Result<QueryResult> {
     if cv.materialized {
-        return Err(Error::FeatureNotSupported(
-            "CREATE MATERIALIZED VIEW (not built yet in this version of Headwater)".into(),
-        ));
+        return super::views::create_materialized_view(s, cv, restore).await;
     }
     let name = relation_name(&cv.name)?;
     let catalog = s.engine().catalog();
@@ -140,7 +138,7 @@ pub(super) async fn create_view(s: &Session, cv: &CreateView, restore: Option<u6
 
 /// The catalog relations a query names (DataFusion inlines views while planning, so the plan
 /// no longer shows which views a view reads; the AST does).
-fn relations_read(s: &Session, query: &datafusion::sql::sqlparser::ast::Query) -> Vec<String> {
+pub(super) fn relations_read(s: &Session, query: &datafusion::sql::sqlparser::ast::Query) -> Vec<String> {
     let mut names = Vec::new();
     let _ = datafusion::sql::sqlparser::ast::visit_relations(query, |name| {
         if let Ok(n) = relation_name(name) {
@@ -232,6 +230,11 @@ pub(super) async fn drop_objects(
         }
     }
     catalog.drop_objects(&victims)?;
+    for v in &victims {
+        if v.object_type() == ObjectType::MaterializedView {
+            s.engine().dataflow().drop_view(v.entry.id);
+        }
+    }
     Ok(QueryResult::command(&format!("DROP {}", object_type.sql_name())))
 }
 

@@ -1,5 +1,6 @@
 //! INSERT / UPDATE / DELETE: DataFusion computes the rows a statement adds and removes; they
-//! become one [`ChangeBatch`] per statement, committed atomically by [`commit`].
+//! become one [`ChangeBatch`] per statement, committed atomically by
+//! [`Dataflow::commit`](crate::dataflow::Dataflow::commit), which also maintains the materialized views that read the table.
 //!
 //! - `INSERT`: the planned source rows (cast to the table's types), weight +1.
 //! - `DELETE`: the matching rows of the table, weight −1.
@@ -24,7 +25,8 @@ use super::Session;
 use crate::catalog::{Namespace, Relation};
 use crate::dataflow::ChangeBatch;
 use crate::error::{Error, Result};
-use crate::state::commit;
+use crate::sql::parser::ObjectType;
+use crate::state::WriteBatch;
 
 /// Executes one DML statement.
 pub(super) async fn execute(s: &Session, stmt: &Statement, params: Option<&ParamValues>) -> Result<QueryResult> {
@@ -36,7 +38,14 @@ pub(super) async fn execute(s: &Session, stmt: &Statement, params: Option<&Param
         return Err(Error::Internal("DML did not plan to a write".into()));
     };
     let name = dml.table_name.table().to_string();
-    let table = match s.engine().catalog().get(Namespace::Relation, &name).and_then(|o| o.relation) {
+    let object = s.engine().catalog().get(Namespace::Relation, &name);
+    if object.as_ref().is_some_and(|o| o.object_type() == ObjectType::MaterializedView) {
+        return Err(Error::WrongObjectType {
+            name,
+            expected: "table (a materialized view changes only with the tables it reads)",
+        });
+    }
+    let table = match object.and_then(|o| o.relation) {
         Some(Relation::Table { state, .. }) => state,
         Some(_) => return Err(Error::WrongObjectType { name, expected: "table (views are read-only)" }),
         None => return Err(Error::UndefinedTable(name)),
@@ -68,7 +77,7 @@ pub(super) async fn execute(s: &Session, stmt: &Statement, params: Option<&Param
         }
         other => return Err(Error::FeatureNotSupported(format!("{other}"))),
     };
-    commit(s.engine().catalog().store().as_ref(), &[(&table, &change)])?;
+    s.engine().dataflow().commit(&[(&table, &change)], WriteBatch::default())?;
     Ok(QueryResult::Command { tag: tag.to_string(), rows: Some(rows) })
 }
 

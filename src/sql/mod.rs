@@ -28,6 +28,7 @@ mod result;
 mod session;
 pub mod settings;
 mod sources;
+mod views;
 
 use std::sync::Arc;
 
@@ -41,6 +42,7 @@ pub use result::QueryResult;
 pub use session::Session;
 
 use crate::catalog::Catalog;
+use crate::dataflow::Dataflow;
 use crate::error::{Error, Result};
 use crate::source::SourceRegistry;
 use crate::state::StateStore;
@@ -63,6 +65,7 @@ pub fn quote_ident(name: &str) -> String {
 pub struct Engine {
     catalog: Arc<Catalog>,
     sources: Arc<SourceRegistry>,
+    dataflow: Arc<Dataflow>,
     parser: SqlParser,
     base: SessionState,
 }
@@ -74,7 +77,8 @@ impl Engine {
         let catalog = Arc::new(Catalog::new(store)?);
         let sources = Arc::new(SourceRegistry::default());
         let base = base_context(&catalog, &sources)?.state();
-        let engine = Arc::new(Engine { catalog, sources, parser: SqlParser::new(), base });
+        let dataflow = Arc::new(Dataflow::new(store_of(&catalog)));
+        let engine = Arc::new(Engine { catalog, sources, dataflow, parser: SqlParser::new(), base });
         let session = engine.session();
         for entry in engine.catalog.stored_entries()? {
             let mut stmts = engine.parser.parse(&entry.create_sql)?;
@@ -106,6 +110,11 @@ impl Engine {
         &self.parser
     }
 
+    /// The commit path and the running materialized views.
+    pub fn dataflow(&self) -> &Arc<Dataflow> {
+        &self.dataflow
+    }
+
     /// The running sources.
     pub fn sources(&self) -> &Arc<SourceRegistry> {
         &self.sources
@@ -116,6 +125,10 @@ impl Engine {
         self.sources.stop_all().await;
         self.catalog.store().flush()
     }
+}
+
+fn store_of(catalog: &Catalog) -> Arc<dyn StateStore> {
+    catalog.store().clone()
 }
 
 /// The `headwater` database as DataFusion sees it: `public`, `pg_catalog`,

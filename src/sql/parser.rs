@@ -83,6 +83,8 @@ pub enum HwStatement {
     },
     /// `ALTER SOURCE name ADD TABLE db.t [AS n], ...` / `ALTER SOURCE name DROP TABLE n, ... [CASCADE]`
     AlterSource { name: String, action: AlterSourceAction },
+    /// `EXPLAIN MATERIALIZED VIEW name`: the view's dataflow and state sizes.
+    ExplainView(String),
     /// A Headwater statement whose feature is not built yet (`CREATE SINK`, ...).
     Unsupported(String),
 }
@@ -232,6 +234,10 @@ fn parse_extension(p: &mut Parser) -> Result<Option<HwStatement>> {
             Some("SINK") => Ok(Some(unsupported(p, 2))),
             _ => Ok(None),
         },
+        "EXPLAIN" if word_at(p, 1).as_deref() == Some("MATERIALIZED") && word_at(p, 2).as_deref() == Some("VIEW") => {
+            skip(p, 3);
+            Ok(Some(HwStatement::ExplainView(object_name(p)?)))
+        }
         "ALTER" if word_at(p, 1).as_deref() == Some("SOURCE") => {
             skip(p, 2);
             parse_alter_source(p).map(Some)
@@ -495,6 +501,7 @@ mod tests {
     #[test]
     fn show_and_drop_statements() {
         assert!(matches!(one("show materialized views"), HwStatement::ShowObjects(ObjectType::MaterializedView)));
+        assert!(matches!(one("explain materialized view Rev"), HwStatement::ExplainView(n) if n == "rev"));
         assert!(matches!(one("SHOW TABLES"), HwStatement::ShowObjects(ObjectType::Table)));
         assert!(matches!(one("SHOW SOURCES;"), HwStatement::ShowObjects(ObjectType::Source)));
         let s = one("SHOW CREATE TABLE public.\"Orders\"");

@@ -1,9 +1,13 @@
 //! DataFusion's view of the catalog: the `public` schema and the table providers behind it.
 //!
-//! [`PublicSchema`] answers DataFusion's name lookups from the [`Catalog`]; a table is a
-//! [`LocalTable`] whose scan is an in-memory execution plan over the table's current
-//! snapshot ([`TableState::snapshot`]), so a query sees each table as of one commit.
+//! [`PublicSchema`] answers DataFusion's name lookups from the [`Catalog`]; a table (or a
+//! materialized view's result) is a [`LocalTable`] whose scan is an in-memory execution plan
+//! over the rows the query pinned ([`PINNED`]): every table a query reads is pinned at once,
+//! before planning, so the query sees all of them as of the same commit. Equality filters on
+//! a prefix of the table's key (for tables without a key, of its columns) are lookups in the
+//! ordered rows instead of a scan.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 
 use async_trait::async_trait;
@@ -12,11 +16,29 @@ use datafusion::catalog::{SchemaProvider, Session as DfSession, TableProvider};
 use datafusion::common::{Constraints, DataFusionError};
 use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::TableType;
-use datafusion::logical_expr::Expr;
+use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion::scalar::ScalarValue;
 
 use crate::catalog::{Catalog, Namespace, Relation};
+use crate::state::table::PinnedRows;
 use crate::state::TableState;
+
+tokio::task_local! {
+    /// The rows a query pinned, by table id (set around physical planning by the session).
+    pub static PINNED: Arc<HashMap<u64, PinnedRows>>;
+}
+
+/// `column = constant` (either way round): the column's name and the constant.
+fn equality(expr: &Expr) -> Option<(&str, &ScalarValue)> {
+    let Expr::BinaryExpr(BinaryExpr { left, op: Operator::Eq, right }) = expr else { return None };
+    match (left.as_ref(), right.as_ref()) {
+        (Expr::Column(c), Expr::Literal(v, _)) | (Expr::Literal(v, _), Expr::Column(c)) if !v.is_null() => {
+            Some((c.name.as_str(), v))
+        }
+        _ => None,
+    }
+}
 
 /// A table with stored rows, as DataFusion sees it.
 #[derive(Debug)]
@@ -27,6 +49,25 @@ pub struct LocalTable {
 }
 
 impl LocalTable {
+    /// The rows behind this provider.
+    pub fn state(&self) -> &Arc<TableState> {
+        &self.state
+    }
+
+    /// Constants bound by `filters` to a prefix of the table's order columns.
+    fn lookup_prefix(&self, filters: &[Expr]) -> datafusion::error::Result<Vec<datafusion::arrow::array::ArrayRef>> {
+        let schema = self.state.schema();
+        let mut values = Vec::new();
+        for col in self.state.order_columns() {
+            let field = schema.field(col);
+            let bound = filters.iter().filter_map(equality).find(|(name, _)| *name == field.name());
+            let Some((_, value)) = bound else { break };
+            let Ok(value) = value.cast_to(field.data_type()) else { break };
+            values.push(value.to_array()?);
+        }
+        Ok(values)
+    }
+
     /// Wraps a table's state with the parts of its definition the planner needs.
     pub fn new(state: Arc<TableState>, constraints: Constraints, column_defaults: Vec<(String, Expr)>) -> Self {
         LocalTable { state, constraints, column_defaults }
@@ -51,14 +92,36 @@ impl TableProvider for LocalTable {
         self.column_defaults.iter().find(|(c, _)| c == column).map(|(_, e)| e)
     }
 
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> datafusion::error::Result<Vec<TableProviderFilterPushDown>> {
+        let order = self.state.order_columns();
+        let schema = self.state.schema();
+        Ok(filters
+            .iter()
+            .map(|f| match equality(f) {
+                Some((name, _)) if order.iter().any(|&c| schema.field(c).name() == name) => {
+                    TableProviderFilterPushDown::Inexact
+                }
+                _ => TableProviderFilterPushDown::Unsupported,
+            })
+            .collect())
+    }
+
     async fn scan(
         &self,
         _state: &dyn DfSession,
         projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
+        filters: &[Expr],
         _limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
-        let batch = self.state.snapshot().map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let id = self.state.id();
+        let pinned = PINNED.try_with(|p| p.get(&id).cloned()).ok().flatten().unwrap_or_else(|| self.state.pin());
+        let prefix = self.lookup_prefix(filters)?;
+        let batch =
+            if prefix.is_empty() { self.state.snapshot_of(&pinned) } else { self.state.lookup(&pinned, &prefix) }
+                .map_err(|e| DataFusionError::External(Box::new(e)))?;
         let exec = MemorySourceConfig::try_new_exec(&[vec![batch]], self.schema(), projection.cloned())?;
         Ok(exec)
     }

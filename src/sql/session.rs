@@ -4,19 +4,23 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::catalog::default_table_source::source_as_provider;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
-use datafusion::common::ParamValues;
+use datafusion::common::{DataFusionError, ParamValues};
+use datafusion::datasource::ViewTable;
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, Ident, Reset, Set, Statement, Value};
 
+use super::provider::{LocalTable, PINNED};
 use super::result::{text_schema, QueryResult};
 use super::settings::Settings;
 use super::{ddl, dml, functions, sources, Engine, HwStatement};
 use crate::catalog::CatalogEntry;
 use crate::error::{Error, Result};
+use crate::state::TableState;
 
 /// What Describe reports about a statement before it runs.
 #[derive(Debug, Default)]
@@ -90,6 +94,7 @@ impl Session {
             HwStatement::AlterSource { name, action } => sources::alter_source(self, name, action).await,
             HwStatement::ShowObjects(t) => ddl::show_objects(self, *t),
             HwStatement::ShowCreate { object_type, name } => ddl::show_create(self, *object_type, name),
+            HwStatement::ExplainView(name) => super::views::explain_view(self, name),
             HwStatement::Unsupported(what) => {
                 Err(Error::FeatureNotSupported(format!("{what} (not built yet in this version of Headwater)")))
             }
@@ -176,9 +181,13 @@ impl Session {
                 self.engine.sources().wait_caught_up(&sources, timeout).await?;
             }
         }
+        // Pin every table and view the query reads at once: one consistent point for all.
+        let mut tables = Vec::new();
+        tables_read(&plan, &mut tables)?;
+        let pinned = Arc::new(self.engine.dataflow().pin(&tables));
         let df = self.ctx.execute_logical_plan(plan).await?;
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-        let stream = df.execute_stream().await?;
+        let stream = PINNED.scope(pinned, df.execute_stream()).await?;
         Ok(QueryResult::Rows { schema, stream })
     }
 
@@ -211,6 +220,7 @@ impl Session {
             HwStatement::Sql(s) => s.as_ref(),
             HwStatement::ShowObjects(t) => return Ok(rows(ddl::show_objects_schema(*t))),
             HwStatement::ShowCreate { .. } => return Ok(rows(text_schema(&["name", "create_sql"]))),
+            HwStatement::ExplainView(_) => return Ok(rows(text_schema(&["dataflow"]))),
             _ => return Ok(Described::default()),
         };
         match sql {
@@ -276,6 +286,25 @@ impl Session {
         let column = schema.field(0).name().clone();
         QueryResult::text_rows(&[column.as_str()], vec![vec![value]])
     }
+}
+
+/// The stored relations a plan reads, looking into the plain views it names.
+fn tables_read(plan: &LogicalPlan, out: &mut Vec<Arc<TableState>>) -> Result<()> {
+    plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            if let Ok(provider) = source_as_provider(&scan.source) {
+                if let Some(local) = provider.downcast_ref::<LocalTable>() {
+                    if !out.iter().any(|t| t.id() == local.state().id()) {
+                        out.push(local.state().clone());
+                    }
+                } else if let Some(view) = provider.downcast_ref::<ViewTable>() {
+                    tables_read(view.logical_plan(), out).map_err(|e| DataFusionError::External(Box::new(e)))?;
+                }
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })?;
+    Ok(())
 }
 
 fn rows(schema: SchemaRef) -> Described {

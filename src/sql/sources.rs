@@ -143,6 +143,7 @@ pub(super) async fn create_source(
         options: source_options,
         tables,
         store: catalog.store().clone(),
+        dataflow: s.engine().dataflow().clone(),
     };
     s.engine().sources().insert(name, running.start());
     Ok(QueryResult::command("CREATE SOURCE"))
@@ -242,6 +243,7 @@ fn start_source(session: &Session, name: &str) -> Result<()> {
         options: SourceOptions::parse(&options)?,
         tables,
         store: catalog.store().clone(),
+        dataflow: engine.dataflow().clone(),
     };
     engine.sources().insert(name, running.start());
     Ok(())

@@ -1,9 +1,13 @@
 //! The rows of one table, keyed, weighted, and durable through the [`StateStore`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Mutex, RwLock, RwLockWriteGuard};
 
-use datafusion::arrow::array::ArrayRef;
+use imbl::OrdMap;
+
+use datafusion::arrow::array::{new_null_array, Array, ArrayRef, Scalar};
+use datafusion::arrow::compute::is_not_null;
+use datafusion::arrow::compute::kernels::zip::zip;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::row::{RowConverter, SortField};
@@ -16,7 +20,7 @@ use crate::error::{Error, Result};
 
 /// One stored row and how many times it is present (always 1 in a keyed table).
 #[derive(Debug, Clone, PartialEq)]
-struct Entry {
+pub struct Entry {
     row: Vec<u8>,
     count: i64,
 }
@@ -38,13 +42,52 @@ impl Entry {
     }
 }
 
+/// Row key → entry. The key is the primary key in Arrow row format for keyed tables, the
+/// whole row for multisets; both formats sort like the values they encode. A persistent map:
+/// cloning it is O(1) and shares structure, which is what makes [`PinnedRows`] cheap.
+type RowMap = OrdMap<Vec<u8>, Entry>;
+
 #[derive(Default)]
 struct Rows {
-    /// Row key → entry. The key is the primary key in Arrow row format for keyed tables, the
-    /// whole row for multisets; both formats sort like the values they encode.
-    map: BTreeMap<Vec<u8>, Entry>,
+    map: RowMap,
     /// Bumped by every commit; tags the cached snapshot.
     version: u64,
+}
+
+/// The rows of a table as of one commit: an O(1) clone of its map that later commits do not
+/// change. Queries pin every table they read at once (see `dataflow::Dataflow::pin`), which
+/// gives them one consistent point across tables and views.
+#[derive(Clone)]
+pub struct PinnedRows {
+    map: RowMap,
+    version: u64,
+}
+
+impl PinnedRows {
+    /// Number of distinct stored rows (keys).
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// True when the table was empty.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+/// The effect of one change batch on one table, checked against its current rows but not yet
+/// applied: key → new entry (`None` removes the key). Made by [`TableState::plan_change`],
+/// written with [`TableState::write_planned`], applied with [`TableState::apply_planned`].
+#[derive(Debug, Default)]
+pub struct Planned {
+    updates: Vec<(Vec<u8>, Option<Entry>)>,
+}
+
+impl Planned {
+    /// True when the change leaves the table as it was.
+    pub fn is_empty(&self) -> bool {
+        self.updates.is_empty()
+    }
 }
 
 /// A table's rows in memory, mirrored in the store.
@@ -59,6 +102,9 @@ pub struct TableState {
     key_columns: Option<Vec<usize>>,
     row_format: RowConverter,
     key_format: Option<RowConverter>,
+    /// False for the output of a materialized view: its rows are derived, so they live in
+    /// memory only and are recomputed from the inputs at start-up.
+    durable: bool,
     rows: RwLock<Rows>,
     snapshot: Mutex<Option<(u64, RecordBatch)>>,
 }
@@ -91,9 +137,25 @@ impl TableState {
             key_columns,
             row_format,
             key_format,
+            durable: true,
             rows: RwLock::new(Rows::default()),
             snapshot: Mutex::new(None),
         })
+    }
+
+    /// Marks the table as derived (a view's output): its rows are never written to the store.
+    pub fn in_memory(mut self) -> Self {
+        self.durable = false;
+        self
+    }
+
+    /// True when the table's primary key (or, for multisets, the whole row) orders the rows:
+    /// the columns a lookup can bind, in order.
+    pub fn order_columns(&self) -> Vec<usize> {
+        match &self.key_columns {
+            Some(k) => k.clone(),
+            None => (0..self.schema.fields().len()).collect(),
+        }
     }
 
     /// Loads the rows of this table from the store (at start-up).
@@ -127,26 +189,141 @@ impl TableState {
         self.read_rows().map.values().map(|e| e.count).sum()
     }
 
+    /// The current rows, frozen (see [`PinnedRows`]).
+    pub fn pin(&self) -> PinnedRows {
+        let rows = self.read_rows();
+        PinnedRows { map: rows.map.clone(), version: rows.version }
+    }
+
     /// All rows as one batch, consistent as of the last commit. Cached until the next write.
     pub fn snapshot(&self) -> Result<RecordBatch> {
-        let rows = self.read_rows();
-        let mut cache = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((version, batch)) = cache.as_ref() {
-            if *version == rows.version {
-                return Ok(batch.clone());
+        self.snapshot_of(&self.pin())
+    }
+
+    /// All rows of `pinned` as one batch; cached per version, so repeated scans of an
+    /// unchanged table cost nothing.
+    pub fn snapshot_of(&self, pinned: &PinnedRows) -> Result<RecordBatch> {
+        {
+            let cache = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((version, batch)) = cache.as_ref() {
+                if *version == pinned.version {
+                    return Ok(batch.clone());
+                }
             }
         }
-        let batch = if rows.map.is_empty() {
+        let batch = self.to_batch(pinned.map.values())?;
+        let mut cache = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.as_ref().is_none_or(|(v, _)| *v < pinned.version) {
+            *cache = Some((pinned.version, batch.clone()));
+        }
+        Ok(batch)
+    }
+
+    /// The rows of `pinned` whose first [`TableState::order_columns`] equal `values` (a point
+    /// or prefix lookup: a range of the ordered map, no scan).
+    pub fn lookup(&self, pinned: &PinnedRows, values: &[ArrayRef]) -> Result<RecordBatch> {
+        let columns = self.order_columns();
+        let fields =
+            columns[..values.len()].iter().map(|&i| SortField::new(self.schema.field(i).data_type().clone())).collect();
+        let prefix_format = RowConverter::new(fields)?;
+        let prefix = prefix_format.convert_columns(values)?;
+        let prefix = prefix.row(0).as_ref().to_vec();
+        let entries = pinned.map.range(prefix.clone()..).take_while(|(k, _)| k.starts_with(&prefix)).map(|(_, e)| e);
+        self.to_batch(entries)
+    }
+
+    fn to_batch<'a>(&self, entries: impl Iterator<Item = &'a Entry>) -> Result<RecordBatch> {
+        let parser = self.row_format.parser();
+        let parsed: Vec<_> =
+            entries.flat_map(|e| std::iter::repeat_n(parser.parse(&e.row), e.count.max(0) as usize)).collect();
+        if parsed.is_empty() {
+            return Ok(RecordBatch::new_empty(self.schema.clone()));
+        }
+        let columns = zero_null_slots(self.row_format.convert_rows(parsed)?)?;
+        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
+    }
+
+    /// Checks `change` against the current rows; nothing changes until
+    /// [`TableState::apply_planned`].
+    pub fn plan_change(&self, change: &ChangeBatch) -> Result<Planned> {
+        let rows = self.read_rows();
+        Ok(Planned { updates: self.plan(&rows, change)? })
+    }
+
+    /// The exact Z-set delta `planned` makes to the current rows (−old +new per changed key),
+    /// which is what downstream views consume (an upsert's row images are not a delta).
+    pub fn delta_of(&self, planned: &Planned) -> Result<ChangeBatch> {
+        let rows = self.read_rows();
+        let parser = self.row_format.parser();
+        let mut parsed = Vec::new();
+        let mut weights = Vec::new();
+        for (k, new) in &planned.updates {
+            let old = rows.map.get(k);
+            if old == new.as_ref() {
+                continue;
+            }
+            match (old, new) {
+                (Some(o), Some(n)) if o.row == n.row => {
+                    parsed.push(parser.parse(&n.row));
+                    weights.push(n.count - o.count);
+                }
+                _ => {
+                    if let Some(o) = old {
+                        parsed.push(parser.parse(&o.row));
+                        weights.push(-o.count);
+                    }
+                    if let Some(n) = new {
+                        parsed.push(parser.parse(&n.row));
+                        weights.push(n.count);
+                    }
+                }
+            }
+        }
+        let data = if parsed.is_empty() {
             RecordBatch::new_empty(self.schema.clone())
         } else {
-            let parser = self.row_format.parser();
-            let parsed =
-                rows.map.values().flat_map(|e| std::iter::repeat_n(parser.parse(&e.row), e.count.max(0) as usize));
-            let columns = self.row_format.convert_rows(parsed)?;
-            RecordBatch::try_new(self.schema.clone(), columns)?
+            RecordBatch::try_new(self.schema.clone(), zero_null_slots(self.row_format.convert_rows(parsed)?)?)?
         };
-        *cache = Some((rows.version, batch.clone()));
-        Ok(batch)
+        Ok(ChangeBatch { data, weights, mode: ApplyMode::Delta })
+    }
+
+    /// Adds the store writes of `planned` to `batch` (nothing for in-memory tables).
+    pub fn write_planned(&self, planned: &Planned, batch: &mut WriteBatch) {
+        if !self.durable {
+            return;
+        }
+        for (k, e) in &planned.updates {
+            let key = keys::row(self.id, k);
+            match e {
+                Some(e) => batch.put(key, e.encode()),
+                None => batch.delete(key),
+            }
+        }
+    }
+
+    /// Makes `planned` visible in memory.
+    pub fn apply_planned(&self, planned: Planned) {
+        let mut rows = self.write_rows();
+        for (k, e) in planned.updates {
+            match e {
+                Some(e) => rows.map.insert(k, e),
+                None => rows.map.remove(&k),
+            };
+        }
+        rows.version += 1;
+    }
+
+    /// Replaces every row (a view rebuilt from its inputs), in memory.
+    pub fn clear(&self) {
+        let mut rows = self.write_rows();
+        rows.map = RowMap::default();
+        rows.version += 1;
+    }
+
+    /// Approximate bytes of row data held in memory (keys and encoded rows).
+    pub fn memory_bytes(&self) -> usize {
+        let rows = self.read_rows();
+        rows.map.iter().map(|(k, e)| k.len() + e.row.len() + 56).sum()
     }
 
     /// Removes every row of this table from the store (DROP TABLE), in `batch`.
@@ -154,6 +331,11 @@ impl TableState {
         for key in self.read_rows().map.keys() {
             batch.delete(keys::row(self.id, key));
         }
+    }
+
+    /// The rows whose key does not matter: `true` when the table has no primary key.
+    pub fn is_multiset(&self) -> bool {
+        self.key_columns.is_none()
     }
 
     fn read_rows(&self) -> std::sync::RwLockReadGuard<'_, Rows> {
@@ -298,55 +480,53 @@ impl TableState {
     }
 }
 
-/// Applies the changes of one statement or one upstream transaction, atomically.
+/// Arrays decoded from the row format carry arbitrary bits under NULL (an i64 NULL decodes as
+/// `i64::MIN`), and some DataFusion kernels compute on those slots (`date_trunc` overflows
+/// on them in debug builds); a zip against NULL rewrites them as zeros.
+pub fn zero_null_slots(columns: Vec<ArrayRef>) -> Result<Vec<ArrayRef>> {
+    columns
+        .into_iter()
+        .map(|c| {
+            if c.null_count() == 0 || !c.data_type().is_primitive() {
+                return Ok(c);
+            }
+            let valid = is_not_null(&c)?;
+            let null = Scalar::new(new_null_array(c.data_type(), 1));
+            Ok(zip(&valid, &c, &null)?)
+        })
+        .collect()
+}
+
+/// Applies the changes of one statement or one upstream transaction, atomically, to tables
+/// that no view reads (tests and tools; the server commits through
+/// [`crate::dataflow::Dataflow::commit`], which also maintains views).
 ///
-/// All affected tables are locked (in id order, so concurrent commits cannot deadlock), every
-/// change is checked, the store receives one batch, and only then do the in-memory rows
-/// change. A failed check or store write leaves everything as it was.
+/// Every change is checked first, the store receives one batch, and only then do the
+/// in-memory rows change. A failed check or store write leaves everything as it was.
 pub fn commit(store: &dyn StateStore, changes: &[(&TableState, &ChangeBatch)]) -> Result<()> {
     commit_with(store, changes, WriteBatch::default())
 }
 
-/// [`commit`], plus `extra` writes (a source's binlog offset) in the same atomic store batch.
+/// [`commit`], plus `extra` writes in the same atomic store batch.
 pub fn commit_with(
     store: &dyn StateStore,
     changes: &[(&TableState, &ChangeBatch)],
     mut batch: WriteBatch,
 ) -> Result<()> {
-    let mut tables: Vec<&TableState> = changes.iter().map(|(t, _)| *t).collect();
-    tables.sort_by_key(|t| t.id);
-    tables.dedup_by_key(|t| t.id);
-    let mut guards: Vec<(u64, RwLockWriteGuard<'_, Rows>)> = tables.iter().map(|t| (t.id, t.write_rows())).collect();
-
     let mut planned = Vec::with_capacity(changes.len());
     for (table, change) in changes {
         if change.is_empty() {
             continue;
         }
-        let slot = guards.iter().position(|(id, _)| *id == table.id).expect("locked above");
-        let updates = table.plan(&guards[slot].1, change)?;
-        for (k, e) in &updates {
-            let key = keys::row(table.id, k);
-            match e {
-                Some(e) => batch.put(key, e.encode()),
-                None => batch.delete(key),
-            }
-        }
-        planned.push((slot, updates));
+        let p = table.plan_change(change)?;
+        table.write_planned(&p, &mut batch);
+        planned.push((*table, p));
     }
-    if batch.is_empty() {
-        return Ok(());
+    if !batch.is_empty() {
+        store.apply(batch)?;
     }
-    store.apply(batch)?;
-    for (slot, updates) in planned {
-        let rows = &mut guards[slot].1;
-        for (k, e) in updates {
-            match e {
-                Some(e) => rows.map.insert(k, e),
-                None => rows.map.remove(&k),
-            };
-        }
-        rows.version += 1;
+    for (table, p) in planned {
+        table.apply_planned(p);
     }
     Ok(())
 }

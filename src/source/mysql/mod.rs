@@ -18,7 +18,7 @@
 //!
 //! # Atomicity and restarts
 //! All changes of one upstream transaction to streaming tables are committed with one
-//! [`commit_with`], together with the source's progress (binlog position, which tables are
+//! [`Dataflow::commit`](crate::dataflow::Dataflow::commit), together with the source's progress (binlog position, which tables are
 //! streaming) — the binlog is the write-ahead log. After a restart the source resumes from the
 //! stored position; tables whose snapshot had not finished are emptied and snapshotted again.
 
@@ -46,7 +46,7 @@ use self::types::Cell;
 use super::{SourceHandle, SourceProbe, SourceStatus, TableStatus};
 use crate::dataflow::{ApplyMode, ChangeBatch};
 use crate::error::{Error, Result};
-use crate::state::{commit_with, keys, StateStore, TableState, WriteBatch};
+use crate::state::{keys, StateStore, TableState, WriteBatch};
 
 /// What the binlog reader and the snapshot readers tell the applier.
 pub enum Message {
@@ -235,6 +235,8 @@ pub struct MySqlSource {
     pub options: SourceOptions,
     pub tables: Vec<CapturedTable>,
     pub store: Arc<dyn StateStore>,
+    /// Every commit goes through the dataflow, which maintains the views over these tables.
+    pub dataflow: Arc<crate::dataflow::Dataflow>,
 }
 
 /// One upstream table feeding a captured table: the table itself, or one of its shards.
@@ -488,7 +490,7 @@ impl Runner {
                 progress.position = Some(end.clone());
                 let refs: Vec<(&TableState, &ChangeBatch)> =
                     batches.iter().map(|(t, b)| (src.tables[*t].state.as_ref(), b)).collect();
-                commit_with(src.store.as_ref(), &refs, src.progress_batch(progress)?)?;
+                src.dataflow.commit(&refs, src.progress_batch(progress)?)?;
                 let lag = (chrono::Utc::now().timestamp() - timestamp as i64).max(0) as f64;
                 {
                     let mut s = self.status();
@@ -552,7 +554,7 @@ impl Runner {
                 let n = batch.num_rows() as u64;
                 let change = ChangeBatch { weights: vec![1; batch.num_rows()], data: batch, mode: ApplyMode::Upsert };
                 let state = &src.tables[self.units[u].table].state;
-                commit_with(src.store.as_ref(), &[(state.as_ref(), &change)], WriteBatch::default())?;
+                src.dataflow.commit(&[(state.as_ref(), &change)], WriteBatch::default())?;
                 let elapsed = match &phases[u] {
                     Phase::Loading(_, _, started) => started.elapsed().as_secs_f64(),
                     _ => 0.0,
@@ -583,7 +585,7 @@ impl Runner {
                         Buffered::Rows(rows) => segment.extend(rows),
                         Buffered::Truncate => {
                             let change = to_batch(t, &std::mem::take(&mut segment))?;
-                            commit_with(src.store.as_ref(), &[(t.state.as_ref(), &change)], WriteBatch::default())?;
+                            src.dataflow.commit(&[(t.state.as_ref(), &change)], WriteBatch::default())?;
                             if let Err(message) = truncate_unit(src, unit, &mut WriteBatch::default()) {
                                 self.fail_unit(phases, u, message);
                                 return Ok(());
@@ -592,7 +594,7 @@ impl Runner {
                     }
                 }
                 let change = to_batch(t, &segment)?;
-                commit_with(src.store.as_ref(), &[(t.state.as_ref(), &change)], src.progress_batch(progress)?)?;
+                src.dataflow.commit(&[(t.state.as_ref(), &change)], src.progress_batch(progress)?)?;
                 let mut s = self.status();
                 s.tables[u].state = "streaming".into();
                 s.tables[u].chunks_total = s.tables[u].chunks_done;
@@ -641,14 +643,14 @@ fn truncate_unit(src: &MySqlSource, unit: &Unit, extra: &mut WriteBatch) -> std:
         .collect();
     let rows = datafusion::arrow::compute::filter_record_batch(&all, &mask).map_err(|e| e.to_string())?;
     let change = ChangeBatch { weights: vec![-1; rows.num_rows()], data: rows, mode: ApplyMode::Upsert };
-    commit_with(src.store.as_ref(), &[(t.state.as_ref(), &change)], std::mem::take(extra)).map_err(|e| e.to_string())
+    src.dataflow.commit(&[(t.state.as_ref(), &change)], std::mem::take(extra)).map_err(|e| e.to_string())
 }
 
 /// Deletes every row of a captured table (upstream TRUNCATE, snapshot restart).
 fn truncate(src: &MySqlSource, t: &CapturedTable, extra: &mut WriteBatch) -> Result<()> {
     let all = t.state.snapshot()?;
     let change = ChangeBatch { weights: vec![-1; all.num_rows()], data: all, mode: ApplyMode::Upsert };
-    commit_with(src.store.as_ref(), &[(t.state.as_ref(), &change)], std::mem::take(extra))
+    src.dataflow.commit(&[(t.state.as_ref(), &change)], std::mem::take(extra))
 }
 
 /// Row images → an upsert change batch: −before, +after, in order.

@@ -1,0 +1,471 @@
+//! GROUP BY with retractable aggregates (also DISTINCT, which is a GROUP BY without aggregates).
+//!
+//! State: per group (key in Arrow's row format) the group's row count and one accumulator per
+//! aggregate. Delta rule: for every group the commit touches, output `−old_row +new_row`
+//! (rows that did not change cancel; a group whose count drops to 0 disappears; a global
+//! aggregate always has its one row, whose value over no input is the SQL one: `count` 0,
+//! the others NULL).
+//!
+//! Accumulators, each exact under deletes:
+//! - `count`, `sum`, `avg`: linear — a count and a sum (i128 at the argument's decimal scale,
+//!   or f64 for floating point) updated by `weight × value`;
+//! - `min`, `max`, `count(DISTINCT)`, `bool_and`, `bool_or`: the multiset of the argument's
+//!   values in an ordered map (value → multiplicity), so deleting the minimum finds the next;
+//! - everything else (`string_agg`, `array_agg`, `sum(DISTINCT)`, ...): the same multiset,
+//!   fed in value order to DataFusion's own accumulator for the groups that changed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Decimal128Type, Float64Type, SchemaRef};
+use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::scalar::ScalarValue;
+
+use super::operator::{conform, evaluate, indent, Deltas, Operator};
+use super::{ApplyMode, ChangeBatch};
+use crate::error::{Error, Result};
+
+/// How an aggregate is maintained.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AggKind {
+    Count,
+    /// `sum`; the argument is summed at this decimal scale (`None`: as f64).
+    Sum(Option<i8>),
+    /// `avg`; as for `Sum`.
+    Avg(Option<i8>),
+    Min,
+    Max,
+    CountDistinct,
+    BoolAnd,
+    BoolOr,
+    /// Recomputed by DataFusion's accumulator from the group's multiset of arguments.
+    Generic,
+}
+
+/// One aggregate of the operator.
+pub struct AggSpec {
+    pub kind: AggKind,
+    pub args: Vec<Arc<dyn PhysicalExpr>>,
+    pub filter: Option<Arc<dyn PhysicalExpr>>,
+    pub output_type: DataType,
+    /// DataFusion's aggregate, for `Generic` (and for display).
+    pub function: Arc<AggregateFunctionExpr>,
+    /// Row format of the arguments (multiset kinds).
+    values: Option<RowConverter>,
+}
+
+impl AggSpec {
+    /// An aggregate over `args` (already evaluated against the operator's input).
+    pub fn new(
+        kind: AggKind,
+        function: Arc<AggregateFunctionExpr>,
+        filter: Option<Arc<dyn PhysicalExpr>>,
+        arg_types: &[DataType],
+    ) -> Result<Self> {
+        let output_type = function.field().data_type().clone();
+        let values = match kind {
+            AggKind::Count | AggKind::Sum(_) | AggKind::Avg(_) => None,
+            _ => Some(RowConverter::new(arg_types.iter().map(|t| SortField::new(t.clone())).collect())?),
+        };
+        Ok(AggSpec { kind, args: function.expressions(), filter, output_type, function, values })
+    }
+}
+
+enum Acc {
+    Count(i64),
+    Sum { int: i128, float: f64, n: i64 },
+    Values(BTreeMap<Vec<u8>, i64>),
+}
+
+struct Group {
+    rows: i64,
+    accs: Vec<Acc>,
+}
+
+/// GROUP BY `groups` computing `aggs`.
+pub struct Aggregate {
+    pub input: Box<dyn Operator>,
+    pub groups: Vec<Arc<dyn PhysicalExpr>>,
+    pub aggs: Vec<AggSpec>,
+    group_format: RowConverter,
+    state: HashMap<Vec<u8>, Group>,
+    started: bool,
+    schema: SchemaRef,
+    bytes: usize,
+}
+
+impl Aggregate {
+    /// The operator; `schema` is group columns then aggregate columns.
+    pub fn new(
+        input: Box<dyn Operator>,
+        groups: Vec<Arc<dyn PhysicalExpr>>,
+        aggs: Vec<AggSpec>,
+        schema: SchemaRef,
+    ) -> Result<Self> {
+        let group_fields =
+            schema.fields().iter().take(groups.len()).map(|f| SortField::new(f.data_type().clone())).collect();
+        let group_format = RowConverter::new(group_fields)?;
+        Ok(Aggregate { input, groups, aggs, group_format, state: HashMap::new(), started: false, schema, bytes: 0 })
+    }
+
+    fn is_global(&self) -> bool {
+        self.groups.is_empty()
+    }
+
+    fn new_group(&self) -> Group {
+        let accs = self
+            .aggs
+            .iter()
+            .map(|a| match a.kind {
+                AggKind::Count => Acc::Count(0),
+                AggKind::Sum(_) | AggKind::Avg(_) => Acc::Sum { int: 0, float: 0.0, n: 0 },
+                _ => Acc::Values(BTreeMap::new()),
+            })
+            .collect();
+        Group { rows: 0, accs }
+    }
+
+    /// The aggregate values of a group (or of an empty input, for `None`).
+    fn values(&self, group: Option<&Group>) -> Result<Vec<ScalarValue>> {
+        let empty;
+        let group = match group {
+            Some(g) => g,
+            None => {
+                empty = self.new_group();
+                &empty
+            }
+        };
+        self.aggs.iter().zip(&group.accs).map(|(spec, acc)| finish(spec, acc)).collect()
+    }
+
+    fn apply(&mut self, change: &ChangeBatch) -> Result<()> {
+        let data = &change.data;
+        let group_arrays = self.groups.iter().map(|g| evaluate(g, data)).collect::<Result<Vec<_>>>()?;
+        let keys = if self.is_global() { None } else { Some(self.group_format.convert_columns(&group_arrays)?) };
+        let mut inputs = Vec::with_capacity(self.aggs.len());
+        for spec in &self.aggs {
+            let args = spec.args.iter().map(|a| evaluate(a, data)).collect::<Result<Vec<_>>>()?;
+            let mask = match &spec.filter {
+                Some(f) => Some(evaluate(f, data)?.as_boolean().clone()),
+                None => None,
+            };
+            inputs.push(AggInput::new(spec, args, mask)?);
+        }
+        for (i, &w) in change.weights.iter().enumerate() {
+            let key = keys.as_ref().map(|k| k.row(i).data().to_vec()).unwrap_or_default();
+            if !self.state.contains_key(&key) {
+                self.bytes += key.len() + 64 + 32 * self.aggs.len();
+                let g = self.new_group();
+                self.state.insert(key.clone(), g);
+            }
+            let group = self.state.get_mut(&key).expect("inserted above");
+            group.rows += w;
+            for ((spec, input), acc) in self.aggs.iter().zip(&inputs).zip(group.accs.iter_mut()) {
+                self.bytes = (self.bytes as i64 + input.add(spec, acc, i, w)?) as usize;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The evaluated arguments of one aggregate for one change batch.
+struct AggInput {
+    args: Vec<ArrayRef>,
+    mask: Option<BooleanArray>,
+    /// Sum arguments as i128 at the sum's scale, or f64.
+    ints: Option<Vec<Option<i128>>>,
+    floats: Option<Vec<Option<f64>>>,
+    values: Option<datafusion::arrow::row::Rows>,
+}
+
+impl AggInput {
+    fn new(spec: &AggSpec, args: Vec<ArrayRef>, mask: Option<BooleanArray>) -> Result<Self> {
+        let mut input = AggInput { args, mask, ints: None, floats: None, values: None };
+        match spec.kind {
+            AggKind::Sum(Some(scale)) | AggKind::Avg(Some(scale)) => {
+                let a = cast(&input.args[0], &DataType::Decimal128(38, scale))?;
+                input.ints = Some(a.as_primitive::<Decimal128Type>().iter().collect());
+            }
+            AggKind::Sum(None) | AggKind::Avg(None) => {
+                let a = cast(&input.args[0], &DataType::Float64)?;
+                input.floats = Some(a.as_primitive::<Float64Type>().iter().collect());
+            }
+            AggKind::Count => {}
+            _ => {
+                let format = spec.values.as_ref().expect("multiset kinds have a format");
+                input.values = Some(format.convert_columns(&input.args)?);
+            }
+        }
+        Ok(input)
+    }
+
+    fn counts(&self, i: usize) -> bool {
+        self.mask.as_ref().is_none_or(|m| m.is_valid(i) && m.value(i))
+    }
+
+    fn any_null(&self, i: usize) -> bool {
+        self.args.iter().any(|a| a.is_null(i))
+    }
+
+    /// Adds row `i` with weight `w` to `acc`; returns the change in state bytes.
+    fn add(&self, spec: &AggSpec, acc: &mut Acc, i: usize, w: i64) -> Result<i64> {
+        if !self.counts(i) {
+            return Ok(0);
+        }
+        match acc {
+            Acc::Count(n) => {
+                if !self.any_null(i) {
+                    *n += w;
+                }
+            }
+            Acc::Sum { int, float, n } => {
+                if let Some(ints) = &self.ints {
+                    if let Some(v) = ints[i] {
+                        *int = v
+                            .checked_mul(w as i128)
+                            .and_then(|d| int.checked_add(d))
+                            .ok_or_else(|| out_of_range("sum overflows 128 bits"))?;
+                        *n += w;
+                    }
+                } else if let Some(v) = self.floats.as_ref().and_then(|f| f[i]) {
+                    *float += v * w as f64;
+                    *n += w;
+                }
+            }
+            Acc::Values(map) => {
+                if spec.kind != AggKind::Generic && self.any_null(i) {
+                    return Ok(0);
+                }
+                let v = self.values.as_ref().expect("multiset input").row(i).data();
+                match map.get_mut(v) {
+                    Some(n) => {
+                        *n += w;
+                        if *n == 0 {
+                            map.remove(v);
+                            return Ok(-(v.len() as i64 + 40));
+                        }
+                    }
+                    None => {
+                        map.insert(v.to_vec(), w);
+                        return Ok(v.len() as i64 + 40);
+                    }
+                }
+            }
+        }
+        Ok(0)
+    }
+}
+
+/// The SQL value of one accumulator.
+fn finish(spec: &AggSpec, acc: &Acc) -> Result<ScalarValue> {
+    let null = || ScalarValue::try_from(&spec.output_type);
+    let value = match (acc, &spec.kind) {
+        (Acc::Count(n), _) => ScalarValue::Int64(Some(*n)),
+        (Acc::Sum { n: 0, .. }, _) => null()?,
+        (Acc::Sum { int, float, n }, AggKind::Sum(scale)) => match scale {
+            None => ScalarValue::Float64(Some(*float)),
+            Some(s) => match spec.output_type {
+                DataType::Int64 => ScalarValue::Int64(Some(
+                    i64::try_from(*int).map_err(|_| out_of_range("bigint out of range in sum"))?,
+                )),
+                DataType::UInt64 => {
+                    ScalarValue::UInt64(Some(u64::try_from(*int).map_err(|_| out_of_range("sum out of range"))?))
+                }
+                _ => {
+                    let _ = n;
+                    ScalarValue::Decimal128(Some(*int), 38, *s)
+                }
+            },
+        },
+        (Acc::Sum { int, float, n }, AggKind::Avg(scale)) => match (scale, &spec.output_type) {
+            (Some(s), DataType::Decimal128(_, ts)) => {
+                let mul = 10i128.pow((*ts - *s).max(0) as u32);
+                let v = int.checked_mul(mul).ok_or_else(|| out_of_range("avg overflows"))? / *n as i128;
+                ScalarValue::Decimal128(Some(v), 38, *ts)
+            }
+            (Some(s), _) => ScalarValue::Float64(Some(*int as f64 / 10f64.powi(*s as i32) / *n as f64)),
+            (None, _) => ScalarValue::Float64(Some(*float / *n as f64)),
+        },
+        (Acc::Sum { .. }, _) => return Err(Error::Internal("a sum accumulator for another aggregate".into())),
+        (Acc::Values(map), kind) => {
+            let format = spec.values.as_ref().expect("multiset kinds have a format");
+            let decode = |keys: Vec<&Vec<u8>>| -> Result<Vec<ArrayRef>> {
+                let parser = format.parser();
+                Ok(format.convert_rows(keys.into_iter().map(|k| parser.parse(k)))?)
+            };
+            match kind {
+                AggKind::CountDistinct => ScalarValue::Int64(Some(map.len() as i64)),
+                AggKind::Min | AggKind::Max => {
+                    let k = if *kind == AggKind::Min { map.keys().next() } else { map.keys().next_back() };
+                    match k {
+                        Some(k) => ScalarValue::try_from_array(&decode(vec![k])?[0], 0)?,
+                        None => null()?,
+                    }
+                }
+                AggKind::BoolAnd | AggKind::BoolOr => {
+                    if map.is_empty() {
+                        null()?
+                    } else {
+                        let values = decode(map.keys().collect())?;
+                        let b = values[0].as_boolean();
+                        let all = b.iter().all(|v| v == Some(true));
+                        let any = b.iter().any(|v| v == Some(true));
+                        ScalarValue::Boolean(Some(if *kind == AggKind::BoolAnd { all } else { any }))
+                    }
+                }
+                _ => {
+                    let mut acc = spec.function.create_accumulator()?;
+                    if !map.is_empty() {
+                        let distinct = spec.function.is_distinct();
+                        let keys: Vec<&Vec<u8>> = map
+                            .iter()
+                            .flat_map(|(k, n)| std::iter::repeat_n(k, if distinct { 1 } else { (*n).max(0) as usize }))
+                            .collect();
+                        acc.update_batch(&decode(keys)?)?;
+                    }
+                    acc.evaluate()?
+                }
+            }
+        }
+    };
+    if value.data_type() == spec.output_type {
+        Ok(value)
+    } else {
+        Ok(value.cast_to(&spec.output_type)?)
+    }
+}
+
+impl Operator for Aggregate {
+    fn step(&mut self, inputs: &Deltas) -> Result<Option<ChangeBatch>> {
+        let first = !self.started;
+        self.started = true;
+        let change = self.input.step(inputs)?;
+        if change.is_none() && !(first && self.is_global()) {
+            return Ok(None);
+        }
+        // Old output of every group this change touches, computed before it applies.
+        let keys_before: Vec<Vec<u8>> = match &change {
+            Some(c) => {
+                let arrays = self.groups.iter().map(|g| evaluate(g, &c.data)).collect::<Result<Vec<_>>>()?;
+                let mut ks: Vec<Vec<u8>> = if self.is_global() {
+                    vec![Vec::new()]
+                } else {
+                    let rows = self.group_format.convert_columns(&arrays)?;
+                    (0..c.len()).map(|i| rows.row(i).data().to_vec()).collect()
+                };
+                ks.sort();
+                ks.dedup();
+                ks
+            }
+            None => vec![Vec::new()],
+        };
+        let mut old: Vec<Option<Vec<ScalarValue>>> = Vec::with_capacity(keys_before.len());
+        for k in &keys_before {
+            old.push(match self.state.get(k) {
+                Some(g) if g.rows > 0 || self.is_global() => Some(self.values(Some(g))?),
+                None if self.is_global() && !first => Some(self.values(None)?),
+                _ => None,
+            });
+        }
+        if let Some(c) = &change {
+            self.apply(c)?;
+        }
+        let mut out_keys: Vec<&[u8]> = Vec::new();
+        let mut out_values: Vec<Vec<ScalarValue>> = Vec::new();
+        let mut weights: Vec<i64> = Vec::new();
+        let mut emptied: Vec<Vec<u8>> = Vec::new();
+        for (k, before) in keys_before.iter().zip(old) {
+            let group = self.state.get(k);
+            if let Some(g) = group {
+                if g.rows < 0 {
+                    return Err(Error::Internal("aggregate group count went negative".into()));
+                }
+            }
+            let after = match group {
+                Some(g) if g.rows > 0 || self.is_global() => Some(self.values(Some(g))?),
+                None if self.is_global() => Some(self.values(None)?),
+                _ => None,
+            };
+            if group.is_some_and(|g| g.rows == 0) && !self.is_global() {
+                emptied.push(k.clone());
+            }
+            if before == after {
+                continue;
+            }
+            for (values, w) in [(before, -1), (after, 1)] {
+                if let Some(v) = values {
+                    out_keys.push(k);
+                    out_values.push(v);
+                    weights.push(w);
+                }
+            }
+        }
+        let rows = weights.len();
+        let mut columns: Vec<ArrayRef> = if self.is_global() || rows == 0 {
+            if self.is_global() {
+                Vec::new()
+            } else {
+                self.schema
+                    .fields()
+                    .iter()
+                    .take(self.groups.len())
+                    .map(|f| datafusion::arrow::array::new_empty_array(f.data_type()))
+                    .collect()
+            }
+        } else {
+            let parser = self.group_format.parser();
+            self.group_format.convert_rows(out_keys.iter().map(|k| parser.parse(k)))?
+        };
+        for a in 0..self.aggs.len() {
+            let values: Vec<ScalarValue> = out_values.iter().map(|v| v[a].clone()).collect();
+            let array = if values.is_empty() {
+                datafusion::arrow::array::new_empty_array(&self.aggs[a].output_type)
+            } else {
+                ScalarValue::iter_to_array(values)?
+            };
+            columns.push(array);
+        }
+        for k in emptied {
+            if let Some(g) = self.state.remove(&k) {
+                let held: usize = g.accs.iter().map(|a| if let Acc::Values(m) = a { m.len() } else { 0 }).sum();
+                self.bytes = self.bytes.saturating_sub(k.len() + 64 + 32 * self.aggs.len() + held * 40);
+            }
+        }
+        let data = conform(&self.schema, columns, rows)?;
+        Ok(Some(ChangeBatch { data, weights, mode: ApplyMode::Delta }))
+    }
+
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn inputs(&self, out: &mut Vec<u64>) {
+        self.input.inputs(out)
+    }
+
+    fn explain(&self, depth: usize, out: &mut Vec<String>) {
+        let groups: Vec<String> = self.groups.iter().map(|g| g.to_string()).collect();
+        let aggs: Vec<String> = self.aggs.iter().map(|a| format!("{} [{:?}]", a.function.name(), a.kind)).collect();
+        out.push(format!(
+            "{}Aggregate group by [{}] compute [{}] (state: {} groups, {} bytes)",
+            indent(depth),
+            groups.join(", "),
+            aggs.join(", "),
+            self.state.len(),
+            self.bytes
+        ));
+        self.input.explain(depth + 1, out);
+    }
+
+    fn state_bytes(&self) -> usize {
+        self.bytes + self.input.state_bytes()
+    }
+}
+
+fn out_of_range(message: &str) -> Error {
+    Error::DataException { sqlstate: "22003", message: message.to_string() }
+}

@@ -1,0 +1,261 @@
+//! From DataFusion's optimized `LogicalPlan` to a tree of incremental operators.
+//!
+//! DataFusion does the SQL work — name resolution, type coercion, view inlining, subquery
+//! decorrelation (IN/EXISTS become semi/anti joins), DISTINCT and set operations rewritten
+//! as aggregates and joins — and this module maps the resulting nodes one to one. What has no
+//! incremental form here is refused with SQLSTATE 0A000 naming the construct, before the view
+//! exists: never a silently wrong view.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{new_empty_array, ArrayRef, RecordBatch, RecordBatchOptions};
+use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
+use datafusion::catalog::default_table_source::source_as_provider;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::common::{DFSchema, JoinType, NullEquality};
+use datafusion::execution::context::ExecutionProps;
+use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
+use datafusion::logical_expr::{Distinct, Expr, LogicalPlan, Volatility};
+use datafusion::physical_expr::aggregate::LoweredAggregateBuilder;
+use datafusion::physical_expr::{create_physical_expr, PhysicalExpr};
+use datafusion::scalar::ScalarValue;
+
+use super::aggregate::{AggKind, AggSpec, Aggregate};
+use super::join::{Join, Side};
+use super::operator::{nullable, Constant, Filter, Operator, Project, Scan, Union};
+use crate::error::{Error, Result};
+use crate::sql::provider::LocalTable;
+use crate::state::TableState;
+
+fn refuse(what: impl Into<String>) -> Error {
+    Error::FeatureNotSupported(format!("{} in a materialized view", what.into()))
+}
+
+/// Refuses plans whose result depends on something other than their inputs' rows: functions
+/// that are not immutable (`now()`, `random()`), window functions, parameters. Checked on the
+/// analyzed plan, before the optimizer folds `now()` into a constant.
+pub fn check_maintainable(plan: &LogicalPlan) -> Result<()> {
+    let mut problem: Option<Error> = None;
+    plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::Window(_) = node {
+            problem = Some(refuse("window functions (OVER)"));
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        for expr in node.expressions() {
+            expr.apply(|e| {
+                match e {
+                    Expr::ScalarFunction(f) if f.func.signature().volatility != Volatility::Immutable => {
+                        problem = Some(refuse(format!(
+                            "{}() (its result changes over time or between calls, so the view would go stale)",
+                            f.func.name()
+                        )));
+                    }
+                    Expr::WindowFunction(_) => problem = Some(refuse("window functions (OVER)")),
+                    Expr::Placeholder(p) => problem = Some(refuse(format!("parameter {}", p.id))),
+                    _ => return Ok(TreeNodeRecursion::Continue),
+                }
+                Ok(TreeNodeRecursion::Stop)
+            })?;
+            if problem.is_some() {
+                return Ok(TreeNodeRecursion::Stop);
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })?;
+    problem.map_or(Ok(()), Err)
+}
+
+/// A compiled view: its operator tree and the stored relations (tables, views) it reads.
+pub type Compiled = (Box<dyn Operator>, Vec<Arc<TableState>>);
+
+/// The operator tree for `plan` and the stored relations it reads.
+pub fn compile(plan: &LogicalPlan) -> Result<Compiled> {
+    let mut tables = Vec::new();
+    let root = node(plan, &mut tables)?;
+    tables.sort_by_key(|t: &Arc<TableState>| t.id());
+    tables.dedup_by_key(|t| t.id());
+    Ok((root, tables))
+}
+
+fn physical(expr: &Expr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr>> {
+    Ok(create_physical_expr(expr, schema, &ExecutionProps::new(), &PhysicalPlanningContext::default())?)
+}
+
+fn arrow_schema(plan: &LogicalPlan) -> SchemaRef {
+    nullable(plan.schema().as_arrow())
+}
+
+fn node(plan: &LogicalPlan, tables: &mut Vec<Arc<TableState>>) -> Result<Box<dyn Operator>> {
+    Ok(match plan {
+        LogicalPlan::TableScan(scan) => {
+            if scan.fetch.is_some() {
+                return Err(refuse("LIMIT"));
+            }
+            let provider = source_as_provider(&scan.source)?;
+            let Some(local) = provider.downcast_ref::<LocalTable>() else {
+                return Err(refuse(format!("reading the system table {}", scan.table_name)));
+            };
+            let state = local.state().clone();
+            let name = scan.table_name.to_string();
+            let table = state.id();
+            tables.push(state);
+            // Pushed-down filters are inexact, so DataFusion keeps them in a Filter above.
+            Box::new(Scan { table, name, projection: scan.projection.clone(), schema: arrow_schema(plan) })
+        }
+        LogicalPlan::Projection(p) => {
+            let input = node(&p.input, tables)?;
+            let exprs = p.expr.iter().map(|e| physical(e, p.input.schema())).collect::<Result<Vec<_>>>()?;
+            Box::new(Project { input, exprs, schema: arrow_schema(plan) })
+        }
+        LogicalPlan::Filter(f) => {
+            let input = node(&f.input, tables)?;
+            Box::new(Filter { input, predicate: physical(&f.predicate, f.input.schema())? })
+        }
+        LogicalPlan::SubqueryAlias(s) => node(&s.input, tables)?,
+        LogicalPlan::Sort(s) if s.fetch.is_none() => node(&s.input, tables)?,
+        LogicalPlan::Sort(_) => return Err(refuse("ORDER BY ... LIMIT (top-k)")),
+        LogicalPlan::Limit(_) => return Err(refuse("LIMIT/OFFSET")),
+        LogicalPlan::Union(u) => {
+            let inputs = u.inputs.iter().map(|i| node(i, tables)).collect::<Result<Vec<_>>>()?;
+            Box::new(Union { inputs, schema: arrow_schema(plan) })
+        }
+        LogicalPlan::Distinct(Distinct::All(input)) => {
+            let schema = arrow_schema(plan);
+            let groups = (0..input.schema().fields().len())
+                .map(|i| physical(&Expr::Column(input.schema().columns()[i].clone()), input.schema()))
+                .collect::<Result<Vec<_>>>()?;
+            let input = node(input, tables)?;
+            Box::new(Aggregate::new(input, groups, Vec::new(), schema)?)
+        }
+        LogicalPlan::Distinct(Distinct::On(_)) => return Err(refuse("DISTINCT ON")),
+        LogicalPlan::Aggregate(a) => {
+            let in_schema = a.input.schema();
+            let in_arrow: Schema = in_schema.as_arrow().clone();
+            let mut groups = Vec::new();
+            for g in &a.group_expr {
+                if matches!(g, Expr::GroupingSet(_)) {
+                    return Err(refuse("GROUPING SETS / ROLLUP / CUBE"));
+                }
+                groups.push(physical(g, in_schema)?);
+            }
+            let mut aggs = Vec::new();
+            for e in &a.aggr_expr {
+                let e = match e {
+                    Expr::Alias(a) => a.expr.as_ref(),
+                    e => e,
+                };
+                let props = ExecutionProps::new();
+                let context = PhysicalPlanningContext::default();
+                let lowered = LoweredAggregateBuilder::new(e, in_schema, &in_arrow, &props, &context).build()?;
+                let (function, filter, order_by) = (lowered.aggregate, lowered.filter, lowered.order_bys);
+                let arg_types = function
+                    .expressions()
+                    .iter()
+                    .map(|x| x.data_type(&in_arrow))
+                    .collect::<std::result::Result<Vec<_>, _>>()?;
+                let kind = aggregate_kind(function.fun().name(), function.is_distinct(), &arg_types);
+                if !order_by.is_empty() {
+                    let first = function.expressions().first().map(|x| x.to_string());
+                    let sorted_by_first = order_by.len() == 1
+                        && !order_by[0].options.descending
+                        && Some(order_by[0].expr.to_string()) == first;
+                    if kind != AggKind::Generic || !sorted_by_first {
+                        return Err(refuse(format!(
+                            "{}(... ORDER BY ...) other than ascending by its first argument",
+                            function.fun().name()
+                        )));
+                    }
+                }
+                aggs.push(AggSpec::new(kind, function, filter, &arg_types)?);
+            }
+            let input = node(&a.input, tables)?;
+            Box::new(Aggregate::new(input, groups, aggs, arrow_schema(plan))?)
+        }
+        LogicalPlan::Join(j) => {
+            if j.null_aware {
+                return Err(refuse("NOT IN (subquery) (use NOT EXISTS, which a view can maintain)"));
+            }
+            if matches!(j.join_type, JoinType::LeftMark | JoinType::RightMark) {
+                return Err(refuse("EXISTS/IN subqueries under OR"));
+            }
+            let pair = j.left.schema().join(j.right.schema())?;
+            let left_keys = j.on.iter().map(|(l, _)| physical(l, j.left.schema())).collect::<Result<Vec<_>>>()?;
+            let right_keys = j.on.iter().map(|(_, r)| physical(r, j.right.schema())).collect::<Result<Vec<_>>>()?;
+            let filter = j.filter.as_ref().map(|f| physical(f, &pair)).transpose()?;
+            let left = Side::new(node(&j.left, tables)?, left_keys)?;
+            let right = Side::new(node(&j.right, tables)?, right_keys)?;
+            let nulls_equal = j.null_equality == NullEquality::NullEqualsNull;
+            Box::new(Join::new(
+                left,
+                right,
+                j.join_type,
+                filter,
+                nulls_equal,
+                nullable(pair.as_arrow()),
+                arrow_schema(plan),
+            )?)
+        }
+        LogicalPlan::EmptyRelation(e) => {
+            let schema = arrow_schema(plan);
+            let rows = if e.produce_one_row {
+                let columns: Vec<ArrayRef> = schema.fields().iter().map(|f| new_empty_array(f.data_type())).collect();
+                let options = RecordBatchOptions::new().with_row_count(Some(1));
+                Some(RecordBatch::try_new_with_options(schema.clone(), columns, &options)?)
+            } else {
+                None
+            };
+            Box::new(Constant { rows, schema })
+        }
+        LogicalPlan::Values(v) => {
+            let schema = arrow_schema(plan);
+            let mut columns = Vec::new();
+            for (c, field) in schema.fields().iter().enumerate() {
+                let mut values = Vec::new();
+                for row in &v.values {
+                    match &row[c] {
+                        Expr::Literal(value, _) => values.push(value.clone()),
+                        other => return Err(refuse(format!("VALUES entry {other} that is not a constant"))),
+                    }
+                }
+                let array = ScalarValue::iter_to_array(values)?;
+                columns.push(if array.data_type() == field.data_type() {
+                    array
+                } else {
+                    datafusion::arrow::compute::cast(&array, field.data_type())?
+                });
+            }
+            let rows = Some(RecordBatch::try_new(schema.clone(), columns)?);
+            Box::new(Constant { rows, schema })
+        }
+        LogicalPlan::Window(_) => return Err(refuse("window functions (OVER)")),
+        LogicalPlan::RecursiveQuery(_) => return Err(refuse("WITH RECURSIVE")),
+        LogicalPlan::Unnest(_) => return Err(refuse("UNNEST")),
+        other => return Err(refuse(format!("{} plans", node_name(other)))),
+    })
+}
+
+fn node_name(plan: &LogicalPlan) -> String {
+    let text = plan.display().to_string();
+    text.split(':').next().unwrap_or("this").to_string()
+}
+
+/// How an aggregate function is maintained (see `aggregate`).
+fn aggregate_kind(name: &str, distinct: bool, arg_types: &[DataType]) -> AggKind {
+    let scale = |t: Option<&DataType>| match t {
+        Some(DataType::Float16 | DataType::Float32 | DataType::Float64) => Some(None),
+        Some(t) if t.is_integer() => Some(Some(0)),
+        Some(DataType::Decimal128(_, s)) => Some(Some(*s)),
+        _ => None,
+    };
+    match (name, distinct) {
+        ("count", false) => AggKind::Count,
+        ("count", true) if arg_types.len() == 1 => AggKind::CountDistinct,
+        ("sum", false) => scale(arg_types.first()).map_or(AggKind::Generic, AggKind::Sum),
+        ("avg" | "mean", false) => scale(arg_types.first()).map_or(AggKind::Generic, AggKind::Avg),
+        ("min", _) => AggKind::Min,
+        ("max", _) => AggKind::Max,
+        ("bool_and", _) => AggKind::BoolAnd,
+        ("bool_or", _) => AggKind::BoolOr,
+        _ => AggKind::Generic,
+    }
+}

@@ -1,0 +1,272 @@
+//! The running views and the commit path every write takes.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use datafusion::logical_expr::LogicalPlan;
+
+use super::compile::compile;
+use super::operator::{conform, Deltas, Operator};
+use super::{ApplyMode, ChangeBatch};
+use crate::error::{Error, Result};
+use crate::state::table::{PinnedRows, Planned};
+use crate::state::{StateStore, TableState, WriteBatch};
+
+/// What EXPLAIN MATERIALIZED VIEW and `hw_catalog.materialized_views` report about a view.
+#[derive(Debug, Clone)]
+pub struct ViewInfo {
+    pub name: String,
+    /// The operator tree, one line per node.
+    pub dataflow: Vec<String>,
+    /// Bytes held by the operators (join indexes, groups, multisets).
+    pub state_bytes: usize,
+    /// Rows of the view's result.
+    pub rows: i64,
+    /// Bytes held by the result rows.
+    pub result_bytes: usize,
+}
+
+struct View {
+    id: u64,
+    name: String,
+    /// DataFusion's optimized plan, kept to rebuild the operators if a commit fails halfway.
+    plan: LogicalPlan,
+    root: Box<dyn Operator>,
+    inputs: Vec<Arc<TableState>>,
+    input_ids: HashSet<u64>,
+    output: Arc<TableState>,
+}
+
+/// A view being created: the commits that happen while its initial contents are computed
+/// are queued for it, then replayed (so creating a view never blocks writers or misses a
+/// change).
+struct Pending {
+    id: u64,
+    input_ids: HashSet<u64>,
+    queue: Vec<Deltas>,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// In creation order, which is a topological order (a view only reads older objects).
+    views: Vec<View>,
+    pending: Vec<Pending>,
+}
+
+/// Serialises commits, maintains the views, and publishes each commit atomically.
+pub struct Dataflow {
+    store: Arc<dyn StateStore>,
+    inner: Mutex<Inner>,
+    /// Held for writing while a commit changes tables in memory; queries hold it for reading
+    /// while they pin the tables they read.
+    publish: RwLock<()>,
+}
+
+impl Dataflow {
+    /// A dataflow with no views, writing to `store`.
+    pub fn new(store: Arc<dyn StateStore>) -> Self {
+        Dataflow { store, inner: Mutex::new(Inner::default()), publish: RwLock::new(()) }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The current rows of `tables`, all as of the same commit.
+    pub fn pin(&self, tables: &[Arc<TableState>]) -> HashMap<u64, PinnedRows> {
+        let _published = self.publish.read().unwrap_or_else(|p| p.into_inner());
+        tables.iter().map(|t| (t.id(), t.pin())).collect()
+    }
+
+    /// Applies the changes of one statement or one upstream transaction to tables, and what
+    /// follows from them to every view, atomically: the store gets one batch (with `extra`,
+    /// e.g. a source's binlog offset), then every table and view changes in memory at once.
+    /// On error nothing changes.
+    pub fn commit(&self, changes: &[(&TableState, &ChangeBatch)], mut extra: WriteBatch) -> Result<()> {
+        let mut inner = self.lock();
+        let readers: HashSet<u64> = inner
+            .views
+            .iter()
+            .flat_map(|v| v.input_ids.iter())
+            .chain(inner.pending.iter().flat_map(|p| p.input_ids.iter()))
+            .copied()
+            .collect();
+        let mut planned: Vec<(&TableState, Planned)> = Vec::with_capacity(changes.len());
+        let mut deltas: Deltas = HashMap::new();
+        for (table, change) in changes {
+            if change.is_empty() {
+                continue;
+            }
+            let p = table.plan_change(change)?;
+            if readers.contains(&table.id()) {
+                let d = table.delta_of(&p)?;
+                if !d.is_empty() {
+                    deltas.insert(table.id(), d);
+                }
+            }
+            table.write_planned(&p, &mut extra);
+            planned.push((*table, p));
+        }
+        let mut outputs: Vec<(Arc<TableState>, Planned)> = Vec::new();
+        let mut stepped: Vec<usize> = Vec::new();
+        let mut failure = None;
+        for (i, view) in inner.views.iter_mut().enumerate() {
+            if !view.input_ids.iter().any(|id| deltas.contains_key(id)) {
+                continue;
+            }
+            stepped.push(i);
+            match step_view(view, &deltas) {
+                Ok(Some((delta, p))) => {
+                    deltas.insert(view.id, delta);
+                    outputs.push((view.output.clone(), p));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    failure = Some(Error::view_failed(&view.name, e));
+                    break;
+                }
+            }
+        }
+        if failure.is_none() && !extra.is_empty() {
+            failure = self.store.apply(extra).err();
+        }
+        if let Some(e) = failure {
+            for i in stepped {
+                rebuild(&mut inner.views[i]);
+            }
+            return Err(e);
+        }
+        for pending in inner.pending.iter_mut() {
+            let mine: Deltas =
+                deltas.iter().filter(|(id, _)| pending.input_ids.contains(id)).map(|(k, v)| (*k, v.clone())).collect();
+            if !mine.is_empty() {
+                pending.queue.push(mine);
+            }
+        }
+        let _published = self.publish.write().unwrap_or_else(|p| p.into_inner());
+        for (table, p) in planned {
+            table.apply_planned(p);
+        }
+        for (table, p) in outputs {
+            table.apply_planned(p);
+        }
+        Ok(())
+    }
+
+    /// Compiles `plan` into operators, fills `output` from the current contents of the inputs,
+    /// and maintains it from then on. Writers keep going meanwhile: what they commit during
+    /// the initial computation is queued and replayed before the view goes live.
+    pub fn create_view(&self, id: u64, name: &str, plan: LogicalPlan, output: Arc<TableState>) -> Result<()> {
+        let (mut root, inputs) = compile(&plan)?;
+        let input_ids: HashSet<u64> = inputs.iter().map(|t| t.id()).collect();
+        let pins = {
+            let mut inner = self.lock();
+            inner.pending.push(Pending { id, input_ids: input_ids.clone(), queue: Vec::new() });
+            self.pin(&inputs)
+        };
+        let initial = initial_deltas(&inputs, &pins);
+        let result = initial.and_then(|init| fill(&mut root, &init, &output));
+        let mut inner = self.lock();
+        let slot = inner.pending.iter().position(|p| p.id == id).expect("registered above");
+        let pending = inner.pending.remove(slot);
+        result.map_err(|e| Error::view_failed(name, e))?;
+        for deltas in pending.queue {
+            fill(&mut root, &deltas, &output).map_err(|e| Error::view_failed(name, e))?;
+        }
+        inner.views.push(View { id, name: name.to_string(), plan, root, inputs, input_ids, output });
+        Ok(())
+    }
+
+    /// Stops maintaining a view (DROP).
+    pub fn drop_view(&self, id: u64) {
+        self.lock().views.retain(|v| v.id != id);
+    }
+
+    /// The dataflow and state sizes of a view.
+    pub fn view_info(&self, id: u64) -> Option<ViewInfo> {
+        let inner = self.lock();
+        let view = inner.views.iter().find(|v| v.id == id)?;
+        let mut dataflow = Vec::new();
+        view.root.explain(0, &mut dataflow);
+        Some(ViewInfo {
+            name: view.name.clone(),
+            dataflow,
+            state_bytes: view.root.state_bytes(),
+            rows: view.output.row_count(),
+            result_bytes: view.output.memory_bytes(),
+        })
+    }
+
+    /// Every running view, in creation order.
+    pub fn views(&self) -> Vec<ViewInfo> {
+        let ids: Vec<u64> = self.lock().views.iter().map(|v| v.id).collect();
+        ids.into_iter().filter_map(|id| self.view_info(id)).collect()
+    }
+}
+
+/// Runs one view's operators on a commit's deltas and plans the change to its result.
+fn step_view(view: &mut View, deltas: &Deltas) -> Result<Option<(ChangeBatch, Planned)>> {
+    let Some(out) = guarded_step(&mut view.root, deltas)? else { return Ok(None) };
+    if out.is_empty() {
+        return Ok(None);
+    }
+    let out = as_output(&view.output, out)?;
+    let planned = view.output.plan_change(&out)?;
+    Ok(Some((out, planned)))
+}
+
+/// [`Operator::step`], with a panic inside an operator (or a DataFusion kernel it calls)
+/// turned into an error: the commit fails and the view is rebuilt, the server keeps serving.
+fn guarded_step(root: &mut Box<dyn Operator>, deltas: &Deltas) -> Result<Option<ChangeBatch>> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| root.step(deltas))).unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        Err(Error::Internal(format!("operator panicked: {what}")))
+    })
+}
+
+/// The root's delta with the result table's schema (names and nullability of the view).
+fn as_output(output: &TableState, out: ChangeBatch) -> Result<ChangeBatch> {
+    let data = conform(&output.schema(), out.data.columns().to_vec(), out.len())?;
+    Ok(ChangeBatch { data, weights: out.weights, mode: ApplyMode::Delta })
+}
+
+/// Steps `root` and applies its output to the (not yet visible) `output`.
+fn fill(root: &mut Box<dyn Operator>, deltas: &Deltas, output: &TableState) -> Result<()> {
+    if let Some(out) = guarded_step(root, deltas)? {
+        if !out.is_empty() {
+            let out = as_output(output, out)?;
+            output.apply_planned(output.plan_change(&out)?);
+        }
+    }
+    Ok(())
+}
+
+/// Every input's rows as one insert-only delta.
+fn initial_deltas(inputs: &[Arc<TableState>], pins: &HashMap<u64, PinnedRows>) -> Result<Deltas> {
+    let mut deltas = HashMap::new();
+    for t in inputs {
+        let rows = t.snapshot_of(&pins[&t.id()])?;
+        deltas.insert(t.id(), ChangeBatch::uniform(rows, 1));
+    }
+    Ok(deltas)
+}
+
+/// After a failed commit, recompiles a view's operators from its inputs, which the failed
+/// commit did not change (its result did not change either).
+fn rebuild(view: &mut View) {
+    let attempt = || -> Result<Box<dyn Operator>> {
+        let (mut root, _) = compile(&view.plan)?;
+        let pins = view.inputs.iter().map(|t| (t.id(), t.pin())).collect();
+        let init = initial_deltas(&view.inputs, &pins)?;
+        guarded_step(&mut root, &init)?;
+        Ok(root)
+    };
+    match attempt() {
+        Ok(root) => view.root = root,
+        Err(e) => tracing::error!(view = %view.name, error = %e, "cannot rebuild view after a failed commit"),
+    }
+}

@@ -1,0 +1,413 @@
+//! Equi-joins (inner, left, right, full, semi, anti) with residual predicates.
+//!
+//! State: each side keeps an index of its rows by join key — one ordered map whose keys are
+//! `join key ++ row`, both in Arrow's row format (prefix-free, so all rows of a key are one
+//! range), with the row's multiplicity as value. Rows whose key contains NULL never match and
+//! are not stored (unless the join treats NULLs as equal).
+//!
+//! Delta rule, applied left then right so that each pair is counted once:
+//!
+//! ```text
+//! Δ(L ⋈ R) = ΔL ⋈ R_old  +  L_new ⋈ ΔR
+//! ```
+//!
+//! The rows an outer join preserves (and what semi/anti joins keep) depend on whether a row
+//! has any partner, which a delta can flip for rows it does not contain. For every key K the
+//! commit touches, the operator computes that part from the state before and after:
+//! `Δ = unmatched_new(K) − unmatched_old(K)` (matched, for semi joins), consolidated so that
+//! rows whose status did not change cancel. Rows with a NULL key are never matched, so their
+//! part is linear: their own delta, NULL-extended.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{new_null_array, Array, ArrayRef, BooleanArray, UInt32Array};
+use datafusion::arrow::compute::{cast, concat_batches, take};
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::row::{RowConverter, Rows, SortField};
+use datafusion::common::JoinType;
+use datafusion::physical_expr::PhysicalExpr;
+
+use super::operator::{conform, evaluate, indent, Deltas, Operator};
+use super::{consolidate, ApplyMode, ChangeBatch};
+use crate::error::{Error, Result};
+
+/// One input of a join and its index.
+pub struct Side {
+    pub input: Box<dyn Operator>,
+    pub keys: Vec<Arc<dyn PhysicalExpr>>,
+    schema: SchemaRef,
+    rows: RowConverter,
+    index: BTreeMap<Vec<u8>, i64>,
+    bytes: usize,
+}
+
+impl Side {
+    /// A join input with its key expressions.
+    pub fn new(input: Box<dyn Operator>, keys: Vec<Arc<dyn PhysicalExpr>>) -> Result<Self> {
+        let schema = input.schema();
+        let rows = RowConverter::new(schema.fields().iter().map(|f| SortField::new(f.data_type().clone())).collect())?;
+        Ok(Side { input, keys, schema, rows, index: BTreeMap::new(), bytes: 0 })
+    }
+
+    /// The rows stored under `key`, with multiplicities.
+    fn matches<'a>(&'a self, key: &'a [u8]) -> impl Iterator<Item = (&'a [u8], i64)> + 'a {
+        self.index
+            .range(key.to_vec()..)
+            .take_while(move |(k, _)| k.starts_with(key))
+            .map(move |(k, w)| (&k[key.len()..], *w))
+    }
+
+    fn update(&mut self, change: &ChangeBatch, keys: &Keys) -> Result<()> {
+        let rows = self.rows.convert_columns(change.data.columns())?;
+        for (i, &w) in change.weights.iter().enumerate() {
+            if keys.null[i] {
+                continue;
+            }
+            let mut entry = keys.rows.row(i).data().to_vec();
+            entry.extend_from_slice(rows.row(i).data());
+            let len = entry.len();
+            match self.index.get_mut(&entry) {
+                Some(n) => {
+                    *n += w;
+                    if *n == 0 {
+                        self.index.remove(&entry);
+                        self.bytes -= len + 40;
+                    }
+                }
+                None => {
+                    self.index.insert(entry, w);
+                    self.bytes += len + 40;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn decode(&self, rows: &[&[u8]]) -> Result<Vec<ArrayRef>> {
+        let parser = self.rows.parser();
+        Ok(self.rows.convert_rows(rows.iter().map(|r| parser.parse(r)))?)
+    }
+}
+
+/// A change's join keys: encoded, and which rows have a NULL in theirs.
+struct Keys {
+    rows: Rows,
+    null: Vec<bool>,
+}
+
+/// An equi-join of two inputs.
+pub struct Join {
+    pub left: Side,
+    pub right: Side,
+    pub kind: JoinType,
+    /// Residual predicate over `left ++ right` columns.
+    pub filter: Option<Arc<dyn PhysicalExpr>>,
+    pub nulls_equal: bool,
+    key_format: RowConverter,
+    key_types: Vec<DataType>,
+    /// `left ++ right`, the row the filter and inner/outer outputs see.
+    pair_schema: SchemaRef,
+    schema: SchemaRef,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Which {
+    Left,
+    Right,
+}
+
+impl Join {
+    /// Builds the operator; `schema` is the output (per `kind`), `pair_schema` is left ++ right.
+    pub fn new(
+        left: Side,
+        right: Side,
+        kind: JoinType,
+        filter: Option<Arc<dyn PhysicalExpr>>,
+        nulls_equal: bool,
+        pair_schema: SchemaRef,
+        schema: SchemaRef,
+    ) -> Result<Self> {
+        let probe = RecordBatch::new_empty(left.schema.clone());
+        let key_types =
+            left.keys.iter().map(|k| Ok(evaluate(k, &probe)?.data_type().clone())).collect::<Result<Vec<_>>>()?;
+        let key_format = RowConverter::new(key_types.iter().map(|t| SortField::new(t.clone())).collect())?;
+        Ok(Join { left, right, kind, filter, nulls_equal, key_format, key_types, pair_schema, schema })
+    }
+
+    fn side(&self, w: Which) -> &Side {
+        match w {
+            Which::Left => &self.left,
+            Which::Right => &self.right,
+        }
+    }
+
+    fn keys(&self, w: Which, change: &ChangeBatch) -> Result<Keys> {
+        let side = self.side(w);
+        let mut arrays = Vec::with_capacity(side.keys.len());
+        for (k, t) in side.keys.iter().zip(&self.key_types) {
+            let a = evaluate(k, &change.data)?;
+            arrays.push(if a.data_type() == t { a } else { cast(&a, t)? });
+        }
+        let null = (0..change.len()).map(|i| !self.nulls_equal && arrays.iter().any(|a| a.is_null(i))).collect();
+        Ok(Keys { rows: self.key_format.convert_columns(&arrays)?, null })
+    }
+
+    fn inner_like(&self) -> bool {
+        matches!(self.kind, JoinType::Inner | JoinType::Left | JoinType::Right | JoinType::Full)
+    }
+
+    /// Sides whose rows appear without a partner (outer, anti) or only with one (semi), and
+    /// whether the kept rows are the matched ones.
+    fn preserved(&self) -> Vec<(Which, bool)> {
+        match self.kind {
+            JoinType::Left | JoinType::LeftAnti => vec![(Which::Left, false)],
+            JoinType::Right | JoinType::RightAnti => vec![(Which::Right, false)],
+            JoinType::Full => vec![(Which::Left, false), (Which::Right, false)],
+            JoinType::LeftSemi => vec![(Which::Left, true)],
+            JoinType::RightSemi => vec![(Which::Right, true)],
+            _ => vec![],
+        }
+    }
+
+    /// `left ++ right` rows, filtered by the residual predicate; the mask says which pairs
+    /// pass.
+    fn pairs(
+        &self,
+        left: Vec<ArrayRef>,
+        right: Vec<ArrayRef>,
+        rows: usize,
+    ) -> Result<(RecordBatch, Option<BooleanArray>)> {
+        let mut columns = left;
+        columns.extend(right);
+        let batch = conform(&self.pair_schema, columns, rows)?;
+        let mask = match &self.filter {
+            Some(f) => {
+                let m = evaluate(f, &batch)?;
+                Some(
+                    m.as_any()
+                        .downcast_ref::<BooleanArray>()
+                        .ok_or_else(|| Error::Internal("join filter is not boolean".into()))?
+                        .clone(),
+                )
+            }
+            None => None,
+        };
+        Ok((batch, mask))
+    }
+
+    /// Δ of one side joined with the other side's current index.
+    fn join_delta(&self, w: Which, change: &ChangeBatch, keys: &Keys) -> Result<Option<ChangeBatch>> {
+        let other = self.side(if w == Which::Left { Which::Right } else { Which::Left });
+        let mut idx: Vec<u32> = Vec::new();
+        let mut partners: Vec<&[u8]> = Vec::new();
+        let mut weights: Vec<i64> = Vec::new();
+        for (i, &wt) in change.weights.iter().enumerate() {
+            if keys.null[i] {
+                continue;
+            }
+            for (row, n) in other.matches(keys.rows.row(i).data()) {
+                idx.push(i as u32);
+                partners.push(row);
+                weights.push(wt * n);
+            }
+        }
+        if idx.is_empty() {
+            return Ok(None);
+        }
+        let indices = UInt32Array::from(idx);
+        let mine = change
+            .data
+            .columns()
+            .iter()
+            .map(|c| take(c, &indices, None))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let theirs = other.decode(&partners)?;
+        let rows = weights.len();
+        let (batch, mask) =
+            if w == Which::Left { self.pairs(mine, theirs, rows)? } else { self.pairs(theirs, mine, rows)? };
+        let change = ChangeBatch { data: batch, weights, mode: ApplyMode::Delta };
+        Ok(Some(match mask {
+            Some(m) => super::operator::filter_change(&change, &m)?,
+            None => change,
+        }))
+    }
+
+    /// The preserved (or semi-kept) rows under `keys`, as output rows with weight `sign`.
+    fn preserved_part(&self, keys: &BTreeSet<Vec<u8>>, sign: i64) -> Result<Vec<ChangeBatch>> {
+        let mut out = Vec::new();
+        for (w, want_matched) in self.preserved() {
+            let (mine, other) = match w {
+                Which::Left => (&self.left, &self.right),
+                Which::Right => (&self.right, &self.left),
+            };
+            let mut kept: Vec<&[u8]> = Vec::new();
+            let mut weights: Vec<i64> = Vec::new();
+            for key in keys {
+                let rows: Vec<(&[u8], i64)> = mine.matches(key).collect();
+                if rows.is_empty() {
+                    continue;
+                }
+                let partners: Vec<&[u8]> = other.matches(key).map(|(r, _)| r).collect();
+                let matched: Vec<bool> = if partners.is_empty() {
+                    vec![false; rows.len()]
+                } else if self.filter.is_none() {
+                    vec![true; rows.len()]
+                } else {
+                    self.any_partner(w, &rows, &partners)?
+                };
+                for ((row, n), m) in rows.into_iter().zip(matched) {
+                    if m == want_matched {
+                        kept.push(row);
+                        weights.push(n * sign);
+                    }
+                }
+            }
+            if kept.is_empty() {
+                continue;
+            }
+            let columns = mine.decode(&kept)?;
+            out.push(self.output_alone(w, columns, weights)?);
+        }
+        Ok(out)
+    }
+
+    /// For each row of side `w` (all under one key), whether some partner passes the filter.
+    fn any_partner(&self, w: Which, rows: &[(&[u8], i64)], partners: &[&[u8]]) -> Result<Vec<bool>> {
+        let (mine, other) = match w {
+            Which::Left => (&self.left, &self.right),
+            Which::Right => (&self.right, &self.left),
+        };
+        let mut mine_rows = Vec::with_capacity(rows.len() * partners.len());
+        let mut other_rows = Vec::with_capacity(rows.len() * partners.len());
+        for (r, _) in rows {
+            for p in partners {
+                mine_rows.push(*r);
+                other_rows.push(*p);
+            }
+        }
+        let a = mine.decode(&mine_rows)?;
+        let b = other.decode(&other_rows)?;
+        let n = mine_rows.len();
+        let (_, mask) = if w == Which::Left { self.pairs(a, b, n)? } else { self.pairs(b, a, n)? };
+        let mask = mask.expect("called with a filter");
+        Ok((0..rows.len())
+            .map(|i| {
+                (0..partners.len()).any(|j| {
+                    let k = i * partners.len() + j;
+                    mask.is_valid(k) && mask.value(k)
+                })
+            })
+            .collect())
+    }
+
+    /// Output rows for rows of side `w` without partner columns: NULL-extended for outer
+    /// joins, as they are for semi/anti joins.
+    fn output_alone(&self, w: Which, columns: Vec<ArrayRef>, weights: Vec<i64>) -> Result<ChangeBatch> {
+        let rows = weights.len();
+        let data = if self.inner_like() {
+            let nulls = |s: &Side| s.schema.fields().iter().map(|f| new_null_array(f.data_type(), rows)).collect();
+            match w {
+                Which::Left => conform(&self.schema, [columns, nulls(&self.right)].concat(), rows)?,
+                Which::Right => conform(&self.schema, [nulls(&self.left), columns].concat(), rows)?,
+            }
+        } else {
+            conform(&self.schema, columns, rows)?
+        };
+        Ok(ChangeBatch { data, weights, mode: ApplyMode::Delta })
+    }
+
+    /// Rows of a delta whose key is NULL: never matched, so preserved sides emit them as they
+    /// are (NULL-extended).
+    fn null_key_part(&self, w: Which, change: &ChangeBatch, keys: &Keys) -> Result<Option<ChangeBatch>> {
+        if !self.preserved().iter().any(|(p, matched)| *p == w && !matched) || !keys.null.contains(&true) {
+            return Ok(None);
+        }
+        let idx: Vec<u32> = (0..change.len()).filter(|&i| keys.null[i]).map(|i| i as u32).collect();
+        let indices = UInt32Array::from(idx.clone());
+        let columns = change
+            .data
+            .columns()
+            .iter()
+            .map(|c| take(c, &indices, None))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let weights = idx.iter().map(|&i| change.weights[i as usize]).collect();
+        Ok(Some(self.output_alone(w, columns, weights)?))
+    }
+}
+
+impl Operator for Join {
+    fn step(&mut self, inputs: &Deltas) -> Result<Option<ChangeBatch>> {
+        let dl = self.left.input.step(inputs)?;
+        let dr = self.right.input.step(inputs)?;
+        if dl.is_none() && dr.is_none() {
+            return Ok(None);
+        }
+        let kl = dl.as_ref().map(|d| self.keys(Which::Left, d)).transpose()?;
+        let kr = dr.as_ref().map(|d| self.keys(Which::Right, d)).transpose()?;
+        let mut touched: BTreeSet<Vec<u8>> = BTreeSet::new();
+        if !self.preserved().is_empty() {
+            for k in [&kl, &kr].into_iter().flatten() {
+                for (i, null) in k.null.iter().enumerate() {
+                    if !null {
+                        touched.insert(k.rows.row(i).data().to_vec());
+                    }
+                }
+            }
+        }
+        let mut parts: Vec<ChangeBatch> = self.preserved_part(&touched, -1)?;
+        if let (Some(d), Some(k)) = (&dl, &kl) {
+            if self.inner_like() {
+                parts.extend(self.join_delta(Which::Left, d, k)?);
+            }
+            parts.extend(self.null_key_part(Which::Left, d, k)?);
+            self.left.update(d, k)?;
+        }
+        if let (Some(d), Some(k)) = (&dr, &kr) {
+            if self.inner_like() {
+                parts.extend(self.join_delta(Which::Right, d, k)?);
+            }
+            parts.extend(self.null_key_part(Which::Right, d, k)?);
+            self.right.update(d, k)?;
+        }
+        parts.extend(self.preserved_part(&touched, 1)?);
+        if parts.is_empty() {
+            return Ok(Some(ChangeBatch::uniform(RecordBatch::new_empty(self.schema.clone()), 1)));
+        }
+        let batches: Vec<RecordBatch> = parts.iter().map(|p| p.data.clone()).collect();
+        let data = concat_batches(&self.schema, &batches)?;
+        let weights = parts.into_iter().flat_map(|p| p.weights).collect();
+        Ok(Some(consolidate(ChangeBatch { data, weights, mode: ApplyMode::Delta })?))
+    }
+
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn inputs(&self, out: &mut Vec<u64>) {
+        self.left.input.inputs(out);
+        self.right.input.inputs(out);
+    }
+
+    fn explain(&self, depth: usize, out: &mut Vec<String>) {
+        let on: Vec<String> = self.left.keys.iter().zip(&self.right.keys).map(|(l, r)| format!("{l} = {r}")).collect();
+        let filter = self.filter.as_ref().map(|f| format!(" filter {f}")).unwrap_or_default();
+        out.push(format!(
+            "{}{:?}Join on [{}]{} (state: left {} rows, right {} rows, {} bytes)",
+            indent(depth),
+            self.kind,
+            on.join(", "),
+            filter,
+            self.left.index.len(),
+            self.right.index.len(),
+            self.left.bytes + self.right.bytes
+        ));
+        self.left.input.explain(depth + 1, out);
+        self.right.input.explain(depth + 1, out);
+    }
+
+    fn state_bytes(&self) -> usize {
+        self.left.bytes + self.right.bytes + self.left.input.state_bytes() + self.right.input.state_bytes()
+    }
+}

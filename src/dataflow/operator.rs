@@ -1,0 +1,259 @@
+//! The operator interface and the stateless operators.
+//!
+//! An [`Operator`] turns the deltas of one commit into the delta of its output. Stateless
+//! operators are linear, so their delta rule is the operator itself:
+//!
+//! - [`Scan`]: Δout = the changed table's delta (projected), or nothing;
+//! - [`Project`]: Δ(π e) = π e (Δin), weights unchanged (a projection of a Z-set keeps
+//!   multiplicities, so two rows that become equal simply both stay);
+//! - [`Filter`]: Δ(σ p) = σ p (Δin) (NULL counts as false, like WHERE);
+//! - [`Union`]: Δ(A ⊎ B) = ΔA ⊎ ΔB (UNION ALL; UNION is a DISTINCT above it);
+//! - [`Constant`]: a VALUES list or a `SELECT` without FROM: its rows once, at creation.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, RecordBatchOptions};
+use datafusion::arrow::compute::{cast, concat_batches, filter_record_batch};
+use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::physical_expr::PhysicalExpr;
+
+use super::{ApplyMode, ChangeBatch};
+use crate::error::{Error, Result};
+
+/// The deltas of one commit, by table (or view) id.
+pub type Deltas = HashMap<u64, ChangeBatch>;
+
+/// One node of a view's dataflow.
+pub trait Operator: Send + Sync {
+    /// The output delta for this commit's input deltas (`None`: nothing changed). Stateful
+    /// operators update their state as they go.
+    fn step(&mut self, inputs: &Deltas) -> Result<Option<ChangeBatch>>;
+    /// The schema of the output rows (every field nullable: internal batches never rely on it).
+    fn schema(&self) -> SchemaRef;
+    /// The ids of the tables and views this subtree reads.
+    fn inputs(&self, out: &mut Vec<u64>);
+    /// One line per node, indented by depth (EXPLAIN MATERIALIZED VIEW).
+    fn explain(&self, depth: usize, out: &mut Vec<String>);
+    /// Bytes of state kept by this subtree (approximate, for reporting).
+    fn state_bytes(&self) -> usize;
+}
+
+/// `schema` with every field nullable.
+pub fn nullable(schema: &Schema) -> SchemaRef {
+    Arc::new(Schema::new(
+        schema.fields().iter().map(|f| Field::new(f.name(), f.data_type().clone(), true)).collect::<Vec<_>>(),
+    ))
+}
+
+/// Evaluates `expr` on `batch` into an array of `batch.num_rows()` values.
+pub fn evaluate(expr: &Arc<dyn PhysicalExpr>, batch: &RecordBatch) -> Result<ArrayRef> {
+    Ok(expr.evaluate(batch)?.into_array(batch.num_rows())?)
+}
+
+/// A batch of `schema` from `columns`, cast where a type differs (after coercions, a union
+/// input or an expression may produce a narrower type than the node declares).
+pub fn conform(schema: &SchemaRef, columns: Vec<ArrayRef>, rows: usize) -> Result<RecordBatch> {
+    let columns = columns
+        .into_iter()
+        .zip(schema.fields())
+        .map(|(c, f)| if c.data_type() == f.data_type() { Ok(c) } else { cast(&c, f.data_type()) })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let options = RecordBatchOptions::new().with_row_count(Some(rows));
+    Ok(RecordBatch::try_new_with_options(schema.clone(), columns, &options)?)
+}
+
+/// Keeps the rows where `mask` is true (NULL is false).
+pub fn filter_change(change: &ChangeBatch, mask: &BooleanArray) -> Result<ChangeBatch> {
+    let data = filter_record_batch(&change.data, mask)?;
+    let weights = change
+        .weights
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| mask.is_valid(*i) && mask.value(*i))
+        .map(|(_, w)| *w)
+        .collect();
+    Ok(ChangeBatch { data, weights, mode: ApplyMode::Delta })
+}
+
+fn pad(depth: usize) -> String {
+    "  ".repeat(depth)
+}
+
+/// Reads one table's (or view's) delta.
+pub struct Scan {
+    pub table: u64,
+    pub name: String,
+    pub projection: Option<Vec<usize>>,
+    pub schema: SchemaRef,
+}
+
+impl Operator for Scan {
+    fn step(&mut self, inputs: &Deltas) -> Result<Option<ChangeBatch>> {
+        let Some(change) = inputs.get(&self.table) else { return Ok(None) };
+        let columns = match &self.projection {
+            Some(p) => p.iter().map(|&i| change.data.column(i).clone()).collect(),
+            None => change.data.columns().to_vec(),
+        };
+        let data = conform(&self.schema, columns, change.len())?;
+        Ok(Some(ChangeBatch { data, weights: change.weights.clone(), mode: ApplyMode::Delta }))
+    }
+
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn inputs(&self, out: &mut Vec<u64>) {
+        out.push(self.table);
+    }
+
+    fn explain(&self, depth: usize, out: &mut Vec<String>) {
+        out.push(format!("{}Scan {} (changes of the stored relation)", pad(depth), self.name));
+    }
+
+    fn state_bytes(&self) -> usize {
+        0
+    }
+}
+
+/// Evaluates expressions row by row.
+pub struct Project {
+    pub input: Box<dyn Operator>,
+    pub exprs: Vec<Arc<dyn PhysicalExpr>>,
+    pub schema: SchemaRef,
+}
+
+impl Operator for Project {
+    fn step(&mut self, inputs: &Deltas) -> Result<Option<ChangeBatch>> {
+        let Some(change) = self.input.step(inputs)? else { return Ok(None) };
+        let columns = self.exprs.iter().map(|e| evaluate(e, &change.data)).collect::<Result<Vec<_>>>()?;
+        let data = conform(&self.schema, columns, change.len())?;
+        Ok(Some(ChangeBatch { data, weights: change.weights, mode: ApplyMode::Delta }))
+    }
+
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn inputs(&self, out: &mut Vec<u64>) {
+        self.input.inputs(out)
+    }
+
+    fn explain(&self, depth: usize, out: &mut Vec<String>) {
+        let exprs: Vec<String> = self.exprs.iter().map(|e| e.to_string()).collect();
+        out.push(format!("{}Project [{}]", pad(depth), exprs.join(", ")));
+        self.input.explain(depth + 1, out);
+    }
+
+    fn state_bytes(&self) -> usize {
+        self.input.state_bytes()
+    }
+}
+
+/// Keeps the rows a predicate accepts.
+pub struct Filter {
+    pub input: Box<dyn Operator>,
+    pub predicate: Arc<dyn PhysicalExpr>,
+}
+
+impl Operator for Filter {
+    fn step(&mut self, inputs: &Deltas) -> Result<Option<ChangeBatch>> {
+        let Some(change) = self.input.step(inputs)? else { return Ok(None) };
+        let mask = evaluate(&self.predicate, &change.data)?;
+        let mask = mask
+            .as_any()
+            .downcast_ref::<BooleanArray>()
+            .ok_or_else(|| Error::Internal(format!("filter {} is not boolean", self.predicate)))?;
+        Ok(Some(filter_change(&change, mask)?))
+    }
+
+    fn schema(&self) -> SchemaRef {
+        self.input.schema()
+    }
+
+    fn inputs(&self, out: &mut Vec<u64>) {
+        self.input.inputs(out)
+    }
+
+    fn explain(&self, depth: usize, out: &mut Vec<String>) {
+        out.push(format!("{}Filter {}", pad(depth), self.predicate));
+        self.input.explain(depth + 1, out);
+    }
+
+    fn state_bytes(&self) -> usize {
+        self.input.state_bytes()
+    }
+}
+
+/// UNION ALL of its inputs.
+pub struct Union {
+    pub inputs: Vec<Box<dyn Operator>>,
+    pub schema: SchemaRef,
+}
+
+impl Operator for Union {
+    fn step(&mut self, inputs: &Deltas) -> Result<Option<ChangeBatch>> {
+        let mut batches = Vec::new();
+        let mut weights = Vec::new();
+        for input in &mut self.inputs {
+            if let Some(c) = input.step(inputs)? {
+                batches.push(conform(&self.schema, c.data.columns().to_vec(), c.len())?);
+                weights.extend(c.weights);
+            }
+        }
+        if batches.is_empty() {
+            return Ok(None);
+        }
+        let data = concat_batches(&self.schema, &batches)?;
+        Ok(Some(ChangeBatch { data, weights, mode: ApplyMode::Delta }))
+    }
+
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn inputs(&self, out: &mut Vec<u64>) {
+        self.inputs.iter().for_each(|i| i.inputs(out))
+    }
+
+    fn explain(&self, depth: usize, out: &mut Vec<String>) {
+        out.push(format!("{}UnionAll", pad(depth)));
+        self.inputs.iter().for_each(|i| i.explain(depth + 1, out));
+    }
+
+    fn state_bytes(&self) -> usize {
+        self.inputs.iter().map(|i| i.state_bytes()).sum()
+    }
+}
+
+/// Rows that never change (VALUES, SELECT without FROM): emitted by the first step.
+pub struct Constant {
+    pub rows: Option<RecordBatch>,
+    pub schema: SchemaRef,
+}
+
+impl Operator for Constant {
+    fn step(&mut self, _inputs: &Deltas) -> Result<Option<ChangeBatch>> {
+        Ok(self.rows.take().map(|data| ChangeBatch::uniform(data, 1)))
+    }
+
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn inputs(&self, _out: &mut Vec<u64>) {}
+
+    fn explain(&self, depth: usize, out: &mut Vec<String>) {
+        out.push(format!("{}Constant", pad(depth)));
+    }
+
+    fn state_bytes(&self) -> usize {
+        0
+    }
+}
+
+/// Indentation for [`Operator::explain`] lines.
+pub fn indent(depth: usize) -> String {
+    pad(depth)
+}

@@ -1,0 +1,117 @@
+//! `CREATE MATERIALIZED VIEW` and `EXPLAIN MATERIALIZED VIEW`: the SQL side of
+//! [`crate::dataflow`].
+//!
+//! A materialized view is planned by DataFusion like any query (analyzed, then optimized),
+//! checked for what cannot be maintained, compiled into operators by
+//! [`crate::dataflow::compile`], filled from its inputs and registered with the
+//! [`Dataflow`](crate::dataflow::Dataflow). Its result is an in-memory [`TableState`] that
+//! queries read like a table; at start-up the view is recomputed from its (durable) inputs.
+
+use std::sync::Arc;
+
+use datafusion::common::Constraints;
+use datafusion::logical_expr::{DdlStatement, LogicalPlan};
+use datafusion::sql::sqlparser::ast::{CreateView, Statement};
+
+use super::ddl::{relation_name, relations_read};
+use super::parser::ObjectType;
+use super::provider::LocalTable;
+use super::result::QueryResult;
+use super::Session;
+use crate::catalog::{Namespace, Relation};
+use crate::dataflow::compile::check_maintainable;
+use crate::dataflow::operator::nullable;
+use crate::error::{Error, Result};
+use crate::state::TableState;
+
+const TAG: &str = "CREATE MATERIALIZED VIEW";
+
+/// `CREATE MATERIALIZED VIEW [IF NOT EXISTS] name [(columns)] AS query`.
+pub(super) async fn create_materialized_view(
+    s: &Session,
+    cv: &CreateView,
+    restore: Option<u64>,
+) -> Result<QueryResult> {
+    let name = relation_name(&cv.name)?;
+    let catalog = s.engine().catalog();
+    if let Some(existing) = catalog.get(Namespace::Relation, &name) {
+        if cv.if_not_exists && existing.object_type() == ObjectType::MaterializedView {
+            return Ok(QueryResult::command(TAG));
+        }
+        if cv.or_replace {
+            return Err(Error::FeatureNotSupported(
+                "CREATE OR REPLACE MATERIALIZED VIEW (DROP MATERIALIZED VIEW, then CREATE it again)".into(),
+            ));
+        }
+        return Err(Error::duplicate(existing.object_type().noun(), name));
+    }
+    let mut normalized = cv.clone();
+    normalized.if_not_exists = false;
+    normalized.or_replace = false;
+    let create_sql = Statement::CreateView(normalized.clone()).to_string();
+    // Planned as a plain view: DataFusion applies the column list and view inlining.
+    normalized.materialized = false;
+    let mut query = Statement::Query(normalized.query.clone());
+    super::naming::name_output_columns(&mut query);
+    if let Statement::Query(q) = query {
+        normalized.query = q;
+    }
+    let LogicalPlan::Ddl(DdlStatement::CreateView(view)) = s.plan(&Statement::CreateView(normalized)).await? else {
+        return Err(Error::Internal("CREATE MATERIALIZED VIEW did not plan to a view".into()));
+    };
+    let depends_on = relations_read(s, &cv.query);
+    if depends_on.contains(&name) {
+        return Err(Error::InvalidParameterValue(format!("materialized view \"{name}\" cannot read itself")));
+    }
+    let state = s.context().state();
+    let analyzed =
+        state.analyzer().execute_and_check(view.input.as_ref().clone(), state.config_options(), |_, _| {})?;
+    check_maintainable(&analyzed)?;
+    let plan = state.optimizer().optimize(analyzed, &state, |_, _| {})?;
+    let schema = nullable(plan.schema().as_arrow());
+    let mut seen = std::collections::HashSet::new();
+    for f in schema.fields() {
+        if !seen.insert(f.name()) {
+            return Err(Error::DataException {
+                sqlstate: "42701",
+                message: format!("column \"{}\" specified more than once", f.name()),
+            });
+        }
+    }
+    let id = restore.unwrap_or_else(|| catalog.reserve_id());
+    let output = Arc::new(TableState::new(id, &name, schema, None)?.in_memory());
+    let dataflow = s.engine().dataflow().clone();
+    dataflow.create_view(id, &name, plan, output.clone())?;
+    let provider = Arc::new(LocalTable::new(output.clone(), Constraints::default(), Vec::new()));
+    let relation = Relation::Table { state: output, provider };
+    let created = match restore {
+        Some(id) => catalog
+            .create(ObjectType::MaterializedView, &name, create_sql, depends_on, Some(id), |_| Ok(Some(relation))),
+        None => catalog.create_reserved(ObjectType::MaterializedView, &name, create_sql, depends_on, id, relation),
+    };
+    if let Err(e) = created {
+        dataflow.drop_view(id);
+        return Err(e);
+    }
+    Ok(QueryResult::command(TAG))
+}
+
+/// `EXPLAIN MATERIALIZED VIEW name`: one row per operator, then the state sizes.
+pub(super) fn explain_view(s: &Session, name: &str) -> Result<QueryResult> {
+    let obj = s.engine().catalog().get(Namespace::Relation, name).ok_or_else(|| Error::UndefinedTable(name.into()))?;
+    if obj.object_type() != ObjectType::MaterializedView {
+        return Err(Error::WrongObjectType { name: name.into(), expected: "materialized view" });
+    }
+    let info = s
+        .engine()
+        .dataflow()
+        .view_info(obj.entry.id)
+        .ok_or_else(|| Error::Internal(format!("materialized view {name} is not running")))?;
+    let mut lines = info.dataflow.clone();
+    let per_row = if info.rows > 0 { (info.state_bytes + info.result_bytes) as i64 / info.rows } else { 0 };
+    lines.push(format!(
+        "State: {} bytes in operators, {} bytes for {} result rows ({} bytes per result row)",
+        info.state_bytes, info.result_bytes, info.rows, per_row
+    ));
+    QueryResult::text_rows(&["dataflow"], lines.into_iter().map(|l| vec![l]).collect())
+}
