@@ -191,26 +191,33 @@ impl Session {
         Ok(QueryResult::Rows { schema, stream })
     }
 
-    /// The sources whose tables a plan scans (views are already inlined in the plan).
+    /// The sources whose tables a plan reads, directly or through (materialized) views.
     fn sources_read(&self, plan: &LogicalPlan) -> Result<Vec<String>> {
-        let mut sources = Vec::new();
+        let mut relations: Vec<String> = Vec::new();
         plan.apply_with_subqueries(|node| {
             if let LogicalPlan::TableScan(scan) = node {
                 if scan.table_name.schema().is_none_or(|s| s == "public") {
-                    let table = scan.table_name.table();
-                    if let Some(obj) = self.engine.catalog().get(crate::catalog::Namespace::Relation, table) {
-                        for d in &obj.entry.depends_on {
-                            if let Some(src) = d.strip_prefix("source:") {
-                                if !sources.iter().any(|s: &String| s == src) {
-                                    sources.push(src.to_string());
-                                }
-                            }
-                        }
-                    }
+                    relations.push(scan.table_name.table().to_string());
                 }
             }
             Ok(TreeNodeRecursion::Continue)
         })?;
+        let mut sources = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        while let Some(name) = relations.pop() {
+            if !seen.insert(name.clone()) {
+                continue;
+            }
+            let Some(obj) = self.engine.catalog().get(crate::catalog::Namespace::Relation, &name) else { continue };
+            for d in &obj.entry.depends_on {
+                match d.strip_prefix("source:") {
+                    Some(src) if !sources.iter().any(|s: &String| s == src) => sources.push(src.to_string()),
+                    Some(_) => {}
+                    None if !d.contains(':') => relations.push(d.clone()),
+                    None => {}
+                }
+            }
+        }
         Ok(sources)
     }
 
