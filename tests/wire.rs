@@ -126,3 +126,44 @@ async fn restart_keeps_catalog_and_rows() {
     let rich: i32 = c.query_one("SELECT id FROM rich", &[]).await.unwrap().get(0);
     assert_eq!(rich, 2);
 }
+
+#[tokio::test]
+async fn materialized_view_refusals_name_the_construct() {
+    let server = TestServer::start().await;
+    let c = server.client().await;
+    c.batch_execute("CREATE TABLE t (id INT PRIMARY KEY, at TIMESTAMP, d INT)").await.unwrap();
+    let unsupported = &SqlState::FEATURE_NOT_SUPPORTED;
+    expect_error(&c, "CREATE MATERIALIZED VIEW m AS SELECT id FROM t WHERE at > now()", unsupported, "now()").await;
+    expect_error(&c, "CREATE MATERIALIZED VIEW m AS SELECT random() FROM t", unsupported, "random()").await;
+    expect_error(
+        &c,
+        "CREATE MATERIALIZED VIEW m AS SELECT rank() OVER (ORDER BY id) FROM t",
+        unsupported,
+        "window functions",
+    )
+    .await;
+    expect_error(
+        &c,
+        "CREATE MATERIALIZED VIEW m AS SELECT id FROM t WHERE id NOT IN (SELECT d FROM t)",
+        unsupported,
+        "NOT EXISTS",
+    )
+    .await;
+    expect_error(&c, "CREATE MATERIALIZED VIEW m AS SELECT name FROM hw_catalog.sources", unsupported, "system table")
+        .await;
+    // A write the view cannot absorb fails as a whole, naming the view; the hint says what to do.
+    c.batch_execute("CREATE MATERIALIZED VIEW inv AS SELECT 100 / d AS q FROM t").await.unwrap();
+    let err = c.batch_execute("INSERT INTO t VALUES (1, NULL, 0)").await.unwrap_err();
+    let db = err.as_db_error().unwrap();
+    assert_eq!(db.code(), &SqlState::DIVISION_BY_ZERO);
+    assert!(db.message().contains("materialized view \"inv\""), "{}", db.message());
+    assert!(db.hint().is_some_and(|h| h.contains("DROP MATERIALIZED VIEW inv")), "{:?}", db.hint());
+    c.batch_execute("INSERT INTO t VALUES (1, NULL, 4)").await.unwrap();
+    let row = c.query_one("SELECT q FROM inv", &[]).await.unwrap();
+    assert_eq!(row.get::<_, i64>(0), 25);
+    // EXPLAIN MATERIALIZED VIEW shows the operators and the state sizes.
+    let lines: Vec<String> =
+        c.query("EXPLAIN MATERIALIZED VIEW inv", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+    assert!(lines.iter().any(|l| l.contains("Scan t")), "{lines:?}");
+    assert!(lines.last().is_some_and(|l| l.contains("bytes per result row")), "{lines:?}");
+}
