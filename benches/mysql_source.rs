@@ -9,6 +9,8 @@
 
 #[path = "../tests/common/mariadb.rs"]
 mod mariadb;
+#[path = "report.rs"]
+mod report;
 
 use std::time::{Duration, Instant};
 
@@ -170,8 +172,7 @@ async fn run() {
     server.shutdown().await.unwrap();
 
     let report = format!(
-        "# Benchmarks\n\n\
-         Measured on this project's 2-core machine; every figure is compared with a baseline run \
+        "Every figure below is compared with a baseline run \
          in the same process against the same MariaDB 10.11. Reproduce with:\n\n\
          ```sh\ncargo bench --bench mysql_source            # HEADWATER_BENCH_ROWS=1000000 by default\n```\n\n\
          ## MySQL source ({rows} rows, 10 columns: BIGINT, 2×INT, BIGINT, DECIMAL(12,2), DOUBLE, 2×VARCHAR(32), DATETIME, DATE)\n\n\
@@ -185,9 +186,7 @@ async fn run() {
         snapshot / baseline,
         catch_up / decode
     );
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/benchmarks.md");
-    std::fs::write(&path, report).unwrap();
-    println!("wrote {}", path.display());
+    report::write_section("mysql_source", &report);
 }
 
 async fn mariadb_position(c: &mut mysql_async::Conn) -> (String, u64) {

@@ -9,18 +9,22 @@
 //!    DataFusion), or an upstream MySQL/MariaDB transaction ([`source::mysql`]: snapshot
 //!    rows merged with the binlog).
 //! 2. It becomes a [`dataflow::ChangeBatch`]: Arrow rows with a signed weight each (Z-set).
-//! 3. [`state::commit`] checks it against the tables' keyed rows ([`state::TableState`]) and
-//!    writes it to the embedded store ([`state::SledStore`]) in one atomic batch, then swaps
-//!    it into memory: a statement is visible whole or not at all.
-//! 4. Incremental views and sinks will consume the same change batches.
+//! 3. [`dataflow::Dataflow::commit`] checks it against the tables' keyed rows
+//!    ([`state::TableState`]), runs the operators of every materialized view that reads them
+//!    ([`dataflow::operator::Operator`], compiled from DataFusion's plan by
+//!    [`dataflow::compile`]), writes the tables' changes to the embedded store
+//!    ([`state::SledStore`]) in one atomic batch, then swaps tables and views in memory
+//!    together: a statement or upstream transaction is visible whole or not at all.
+//! 4. Sinks will consume the same change batches.
 //!
 //! # Life of a query (pgwire → DataFusion → state)
 //! 1. [`pgwire`] accepts a connection and gives it a [`sql::Session`].
 //! 2. [`sql::SqlParser`] parses the text (Postgres dialect plus Headwater statements).
 //! 3. DataFusion plans and runs queries over the [`catalog`] exposed as the `public` schema
 //!    ([`sql::provider`]), with `pg_catalog` and `information_schema` beside it.
-//! 4. Table scans read an immutable snapshot of the table's rows; Arrow batches are encoded
-//!    for the wire by arrow-pg.
+//! 4. The query pins every table and view it reads at one commit
+//!    ([`dataflow::Dataflow::pin`]); scans read the pinned rows (key-prefix equalities are
+//!    range lookups); Arrow batches are encoded for the wire by arrow-pg.
 //!
 //! # Modules
 //! - [`server`]: process lifecycle (open state, restore catalog, start sources, serve, stop
@@ -29,7 +33,7 @@
 //! - [`pgwire`]: the Postgres protocol edge.
 //! - [`sql`]: parsing, sessions, DDL/DML, DataFusion integration.
 //! - [`catalog`]: named objects, persisted and replayed.
-//! - [`dataflow`]: the change representation (incremental operators arrive here).
+//! - [`dataflow`]: change batches, the commit path, incremental view operators.
 //! - [`state`]: durable key-value store and in-memory table state.
 //! - [`error`]: the one error type, with SQLSTATEs.
 

@@ -3,7 +3,7 @@
 //! statement each view must equal its query run from scratch by DataFusion over the same
 //! tables. The views cover every operator: inner/left/right/full joins with residual
 //! predicates, semi/anti joins from IN/EXISTS, grouped and global aggregates, DISTINCT,
-//! UNION [ALL], projections with CASE/casts/functions, and views on views.
+//! UNION [ALL], INTERSECT, EXCEPT, scalar subqueries, cross joins, projections with CASE/casts/functions, and views on views.
 //!
 //! `HEADWATER_VIEW_CASES` sets the number of random cases (default 12).
 
@@ -36,6 +36,10 @@ const VIEWS: &[(&str, &str)] = &[
     ("v_distinct", "SELECT DISTINCT k, v FROM a"),
     ("v_union_all", "SELECT k FROM a UNION ALL SELECT k FROM b"),
     ("v_union", "SELECT k FROM a UNION SELECT k FROM b"),
+    ("v_intersect", "SELECT k FROM a INTERSECT SELECT k FROM b"),
+    ("v_except", "SELECT k FROM a EXCEPT SELECT k FROM b"),
+    ("v_scalar", "SELECT id FROM a WHERE v > (SELECT min(w) FROM b WHERE b.k = a.k)"),
+    ("v_cross", "SELECT a.id, b.id AS bid FROM a CROSS JOIN b WHERE a.k > 2 AND b.k < 1"),
     ("v_join_agg", "SELECT a.k, count(*) AS n, sum(b.w) AS total FROM a JOIN b ON a.k = b.k GROUP BY a.k"),
     (
         "v_project",

@@ -14,7 +14,7 @@
 //! - everything else (`string_agg`, `array_agg`, `sum(DISTINCT)`, ...): the same multiset,
 //!   fed in value order to DataFusion's own accumulator for the groups that changed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray};
@@ -26,7 +26,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::scalar::ScalarValue;
 
 use super::operator::{conform, evaluate, indent, Deltas, Operator};
-use super::{ApplyMode, ChangeBatch};
+use super::{ApplyMode, ChangeBatch, FastMap};
 use crate::error::{Error, Result};
 
 /// How an aggregate is maintained.
@@ -92,7 +92,7 @@ pub struct Aggregate {
     pub groups: Vec<Arc<dyn PhysicalExpr>>,
     pub aggs: Vec<AggSpec>,
     group_format: RowConverter,
-    state: HashMap<Vec<u8>, Group>,
+    state: FastMap<Vec<u8>, Group>,
     started: bool,
     schema: SchemaRef,
     bytes: usize,
@@ -109,7 +109,7 @@ impl Aggregate {
         let group_fields =
             schema.fields().iter().take(groups.len()).map(|f| SortField::new(f.data_type().clone())).collect();
         let group_format = RowConverter::new(group_fields)?;
-        Ok(Aggregate { input, groups, aggs, group_format, state: HashMap::new(), started: false, schema, bytes: 0 })
+        Ok(Aggregate { input, groups, aggs, group_format, state: FastMap::default(), started: false, schema, bytes: 0 })
     }
 
     fn is_global(&self) -> bool {

@@ -17,6 +17,7 @@ use datafusion::execution::context::ExecutionProps;
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion::logical_expr::{Distinct, Expr, LogicalPlan, Volatility};
 use datafusion::physical_expr::aggregate::LoweredAggregateBuilder;
+use datafusion::physical_expr::expressions::lit;
 use datafusion::physical_expr::{create_physical_expr, PhysicalExpr};
 use datafusion::scalar::ScalarValue;
 
@@ -78,6 +79,16 @@ pub fn compile(plan: &LogicalPlan) -> Result<Compiled> {
 }
 
 fn physical(expr: &Expr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr>> {
+    let mut subquery = false;
+    expr.apply(|e| {
+        subquery |= matches!(e, Expr::ScalarSubquery(_) | Expr::Exists(_) | Expr::InSubquery(_));
+        Ok(if subquery { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
+    })?;
+    if subquery {
+        return Err(refuse(
+            "a subquery that cannot be turned into a join (e.g. an uncorrelated scalar subquery: join with it instead)",
+        ));
+    }
     Ok(create_physical_expr(expr, schema, &ExecutionProps::new(), &PhysicalPlanningContext::default())?)
 }
 
@@ -179,8 +190,13 @@ fn node(plan: &LogicalPlan, tables: &mut Vec<Arc<TableState>>) -> Result<Box<dyn
                 return Err(refuse("EXISTS/IN subqueries under OR"));
             }
             let pair = j.left.schema().join(j.right.schema())?;
-            let left_keys = j.on.iter().map(|(l, _)| physical(l, j.left.schema())).collect::<Result<Vec<_>>>()?;
-            let right_keys = j.on.iter().map(|(_, r)| physical(r, j.right.schema())).collect::<Result<Vec<_>>>()?;
+            let mut left_keys = j.on.iter().map(|(l, _)| physical(l, j.left.schema())).collect::<Result<Vec<_>>>()?;
+            let mut right_keys = j.on.iter().map(|(_, r)| physical(r, j.right.schema())).collect::<Result<Vec<_>>>()?;
+            if j.on.is_empty() {
+                // A cross join (or a join on a condition only): every row has the same key.
+                left_keys.push(lit(true));
+                right_keys.push(lit(true));
+            }
             let filter = j.filter.as_ref().map(|f| physical(f, &pair)).transpose()?;
             let left = Side::new(node(&j.left, tables)?, left_keys)?;
             let right = Side::new(node(&j.right, tables)?, right_keys)?;

@@ -1,9 +1,9 @@
 //! Equi-joins (inner, left, right, full, semi, anti) with residual predicates.
 //!
-//! State: each side keeps an index of its rows by join key — one ordered map whose keys are
-//! `join key ++ row`, both in Arrow's row format (prefix-free, so all rows of a key are one
-//! range), with the row's multiplicity as value. Rows whose key contains NULL never match and
-//! are not stored (unless the join treats NULLs as equal).
+//! State: each side keeps an index of its rows by join key — a hash map from the key (Arrow
+//! row format) to the rows with that key (row format too) and their multiplicities; a key
+//! with one row (the common case, e.g. a primary key) holds it inline. Rows whose key
+//! contains NULL never match and are not stored (unless the join treats NULLs as equal).
 //!
 //! Delta rule, applied left then right so that each pair is counted once:
 //!
@@ -18,7 +18,7 @@
 //! rows whose status did not change cancel. Rows with a NULL key are never matched, so their
 //! part is linear: their own delta, NULL-extended.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{new_null_array, Array, ArrayRef, BooleanArray, UInt32Array};
@@ -30,7 +30,7 @@ use datafusion::common::JoinType;
 use datafusion::physical_expr::PhysicalExpr;
 
 use super::operator::{conform, evaluate, indent, Deltas, Operator};
-use super::{consolidate, ApplyMode, ChangeBatch};
+use super::{consolidate, ApplyMode, ChangeBatch, FastMap};
 use crate::error::{Error, Result};
 
 /// One input of a join and its index.
@@ -39,24 +39,34 @@ pub struct Side {
     pub keys: Vec<Arc<dyn PhysicalExpr>>,
     schema: SchemaRef,
     rows: RowConverter,
-    index: BTreeMap<Vec<u8>, i64>,
+    index: FastMap<Box<[u8]>, Group>,
     bytes: usize,
 }
+
+/// The rows of one join key.
+enum Group {
+    One(Box<[u8]>, i64),
+    Many(FastMap<Box<[u8]>, i64>),
+}
+
+/// Per stored row: the boxed bytes' header and allocator overhead, and the map slot.
+const ROW_OVERHEAD: usize = 48;
 
 impl Side {
     /// A join input with its key expressions.
     pub fn new(input: Box<dyn Operator>, keys: Vec<Arc<dyn PhysicalExpr>>) -> Result<Self> {
         let schema = input.schema();
         let rows = RowConverter::new(schema.fields().iter().map(|f| SortField::new(f.data_type().clone())).collect())?;
-        Ok(Side { input, keys, schema, rows, index: BTreeMap::new(), bytes: 0 })
+        Ok(Side { input, keys, schema, rows, index: FastMap::default(), bytes: 0 })
     }
 
     /// The rows stored under `key`, with multiplicities.
-    fn matches<'a>(&'a self, key: &'a [u8]) -> impl Iterator<Item = (&'a [u8], i64)> + 'a {
-        self.index
-            .range(key.to_vec()..)
-            .take_while(move |(k, _)| k.starts_with(key))
-            .map(move |(k, w)| (&k[key.len()..], *w))
+    fn matches<'a>(&'a self, key: &[u8]) -> Vec<(&'a [u8], i64)> {
+        match self.index.get(key) {
+            None => Vec::new(),
+            Some(Group::One(row, n)) => vec![(row.as_ref(), *n)],
+            Some(Group::Many(rows)) => rows.iter().map(|(r, n)| (r.as_ref(), *n)).collect(),
+        }
     }
 
     fn update(&mut self, change: &ChangeBatch, keys: &Keys) -> Result<()> {
@@ -65,21 +75,45 @@ impl Side {
             if keys.null[i] {
                 continue;
             }
-            let mut entry = keys.rows.row(i).data().to_vec();
-            entry.extend_from_slice(rows.row(i).data());
-            let len = entry.len();
-            match self.index.get_mut(&entry) {
-                Some(n) => {
+            let key = keys.rows.row(i).data();
+            let row = rows.row(i).data();
+            let (added, removed, emptied) = match self.index.get_mut(key) {
+                None => {
+                    self.index.insert(key.into(), Group::One(row.into(), w));
+                    (row.len() + key.len() + 2 * ROW_OVERHEAD, 0, false)
+                }
+                Some(Group::One(r, n)) if r.as_ref() == row => {
                     *n += w;
-                    if *n == 0 {
-                        self.index.remove(&entry);
-                        self.bytes -= len + 40;
+                    (0, 0, *n == 0)
+                }
+                Some(group) => {
+                    if let Group::One(r, n) = group {
+                        let mut many = FastMap::default();
+                        many.insert(std::mem::take(r), *n);
+                        *group = Group::Many(many);
+                    }
+                    let Group::Many(many) = group else { unreachable!("converted above") };
+                    match many.get_mut(row) {
+                        Some(n) => {
+                            *n += w;
+                            if *n == 0 {
+                                many.remove(row);
+                                (0, row.len() + ROW_OVERHEAD, many.is_empty())
+                            } else {
+                                (0, 0, false)
+                            }
+                        }
+                        None => {
+                            many.insert(row.into(), w);
+                            (row.len() + ROW_OVERHEAD, 0, false)
+                        }
                     }
                 }
-                None => {
-                    self.index.insert(entry, w);
-                    self.bytes += len + 40;
-                }
+            };
+            self.bytes = self.bytes + added - removed;
+            if emptied {
+                self.index.remove(key);
+                self.bytes = self.bytes.saturating_sub(row.len() + key.len() + 2 * ROW_OVERHEAD);
             }
         }
         Ok(())
@@ -245,11 +279,11 @@ impl Join {
             let mut kept: Vec<&[u8]> = Vec::new();
             let mut weights: Vec<i64> = Vec::new();
             for key in keys {
-                let rows: Vec<(&[u8], i64)> = mine.matches(key).collect();
+                let rows: Vec<(&[u8], i64)> = mine.matches(key);
                 if rows.is_empty() {
                     continue;
                 }
-                let partners: Vec<&[u8]> = other.matches(key).map(|(r, _)| r).collect();
+                let partners: Vec<&[u8]> = other.matches(key).into_iter().map(|(r, _)| r).collect();
                 let matched: Vec<bool> = if partners.is_empty() {
                     vec![false; rows.len()]
                 } else if self.filter.is_none() {
@@ -394,7 +428,7 @@ impl Operator for Join {
         let on: Vec<String> = self.left.keys.iter().zip(&self.right.keys).map(|(l, r)| format!("{l} = {r}")).collect();
         let filter = self.filter.as_ref().map(|f| format!(" filter {f}")).unwrap_or_default();
         out.push(format!(
-            "{}{:?}Join on [{}]{} (state: left {} rows, right {} rows, {} bytes)",
+            "{}{:?}Join on [{}]{} (state: left {} keys, right {} keys, {} bytes)",
             indent(depth),
             self.kind,
             on.join(", "),

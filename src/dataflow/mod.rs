@@ -35,6 +35,10 @@ use datafusion::arrow::row::{RowConverter, SortField};
 
 pub use graph::{Dataflow, ViewInfo};
 
+/// Hash maps keyed by Arrow-row-format bytes: ahash instead of SipHash (keys come from the
+/// database, not from an adversary choosing collisions per process).
+pub type FastMap<K, V> = HashMap<K, V, ahash::RandomState>;
+
 use crate::error::Result;
 
 use datafusion::arrow::record_batch::RecordBatch;
@@ -90,7 +94,7 @@ pub fn consolidate(change: ChangeBatch) -> Result<ChangeBatch> {
     let fields = change.data.schema().fields().iter().map(|f| SortField::new(f.data_type().clone())).collect();
     let converter = RowConverter::new(fields)?;
     let rows = converter.convert_columns(change.data.columns())?;
-    let mut slots: HashMap<&[u8], usize> = HashMap::with_capacity(change.len());
+    let mut slots: FastMap<&[u8], usize> = FastMap::with_capacity_and_hasher(change.len(), Default::default());
     let mut first: Vec<u32> = Vec::new();
     let mut weights: Vec<i64> = Vec::new();
     for (i, w) in change.weights.iter().enumerate() {

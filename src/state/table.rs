@@ -1,6 +1,5 @@
 //! The rows of one table, keyed, weighted, and durable through the [`StateStore`].
 
-use std::collections::HashMap;
 use std::sync::{Mutex, RwLock, RwLockWriteGuard};
 
 use imbl::OrdMap;
@@ -15,7 +14,7 @@ use datafusion::scalar::ScalarValue;
 
 use super::keys;
 use super::store::{StateStore, WriteBatch};
-use crate::dataflow::{ApplyMode, ChangeBatch};
+use crate::dataflow::{ApplyMode, ChangeBatch, FastMap};
 use crate::error::{Error, Result};
 
 /// One stored row and how many times it is present (always 1 in a keyed table).
@@ -361,8 +360,8 @@ impl TableState {
         }
         self.check_not_null(change)?;
         let encoded = self.row_format.convert_columns(change.data.columns())?;
-        let mut working: HashMap<Vec<u8>, Option<Entry>> = HashMap::new();
-        let current = |working: &HashMap<Vec<u8>, Option<Entry>>, k: &[u8]| -> Option<Entry> {
+        let mut working: FastMap<Vec<u8>, Option<Entry>> = FastMap::default();
+        let current = |working: &FastMap<Vec<u8>, Option<Entry>>, k: &[u8]| -> Option<Entry> {
             match working.get(k) {
                 Some(e) => e.clone(),
                 None => rows.map.get(k).cloned(),
@@ -428,7 +427,7 @@ impl TableState {
             }
             _ => None,
         };
-        let mut working: HashMap<Vec<u8>, Option<Entry>> = HashMap::new();
+        let mut working: FastMap<Vec<u8>, Option<Entry>> = FastMap::default();
         for (i, &w) in change.weights.iter().enumerate() {
             let row = encoded.row(i).as_ref().to_vec();
             match &keys {
