@@ -96,12 +96,12 @@ fn small() -> impl Strategy<Value = Option<i32>> {
 fn op() -> impl Strategy<Value = Op> {
     let table = any::<bool>();
     prop_oneof![
-        5 => (table.clone(), prop::collection::vec((0..40i32, small(), small()), 1..6))
+        5 => (table, prop::collection::vec((0..40i32, small(), small()), 1..6))
             .prop_map(|(table, rows)| Op::Insert { table, rows }),
-        2 => (table.clone(), small(), small()).prop_map(|(table, k, value)| Op::UpdateValue { table, k, value }),
-        2 => (table.clone(), 0..40i32, small()).prop_map(|(table, id, k)| Op::UpdateKeyColumn { table, id, k }),
-        1 => (table.clone(), 0..40i32).prop_map(|(table, id)| Op::MoveId { table, id }),
-        2 => (table.clone(), small()).prop_map(|(table, k)| Op::Delete { table, k }),
+        2 => (table, small(), small()).prop_map(|(table, k, value)| Op::UpdateValue { table, k, value }),
+        2 => (table, 0..40i32, small()).prop_map(|(table, id, k)| Op::UpdateKeyColumn { table, id, k }),
+        1 => (table, 0..40i32).prop_map(|(table, id)| Op::MoveId { table, id }),
+        2 => (table, small()).prop_map(|(table, k)| Op::Delete { table, k }),
         2 => (table, 0..40i32).prop_map(|(table, id)| Op::DeleteId { table, id }),
     ]
 }
