@@ -406,16 +406,9 @@ impl Operator for Aggregate {
         }
         let rows = weights.len();
         let mut columns: Vec<ArrayRef> = if self.is_global() || rows == 0 {
-            if self.is_global() {
-                Vec::new()
-            } else {
-                self.schema
-                    .fields()
-                    .iter()
-                    .take(self.groups.len())
-                    .map(|f| datafusion::arrow::array::new_empty_array(f.data_type()))
-                    .collect()
-            }
+            // No group columns (global) or no rows: empty group columns.
+            let groups = self.schema.fields().iter().take(self.groups.len());
+            groups.map(|f| datafusion::arrow::array::new_empty_array(f.data_type())).collect()
         } else {
             let parser = self.group_format.parser();
             self.group_format.convert_rows(out_keys.iter().map(|k| parser.parse(k)))?

@@ -21,15 +21,15 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{new_null_array, Array, ArrayRef, BooleanArray, UInt32Array};
-use datafusion::arrow::compute::{cast, concat_batches, take};
+use datafusion::arrow::array::{new_null_array, Array, ArrayRef, BooleanArray};
+use datafusion::arrow::compute::{cast, concat_batches};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::row::{RowConverter, Rows, SortField};
 use datafusion::common::JoinType;
 use datafusion::physical_expr::PhysicalExpr;
 
-use super::operator::{conform, evaluate, indent, Deltas, Operator};
+use super::operator::{conform, evaluate, indent, take_rows, Deltas, Operator};
 use super::{consolidate, ApplyMode, ChangeBatch, FastMap};
 use crate::error::{Error, Result};
 
@@ -84,7 +84,11 @@ impl Side {
                 }
                 Some(Group::One(r, n)) if r.as_ref() == row => {
                     *n += w;
-                    (0, 0, *n == 0)
+                    if *n == 0 {
+                        (0, row.len() + ROW_OVERHEAD, true)
+                    } else {
+                        (0, 0, false)
+                    }
                 }
                 Some(group) => {
                     if let Group::One(r, n) = group {
@@ -110,10 +114,10 @@ impl Side {
                     }
                 }
             };
-            self.bytes = self.bytes + added - removed;
+            self.bytes = (self.bytes + added).saturating_sub(removed);
             if emptied {
                 self.index.remove(key);
-                self.bytes = self.bytes.saturating_sub(row.len() + key.len() + 2 * ROW_OVERHEAD);
+                self.bytes = self.bytes.saturating_sub(key.len() + ROW_OVERHEAD);
             }
         }
         Ok(())
@@ -171,9 +175,14 @@ impl Join {
     }
 
     fn side(&self, w: Which) -> &Side {
+        self.sides(w).0
+    }
+
+    /// Side `w` and the other side.
+    fn sides(&self, w: Which) -> (&Side, &Side) {
         match w {
-            Which::Left => &self.left,
-            Which::Right => &self.right,
+            Which::Left => (&self.left, &self.right),
+            Which::Right => (&self.right, &self.left),
         }
     }
 
@@ -233,7 +242,7 @@ impl Join {
 
     /// Δ of one side joined with the other side's current index.
     fn join_delta(&self, w: Which, change: &ChangeBatch, keys: &Keys) -> Result<Option<ChangeBatch>> {
-        let other = self.side(if w == Which::Left { Which::Right } else { Which::Left });
+        let (_, other) = self.sides(w);
         let mut idx: Vec<u32> = Vec::new();
         let mut partners: Vec<&[u8]> = Vec::new();
         let mut weights: Vec<i64> = Vec::new();
@@ -250,13 +259,7 @@ impl Join {
         if idx.is_empty() {
             return Ok(None);
         }
-        let indices = UInt32Array::from(idx);
-        let mine = change
-            .data
-            .columns()
-            .iter()
-            .map(|c| take(c, &indices, None))
-            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let mine = take_rows(change.data.columns(), &idx)?;
         let theirs = other.decode(&partners)?;
         let rows = weights.len();
         let (batch, mask) =
@@ -272,10 +275,7 @@ impl Join {
     fn preserved_part(&self, keys: &BTreeSet<Vec<u8>>, sign: i64) -> Result<Vec<ChangeBatch>> {
         let mut out = Vec::new();
         for (w, want_matched) in self.preserved() {
-            let (mine, other) = match w {
-                Which::Left => (&self.left, &self.right),
-                Which::Right => (&self.right, &self.left),
-            };
+            let (mine, other) = self.sides(w);
             let mut kept: Vec<&[u8]> = Vec::new();
             let mut weights: Vec<i64> = Vec::new();
             for key in keys {
@@ -309,10 +309,7 @@ impl Join {
 
     /// For each row of side `w` (all under one key), whether some partner passes the filter.
     fn any_partner(&self, w: Which, rows: &[(&[u8], i64)], partners: &[&[u8]]) -> Result<Vec<bool>> {
-        let (mine, other) = match w {
-            Which::Left => (&self.left, &self.right),
-            Which::Right => (&self.right, &self.left),
-        };
+        let (mine, other) = self.sides(w);
         let mut mine_rows = Vec::with_capacity(rows.len() * partners.len());
         let mut other_rows = Vec::with_capacity(rows.len() * partners.len());
         for (r, _) in rows {
@@ -359,13 +356,7 @@ impl Join {
             return Ok(None);
         }
         let idx: Vec<u32> = (0..change.len()).filter(|&i| keys.null[i]).map(|i| i as u32).collect();
-        let indices = UInt32Array::from(idx.clone());
-        let columns = change
-            .data
-            .columns()
-            .iter()
-            .map(|c| take(c, &indices, None))
-            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let columns = take_rows(change.data.columns(), &idx)?;
         let weights = idx.iter().map(|&i| change.weights[i as usize]).collect();
         Ok(Some(self.output_alone(w, columns, weights)?))
     }

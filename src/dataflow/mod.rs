@@ -29,8 +29,6 @@ pub mod operator;
 
 use std::collections::HashMap;
 
-use datafusion::arrow::array::UInt32Array;
-use datafusion::arrow::compute::take;
 use datafusion::arrow::row::{RowConverter, SortField};
 
 pub use graph::{Dataflow, ViewInfo};
@@ -109,9 +107,8 @@ pub fn consolidate(change: ChangeBatch) -> Result<ChangeBatch> {
     if keep.len() == change.len() {
         return Ok(change);
     }
-    let indices = UInt32Array::from(keep.iter().map(|&s| first[s]).collect::<Vec<_>>());
-    let columns =
-        change.data.columns().iter().map(|c| take(c, &indices, None)).collect::<std::result::Result<_, _>>()?;
+    let indices: Vec<u32> = keep.iter().map(|&s| first[s]).collect();
+    let columns = operator::take_rows(change.data.columns(), &indices)?;
     let data = RecordBatch::try_new(change.data.schema(), columns)?;
     Ok(ChangeBatch { data, weights: keep.iter().map(|&s| weights[s]).collect(), mode: ApplyMode::Delta })
 }

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, RecordBatchOptions};
-use datafusion::arrow::compute::{cast, concat_batches, filter_record_batch};
+use datafusion::arrow::compute::{cast, concat_batches, filter_record_batch, take};
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::physical_expr::PhysicalExpr;
@@ -62,6 +62,12 @@ pub fn conform(schema: &SchemaRef, columns: Vec<ArrayRef>, rows: usize) -> Resul
         .collect::<std::result::Result<Vec<_>, _>>()?;
     let options = RecordBatchOptions::new().with_row_count(Some(rows));
     Ok(RecordBatch::try_new_with_options(schema.clone(), columns, &options)?)
+}
+
+/// The rows of `columns` at `indices`, in that order.
+pub fn take_rows(columns: &[ArrayRef], indices: &[u32]) -> Result<Vec<ArrayRef>> {
+    let indices = datafusion::arrow::array::UInt32Array::from(indices.to_vec());
+    Ok(columns.iter().map(|c| take(c, &indices, None)).collect::<std::result::Result<Vec<_>, _>>()?)
 }
 
 /// Keeps the rows where `mask` is true (NULL is false).
