@@ -59,6 +59,11 @@ pub enum Error {
     /// The embedded state store failed (58030). The operator must look at the data dir.
     #[error("state store error: {0}")]
     Storage(String),
+    /// A source cannot go on from where it is: the upstream server no longer has the binlog
+    /// at its stored position (purged). Retrying cannot help; the user must re-snapshot
+    /// (55000).
+    #[error("{0}")]
+    SourceLost(String),
     /// A bug: an invariant of Headwater itself does not hold (XX000).
     #[error("internal error: {0}")]
     Internal(String),
@@ -90,6 +95,7 @@ impl Error {
             Error::InvalidParameterValue(_) => "22023",
             Error::Query(e) => datafusion_sqlstate(e),
             Error::Storage(_) => "58030",
+            Error::SourceLost(_) => "55000",
             Error::Internal(_) => "XX000",
             Error::InView { cause, .. } => cause.sqlstate(),
         }

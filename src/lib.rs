@@ -47,4 +47,4 @@ pub mod sql;
 pub mod state;
 
 pub use error::{Error, Result};
-pub use server::{Config, Server};
+pub use server::{parse_duration, Config, Server};

@@ -32,6 +32,10 @@ struct ServeArgs {
     /// Directory of the embedded state store (catalog and table rows); created if missing.
     #[arg(long, env = "HEADWATER_DATA_DIR", default_value = "./headwater-data")]
     data_dir: PathBuf,
+    /// Time between checkpoints of the state fed by sources (`250ms`, `1s`, `5s`): the work a
+    /// restart replays from the binlog. Local DML and DDL are durable when they return.
+    #[arg(long, env = "HEADWATER_CHECKPOINT_INTERVAL", default_value = "1s", value_parser = headwater::parse_duration)]
+    checkpoint_interval: std::time::Duration,
     /// Log filter: error, warn, info, debug, trace, or a tracing filter like `headwater=debug`.
     #[arg(long, env = "HEADWATER_LOG_LEVEL", default_value = "info")]
     log_level: String,
@@ -39,7 +43,7 @@ struct ServeArgs {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let ServeArgs { listen, data_dir, log_level } = match cli.command {
+    let ServeArgs { listen, data_dir, checkpoint_interval, log_level } = match cli.command {
         Some(Command::Serve(args)) => args,
         None => cli.serve,
     };
@@ -56,7 +60,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let config = Config { listen, data_dir };
+    let config = Config { checkpoint_interval, ..Config::new(listen, data_dir) };
     match runtime.block_on(run(config)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -68,8 +72,11 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(config: Config) -> headwater::Result<()> {
-    let server = Server::start(&config).await?;
-    wait_for_signal().await;
+    let mut server = Server::start(&config).await?;
+    tokio::select! {
+        _ = wait_for_signal() => {}
+        e = server.failed() => return Err(headwater::Error::Storage(e)),
+    }
     tracing::info!("shutting down");
     server.shutdown().await
 }

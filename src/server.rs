@@ -1,8 +1,10 @@
-//! The server process: open the state, restore the catalog, serve pgwire, shut down cleanly.
+//! The server process: open the state, restore the catalog, serve pgwire, checkpoint, shut
+//! down cleanly.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -10,38 +12,73 @@ use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
 use crate::sql::Engine;
-use crate::state::{SledStore, StateStore};
+use crate::state::{CheckpointedStore, SledStore};
 
-/// Where to listen and where to keep state.
+/// Where to listen, where to keep state, how often to checkpoint.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Address of the Postgres wire protocol listener (`127.0.0.1:6875`).
     pub listen: String,
     /// Directory of the embedded state store (`./headwater-data`).
     pub data_dir: PathBuf,
+    /// Time between checkpoints of source-fed state (`--checkpoint-interval`, default 1 s).
+    pub checkpoint_interval: Duration,
+}
+
+impl Config {
+    /// The defaults, listening on `listen` and keeping state in `data_dir`.
+    pub fn new(listen: impl Into<String>, data_dir: impl Into<PathBuf>) -> Config {
+        Config { listen: listen.into(), data_dir: data_dir.into(), checkpoint_interval: Duration::from_secs(1) }
+    }
+}
+
+/// Parses `--checkpoint-interval`: `250ms`, `1s`, `1.5s`, `2m`, or a number of seconds.
+pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
+    let t = text.trim();
+    let (number, unit) = match t.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(i) => (&t[..i], &t[i..]),
+        None => (t, "s"),
+    };
+    let n: f64 = number.trim().parse().map_err(|_| format!("not a duration: {text:?} (try 250ms, 1s, 2m)"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" | "min" => n * 60.0,
+        _ => return Err(format!("unknown unit {unit:?} in {text:?} (use ms, s or m)")),
+    };
+    if !(0.001..=3600.0).contains(&secs) {
+        return Err(format!("{text:?} is out of range (1ms to 1h)"));
+    }
+    Ok(Duration::from_secs_f64(secs))
 }
 
 /// A running server: its address, and the handle that stops it.
 pub struct Server {
     local_addr: SocketAddr,
     engine: Arc<Engine>,
+    store: Arc<CheckpointedStore>,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<()>,
+    checkpointer: JoinHandle<()>,
+    fatal: watch::Receiver<Option<String>>,
 }
 
 impl Server {
     /// Opens the data directory, restores the catalog and starts accepting connections.
     pub async fn start(config: &Config) -> Result<Server> {
-        let store: Arc<dyn StateStore> = Arc::new(SledStore::open(&config.data_dir)?);
-        let engine = Engine::open(store).await?;
+        let sled = SledStore::open(&config.data_dir)?;
+        let store = Arc::new(CheckpointedStore::new(Arc::new(sled)));
+        let engine = Engine::open(store.clone()).await?;
         let listener = TcpListener::bind(&config.listen)
             .await
             .map_err(|e| Error::InvalidParameterValue(format!("cannot listen on {}: {e}", config.listen)))?;
         let local_addr = listener.local_addr().map_err(|e| Error::Internal(e.to_string()))?;
         let (shutdown, rx) = watch::channel(false);
-        let task = tokio::spawn(crate::pgwire::serve(engine.clone(), listener, rx));
+        let task = tokio::spawn(crate::pgwire::serve(engine.clone(), listener, rx.clone()));
+        let (fatal_tx, fatal) = watch::channel(None);
+        let checkpointer = tokio::spawn(checkpoint_loop(store.clone(), config.checkpoint_interval, rx, fatal_tx));
         tracing::info!(%local_addr, data_dir = %config.data_dir.display(), "Headwater is ready");
-        Ok(Server { local_addr, engine, shutdown, task })
+        Ok(Server { local_addr, engine, store, shutdown, task, checkpointer, fatal })
     }
 
     /// The address the server listens on (useful with port 0).
@@ -49,12 +86,71 @@ impl Server {
         self.local_addr
     }
 
-    /// Stops accepting, closes every session and flushes the state to disk.
+    /// Resolves when the server cannot go on (a checkpoint could not be written), with why.
+    pub async fn failed(&mut self) -> String {
+        loop {
+            if let Some(e) = self.fatal.borrow_and_update().clone() {
+                return e;
+            }
+            if self.fatal.changed().await.is_err() {
+                return "the checkpointer stopped".into();
+            }
+        }
+    }
+
+    /// Stops accepting, closes every session, stops the sources and writes a last checkpoint.
     pub async fn shutdown(self) -> Result<()> {
         let _ = self.shutdown.send(true);
         let _ = self.task.await;
+        let _ = self.checkpointer.await;
         self.engine.shutdown().await?;
-        tracing::info!("state flushed, Headwater stopped");
+        drop(self.store);
+        tracing::info!("checkpoint written, Headwater stopped");
         Ok(())
+    }
+}
+
+/// Writes a checkpoint every `interval` until shutdown. A failed checkpoint is fatal: the
+/// store refuses further writes and the server stops (see `state::checkpoint`).
+async fn checkpoint_loop(
+    store: Arc<CheckpointedStore>,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+    fatal: watch::Sender<Option<String>>,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let s = store.clone();
+        let result = tokio::task::spawn_blocking(move || s.checkpoint()).await;
+        let failure = match result {
+            Ok(Ok(_)) => store.failure(),
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(e) => Some(format!("checkpoint task failed: {e}")),
+        };
+        if let Some(e) = failure {
+            tracing::error!("{e}; Headwater stops: the last checkpoint on disk is intact and the sources resume from it after a restart");
+            fatal.send_replace(Some(e));
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("1s").unwrap(), Duration::from_secs(1));
+        assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("1 parsec").is_err());
     }
 }

@@ -3,6 +3,8 @@
 //! - `hw_catalog.sources`: one row per source — state, binlog file/position, GTID, lag, last error.
 //! - `hw_catalog.source_tables`: one row per captured table — state, rows copied, chunks
 //!   done/total, snapshot rows/s, last error.
+//! - `hw_catalog.checkpoints`: one row — checkpoints written, when the last one was, what it
+//!   wrote (keys, bytes) and how long it took, what is staged for the next, the last error.
 
 use std::sync::{Arc, Weak};
 
@@ -14,13 +16,20 @@ use datafusion::catalog::{SchemaProvider, TableProvider};
 use datafusion::datasource::MemTable;
 
 use crate::source::{SourceRegistry, SourceStatus};
+use crate::state::{CheckpointStats, CheckpointedStore};
 
-const TABLES: [&str; 2] = ["sources", "source_tables"];
+const TABLES: [&str; 3] = ["sources", "source_tables", "checkpoints"];
 
 /// The `hw_catalog` schema.
-#[derive(Debug)]
 pub struct HwCatalogSchema {
     sources: Weak<SourceRegistry>,
+    checkpoints: Weak<CheckpointedStore>,
+}
+
+impl std::fmt::Debug for HwCatalogSchema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HwCatalogSchema")
+    }
 }
 
 impl std::fmt::Debug for SourceRegistry {
@@ -31,8 +40,8 @@ impl std::fmt::Debug for SourceRegistry {
 
 impl HwCatalogSchema {
     /// Reads status from `sources` (held weakly, like the public schema holds the catalog).
-    pub fn new(sources: &Arc<SourceRegistry>) -> Self {
-        HwCatalogSchema { sources: Arc::downgrade(sources) }
+    pub fn new(sources: &Arc<SourceRegistry>, checkpoints: &Arc<CheckpointedStore>) -> Self {
+        HwCatalogSchema { sources: Arc::downgrade(sources), checkpoints: Arc::downgrade(checkpoints) }
     }
 }
 
@@ -105,6 +114,36 @@ fn source_tables_table(statuses: &[SourceStatus]) -> datafusion::error::Result<R
     RecordBatch::try_new(schema, columns).map_err(Into::into)
 }
 
+fn checkpoints_table(c: &CheckpointStats) -> datafusion::error::Result<RecordBatch> {
+    let schema: SchemaRef = Arc::new(Schema::new(vec![
+        field("checkpoints", DataType::UInt64),
+        field("last_checkpoint_at", DataType::Utf8),
+        field("last_duration_ms", DataType::Float64),
+        field("last_keys", DataType::UInt64),
+        field("last_bytes", DataType::UInt64),
+        field("total_keys", DataType::UInt64),
+        field("total_bytes", DataType::UInt64),
+        field("staged_keys", DataType::UInt64),
+        field("staged_bytes", DataType::UInt64),
+        field("last_error", DataType::Utf8),
+    ]));
+    let at = c.last_at.map(|t| chrono::DateTime::<chrono::Utc>::from(t).format("%Y-%m-%d %H:%M:%S%.3f+00").to_string());
+    let n = |v: u64| -> ArrayRef { Arc::new(UInt64Array::from(vec![v])) };
+    let columns: Vec<ArrayRef> = vec![
+        n(c.count),
+        Arc::new(StringArray::from(vec![at])),
+        Arc::new(Float64Array::from(vec![c.last_duration.as_secs_f64() * 1000.0])),
+        n(c.last_keys as u64),
+        n(c.last_bytes as u64),
+        n(c.total_keys),
+        n(c.total_bytes),
+        n(c.staged_keys as u64),
+        n(c.staged_bytes as u64),
+        Arc::new(StringArray::from(vec![c.last_error.clone()])),
+    ];
+    RecordBatch::try_new(schema, columns).map_err(Into::into)
+}
+
 #[async_trait]
 impl SchemaProvider for HwCatalogSchema {
     fn table_names(&self) -> Vec<String> {
@@ -116,6 +155,7 @@ impl SchemaProvider for HwCatalogSchema {
         let batch = match name {
             "sources" => sources_table(&statuses)?,
             "source_tables" => source_tables_table(&statuses)?,
+            "checkpoints" => checkpoints_table(&self.checkpoints.upgrade().map(|c| c.stats()).unwrap_or_default())?,
             _ => return Ok(None),
         };
         Ok(Some(Arc::new(MemTable::try_new(batch.schema(), vec![vec![batch]])?)))

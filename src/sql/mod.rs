@@ -45,7 +45,7 @@ use crate::catalog::Catalog;
 use crate::dataflow::Dataflow;
 use crate::error::{Error, Result};
 use crate::source::SourceRegistry;
-use crate::state::StateStore;
+use crate::state::{CheckpointedStore, StateStore};
 
 /// The name of the one database (DataFusion catalog) Headwater serves.
 pub const DATABASE: &str = "headwater";
@@ -66,6 +66,7 @@ pub struct Engine {
     catalog: Arc<Catalog>,
     sources: Arc<SourceRegistry>,
     dataflow: Arc<Dataflow>,
+    checkpoints: Arc<CheckpointedStore>,
     parser: SqlParser,
     base: SessionState,
 }
@@ -73,12 +74,13 @@ pub struct Engine {
 impl Engine {
     /// Opens the catalog in `store` and replays it: every table, view and connection created
     /// before comes back, tables with their rows.
-    pub async fn open(store: Arc<dyn StateStore>) -> Result<Arc<Self>> {
+    pub async fn open(store: Arc<CheckpointedStore>) -> Result<Arc<Self>> {
+        let checkpoints = store.clone();
         let catalog = Arc::new(Catalog::new(store)?);
         let sources = Arc::new(SourceRegistry::default());
-        let base = base_context(&catalog, &sources)?.state();
+        let base = base_context(&catalog, &sources, &checkpoints)?.state();
         let dataflow = Arc::new(Dataflow::new(store_of(&catalog)));
-        let engine = Arc::new(Engine { catalog, sources, dataflow, parser: SqlParser::new(), base });
+        let engine = Arc::new(Engine { catalog, sources, dataflow, checkpoints, parser: SqlParser::new(), base });
         let session = engine.session();
         for entry in engine.catalog.stored_entries()? {
             let mut stmts = engine.parser.parse(&entry.create_sql)?;
@@ -120,10 +122,25 @@ impl Engine {
         &self.sources
     }
 
-    /// Stops the sources and makes every committed write durable (at shutdown).
+    /// Makes every write committed so far durable (a checkpoint), off the async threads.
+    /// Local DML and DDL call this before they return.
+    pub async fn make_durable(&self) -> Result<()> {
+        let store = self.checkpoints.clone();
+        tokio::task::spawn_blocking(move || store.checkpoint())
+            .await
+            .map_err(|e| Error::Internal(format!("checkpoint task failed: {e}")))?
+            .map(|_| ())
+    }
+
+    /// The checkpoint counters (`hw_catalog.checkpoints`).
+    pub fn checkpoint_stats(&self) -> crate::state::CheckpointStats {
+        self.checkpoints.stats()
+    }
+
+    /// Stops the sources and writes a last checkpoint (at shutdown).
     pub async fn shutdown(&self) -> Result<()> {
         self.sources.stop_all().await;
-        self.catalog.store().flush()
+        self.make_durable().await
     }
 }
 
@@ -166,7 +183,11 @@ impl CatalogProvider for Database {
     }
 }
 
-fn base_context(catalog: &Arc<Catalog>, sources: &Arc<SourceRegistry>) -> Result<SessionContext> {
+fn base_context(
+    catalog: &Arc<Catalog>,
+    sources: &Arc<SourceRegistry>,
+    checkpoints: &Arc<CheckpointedStore>,
+) -> Result<SessionContext> {
     let mut config = SessionConfig::new()
         .with_default_catalog_and_schema(DATABASE, "public")
         .with_create_default_catalog_and_schema(false)
@@ -175,8 +196,10 @@ fn base_context(catalog: &Arc<Catalog>, sources: &Arc<SourceRegistry>) -> Result
     config.options_mut().sql_parser.map_string_types_to_utf8view = false;
     config.options_mut().sql_parser.enable_ident_normalization = true;
     let ctx = SessionContext::new_with_config(config);
-    let db =
-        Database { schemas: MemoryCatalogProvider::new(), system: Arc::new(hw_catalog::HwCatalogSchema::new(sources)) };
+    let db = Database {
+        schemas: MemoryCatalogProvider::new(),
+        system: Arc::new(hw_catalog::HwCatalogSchema::new(sources, checkpoints)),
+    };
     db.register_schema("public", Arc::new(provider::PublicSchema::new(catalog)))?;
     ctx.register_catalog(DATABASE, Arc::new(db));
     datafusion_pg_catalog::setup_pg_catalog(&ctx, DATABASE, EmptyContextProvider)

@@ -96,6 +96,9 @@ pub enum AlterSourceAction {
     AddTables(Vec<TableRef>),
     /// Local tables to stop capturing and drop.
     DropTables { names: Vec<String>, cascade: bool },
+    /// `RESNAPSHOT`: empty every captured table and capture again from the upstream's current
+    /// state (after the binlog position was purged upstream, or on demand).
+    Resnapshot,
 }
 
 /// Parses SQL text into statements; cheap to share between sessions.
@@ -381,7 +384,16 @@ fn parse_alter_source(p: &mut Parser) -> Result<HwStatement> {
             }
             AlterSourceAction::DropTables { names, cascade }
         }
-        _ => return Err(Error::Syntax(format!("expected ADD TABLE or DROP TABLE, found: {}", p.peek_token().token))),
+        Some("RESNAPSHOT") => {
+            p.next_token();
+            AlterSourceAction::Resnapshot
+        }
+        _ => {
+            return Err(Error::Syntax(format!(
+                "expected ADD TABLE, DROP TABLE or RESNAPSHOT, found: {}",
+                p.peek_token().token
+            )))
+        }
     };
     Ok(HwStatement::AlterSource { name, action })
 }

@@ -78,8 +78,18 @@ impl Session {
         Ok(state.statement_to_plan(DfStatement::Statement(Box::new(stmt))).await?)
     }
 
-    /// Executes one statement; `params` binds `$n` placeholders (extended protocol).
+    /// Executes one statement; `params` binds `$n` placeholders (extended protocol). A
+    /// statement that changes tables or the catalog is durable when this returns (it ends
+    /// with a checkpoint; concurrent ones share it).
     pub async fn execute(&self, stmt: &HwStatement, params: Option<&ParamValues>) -> Result<QueryResult> {
+        let result = self.execute_inner(stmt, params).await?;
+        if writes_state(stmt) {
+            self.engine.make_durable().await?;
+        }
+        Ok(result)
+    }
+
+    async fn execute_inner(&self, stmt: &HwStatement, params: Option<&ParamValues>) -> Result<QueryResult> {
         match stmt {
             HwStatement::Sql(s) => self.execute_standard(s, params).await,
             HwStatement::CreateConnection { name, if_not_exists, kind, options } => {
@@ -372,4 +382,24 @@ fn parameter_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>> {
         out[n - 1] = t;
     }
     Ok(out)
+}
+
+/// True for statements whose effect must survive a crash once they return: DML and DDL.
+fn writes_state(stmt: &HwStatement) -> bool {
+    match stmt {
+        HwStatement::Sql(s) => matches!(
+            s.as_ref(),
+            Statement::Insert(_)
+                | Statement::Update(_)
+                | Statement::Delete(_)
+                | Statement::CreateTable(_)
+                | Statement::CreateView(_)
+                | Statement::Drop { .. }
+        ),
+        HwStatement::ShowObjects(_)
+        | HwStatement::ShowCreate { .. }
+        | HwStatement::ExplainView(_)
+        | HwStatement::Unsupported(_) => false,
+        _ => true,
+    }
 }

@@ -16,10 +16,11 @@ use super::provider::LocalTable;
 use super::result::QueryResult;
 use super::{Engine, HwStatement, Session};
 use crate::catalog::{CatalogEntry, Namespace, Relation};
+use crate::dataflow::ChangeBatch;
 use crate::error::{Error, Result};
 use crate::source::mysql::schema::{discover, upstream, TableSelection, TableSpec};
 use crate::source::mysql::{self, check_upstream, connection_opts, CapturedTable, MySqlSource, SourceOptions};
-use crate::state::TableState;
+use crate::state::{TableState, WriteBatch};
 
 /// The options of a MySQL connection, from its catalog entry.
 fn mysql_connection(s: &Session, name: &str) -> Result<BTreeMap<String, String>> {
@@ -263,7 +264,7 @@ fn owned_tables(s: &Session, source: &str) -> Vec<crate::catalog::CatalogObject>
     owned
 }
 
-/// `ALTER SOURCE ... ADD TABLE / DROP TABLE`. The source restarts from its stored binlog
+/// `ALTER SOURCE ... ADD TABLE / DROP TABLE / RESNAPSHOT`. The source restarts from its stored binlog
 /// position: existing tables keep their rows and resume streaming, an added table is
 /// snapshotted (and merged with the binlog like any other), a dropped one disappears.
 pub(super) async fn alter_source(s: &Session, name: &str, action: &AlterSourceAction) -> Result<QueryResult> {
@@ -333,6 +334,17 @@ pub(super) async fn alter_source(s: &Session, name: &str, action: &AlterSourceAc
             catalog.drop_objects(&victims)?;
             forget = names.clone();
             mysql::forget_tables(catalog.store().as_ref(), src.entry.id, &forget)?;
+        }
+        AlterSourceAction::Resnapshot => {
+            s.engine().sources().stop(name).await;
+            for t in &owned {
+                if let Some(Relation::Table { state, .. }) = &t.relation {
+                    let all = state.snapshot()?;
+                    let change = ChangeBatch::uniform(all, -1);
+                    s.engine().dataflow().commit(&[(state.as_ref(), &change)], WriteBatch::default())?;
+                }
+            }
+            mysql::reset_progress(catalog.store().as_ref(), src.entry.id)?;
         }
     }
     start_source(s, name)?;

@@ -3,8 +3,11 @@
 //! Two layers, both small:
 //! - [`store::StateStore`] is the durable key-value interface: atomic multi-key batches
 //!   ([`store::WriteBatch`]) over one ordered keyspace. [`store::SledStore`] is the embedded
-//!   implementation under `--data-dir`; [`store::MemoryStore`] backs unit tests. The keyspace
-//!   layout is in [`keys`].
+//!   implementation under `--data-dir` ([`datadir`]: marker, lock); [`store::MemoryStore`]
+//!   backs unit tests. The keyspace layout is in [`keys`].
+//! - [`checkpoint::CheckpointedStore`] sits between the engine and the sled store: commits
+//!   stage their writes in memory, and a checkpoint (every `--checkpoint-interval`, on DDL,
+//!   on local DML, at shutdown) writes what changed since the last one in one atomic batch.
 //! - [`table::TableState`] keeps the rows of one table (local, and later captured upstream
 //!   tables) in memory, keyed by the primary key encoded with Arrow's row format, and applies
 //!   weighted changes ([`crate::dataflow::ChangeBatch`]) to it. [`table::commit`] applies the
@@ -14,9 +17,12 @@
 //! Queries never read the store: they read an immutable snapshot of a table
 //! ([`table::TableState::snapshot`]), rebuilt lazily after a write.
 
+pub mod checkpoint;
+pub mod datadir;
 pub mod keys;
 pub mod store;
 pub mod table;
 
+pub use checkpoint::{CheckpointStats, CheckpointedStore};
 pub use store::{MemoryStore, SledStore, StateStore, WriteBatch};
 pub use table::{commit, commit_with, TableState};

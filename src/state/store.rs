@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
 
+use super::datadir::DataDir;
 use crate::error::{Error, Result};
 
 /// A set of puts and deletes applied atomically by [`StateStore::apply`].
@@ -27,6 +28,11 @@ impl WriteBatch {
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
     }
+
+    /// The operations, in the order they were added (a later one wins).
+    pub fn into_ops(self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        self.ops
+    }
 }
 
 /// An ordered, durable key-value store with atomic batches.
@@ -42,24 +48,34 @@ pub trait StateStore: Send + Sync + 'static {
     fn apply(&self, batch: WriteBatch) -> Result<()>;
     /// Waits until everything applied so far is on disk.
     fn flush(&self) -> Result<()>;
+    /// Bytes applied but not yet on disk (a staging store: see
+    /// [`CheckpointedStore`](super::checkpoint::CheckpointedStore)); writers that produce a lot
+    /// call `flush` when this grows large, which bounds memory.
+    fn staged_bytes(&self) -> usize {
+        0
+    }
 }
 
-/// The embedded store: one sled tree under the data directory.
+/// The embedded store: one sled tree under the data directory, which it holds locked.
 pub struct SledStore {
     db: sled::Db,
+    _dir: DataDir,
 }
 
 impl SledStore {
-    /// Opens (or creates) the store in `dir`.
+    /// Opens (or creates) the store in `dir`: checks that `dir` is a Headwater data directory
+    /// not used by another server ([`DataDir::open`]), then opens sled in `dir/state`.
     pub fn open(dir: &Path) -> Result<Self> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Error::Storage(format!("cannot create data dir {}: {e}", dir.display())))?;
-        let db = sled::Config::new()
-            .path(dir.join("state"))
-            .flush_every_ms(Some(200))
-            .open()
-            .map_err(|e| Error::Storage(format!("cannot open state in {}: {e}", dir.display())))?;
-        Ok(SledStore { db })
+        let data_dir = DataDir::open(dir)?;
+        // No background flushes: a checkpoint flushes explicitly, after its batch.
+        let db = sled::Config::new().path(dir.join("state")).flush_every_ms(None).open().map_err(|e| {
+            Error::Storage(format!(
+                "cannot open the state in {}: {e}. The data directory may be damaged: restore it from a \
+                 backup, or move it away to start empty (docs/operations.md)",
+                dir.display()
+            ))
+        })?;
+        Ok(SledStore { db, _dir: data_dir })
     }
 }
 

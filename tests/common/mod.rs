@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod mariadb;
+pub mod process;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -56,7 +57,7 @@ impl TestServer {
 }
 
 async fn start_on(data_dir: &Path) -> Server {
-    let config = Config { listen: "127.0.0.1:0".into(), data_dir: data_dir.to_path_buf() };
+    let config = Config::new("127.0.0.1:0", data_dir);
     Server::start(&config).await.expect("server starts")
 }
 

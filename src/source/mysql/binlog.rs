@@ -22,6 +22,19 @@ pub struct RowChange {
     pub after: Option<Vec<Cell>>,
 }
 
+/// Error 1236 (ER_MASTER_FATAL_ERROR_READING_BINLOG): the server no longer has the binlog
+/// at `start` (purged, or the file is gone) — the changes since are lost to this source.
+fn stream_error(e: mysql_async::Error, start: &BinlogPosition) -> Error {
+    match &e {
+        mysql_async::Error::Server(s) if s.code == 1236 => Error::SourceLost(format!(
+            "the upstream server no longer has the binlog at {start} ({}): changes made since then cannot be \
+             read, so this source stopped rather than miss them",
+            s.message
+        )),
+        _ => upstream(e),
+    }
+}
+
 /// Streams the binlog from `start` and sends transactions of captured tables to the applier.
 pub async fn read(
     opts: mysql_async::Opts,
@@ -35,13 +48,14 @@ pub async fn read(
     conn.query_drop("SET @mariadb_slave_capability=4").await.map_err(upstream)?;
     conn.query_drop("SET @master_heartbeat_period=1000000000").await.map_err(upstream)?;
     let request = BinlogStreamRequest::new(server_id).with_filename(start.file.as_bytes()).with_pos(start.pos);
-    let mut stream = conn.get_binlog_stream(request).await.map_err(upstream)?;
+    let lost = |e| stream_error(e, &start);
+    let mut stream = conn.get_binlog_stream(request).await.map_err(lost)?;
     let mut file = start.file.clone();
     let mut pending: Vec<(usize, RowChange)> = Vec::new();
     let mut broken: Vec<bool> = vec![false; units.len()];
     let mut seen_format_description = false;
     while let Some(event) = stream.next().await {
-        let event = event.map_err(upstream)?;
+        let event = event.map_err(lost)?;
         let end = BinlogPosition { file: file.clone(), pos: event.header().log_pos() as u64 };
         let timestamp = event.header().timestamp();
         let data = match event.read_data() {

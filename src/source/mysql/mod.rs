@@ -48,15 +48,45 @@ use crate::dataflow::{ApplyMode, ChangeBatch};
 use crate::error::{Error, Result};
 use crate::state::{keys, StateStore, TableState, WriteBatch};
 
+/// Staged bytes above which the applier writes a checkpoint itself instead of waiting for
+/// the interval.
+const STAGED_LIMIT: usize = 256 << 20;
+
 /// What the binlog reader and the snapshot readers tell the applier.
 pub enum Message {
-    Transaction { end: BinlogPosition, timestamp: u32, changes: Vec<(usize, RowChange)> },
-    Ddl { end: BinlogPosition, table: usize, statement: String, truncate: bool },
-    Heartbeat { position: BinlogPosition },
-    TableError { table: usize, message: String },
-    SnapshotStart { table: usize, position: BinlogPosition, chunks_total: u64 },
-    SnapshotRows { table: usize, batch: RecordBatch },
-    SnapshotDone { table: usize },
+    Transaction {
+        end: BinlogPosition,
+        timestamp: u32,
+        changes: Vec<(usize, RowChange)>,
+    },
+    Ddl {
+        end: BinlogPosition,
+        table: usize,
+        statement: String,
+        truncate: bool,
+    },
+    Heartbeat {
+        position: BinlogPosition,
+    },
+    TableError {
+        table: usize,
+        message: String,
+    },
+    SnapshotStart {
+        table: usize,
+        position: BinlogPosition,
+        chunks_total: u64,
+    },
+    /// A chunk of a snapshot; `last_key` is its last row's key (text values) when the
+    /// snapshot is read in key order and can be resumed after it.
+    SnapshotRows {
+        table: usize,
+        batch: RecordBatch,
+        last_key: Option<Vec<Vec<u8>>>,
+    },
+    SnapshotDone {
+        table: usize,
+    },
 }
 
 /// Options of `CREATE SOURCE ... WITH (...)`.
@@ -189,6 +219,29 @@ struct Progress {
     /// already in the table and must not be applied again.
     #[serde(default)]
     snapshot_at: BTreeMap<String, BinlogPosition>,
+    /// Snapshots in progress: the chunks already in the table, stored with them, so a crash
+    /// or reconnect resumes after the last one instead of starting over.
+    #[serde(default)]
+    resume: BTreeMap<String, SnapshotResume>,
+}
+
+/// How far a key-ordered snapshot got: the table holds every upstream row whose key is at or
+/// before `after`, as of binlog position `at`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SnapshotResume {
+    at: BinlogPosition,
+    after: Vec<Vec<u8>>,
+    rows_copied: u64,
+    chunks_done: u64,
+}
+
+/// Forgets everything a source has read (ALTER SOURCE ... RESNAPSHOT): it starts again from
+/// the upstream's current position with a snapshot of every table, which the caller has
+/// emptied.
+pub fn reset_progress(store: &dyn StateStore, source_id: u64) -> Result<()> {
+    let mut b = WriteBatch::default();
+    b.delete(keys::source_progress(source_id));
+    store.apply(b)
 }
 
 /// Removes tables from a source's stored progress (ALTER SOURCE), so a table added again
@@ -201,6 +254,7 @@ pub fn forget_tables(store: &dyn StateStore, source_id: u64, names: &[String]) -
     for n in names {
         progress.streaming.remove(n);
         progress.snapshot_at.remove(n);
+        progress.resume.remove(n);
     }
     let mut b = WriteBatch::default();
     b.put(key, serde_json::to_vec(&progress).map_err(|e| Error::Internal(e.to_string()))?);
@@ -268,7 +322,18 @@ enum Buffered {
 
 enum Phase {
     Pending(Vec<(BinlogPosition, Buffered)>),
-    Loading(BinlogPosition, Vec<(BinlogPosition, Buffered)>, Instant),
+    /// The snapshot read as of `at` is arriving in chunks; later changes wait in `buffer`.
+    Loading {
+        at: BinlogPosition,
+        buffer: Vec<(BinlogPosition, Buffered)>,
+        started: Instant,
+        /// A resumed snapshot: the rows already copied are as of this older position, and the
+        /// changes between it and `at` are applied as the binlog delivers them. The snapshot
+        /// is not finished (and its stored position stays here) until they all are.
+        catch_up_from: Option<BinlogPosition>,
+        /// The last chunk arrived (waiting for the catch-up).
+        read: bool,
+    },
     /// Applying transactions as they arrive — except those at or before the snapshot
     /// position, which the binlog reader may still deliver after the snapshot finished
     /// (replaying them would double-count rows of a multiset).
@@ -355,11 +420,28 @@ impl Runner {
                 r = self.run_once() => r,
                 _ = shutdown.changed() => return,
             };
-            if let Err(e) = result {
-                tracing::warn!(source = %self.source.name, "source stopped: {e}; reconnecting in {backoff:?}");
-                let mut s = self.status();
-                s.state = "reconnecting".into();
-                s.last_error = Some(e.to_string());
+            match result {
+                Err(Error::SourceLost(why)) => {
+                    let message = format!(
+                        "{why}. Re-snapshot every table of the source with: ALTER SOURCE {} RESNAPSHOT",
+                        crate::sql::quote_ident(&self.source.name)
+                    );
+                    tracing::error!(source = %self.source.name, "{message}");
+                    {
+                        let mut s = self.status();
+                        s.state = "error".into();
+                        s.last_error = Some(message);
+                    }
+                    let _ = shutdown.changed().await;
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(source = %self.source.name, "source stopped: {e}; reconnecting in {backoff:?}");
+                    let mut s = self.status();
+                    s.state = "reconnecting".into();
+                    s.last_error = Some(e.to_string());
+                }
+                Ok(()) => {}
             }
             tokio::select! {
                 _ = tokio::time::sleep(backoff) => {}
@@ -386,28 +468,62 @@ impl Runner {
             }
         };
         drop(conn);
-        // A table is streaming when all its units are; otherwise (a snapshot cut short by a
-        // crash or reconnect) it is emptied and every unit of it is snapshotted again.
-        let mut phases: Vec<Phase> = Vec::with_capacity(self.units.len());
-        let mut to_snapshot = Vec::new();
+        // Units whose snapshot had not finished (a crash or reconnect cut it short). A keyed
+        // table keeps the chunks it has: each unit resumes after its last stored chunk, or
+        // starts afresh if none was stored. A multiset cannot tell copied rows apart: it is
+        // emptied and every unit of it is snapshotted again.
+        let mut to_snapshot: Vec<(usize, Option<Vec<Vec<u8>>>)> = Vec::new();
+        let mut binlog_start = start.clone();
         for (ti, t) in src.tables.iter().enumerate() {
             let units: Vec<usize> = (0..self.units.len()).filter(|&u| self.units[u].table == ti).collect();
-            let streaming = units.iter().all(|&u| progress.streaming.contains(&self.units[u].progress_name()));
-            if !streaming {
+            let unfinished: Vec<usize> = units
+                .iter()
+                .copied()
+                .filter(|&u| !progress.streaming.contains(&self.units[u].progress_name()))
+                .collect();
+            if unfinished.is_empty() {
+                continue;
+            }
+            if snapshot::resume_key(&t.spec).is_some() {
+                for u in unfinished {
+                    let after = progress.resume.get(&self.units[u].progress_name()).map(|r| {
+                        tracing::info!(
+                            source = %src.name, table = %t.spec.name, rows = r.rows_copied, at = %r.at,
+                            "resuming the snapshot after the last stored chunk"
+                        );
+                        if r.at < binlog_start {
+                            binlog_start = r.at.clone();
+                        }
+                        r.after.clone()
+                    });
+                    to_snapshot.push((u, after));
+                }
+            } else {
                 truncate(src, t, &mut WriteBatch::default())?;
                 for &u in &units {
-                    progress.streaming.remove(&self.units[u].progress_name());
-                    progress.snapshot_at.remove(&self.units[u].progress_name());
+                    let name = self.units[u].progress_name();
+                    progress.streaming.remove(&name);
+                    progress.snapshot_at.remove(&name);
+                    progress.resume.remove(&name);
+                    to_snapshot.push((u, None));
                 }
-                to_snapshot.extend(units);
             }
         }
+        let mut phases: Vec<Phase> = Vec::with_capacity(self.units.len());
         for u in 0..self.units.len() {
-            if to_snapshot.contains(&u) {
+            let name = self.units[u].progress_name();
+            if to_snapshot.iter().any(|(x, _)| *x == u) {
                 phases.push(Phase::Pending(Vec::new()));
+                let mut s = self.status();
+                let ts = &mut s.tables[u];
+                let (rows, chunks) = progress.resume.get(&name).map_or((0, 0), |r| (r.rows_copied, r.chunks_done));
+                (ts.rows_copied, ts.chunks_done) = (rows, chunks);
             } else {
-                let at = progress.snapshot_at.get(&self.units[u].progress_name()).filter(|at| **at > start);
-                phases.push(Phase::Streaming(at.cloned()));
+                // Transactions up to `start` are in the table already, and so are those up to
+                // its snapshot position; the binlog may replay them when it starts earlier
+                // for a resumed snapshot.
+                let at = progress.snapshot_at.get(&name).cloned().into_iter().chain(Some(start.clone())).max();
+                phases.push(Phase::Streaming(at.filter(|at| *at > binlog_start)));
                 self.status().tables[u].state = "streaming".into();
             }
         }
@@ -421,23 +537,30 @@ impl Runner {
         let (tx, mut rx) = mpsc::channel::<Message>(64);
         let mut tasks: JoinSet<Result<()>> = JoinSet::new();
         let units = Arc::new(self.units.clone());
-        tasks.spawn(binlog::read(src.opts.clone(), src.options.server_id, start, units, tx.clone()));
+        tasks.spawn(binlog::read(src.opts.clone(), src.options.server_id, binlog_start, units, tx.clone()));
         let permits = Arc::new(Semaphore::new(src.options.parallelism));
-        for u in to_snapshot {
+        for (u, after) in to_snapshot {
             let (opts, tx, permits) = (src.opts.clone(), tx.clone(), permits.clone());
             let unit = self.units[u].clone();
             let schema = src.tables[unit.table].state.schema();
             let chunk = src.options.chunk_size;
             tasks.spawn(async move {
                 let _permit = permits.acquire_owned().await.map_err(|_| Error::Internal("semaphore closed".into()))?;
-                snapshot::snapshot_table(opts, u, unit, schema, chunk, tx).await
+                snapshot::snapshot_table(opts, u, unit, schema, chunk, after, tx).await
             });
         }
         drop(tx);
         loop {
             tokio::select! {
                 msg = rx.recv() => match msg {
-                    Some(m) => self.handle(m, &mut phases, &mut progress)?,
+                    Some(m) => {
+                        self.handle(m, &mut phases, &mut progress)?;
+                        // Bound what waits for the next checkpoint (a fast snapshot or a
+                        // binlog catch-up can stage faster than the interval writes).
+                        if src.store.staged_bytes() > STAGED_LIMIT {
+                            src.store.flush()?;
+                        }
+                    }
                     None => {
                         // Every reader is gone: report the first one's error.
                         while let Some(done) = tasks.join_next().await {
@@ -474,12 +597,15 @@ impl Runner {
                         Phase::Streaming(Some(at)) if end <= *at => {}
                         Phase::Streaming(_) => per_table.entry(self.units[u].table).or_default().push(c),
                         Phase::Pending(_) => buffered.entry(u).or_default().push(c),
-                        Phase::Loading(at, _, _) if end > *at => buffered.entry(u).or_default().push(c),
-                        Phase::Loading(..) | Phase::Failed => {}
+                        Phase::Loading { at, .. } if end > *at => buffered.entry(u).or_default().push(c),
+                        Phase::Loading { catch_up_from: Some(from), .. } if end > *from => {
+                            per_table.entry(self.units[u].table).or_default().push(c)
+                        }
+                        Phase::Loading { .. } | Phase::Failed => {}
                     }
                 }
                 for (u, rows) in buffered {
-                    if let Phase::Pending(buf) | Phase::Loading(_, buf, _) = &mut phases[u] {
+                    if let Phase::Pending(buf) | Phase::Loading { buffer: buf, .. } = &mut phases[u] {
                         buf.push((end.clone(), Buffered::Rows(rows)));
                     }
                 }
@@ -487,14 +613,23 @@ impl Runner {
                 for (t, rows) in per_table {
                     batches.push((t, to_batch(&src.tables[t], &rows)?));
                 }
-                progress.position = Some(end.clone());
+                // The binlog may replay from before the stored position (a resumed snapshot
+                // needs it); the position never goes back.
+                if progress.position.as_ref().is_none_or(|p| end > *p) {
+                    progress.position = Some(end.clone());
+                }
+                // Resumed snapshots whose catch-up this transaction completes.
+                let caught_up = self.caught_up(phases, &end, progress);
                 let refs: Vec<(&TableState, &ChangeBatch)> =
                     batches.iter().map(|(t, b)| (src.tables[*t].state.as_ref(), b)).collect();
                 src.dataflow.commit(&refs, src.progress_batch(progress)?)?;
+                for u in caught_up {
+                    self.finish_snapshot(phases, u, progress)?;
+                }
                 let lag = (chrono::Utc::now().timestamp() - timestamp as i64).max(0) as f64;
                 {
                     let mut s = self.status();
-                    s.position = Some(end.clone());
+                    s.position = progress.position.clone();
                     s.lag_seconds = Some(lag);
                     s.last_error = None;
                     if s.state == "reconnecting" || s.state == "starting" {
@@ -505,9 +640,16 @@ impl Runner {
                         };
                     }
                 }
-                self.applied.send_replace(Some(end));
+                self.applied.send_replace(progress.position.clone());
             }
-            Message::Heartbeat { .. } => {
+            Message::Heartbeat { position } => {
+                let caught_up = self.caught_up(phases, &position, progress);
+                if !caught_up.is_empty() {
+                    src.dataflow.commit(&[], src.progress_batch(progress)?)?;
+                }
+                for u in caught_up {
+                    self.finish_snapshot(phases, u, progress)?;
+                }
                 self.status().lag_seconds = Some(0.0);
                 self.applied.send_modify(|_| {});
             }
@@ -523,11 +665,13 @@ impl Runner {
                             }
                         }
                         Phase::Pending(buf) => buf.push((end, Buffered::Truncate)),
-                        Phase::Loading(at, buf, _) => {
-                            if end > *at {
-                                buf.push((end, Buffered::Truncate));
+                        Phase::Loading { at, buffer, .. } if end > *at => buffer.push((end, Buffered::Truncate)),
+                        Phase::Loading { catch_up_from: Some(from), .. } if end > *from => {
+                            if let Err(message) = truncate_unit(src, unit, &mut WriteBatch::default()) {
+                                self.fail_unit(phases, u, message);
                             }
                         }
+                        Phase::Loading { .. } => {}
                         Phase::Failed => {}
                     }
                 } else {
@@ -541,72 +685,168 @@ impl Runner {
             }
             Message::TableError { table, message } => self.fail_unit(phases, table, message),
             Message::SnapshotStart { table: u, position, chunks_total } => {
+                let name = self.units[u].progress_name();
+                let resumed_from = progress.resume.get(&name).map(|r| r.at.clone());
                 if let Phase::Pending(buf) = std::mem::replace(&mut phases[u], Phase::Failed) {
-                    let kept = buf.into_iter().filter(|(p, _)| *p > position).collect();
-                    phases[u] = Phase::Loading(position, kept, Instant::now());
+                    // Changes after `position` wait for the last chunk. A resumed snapshot
+                    // also owes the table what happened between its first and this position
+                    // (to the rows already copied; for the others the new read has it, and
+                    // replaying row images is idempotent on a keyed table).
+                    // Changes past `position` already here: the binlog has delivered the
+                    // whole catch-up.
+                    let delivered = buf.iter().any(|(p, _)| *p >= position);
+                    let mut catch_up = Vec::new();
+                    let mut kept = Vec::new();
+                    for (p, b) in buf {
+                        if p > position {
+                            kept.push((p, b));
+                        } else if resumed_from.as_ref().is_some_and(|from| p > *from) {
+                            catch_up.push(b);
+                        }
+                    }
+                    // The rest of the catch-up arrives with the binlog (it may lag behind).
+                    let catch_up_from = resumed_from.clone().filter(|from| *from < position && !delivered);
+                    if catch_up_from.is_none() {
+                        if let Some(r) = progress.resume.get_mut(&name) {
+                            r.at = position.clone();
+                        }
+                    }
+                    if resumed_from.is_some() && !self.replay(phases, u, catch_up, progress)? {
+                        return Ok(());
+                    }
+                    phases[u] = Phase::Loading {
+                        at: position,
+                        buffer: kept,
+                        started: Instant::now(),
+                        catch_up_from,
+                        read: false,
+                    };
                 }
                 let mut s = self.status();
                 let ts = &mut s.tables[u];
                 ts.state = "snapshotting".into();
-                ts.chunks_total = chunks_total;
+                ts.chunks_total = chunks_total.max(ts.chunks_done);
             }
-            Message::SnapshotRows { table: u, batch } => {
+            Message::SnapshotRows { table: u, batch, last_key } => {
                 let n = batch.num_rows() as u64;
                 let change = ChangeBatch { weights: vec![1; batch.num_rows()], data: batch, mode: ApplyMode::Upsert };
                 let state = &src.tables[self.units[u].table].state;
-                src.dataflow.commit(&[(state.as_ref(), &change)], WriteBatch::default())?;
-                let elapsed = match &phases[u] {
-                    Phase::Loading(_, _, started) => started.elapsed().as_secs_f64(),
-                    _ => 0.0,
+                // Until a resumed snapshot has caught up, its stored position stays the old one.
+                let (elapsed, at) = match &phases[u] {
+                    Phase::Loading { at, started, catch_up_from, .. } => {
+                        (started.elapsed().as_secs_f64(), Some(catch_up_from.as_ref().unwrap_or(at).clone()))
+                    }
+                    _ => (0.0, None),
                 };
-                let mut s = self.status();
-                let ts = &mut s.tables[u];
-                ts.rows_copied += n;
-                ts.chunks_done += 1;
-                ts.chunks_total = ts.chunks_total.max(ts.chunks_done);
-                if elapsed > 0.0 {
-                    ts.rows_per_second = ts.rows_copied as f64 / elapsed;
-                }
+                let (rows_copied, chunks_done) = {
+                    let mut s = self.status();
+                    let ts = &mut s.tables[u];
+                    ts.rows_copied += n;
+                    ts.chunks_done += 1;
+                    ts.chunks_total = ts.chunks_total.max(ts.chunks_done);
+                    if elapsed > 0.0 {
+                        ts.rows_per_second = ts.rows_copied as f64 / elapsed;
+                    }
+                    (ts.rows_copied, ts.chunks_done)
+                };
+                // The chunk and how far the snapshot got are stored together.
+                let extra = match (last_key, at) {
+                    (Some(after), Some(at)) => {
+                        let r = SnapshotResume { at, after, rows_copied, chunks_done };
+                        progress.resume.insert(self.units[u].progress_name(), r);
+                        src.progress_batch(progress)?
+                    }
+                    _ => WriteBatch::default(),
+                };
+                src.dataflow.commit(&[(state.as_ref(), &change)], extra)?;
             }
             Message::SnapshotDone { table: u } => {
-                let Phase::Loading(at, buffered, _) = std::mem::replace(&mut phases[u], Phase::Failed) else {
-                    return Ok(());
-                };
-                phases[u] = Phase::Streaming(Some(at.clone()));
-                let unit = &self.units[u];
-                let t = &src.tables[unit.table];
-                progress.streaming.insert(unit.progress_name());
-                progress.snapshot_at.insert(unit.progress_name(), at.clone());
-                // Replay what happened upstream since the snapshot, in order; the last write
-                // also records that the unit is now streaming.
-                let mut segment: Vec<RowChange> = Vec::new();
-                for (_, b) in buffered {
-                    match b {
-                        Buffered::Rows(rows) => segment.extend(rows),
-                        Buffered::Truncate => {
-                            let change = to_batch(t, &std::mem::take(&mut segment))?;
-                            src.dataflow.commit(&[(t.state.as_ref(), &change)], WriteBatch::default())?;
-                            if let Err(message) = truncate_unit(src, unit, &mut WriteBatch::default()) {
-                                self.fail_unit(phases, u, message);
-                                return Ok(());
-                            }
-                        }
-                    }
+                let mut ready = false;
+                if let Phase::Loading { read, catch_up_from, .. } = &mut phases[u] {
+                    *read = true;
+                    ready = catch_up_from.is_none();
                 }
-                let change = to_batch(t, &segment)?;
-                src.dataflow.commit(&[(t.state.as_ref(), &change)], src.progress_batch(progress)?)?;
-                let mut s = self.status();
-                s.tables[u].state = "streaming".into();
-                s.tables[u].chunks_total = s.tables[u].chunks_done;
-                if phases.iter().all(|p| matches!(p, Phase::Streaming(_) | Phase::Failed)) {
-                    s.state = "streaming".into();
+                if ready {
+                    self.finish_snapshot(phases, u, progress)?;
                 }
-                drop(s);
-                // Wake real_time_recency waiters: a finished snapshot can complete their wait.
-                self.applied.send_modify(|_| {});
             }
         }
         Ok(())
+    }
+
+    /// Units of resumed snapshots that the binlog has now delivered up to their snapshot
+    /// position: their stored position moves up to it; those whose chunks are all in are
+    /// returned to be finished.
+    fn caught_up(&self, phases: &mut [Phase], reader_at: &BinlogPosition, progress: &mut Progress) -> Vec<usize> {
+        let mut finished = Vec::new();
+        for (u, phase) in phases.iter_mut().enumerate() {
+            if let Phase::Loading { at, catch_up_from, read, .. } = phase {
+                if catch_up_from.is_some() && *reader_at >= *at {
+                    *catch_up_from = None;
+                    if let Some(r) = progress.resume.get_mut(&self.units[u].progress_name()) {
+                        r.at = at.clone();
+                    }
+                    if *read {
+                        finished.push(u);
+                    }
+                }
+            }
+        }
+        finished
+    }
+
+    /// The last chunk is in (and a resumed snapshot has caught up): apply what waited, in
+    /// order, and stream from now on.
+    fn finish_snapshot(&self, phases: &mut [Phase], u: usize, progress: &mut Progress) -> Result<()> {
+        let Phase::Loading { at, buffer, .. } = std::mem::replace(&mut phases[u], Phase::Failed) else {
+            return Ok(());
+        };
+        phases[u] = Phase::Streaming(Some(at.clone()));
+        let unit = &self.units[u];
+        progress.streaming.insert(unit.progress_name());
+        progress.snapshot_at.insert(unit.progress_name(), at.clone());
+        progress.resume.remove(&unit.progress_name());
+        // Replay what happened upstream since the snapshot, in order; the last write also
+        // records that the unit is now streaming.
+        let buffered = buffer.into_iter().map(|(_, b)| b).collect();
+        if !self.replay(phases, u, buffered, progress)? {
+            return Ok(());
+        }
+        let mut s = self.status();
+        s.tables[u].state = "streaming".into();
+        s.tables[u].chunks_total = s.tables[u].chunks_done;
+        if phases.iter().all(|p| matches!(p, Phase::Streaming(_) | Phase::Failed)) {
+            s.state = "streaming".into();
+        }
+        drop(s);
+        // Wake real_time_recency waiters: a finished snapshot can complete their wait.
+        self.applied.send_modify(|_| {});
+        Ok(())
+    }
+
+    /// Applies buffered changes of unit `u` in binlog order; the last commit also stores
+    /// `progress`. False when a TRUNCATE could not be applied (the unit failed).
+    fn replay(&self, phases: &mut [Phase], u: usize, buffered: Vec<Buffered>, progress: &Progress) -> Result<bool> {
+        let src = &self.source;
+        let unit = &self.units[u];
+        let t = &src.tables[unit.table];
+        let mut segment: Vec<RowChange> = Vec::new();
+        for b in buffered {
+            match b {
+                Buffered::Rows(rows) => segment.extend(rows),
+                Buffered::Truncate => {
+                    let change = to_batch(t, &std::mem::take(&mut segment))?;
+                    src.dataflow.commit(&[(t.state.as_ref(), &change)], WriteBatch::default())?;
+                    if let Err(message) = truncate_unit(src, unit, &mut WriteBatch::default()) {
+                        self.fail_unit(phases, u, message);
+                        return Ok(false);
+                    }
+                }
+            }
+        }
+        let change = to_batch(t, &segment)?;
+        src.dataflow.commit(&[(t.state.as_ref(), &change)], src.progress_batch(progress)?)?;
+        Ok(true)
     }
 
     fn fail_unit(&self, phases: &mut [Phase], u: usize, message: String) {

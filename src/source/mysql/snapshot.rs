@@ -4,6 +4,12 @@
 //! `binlog_snapshot_file/position` status variables name the exact binlog position of that
 //! view. The applier keeps binlog events of the table that come after it and applies them
 //! once the last chunk is in (see `super` for the merge).
+//!
+//! Tables with a primary key are read in key order (`ORDER BY` the key: InnoDB's clustered
+//! index, so no sort, and MySQL's own collation decides the order). Each chunk carries the
+//! key of its last row, which the applier stores with the chunk; a snapshot cut short by a
+//! crash or a reconnect resumes after that key (`WHERE key > last`, compared by MySQL too)
+//! instead of starting over.
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
@@ -13,17 +19,68 @@ use tokio::sync::mpsc;
 
 use super::position::BinlogPosition;
 use super::schema::{quote_upstream, upstream, TableSpec};
-use super::types::{cell_from_text, Cell, ColumnBuilder};
+use super::types::{cell_from_text, Cell, ColumnBuilder, Kind};
 use super::{Message, Unit};
 use crate::error::{Error, Result};
 
-/// Reads unit `idx` and sends `SnapshotStart`, `SnapshotRows`..., `SnapshotDone`.
+/// The upstream key columns a snapshot can be ordered and resumed by: the primary key when
+/// MySQL orders and compares it the way a literal does (not ENUM/SET, whose order is their
+/// index, nor floats, whose text may not round-trip). `None`: read unordered, never resumed.
+pub fn resume_key(spec: &TableSpec) -> Option<Vec<usize>> {
+    let n = spec.upstream_columns().len();
+    let key: Vec<usize> = spec.key.iter().copied().filter(|&i| i < n).collect();
+    let plain = key.iter().all(|&i| {
+        !matches!(
+            spec.columns[i].kind,
+            Kind::Enum { .. } | Kind::Set { .. } | Kind::Float32 | Kind::Float64 | Kind::Bit
+        )
+    });
+    (!key.is_empty() && plain).then_some(key)
+}
+
+/// A key value as a literal MySQL compares like the column: numbers bare, binary strings as
+/// hex, everything else as a utf8mb4 string from hex (no escaping to get wrong; it takes the
+/// column's collation).
+fn literal(kind: &Kind, raw: &[u8]) -> Result<String> {
+    let hex: String = raw.iter().map(|b| format!("{b:02X}")).collect();
+    Ok(match kind {
+        Kind::Int16 | Kind::Int32 | Kind::MediumInt | Kind::Int64 | Kind::Decimal { .. } | Kind::DecimalText => {
+            let text = std::str::from_utf8(raw).unwrap_or("");
+            if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit() || b == b'-' || b == b'.') {
+                return Err(Error::Internal(format!("unexpected numeric key value {text:?}")));
+            }
+            text.to_string()
+        }
+        Kind::Binary | Kind::FixedBinary { .. } => format!("X'{hex}'"),
+        _ => format!("_utf8mb4 X'{hex}'"),
+    })
+}
+
+/// `(k1, k2) > (v1, v2)` spelled so any MySQL uses the key's index: `k1 > v1 OR (k1 = v1 AND
+/// k2 > v2)`.
+fn after_condition(spec: &TableSpec, key: &[usize], after: &[Vec<u8>]) -> Result<String> {
+    let name = |i: usize| format!("`{}`", spec.columns[i].name.replace('`', "``"));
+    let mut alternatives = Vec::new();
+    for (pos, &col) in key.iter().enumerate() {
+        let mut terms = Vec::new();
+        for (&c, v) in key[..pos].iter().zip(after) {
+            terms.push(format!("{} = {}", name(c), literal(&spec.columns[c].kind, v)?));
+        }
+        terms.push(format!("{} > {}", name(col), literal(&spec.columns[col].kind, &after[pos])?));
+        alternatives.push(format!("({})", terms.join(" AND ")));
+    }
+    Ok(alternatives.join(" OR "))
+}
+
+/// Reads unit `idx` and sends `SnapshotStart`, `SnapshotRows`..., `SnapshotDone`; with
+/// `after`, only the rows whose key comes after it (a resumed snapshot).
 pub async fn snapshot_table(
     opts: mysql_async::Opts,
     idx: usize,
     unit: Unit,
     schema: SchemaRef,
     chunk_size: usize,
+    after: Option<Vec<Vec<u8>>>,
     tx: mpsc::Sender<Message>,
 ) -> Result<()> {
     let mut conn = mysql_async::Conn::new(opts).await.map_err(upstream)?;
@@ -53,10 +110,21 @@ pub async fn snapshot_table(
 
     let upstream_columns = spec.upstream_columns();
     let columns: Vec<String> = upstream_columns.iter().map(|c| format!("`{}`", c.name.replace('`', "``"))).collect();
-    let sql = format!("SELECT {} FROM {}", columns.join(", "), quote_upstream(&spec.database, &unit.upstream_table));
+    let mut sql =
+        format!("SELECT {} FROM {}", columns.join(", "), quote_upstream(&spec.database, &unit.upstream_table));
+    let key = resume_key(&spec);
+    if let Some(key) = &key {
+        if let Some(after) = after.as_ref().filter(|a| a.len() == key.len()) {
+            sql.push_str(&format!(" WHERE {}", after_condition(&spec, key, after)?));
+        }
+        let order: Vec<&str> = key.iter().map(|&i| columns[i].as_str()).collect();
+        sql.push_str(&format!(" ORDER BY {}", order.join(", ")));
+    }
+    let key_of = |row: &mysql_async::Row| key.as_ref().map(|k| k.iter().map(|&i| raw_bytes(row, i)).collect());
     let mut result = conn.query_iter(sql).await.map_err(upstream)?;
     let mut builders = new_builders(&spec)?;
     let mut in_chunk = 0usize;
+    let mut last_row: Option<mysql_async::Row> = None;
     if let Some(mut rows) = result.stream::<mysql_async::Row>().await.map_err(upstream)? {
         while let Some(row) = rows.next().await {
             let row = row.map_err(upstream)?;
@@ -73,19 +141,31 @@ pub async fn snapshot_table(
             in_chunk += 1;
             if in_chunk == chunk_size {
                 let batch = finish(&schema, &mut builders)?;
-                tx.send(Message::SnapshotRows { table: idx, batch }).await.map_err(closed)?;
+                let last_key = key_of(&row);
+                tx.send(Message::SnapshotRows { table: idx, batch, last_key }).await.map_err(closed)?;
                 in_chunk = 0;
+                last_row = None;
+            } else {
+                last_row = Some(row);
             }
         }
     }
     drop(result);
     if in_chunk > 0 {
         let batch = finish(&schema, &mut builders)?;
-        tx.send(Message::SnapshotRows { table: idx, batch }).await.map_err(closed)?;
+        let last_key = last_row.as_ref().and_then(key_of);
+        tx.send(Message::SnapshotRows { table: idx, batch, last_key }).await.map_err(closed)?;
     }
     conn.query_drop("COMMIT").await.map_err(upstream)?;
     tx.send(Message::SnapshotDone { table: idx }).await.map_err(closed)?;
     Ok(())
+}
+
+fn raw_bytes(row: &mysql_async::Row, i: usize) -> Vec<u8> {
+    match row.as_ref(i) {
+        Some(mysql_async::Value::Bytes(b)) => b.clone(),
+        _ => Vec::new(),
+    }
 }
 
 pub fn new_builders(spec: &TableSpec) -> Result<Vec<ColumnBuilder>> {

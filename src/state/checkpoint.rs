@@ -1,0 +1,325 @@
+//! Checkpoints: commits stage their writes in memory; a checkpoint writes everything staged
+//! since the previous one to the durable store in one atomic batch.
+//!
+//! [`CheckpointedStore`] is itself a [`StateStore`], so the layers above do not change:
+//! `apply` stages a batch (a cheap in-memory merge — the commit path never waits for the
+//! disk), reads see staged values first, and `flush` is a checkpoint. Why this is correct:
+//! - **One cut.** Every `apply` merges its whole batch under one lock, and a checkpoint takes
+//!   the staged map under the same lock, so a checkpoint holds a union of whole commits —
+//!   never half of a statement or of an upstream transaction. The durable store applies it
+//!   atomically (sled batches are all-or-nothing across crashes).
+//! - **The binlog is the write-ahead log.** A source stages its binlog offset with the rows
+//!   it produced, so the durable state is always "tables as of offset X"; after a crash the
+//!   source resumes from X. Nothing applied twice, nothing lost.
+//! - **Incremental.** A checkpoint writes the keys that changed since the last one, each once
+//!   however often it changed (a hot row updated 1000 times in a second is one write).
+//! - **Reads never go back in time.** While a checkpoint is being written its batch stays
+//!   readable (`in_flight`) until the durable store has it.
+//!
+//! A checkpoint that fails (disk full, I/O error) puts its writes back and marks the store
+//! failed: from then on every `apply` is refused, so nothing is acknowledged that could not be
+//! made durable; the server stops with the error (see `server`).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use super::store::{StateStore, WriteBatch};
+use crate::error::{Error, Result};
+
+type Writes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+
+#[derive(Default)]
+struct Staged {
+    writes: Writes,
+    bytes: usize,
+    /// The batch a checkpoint is writing right now: still the newest values of its keys
+    /// for readers until it is durable.
+    in_flight: Option<Arc<Writes>>,
+    failed: Option<String>,
+}
+
+/// What `hw_catalog.checkpoints` shows.
+#[derive(Debug, Clone, Default)]
+pub struct CheckpointStats {
+    /// Checkpoints written since the server started (empty ones are not counted).
+    pub count: u64,
+    pub last_at: Option<SystemTime>,
+    pub last_duration: Duration,
+    /// Keys (rows, offsets, catalog entries) and bytes written by the last checkpoint.
+    pub last_keys: usize,
+    pub last_bytes: usize,
+    pub total_keys: u64,
+    pub total_bytes: u64,
+    /// Keys and bytes staged for the next checkpoint.
+    pub staged_keys: usize,
+    pub staged_bytes: usize,
+    pub last_error: Option<String>,
+}
+
+/// A [`StateStore`] that stages writes in memory and checkpoints them to `durable`.
+pub struct CheckpointedStore {
+    durable: Arc<dyn StateStore>,
+    staged: Mutex<Staged>,
+    /// One checkpoint at a time, so batches reach the durable store in commit order.
+    writer: Mutex<()>,
+    stats: Mutex<CheckpointStats>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn entry_bytes(k: &[u8], v: &Option<Vec<u8>>) -> usize {
+    k.len() + v.as_ref().map_or(0, Vec::len) + 32
+}
+
+impl CheckpointedStore {
+    /// Stages over `durable`, which holds the last checkpoint.
+    pub fn new(durable: Arc<dyn StateStore>) -> Self {
+        CheckpointedStore {
+            durable,
+            staged: Mutex::new(Staged::default()),
+            writer: Mutex::new(()),
+            stats: Mutex::new(CheckpointStats::default()),
+        }
+    }
+
+    /// Writes everything staged so far to the durable store, atomically, and waits until it
+    /// is on disk. Returns the number of keys written (0: nothing was staged).
+    pub fn checkpoint(&self) -> Result<usize> {
+        let _writer = lock(&self.writer);
+        let batch = {
+            let mut s = lock(&self.staged);
+            if let Some(e) = &s.failed {
+                return Err(Error::Storage(e.clone()));
+            }
+            if s.writes.is_empty() {
+                return Ok(0);
+            }
+            s.bytes = 0;
+            let batch = Arc::new(std::mem::take(&mut s.writes));
+            s.in_flight = Some(batch.clone());
+            batch
+        };
+        let started = Instant::now();
+        let mut write = WriteBatch::default();
+        let mut bytes = 0;
+        for (k, v) in batch.iter() {
+            bytes += entry_bytes(k, v);
+            match v {
+                Some(v) => write.put(k.clone(), v.clone()),
+                None => write.delete(k.clone()),
+            }
+        }
+        let result = self.durable.apply(write).and_then(|()| self.durable.flush());
+        let mut s = lock(&self.staged);
+        s.in_flight = None;
+        let mut stats = lock(&self.stats);
+        match result {
+            Ok(()) => {
+                stats.count += 1;
+                stats.last_at = Some(SystemTime::now());
+                stats.last_duration = started.elapsed();
+                stats.last_keys = batch.len();
+                stats.last_bytes = bytes;
+                stats.total_keys += batch.len() as u64;
+                stats.total_bytes += bytes as u64;
+                Ok(batch.len())
+            }
+            Err(e) => {
+                // Put the writes back under any newer value, so nothing staged is lost.
+                let batch = Arc::try_unwrap(batch).unwrap_or_else(|b| (*b).clone());
+                for (k, v) in batch {
+                    if !s.writes.contains_key(&k) {
+                        s.bytes += entry_bytes(&k, &v);
+                        s.writes.insert(k, v);
+                    }
+                }
+                let message = format!("checkpoint failed, state after the previous checkpoint is kept: {e}");
+                s.failed = Some(message.clone());
+                stats.last_error = Some(message.clone());
+                Err(Error::Storage(message))
+            }
+        }
+    }
+
+    /// The checkpoint counters, with the current staged size.
+    pub fn stats(&self) -> CheckpointStats {
+        let mut stats = lock(&self.stats).clone();
+        let s = lock(&self.staged);
+        stats.staged_keys = s.writes.len();
+        stats.staged_bytes = s.bytes;
+        stats
+    }
+
+    /// The error that stopped checkpoints, if one did.
+    pub fn failure(&self) -> Option<String> {
+        lock(&self.staged).failed.clone()
+    }
+}
+
+impl StateStore for CheckpointedStore {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        {
+            let s = lock(&self.staged);
+            if let Some(v) = s.writes.get(key) {
+                return Ok(v.clone());
+            }
+            if let Some(v) = s.in_flight.as_ref().and_then(|b| b.get(key)) {
+                return Ok(v.clone());
+            }
+        }
+        self.durable.get(key)
+    }
+
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        // Hold the staged lock across the durable read, so a checkpoint cannot move keys from
+        // `in_flight` to the durable store in between.
+        let s = lock(&self.staged);
+        let mut merged: BTreeMap<Vec<u8>, Option<Vec<u8>>> =
+            self.durable.scan_prefix(prefix)?.into_iter().map(|(k, v)| (k, Some(v))).collect();
+        let layers = s.in_flight.iter().map(|b| b.as_ref()).chain(std::iter::once(&s.writes));
+        for layer in layers {
+            for (k, v) in layer.range(prefix.to_vec()..).take_while(|(k, _)| k.starts_with(prefix)) {
+                merged.insert(k.clone(), v.clone());
+            }
+        }
+        Ok(merged.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))).collect())
+    }
+
+    fn apply(&self, batch: WriteBatch) -> Result<()> {
+        let mut s = lock(&self.staged);
+        if let Some(e) = &s.failed {
+            return Err(Error::Storage(format!("{e}; no more writes are accepted, restart the server")));
+        }
+        for (k, v) in batch.into_ops() {
+            s.bytes += entry_bytes(&k, &v);
+            s.writes.insert(k, v);
+        }
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<()> {
+        self.checkpoint().map(|_| ())
+    }
+
+    fn staged_bytes(&self) -> usize {
+        lock(&self.staged).bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::state::MemoryStore;
+
+    /// A store whose writes fail on demand, atomically (all of a batch or nothing).
+    #[derive(Default)]
+    struct FaultyStore {
+        inner: MemoryStore,
+        fail: AtomicBool,
+    }
+
+    impl StateStore for FaultyStore {
+        fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+            self.inner.get(key)
+        }
+        fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+            self.inner.scan_prefix(prefix)
+        }
+        fn apply(&self, batch: WriteBatch) -> Result<()> {
+            if self.fail.load(Ordering::SeqCst) {
+                return Err(Error::Storage("injected I/O error: No space left on device".into()));
+            }
+            self.inner.apply(batch)
+        }
+        fn flush(&self) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Commit(Vec<(u8, Option<u8>)>),
+        Checkpoint { fail: bool },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => proptest::collection::vec((0u8..16, proptest::option::of(any::<u8>())), 1..6).prop_map(Op::Commit),
+            1 => any::<bool>().prop_map(|f| Op::Checkpoint { fail: f }),
+        ]
+    }
+
+    fn all(store: &dyn StateStore) -> BTreeMap<Vec<u8>, Vec<u8>> {
+        store.scan_prefix(b"").unwrap().into_iter().collect()
+    }
+
+    proptest! {
+        /// Against a model: reads always see every staged commit; the durable store always
+        /// equals the model as of the last successful checkpoint, whole commits only; a failed
+        /// checkpoint loses nothing and refuses later writes.
+        #[test]
+        fn checkpoints_match_the_model(ops in proptest::collection::vec(op(), 1..40)) {
+            let durable = Arc::new(FaultyStore::default());
+            let store = CheckpointedStore::new(durable.clone());
+            let mut model: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+            let mut checkpointed = model.clone();
+            let mut failed = false;
+            for op in ops {
+                match op {
+                    Op::Commit(writes) => {
+                        let mut b = WriteBatch::default();
+                        let mut next = model.clone();
+                        for (k, v) in writes {
+                            match v {
+                                Some(v) => { b.put(vec![k], vec![v]); next.insert(vec![k], vec![v]); }
+                                None => { b.delete(vec![k]); next.remove(&vec![k]); }
+                            }
+                        }
+                        let r = store.apply(b);
+                        prop_assert_eq!(r.is_ok(), !failed);
+                        if !failed { model = next; }
+                    }
+                    Op::Checkpoint { fail } => {
+                        durable.fail.store(fail, Ordering::SeqCst);
+                        let r = store.checkpoint();
+                        if failed || fail {
+                            prop_assert!(r.is_err() || (r.as_ref().ok() == Some(&0) && !failed));
+                            if r.is_err() { failed = true; }
+                        } else {
+                            prop_assert!(r.is_ok());
+                            checkpointed = model.clone();
+                        }
+                    }
+                }
+                prop_assert_eq!(&all(&store), &model);
+                prop_assert_eq!(&all(durable.as_ref()), &checkpointed);
+                for k in 0u8..16 {
+                    prop_assert_eq!(store.get(&[k]).unwrap(), model.get(&vec![k]).cloned());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn checkpoint_writes_each_key_once() {
+        let durable = Arc::new(MemoryStore::default());
+        let store = CheckpointedStore::new(durable.clone());
+        for i in 0..100u8 {
+            let mut b = WriteBatch::default();
+            b.put(b"hot".to_vec(), vec![i]);
+            store.apply(b).unwrap();
+        }
+        assert_eq!(store.checkpoint().unwrap(), 1);
+        assert_eq!(durable.get(b"hot").unwrap(), Some(vec![99]));
+        assert_eq!(store.checkpoint().unwrap(), 0);
+        let stats = store.stats();
+        assert_eq!((stats.count, stats.last_keys, stats.staged_keys), (1, 1, 0));
+    }
+}

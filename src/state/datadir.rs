@@ -1,0 +1,149 @@
+//! The data directory: what makes it Headwater's, and who may use it.
+//!
+//! ```text
+//! <data-dir>/headwater.json   marker: {"format": 1} — a directory without it is not ours
+//! <data-dir>/headwater.lock   held (flock) by the running server, holds its pid
+//! <data-dir>/state/           the sled store (catalog, rows, source offsets)
+//! ```
+//! Opening refuses, with a message that says what to do: a directory holding other files (a
+//! typo in `--data-dir` must not make Headwater write into someone's home directory), a data
+//! format this binary does not know, and a directory another server has open (two writers
+//! would corrupt it).
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The on-disk format this binary reads and writes.
+pub const FORMAT: u32 = 1;
+
+const MARKER: &str = "headwater.json";
+const LOCK: &str = "headwater.lock";
+
+#[derive(Serialize, Deserialize)]
+struct Marker {
+    format: u32,
+    created_by: String,
+}
+
+/// An open, locked data directory; the lock is released when this is dropped.
+pub struct DataDir {
+    pub path: PathBuf,
+    _lock: File,
+}
+
+impl DataDir {
+    /// Creates `dir` if needed, checks it is a Headwater data directory of a known format, and
+    /// locks it.
+    pub fn open(dir: &Path) -> Result<DataDir> {
+        let io = |what: &str, e: std::io::Error| Error::Storage(format!("{what} {}: {e}", dir.display()));
+        std::fs::create_dir_all(dir).map_err(|e| io("cannot create the data directory", e))?;
+        let lock = lock(dir)?;
+        let marker = dir.join(MARKER);
+        match std::fs::read(&marker) {
+            Ok(bytes) => {
+                let m: Marker = serde_json::from_slice(&bytes).map_err(|e| {
+                    Error::Storage(format!(
+                        "{} is damaged ({e}); it should read {{\"format\": {FORMAT}, ...}}",
+                        marker.display()
+                    ))
+                })?;
+                if m.format != FORMAT {
+                    return Err(Error::Storage(format!(
+                        "{} holds data format {}, written by {}; this Headwater ({}) reads format {FORMAT}",
+                        dir.display(),
+                        m.format,
+                        m.created_by,
+                        env!("CARGO_PKG_VERSION")
+                    )));
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let foreign: Vec<String> = std::fs::read_dir(dir)
+                    .map_err(|e| io("cannot list", e))?
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n != LOCK && n != "state")
+                    .collect();
+                if !foreign.is_empty() {
+                    return Err(Error::Storage(format!(
+                        "{} is not a Headwater data directory (it holds {}, and no {MARKER}); \
+                         point --data-dir at an empty or new directory",
+                        dir.display(),
+                        foreign.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
+                    )));
+                }
+                let m = Marker { format: FORMAT, created_by: format!("headwater {}", env!("CARGO_PKG_VERSION")) };
+                let text = serde_json::to_vec_pretty(&m).map_err(|e| Error::Internal(e.to_string()))?;
+                let tmp = dir.join(format!("{MARKER}.tmp"));
+                std::fs::write(&tmp, text).map_err(|e| io("cannot write the marker in", e))?;
+                std::fs::rename(&tmp, &marker).map_err(|e| io("cannot write the marker in", e))?;
+            }
+            Err(e) => return Err(io("cannot read the marker in", e)),
+        }
+        Ok(DataDir { path: dir.to_path_buf(), _lock: lock })
+    }
+}
+
+fn lock(dir: &Path) -> Result<File> {
+    let path = dir.join(LOCK);
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| Error::Storage(format!("cannot open {}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            return Err(Error::Storage(format!(
+                "the data directory {} is in use by another Headwater server (pid {}); stop it, or give this \
+                 one another --data-dir",
+                dir.display(),
+                pid.trim()
+            )));
+        }
+        Err(TryLockError::Error(e)) => {
+            return Err(Error::Storage(format!("cannot lock {}: {e}", path.display())));
+        }
+    }
+    let _ = file.set_len(0);
+    let _ = file.rewind();
+    let _ = write!(file, "{}", std::process::id());
+    let _ = file.sync_all();
+    Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_foreign_directories_second_users_and_unknown_formats() {
+        let tmp = tempfile::tempdir().unwrap();
+        let foreign = tmp.path().join("home");
+        std::fs::create_dir_all(&foreign).unwrap();
+        std::fs::write(foreign.join("notes.txt"), "mine").unwrap();
+        let err = DataDir::open(&foreign).err().unwrap().to_string();
+        assert!(err.contains("not a Headwater data directory") && err.contains("notes.txt"), "{err}");
+
+        let dir = tmp.path().join("data");
+        let first = DataDir::open(&dir).unwrap();
+        let err = DataDir::open(&dir).err().unwrap().to_string();
+        assert!(err.contains("in use by another Headwater server") && err.contains(&std::process::id().to_string()));
+        drop(first);
+        let again = DataDir::open(&dir).unwrap();
+        drop(again);
+
+        std::fs::write(dir.join(MARKER), r#"{"format": 99, "created_by": "headwater 9"}"#).unwrap();
+        let err = DataDir::open(&dir).err().unwrap().to_string();
+        assert!(err.contains("data format 99"), "{err}");
+    }
+}
