@@ -94,8 +94,7 @@ async fn run() {
     let mut keep = None;
     for run in 0..3 {
         let dir = tempfile::tempdir().unwrap();
-        let server =
-            Server::start(&Config { listen: "127.0.0.1:0".into(), data_dir: dir.path().join("d") }).await.unwrap();
+        let server = Server::start(&Config::new("127.0.0.1:0", dir.path().join("d"))).await.unwrap();
         let c = client(server.local_addr().port()).await;
         c.batch_execute(&db.connection_sql("up")).await.unwrap();
         let start = Instant::now();
@@ -160,7 +159,7 @@ async fn run() {
     println!("mysql_async read + decode alone: {decode:.0} row events/s");
 
     let start = Instant::now();
-    let server = Server::start(&Config { listen: "127.0.0.1:0".into(), data_dir: dir.path().join("d") }).await.unwrap();
+    let server = Server::start(&Config::new("127.0.0.1:0", dir.path().join("d"))).await.unwrap();
     let c = client(server.local_addr().port()).await;
     c.batch_execute("SET real_time_recency = on; SET real_time_recency_timeout = '600s'").await.unwrap();
     c.simple_query("SELECT count(*) FROM t").await.unwrap();

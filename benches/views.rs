@@ -21,7 +21,7 @@ use datafusion::prelude::SessionContext;
 use headwater::catalog::{Namespace, Relation};
 use headwater::dataflow::ChangeBatch;
 use headwater::sql::Engine;
-use headwater::state::{MemoryStore, TableState, WriteBatch};
+use headwater::state::{CheckpointedStore, MemoryStore, TableState, WriteBatch};
 
 const VIEW: &str = "SELECT o.customer_id, count(*) AS n, sum(o.amount) AS total \
                     FROM orders o JOIN order_extension e ON e.order_id = o.id \
@@ -72,7 +72,7 @@ fn main() {
     let rows: i64 = std::env::var("HEADWATER_BENCH_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async move {
-        let engine = Engine::open(Arc::new(MemoryStore::default())).await.unwrap();
+        let engine = Engine::open(Arc::new(CheckpointedStore::new(Arc::new(MemoryStore::default())))).await.unwrap();
         let s = engine.session();
         s.execute_sql(
             "CREATE TABLE orders (id BIGINT PRIMARY KEY, customer_id BIGINT, amount BIGINT); \

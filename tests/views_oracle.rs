@@ -13,7 +13,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use futures::TryStreamExt;
 use headwater::sql::{Engine, QueryResult, Session};
-use headwater::state::MemoryStore;
+use headwater::state::{CheckpointedStore, MemoryStore};
 use proptest::prelude::*;
 
 /// (name, query): each becomes a materialized view and is also recomputed from scratch.
@@ -126,7 +126,8 @@ async fn rows(session: &Session, sql: &str) -> Vec<String> {
 }
 
 async fn run_case(ops: Vec<Op>, create_views_after: usize) {
-    let engine = Engine::open(Arc::new(MemoryStore::default())).await.expect("engine opens");
+    let engine =
+        Engine::open(Arc::new(CheckpointedStore::new(Arc::new(MemoryStore::default())))).await.expect("engine opens");
     let s = engine.session();
     s.execute_sql(
         "CREATE TABLE a (id INT PRIMARY KEY, k INT, v INT); CREATE TABLE b (id INT PRIMARY KEY, k INT, w INT)",

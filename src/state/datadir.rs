@@ -33,6 +33,8 @@ struct Marker {
 /// An open, locked data directory; the lock is released when this is dropped.
 pub struct DataDir {
     pub path: PathBuf,
+    /// True when this open made the directory Headwater's (it was new or empty).
+    pub created: bool,
     _lock: File,
 }
 
@@ -44,6 +46,7 @@ impl DataDir {
         std::fs::create_dir_all(dir).map_err(|e| io("cannot create the data directory", e))?;
         let lock = lock(dir)?;
         let marker = dir.join(MARKER);
+        let mut created = false;
         match std::fs::read(&marker) {
             Ok(bytes) => {
                 let m: Marker = serde_json::from_slice(&bytes).map_err(|e| {
@@ -82,10 +85,11 @@ impl DataDir {
                 let tmp = dir.join(format!("{MARKER}.tmp"));
                 std::fs::write(&tmp, text).map_err(|e| io("cannot write the marker in", e))?;
                 std::fs::rename(&tmp, &marker).map_err(|e| io("cannot write the marker in", e))?;
+                created = true;
             }
             Err(e) => return Err(io("cannot read the marker in", e)),
         }
-        Ok(DataDir { path: dir.to_path_buf(), _lock: lock })
+        Ok(DataDir { path: dir.to_path_buf(), created, _lock: lock })
     }
 }
 

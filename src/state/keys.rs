@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! c/<entry id: u64 BE>            catalog entry (JSON), replayed in id order at start-up
+//! m/format                        the store's format version (u32 BE)
 //! m/next_id                       the next catalog id (u64 BE)
 //! r/<table id: u64 BE><row key>   one row of a table: count (i64 LE) ++ row (Arrow row format)
 //! s/<source id: u64 BE>           a source's progress (binlog position, streaming tables; JSON)
@@ -10,6 +11,8 @@
 
 /// Prefix of catalog entries.
 pub const CATALOG: &[u8] = b"c/";
+/// Key of the store's format version (u32 BE), written when the store is created.
+pub const FORMAT: &[u8] = b"m/format";
 /// Key of the catalog id counter.
 pub const NEXT_ID: &[u8] = b"m/next_id";
 /// Prefix of table rows.

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use super::datadir::DataDir;
+use super::keys;
 use crate::error::{Error, Result};
 
 /// A set of puts and deletes applied atomically by [`StateStore::apply`].
@@ -75,6 +76,25 @@ impl SledStore {
                 dir.display()
             ))
         })?;
+        // The store proves it is the one the marker speaks of: a store that lost this key
+        // (damaged files, a wrong copy) must not come up empty as if nothing was lost.
+        let format = keys::FORMAT;
+        let stored =
+            db.get(format).map_err(|e| Error::Storage(format!("cannot read the state in {}: {e}", dir.display())))?;
+        match stored {
+            Some(_) => {}
+            None if data_dir.created => {
+                db.insert(format, &super::datadir::FORMAT.to_be_bytes())?;
+                db.flush()?;
+            }
+            None => {
+                return Err(Error::Storage(format!(
+                    "the state in {} is missing or damaged (it has no format record). Restore the data \
+                     directory from a backup, or move it away to start empty (docs/operations.md)",
+                    dir.display()
+                )))
+            }
+        }
         Ok(SledStore { db, _dir: data_dir })
     }
 }
