@@ -5,6 +5,9 @@
 //! itself, and a table whose snapshot had finished (and been checkpointed) is not snapshotted
 //! again.
 //!
+//! Every fifth round re-snapshots the source (`ALTER SOURCE ... RESNAPSHOT`) and kills during
+//! that snapshot, so snapshot resumption is exercised again and again.
+//!
 //! `HEADWATER_CRASH_KILLS` sets the number of kills (default 6; the long mode is e.g. 100).
 
 mod common;
@@ -227,9 +230,14 @@ async fn kill_nine_at_random_moments_loses_and_doubles_nothing() {
     let mut resumed = 0;
     for round in 0..kills {
         let c = hw.client().await;
-        // Round 0 kills during the snapshot of `orders`, once a few chunks are checkpointed.
+        // Round 0 kills during the initial snapshot of `orders`, once a few chunks are
+        // checkpointed; every fifth round starts a new snapshot (RESNAPSHOT) and does the same.
         let mut streaming_before = false;
-        if round == 0 {
+        let resnapshot = round % 5 == 4;
+        if resnapshot {
+            c.batch_execute("ALTER SOURCE crash RESNAPSHOT").await.unwrap();
+        }
+        if round == 0 || resnapshot {
             let deadline = Instant::now() + Duration::from_secs(60);
             loop {
                 let chunks =
