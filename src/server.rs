@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
 use crate::sql::Engine;
-use crate::state::{CheckpointedStore, SledStore};
+use crate::state::{CheckpointedStore, SledStore, StateStore};
 
 /// Where to listen, where to keep state, how often to checkpoint.
 #[derive(Debug, Clone)]
@@ -67,7 +67,13 @@ impl Server {
     /// Opens the data directory, restores the catalog and starts accepting connections.
     pub async fn start(config: &Config) -> Result<Server> {
         let sled = SledStore::open(&config.data_dir)?;
-        let store = Arc::new(CheckpointedStore::new(Arc::new(sled)));
+        Self::start_on(config, Arc::new(sled)).await
+    }
+
+    /// [`Server::start`] over a given durable store (`config.data_dir` is only reported):
+    /// for embedding, and for tests that inject storage faults.
+    pub async fn start_on(config: &Config, durable: Arc<dyn StateStore>) -> Result<Server> {
+        let store = Arc::new(CheckpointedStore::new(durable));
         let engine = Engine::open(store.clone()).await?;
         let listener = TcpListener::bind(&config.listen)
             .await

@@ -215,3 +215,63 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// A sled store whose writes start failing on demand, like a disk that fills up.
+struct FillingDisk {
+    inner: headwater::state::SledStore,
+    full: std::sync::atomic::AtomicBool,
+}
+
+impl headwater::state::StateStore for FillingDisk {
+    fn get(&self, key: &[u8]) -> headwater::Result<Option<Vec<u8>>> {
+        self.inner.get(key)
+    }
+    fn scan_prefix(&self, prefix: &[u8]) -> headwater::Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.inner.scan_prefix(prefix)
+    }
+    fn apply(&self, batch: headwater::state::WriteBatch) -> headwater::Result<()> {
+        if self.full.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(headwater::Error::Storage("No space left on device (os error 28)".into()));
+        }
+        self.inner.apply(batch)
+    }
+    fn flush(&self) -> headwater::Result<()> {
+        self.inner.flush()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_disk_refuses_writes_and_stops_the_server_with_the_last_checkpoint_intact() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let disk = std::sync::Arc::new(FillingDisk {
+        inner: headwater::state::SledStore::open(&dir).unwrap(),
+        full: std::sync::atomic::AtomicBool::new(false),
+    });
+    let config = headwater::Config::new("127.0.0.1:0", &dir);
+    let mut server = headwater::Server::start_on(&config, disk.clone()).await.unwrap();
+    let mut pg = tokio_postgres::Config::new();
+    pg.host("127.0.0.1").port(server.local_addr().port()).user("t").dbname("headwater");
+    let (c, conn) = pg.connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    c.batch_execute("CREATE TABLE t (id INT PRIMARY KEY); INSERT INTO t VALUES (1)").await.unwrap();
+
+    disk.full.store(true, std::sync::atomic::Ordering::SeqCst);
+    let err = c.batch_execute("INSERT INTO t VALUES (2)").await.unwrap_err();
+    let db = err.as_db_error().expect("a database error");
+    assert_eq!(db.code().code(), "58030", "{db:?}");
+    assert!(db.message().contains("No space left on device"), "{db:?}");
+    // Nothing more is accepted, and the server reports that it must stop.
+    let err = c.batch_execute("INSERT INTO t VALUES (3)").await.unwrap_err();
+    assert_eq!(err.as_db_error().unwrap().code().code(), "58030");
+    let why = tokio::time::timeout(Duration::from_secs(30), server.failed()).await.expect("the server gives up");
+    assert!(why.contains("No space left on device"), "{why}");
+    drop(c);
+    let _ = server.shutdown().await;
+    drop(disk);
+
+    // After a restart on the same directory: the acknowledged row, not the refused ones.
+    let hw = HwProcess::start(&dir, &tmp.path().join("log"), &[]).await;
+    let c = hw.client().await;
+    assert_eq!(joined_rows(&c, "SELECT id FROM t ORDER BY id").await, ["1"]);
+}

@@ -83,7 +83,12 @@ impl Session {
     /// with a checkpoint; concurrent ones share it).
     pub async fn execute(&self, stmt: &HwStatement, params: Option<&ParamValues>) -> Result<QueryResult> {
         let result = self.execute_inner(stmt, params).await?;
-        if writes_state(stmt) {
+        let durable_now = match writes_state(stmt) {
+            Durability::Ddl => true,
+            Durability::Dml => self.settings.read().unwrap_or_else(|p| p.into_inner()).synchronous_commit(),
+            Durability::None => false,
+        };
+        if durable_now {
             self.engine.make_durable().await?;
         }
         Ok(result)
@@ -384,22 +389,27 @@ fn parameter_types(plan: &LogicalPlan) -> Result<Vec<Option<DataType>>> {
     Ok(out)
 }
 
-/// True for statements whose effect must survive a crash once they return: DML and DDL.
-fn writes_state(stmt: &HwStatement) -> bool {
+/// What must be durable when a statement returns.
+enum Durability {
+    /// Nothing written.
+    None,
+    /// Rows: durable on return unless `synchronous_commit = off`.
+    Dml,
+    /// The catalog (and rows it drops or creates): always durable on return.
+    Ddl,
+}
+
+fn writes_state(stmt: &HwStatement) -> Durability {
     match stmt {
-        HwStatement::Sql(s) => matches!(
-            s.as_ref(),
-            Statement::Insert(_)
-                | Statement::Update(_)
-                | Statement::Delete(_)
-                | Statement::CreateTable(_)
-                | Statement::CreateView(_)
-                | Statement::Drop { .. }
-        ),
+        HwStatement::Sql(s) => match s.as_ref() {
+            Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => Durability::Dml,
+            Statement::CreateTable(_) | Statement::CreateView(_) | Statement::Drop { .. } => Durability::Ddl,
+            _ => Durability::None,
+        },
         HwStatement::ShowObjects(_)
         | HwStatement::ShowCreate { .. }
         | HwStatement::ExplainView(_)
-        | HwStatement::Unsupported(_) => false,
-        _ => true,
+        | HwStatement::Unsupported(_) => Durability::None,
+        _ => Durability::Ddl,
     }
 }

@@ -38,7 +38,11 @@ const DEFAULTS: &[(&str, &str, &str)] = &[
     ("server_version_num", SERVER_VERSION_NUM, "server_version as a number."),
     ("standard_conforming_strings", "on", "Backslashes in '' strings are literal."),
     ("statement_timeout", "0", "Accepted for compatibility."),
-    ("synchronous_commit", "on", "Accepted for compatibility."),
+    (
+        "synchronous_commit",
+        "on",
+        "on: DML returns once durable; off: within --checkpoint-interval (DDL is always durable).",
+    ),
     ("timezone", "UTC", "Time zone for displaying and interpreting timestamps."),
     ("transaction_isolation", "read committed", "Isolation level of the current transaction."),
     ("transaction_read_only", "off", "Whether the current transaction is read-only."),
@@ -146,6 +150,14 @@ impl Settings {
                 (k.clone(), v.clone(), desc.to_string())
             })
             .collect()
+    }
+
+    /// False when `synchronous_commit` is `off`: DML then returns before its checkpoint.
+    pub fn synchronous_commit(&self) -> bool {
+        !matches!(
+            self.get("synchronous_commit").unwrap_or_default().to_ascii_lowercase().as_str(),
+            "off" | "false" | "0"
+        )
     }
 
     /// Whether `real_time_recency` is on.
