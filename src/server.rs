@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
 use crate::sql::Engine;
-use crate::state::{CheckpointedStore, SledStore, StateStore};
+use crate::state::{CheckpointedStore, StateStore};
 
 /// Where to listen, where to keep state, how often to checkpoint.
 #[derive(Debug, Clone)]
@@ -66,8 +66,8 @@ pub struct Server {
 impl Server {
     /// Opens the data directory, restores the catalog and starts accepting connections.
     pub async fn start(config: &Config) -> Result<Server> {
-        let sled = SledStore::open(&config.data_dir)?;
-        Self::start_on(config, Arc::new(sled)).await
+        let durable = crate::state::datadir::open_store(&config.data_dir)?;
+        Self::start_on(config, durable).await
     }
 
     /// [`Server::start`] over a given durable store (`config.data_dir` is only reported):

@@ -268,12 +268,16 @@ async fn kill_nine_at_random_moments_loses_and_doubles_nothing() {
         }
         drop(c);
         hw.kill9();
+        let t = Instant::now();
         hw = HwProcess::start(&data, &log, &flags).await;
+        eprintln!("round {round}: restarted in {:.2}s", t.elapsed().as_secs_f64());
         pause.store(true, Ordering::SeqCst);
         while !paused.load(Ordering::SeqCst) {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+        let restarted = Instant::now();
         wait_equal(&hw, &mut my, round).await;
+        eprintln!("round {round}: caught up {:.1}s after the restart", restarted.elapsed().as_secs_f64());
         let c = hw.client().await;
         if streaming_before {
             let copied =

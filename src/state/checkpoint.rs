@@ -7,7 +7,7 @@
 //! - **One cut.** Every `apply` merges its whole batch under one lock, and a checkpoint takes
 //!   the staged map under the same lock, so a checkpoint holds a union of whole commits —
 //!   never half of a statement or of an upstream transaction. The durable store applies it
-//!   atomically (sled batches are all-or-nothing across crashes).
+//!   atomically (fjall and sled batches are all-or-nothing across crashes).
 //! - **The binlog is the write-ahead log.** A source stages its binlog offset with the rows
 //!   it produced, so the durable state is always "tables as of offset X"; after a crash the
 //!   source resumes from X. Nothing applied twice, nothing lost.

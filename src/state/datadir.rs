@@ -3,7 +3,8 @@
 //! ```text
 //! <data-dir>/headwater.json   marker: {"format": 1} — a directory without it is not ours
 //! <data-dir>/headwater.lock   held (flock) by the running server, holds its pid
-//! <data-dir>/state/           the sled store (catalog, rows, source offsets)
+//! <data-dir>/fjall/           format 2: the fjall store (catalog, rows, source offsets)
+//! <data-dir>/state/           format 1: the same in sled (still opened; new directories get 2)
 //! ```
 //! Opening refuses, with a message that says what to do: a directory holding other files (a
 //! typo in `--data-dir` must not make Headwater write into someone's home directory), a data
@@ -18,8 +19,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// The on-disk format this binary reads and writes.
-pub const FORMAT: u32 = 1;
+/// Format 1: the store is sled, under `state/`.
+pub const FORMAT_SLED: u32 = 1;
+/// Format 2: the store is fjall, under `fjall/` (what new data directories get).
+pub const FORMAT_FJALL: u32 = 2;
+/// The formats this binary reads.
+const KNOWN: [u32; 2] = [FORMAT_SLED, FORMAT_FJALL];
 
 const MARKER: &str = "headwater.json";
 const LOCK: &str = "headwater.lock";
@@ -35,42 +40,45 @@ pub struct DataDir {
     pub path: PathBuf,
     /// True when this open made the directory Headwater's (it was new or empty).
     pub created: bool,
+    /// The data format (which store engine) the directory holds.
+    pub format: u32,
     _lock: File,
 }
 
 impl DataDir {
-    /// Creates `dir` if needed, checks it is a Headwater data directory of a known format, and
-    /// locks it.
-    pub fn open(dir: &Path) -> Result<DataDir> {
+    /// Creates `dir` if needed (with format `new_format`), checks it is a Headwater data
+    /// directory of a known format, and locks it.
+    pub fn open(dir: &Path, new_format: u32) -> Result<DataDir> {
         let io = |what: &str, e: std::io::Error| Error::Storage(format!("{what} {}: {e}", dir.display()));
         std::fs::create_dir_all(dir).map_err(|e| io("cannot create the data directory", e))?;
         let lock = lock(dir)?;
         let marker = dir.join(MARKER);
         let mut created = false;
-        match std::fs::read(&marker) {
+        let format = match std::fs::read(&marker) {
             Ok(bytes) => {
                 let m: Marker = serde_json::from_slice(&bytes).map_err(|e| {
                     Error::Storage(format!(
-                        "{} is damaged ({e}); it should read {{\"format\": {FORMAT}, ...}}",
+                        "{} is damaged ({e}); it should read {{\"format\": {FORMAT_FJALL}, ...}}",
                         marker.display()
                     ))
                 })?;
-                if m.format != FORMAT {
+                if !KNOWN.contains(&m.format) {
                     return Err(Error::Storage(format!(
-                        "{} holds data format {}, written by {}; this Headwater ({}) reads format {FORMAT}",
+                        "{} holds data format {}, written by {}; this Headwater ({}) reads formats {KNOWN:?}",
                         dir.display(),
                         m.format,
                         m.created_by,
                         env!("CARGO_PKG_VERSION")
                     )));
                 }
+                m.format
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let foreign: Vec<String> = std::fs::read_dir(dir)
                     .map_err(|e| io("cannot list", e))?
                     .filter_map(|e| e.ok())
                     .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| n != LOCK && n != "state")
+                    .filter(|n| n != LOCK)
                     .collect();
                 if !foreign.is_empty() {
                     return Err(Error::Storage(format!(
@@ -80,16 +88,17 @@ impl DataDir {
                         foreign.iter().take(3).cloned().collect::<Vec<_>>().join(", ")
                     )));
                 }
-                let m = Marker { format: FORMAT, created_by: format!("headwater {}", env!("CARGO_PKG_VERSION")) };
+                let m = Marker { format: new_format, created_by: format!("headwater {}", env!("CARGO_PKG_VERSION")) };
                 let text = serde_json::to_vec_pretty(&m).map_err(|e| Error::Internal(e.to_string()))?;
                 let tmp = dir.join(format!("{MARKER}.tmp"));
                 std::fs::write(&tmp, text).map_err(|e| io("cannot write the marker in", e))?;
                 std::fs::rename(&tmp, &marker).map_err(|e| io("cannot write the marker in", e))?;
                 created = true;
+                new_format
             }
             Err(e) => return Err(io("cannot read the marker in", e)),
-        }
-        Ok(DataDir { path: dir.to_path_buf(), created, _lock: lock })
+        };
+        Ok(DataDir { path: dir.to_path_buf(), created, format, _lock: lock })
     }
 }
 
@@ -125,6 +134,36 @@ fn lock(dir: &Path) -> Result<File> {
     Ok(file)
 }
 
+/// Opens the store of `dir` with the engine its format names (new directories: fjall), and
+/// checks the store's own format record, so that a store that lost its files (damage, a
+/// wrong copy) is refused rather than coming up empty as if nothing was lost.
+pub fn open_store(dir: &Path) -> Result<std::sync::Arc<dyn super::StateStore>> {
+    let data_dir = DataDir::open(dir, FORMAT_FJALL)?;
+    let store: std::sync::Arc<dyn super::StateStore> = match data_dir.format {
+        FORMAT_SLED => std::sync::Arc::new(super::SledStore::open_in(data_dir)?),
+        _ => std::sync::Arc::new(super::fjall_store::FjallStore::open_in(data_dir)?),
+    };
+    Ok(store)
+}
+
+/// The check [`open_store`] describes, for a store just opened in `data_dir`.
+pub fn verify_format_record(store: &dyn super::StateStore, data_dir: &DataDir) -> Result<()> {
+    match store.get(super::keys::FORMAT)? {
+        Some(_) => Ok(()),
+        None if data_dir.created => {
+            let mut b = super::WriteBatch::default();
+            b.put(super::keys::FORMAT.to_vec(), data_dir.format.to_be_bytes().to_vec());
+            store.apply(b)?;
+            store.flush()
+        }
+        None => Err(Error::Storage(format!(
+            "the state in {} is missing or damaged (it has no format record). Restore the data directory \
+             from a backup, or move it away to start empty (docs/operations.md)",
+            data_dir.path.display()
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,19 +174,21 @@ mod tests {
         let foreign = tmp.path().join("home");
         std::fs::create_dir_all(&foreign).unwrap();
         std::fs::write(foreign.join("notes.txt"), "mine").unwrap();
-        let err = DataDir::open(&foreign).err().unwrap().to_string();
+        let err = DataDir::open(&foreign, FORMAT_FJALL).err().unwrap().to_string();
         assert!(err.contains("not a Headwater data directory") && err.contains("notes.txt"), "{err}");
 
         let dir = tmp.path().join("data");
-        let first = DataDir::open(&dir).unwrap();
-        let err = DataDir::open(&dir).err().unwrap().to_string();
+        let first = DataDir::open(&dir, FORMAT_FJALL).unwrap();
+        let err = DataDir::open(&dir, FORMAT_FJALL).err().unwrap().to_string();
         assert!(err.contains("in use by another Headwater server") && err.contains(&std::process::id().to_string()));
         drop(first);
-        let again = DataDir::open(&dir).unwrap();
+        let again = DataDir::open(&dir, FORMAT_FJALL).unwrap();
         drop(again);
 
         std::fs::write(dir.join(MARKER), r#"{"format": 99, "created_by": "headwater 9"}"#).unwrap();
-        let err = DataDir::open(&dir).err().unwrap().to_string();
+        let err = DataDir::open(&dir, FORMAT_FJALL).err().unwrap().to_string();
         assert!(err.contains("data format 99"), "{err}");
+        std::fs::write(dir.join(MARKER), r#"{"format": 1, "created_by": "headwater 0.1"}"#).unwrap();
+        assert_eq!(DataDir::open(&dir, FORMAT_FJALL).unwrap().format, FORMAT_SLED);
     }
 }

@@ -5,7 +5,7 @@
 //!   ([`store::WriteBatch`]) over one ordered keyspace. [`store::SledStore`] is the embedded
 //!   implementation under `--data-dir` ([`datadir`]: marker, lock); [`store::MemoryStore`]
 //!   backs unit tests. The keyspace layout is in [`keys`].
-//! - [`checkpoint::CheckpointedStore`] sits between the engine and the sled store: commits
+//! - [`checkpoint::CheckpointedStore`] sits between the engine and the durable store (fjall; sled in format-1 directories): commits
 //!   stage their writes in memory, and a checkpoint (every `--checkpoint-interval`, on DDL,
 //!   on local DML, at shutdown) writes what changed since the last one in one atomic batch.
 //! - [`table::TableState`] keeps the rows of one table (local, and later captured upstream
@@ -19,6 +19,7 @@
 
 pub mod checkpoint;
 pub mod datadir;
+pub mod fjall_store;
 pub mod keys;
 pub mod store;
 pub mod table;

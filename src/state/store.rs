@@ -1,11 +1,11 @@
-//! The durable key-value interface and its two implementations.
+//! The durable key-value interface, its in-memory implementation and the sled one (fjall:
+//! `fjall_store`).
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
 
 use super::datadir::DataDir;
-use super::keys;
 use crate::error::{Error, Result};
 
 /// A set of puts and deletes applied atomically by [`StateStore::apply`].
@@ -64,10 +64,15 @@ pub struct SledStore {
 }
 
 impl SledStore {
-    /// Opens (or creates) the store in `dir`: checks that `dir` is a Headwater data directory
-    /// not used by another server ([`DataDir::open`]), then opens sled in `dir/state`.
+    /// Opens (or creates) a sled store in `dir` (format 1; see
+    /// [`open_store`](super::datadir::open_store), which picks the engine the directory holds).
     pub fn open(dir: &Path) -> Result<Self> {
-        let data_dir = DataDir::open(dir)?;
+        Self::open_in(DataDir::open(dir, super::datadir::FORMAT_SLED)?)
+    }
+
+    /// Opens sled in an opened, locked data directory.
+    pub fn open_in(data_dir: DataDir) -> Result<Self> {
+        let dir = data_dir.path.clone();
         // No background flushes: a checkpoint flushes explicitly, after its batch.
         let db = sled::Config::new().path(dir.join("state")).flush_every_ms(None).open().map_err(|e| {
             Error::Storage(format!(
@@ -76,26 +81,9 @@ impl SledStore {
                 dir.display()
             ))
         })?;
-        // The store proves it is the one the marker speaks of: a store that lost this key
-        // (damaged files, a wrong copy) must not come up empty as if nothing was lost.
-        let format = keys::FORMAT;
-        let stored =
-            db.get(format).map_err(|e| Error::Storage(format!("cannot read the state in {}: {e}", dir.display())))?;
-        match stored {
-            Some(_) => {}
-            None if data_dir.created => {
-                db.insert(format, &super::datadir::FORMAT.to_be_bytes())?;
-                db.flush()?;
-            }
-            None => {
-                return Err(Error::Storage(format!(
-                    "the state in {} is missing or damaged (it has no format record). Restore the data \
-                     directory from a backup, or move it away to start empty (docs/operations.md)",
-                    dir.display()
-                )))
-            }
-        }
-        Ok(SledStore { db, _dir: data_dir })
+        let store = SledStore { db, _dir: data_dir };
+        super::datadir::verify_format_record(&store, &store._dir)?;
+        Ok(store)
     }
 }
 
@@ -190,6 +178,18 @@ mod tests {
     #[test]
     fn memory_store_contract() {
         exercise(&MemoryStore::default());
+    }
+
+    #[test]
+    fn fjall_store_contract_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = super::super::fjall_store::FjallStore::open(dir.path()).unwrap();
+            exercise(&store);
+            store.flush().unwrap();
+        }
+        let store = super::super::fjall_store::FjallStore::open(dir.path()).unwrap();
+        assert_eq!(store.get(b"b/1").unwrap(), Some(b"z".to_vec()));
     }
 
     #[test]

@@ -1,0 +1,80 @@
+//! The store on fjall (an LSM tree), data format 2 — what new data directories get.
+//!
+//! Chosen over sled (format 1, still opened) on measurements (`benches/recovery.rs`,
+//! `docs/benchmarks.md`): a checkpoint is one atomic batch, and fjall writes large batches
+//! several times faster (its journal appends the batch; sled updates its tree in place).
+
+use std::path::Path;
+
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+
+use super::datadir::DataDir;
+use super::store::{StateStore, WriteBatch};
+use crate::error::{Error, Result};
+
+/// One fjall keyspace under `<data-dir>/fjall`, with the directory held locked.
+pub struct FjallStore {
+    db: Database,
+    rows: Keyspace,
+    _dir: DataDir,
+}
+
+fn storage(e: impl std::fmt::Display) -> Error {
+    Error::Storage(e.to_string())
+}
+
+impl FjallStore {
+    /// Opens (or creates) a fjall store in `dir` ([`DataDir::open`] checks and locks it).
+    pub fn open(dir: &Path) -> Result<Self> {
+        Self::open_in(DataDir::open(dir, super::datadir::FORMAT_FJALL)?)
+    }
+
+    /// Opens fjall in an opened, locked data directory.
+    pub fn open_in(data_dir: DataDir) -> Result<Self> {
+        let dir = data_dir.path.clone();
+        let db = Database::builder(dir.join("fjall")).open().map_err(|e| {
+            Error::Storage(format!(
+                "cannot open the state in {}: {e}. The data directory may be damaged: restore it from a backup, \
+                 or move it away to start empty (docs/operations.md)",
+                dir.display()
+            ))
+        })?;
+        // A smaller memtable than fjall's 64 MiB default: the journal a restart replays is
+        // bounded by it.
+        let rows =
+            db.keyspace("state", || KeyspaceCreateOptions::default().max_memtable_size(16 << 20)).map_err(storage)?;
+        let store = FjallStore { db, rows, _dir: data_dir };
+        super::datadir::verify_format_record(&store, &store._dir)?;
+        Ok(store)
+    }
+}
+
+impl StateStore for FjallStore {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.rows.get(key).map_err(storage)?.map(|v| v.to_vec()))
+    }
+
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut out = Vec::new();
+        for item in self.rows.prefix(prefix) {
+            let (k, v) = item.into_inner().map_err(storage)?;
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    fn apply(&self, batch: WriteBatch) -> Result<()> {
+        let mut b = self.db.batch();
+        for (k, v) in batch.into_ops() {
+            match v {
+                Some(v) => b.insert(&self.rows, k, v),
+                None => b.remove(&self.rows, k),
+            }
+        }
+        b.commit().map_err(storage)
+    }
+
+    fn flush(&self) -> Result<()> {
+        self.db.persist(PersistMode::SyncAll).map_err(storage)
+    }
+}
