@@ -177,10 +177,10 @@ async fn run() {
          ## MySQL source ({rows} rows, 10 columns: BIGINT, 2×INT, BIGINT, DECIMAL(12,2), DOUBLE, 2×VARCHAR(32), DATETIME, DATE)\n\n\
          | what | rows/s | vs baseline |\n|---|---|---|\n\
          | baseline: `SELECT *` streamed through mysql_async | {baseline:.0} | 1.00× |\n\
-         | Headwater snapshot (CREATE SOURCE until streaming; decode to Arrow, write every row to sled) | {snapshot:.0} | {:.2}× |\n\
+         | Headwater snapshot (CREATE SOURCE until streaming; decode to Arrow, apply, checkpoint to the store) | {snapshot:.0} | {:.2}× |\n\
          | MariaDB producing a {rows}-row UPDATE in 100 transactions | {produce:.0} row events/s | |\n\
          | baseline: mysql_async reading + decoding that binlog | {decode:.0} row events/s | 1.00× |\n\
-         | Headwater binlog catch-up (decode, upsert, write to sled, per transaction) | {catch_up:.0} row events/s | {:.2}× |\n\n\
+         | Headwater binlog catch-up (decode, upsert per transaction, checkpointed every second) | {catch_up:.0} row events/s | {:.2}× |\n\n\
          Medians of 3 for the snapshot figures; the binlog figures are single runs.\n",
         snapshot / baseline,
         catch_up / decode
