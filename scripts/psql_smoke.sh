@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Starts the real `headwater serve` binary on a free port and drives it with psql:
-# the meta-commands \dt \dv \d \l \dn, a table survives a SIGTERM restart.
+# the meta-commands \dt \dv \dm \d \l \dn, a table survives a SIGTERM restart.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --quiet
@@ -36,10 +36,13 @@ expect() { # expect NAME PATTERN OUTPUT
 start_server
 q -q -c "CREATE TABLE items (id INT PRIMARY KEY, name TEXT, price NUMERIC(10,2))" \
      -c "INSERT INTO items VALUES (1, 'pen', 1.20), (2, 'book', 12.00)" \
-     -c "CREATE VIEW cheap AS SELECT id, name FROM items WHERE price < 5"
+     -c "CREATE VIEW cheap AS SELECT id, name FROM items WHERE price < 5" \
+     -c "CREATE MATERIALIZED VIEW item_count AS SELECT count(*) AS n FROM items"
 expect '\dt lists the table' 'items +\| table' "$(q -c '\dt')"
 expect '\dt hides system schemas' '^\(1 row\)' "$(q -c '\dt')"
 expect '\dv lists the view' 'cheap +\| view' "$(q -c '\dv')"
+expect '\dm lists the materialized view' 'item_count +\| materialized view' "$(q -c '\dm')"
+expect '\dt does not list materialized views' '^\(1 row\)' "$(q -c '\dt')"
 expect '\d describes columns' 'price' "$(q -c '\d items')"
 expect '\l lists the database' 'headwater' "$(q -c '\l')"
 expect '\dn lists public' 'public' "$(q -c '\dn')"
@@ -50,6 +53,7 @@ expect 'SIGTERM shuts down cleanly' 'Headwater stopped' "$(cat "$log")"
 start_server
 expect 'rows survive a restart' 'book' "$(q -Atc 'SELECT name FROM items WHERE id = 2')"
 expect 'views survive a restart' 'pen' "$(q -Atc 'SELECT name FROM cheap')"
+expect 'materialized views survive a restart' '^2$' "$(q -Atc 'SELECT n FROM item_count')"
 stop_server
 if [ "$fail" != 0 ]; then echo "psql smoke: some checks failed"; exit 1; fi
 echo "psql smoke: all checks passed"

@@ -23,6 +23,7 @@ pub mod functions;
 mod hw_catalog;
 mod naming;
 pub mod parser;
+mod pg_class;
 pub mod provider;
 mod result;
 mod session;
@@ -204,6 +205,11 @@ fn base_context(
     ctx.register_catalog(DATABASE, Arc::new(db));
     datafusion_pg_catalog::setup_pg_catalog(&ctx, DATABASE, EmptyContextProvider)
         .map_err(|e| Error::Internal(format!("pg_catalog setup failed: {e}")))?;
+    // Materialized views as relkind 'm' (psql \dm, SQLAlchemy): see `pg_class`.
+    let database = ctx.catalog(DATABASE).ok_or_else(|| Error::Internal("database catalog missing".into()))?;
+    if let Some(pg) = database.schema("pg_catalog") {
+        database.register_schema("pg_catalog", Arc::new(pg_class::PgCatalogWithMatviews::new(pg, catalog)))?;
+    }
     functions::register_global(&ctx);
     Ok(ctx)
 }
