@@ -20,23 +20,9 @@ use common::mariadb::MariaDb;
 use common::process::{tail, HwProcess};
 use mysql_async::prelude::Queryable;
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 const SNAPSHOT_ROWS: u64 = 30_000;
 
-fn statement(r: &mut Rng) -> String {
+fn statement(r: &mut common::Rng) -> String {
     let id = r.below(SNAPSHOT_ROWS + 2000);
     let c = r.below(50);
     let k = format!("k{}ä{}", r.below(40), r.below(10));
@@ -68,7 +54,7 @@ async fn workload(
     done: Arc<AtomicU64>,
 ) {
     let mut my = mysql_async::Conn::new(db_opts).await.expect("workload connection");
-    let mut r = Rng(seed);
+    let mut r = common::Rng(seed);
     while !stop.load(Ordering::SeqCst) {
         if pause.load(Ordering::SeqCst) {
             paused.store(true, Ordering::SeqCst);
@@ -86,24 +72,6 @@ async fn workload(
         my.query_drop(sql).await.expect("workload transaction");
         done.fetch_add(1, Ordering::SeqCst);
     }
-}
-
-async fn my_rows(c: &mut mysql_async::Conn, sql: &str) -> Vec<String> {
-    let rows: Vec<mysql_async::Row> = c.query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
-    let mut out: Vec<String> = rows
-        .into_iter()
-        .map(|r| {
-            (0..r.len())
-                .map(|i| match r.as_ref(i) {
-                    Some(mysql_async::Value::Bytes(b)) => String::from_utf8_lossy(b).into_owned(),
-                    _ => "NULL".to_string(),
-                })
-                .collect::<Vec<_>>()
-                .join("|")
-        })
-        .collect();
-    out.sort();
-    out
 }
 
 async fn hw_rows(c: &tokio_postgres::Client, sql: &str) -> Option<Vec<String>> {
@@ -141,7 +109,7 @@ async fn wait_equal(hw: &HwProcess, my: &mut mysql_async::Conn, round: usize) {
     let c = hw.client().await;
     let deadline = Instant::now() + Duration::from_secs(120);
     for (name, hw_sql, my_sql) in CHECKS {
-        let want = my_rows(my, my_sql).await;
+        let want = common::mariadb::my_rows(my, my_sql).await;
         loop {
             let got = hw_rows(&c, hw_sql).await;
             if got.as_ref() == Some(&want) {
@@ -225,7 +193,7 @@ async fn kill_nine_at_random_moments_loses_and_doubles_nothing() {
     let done = Arc::new(AtomicU64::new(0));
     let load =
         tokio::spawn(workload(db.opts("root", ""), 42, pause.clone(), paused.clone(), stop.clone(), done.clone()));
-    let mut r = Rng(0x5eed_c0de);
+    let mut r = common::Rng(0x5eed_c0de);
     let mut snapshot_kills = 0;
     let mut resumed = 0;
     for round in 0..kills {

@@ -12,23 +12,9 @@ use common::mariadb::MariaDb;
 use common::TestServer;
 use mysql_async::prelude::Queryable;
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 const KEYS: [&str; 12] = ["a", "B", "c", "D", "e", "ä", "f1", "F2", "g", "h", "Z", "y"];
 
-fn random_statement(r: &mut Rng, db: &str) -> String {
+fn random_statement(r: &mut common::Rng, db: &str) -> String {
     let id = r.below(4000);
     let v = r.below(1000);
     let key = format!("{}{}", KEYS[r.below(KEYS.len() as u64) as usize], r.below(300));
@@ -54,24 +40,6 @@ async fn hw_rows(c: &tokio_postgres::Client, sql: &str) -> Vec<String> {
     rows
 }
 
-async fn my_rows(c: &mut mysql_async::Conn, sql: &str) -> Vec<String> {
-    let rows: Vec<mysql_async::Row> = c.query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
-    let mut out: Vec<String> = rows
-        .into_iter()
-        .map(|r| {
-            (0..r.len())
-                .map(|i| match r.as_ref(i) {
-                    Some(mysql_async::Value::Bytes(b)) => String::from_utf8_lossy(b).into_owned(),
-                    _ => "NULL".to_string(),
-                })
-                .collect::<Vec<_>>()
-                .join("|")
-        })
-        .collect();
-    out.sort();
-    out
-}
-
 async fn run_seed(db: &MariaDb, seed: u64, txns: usize) {
     let name = format!("o{seed}");
     let mut my = db.root().await;
@@ -84,7 +52,7 @@ async fn run_seed(db: &MariaDb, seed: u64, txns: usize) {
     ))
     .await
     .unwrap();
-    let mut r = Rng(seed.wrapping_mul(0x9E3779B97F4A7C15) | 1);
+    let mut r = common::Rng(seed.wrapping_mul(0x9E3779B97F4A7C15) | 1);
     for _ in 0..8 {
         let stmts: Vec<String> = (0..200).map(|_| random_statement(&mut r, &name)).collect();
         my.query_drop(stmts.join("; ")).await.unwrap();
@@ -99,7 +67,7 @@ async fn run_seed(db: &MariaDb, seed: u64, txns: usize) {
     let writer_name = name.clone();
     let writer = tokio::spawn(async move {
         let mut conn = mysql_async::Conn::new(opts).await.unwrap();
-        let mut r = Rng(seed.wrapping_add(7).wrapping_mul(0x2545F4914F6CDD1D) | 1);
+        let mut r = common::Rng(seed.wrapping_add(7).wrapping_mul(0x2545F4914F6CDD1D) | 1);
         for i in 0..txns {
             let n = 1 + r.below(4);
             let stmts: Vec<String> = (0..n).map(|_| random_statement(&mut r, &writer_name)).collect();
@@ -132,7 +100,7 @@ async fn run_seed(db: &MariaDb, seed: u64, txns: usize) {
         ("t_nopk", "x::text, y", "CAST(x AS CHAR), y"),
     ] {
         let got = hw_rows(&hw, &format!("SELECT {cols} FROM {table}")).await;
-        let want = my_rows(&mut my, &format!("SELECT {my_cols} FROM {name}.{table}")).await;
+        let want = common::mariadb::my_rows(&mut my, &format!("SELECT {my_cols} FROM {name}.{table}")).await;
         if got != want {
             let count = |v: &Vec<String>, r: &String| v.iter().filter(|x| *x == r).count();
             let missing: Vec<_> = want.iter().filter(|r| count(&got, r) < count(&want, r)).take(5).collect();

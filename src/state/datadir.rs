@@ -146,6 +146,15 @@ pub fn open_store(dir: &Path) -> Result<std::sync::Arc<dyn super::StateStore>> {
     Ok(store)
 }
 
+/// The store in `dir` cannot be opened: what to do about it.
+pub fn unreadable(dir: &Path, e: impl std::fmt::Display) -> Error {
+    Error::Storage(format!(
+        "cannot open the state in {}: {e}. The data directory may be damaged: restore it from a backup, or move \
+         it away to start empty (docs/operations.md)",
+        dir.display()
+    ))
+}
+
 /// The check [`open_store`] describes, for a store just opened in `data_dir`.
 pub fn verify_format_record(store: &dyn super::StateStore, data_dir: &DataDir) -> Result<()> {
     match store.get(super::keys::FORMAT)? {

@@ -32,13 +32,7 @@ impl FjallStore {
     /// Opens fjall in an opened, locked data directory.
     pub fn open_in(data_dir: DataDir) -> Result<Self> {
         let dir = data_dir.path.clone();
-        let db = Database::builder(dir.join("fjall")).open().map_err(|e| {
-            Error::Storage(format!(
-                "cannot open the state in {}: {e}. The data directory may be damaged: restore it from a backup, \
-                 or move it away to start empty (docs/operations.md)",
-                dir.display()
-            ))
-        })?;
+        let db = Database::builder(dir.join("fjall")).open().map_err(|e| super::datadir::unreadable(&dir, e))?;
         // A smaller memtable than fjall's 64 MiB default: the journal a restart replays is
         // bounded by it.
         let rows =

@@ -74,13 +74,11 @@ impl SledStore {
     pub fn open_in(data_dir: DataDir) -> Result<Self> {
         let dir = data_dir.path.clone();
         // No background flushes: a checkpoint flushes explicitly, after its batch.
-        let db = sled::Config::new().path(dir.join("state")).flush_every_ms(None).open().map_err(|e| {
-            Error::Storage(format!(
-                "cannot open the state in {}: {e}. The data directory may be damaged: restore it from a \
-                 backup, or move it away to start empty (docs/operations.md)",
-                dir.display()
-            ))
-        })?;
+        let db = sled::Config::new()
+            .path(dir.join("state"))
+            .flush_every_ms(None)
+            .open()
+            .map_err(|e| super::datadir::unreadable(&dir, e))?;
         let store = SledStore { db, _dir: data_dir };
         super::datadir::verify_format_record(&store, &store._dir)?;
         Ok(store)

@@ -146,3 +146,22 @@ impl Drop for MariaDb {
         self.stop();
     }
 }
+
+/// Rows of a MariaDB query as text cells joined with `|` (NULL as "NULL"), sorted.
+pub async fn my_rows(c: &mut mysql_async::Conn, sql: &str) -> Vec<String> {
+    let rows: Vec<mysql_async::Row> = c.query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let mut out: Vec<String> = rows
+        .into_iter()
+        .map(|r| {
+            (0..r.len())
+                .map(|i| match r.as_ref(i) {
+                    Some(mysql_async::Value::Bytes(b)) => String::from_utf8_lossy(b).into_owned(),
+                    _ => "NULL".to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join("|")
+        })
+        .collect();
+    out.sort();
+    out
+}

@@ -91,3 +91,18 @@ pub async fn wait_for_rows(c: &tokio_postgres::Client, sql: &str, want: &[&str])
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A small deterministic generator (xorshift) for randomized tests: a seed gives a run.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
