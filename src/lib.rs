@@ -15,7 +15,9 @@
 //!    [`dataflow::compile`]), writes the tables' changes to the embedded store
 //!    ([`state::SledStore`]) in one atomic batch, then swaps tables and views in memory
 //!    together: a statement or upstream transaction is visible whole or not at all.
-//! 4. Sinks will consume the same change batches.
+//! 4. Sinks ([`sink`]) get each commit's delta of the table or view they publish inside the
+//!    commit, as an outbox entry in the same store batch, and send it to Kafka once the
+//!    checkpoint holding it is on disk (exactly-once through Kafka transactions).
 //!
 //! # Life of a query (pgwire → DataFusion → state)
 //! 1. [`pgwire`] accepts a connection and gives it a [`sql::Session`].
@@ -29,6 +31,7 @@
 //! # Modules
 //! - [`server`]: process lifecycle (open state, restore catalog, start sources, serve, stop
 //!   and flush on shutdown).
+//! - [`sink`]: Kafka sinks (`CREATE SINK`): outbox, envelopes, the producer worker.
 //! - [`source`]: upstream capture (`CREATE SOURCE ... FROM MYSQL`) and the running sources.
 //! - [`pgwire`]: the Postgres protocol edge.
 //! - [`sql`]: parsing, sessions, DDL/DML, DataFusion integration.
@@ -42,6 +45,7 @@ pub mod dataflow;
 pub mod error;
 pub mod pgwire;
 pub mod server;
+pub mod sink;
 pub mod source;
 pub mod sql;
 pub mod state;

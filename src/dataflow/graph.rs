@@ -3,10 +3,12 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::logical_expr::LogicalPlan;
 
 use super::compile::compile;
 use super::operator::{conform, Deltas, Operator};
+use super::tap::{CommitOrigin, Tap};
 use super::{ApplyMode, ChangeBatch};
 use crate::error::{Error, Result};
 use crate::state::table::{PinnedRows, Planned};
@@ -51,6 +53,8 @@ struct Inner {
     /// In creation order, which is a topological order (a view only reads older objects).
     views: Vec<View>,
     pending: Vec<Pending>,
+    /// Sinks' taps by sink id.
+    taps: Vec<(u64, Box<dyn Tap>)>,
 }
 
 /// Serialises commits, maintains the views, and publishes each commit atomically.
@@ -82,7 +86,17 @@ impl Dataflow {
     /// follows from them to every view, atomically: the store gets one batch (with `extra`,
     /// e.g. a source's binlog offset), then every table and view changes in memory at once.
     /// On error nothing changes.
-    pub fn commit(&self, changes: &[(&TableState, &ChangeBatch)], mut extra: WriteBatch) -> Result<()> {
+    pub fn commit(&self, changes: &[(&TableState, &ChangeBatch)], extra: WriteBatch) -> Result<()> {
+        self.commit_from(changes, extra, &CommitOrigin::local())
+    }
+
+    /// [`Dataflow::commit`] of changes that came from `origin` (what sinks report).
+    pub fn commit_from(
+        &self,
+        changes: &[(&TableState, &ChangeBatch)],
+        mut extra: WriteBatch,
+        origin: &CommitOrigin,
+    ) -> Result<()> {
         let mut inner = self.lock();
         let readers: HashSet<u64> = inner
             .views
@@ -90,6 +104,7 @@ impl Dataflow {
             .flat_map(|v| v.input_ids.iter())
             .chain(inner.pending.iter().flat_map(|p| p.input_ids.iter()))
             .copied()
+            .chain(inner.taps.iter().map(|(_, t)| t.relation()))
             .collect();
         let mut planned: Vec<(&TableState, Planned)> = Vec::with_capacity(changes.len());
         let mut deltas: Deltas = HashMap::new();
@@ -127,14 +142,36 @@ impl Dataflow {
                 }
             }
         }
+        let mut tapped = Vec::new();
+        if failure.is_none() {
+            for (i, (_, tap)) in inner.taps.iter_mut().enumerate() {
+                if let Some(delta) = deltas.get(&tap.relation()) {
+                    tapped.push(i);
+                    if let Err(e) = tap.stage(delta, origin, &mut extra) {
+                        failure = Some(e);
+                        break;
+                    }
+                }
+            }
+        }
+        let mut generation = 0;
         if failure.is_none() && !extra.is_empty() {
-            failure = self.store.apply(extra).err();
+            match self.store.apply_tracked(extra) {
+                Ok(g) => generation = g,
+                Err(e) => failure = Some(e),
+            }
         }
         if let Some(e) = failure {
             for i in stepped {
                 rebuild(&mut inner.views[i]);
             }
+            for i in tapped {
+                inner.taps[i].1.aborted();
+            }
             return Err(e);
+        }
+        for i in tapped {
+            inner.taps[i].1.committed(generation);
         }
         for pending in inner.pending.iter_mut() {
             let mine: Deltas =
@@ -177,6 +214,28 @@ impl Dataflow {
         Ok(())
     }
 
+    /// Starts feeding `tap` every commit's delta of its relation, and returns the relation's
+    /// rows as of the same point: the snapshot that the first delta follows.
+    pub fn add_tap(&self, sink_id: u64, tap: Box<dyn Tap>, relation: &Arc<TableState>) -> Result<RecordBatch> {
+        let mut inner = self.lock();
+        let pinned = self.pin(std::slice::from_ref(relation));
+        let rows = relation.snapshot_of(&pinned[&relation.id()])?;
+        inner.taps.retain(|(id, _)| *id != sink_id);
+        inner.taps.push((sink_id, tap));
+        Ok(rows)
+    }
+
+    /// Runs `f` on sink `sink_id`'s tap under the commit lock (no commit runs meanwhile).
+    pub fn with_tap<R>(&self, sink_id: u64, f: impl FnOnce(&mut dyn Tap) -> R) -> Option<R> {
+        let mut inner = self.lock();
+        inner.taps.iter_mut().find(|(id, _)| *id == sink_id).map(|(_, t)| f(t.as_mut()))
+    }
+
+    /// Stops feeding a sink (DROP SINK).
+    pub fn remove_tap(&self, sink_id: u64) {
+        self.lock().taps.retain(|(id, _)| *id != sink_id);
+    }
+
     /// Stops maintaining a view (DROP).
     pub fn drop_view(&self, id: u64) {
         self.lock().views.retain(|v| v.id != id);
@@ -195,6 +254,24 @@ impl Dataflow {
             rows: view.output.row_count(),
             result_bytes: view.output.memory_bytes(),
         })
+    }
+
+    /// The column sets view `id` is known to be unique on (DataFusion's functional
+    /// dependencies of its plan: GROUP BY columns, keys carried through projections and joins).
+    pub fn view_unique_keys(&self, id: u64) -> Vec<Vec<usize>> {
+        use datafusion::common::Dependency;
+        let inner = self.lock();
+        let Some(view) = inner.views.iter().find(|v| v.id == id) else { return Vec::new() };
+        let mut keys: Vec<Vec<usize>> = view
+            .plan
+            .schema()
+            .functional_dependencies()
+            .iter()
+            .filter(|d| d.mode == Dependency::Single && !d.source_indices.is_empty())
+            .map(|d| d.source_indices.clone())
+            .collect();
+        keys.sort_by_key(Vec::len);
+        keys
     }
 
     /// Every running view, in creation order.

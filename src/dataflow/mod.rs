@@ -26,12 +26,14 @@ pub mod compile;
 mod graph;
 pub mod join;
 pub mod operator;
+pub mod tap;
 
 use std::collections::HashMap;
 
 use datafusion::arrow::row::{RowConverter, SortField};
 
 pub use graph::{Dataflow, ViewInfo};
+pub use tap::{CommitOrigin, Tap};
 
 /// Hash maps keyed by Arrow-row-format bytes: ahash instead of SipHash (keys come from the
 /// database, not from an adversary choosing collisions per process).

@@ -230,12 +230,21 @@ pub(super) async fn drop_objects(
         }
     }
     catalog.drop_objects(&victims)?;
-    for v in &victims {
-        if v.object_type() == ObjectType::MaterializedView {
-            s.engine().dataflow().drop_view(v.entry.id);
+    release(s, &victims).await?;
+    Ok(QueryResult::command(&format!("DROP {}", object_type.sql_name())))
+}
+
+/// Stops the runtime side of dropped objects: views stop being maintained, sinks stop and
+/// their outboxes go.
+pub(super) async fn release(s: &Session, victims: &[CatalogObject]) -> Result<()> {
+    for v in victims {
+        match v.object_type() {
+            ObjectType::MaterializedView => s.engine().dataflow().drop_view(v.entry.id),
+            ObjectType::Sink => super::sinks::release_sink(s, v.entry.id, &v.entry.name).await?,
+            _ => {}
         }
     }
-    Ok(QueryResult::command(&format!("DROP {}", object_type.sql_name())))
+    Ok(())
 }
 
 /// `CREATE CONNECTION`: checks the options for the kind of system and stores them.

@@ -5,6 +5,8 @@
 //!   done/total, snapshot rows/s, last error.
 //! - `hw_catalog.checkpoints`: one row — checkpoints written, when the last one was, what it
 //!   wrote (keys, bytes) and how long it took, what is staged for the next, the last error.
+//! - `hw_catalog.sinks`: one row per sink — relation, topic, envelope, delivery, state,
+//!   messages sent, commits waiting (and how old the oldest is), the last error.
 
 use std::sync::{Arc, Weak};
 
@@ -15,14 +17,16 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{SchemaProvider, TableProvider};
 use datafusion::datasource::MemTable;
 
+use crate::sink::{SinkRegistry, SinkStatus};
 use crate::source::{SourceRegistry, SourceStatus};
 use crate::state::{CheckpointStats, CheckpointedStore};
 
-const TABLES: [&str; 3] = ["sources", "source_tables", "checkpoints"];
+const TABLES: [&str; 4] = ["sources", "source_tables", "checkpoints", "sinks"];
 
 /// The `hw_catalog` schema.
 pub struct HwCatalogSchema {
     sources: Weak<SourceRegistry>,
+    sinks: Weak<SinkRegistry>,
     checkpoints: Weak<CheckpointedStore>,
 }
 
@@ -40,8 +44,12 @@ impl std::fmt::Debug for SourceRegistry {
 
 impl HwCatalogSchema {
     /// Reads status from `sources` (held weakly, like the public schema holds the catalog).
-    pub fn new(sources: &Arc<SourceRegistry>, checkpoints: &Arc<CheckpointedStore>) -> Self {
-        HwCatalogSchema { sources: Arc::downgrade(sources), checkpoints: Arc::downgrade(checkpoints) }
+    pub fn new(sources: &Arc<SourceRegistry>, sinks: &Arc<SinkRegistry>, checkpoints: &Arc<CheckpointedStore>) -> Self {
+        HwCatalogSchema {
+            sources: Arc::downgrade(sources),
+            sinks: Arc::downgrade(sinks),
+            checkpoints: Arc::downgrade(checkpoints),
+        }
     }
 }
 
@@ -144,6 +152,46 @@ fn checkpoints_table(c: &CheckpointStats) -> datafusion::error::Result<RecordBat
     RecordBatch::try_new(schema, columns).map_err(Into::into)
 }
 
+fn sinks_table(statuses: &[SinkStatus]) -> datafusion::error::Result<RecordBatch> {
+    let schema: SchemaRef = Arc::new(Schema::new(vec![
+        field("name", DataType::Utf8),
+        field("relation", DataType::Utf8),
+        field("connection", DataType::Utf8),
+        field("topic", DataType::Utf8),
+        field("envelope", DataType::Utf8),
+        field("delivery", DataType::Utf8),
+        field("state", DataType::Utf8),
+        field("messages_sent", DataType::UInt64),
+        field("snapshot_messages", DataType::UInt64),
+        field("batches", DataType::UInt64),
+        field("pending_commits", DataType::UInt64),
+        field("lag_seconds", DataType::Float64),
+        field("last_error", DataType::Utf8),
+    ]));
+    let text = |f: &dyn Fn(&SinkStatus) -> Option<String>| -> ArrayRef {
+        Arc::new(statuses.iter().map(f).collect::<StringArray>())
+    };
+    let num = |f: &dyn Fn(&SinkStatus) -> u64| -> ArrayRef {
+        Arc::new(statuses.iter().map(|s| Some(f(s))).collect::<UInt64Array>())
+    };
+    let columns: Vec<ArrayRef> = vec![
+        text(&|s| Some(s.name.clone())),
+        text(&|s| Some(s.relation.clone())),
+        text(&|s| Some(s.connection.clone())),
+        text(&|s| Some(s.topic.clone())),
+        text(&|s| Some(s.envelope.clone())),
+        text(&|s| Some(s.delivery.clone())),
+        text(&|s| Some(s.state.clone())),
+        num(&|s| s.messages_sent),
+        num(&|s| s.snapshot_messages),
+        num(&|s| s.batches),
+        num(&|s| s.pending_commits),
+        Arc::new(statuses.iter().map(|s| Some(s.lag_seconds)).collect::<Float64Array>()),
+        text(&|s| s.last_error.clone()),
+    ];
+    RecordBatch::try_new(schema, columns).map_err(Into::into)
+}
+
 #[async_trait]
 impl SchemaProvider for HwCatalogSchema {
     fn table_names(&self) -> Vec<String> {
@@ -155,6 +203,7 @@ impl SchemaProvider for HwCatalogSchema {
         let batch = match name {
             "sources" => sources_table(&statuses)?,
             "source_tables" => source_tables_table(&statuses)?,
+            "sinks" => sinks_table(&self.sinks.upgrade().map(|s| s.statuses()).unwrap_or_default())?,
             "checkpoints" => checkpoints_table(&self.checkpoints.upgrade().map(|c| c.stats()).unwrap_or_default())?,
             _ => return Ok(None),
         };

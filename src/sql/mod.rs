@@ -28,6 +28,7 @@ pub mod provider;
 mod result;
 mod session;
 pub mod settings;
+mod sinks;
 mod sources;
 mod views;
 
@@ -45,6 +46,7 @@ pub use session::Session;
 use crate::catalog::Catalog;
 use crate::dataflow::Dataflow;
 use crate::error::{Error, Result};
+use crate::sink::SinkRegistry;
 use crate::source::SourceRegistry;
 use crate::state::{CheckpointedStore, StateStore};
 
@@ -66,6 +68,7 @@ pub fn quote_ident(name: &str) -> String {
 pub struct Engine {
     catalog: Arc<Catalog>,
     sources: Arc<SourceRegistry>,
+    sinks: Arc<SinkRegistry>,
     dataflow: Arc<Dataflow>,
     checkpoints: Arc<CheckpointedStore>,
     parser: SqlParser,
@@ -79,9 +82,11 @@ impl Engine {
         let checkpoints = store.clone();
         let catalog = Arc::new(Catalog::new(store)?);
         let sources = Arc::new(SourceRegistry::default());
-        let base = base_context(&catalog, &sources, &checkpoints)?.state();
+        let sinks = Arc::new(SinkRegistry::default());
+        let base = base_context(&catalog, &sources, &sinks, &checkpoints)?.state();
         let dataflow = Arc::new(Dataflow::new(store_of(&catalog)));
-        let engine = Arc::new(Engine { catalog, sources, dataflow, checkpoints, parser: SqlParser::new(), base });
+        let engine =
+            Arc::new(Engine { catalog, sources, sinks, dataflow, checkpoints, parser: SqlParser::new(), base });
         let session = engine.session();
         for entry in engine.catalog.stored_entries()? {
             let mut stmts = engine.parser.parse(&entry.create_sql)?;
@@ -123,6 +128,11 @@ impl Engine {
         &self.sources
     }
 
+    /// The running sinks.
+    pub fn sinks(&self) -> &Arc<SinkRegistry> {
+        &self.sinks
+    }
+
     /// Makes every write committed so far durable (a checkpoint), off the async threads.
     /// Local DML and DDL call this before they return.
     pub async fn make_durable(&self) -> Result<()> {
@@ -141,6 +151,12 @@ impl Engine {
     /// Stops the sources and writes a last checkpoint (at shutdown).
     pub async fn shutdown(&self) -> Result<()> {
         self.sources.stop_all().await;
+        let durable = self.make_durable().await;
+        // Sinks stop last: what they have not sent is in their (now durable) outboxes.
+        let sinks = self.sinks.clone();
+        let _ = tokio::task::spawn_blocking(move || sinks.stop_all()).await;
+        durable?;
+        // Their last acknowledgements, so a restart does not send those entries again.
         self.make_durable().await
     }
 }
@@ -187,6 +203,7 @@ impl CatalogProvider for Database {
 fn base_context(
     catalog: &Arc<Catalog>,
     sources: &Arc<SourceRegistry>,
+    sinks: &Arc<SinkRegistry>,
     checkpoints: &Arc<CheckpointedStore>,
 ) -> Result<SessionContext> {
     let mut config = SessionConfig::new()
@@ -199,7 +216,7 @@ fn base_context(
     let ctx = SessionContext::new_with_config(config);
     let db = Database {
         schemas: MemoryCatalogProvider::new(),
-        system: Arc::new(hw_catalog::HwCatalogSchema::new(sources, checkpoints)),
+        system: Arc::new(hw_catalog::HwCatalogSchema::new(sources, sinks, checkpoints)),
     };
     db.register_schema("public", Arc::new(provider::PublicSchema::new(catalog)))?;
     ctx.register_catalog(DATABASE, Arc::new(db));

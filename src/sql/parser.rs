@@ -83,10 +83,31 @@ pub enum HwStatement {
     },
     /// `ALTER SOURCE name ADD TABLE db.t [AS n], ...` / `ALTER SOURCE name DROP TABLE n, ... [CASCADE]`
     AlterSource { name: String, action: AlterSourceAction },
+    /// `CREATE SINK [IF NOT EXISTS] name FROM relation INTO KAFKA CONNECTION conn (TOPIC 't', ...)
+    /// [KEY (columns) [NOT ENFORCED]] [FORMAT JSON] [ENVELOPE UPSERT|DEBEZIUM] [WITH (...)]`
+    CreateSink(Box<SinkStatement>),
     /// `EXPLAIN MATERIALIZED VIEW name`: the view's dataflow and state sizes.
     ExplainView(String),
     /// A Headwater statement whose feature is not built yet (`CREATE SINK`, ...).
     Unsupported(String),
+}
+
+/// A parsed `CREATE SINK`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SinkStatement {
+    pub name: String,
+    pub if_not_exists: bool,
+    pub from: String,
+    pub connection: String,
+    /// The options in parentheses after the connection (TOPIC, PARTITIONS, ...).
+    pub kafka_options: BTreeMap<String, String>,
+    pub key: Option<Vec<String>>,
+    pub key_not_enforced: bool,
+    /// FORMAT (only JSON today), upper-cased.
+    pub format: Option<String>,
+    /// ENVELOPE UPSERT | DEBEZIUM, upper-cased.
+    pub envelope: Option<String>,
+    pub options: BTreeMap<String, String>,
 }
 
 /// What `ALTER SOURCE` changes.
@@ -234,7 +255,10 @@ fn parse_extension(p: &mut Parser) -> Result<Option<HwStatement>> {
                 skip(p, 2);
                 parse_create_source(p).map(Some)
             }
-            Some("SINK") => Ok(Some(unsupported(p, 2))),
+            Some("SINK") => {
+                skip(p, 2);
+                parse_create_sink(p).map(|s| Some(HwStatement::CreateSink(Box::new(s))))
+            }
             _ => Ok(None),
         },
         "EXPLAIN" if word_at(p, 1).as_deref() == Some("MATERIALIZED") && word_at(p, 2).as_deref() == Some("VIEW") => {
@@ -273,19 +297,6 @@ fn parse_extension(p: &mut Parser) -> Result<Option<HwStatement>> {
         }
         _ => Ok(None),
     }
-}
-
-/// Consumes the rest of a statement that names a feature not built yet.
-fn unsupported(p: &mut Parser, words: usize) -> HwStatement {
-    let what: Vec<String> = (0..words).filter_map(|i| word_at(p, i)).collect();
-    loop {
-        let t = p.peek_token().token;
-        if t == Token::EOF || t == Token::SemiColon {
-            break;
-        }
-        p.next_token();
-    }
-    HwStatement::Unsupported(what.join(" "))
 }
 
 fn to_parser_error(e: Error) -> ParserError {
@@ -446,6 +457,62 @@ fn parse_create_source(p: &mut Parser) -> Result<HwStatement> {
     Ok(HwStatement::CreateSource { name, if_not_exists, connection, selection, options })
 }
 
+fn parse_create_sink(p: &mut Parser) -> Result<SinkStatement> {
+    use datafusion::sql::sqlparser::keywords::Keyword;
+    let if_not_exists = p.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+    let name = object_name(p)?;
+    expect_word(p, "FROM")?;
+    let from = object_name(p)?;
+    expect_word(p, "INTO")?;
+    expect_word(p, "KAFKA")?;
+    expect_word(p, "CONNECTION")?;
+    let connection = object_name(p)?;
+    let kafka_options = if p.peek_token().token == Token::LParen { parse_options(p)? } else { BTreeMap::new() };
+    let mut stmt = SinkStatement {
+        name,
+        if_not_exists,
+        from,
+        connection,
+        kafka_options,
+        key: None,
+        key_not_enforced: false,
+        format: None,
+        envelope: None,
+        options: BTreeMap::new(),
+    };
+    loop {
+        match word_at(p, 0).as_deref() {
+            Some("KEY") if stmt.key.is_none() => {
+                p.next_token();
+                p.expect_token(&Token::LParen)?;
+                let cols = p.parse_comma_separated(|p| {
+                    let i = p.parse_identifier()?;
+                    Ok(if i.quote_style.is_some() { i.value } else { i.value.to_lowercase() })
+                })?;
+                p.expect_token(&Token::RParen)?;
+                stmt.key = Some(cols);
+                if p.parse_keywords(&[Keyword::NOT, Keyword::ENFORCED]) {
+                    stmt.key_not_enforced = true;
+                }
+            }
+            Some("FORMAT") if stmt.format.is_none() => {
+                p.next_token();
+                stmt.format = Some(p.parse_identifier()?.value.to_ascii_uppercase());
+            }
+            Some("ENVELOPE") if stmt.envelope.is_none() => {
+                p.next_token();
+                stmt.envelope = Some(p.parse_identifier()?.value.to_ascii_uppercase());
+            }
+            Some("WITH") if stmt.options.is_empty() => {
+                p.next_token();
+                stmt.options = parse_options(p)?;
+            }
+            _ => break,
+        }
+    }
+    Ok(stmt)
+}
+
 fn parse_create_connection(p: &mut Parser) -> Result<HwStatement> {
     use datafusion::sql::sqlparser::keywords::Keyword;
     let if_not_exists = p.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
@@ -581,6 +648,20 @@ mod tests {
             drop,
             HwStatement::AlterSource { action: AlterSourceAction::DropTables { cascade: true, .. }, .. }
         ));
-        assert!(matches!(one("CREATE SINK k FROM v INTO KAFKA CONNECTION c (TOPIC 't')"), HwStatement::Unsupported(_)));
+        let HwStatement::CreateSink(s) =
+            one("CREATE SINK IF NOT EXISTS k FROM v INTO KAFKA CONNECTION c (TOPIC 't', PARTITIONS 3) \
+             KEY (Day, \"X\") NOT ENFORCED FORMAT JSON ENVELOPE upsert WITH (DELIVERY = 'at_least_once')")
+        else {
+            panic!()
+        };
+        assert!(s.if_not_exists);
+        assert_eq!((s.name.as_str(), s.from.as_str(), s.connection.as_str()), ("k", "v", "c"));
+        assert_eq!(s.kafka_options.get("TOPIC").map(String::as_str), Some("t"));
+        assert_eq!(s.kafka_options.get("PARTITIONS").map(String::as_str), Some("3"));
+        assert_eq!(s.key, Some(vec!["day".to_string(), "X".to_string()]));
+        assert!(s.key_not_enforced);
+        assert_eq!(s.envelope.as_deref(), Some("UPSERT"));
+        assert_eq!(s.options.get("DELIVERY").map(String::as_str), Some("at_least_once"));
+        assert!(SqlParser::new().parse("CREATE SINK k FROM v INTO KAFKA").is_err());
     }
 }

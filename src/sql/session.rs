@@ -17,7 +17,7 @@ use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, Ident, Reset, Set, Statem
 use super::provider::{LocalTable, PINNED};
 use super::result::{text_schema, QueryResult};
 use super::settings::Settings;
-use super::{ddl, dml, functions, sources, Engine, HwStatement};
+use super::{ddl, dml, functions, sinks, sources, Engine, HwStatement};
 use crate::catalog::CatalogEntry;
 use crate::error::{Error, Result};
 use crate::state::TableState;
@@ -107,6 +107,7 @@ impl Session {
                 sources::create_source(self, name, *if_not_exists, connection, selection, options).await
             }
             HwStatement::AlterSource { name, action } => sources::alter_source(self, name, action).await,
+            HwStatement::CreateSink(stmt) => sinks::create_sink(self, stmt, None),
             HwStatement::ShowObjects(t) => ddl::show_objects(self, *t),
             HwStatement::ShowCreate { object_type, name } => ddl::show_create(self, *object_type, name),
             HwStatement::ExplainView(name) => super::views::explain_view(self, name),
@@ -171,6 +172,7 @@ impl Session {
             HwStatement::CreateSource { name, connection, selection, options, .. } => {
                 sources::restore_source(self, entry, &name, &connection, &selection, &options)
             }
+            HwStatement::CreateSink(stmt) => sinks::create_sink(self, &stmt, id).map(drop),
             other => Err(Error::Storage(format!("unexpected catalog statement {other:?}"))),
         }
     }

@@ -21,7 +21,7 @@
 //! made durable; the server stops with the error (see `server`).
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::store::{StateStore, WriteBatch};
@@ -37,6 +37,8 @@ struct Staged {
     /// for readers until it is durable.
     in_flight: Option<Arc<Writes>>,
     failed: Option<String>,
+    /// The number of the checkpoint that will write `writes` (starts at 1).
+    generation: u64,
 }
 
 /// What `hw_catalog.checkpoints` shows.
@@ -64,6 +66,10 @@ pub struct CheckpointedStore {
     /// One checkpoint at a time, so batches reach the durable store in commit order.
     writer: Mutex<()>,
     stats: Mutex<CheckpointStats>,
+    /// The newest checkpoint generation on disk, and its waiters (sinks send only durable
+    /// changes).
+    durable_generation: Mutex<u64>,
+    durable_changed: Condvar,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -79,9 +85,11 @@ impl CheckpointedStore {
     pub fn new(durable: Arc<dyn StateStore>) -> Self {
         CheckpointedStore {
             durable,
-            staged: Mutex::new(Staged::default()),
+            staged: Mutex::new(Staged { generation: 1, ..Staged::default() }),
             writer: Mutex::new(()),
             stats: Mutex::new(CheckpointStats::default()),
+            durable_generation: Mutex::new(0),
+            durable_changed: Condvar::new(),
         }
     }
 
@@ -100,8 +108,11 @@ impl CheckpointedStore {
             s.bytes = 0;
             let batch = Arc::new(std::mem::take(&mut s.writes));
             s.in_flight = Some(batch.clone());
-            batch
+            let generation = s.generation;
+            s.generation += 1;
+            (batch, generation)
         };
+        let (batch, generation) = batch;
         let started = Instant::now();
         let mut write = WriteBatch::default();
         let mut bytes = 0;
@@ -125,6 +136,10 @@ impl CheckpointedStore {
                 stats.last_bytes = bytes;
                 stats.total_keys += batch.len() as u64;
                 stats.total_bytes += bytes as u64;
+                drop(stats);
+                drop(s);
+                *lock(&self.durable_generation) = generation;
+                self.durable_changed.notify_all();
                 Ok(batch.len())
             }
             Err(e) => {
@@ -189,6 +204,14 @@ impl StateStore for CheckpointedStore {
     }
 
     fn apply(&self, batch: WriteBatch) -> Result<()> {
+        self.apply_tracked(batch).map(|_| ())
+    }
+
+    fn flush(&self) -> Result<()> {
+        self.checkpoint().map(|_| ())
+    }
+
+    fn apply_tracked(&self, batch: WriteBatch) -> Result<u64> {
         let mut s = lock(&self.staged);
         if let Some(e) = &s.failed {
             return Err(Error::Storage(format!("{e}; no more writes are accepted, restart the server")));
@@ -197,11 +220,16 @@ impl StateStore for CheckpointedStore {
             s.bytes += entry_bytes(&k, &v);
             s.writes.insert(k, v);
         }
-        Ok(())
+        Ok(s.generation)
     }
 
-    fn flush(&self) -> Result<()> {
-        self.checkpoint().map(|_| ())
+    fn wait_durable(&self, generation: u64, timeout: Duration) -> bool {
+        let durable = lock(&self.durable_generation);
+        let (durable, _) = self
+            .durable_changed
+            .wait_timeout_while(durable, timeout, |d| *d < generation)
+            .unwrap_or_else(|p| p.into_inner());
+        *durable >= generation
     }
 
     fn staged_bytes(&self) -> usize {

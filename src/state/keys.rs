@@ -6,6 +6,8 @@
 //! m/next_id                       the next catalog id (u64 BE)
 //! r/<table id: u64 BE><row key>   one row of a table: count (i64 LE) ++ row (Arrow row format)
 //! s/<source id: u64 BE>           a source's progress (binlog position, streaming tables; JSON)
+//! k/<sink id: u64 BE>/s           a sink's progress (acknowledged outbox entry, snapshot done; JSON)
+//! k/<sink id: u64 BE>/o/<seq BE>  a sink's outbox: the messages of one commit, not yet acknowledged
 //! ```
 //! Big-endian ids keep a table's rows contiguous, so a table is one prefix scan.
 
@@ -19,6 +21,37 @@ pub const NEXT_ID: &[u8] = b"m/next_id";
 pub const ROWS: &[u8] = b"r/";
 /// Prefix of source progress (binlog offsets), written with the rows they produced.
 pub const SOURCES: &[u8] = b"s/";
+
+/// Prefix of sink state (progress and outbox), written with the commits that produced it.
+pub const SINKS: &[u8] = b"k/";
+
+/// Prefix of everything sink `id` stores.
+pub fn sink(id: u64) -> Vec<u8> {
+    let mut k = SINKS.to_vec();
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
+/// Key of sink `id`'s progress record.
+pub fn sink_progress(id: u64) -> Vec<u8> {
+    let mut k = sink(id);
+    k.extend_from_slice(b"/s");
+    k
+}
+
+/// Prefix of sink `id`'s outbox.
+pub fn sink_outbox(id: u64) -> Vec<u8> {
+    let mut k = sink(id);
+    k.extend_from_slice(b"/o/");
+    k
+}
+
+/// Key of outbox entry `seq` of sink `id`.
+pub fn sink_outbox_entry(id: u64, seq: u64) -> Vec<u8> {
+    let mut k = sink_outbox(id);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
 
 /// Key of the progress of source `id`.
 pub fn source_progress(id: u64) -> Vec<u8> {

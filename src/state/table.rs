@@ -332,6 +332,11 @@ impl TableState {
         }
     }
 
+    /// The primary key's column indexes (`None`: a multiset).
+    pub fn key_columns(&self) -> Option<&[usize]> {
+        self.key_columns.as_deref()
+    }
+
     /// The rows whose key does not matter: `true` when the table has no primary key.
     pub fn is_multiset(&self) -> bool {
         self.key_columns.is_none()

@@ -1,0 +1,255 @@
+//! Kafka sinks against a real Kafka protocol peer (librdkafka's mock cluster): every topic is
+//! consumed back and its exact contents and per-key order are asserted.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::kafka::{MockKafka, Record};
+use common::{text_rows, TestServer};
+use serde_json::{json, Value};
+
+/// Waits until sink `name` is running with nothing pending and has sent at least `min`
+/// messages.
+async fn wait_sent(c: &tokio_postgres::Client, name: &str, min: u64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let rows = text_rows(
+            c,
+            &format!(
+                "SELECT state, pending_commits, messages_sent, last_error FROM hw_catalog.sinks WHERE name = '{name}'"
+            ),
+        )
+        .await;
+        let row = rows.first().cloned().unwrap_or_default();
+        if row.len() == 4 && row[0] == "running" && row[1] == "0" && row[2].parse::<u64>().unwrap_or(0) >= min {
+            return;
+        }
+        assert!(Instant::now() < deadline, "sink {name} did not send {min} messages within 60s: {row:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn exec(c: &tokio_postgres::Client, sql: &str) {
+    c.batch_execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+}
+
+async fn sqlstate(c: &tokio_postgres::Client, sql: &str) -> String {
+    let e = c.batch_execute(sql).await.expect_err(sql);
+    let db = e.as_db_error().unwrap_or_else(|| panic!("{sql}: {e:?}"));
+    format!("{} {}", db.code().code(), db.message())
+}
+
+/// The value of the last message per key (None: tombstone), and every key's history.
+fn per_key(records: &[Record]) -> (BTreeMap<String, Option<Value>>, BTreeMap<String, Vec<Option<Value>>>) {
+    let mut last = BTreeMap::new();
+    let mut history: BTreeMap<String, Vec<Option<Value>>> = BTreeMap::new();
+    for r in records {
+        let k = r.key.as_ref().map(|k| k.to_string()).unwrap_or_default();
+        last.insert(k.clone(), r.value.clone());
+        history.entry(k).or_default().push(r.value.clone());
+    }
+    (last, history)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upsert_sink_publishes_snapshot_then_changes_in_key_order() {
+    let kafka = MockKafka::start();
+    kafka.topic("orders", 3);
+    kafka.topic("revenue", 2);
+    let mut server = TestServer::start().await;
+    let c = server.client().await;
+    exec(
+        &c,
+        &format!(
+            "CREATE TABLE orders (id INT PRIMARY KEY, day TEXT, amount NUMERIC(10,2), note TEXT, paid BOOLEAN);
+             INSERT INTO orders VALUES (1, 'mon', 10.50, 'a', true), (2, 'mon', 5.25, NULL, false), (3, 'tue', 7, 'c', true);
+             CREATE MATERIALIZED VIEW revenue AS SELECT day, count(*) AS orders, sum(amount) AS revenue FROM orders GROUP BY day;
+             CREATE CONNECTION k TO KAFKA (BROKER '{}');",
+            kafka.bootstrap()
+        ),
+    )
+    .await;
+    exec(&c, "CREATE SINK orders_out FROM orders INTO KAFKA CONNECTION k (TOPIC 'orders', PARTITIONS 3, REPLICATION_FACTOR 1) FORMAT JSON ENVELOPE UPSERT").await;
+    exec(&c, "CREATE SINK revenue_out FROM revenue INTO KAFKA CONNECTION k (TOPIC 'revenue', PARTITIONS 2, REPLICATION_FACTOR 1) KEY (day) ENVELOPE UPSERT").await;
+    exec(&c, "CREATE SINK IF NOT EXISTS orders_out FROM orders INTO KAFKA CONNECTION k (TOPIC 'x')").await;
+    wait_sent(&c, "orders_out", 3).await;
+    wait_sent(&c, "revenue_out", 2).await;
+    // Changes: updates of one key in sequence, a delete, a key moving between groups.
+    for i in 1..=5 {
+        exec(&c, &format!("UPDATE orders SET amount = amount + {i} WHERE id = 1")).await;
+    }
+    exec(&c, "DELETE FROM orders WHERE id = 2; INSERT INTO orders VALUES (4, 'wed', 1, 'd', false)").await;
+    exec(&c, "UPDATE orders SET day = 'wed' WHERE id = 3; INSERT INTO orders VALUES (5, 'thu', 0.01, 'é😀', NULL)")
+        .await;
+    wait_sent(&c, "orders_out", 3 + 5 + 4).await;
+    wait_sent(&c, "revenue_out", 2).await;
+
+    let records = kafka.consume_all("orders", true);
+    let (last, history) = per_key(&records);
+    let table = text_rows(&c, "SELECT id, day, amount::text, note, paid FROM orders ORDER BY id").await;
+    let live: BTreeMap<String, Option<Value>> = table
+        .iter()
+        .map(|r| {
+            let cell = |s: &str| if s == "NULL" { Value::Null } else { json!(s) };
+            let paid = match r[4].as_str() {
+                "NULL" => Value::Null,
+                v => json!(v == "t" || v == "true"),
+            };
+            let id: i64 = r[0].parse().unwrap();
+            (
+                json!({ "id": id }).to_string(),
+                Some(json!({ "id": id, "day": cell(&r[1]), "amount": cell(&r[2]), "note": cell(&r[3]), "paid": paid })),
+            )
+        })
+        .collect();
+    let mut expected = live.clone();
+    expected.insert(json!({"id": 2}).to_string(), None);
+    assert_eq!(last, expected, "the topic's final state per key is the table plus a tombstone for id 2");
+    // Key 1's history: the snapshot value, then each update in order; all in one partition.
+    let amounts: Vec<String> =
+        history[&json!({"id": 1}).to_string()].iter().map(|v| v.as_ref().unwrap()["amount"].to_string()).collect();
+    assert_eq!(amounts, ["\"10.50\"", "\"11.50\"", "\"13.50\"", "\"16.50\"", "\"20.50\"", "\"25.50\""]);
+    let parts: std::collections::HashSet<i32> =
+        records.iter().filter(|r| r.key == Some(json!({"id": 1}))).map(|r| r.partition).collect();
+    assert_eq!(parts.len(), 1, "one key, one partition");
+
+    // The view's topic converges to the view.
+    let (last, _) = per_key(&kafka.consume_all("revenue", true));
+    let view = text_rows(&c, "SELECT day, orders, revenue::text FROM revenue ORDER BY day").await;
+    let want: BTreeMap<String, Option<Value>> = view
+        .iter()
+        .map(|r| {
+            (
+                json!({ "day": r[0] }).to_string(),
+                Some(json!({ "day": r[0], "orders": r[1].parse::<i64>().unwrap(), "revenue": r[2] })),
+            )
+        })
+        .collect();
+    let live_last: BTreeMap<String, Option<Value>> = last.into_iter().filter(|(_, v)| v.is_some()).collect();
+    assert_eq!(live_last, want);
+
+    // Restart: exactly-once, nothing is sent twice, changes go on.
+    let before = kafka.consume_all("orders", true).len();
+    server.restart().await;
+    let c = server.client().await;
+    exec(&c, "UPDATE orders SET note = 'after restart' WHERE id = 4").await;
+    wait_sent(&c, "orders_out", 1).await;
+    let after = kafka.consume_all("orders", true);
+    assert_eq!(after.len(), before + 1, "one new message after a restart, none repeated");
+    let four = after.iter().rfind(|r| r.key == Some(json!({"id": 4}))).unwrap();
+    assert_eq!(four.value.as_ref().unwrap()["note"], json!("after restart"));
+
+    // DROP TABLE needs CASCADE while a sink reads it; DROP SINK removes it.
+    assert!(sqlstate(&c, "DROP TABLE orders").await.starts_with("2BP01"));
+    exec(&c, "DROP SINK revenue_out").await;
+    assert_eq!(text_rows(&c, "SHOW SINKS").await, vec![vec!["orders_out".to_string()]]);
+    exec(&c, "DROP TABLE orders CASCADE").await;
+    assert!(text_rows(&c, "SELECT name FROM hw_catalog.sinks").await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debezium_sink_reports_every_operation() {
+    let kafka = MockKafka::start();
+    kafka.topic("shop.t", 1);
+    kafka.topic("bag", 1);
+    let server = TestServer::start().await;
+    let c = server.client().await;
+    exec(
+        &c,
+        &format!(
+            "CREATE TABLE t (id BIGINT PRIMARY KEY, v TEXT, f DOUBLE, b BYTEA, ts TIMESTAMP, d DATE);
+             INSERT INTO t VALUES (1, 'one', 1.5, decode('0102', 'hex'), '2024-05-01 10:00:00.25', '2024-05-01');
+             CREATE TABLE bag (x INT);
+             INSERT INTO bag VALUES (7), (7);
+             CREATE CONNECTION k TO KAFKA (BROKER '{}');
+             CREATE SINK t_cdc FROM t INTO KAFKA CONNECTION k (TOPIC 'shop.t', PARTITIONS 1, REPLICATION_FACTOR 1) FORMAT JSON ENVELOPE DEBEZIUM WITH (DELIVERY = 'at_least_once');
+             CREATE SINK bag_cdc FROM bag INTO KAFKA CONNECTION k (TOPIC 'bag', PARTITIONS 1, REPLICATION_FACTOR 1);",
+            kafka.bootstrap()
+        ),
+    )
+    .await;
+    wait_sent(&c, "t_cdc", 1).await;
+    exec(&c, "INSERT INTO t VALUES (2, 'two', 'NaN', NULL, NULL, NULL)").await;
+    exec(&c, "UPDATE t SET v = 'uno' WHERE id = 1").await;
+    exec(&c, "DELETE FROM t WHERE id = 2").await;
+    exec(&c, "DELETE FROM bag WHERE x = 7").await;
+    wait_sent(&c, "t_cdc", 4).await;
+    wait_sent(&c, "bag_cdc", 4).await;
+    let records = kafka.consume_all("shop.t", false);
+    let ops: Vec<&str> = records.iter().map(|r| r.value.as_ref().unwrap()["op"].as_str().unwrap()).collect();
+    assert_eq!(ops, ["r", "c", "u", "d"]);
+    let v = |i: usize| records[i].value.clone().unwrap();
+    assert_eq!(
+        v(0)["after"],
+        json!({"id": 1, "v": "one", "f": 1.5, "b": "AQI=", "ts": "2024-05-01T10:00:00.250", "d": "2024-05-01"})
+    );
+    assert_eq!(v(0)["before"], Value::Null);
+    assert_eq!(v(0)["source"]["snapshot"], json!(true));
+    assert_eq!(v(1)["after"]["f"], json!("NaN"));
+    assert_eq!(v(2)["before"]["v"], json!("one"));
+    assert_eq!(v(2)["after"]["v"], json!("uno"));
+    assert_eq!(v(3)["before"]["id"], json!(2));
+    assert_eq!(v(3)["after"], Value::Null);
+    assert_eq!(records[1].key, Some(json!({"id": 2})));
+    // A multiset: each copy is its own message, keyless.
+    let bag: Vec<(Option<Value>, String)> = kafka
+        .consume_all("bag", true)
+        .into_iter()
+        .map(|r| (r.key, r.value.unwrap()["op"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(bag, [(None, "r".into()), (None, "r".into()), (None, "d".into()), (None, "d".into())]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_sink_errors_are_clear() {
+    let server = TestServer::start().await;
+    let c = server.client().await;
+    exec(
+        &c,
+        "CREATE TABLE t (id INT PRIMARY KEY, g TEXT, v INT);
+         CREATE TABLE nokey (a INT);
+         CREATE VIEW plain AS SELECT * FROM t;
+         CREATE MATERIALIZED VIEW agg AS SELECT g, count(*) AS n FROM t GROUP BY g;
+         CREATE CONNECTION k TO KAFKA (BROKER '127.0.0.1:1');
+         CREATE CONNECTION m TO MYSQL (HOST '127.0.0.1');",
+    )
+    .await;
+    let cases = [
+        ("CREATE SINK s FROM t INTO KAFKA CONNECTION nope (TOPIC 'x')", "42704"),
+        ("CREATE SINK s FROM t INTO KAFKA CONNECTION m (TOPIC 'x')", "22023"),
+        ("CREATE SINK s FROM missing INTO KAFKA CONNECTION k (TOPIC 'x')", "42P01"),
+        ("CREATE SINK s FROM plain INTO KAFKA CONNECTION k (TOPIC 'x')", "0A000"),
+        ("CREATE SINK s FROM t INTO KAFKA CONNECTION k (TOPIC 'x') KEY (g) ENVELOPE UPSERT", "42P10"),
+        ("CREATE SINK s FROM agg INTO KAFKA CONNECTION k (TOPIC 'x') KEY (n) ENVELOPE UPSERT", "42P10"),
+        ("CREATE SINK s FROM t INTO KAFKA CONNECTION k (TOPIC 'x') KEY (nope)", "42703"),
+        ("CREATE SINK s FROM nokey INTO KAFKA CONNECTION k (TOPIC 'x') ENVELOPE UPSERT", "22023"),
+        ("CREATE SINK s FROM t INTO KAFKA CONNECTION k (NOPE 'x')", "22023"),
+        ("CREATE SINK s FROM t INTO KAFKA CONNECTION k (TOPIC 'x') WITH (DELIVERY = 'maybe')", "22023"),
+        ("CREATE SINK s FROM t INTO KAFKA CONNECTION k (TOPIC 'x') FORMAT AVRO", "0A000"),
+    ];
+    for (sql, code) in cases {
+        let got = sqlstate(&c, sql).await;
+        assert!(got.starts_with(code), "{sql}: expected {code}, got {got}");
+    }
+    // Keys a view is unique on, or asserted: accepted.
+    exec(&c, "CREATE SINK a FROM agg INTO KAFKA CONNECTION k (TOPIC 'agg') ENVELOPE UPSERT").await;
+    exec(&c, "CREATE SINK b FROM t INTO KAFKA CONNECTION k (TOPIC 'x') KEY (g) NOT ENFORCED ENVELOPE UPSERT").await;
+    assert!(sqlstate(&c, "CREATE SINK a FROM t INTO KAFKA CONNECTION k (TOPIC 'x')").await.starts_with("42710"));
+    // The broker is unreachable: the sink says so and keeps trying; writes are not refused.
+    exec(&c, "INSERT INTO t VALUES (1, 'x', 1)").await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let rows =
+            text_rows(&c, "SELECT state, last_error, pending_commits FROM hw_catalog.sinks WHERE name = 'b'").await;
+        if rows[0][0] == "retrying" && rows[0][1] != "NULL" && rows[0][2] == "1" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "sink did not report the broker as unreachable: {rows:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let shown = text_rows(&c, "SHOW CREATE SINK b").await;
+    assert!(shown[0][1].contains("TRANSACTIONAL_ID"), "{shown:?}");
+    exec(&c, "DROP SINK a, b").await;
+}
