@@ -253,3 +253,65 @@ async fn create_sink_errors_are_clear() {
     assert!(shown[0][1].contains("TRANSACTIONAL_ID"), "{shown:?}");
     exec(&c, "DROP SINK a, b").await;
 }
+
+/// MySQL → Kafka: an upstream transaction's changes carry its binlog position and arrive
+/// together; the topic's final state is the upstream table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_changes_flow_to_kafka_with_their_binlog_position() {
+    use mysql_async::prelude::Queryable;
+    let db = common::mariadb::MariaDb::start().await;
+    let mut my = db.root().await;
+    my.query_drop(
+        "CREATE DATABASE shop; CREATE TABLE shop.orders (id INT PRIMARY KEY, amount DECIMAL(12,2), note VARCHAR(20));
+         INSERT INTO shop.orders VALUES (1, 1.00, 'a'), (2, 2.00, 'b')",
+    )
+    .await
+    .unwrap();
+    let kafka = MockKafka::start();
+    kafka.topic("shop.orders", 2);
+    let server = TestServer::start().await;
+    let c = server.client().await;
+    exec(&c, &db.connection_sql("shop_db")).await;
+    exec(
+        &c,
+        &format!(
+            "CREATE SOURCE shop FROM MYSQL CONNECTION shop_db FOR TABLES (shop.orders) WITH (SERVER_ID = 5411);
+             CREATE CONNECTION k TO KAFKA (BROKER '{}');
+             CREATE SINK orders_cdc FROM orders INTO KAFKA CONNECTION k (TOPIC 'shop.orders') ENVELOPE DEBEZIUM;",
+            kafka.bootstrap()
+        ),
+    )
+    .await;
+    common::wait_for_rows(&c, "SELECT state FROM hw_catalog.source_tables", &["streaming"]).await;
+    my.query_drop(
+        "BEGIN; UPDATE shop.orders SET amount = amount * 10; INSERT INTO shop.orders VALUES (3, 3.00, 'c');
+         DELETE FROM shop.orders WHERE id = 2; COMMIT",
+    )
+    .await
+    .unwrap();
+    common::wait_for_rows(&c, "SELECT count(*) FROM orders", &["2"]).await;
+    wait_sent(&c, "orders_cdc", 5).await;
+    let records = kafka.consume_all("shop.orders", true);
+    let changes: Vec<&Value> =
+        records.iter().filter_map(|r| r.value.as_ref()).filter(|v| v["source"]["snapshot"] == false).collect();
+    // The source's snapshot rows (copied after the sink started) are flagged as snapshot.
+    assert_eq!(changes.len(), 3, "{records:?}");
+    let positions: std::collections::BTreeSet<String> =
+        changes.iter().map(|v| format!("{}:{}", v["source"]["file"], v["source"]["pos"])).collect();
+    assert_eq!(positions.len(), 1, "one upstream transaction, one binlog position: {positions:?}");
+    assert!(changes.iter().all(|v| v["source"]["name"] == "shop" && v["source"]["pos"].as_u64().unwrap() > 4));
+    let mut ops: Vec<String> = changes
+        .iter()
+        .map(|v| {
+            format!(
+                "{}{}",
+                v["op"].as_str().unwrap(),
+                v["before"]["id"].as_i64().or(v["after"]["id"].as_i64()).unwrap()
+            )
+        })
+        .collect();
+    ops.sort();
+    assert_eq!(ops, ["c3", "d2", "u1"]);
+    let u1 = changes.iter().find(|v| v["op"] == "u").unwrap();
+    assert_eq!((u1["before"]["amount"].clone(), u1["after"]["amount"].clone()), (json!("1.00"), json!("10.00")));
+}

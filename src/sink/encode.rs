@@ -296,7 +296,7 @@ impl Encoder {
             "file": origin.file,
             "pos": origin.pos,
             "ts_ms": origin.ts_ms,
-            "snapshot": matches!(op, "r"),
+            "snapshot": origin.snapshot || op == "r",
         });
         let _ = write!(s, ",\"op\":\"{op}\",\"source\":{source},\"ts_ms\":{}}}", now_ms());
         s.into_bytes()

@@ -44,7 +44,7 @@ use self::position::BinlogPosition;
 use self::schema::{upstream, TableSpec};
 use self::types::Cell;
 use super::{SourceHandle, SourceProbe, SourceStatus, TableStatus};
-use crate::dataflow::{ApplyMode, ChangeBatch};
+use crate::dataflow::{ApplyMode, ChangeBatch, CommitOrigin};
 use crate::error::{Error, Result};
 use crate::state::{keys, StateStore, TableState, WriteBatch};
 
@@ -622,7 +622,14 @@ impl Runner {
                 let caught_up = self.caught_up(phases, &end, progress);
                 let refs: Vec<(&TableState, &ChangeBatch)> =
                     batches.iter().map(|(t, b)| (src.tables[*t].state.as_ref(), b)).collect();
-                src.dataflow.commit(&refs, src.progress_batch(progress)?)?;
+                let origin = CommitOrigin {
+                    source: Some(src.name.clone()),
+                    file: Some(end.file.clone()),
+                    pos: Some(end.pos),
+                    ts_ms: timestamp as i64 * 1000,
+                    snapshot: false,
+                };
+                src.dataflow.commit_from(&refs, src.progress_batch(progress)?, &origin)?;
                 for u in caught_up {
                     self.finish_snapshot(phases, u, progress)?;
                 }
@@ -758,7 +765,13 @@ impl Runner {
                     }
                     _ => WriteBatch::default(),
                 };
-                src.dataflow.commit(&[(state.as_ref(), &change)], extra)?;
+                let origin = CommitOrigin {
+                    source: Some(src.name.clone()),
+                    snapshot: true,
+                    ts_ms: crate::sink::encode::now_ms(),
+                    ..CommitOrigin::default()
+                };
+                src.dataflow.commit_from(&[(state.as_ref(), &change)], extra, &origin)?;
             }
             Message::SnapshotDone { table: u } => {
                 let mut ready = false;
