@@ -3,7 +3,8 @@
 #   - cargo fmt --check and cargo clippy -D warnings
 #   - cargo test: unit tests, the .slt suites over the wire (simple + extended protocol),
 #     the tokio-postgres wire tests, the MySQL source tests against a real MariaDB that the
-#     tests start themselves (own datadir, free port, binlog on)
+#     tests start themselves (own datadir, free port, binlog on), the Kafka sink tests
+#     against librdkafka's mock cluster (in-process, nothing to install) incl. kill -9
 #   - the psql smoke test (real psql against a real server process)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,11 @@ need_apt=()
 command -v psql >/dev/null 2>&1 || need_apt+=(postgresql-client)
 [ -x /usr/sbin/mariadbd ] || command -v mariadbd >/dev/null 2>&1 || need_apt+=(mariadb-server)
 command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
+# librdkafka (built from source by rdkafka-sys): make, pkg-config, OpenSSL and zlib headers.
+command -v make >/dev/null 2>&1 || need_apt+=(make)
+command -v pkg-config >/dev/null 2>&1 || need_apt+=(pkg-config)
+dpkg -s libssl-dev >/dev/null 2>&1 || need_apt+=(libssl-dev)
+dpkg -s zlib1g-dev >/dev/null 2>&1 || need_apt+=(zlib1g-dev)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "== installing ${need_apt[*]}"

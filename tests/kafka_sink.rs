@@ -42,7 +42,9 @@ async fn sqlstate(c: &tokio_postgres::Client, sql: &str) -> String {
 }
 
 /// The value of the last message per key (None: tombstone), and every key's history.
-fn per_key(records: &[Record]) -> (BTreeMap<String, Option<Value>>, BTreeMap<String, Vec<Option<Value>>>) {
+type ByKey<T> = BTreeMap<String, T>;
+
+fn per_key(records: &[Record]) -> (ByKey<Option<Value>>, ByKey<Vec<Option<Value>>>) {
     let mut last = BTreeMap::new();
     let mut history: BTreeMap<String, Vec<Option<Value>>> = BTreeMap::new();
     for r in records {
