@@ -217,12 +217,14 @@ impl Dataflow {
     /// Starts feeding `tap` every commit's delta of its relation, and returns the relation's
     /// rows as of the same point: the snapshot that the first delta follows.
     pub fn add_tap(&self, sink_id: u64, tap: Box<dyn Tap>, relation: &Arc<TableState>) -> Result<RecordBatch> {
-        let mut inner = self.lock();
-        let pinned = self.pin(std::slice::from_ref(relation));
-        let rows = relation.snapshot_of(&pinned[&relation.id()])?;
-        inner.taps.retain(|(id, _)| *id != sink_id);
-        inner.taps.push((sink_id, tap));
-        Ok(rows)
+        let pinned = {
+            let mut inner = self.lock();
+            inner.taps.retain(|(id, _)| *id != sink_id);
+            inner.taps.push((sink_id, tap));
+            self.pin(std::slice::from_ref(relation))
+        };
+        // Built outside the commit lock: the pinned rows do not change.
+        relation.snapshot_of(&pinned[&relation.id()])
     }
 
     /// Runs `f` on sink `sink_id`'s tap under the commit lock (no commit runs meanwhile).

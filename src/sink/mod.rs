@@ -274,9 +274,11 @@ impl SinkRegistry {
         });
         let tap =
             SinkTap { id: config.id, relation: relation.id(), encoder: config.encoder.clone(), shared: shared.clone() };
-        let rows = dataflow.add_tap(config.id, Box::new(tap), relation)?;
-        // The snapshot follows every entry recorded before this point.
+        // The snapshot follows every entry recorded before this point: read before the tap is
+        // registered (no commit can add an entry until then), and the tap's first entry is
+        // the first commit after the snapshot's pin.
         let base = lock(&shared.outbox).next_seq - 1;
+        let rows = dataflow.add_tap(config.id, Box::new(tap), relation)?;
         let snapshot: Option<(RecordBatch, u64)> = (!progress.snapshot_done).then_some((rows, base));
         let name = config.name.clone();
         let worker = kafka::Worker::new(config, shared.clone(), store, progress, snapshot);
