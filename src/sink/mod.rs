@@ -324,20 +324,6 @@ impl SinkRegistry {
             })
             .collect()
     }
-
-    /// Waits until sink `name` has nothing pending (tests, benchmarks), up to `timeout`.
-    pub fn wait_idle(&self, name: &str, timeout: std::time::Duration) -> bool {
-        let deadline = std::time::Instant::now() + timeout;
-        while std::time::Instant::now() < deadline {
-            let idle =
-                self.statuses().iter().any(|s| s.name == name && s.pending_commits == 0 && (s.state == "running"));
-            if idle {
-                return true;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        false
-    }
 }
 
 /// Removes everything sink `id` stored (DROP SINK).
