@@ -317,3 +317,45 @@ async fn mysql_changes_flow_to_kafka_with_their_binlog_position() {
     let u1 = changes.iter().find(|v| v["op"] == "u").unwrap();
     assert_eq!((u1["before"]["amount"].clone(), u1["after"]["amount"].clone()), (json!("1.00"), json!("10.00")));
 }
+
+/// The broker goes away under a running sink: the sink says so, keeps the changes, and
+/// delivers each exactly once when the broker is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_outage_is_visible_and_loses_nothing() {
+    let kafka = MockKafka::start();
+    kafka.topic("out", 2);
+    let server = TestServer::start().await;
+    let c = server.client().await;
+    exec(
+        &c,
+        &format!(
+            "CREATE TABLE t (id INT PRIMARY KEY, v INT);
+             INSERT INTO t VALUES (0, 0);
+             CREATE CONNECTION k TO KAFKA (BROKER '{}');
+             CREATE SINK s FROM t INTO KAFKA CONNECTION k (TOPIC 'out') ENVELOPE UPSERT;",
+            kafka.bootstrap()
+        ),
+    )
+    .await;
+    wait_sent(&c, "s", 1).await;
+    kafka.cluster.broker_down(1).expect("broker down");
+    for i in 1..=20 {
+        exec(&c, &format!("INSERT INTO t VALUES ({i}, {i})")).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let rows = text_rows(&c, "SELECT state, pending_commits, last_error FROM hw_catalog.sinks").await;
+        if rows[0][0] == "retrying" && rows[0][2] != "NULL" {
+            assert!(rows[0][1].parse::<u64>().unwrap() >= 1, "{rows:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the outage is not visible in hw_catalog.sinks: {rows:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    kafka.cluster.broker_up(1).expect("broker up");
+    wait_sent(&c, "s", 21).await;
+    let records = kafka.consume_all("out", true);
+    let mut ids: Vec<i64> = records.iter().map(|r| r.value.as_ref().unwrap()["id"].as_i64().unwrap()).collect();
+    ids.sort();
+    assert_eq!(ids, (0..=20).collect::<Vec<_>>(), "every row exactly once after the outage");
+}
