@@ -239,6 +239,12 @@ async fn create_sink_errors_are_clear() {
     exec(&c, "CREATE SINK a FROM agg INTO KAFKA CONNECTION k (TOPIC 'agg') ENVELOPE UPSERT").await;
     exec(&c, "CREATE SINK b FROM t INTO KAFKA CONNECTION k (TOPIC 'x') KEY (g) NOT ENFORCED ENVELOPE UPSERT").await;
     assert!(sqlstate(&c, "CREATE SINK a FROM t INTO KAFKA CONNECTION k (TOPIC 'x')").await.starts_with("42710"));
+    // A transactional id is a sink's identity in Kafka: one sink each.
+    exec(&c, "CREATE SINK c FROM t INTO KAFKA CONNECTION k (TOPIC 'x') WITH (TRANSACTIONAL_ID = 'fixed-id')").await;
+    let got =
+        sqlstate(&c, "CREATE SINK d FROM t INTO KAFKA CONNECTION k (TOPIC 'y') WITH (TRANSACTIONAL_ID = 'fixed-id')")
+            .await;
+    assert!(got.starts_with("22023") && got.contains("fixed-id"), "{got}");
     // The broker is unreachable: the sink says so and keeps trying; writes are not refused.
     exec(&c, "INSERT INTO t VALUES (1, 'x', 1)").await;
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -253,7 +259,7 @@ async fn create_sink_errors_are_clear() {
     }
     let shown = text_rows(&c, "SHOW CREATE SINK b").await;
     assert!(shown[0][1].contains("TRANSACTIONAL_ID"), "{shown:?}");
-    exec(&c, "DROP SINK a, b").await;
+    exec(&c, "DROP SINK a, b, c").await;
 }
 
 /// MySQL → Kafka: an upstream transaction's changes carry its binlog position and arrive

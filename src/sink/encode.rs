@@ -118,7 +118,15 @@ impl<'a> Columns<'a> {
             | DataType::UInt64 => {
                 let _ = write!(out, "{}", self.formatters[c].value(row));
             }
-            DataType::Float32 => float(array.as_primitive::<Float32Type>().value(row) as f64, out),
+            DataType::Float32 => {
+                let v = array.as_primitive::<Float32Type>().value(row);
+                if v.is_finite() {
+                    // f32's own shortest form: 0.1, not 0.10000000149011612.
+                    let _ = write!(out, "{v}");
+                } else {
+                    float(v as f64, out);
+                }
+            }
             DataType::Float64 => float(array.as_primitive::<Float64Type>().value(row), out),
             DataType::Decimal128(..) | DataType::Decimal256(..) if self.decimal == DecimalFormat::Number => {
                 let _ = write!(out, "{}", self.formatters[c].value(row));
@@ -449,6 +457,37 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn floats_keep_their_shortest_form() {
+        use datafusion::arrow::array::{Float32Array, Float64Array};
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("r", DataType::Float32, true),
+            Field::new("d", DataType::Float64, true),
+        ]));
+        let data = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Float32Array::from(vec![0.1f32, f32::NAN])),
+                Arc::new(Float64Array::from(vec![0.1, f64::NEG_INFINITY])),
+            ],
+        )
+        .unwrap();
+        let enc = Encoder {
+            envelope: Envelope::Upsert,
+            decimal: DecimalFormat::String,
+            key: Some(vec![0]),
+            schema,
+            relation: "f".into(),
+        };
+        let values: Vec<String> = enc
+            .snapshot(&data, &CommitOrigin::default())
+            .unwrap()
+            .into_iter()
+            .map(|m| String::from_utf8(m.value.unwrap()).unwrap())
+            .collect();
+        assert_eq!(values, [r#"{"r":0.1,"d":0.1}"#, r#"{"r":"NaN","d":"-Infinity"}"#]);
     }
 
     #[test]

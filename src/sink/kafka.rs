@@ -119,6 +119,8 @@ pub(crate) struct Worker {
     progress: Progress,
     /// The initial snapshot and the outbox seq it follows, until Kafka has it.
     snapshot: Option<(RecordBatch, u64)>,
+    /// The checkpoint generation that makes the snapshot's rows durable.
+    snapshot_generation: u64,
 }
 
 impl Worker {
@@ -128,8 +130,9 @@ impl Worker {
         store: Arc<dyn StateStore>,
         progress: Progress,
         snapshot: Option<(RecordBatch, u64)>,
+        snapshot_generation: u64,
     ) -> Self {
-        Worker { config, shared, store, progress, snapshot }
+        Worker { config, shared, store, progress, snapshot, snapshot_generation }
     }
 
     /// Runs sessions until the sink is stopped.
@@ -190,6 +193,12 @@ impl Worker {
         }
         if let Some((_, base)) = &self.snapshot {
             let base = *base;
+            // The pinned rows may include commits not yet checkpointed: wait for them.
+            while !self.store.wait_durable(self.snapshot_generation, Duration::from_millis(200)) {
+                if self.shared.stopped() {
+                    return Ok(());
+                }
+            }
             if !exactly_once {
                 // At-least-once after a crash in the middle of a snapshot: what was recorded
                 // before goes first, then the snapshot (consumers converge on the latest row).
@@ -315,6 +324,13 @@ impl Worker {
 
     /// Exactly-once recovery: what Kafka has (`committed`) leaves the outbox.
     fn reconcile(&mut self, committed: Option<u64>) -> SessionResult<()> {
+        let allocated = lock(&self.shared.outbox).next_seq - 1;
+        if let Some(seq) = committed.filter(|seq| *seq > allocated) {
+            return Err(format!(
+                "the progress record for TRANSACTIONAL_ID {} says entry {seq} is in Kafka, but this sink has only                  written {allocated}: the id belongs to another sink (drop this sink and create it without                  TRANSACTIONAL_ID)",
+                self.config.transactional_id
+            ));
+        }
         let upto = match (committed, &self.snapshot) {
             (Some(seq), _) => {
                 self.snapshot = None;
@@ -427,8 +443,8 @@ impl Worker {
         }
         let last = entries.last().map_or(0, |p| p.seq);
         self.finish(producer, tx, last)?;
+        // Not `snapshot_done`: at-least-once re-sends old entries before a pending snapshot.
         self.progress.acked = last;
-        self.progress.snapshot_done = true;
         self.acknowledge(last).map_err(|e| e.to_string())?;
         let mut s = self.shared.status();
         s.messages_sent += sent;

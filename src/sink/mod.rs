@@ -201,6 +201,7 @@ impl Tap for SinkTap {
 
 /// A running sink: its tap is in the dataflow, its worker thread talks to Kafka.
 pub struct SinkHandle {
+    id: u64,
     shared: Arc<Shared>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -278,24 +279,37 @@ impl SinkRegistry {
         // registered (no commit can add an entry until then), and the tap's first entry is
         // the first commit after the snapshot's pin.
         let base = lock(&shared.outbox).next_seq - 1;
-        let rows = dataflow.add_tap(config.id, Box::new(tap), relation)?;
+        let id = config.id;
+        let rows = dataflow.add_tap(id, Box::new(tap), relation)?;
+        let generation = store.staged_generation();
         let snapshot: Option<(RecordBatch, u64)> = (!progress.snapshot_done).then_some((rows, base));
         let name = config.name.clone();
-        let worker = kafka::Worker::new(config, shared.clone(), store, progress, snapshot);
-        let thread = std::thread::Builder::new()
-            .name(format!("sink-{name}"))
-            .spawn(move || worker.run())
-            .map_err(|e| Error::Internal(format!("cannot start sink thread: {e}")))?;
-        let old = lock(&self.running).insert(name, SinkHandle { shared, thread: Some(thread) });
+        let worker = kafka::Worker::new(config, shared.clone(), store, progress, snapshot, generation);
+        let thread = std::thread::Builder::new().name(format!("sink-{name}")).spawn(move || worker.run());
+        let thread = match thread {
+            Ok(t) => t,
+            Err(e) => {
+                dataflow.remove_tap(id);
+                return Err(Error::Internal(format!("cannot start sink thread: {e}")));
+            }
+        };
+        let old = lock(&self.running).insert(name, SinkHandle { id, shared, thread: Some(thread) });
         if let Some(h) = old {
             h.stop();
         }
         Ok(())
     }
 
-    /// Stops sink `name` (DROP SINK, shutdown); its tap must be removed by the caller.
-    pub fn stop(&self, name: &str) {
-        let handle = lock(&self.running).remove(name);
+    /// Stops sink `name` with catalog id `id` (DROP SINK; a newer sink of the same name is
+    /// left alone); its tap must be removed by the caller.
+    pub fn stop(&self, name: &str, id: u64) {
+        let handle = {
+            let mut running = lock(&self.running);
+            match running.get(name) {
+                Some(h) if h.id == id => running.remove(name),
+                _ => None,
+            }
+        };
         if let Some(h) = handle {
             h.stop();
         }
@@ -323,6 +337,12 @@ impl SinkRegistry {
                 s
             })
             .collect()
+    }
+}
+
+impl Drop for SinkRegistry {
+    fn drop(&mut self) {
+        self.stop_all();
     }
 }
 

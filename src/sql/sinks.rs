@@ -208,6 +208,17 @@ pub(super) fn create_sink(s: &Session, stmt: &SinkStatement, restore: Option<u64
     });
     let transactional_id =
         stored.options.entry("TRANSACTIONAL_ID".into()).or_insert_with(|| new_transactional_id(&stmt.name)).clone();
+    if restore.is_none() {
+        let taken = catalog.list(ObjectType::Sink).into_iter().any(|o| {
+            o.entry.create_sql.contains(&format!("TRANSACTIONAL_ID = '{}'", transactional_id.replace('\'', "''")))
+        });
+        if taken {
+            return Err(Error::InvalidParameterValue(format!(
+                "TRANSACTIONAL_ID '{transactional_id}' is used by another sink; it is a sink's identity in Kafka \
+                 (leave it out to get a new one)"
+            )));
+        }
+    }
     let depends_on = vec![stmt.from.clone(), ObjectType::Connection.dependency_key(&stmt.connection)];
     let mut id = 0;
     catalog.create(ObjectType::Sink, &stmt.name, sink_sql(&stored), depends_on, restore, |i| {
@@ -247,7 +258,7 @@ pub(super) async fn release_sink(s: &Session, id: u64, name: &str) -> Result<()>
     s.engine().dataflow().remove_tap(id);
     let sinks: Arc<SinkRegistry> = s.engine().sinks().clone();
     let name = name.to_string();
-    tokio::task::spawn_blocking(move || sinks.stop(&name))
+    tokio::task::spawn_blocking(move || sinks.stop(&name, id))
         .await
         .map_err(|e| Error::Internal(format!("stopping the sink failed: {e}")))?;
     crate::sink::delete_state(s.engine().catalog().store().as_ref(), id)

@@ -223,6 +223,18 @@ impl StateStore for CheckpointedStore {
         Ok(s.generation)
     }
 
+    fn staged_generation(&self) -> u64 {
+        let s = lock(&self.staged);
+        // A checkpoint in flight holds the previous generation.
+        if s.writes.is_empty() && s.in_flight.is_none() {
+            0
+        } else if s.writes.is_empty() {
+            s.generation - 1
+        } else {
+            s.generation
+        }
+    }
+
     fn wait_durable(&self, generation: u64, timeout: Duration) -> bool {
         let durable = lock(&self.durable_generation);
         let (durable, _) = self

@@ -60,6 +60,11 @@ pub trait StateStore: Send + Sync + 'static {
     fn apply_tracked(&self, batch: WriteBatch) -> Result<u64> {
         self.apply(batch).map(|()| 0)
     }
+    /// The generation of the writes staged now (what [`StateStore::wait_durable`] must reach
+    /// for everything applied so far to be on disk); 0 for stores without checkpoints.
+    fn staged_generation(&self) -> u64 {
+        0
+    }
     /// Waits up to `timeout` until every batch of generation `generation` or older is on
     /// disk; true when it is. Stores without checkpoints answer at once.
     fn wait_durable(&self, generation: u64, timeout: std::time::Duration) -> bool {
