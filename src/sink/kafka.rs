@@ -113,28 +113,17 @@ type KafkaProducer = ThreadedProducer<Context>;
 
 /// The sending half of a sink.
 pub(crate) struct Worker {
-    config: SinkConfig,
-    shared: Arc<Shared>,
-    store: Arc<dyn StateStore>,
-    progress: Progress,
+    pub(crate) config: SinkConfig,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) store: Arc<dyn StateStore>,
+    pub(crate) progress: Progress,
     /// The initial snapshot and the outbox seq it follows, until Kafka has it.
-    snapshot: Option<(RecordBatch, u64)>,
+    pub(crate) snapshot: Option<(RecordBatch, u64)>,
     /// The checkpoint generation that makes the snapshot's rows durable.
-    snapshot_generation: u64,
+    pub(crate) snapshot_generation: u64,
 }
 
 impl Worker {
-    pub(crate) fn new(
-        config: SinkConfig,
-        shared: Arc<Shared>,
-        store: Arc<dyn StateStore>,
-        progress: Progress,
-        snapshot: Option<(RecordBatch, u64)>,
-        snapshot_generation: u64,
-    ) -> Self {
-        Worker { config, shared, store, progress, snapshot, snapshot_generation }
-    }
-
     /// Runs sessions until the sink is stopped.
     pub(crate) fn run(mut self) {
         let mut backoff = Duration::from_secs(1);
@@ -464,10 +453,8 @@ impl Worker {
     /// Ends a batch: commits the transaction with its progress record (exactly-once), or
     /// waits until the brokers acknowledged every message (at-least-once).
     fn finish(&self, producer: &KafkaProducer, failures_before: u64, seq: u64) -> SessionResult<()> {
-        let failed = |what: &str, e: KafkaError| {
-            let detail = lock(&producer.context().last_error).clone().unwrap_or_default();
-            format!("{what}: {e} {detail}").trim_end().to_string()
-        };
+        let detail = || lock(&producer.context().last_error).clone().unwrap_or_default();
+        let failed = |what: &str, e: KafkaError| format!("{what}: {e} {}", detail()).trim_end().to_string();
         if self.config.delivery == Delivery::ExactlyOnce {
             let value = serde_json::to_vec(&KafkaProgress { seq }).expect("progress serialises");
             let record = BaseRecord::to(&self.config.progress_topic)
@@ -483,8 +470,7 @@ impl Worker {
             producer.flush(CALL_TIMEOUT).map_err(|e| failed("flush", e))?;
         }
         if producer.context().failures.load(Ordering::SeqCst) != failures_before {
-            let detail = lock(&producer.context().last_error).clone().unwrap_or_default();
-            return Err(format!("Kafka did not accept every message: {detail}"));
+            return Err(format!("Kafka did not accept every message: {}", detail()));
         }
         Ok(())
     }

@@ -284,7 +284,14 @@ impl SinkRegistry {
         let generation = store.staged_generation();
         let snapshot: Option<(RecordBatch, u64)> = (!progress.snapshot_done).then_some((rows, base));
         let name = config.name.clone();
-        let worker = kafka::Worker::new(config, shared.clone(), store, progress, snapshot, generation);
+        let worker = kafka::Worker {
+            config,
+            shared: shared.clone(),
+            store,
+            progress,
+            snapshot,
+            snapshot_generation: generation,
+        };
         let thread = std::thread::Builder::new().name(format!("sink-{name}")).spawn(move || worker.run());
         let thread = match thread {
             Ok(t) => t,
