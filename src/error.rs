@@ -64,6 +64,9 @@ pub enum Error {
     /// (55000).
     #[error("{0}")]
     SourceLost(String),
+    /// The client cancelled the statement (a cancel request, Ctrl-C in psql) (57014).
+    #[error("canceling statement due to user request")]
+    Canceled,
     /// A bug: an invariant of Headwater itself does not hold (XX000).
     #[error("internal error: {0}")]
     Internal(String),
@@ -96,6 +99,7 @@ impl Error {
             Error::Query(e) => datafusion_sqlstate(e),
             Error::Storage(_) => "58030",
             Error::SourceLost(_) => "55000",
+            Error::Canceled => "57014",
             Error::Internal(_) => "XX000",
             Error::InView { cause, .. } => cause.sqlstate(),
         }
@@ -182,6 +186,7 @@ impl From<DataFusionError> for Error {
             DataFusionError::External(inner) => match inner.downcast_ref::<Error>() {
                 Some(Error::Storage(m)) => Error::Storage(m.clone()),
                 Some(Error::Internal(m)) => Error::Internal(m.clone()),
+                Some(Error::Canceled) => Error::Canceled,
                 _ => Error::Query(e),
             },
             _ => Error::Query(e),

@@ -36,6 +36,19 @@ struct ServeArgs {
     /// restart replays from the binlog. Local DML and DDL are durable when they return.
     #[arg(long, env = "HEADWATER_CHECKPOINT_INTERVAL", default_value = "1s", value_parser = headwater::parse_duration)]
     checkpoint_interval: std::time::Duration,
+    /// Client authentication: `trust` (any user, no password) or `password` (SCRAM-SHA-256
+    /// against the users of CREATE USER and --users-file; wrong password: 28P01).
+    #[arg(long, env = "HEADWATER_AUTH", default_value = "trust")]
+    auth: headwater::pgwire::AuthMode,
+    /// File of `name:password` lines: users created (or their password updated) at start-up.
+    #[arg(long, env = "HEADWATER_USERS_FILE")]
+    users_file: Option<PathBuf>,
+    /// PEM certificate (chain) for TLS; clients then may use sslmode=require. Needs --tls-key.
+    #[arg(long, env = "HEADWATER_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "HEADWATER_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Log filter: error, warn, info, debug, trace, or a tracing filter like `headwater=debug`.
     #[arg(long, env = "HEADWATER_LOG_LEVEL", default_value = "info")]
     log_level: String,
@@ -43,7 +56,8 @@ struct ServeArgs {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let ServeArgs { listen, data_dir, checkpoint_interval, log_level } = match cli.command {
+    let ServeArgs { listen, data_dir, checkpoint_interval, auth, users_file, tls_cert, tls_key, log_level } =
+        match cli.command {
         Some(Command::Serve(args)) => args,
         None => cli.serve,
     };
@@ -60,7 +74,8 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let config = Config { checkpoint_interval, ..Config::new(listen, data_dir) };
+    let tls = tls_cert.zip(tls_key);
+    let config = Config { checkpoint_interval, auth, users_file, tls, ..Config::new(listen, data_dir) };
     match runtime.block_on(run(config)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
 use crate::sql::Engine;
+use crate::pgwire::{AuthMode, WireOptions};
 use crate::state::{CheckpointedStore, StateStore};
 
 /// Where to listen, where to keep state, how often to checkpoint.
@@ -23,12 +24,25 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Time between checkpoints of source-fed state (`--checkpoint-interval`, default 1 s).
     pub checkpoint_interval: Duration,
+    /// How clients authenticate (`--auth trust|password`, default trust).
+    pub auth: AuthMode,
+    /// `name:password` lines to create or update at start-up (`--users-file`).
+    pub users_file: Option<PathBuf>,
+    /// PEM certificate chain and private key for TLS (`--tls-cert`, `--tls-key`).
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl Config {
     /// The defaults, listening on `listen` and keeping state in `data_dir`.
     pub fn new(listen: impl Into<String>, data_dir: impl Into<PathBuf>) -> Config {
-        Config { listen: listen.into(), data_dir: data_dir.into(), checkpoint_interval: Duration::from_secs(1) }
+        Config {
+            listen: listen.into(),
+            data_dir: data_dir.into(),
+            checkpoint_interval: Duration::from_secs(1),
+            auth: AuthMode::Trust,
+            users_file: None,
+            tls: None,
+        }
     }
 }
 
@@ -50,6 +64,30 @@ pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
         return Err(format!("{text:?} is out of range (1ms to 1h)"));
     }
     Ok(Duration::from_secs_f64(secs))
+}
+
+/// Loads the users file and the TLS certificate; refuses `--auth password` without any user.
+async fn wire_options(config: &Config, engine: &Arc<Engine>) -> Result<WireOptions> {
+    if let Some(path) = &config.users_file {
+        let users = crate::catalog::users::read_users_file(path)?;
+        for (name, password) in &users {
+            engine.users().upsert(name, password)?;
+        }
+        engine.make_durable().await?;
+        tracing::info!(users = users.len(), file = %path.display(), "users file loaded");
+    }
+    if config.auth == AuthMode::Password && engine.users().names().is_empty() {
+        return Err(Error::InvalidParameterValue(
+            "--auth password needs at least one user: give --users-file (name:password lines), or start once \
+             with --auth trust and run CREATE USER name PASSWORD '...'"
+                .into(),
+        ));
+    }
+    let tls = match &config.tls {
+        Some((cert, key)) => Some(crate::pgwire::tls::acceptor(cert, key)?),
+        None => None,
+    };
+    Ok(WireOptions { auth: config.auth, tls })
 }
 
 /// A running server: its address, and the handle that stops it.
@@ -75,15 +113,22 @@ impl Server {
     pub async fn start_on(config: &Config, durable: Arc<dyn StateStore>) -> Result<Server> {
         let store = Arc::new(CheckpointedStore::new(durable));
         let engine = Engine::open(store.clone()).await?;
+        let wire = wire_options(config, &engine).await?;
         let listener = TcpListener::bind(&config.listen)
             .await
             .map_err(|e| Error::InvalidParameterValue(format!("cannot listen on {}: {e}", config.listen)))?;
         let local_addr = listener.local_addr().map_err(|e| Error::Internal(e.to_string()))?;
         let (shutdown, rx) = watch::channel(false);
-        let task = tokio::spawn(crate::pgwire::serve(engine.clone(), listener, rx.clone()));
+        let task = tokio::spawn(crate::pgwire::serve(engine.clone(), listener, wire, rx.clone()));
         let (fatal_tx, fatal) = watch::channel(None);
         let checkpointer = tokio::spawn(checkpoint_loop(store.clone(), config.checkpoint_interval, rx, fatal_tx));
-        tracing::info!(%local_addr, data_dir = %config.data_dir.display(), "Headwater is ready");
+        tracing::info!(
+            %local_addr,
+            data_dir = %config.data_dir.display(),
+            auth = ?config.auth,
+            tls = config.tls.is_some(),
+            "Headwater is ready"
+        );
         Ok(Server { local_addr, engine, store, shutdown, task, checkpointer, fatal })
     }
 

@@ -11,6 +11,8 @@
 //! Names: tables and views share one namespace (like Postgres relations); connections,
 //! sources and sinks each have their own.
 
+pub mod users;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 

@@ -3,6 +3,9 @@
 use std::sync::Arc;
 
 use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
 use futures::StreamExt;
 use pgwire::api::portal::Format;
 use pgwire::api::results::{QueryResponse, Response, Tag};
@@ -11,19 +14,77 @@ use pgwire::messages::data::DataRow;
 use pgwire::types::format::FormatOptions;
 
 use crate::error::Error;
-use crate::sql::QueryResult;
+use crate::sql::{QueryResult, Session};
+
+/// How this session shows values: its `TimeZone`, `DateStyle`, `IntervalStyle`,
+/// `bytea_output` and `extra_float_digits`.
+fn format_options(session: &Session) -> FormatOptions {
+    let mut o = FormatOptions::default();
+    let set = |target: &mut String, name: &str| {
+        if let Some(v) = session.setting(name) {
+            *target = v;
+        }
+    };
+    set(&mut o.time_zone, "timezone");
+    set(&mut o.date_style, "datestyle");
+    set(&mut o.interval_style, "intervalstyle");
+    set(&mut o.bytea_output, "bytea_output");
+    if let Some(d) = session.setting("extra_float_digits").and_then(|v| v.parse().ok()) {
+        o.extra_float_digits = d;
+    }
+    o
+}
+
+/// The schema with every `timestamptz` column shown in `zone`. Arrow keeps the instant and
+/// only relabels the zone, which arrow-pg then uses for the text form (`+08` offsets); the
+/// binary form is the instant either way.
+fn in_time_zone(schema: &SchemaRef, zone: &str) -> Option<SchemaRef> {
+    let relabel = |dt: &DataType| match dt {
+        DataType::Timestamp(unit, Some(tz)) if tz.as_ref() != zone => Some(DataType::Timestamp(*unit, Some(zone.into()))),
+        _ => None,
+    };
+    if !schema.fields().iter().any(|f| relabel(f.data_type()).is_some()) {
+        return None;
+    }
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match relabel(f.data_type()) {
+            Some(dt) => f.as_ref().clone().with_data_type(dt),
+            None => f.as_ref().clone(),
+        })
+        .collect();
+    Some(Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone())))
+}
+
+fn relabel(batch: RecordBatch, schema: &SchemaRef) -> datafusion::error::Result<RecordBatch> {
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(c, f)| if c.data_type() == f.data_type() { Ok(c.clone()) } else { cast(c, f.data_type()) })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+}
 
 /// Encodes a result; rows stream to the client as DataFusion produces them.
-pub fn response(result: QueryResult, format: &Format, options: Arc<FormatOptions>) -> PgWireResult<Response> {
+pub fn response(result: QueryResult, format: &Format, session: &Session) -> PgWireResult<Response> {
     Ok(match result {
         QueryResult::Rows { schema, stream } => {
-            let fields = Arc::new(arrow_schema_to_pg_fields(&schema, format, Some(options))?);
+            let options = format_options(session);
+            let shown = in_time_zone(&schema, &options.time_zone);
+            let schema = shown.clone().unwrap_or(schema);
+            let fields = Arc::new(arrow_schema_to_pg_fields(&schema, format, Some(Arc::new(options)))?);
             let row_fields = fields.clone();
             let rows = stream
                 .map(move |batch| {
+                    let batch = match &shown {
+                        Some(s) => batch.and_then(|b| relabel(b, s)),
+                        None => batch,
+                    };
                     let rows: Box<dyn Iterator<Item = PgWireResult<DataRow>> + Send + Sync> = match batch {
                         Ok(b) => encode_recordbatch(row_fields.clone(), b),
-                        Err(e) => Box::new(std::iter::once(Err(error(Error::Query(e))))),
+                        Err(e) => Box::new(std::iter::once(Err(error(Error::from(e))))),
                     };
                     futures::stream::iter(rows)
                 })

@@ -4,24 +4,26 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use arrow_pg::datatypes::df::deserialize_parameters;
+use datafusion::common::ParamValues;
 use arrow_pg::datatypes::{arrow_schema_to_pg_fields, into_pg_type};
 use async_trait::async_trait;
-use futures::Sink;
+use futures::{Sink, SinkExt};
 use pgwire::api::auth::StartupHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{FieldInfo, Response};
 use pgwire::api::stmt::QueryParser;
 use pgwire::api::store::PortalStore;
-use pgwire::api::{ClientInfo, ClientPortalStore, PgWireServerHandlers, Type};
+use pgwire::api::{ClientInfo, ClientPortalStore, ErrorHandler, PgWireServerHandlers, Type};
 use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::startup::ParameterStatus;
 use pgwire::messages::PgWireBackendMessage;
-use pgwire::types::format::FormatOptions;
 
+use super::cancel::{CancelToken, Cancels};
 use super::encode::{error, error_info, response};
-use super::startup::TrustStartup;
-use crate::error::Error;
-use crate::sql::{HwStatement, Session};
+use super::startup::{AuthMode, Startup};
+use crate::error::{Error, Result};
+use crate::sql::{HwStatement, QueryResult, Session};
 
 /// A statement prepared with Parse: parsed once, described once.
 #[derive(Clone, Debug)]
@@ -34,12 +36,17 @@ pub struct Prepared {
 /// Everything pgwire needs for one client connection.
 pub struct Connection {
     parser: Arc<StatementParser>,
+    startup: Arc<Startup>,
+    cancels: Arc<Cancels>,
 }
 
 impl Connection {
-    /// Handlers over a fresh session.
-    pub fn new(session: Session) -> Self {
-        Connection { parser: Arc::new(StatementParser { session: Arc::new(session) }) }
+    /// Handlers over a fresh session, authenticating with `auth`.
+    pub fn new(session: Session, auth: AuthMode, cancels: Arc<Cancels>) -> Self {
+        let session = Arc::new(session);
+        let token = Arc::new(CancelToken::default());
+        let startup = Arc::new(Startup::new(auth, session.clone(), cancels.clone(), token.clone()));
+        Connection { parser: Arc::new(StatementParser { session, token }), startup, cancels }
     }
 }
 
@@ -53,17 +60,94 @@ impl PgWireServerHandlers for Connection {
     }
 
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
-        Arc::new(TrustStartup)
+        self.startup.clone()
+    }
+
+    fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
+        self.cancels.clone()
+    }
+
+    fn error_handler(&self) -> Arc<impl ErrorHandler> {
+        Arc::new(LoginErrors)
+    }
+}
+
+/// Words a failed login like Postgres, naming the user from the startup packet (SCRAM's own
+/// message carries an empty user name).
+struct LoginErrors;
+
+impl ErrorHandler for LoginErrors {
+    fn on_error<C: ClientInfo>(&self, client: &C, error: &mut PgWireError) {
+        if let PgWireError::InvalidPassword(_) = error {
+            let user = client.metadata().get(pgwire::api::METADATA_USER).cloned().unwrap_or_default();
+            tracing::info!(user, peer = %client.socket_addr(), "password authentication failed");
+            let info = pgwire::error::ErrorInfo::new(
+                "FATAL".into(),
+                "28P01".into(),
+                format!("password authentication failed for user \"{user}\""),
+            );
+            *error = PgWireError::UserError(Box::new(info));
+        }
     }
 }
 
 /// Parses for the extended protocol and executes for both protocols.
 pub struct StatementParser {
     session: Arc<Session>,
+    token: Arc<CancelToken>,
 }
 
-fn format_options<C: ClientInfo>(client: &C) -> Arc<FormatOptions> {
-    Arc::new(FormatOptions::from_client_metadata(client.metadata()))
+/// The settings Postgres reports to the client (ParameterStatus) whenever they change.
+const REPORTED: &[(&str, &str)] = &[
+    ("TimeZone", "timezone"),
+    ("DateStyle", "datestyle"),
+    ("IntervalStyle", "intervalstyle"),
+    ("application_name", "application_name"),
+    ("client_encoding", "client_encoding"),
+    ("standard_conforming_strings", "standard_conforming_strings"),
+    ("search_path", "search_path"),
+];
+
+impl StatementParser {
+    /// Executes one statement; a cancel request stops it with 57014, also while its rows stream.
+    async fn run<C>(&self, client: &mut C, stmt: &HwStatement, params: Option<&ParamValues>) -> Result<QueryResult>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let start = self.token.epoch();
+        let reported = matches!(stmt, HwStatement::Sql(s) if changes_settings(s)).then(|| self.reported());
+        let result = tokio::select! {
+            r = self.session.execute(stmt, params) => r?,
+            _ = self.token.clone().cancelled_since(start) => return Err(Error::Canceled),
+        };
+        if let Some(before) = reported {
+            for ((name, value), (_, old)) in self.reported().into_iter().zip(before) {
+                if value != old {
+                    let status = ParameterStatus::new(name.to_string(), value);
+                    client
+                        .feed(PgWireBackendMessage::ParameterStatus(status))
+                        .await
+                        .map_err(|e| Error::Internal(format!("cannot report a setting: {}", PgWireError::from(e))))?;
+                }
+            }
+        }
+        Ok(match result {
+            QueryResult::Rows { schema, stream } => {
+                QueryResult::Rows { schema, stream: super::cancel::cancellable(stream, self.token.clone(), start) }
+            }
+            other => other,
+        })
+    }
+
+    fn reported(&self) -> Vec<(&'static str, String)> {
+        REPORTED.iter().map(|(wire, name)| (*wire, self.session.setting(name).unwrap_or_default())).collect()
+    }
+}
+
+fn changes_settings(stmt: &datafusion::sql::sqlparser::ast::Statement) -> bool {
+    use datafusion::sql::sqlparser::ast::Statement;
+    matches!(stmt, Statement::Set(_) | Statement::Reset(_) | Statement::Discard { .. })
 }
 
 #[async_trait]
@@ -81,8 +165,8 @@ impl SimpleQueryHandler for StatementParser {
         }
         let mut out = Vec::with_capacity(statements.len());
         for stmt in statements {
-            match self.session.execute(&stmt, None).await {
-                Ok(result) => out.push(response(result, &Format::UnifiedText, format_options(client))?),
+            match self.run(client, &stmt, None).await {
+                Ok(result) => out.push(response(result, &Format::UnifiedText, &self.session)?),
                 Err(e) => {
                     // Postgres runs the statements before the failing one and stops there.
                     out.push(Response::Error(Box::new(error_info(&e))));
@@ -132,7 +216,7 @@ impl ExtendedQueryHandler for StatementParser {
     type QueryParser = StatementParser;
 
     fn query_parser(&self) -> Arc<Self::QueryParser> {
-        Arc::new(StatementParser { session: self.session.clone() })
+        Arc::new(StatementParser { session: self.session.clone(), token: self.token.clone() })
     }
 
     async fn do_query<C>(&self, client: &mut C, portal: &Portal<Prepared>, _max_rows: usize) -> PgWireResult<Response>
@@ -146,7 +230,7 @@ impl ExtendedQueryHandler for StatementParser {
         let types: Vec<Option<&datafusion::arrow::datatypes::DataType>> =
             prepared.param_types.iter().map(|t| t.as_ref()).collect();
         let params = if portal.parameter_len() == 0 { None } else { Some(deserialize_parameters(portal, &types)?) };
-        let result = self.session.execute(&prepared.statement, params.as_ref()).await.map_err(error)?;
-        response(result, &portal.result_column_format, format_options(client))
+        let result = self.run(client, &prepared.statement, params.as_ref()).await.map_err(error)?;
+        response(result, &portal.result_column_format, &self.session)
     }
 }

@@ -1,47 +1,105 @@
-//! The startup handshake: trust authentication and the ParameterStatus messages clients
-//! check (`server_version` must parse as 16.x for asyncpg, JDBC and SQLAlchemy).
+//! The startup handshake: authentication (`--auth trust` or `--auth password`, SCRAM-SHA-256
+//! against [`Users`]), cancel registration, and the ParameterStatus messages clients check
+//! (`server_version` must parse as 16.x for asyncpg, JDBC and SQLAlchemy).
+//!
+//! Both modes end the same way: the session learns its user and the settings the client sent
+//! in the startup packet (JDBC sends `TimeZone`, `DateStyle`, `extra_float_digits`), the
+//! connection is registered with [`Cancels`] so a CancelRequest can find it,
+//! and the server reports the session's settings.
 
 use std::collections::HashMap;
 use std::fmt::Debug;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
 use futures::Sink;
+use pgwire::api::auth::sasl::scram::ScramAuth;
+use pgwire::api::auth::sasl::SASLAuthStartupHandler;
 use pgwire::api::auth::{
-    finish_authentication, protocol_negotiation, save_startup_parameters_to_metadata, DefaultServerParameterProvider,
-    ServerParameterProvider, StartupHandler,
+    finish_authentication, protocol_negotiation, save_startup_parameters_to_metadata, AuthSource,
+    DefaultServerParameterProvider, LoginInfo, Password, ServerParameterProvider, StartupHandler,
 };
-use pgwire::api::{ClientInfo, PidSecretKeyGenerator, RandomPidSecretKeyGenerator};
+use pgwire::api::{ClientInfo, PidSecretKeyGenerator, RandomPidSecretKeyGenerator, METADATA_USER};
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 
+use super::cancel::{CancelToken, Cancels};
+use crate::catalog::users::{UserRecord, Users};
 use crate::sql::settings::SERVER_VERSION;
+use crate::sql::Session;
 
-static PIDS: LazyLock<RandomPidSecretKeyGenerator> = LazyLock::new(RandomPidSecretKeyGenerator::default);
+static PIDS: LazyLock<Arc<RandomPidSecretKeyGenerator>> = LazyLock::new(Default::default);
 
-/// Accepts every user (trust) and reports Headwater's server parameters.
-pub struct TrustStartup;
+/// How clients prove who they are (`--auth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AuthMode {
+    /// Every user name is accepted without a password (the default, for local use).
+    #[default]
+    Trust,
+    /// SCRAM-SHA-256 against the users of `CREATE USER` / `--users-file`.
+    Password,
+}
 
-struct HeadwaterParameters;
-
-impl ServerParameterProvider for HeadwaterParameters {
-    fn server_parameters<C: ClientInfo>(&self, client: &C) -> Option<HashMap<String, String>> {
-        let mut p = DefaultServerParameterProvider::default();
-        p.server_version = SERVER_VERSION.to_string();
-        p.time_zone = "UTC".to_string();
-        p.date_style = "ISO, MDY".to_string();
-        p.search_path = "\"$user\", public".to_string();
-        let mut params = p.server_parameters(client)?;
-        params.entry("application_name".into()).or_default();
-        Some(params)
+impl std::str::FromStr for AuthMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "trust" => Ok(AuthMode::Trust),
+            "password" | "scram-sha-256" | "scram" => Ok(AuthMode::Password),
+            other => Err(format!("unknown auth mode {other:?} (use trust or password)")),
+        }
     }
+}
+
+/// The startup handler of one connection.
+pub enum Startup {
+    Trust(TrustStartup),
+    Scram(SASLAuthStartupHandler<SessionParameters>),
+}
+
+impl Startup {
+    /// The handler for `mode` over `session`.
+    pub fn new(mode: AuthMode, session: Arc<Session>, cancels: Arc<Cancels>, token: Arc<CancelToken>) -> Self {
+        let parameters = SessionParameters { session: session.clone(), cancels, token };
+        match mode {
+            AuthMode::Trust => Startup::Trust(TrustStartup { parameters }),
+            AuthMode::Password => {
+                let users = UsersAuthSource { users: session.engine().users().clone() };
+                Startup::Scram(
+                    SASLAuthStartupHandler::new(Arc::new(parameters))
+                        .with_scram(ScramAuth::new(Arc::new(users)))
+                        .with_pid_secret_key_generator(PIDS.clone()),
+                )
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl StartupHandler for Startup {
+    async fn on_startup<C>(&self, client: &mut C, message: PgWireFrontendMessage) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        match self {
+            Startup::Trust(t) => t.on_startup(client, message).await,
+            Startup::Scram(s) => s.on_startup(client, message).await,
+        }
+    }
+}
+
+/// Accepts every user (trust).
+pub struct TrustStartup {
+    parameters: SessionParameters,
 }
 
 #[async_trait]
 impl StartupHandler for TrustStartup {
     async fn on_startup<C>(&self, client: &mut C, message: PgWireFrontendMessage) -> PgWireResult<()>
     where
-        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
@@ -50,8 +108,63 @@ impl StartupHandler for TrustStartup {
             save_startup_parameters_to_metadata(client, startup);
             let (pid, key) = PIDS.generate(client);
             client.set_pid_and_secret_key(pid, key);
-            finish_authentication(client, &HeadwaterParameters).await?;
+            finish_authentication(client, &self.parameters).await?;
         }
         Ok(())
+    }
+}
+
+/// Runs once the client is authenticated (both modes call it last): applies what the client
+/// sent at startup to the session, registers the connection for cancel requests, and reports
+/// the session's settings.
+pub struct SessionParameters {
+    session: Arc<Session>,
+    cancels: Arc<Cancels>,
+    token: Arc<CancelToken>,
+}
+
+impl ServerParameterProvider for SessionParameters {
+    fn server_parameters<C: ClientInfo>(&self, client: &C) -> Option<HashMap<String, String>> {
+        let (pid, key) = client.pid_and_secret_key();
+        let registration = self.cancels.register(pid, key.to_bytes().to_vec(), &self.token);
+        client.session_extensions().insert(registration);
+        let metadata = client.metadata();
+        self.session.apply_startup(metadata.get(METADATA_USER).map(String::as_str), metadata);
+        let setting = |name: &str, default: &str| self.session.setting(name).unwrap_or_else(|| default.to_string());
+        let mut p = DefaultServerParameterProvider::default();
+        p.server_version = SERVER_VERSION.to_string();
+        p.time_zone = setting("timezone", "UTC");
+        p.date_style = setting("datestyle", "ISO, MDY");
+        p.search_path = setting("search_path", "\"$user\", public");
+        let mut params = p.server_parameters(client)?;
+        params.insert("application_name".into(), setting("application_name", ""));
+        params.insert("IntervalStyle".into(), setting("intervalstyle", "postgres"));
+        params.insert("is_superuser".into(), "on".into());
+        params.insert("session_authorization".into(), setting("session_authorization", ""));
+        Some(params)
+    }
+}
+
+/// SCRAM secrets of the users. An unknown user gets a random secret, so the exchange runs to
+/// the end and fails like a wrong password (28P01) without telling which users exist.
+#[derive(Debug)]
+struct UsersAuthSource {
+    users: Arc<Users>,
+}
+
+static DECOY: LazyLock<UserRecord> = LazyLock::new(|| UserRecord::new(Some(&pgwire::api::auth::sasl::scram::random_nonce())));
+
+#[async_trait]
+impl AuthSource for UsersAuthSource {
+    async fn get_password(&self, login: &LoginInfo) -> PgWireResult<Password> {
+        let user = login.user().ok_or(PgWireError::UserNameRequired)?;
+        let record = self.users.get(user);
+        let secret = record.as_ref().and_then(UserRecord::scram_secret).or_else(|| DECOY.scram_secret());
+        let (salt, salted) =
+            secret.ok_or_else(|| PgWireError::InvalidPassword(user.to_string()))?;
+        if record.is_none() {
+            tracing::info!(user, "login refused: no such user");
+        }
+        Ok(Password::new(Some(salt), salted))
     }
 }

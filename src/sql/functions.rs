@@ -72,3 +72,18 @@ pub fn current_setting(settings: Arc<RwLock<Settings>>) -> ScalarUDF {
         }),
     )
 }
+
+/// `session_user` (and `current_user`, `user`, which datafusion-pg-catalog rewrites to it):
+/// the user this session logged in as.
+pub fn session_user(settings: Arc<RwLock<Settings>>) -> ScalarUDF {
+    create_udf(
+        "session_user",
+        vec![],
+        DataType::Utf8,
+        Volatility::Stable,
+        Arc::new(move |_| {
+            let user = settings.read().unwrap_or_else(|p| p.into_inner()).get("session_authorization").ok();
+            Ok(ColumnarValue::Scalar(ScalarValue::Utf8(user)))
+        }),
+    )
+}

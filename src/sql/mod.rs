@@ -30,6 +30,7 @@ mod session;
 pub mod settings;
 mod sinks;
 mod sources;
+pub mod users;
 mod views;
 
 use std::sync::Arc;
@@ -37,12 +38,12 @@ use std::sync::Arc;
 use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider, SchemaProvider};
 use datafusion::execution::SessionState;
 use datafusion::prelude::{SessionConfig, SessionContext};
-use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 
 pub use parser::{HwStatement, SqlParser};
 pub use result::QueryResult;
 pub use session::Session;
 
+use crate::catalog::users::Users;
 use crate::catalog::Catalog;
 use crate::dataflow::Dataflow;
 use crate::error::{Error, Result};
@@ -71,6 +72,7 @@ pub struct Engine {
     sinks: Arc<SinkRegistry>,
     dataflow: Arc<Dataflow>,
     checkpoints: Arc<CheckpointedStore>,
+    users: Arc<Users>,
     parser: SqlParser,
     base: SessionState,
 }
@@ -83,10 +85,11 @@ impl Engine {
         let catalog = Arc::new(Catalog::new(store)?);
         let sources = Arc::new(SourceRegistry::default());
         let sinks = Arc::new(SinkRegistry::default());
-        let base = base_context(&catalog, &sources, &sinks, &checkpoints)?.state();
+        let users = Arc::new(Users::load(store_of(&catalog))?);
+        let base = base_context(&catalog, &sources, &sinks, &checkpoints, &users)?.state();
         let dataflow = Arc::new(Dataflow::new(store_of(&catalog)));
-        let engine =
-            Arc::new(Engine { catalog, sources, sinks, dataflow, checkpoints, parser: SqlParser::new(), base });
+        let parser = SqlParser::new();
+        let engine = Arc::new(Engine { catalog, sources, sinks, dataflow, checkpoints, users, parser, base });
         let session = engine.session();
         for entry in engine.catalog.stored_entries()? {
             let mut stmts = engine.parser.parse(&entry.create_sql)?;
@@ -126,6 +129,11 @@ impl Engine {
     /// The running sources.
     pub fn sources(&self) -> &Arc<SourceRegistry> {
         &self.sources
+    }
+
+    /// The users who may log in with `--auth password`.
+    pub fn users(&self) -> &Arc<Users> {
+        &self.users
     }
 
     /// The running sinks.
@@ -205,6 +213,7 @@ fn base_context(
     sources: &Arc<SourceRegistry>,
     sinks: &Arc<SinkRegistry>,
     checkpoints: &Arc<CheckpointedStore>,
+    users: &Arc<Users>,
 ) -> Result<SessionContext> {
     let mut config = SessionConfig::new()
         .with_default_catalog_and_schema(DATABASE, "public")
@@ -213,6 +222,9 @@ fn base_context(
     // Plain Utf8 strings: what the state layer stores and what sources produce.
     config.options_mut().sql_parser.map_string_types_to_utf8view = false;
     config.options_mut().sql_parser.enable_ident_normalization = true;
+    // TIMESTAMPTZ columns and casts are instants in UTC; sessions display them in their own
+    // TimeZone at the wire (`pgwire::encode`).
+    config.options_mut().execution.time_zone = Some("UTC".to_string());
     let ctx = SessionContext::new_with_config(config);
     let db = Database {
         schemas: MemoryCatalogProvider::new(),
@@ -220,7 +232,7 @@ fn base_context(
     };
     db.register_schema("public", Arc::new(provider::PublicSchema::new(catalog)))?;
     ctx.register_catalog(DATABASE, Arc::new(db));
-    datafusion_pg_catalog::setup_pg_catalog(&ctx, DATABASE, EmptyContextProvider)
+    datafusion_pg_catalog::setup_pg_catalog(&ctx, DATABASE, users::UserRoles(users.clone()))
         .map_err(|e| Error::Internal(format!("pg_catalog setup failed: {e}")))?;
     // Materialized views as relkind 'm' (psql \dm, SQLAlchemy): see `pg_class`.
     let database = ctx.catalog(DATABASE).ok_or_else(|| Error::Internal("database catalog missing".into()))?;

@@ -88,8 +88,24 @@ pub enum HwStatement {
     CreateSink(Box<SinkStatement>),
     /// `EXPLAIN MATERIALIZED VIEW name`: the view's dataflow and state sizes.
     ExplainView(String),
+    /// `CREATE USER|ROLE [IF NOT EXISTS] name [[WITH] PASSWORD 'pw' | LOGIN | SUPERUSER ...]`
+    CreateUser { name: String, if_not_exists: bool, password: Option<Secret> },
+    /// `ALTER USER|ROLE name [WITH] PASSWORD 'pw' | PASSWORD NULL` (other role options accepted)
+    AlterUser { name: String, password: Option<Option<Secret>> },
+    /// `DROP USER|ROLE [IF EXISTS] name, ...`
+    DropUsers { names: Vec<String>, if_exists: bool },
     /// A Headwater statement whose feature is not built yet (`CREATE SINK`, ...).
     Unsupported(String),
+}
+
+/// A password in a statement: kept out of `Debug` output and logs.
+#[derive(Clone, PartialEq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
 }
 
 /// A parsed `CREATE SINK`.
@@ -231,6 +247,10 @@ fn parse_extension(p: &mut Parser) -> Result<Option<HwStatement>> {
         return Ok(None);
     };
     match first.as_str() {
+        "CREATE" | "ALTER" | "DROP" if matches!(word_at(p, 1).as_deref(), Some("USER" | "ROLE")) => {
+            skip(p, 2);
+            parse_user_statement(p, &first).map(Some)
+        }
         "SHOW" => {
             if word_at(p, 1).as_deref() == Some("CREATE") {
                 let Some((object_type, n)) = object_type_at(p, 2, false) else {
@@ -296,6 +316,58 @@ fn parse_extension(p: &mut Parser) -> Result<Option<HwStatement>> {
             Ok(Some(HwStatement::DropObjects { object_type, names, if_exists, cascade }))
         }
         _ => Ok(None),
+    }
+}
+
+/// The rest of `CREATE|ALTER|DROP USER|ROLE` (`verb` is the first word). Role attributes other
+/// than PASSWORD are accepted and ignored: every Headwater user may do everything.
+fn parse_user_statement(p: &mut Parser, verb: &str) -> Result<HwStatement> {
+    use datafusion::sql::sqlparser::keywords::Keyword;
+    if verb == "DROP" {
+        let if_exists = p.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
+        let names = p.parse_comma_separated(|p| Ok(role_name(p.parse_identifier()?)))?;
+        return Ok(HwStatement::DropUsers { names, if_exists });
+    }
+    let if_not_exists = verb == "CREATE" && p.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+    let name = role_name(p.parse_identifier()?);
+    let _ = p.parse_keyword(Keyword::WITH);
+    let mut password: Option<Option<Secret>> = None;
+    loop {
+        match word_at(p, 0).as_deref() {
+            Some("PASSWORD") => {
+                p.next_token();
+                let value = match p.next_token().token {
+                    Token::SingleQuotedString(s) => Some(Secret(s)),
+                    Token::Word(w) if w.value.eq_ignore_ascii_case("NULL") => None,
+                    other => return Err(Error::Syntax(format!("expected a quoted password or NULL, found: {other}"))),
+                };
+                password = Some(value);
+            }
+            Some("ENCRYPTED") | Some("UNENCRYPTED") => {
+                p.next_token();
+            }
+            Some(
+                "LOGIN" | "NOLOGIN" | "SUPERUSER" | "NOSUPERUSER" | "CREATEDB" | "NOCREATEDB" | "CREATEROLE"
+                | "NOCREATEROLE" | "INHERIT" | "NOINHERIT" | "REPLICATION" | "NOREPLICATION" | "BYPASSRLS"
+                | "NOBYPASSRLS",
+            ) => {
+                p.next_token();
+            }
+            _ => break,
+        }
+    }
+    match verb {
+        "CREATE" => Ok(HwStatement::CreateUser { name, if_not_exists, password: password.flatten() }),
+        _ => Ok(HwStatement::AlterUser { name, password }),
+    }
+}
+
+/// A role name as Postgres folds it: unquoted names are lower-cased.
+fn role_name(ident: datafusion::sql::sqlparser::ast::Ident) -> String {
+    if ident.quote_style.is_some() {
+        ident.value
+    } else {
+        ident.value.to_lowercase()
     }
 }
 

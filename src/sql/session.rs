@@ -17,7 +17,7 @@ use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, Ident, Reset, Set, Statem
 use super::provider::{LocalTable, PINNED};
 use super::result::{text_schema, QueryResult};
 use super::settings::Settings;
-use super::{ddl, dml, functions, sinks, sources, Engine, HwStatement};
+use super::{ddl, dml, functions, sinks, sources, users, Engine, HwStatement};
 use crate::catalog::CatalogEntry;
 use crate::error::{Error, Result};
 use crate::state::TableState;
@@ -43,12 +43,48 @@ impl Session {
         let ctx = SessionContext::new_with_state(state);
         let settings = Arc::new(RwLock::new(Settings::default()));
         ctx.register_udf(functions::current_setting(settings.clone()));
+        ctx.register_udf(functions::session_user(settings.clone()));
         Session { engine, ctx, settings }
     }
 
     /// The engine this session belongs to.
     pub fn engine(&self) -> &Arc<Engine> {
         &self.engine
+    }
+
+    /// The user this session logged in as.
+    pub fn user(&self) -> Option<String> {
+        self.read_settings().get("session_authorization").ok()
+    }
+
+    /// Applies what the client sent at startup: its user, and settings such as `TimeZone`,
+    /// `DateStyle`, `application_name`, `extra_float_digits` (JDBC sends these). Unknown or
+    /// invalid values are ignored, as a startup packet cannot fail a statement.
+    pub fn apply_startup(&self, user: Option<&str>, parameters: &HashMap<String, String>) {
+        let mut s = self.settings.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(u) = user {
+            s.set_session_user(u);
+        }
+        // `options` carries `-c name=value` (or `--name=value`) pairs, as libpq's PGOPTIONS.
+        let from_options = parameters.get("options").map(|o| startup_options(o)).unwrap_or_default();
+        let direct = parameters
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "user" | "database" | "options" | "replication"))
+            .map(|(k, v)| (k.clone(), v.clone()));
+        for (k, v) in direct.chain(from_options) {
+            if let Err(e) = s.set(&k, &v) {
+                tracing::debug!("startup parameter {k}={v:?} ignored: {e}");
+            }
+        }
+    }
+
+    /// A setting's current value (`TimeZone`, `DateStyle`, ...), for the wire encoder.
+    pub fn setting(&self, name: &str) -> Option<String> {
+        self.read_settings().get(name).ok()
+    }
+
+    fn read_settings(&self) -> std::sync::RwLockReadGuard<'_, Settings> {
+        self.settings.read().unwrap_or_else(|p| p.into_inner())
     }
 
     /// This session's DataFusion context.
@@ -111,6 +147,13 @@ impl Session {
             HwStatement::ShowObjects(t) => ddl::show_objects(self, *t),
             HwStatement::ShowCreate { object_type, name } => ddl::show_create(self, *object_type, name),
             HwStatement::ExplainView(name) => super::views::explain_view(self, name),
+            HwStatement::CreateUser { name, if_not_exists, password } => {
+                users::create_user(self, name, *if_not_exists, password.as_ref())
+            }
+            HwStatement::AlterUser { name, password } => {
+                users::alter_user(self, name, password.as_ref().map(|p| p.as_ref()))
+            }
+            HwStatement::DropUsers { names, if_exists } => users::drop_users(self, names, *if_exists),
             HwStatement::Unsupported(what) => {
                 Err(Error::FeatureNotSupported(format!("{what} (not built yet in this version of Headwater)")))
             }
@@ -144,7 +187,13 @@ impl Session {
             Statement::Rollback { .. } => Ok(QueryResult::TransactionEnd("ROLLBACK".into())),
             Statement::Savepoint { .. } => Ok(QueryResult::command("SAVEPOINT")),
             Statement::ReleaseSavepoint { .. } => Ok(QueryResult::command("RELEASE")),
-            Statement::Discard { .. } => Ok(QueryResult::command("DISCARD ALL")),
+            Statement::Discard { object_type } => {
+                use datafusion::sql::sqlparser::ast::DiscardObject;
+                if matches!(object_type, DiscardObject::ALL) {
+                    self.settings.write().unwrap_or_else(|p| p.into_inner()).reset(None)?;
+                }
+                Ok(QueryResult::command(&format!("DISCARD {object_type}")))
+            }
             Statement::Deallocate { .. } => Ok(QueryResult::command("DEALLOCATE")),
             other => {
                 let text = other.to_string();
@@ -310,6 +359,40 @@ impl Session {
         let column = schema.field(0).name().clone();
         QueryResult::text_rows(&[column.as_str()], vec![vec![value]])
     }
+}
+
+/// The `name=value` pairs of a startup `options` string: `-c a=b -c c=d`, `--a=b`, with
+/// `\ ` escaping a space inside a value.
+fn startup_options(options: &str) -> Vec<(String, String)> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut chars = options.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => word.extend(chars.next()),
+            c if c.is_whitespace() => {
+                if !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+            }
+            c => word.push(c),
+        }
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    let mut out = Vec::new();
+    let mut it = words.into_iter();
+    while let Some(w) = it.next() {
+        let pair = match w.as_str() {
+            "-c" => it.next(),
+            _ => w.strip_prefix("--").or_else(|| w.strip_prefix("-c")).map(str::to_string),
+        };
+        if let Some((k, v)) = pair.as_deref().and_then(|p| p.split_once('=')) {
+            out.push((k.replace('-', "_"), v.to_string()));
+        }
+    }
+    out
 }
 
 /// The stored relations a plan reads, looking into the plain views it names.

@@ -34,6 +34,7 @@ const DEFAULTS: &[(&str, &str, &str)] = &[
     ("real_time_recency_timeout", "10s", "Longest wait of a real_time_recency SELECT."),
     ("search_path", "\"$user\", public", "Schemas searched for unqualified names."),
     ("server_encoding", "UTF8", "The server's character set."),
+    ("session_authorization", "headwater", "The user this session logged in as."),
     ("server_version", SERVER_VERSION, "The Postgres version Headwater is compatible with."),
     ("server_version_num", SERVER_VERSION_NUM, "server_version as a number."),
     ("standard_conforming_strings", "on", "Backslashes in '' strings are literal."),
@@ -90,6 +91,18 @@ impl Settings {
             "real_time_recency" | "transaction_read_only" | "default_transaction_read_only" => {
                 parse_bool(&n, value)?.to_string()
             }
+            "timezone" => match time_zone(value)? {
+                Some(tz) => tz,
+                None => return self.reset(Some("timezone")),
+            },
+            "extra_float_digits" => match value.trim().parse::<i8>() {
+                Ok(n) if (-15..=3).contains(&n) => n.to_string(),
+                _ => {
+                    return Err(Error::InvalidParameterValue(format!(
+                        "{value} is outside the valid range for parameter \"extra_float_digits\" (-15 .. 3)"
+                    )))
+                }
+            },
             "client_encoding" => {
                 let v = value.to_ascii_uppercase().replace('-', "");
                 if v != "UTF8" && v != "UNICODE" {
@@ -112,7 +125,8 @@ impl Settings {
             | "server_encoding"
             | "integer_datetimes"
             | "is_superuser"
-            | "max_identifier_length" => {
+            | "max_identifier_length"
+            | "session_authorization" => {
                 return Err(Error::InvalidParameterValue(format!("parameter \"{n}\" cannot be changed")))
             }
             _ => value.to_string(),
@@ -121,10 +135,22 @@ impl Settings {
         Ok(())
     }
 
+    /// Records the user the session logged in as (`session_user`, `SHOW session_authorization`).
+    pub fn set_session_user(&mut self, user: &str) {
+        self.values.insert("session_authorization".into(), user.to_string());
+    }
+
     /// Restores a setting's default (or all, for `None`).
     pub fn reset(&mut self, name: Option<&str>) -> Result<()> {
         match name {
-            None => *self = Settings::default(),
+            None => {
+                // RESET ALL (and DISCARD ALL) keep who the session is.
+                let user = self.values.get("session_authorization").cloned();
+                *self = Settings::default();
+                if let Some(u) = user {
+                    self.set_session_user(&u);
+                }
+            }
             Some(name) => {
                 let n = canonical(name);
                 match DEFAULTS.iter().find(|(k, _, _)| *k == n) {
@@ -164,6 +190,39 @@ impl Settings {
     pub fn real_time_recency(&self) -> bool {
         self.values.get("real_time_recency").is_some_and(|v| v == "on")
     }
+}
+
+/// A `SET TIME ZONE` value as a zone name arrow understands, or `None` for `LOCAL`/`DEFAULT`
+/// (the server's zone, UTC). Accepts IANA names in any case (`asia/shanghai`), `UTC`/`GMT`,
+/// ISO offsets (`+08:00`) and a number of hours (`SET TIME ZONE 8`, `-3.5`), like Postgres
+/// except that `'+08:00'` is read as ISO (east of Greenwich), not POSIX.
+pub fn time_zone(value: &str) -> Result<Option<String>> {
+    use std::str::FromStr;
+    let v = value.trim().trim_matches('\'');
+    let bad = || {
+        Error::InvalidParameterValue(format!(
+            "invalid value for parameter \"TimeZone\": \"{value}\" (expected a zone name like 'UTC' or \
+             'Europe/Berlin', an offset like '+08:00', or a number of hours)"
+        ))
+    };
+    if v.eq_ignore_ascii_case("local") || v.eq_ignore_ascii_case("default") {
+        return Ok(None);
+    }
+    if v.eq_ignore_ascii_case("utc") || v.eq_ignore_ascii_case("gmt") || v.eq_ignore_ascii_case("z") {
+        return Ok(Some("UTC".to_string()));
+    }
+    if let Ok(hours) = v.parse::<f64>() {
+        if !(-15.0..=15.0).contains(&hours) {
+            return Err(bad());
+        }
+        let minutes = (hours * 60.0).round() as i64;
+        let sign = if minutes < 0 { '-' } else { '+' };
+        return Ok(Some(format!("{sign}{:02}:{:02}", minutes.abs() / 60, minutes.abs() % 60)));
+    }
+    if v.starts_with(['+', '-']) {
+        return datafusion::arrow::array::timezone::Tz::from_str(v).map(|_| Some(v.to_string())).map_err(|_| bad());
+    }
+    chrono_tz::Tz::from_str_insensitive(v).map(|tz| Some(tz.name().to_string())).map_err(|_| bad())
 }
 
 fn unknown(name: &str) -> Error {
@@ -211,6 +270,13 @@ mod tests {
         s.reset(Some("real_time_recency")).unwrap();
         assert!(!s.real_time_recency());
         assert_eq!(s.get("transaction isolation level").unwrap(), "read committed");
+        s.set("TimeZone", "asia/shanghai").unwrap();
+        assert_eq!(s.get("timezone").unwrap(), "Asia/Shanghai");
+        s.set("timezone", "-3.5").unwrap();
+        assert_eq!(s.get("timezone").unwrap(), "-03:30");
+        s.set("timezone", "LOCAL").unwrap();
+        assert_eq!(s.get("timezone").unwrap(), "UTC");
+        assert_eq!(s.set("timezone", "Mars/Olympus").unwrap_err().sqlstate(), "22023");
         assert_eq!(parse_duration("1.5s"), Some(std::time::Duration::from_millis(1500)));
     }
 }

@@ -1,0 +1,93 @@
+//! `CREATE USER`, `ALTER USER`, `DROP USER` (and their `ROLE` spellings) over
+//! [`Users`], and the users as `pg_catalog.pg_roles` shows them.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion_pg_catalog::pg_catalog::context::{PgCatalogContextProvider, Role};
+
+use super::parser::Secret;
+use super::{QueryResult, Session};
+use crate::catalog::users::Users;
+use crate::error::{Error, Result};
+
+/// The name of the user every server has: the one trust-mode clients are shown as owner.
+pub const BOOTSTRAP_USER: &str = "headwater";
+
+/// `CREATE USER name [PASSWORD 'pw']`.
+pub(super) fn create_user(s: &Session, name: &str, if_not_exists: bool, password: Option<&Secret>) -> Result<QueryResult> {
+    check_name(name)?;
+    let users = s.engine().users();
+    if if_not_exists && users.get(name).is_some() {
+        return Ok(QueryResult::command("CREATE ROLE"));
+    }
+    users.create(name, password.map(|p| p.0.as_str()))?;
+    tracing::info!(user = name, "user created");
+    Ok(QueryResult::command("CREATE ROLE"))
+}
+
+/// `ALTER USER name PASSWORD 'pw' | PASSWORD NULL`; other attributes change nothing.
+pub(super) fn alter_user(s: &Session, name: &str, password: Option<Option<&Secret>>) -> Result<QueryResult> {
+    let users = s.engine().users();
+    match password {
+        Some(pw) => users.set_password(name, pw.map(|p| p.0.as_str()))?,
+        None if users.get(name).is_none() => return Err(Error::undefined("role", name)),
+        None => {}
+    }
+    Ok(QueryResult::command("ALTER ROLE"))
+}
+
+/// `DROP USER [IF EXISTS] name, ...`: all or nothing.
+pub(super) fn drop_users(s: &Session, names: &[String], if_exists: bool) -> Result<QueryResult> {
+    let users = s.engine().users();
+    for name in names {
+        if users.get(name).is_none() && !if_exists {
+            return Err(Error::undefined("role", name));
+        }
+        if Some(name.as_str()) == s.user().as_deref() {
+            return Err(Error::InvalidParameterValue(format!("current user \"{name}\" cannot be dropped")));
+        }
+    }
+    for name in names {
+        users.drop_user(name)?;
+    }
+    Ok(QueryResult::command("DROP ROLE"))
+}
+
+fn check_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > 63 || name.starts_with("pg_") {
+        return Err(Error::InvalidParameterValue(format!(
+            "role name \"{name}\" is not allowed (1 to 63 characters, not starting with pg_)"
+        )));
+    }
+    Ok(())
+}
+
+/// The users as datafusion-pg-catalog's `pg_roles` lists them (all superusers who can log in).
+#[derive(Debug, Clone)]
+pub struct UserRoles(pub Arc<Users>);
+
+#[async_trait]
+impl PgCatalogContextProvider for UserRoles {
+    async fn roles(&self) -> Vec<String> {
+        let mut names = self.0.names();
+        if !names.iter().any(|n| n == BOOTSTRAP_USER) {
+            names.insert(0, BOOTSTRAP_USER.to_string());
+        }
+        names
+    }
+
+    async fn role(&self, name: &str) -> Option<Role> {
+        Some(Role {
+            name: name.to_string(),
+            is_superuser: true,
+            can_login: true,
+            can_create_db: true,
+            can_create_role: true,
+            can_create_user: true,
+            can_replication: false,
+            grants: vec![],
+            inherited_roles: vec![],
+        })
+    }
+}
