@@ -17,13 +17,14 @@
 //! [`Engine`] is what all sessions share: the catalog, the parser and a template DataFusion
 //! state with every function registered once.
 
+mod compat;
 mod ddl;
 mod dml;
 pub mod functions;
 mod hw_catalog;
 mod naming;
 pub mod parser;
-mod pg_class;
+mod pg_catalog;
 pub mod provider;
 mod result;
 mod session;
@@ -234,11 +235,13 @@ fn base_context(
     ctx.register_catalog(DATABASE, Arc::new(db));
     datafusion_pg_catalog::setup_pg_catalog(&ctx, DATABASE, users::UserRoles(users.clone()))
         .map_err(|e| Error::Internal(format!("pg_catalog setup failed: {e}")))?;
-    // Materialized views as relkind 'm' (psql \dm, SQLAlchemy): see `pg_class`.
+    // What the crate cannot know (materialized views, primary keys, typmods): `pg_catalog`.
     let database = ctx.catalog(DATABASE).ok_or_else(|| Error::Internal("database catalog missing".into()))?;
+    let oids = Arc::new(pg_catalog::oids::RelationOids::default());
     if let Some(pg) = database.schema("pg_catalog") {
-        database.register_schema("pg_catalog", Arc::new(pg_class::PgCatalogWithMatviews::new(pg, catalog)))?;
+        database.register_schema("pg_catalog", Arc::new(pg_catalog::PgCatalogOverlay::new(pg, catalog, oids.clone())))?;
     }
     functions::register_global(&ctx);
+    pg_catalog::functions::register(&ctx, catalog, &oids);
     Ok(ctx)
 }

@@ -152,6 +152,17 @@ impl SqlParser {
 
     /// Splits `sql` into statements and parses each.
     pub fn parse(&self, sql: &str) -> Result<Vec<HwStatement>> {
+        let sql = &*super::compat::rewrite(sql);
+        let mut statements = self.parse_rewritten(sql)?;
+        for s in &mut statements {
+            if let HwStatement::Sql(stmt) = s {
+                super::compat::rewrite_statement(stmt);
+            }
+        }
+        Ok(statements)
+    }
+
+    fn parse_rewritten(&self, sql: &str) -> Result<Vec<HwStatement>> {
         match self.parse_mixed(sql) {
             Ok((stmts, false)) => {
                 // Standard SQL only: the compatibility parser applies its token-level

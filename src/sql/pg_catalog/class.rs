@@ -1,0 +1,184 @@
+//! `pg_class` and `pg_attribute`: the crate's rows, corrected and completed for our relations.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, Int16Array, Int32Array, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::datasource::{MemTable, TableType};
+use datafusion::error::Result as DfResult;
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::scalar::ScalarValue;
+
+use super::{batch_of, int_column, oids, str_column, Overlay, PublicRelation};
+use crate::sql::parser::ObjectType;
+
+/// `pg_class`: materialized views as `relkind = 'm'` (the crate shows them as tables, `r`),
+/// `relhasindex` on tables with a primary key, and a `relkind = 'i'` row per primary key.
+#[derive(Debug)]
+pub struct PgClass {
+    inner: Arc<dyn TableProvider>,
+    shared: Arc<Overlay>,
+}
+
+impl PgClass {
+    pub fn new(inner: Arc<dyn TableProvider>, shared: Arc<Overlay>) -> Self {
+        PgClass { inner, shared }
+    }
+}
+
+#[async_trait]
+impl TableProvider for PgClass {
+    fn schema(&self) -> SchemaRef {
+        self.inner.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        self.inner.table_type()
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let relations = self.shared.public_relations(state).await?;
+        let by_oid: HashMap<i32, &PublicRelation> = relations.iter().map(|r| (r.oid, r)).collect();
+        let schema = self.inner.schema();
+        let mut batches = Vec::new();
+        for b in self.shared.scan_inner("pg_class", state).await? {
+            batches.push(correct(&schema, b, &by_oid)?);
+        }
+        let indexes: Vec<Vec<(&str, ScalarValue)>> = relations
+            .iter()
+            .filter_map(|r| r.key.as_ref().map(|k| (r, k)))
+            .map(|(r, key)| {
+                vec![
+                    ("oid", ScalarValue::Int32(Some(oids::index_oid(r.oid)))),
+                    ("relname", ScalarValue::from(format!("{}_pkey", r.name))),
+                    ("relnamespace", ScalarValue::Int32(Some(r.namespace))),
+                    ("relowner", ScalarValue::Int32(Some(10))),
+                    ("relam", ScalarValue::Int32(Some(403))),
+                    ("relfilenode", ScalarValue::Int32(Some(oids::index_oid(r.oid)))),
+                    ("relpersistence", ScalarValue::from("p")),
+                    ("relkind", ScalarValue::from("i")),
+                    ("relnatts", ScalarValue::Int16(Some(key.len() as i16))),
+                    ("relispopulated", ScalarValue::Boolean(Some(true))),
+                    ("relreplident", ScalarValue::from("n")),
+                ]
+            })
+            .collect();
+        if !indexes.is_empty() {
+            batches.push(batch_of(&schema, &indexes)?);
+        }
+        MemTable::try_new(schema, vec![batches])?.scan(state, projection, filters, limit).await
+    }
+}
+
+/// Sets `relkind` and `relhasindex` of our relations' rows.
+fn correct(schema: &SchemaRef, batch: RecordBatch, ours: &HashMap<i32, &PublicRelation>) -> DfResult<RecordBatch> {
+    let (Some(oids), Ok(kind_idx), Ok(index_idx)) =
+        (int_column(&batch, "oid"), schema.index_of("relkind"), schema.index_of("relhasindex"))
+    else {
+        return Ok(batch);
+    };
+    let Some(kinds) = str_column(&batch, "relkind") else { return Ok(batch) };
+    let has_index = batch.column(index_idx).as_any().downcast_ref::<BooleanArray>().cloned();
+    let Some(has_index) = has_index else { return Ok(batch) };
+    let ours_at = |i: usize| ours.get(&oids.value(i));
+    let kinds: StringArray = (0..batch.num_rows())
+        .map(|i| match ours_at(i) {
+            Some(r) if r.kind == Some(ObjectType::MaterializedView) => Some("m"),
+            _ => (!kinds.is_null(i)).then(|| kinds.value(i)),
+        })
+        .collect();
+    let has_index: BooleanArray = (0..batch.num_rows())
+        .map(|i| Some(ours_at(i).is_some_and(|r| r.key.is_some()) || (!has_index.is_null(i) && has_index.value(i))))
+        .collect();
+    let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
+    columns[kind_idx] = Arc::new(kinds);
+    columns[index_idx] = Arc::new(has_index);
+    Ok(RecordBatch::try_new(batch.schema(), columns)?)
+}
+
+/// `pg_attribute` with `atttypmod` set for `numeric(p,s)` columns of our relations, so
+/// `format_type()` (psql `\d`, SQLAlchemy) shows the declared precision and scale.
+#[derive(Debug)]
+pub struct PgAttribute {
+    inner: Arc<dyn TableProvider>,
+    shared: Arc<Overlay>,
+}
+
+impl PgAttribute {
+    pub fn new(inner: Arc<dyn TableProvider>, shared: Arc<Overlay>) -> Self {
+        PgAttribute { inner, shared }
+    }
+}
+
+#[async_trait]
+impl TableProvider for PgAttribute {
+    fn schema(&self) -> SchemaRef {
+        self.inner.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        self.inner.table_type()
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let relations = self.shared.public_relations(state).await?;
+        let provider = self.shared.catalog.upgrade();
+        // (relation oid, attnum) → typmod, for every decimal column of a public relation.
+        let mut typmods: HashMap<(i32, i16), i32> = HashMap::new();
+        for r in &relations {
+            let schema = match &r.schema {
+                Some(s) => Some(s.clone()),
+                None => match provider.as_ref().and_then(|c| c.get(crate::catalog::Namespace::Relation, &r.name)) {
+                    Some(o) => match o.relation {
+                        Some(crate::catalog::Relation::View(p)) => Some(p.schema()),
+                        Some(crate::catalog::Relation::Table { provider, .. }) => Some(provider.schema()),
+                        None => None,
+                    },
+                    None => None,
+                },
+            };
+            for (i, f) in schema.iter().flat_map(|s| s.fields().iter().cloned().enumerate().collect::<Vec<_>>()) {
+                if let DataType::Decimal128(p, s) | DataType::Decimal256(p, s) = f.data_type() {
+                    typmods.insert((r.oid, i as i16 + 1), ((*p as i32) << 16 | (*s as i32 & 0xffff)) + 4);
+                }
+            }
+        }
+        let schema = self.inner.schema();
+        let mut batches = Vec::new();
+        for b in self.shared.scan_inner("pg_attribute", state).await? {
+            batches.push(with_typmods(&schema, b, &typmods)?);
+        }
+        MemTable::try_new(schema, vec![batches])?.scan(state, projection, filters, limit).await
+    }
+}
+
+fn with_typmods(schema: &SchemaRef, batch: RecordBatch, typmods: &HashMap<(i32, i16), i32>) -> DfResult<RecordBatch> {
+    let (Some(rel), Ok(typmod_idx)) = (int_column(&batch, "attrelid"), schema.index_of("atttypmod")) else {
+        return Ok(batch);
+    };
+    let nums = batch.column_by_name("attnum").and_then(|c| c.as_any().downcast_ref::<Int16Array>());
+    let current = batch.column(typmod_idx).as_any().downcast_ref::<Int32Array>();
+    let (Some(nums), Some(current)) = (nums, current) else { return Ok(batch) };
+    let updated: Int32Array = (0..batch.num_rows())
+        .map(|i| Some(typmods.get(&(rel.value(i), nums.value(i))).copied().unwrap_or(current.value(i))))
+        .collect();
+    let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
+    columns[typmod_idx] = Arc::new(updated);
+    Ok(RecordBatch::try_new(batch.schema(), columns)?)
+}

@@ -1,0 +1,227 @@
+//! Catalog functions clients call that the crate lacks or cannot answer for our relations:
+//! `pg_get_viewdef`, `pg_get_indexdef`, `pg_get_constraintdef` (psql `\d`, `\d+`,
+//! SQLAlchemy), `col_description`, `obj_description`, `shobj_description` (no comments in
+//! Headwater: NULL), `pg_function_is_visible` (psql `\df`), `pg_get_serial_sequence` (no
+//! sequences: NULL).
+
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Weak};
+
+use datafusion::arrow::datatypes::DataType;
+use datafusion::error::Result as DfResult;
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, TypeSignature, Volatility,
+};
+use datafusion::prelude::SessionContext;
+use datafusion::scalar::ScalarValue;
+use datafusion::sql::sqlparser::ast::Statement;
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+
+use super::oids::{kind_of, OidKind, RelationOids};
+use crate::catalog::{Catalog, Namespace, Relation};
+
+type RowFn = dyn Fn(&[ScalarValue]) -> ScalarValue + Send + Sync;
+
+/// A scalar function evaluated row by row over [`ScalarValue`]s (catalog queries are small).
+struct RowFunction {
+    name: &'static str,
+    signature: Signature,
+    returns: DataType,
+    f: Arc<RowFn>,
+}
+
+impl std::fmt::Debug for RowFunction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RowFunction({})", self.name)
+    }
+}
+
+impl PartialEq for RowFunction {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for RowFunction {}
+
+impl Hash for RowFunction {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.name.hash(state)
+    }
+}
+
+impl ScalarUDFImpl for RowFunction {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> DfResult<DataType> {
+        Ok(self.returns.clone())
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        let rows = args.number_rows;
+        let all_scalar = args.args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let n = if all_scalar { 1 } else { rows };
+        let mut out = Vec::with_capacity(n);
+        for i in 0..n {
+            let row = arrays.iter().map(|a| ScalarValue::try_from_array(a, i)).collect::<DfResult<Vec<_>>>()?;
+            out.push((self.f)(&row).cast_to(&self.returns)?);
+        }
+        if all_scalar {
+            Ok(ColumnarValue::Scalar(out.pop().unwrap_or(ScalarValue::try_from(&self.returns)?)))
+        } else {
+            Ok(ColumnarValue::Array(ScalarValue::iter_to_array(out)?))
+        }
+    }
+}
+
+fn udf(name: &'static str, arities: &[usize], returns: DataType, f: impl Fn(&[ScalarValue]) -> ScalarValue + Send + Sync + 'static) -> ScalarUDF {
+    let signature = Signature::one_of(
+        arities.iter().map(|n| TypeSignature::Any(*n)).collect(),
+        Volatility::Stable,
+    );
+    ScalarUDF::new_from_impl(RowFunction { name, signature, returns, f: Arc::new(f) })
+}
+
+/// An oid argument: an integer, or text holding one (`'16388'::oid` may arrive as text).
+fn oid_arg(v: &ScalarValue) -> Option<i32> {
+    match v {
+        ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => s.parse().ok(),
+        v if v.is_null() => None,
+        v => match v.cast_to(&DataType::Int64).ok()? {
+            ScalarValue::Int64(Some(n)) => i32::try_from(n).ok(),
+            _ => None,
+        },
+    }
+}
+
+fn text(s: Option<String>) -> ScalarValue {
+    ScalarValue::Utf8(s)
+}
+
+/// Registers the functions on the engine's template context.
+pub fn register(ctx: &SessionContext, catalog: &Arc<Catalog>, oids: &Arc<RelationOids>) {
+    let lookup = Lookup { catalog: Arc::downgrade(catalog), oids: oids.clone() };
+    let l = lookup.clone();
+    ctx.register_udf(udf("pg_get_viewdef", &[1, 2], DataType::Utf8, move |a| text(l.viewdef(&a[0]))));
+    let l = lookup.clone();
+    ctx.register_udf(udf("pg_get_indexdef", &[1, 3], DataType::Utf8, move |a| {
+        let column = a.get(1).and_then(oid_arg).unwrap_or(0);
+        text(oid_arg(&a[0]).and_then(|oid| l.indexdef(oid, column)))
+    }));
+    let l = lookup;
+    ctx.register_udf(udf("pg_get_constraintdef", &[1, 2], DataType::Utf8, move |a| {
+        text(oid_arg(&a[0]).and_then(|oid| l.constraintdef(oid)))
+    }));
+    for (name, arities) in [("col_description", &[2][..]), ("obj_description", &[1, 2]), ("shobj_description", &[2])] {
+        ctx.register_udf(udf(name, arities, DataType::Utf8, |_| ScalarValue::Utf8(None)));
+    }
+    ctx.register_udf(udf("pg_get_serial_sequence", &[2], DataType::Utf8, |_| ScalarValue::Utf8(None)));
+    // Functions (psql `\df`): Headwater has no user-defined functions; these describe none.
+    for name in ["pg_get_function_result", "pg_get_function_arguments", "pg_get_function_identity_arguments"] {
+        ctx.register_udf(udf(name, &[1], DataType::Utf8, |_| ScalarValue::Utf8(None)));
+    }
+    // Sizes are not tracked per relation: NULL (psql shows an empty Size column).
+    for (name, arity) in [("pg_table_size", 1), ("pg_database_size", 1), ("pg_indexes_size", 1)] {
+        ctx.register_udf(udf(name, &[arity], DataType::Int64, |_| ScalarValue::Int64(None)));
+    }
+    ctx.register_udf(udf("pg_tablespace_location", &[1], DataType::Utf8, |_| ScalarValue::Utf8(None)));
+    ctx.register_udf(udf("pg_type_is_visible", &[1], DataType::Boolean, |a| {
+        ScalarValue::Boolean((!a[0].is_null()).then_some(true))
+    }));
+    // Sizes are not tracked per relation: NULL (psql shows an empty Size column).
+    for (name, arity) in [("pg_table_size", 1), ("pg_database_size", 1), ("pg_indexes_size", 1)] {
+        ctx.register_udf(udf(name, &[arity], DataType::Int64, |_| ScalarValue::Int64(None)));
+    }
+    ctx.register_udf(udf("pg_tablespace_location", &[1], DataType::Utf8, |_| ScalarValue::Utf8(None)));
+    ctx.register_udf(udf("pg_type_is_visible", &[1], DataType::Boolean, |a| {
+        ScalarValue::Boolean((!a[0].is_null()).then_some(true))
+    }));
+    ctx.register_udf(udf("pg_size_pretty", &[1], DataType::Utf8, |a| match a[0].cast_to(&DataType::Int64) {
+        Ok(ScalarValue::Int64(Some(n))) => text(Some(size_pretty(n))),
+        _ => ScalarValue::Utf8(None),
+    }));
+    ctx.register_udf(udf("pg_function_is_visible", &[1], DataType::Boolean, |a| {
+        ScalarValue::Boolean((!a[0].is_null()).then_some(true))
+    }));
+}
+
+/// Postgres's `pg_size_pretty`: bytes up to 10 kB, then kB, MB, GB, TB, rounded half up.
+fn size_pretty(bytes: i64) -> String {
+    let mut value = bytes;
+    for unit in ["bytes", "kB", "MB", "GB", "TB"] {
+        if value.abs() < 10 * 1024 || unit == "TB" {
+            return format!("{value} {unit}");
+        }
+        value = (value + value.signum() * 512) / 1024;
+    }
+    unreachable!("the last unit returns")
+}
+
+#[derive(Clone)]
+struct Lookup {
+    catalog: Weak<Catalog>,
+    oids: Arc<RelationOids>,
+}
+
+impl Lookup {
+    /// The table whose oid is `table_oid`, with its key column names.
+    fn key_of(&self, table_oid: i32) -> Option<(String, Vec<String>)> {
+        let name = self.oids.name(table_oid)?;
+        let object = self.catalog.upgrade()?.get(Namespace::Relation, &name)?;
+        let Some(Relation::Table { state, .. }) = object.relation else { return None };
+        let schema = state.schema();
+        let key = state.key_columns()?.iter().map(|i| crate::sql::quote_ident(schema.field(*i).name())).collect();
+        Some((name, key))
+    }
+
+    fn viewdef(&self, arg: &ScalarValue) -> Option<String> {
+        let name = match arg {
+            ScalarValue::Utf8(Some(s)) if s.parse::<i32>().is_err() => s.trim_start_matches("public.").to_string(),
+            v => self.oids.name(oid_arg(v)?)?,
+        };
+        let object = self.catalog.upgrade()?.get(Namespace::Relation, &name)?;
+        let statements = Parser::parse_sql(&PostgreSqlDialect {}, &object.entry.create_sql).ok()?;
+        match statements.first()? {
+            Statement::CreateView(cv) => Some(format!(" {};", cv.query)),
+            _ => None,
+        }
+    }
+
+    fn indexdef(&self, oid: i32, column: i32) -> Option<String> {
+        let OidKind::PrimaryKeyIndex(table) = kind_of(oid) else { return None };
+        let (name, key) = self.key_of(table)?;
+        if column > 0 {
+            return key.get(column as usize - 1).cloned();
+        }
+        Some(format!(
+            "CREATE UNIQUE INDEX {} ON public.{} USING btree ({})",
+            crate::sql::quote_ident(&format!("{name}_pkey")),
+            crate::sql::quote_ident(&name),
+            key.join(", ")
+        ))
+    }
+
+    fn constraintdef(&self, oid: i32) -> Option<String> {
+        let OidKind::PrimaryKeyConstraint(table) = kind_of(oid) else { return None };
+        let (_, key) = self.key_of(table)?;
+        Some(format!("PRIMARY KEY ({})", key.join(", ")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn size_pretty_like_postgres() {
+        assert_eq!(super::size_pretty(8192), "8192 bytes");
+        assert_eq!(super::size_pretty(10 * 1024), "10 kB");
+        assert_eq!(super::size_pretty(123_456_789), "118 MB");
+    }
+}
