@@ -7,7 +7,10 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use futures::StreamExt;
+use bytes::BytesMut;
 use pgwire::api::portal::Format;
+use pgwire::api::results::FieldFormat;
+use pgwire::api::Type;
 use pgwire::api::results::{QueryResponse, Response, Tag};
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::data::DataRow;
@@ -76,6 +79,11 @@ pub fn response(result: QueryResult, format: &Format, session: &Session) -> PgWi
             let schema = shown.clone().unwrap_or(schema);
             let fields = Arc::new(arrow_schema_to_pg_fields(&schema, format, Some(Arc::new(options)))?);
             let row_fields = fields.clone();
+            let float_text: Arc<[bool]> = fields
+                .iter()
+                .map(|f| f.format() == FieldFormat::Text && matches!(f.datatype(), &Type::FLOAT4 | &Type::FLOAT8))
+                .collect();
+            let fix_floats = float_text.iter().any(|b| *b);
             let rows = stream
                 .map(move |batch| {
                     let batch = match &shown {
@@ -83,6 +91,10 @@ pub fn response(result: QueryResult, format: &Format, session: &Session) -> PgWi
                         None => batch,
                     };
                     let rows: Box<dyn Iterator<Item = PgWireResult<DataRow>> + Send + Sync> = match batch {
+                        Ok(b) if fix_floats => {
+                            let cols = float_text.clone();
+                            Box::new(encode_recordbatch(row_fields.clone(), b).map(move |r| r.map(|r| postgres_infinity(r, &cols))))
+                        }
                         Ok(b) => encode_recordbatch(row_fields.clone(), b),
                         Err(e) => Box::new(std::iter::once(Err(error(Error::from(e))))),
                     };
@@ -104,6 +116,35 @@ pub fn response(result: QueryResult, format: &Format, session: &Session) -> PgWi
         QueryResult::TransactionStart(tag) => Response::TransactionStart(Tag::new(&tag)),
         QueryResult::TransactionEnd(tag) => Response::TransactionEnd(Tag::new(&tag)),
     })
+}
+
+/// pgwire writes infinite floats as `inf`/`-inf`; Postgres (and JDBC's parser) spell them
+/// `Infinity`/`-Infinity`. Rewrites those text fields of a row in place of the encoder.
+fn postgres_infinity(row: DataRow, float_text: &[bool]) -> DataRow {
+    if !row.data.windows(3).any(|w| w == b"inf") {
+        return row;
+    }
+    let mut out = BytesMut::with_capacity(row.data.len() + 16);
+    let mut rest = &row.data[..];
+    for is_float in float_text {
+        let Some((len, tail)) = rest.split_first_chunk::<4>() else { return row };
+        let len = i32::from_be_bytes(*len);
+        if len < 0 {
+            out.extend_from_slice(&len.to_be_bytes());
+            rest = tail;
+            continue;
+        }
+        let Some((value, tail)) = tail.split_at_checked(len as usize) else { return row };
+        let value: &[u8] = match (is_float, value) {
+            (true, b"inf") => b"Infinity",
+            (true, b"-inf") => b"-Infinity",
+            _ => value,
+        };
+        out.extend_from_slice(&(value.len() as i32).to_be_bytes());
+        out.extend_from_slice(value);
+        rest = tail;
+    }
+    DataRow::new(out, row.field_count)
 }
 
 /// An [`Error`] as a Postgres `ErrorResponse`.

@@ -9,7 +9,7 @@ use std::borrow::Cow;
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    visit_expressions_mut, Expr, FunctionArguments, SelectItem, SetExpr, Statement,
+    visit_expressions_mut, DataType, Expr, FunctionArguments, SelectItem, SetExpr, Statement, Value,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -40,11 +40,25 @@ pub fn rewrite(sql: &str) -> Cow<'_, str> {
 /// `{}`, `array_agg` gives NULL.
 pub fn rewrite_statement(stmt: &mut Statement) {
     let _ = visit_expressions_mut(stmt, |e| {
-        if let Some(rewritten) = array_subquery(e) {
+        if let Some(rewritten) = array_subquery(e).or_else(|| bytea_literal(e)) {
             *e = rewritten;
         }
         ControlFlow::<()>::Continue(())
     });
+}
+
+/// `'\\xdeadbeef'::bytea` (psycopg2 and hand-written SQL) is the bytes 0xdeadbeef in
+/// Postgres; DataFusion would take the text's own bytes. The hex literal `X'deadbeef'` means
+/// what Postgres means.
+fn bytea_literal(e: &Expr) -> Option<Expr> {
+    let Expr::Cast { data_type: DataType::Bytea, expr, .. } = e else { return None };
+    let Expr::Value(v) = expr.as_ref() else { return None };
+    let (Value::SingleQuotedString(s) | Value::EscapedStringLiteral(s)) = &v.value else { return None };
+    let hex = s.strip_prefix("\\x")?;
+    if hex.len() % 2 != 0 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    Some(Expr::value(Value::HexStringLiteral(hex.to_string())))
 }
 
 fn array_subquery(e: &Expr) -> Option<Expr> {
@@ -77,7 +91,14 @@ mod tests {
         rewrite_statement(&mut stmt);
         assert_eq!(
             stmt.to_string(),
-            "SELECT (SELECT array_agg(b.x ORDER BY b.x) FROM t AS b WHERE b.y = a.y) AS xs FROM a"
+            "SELECT (SELECT array_agg(b.x ORDER BY b.x) FROM t b WHERE b.y = a.y) AS xs FROM a"
         );
+    }
+
+    #[test]
+    fn bytea_hex_literal() {
+        let mut stmt = Parser::parse_sql(&PostgreSqlDialect {}, r"SELECT '\xDEADbeef'::bytea, 'x'::bytea").unwrap().remove(0);
+        rewrite_statement(&mut stmt);
+        assert_eq!(stmt.to_string(), "SELECT X'DEADbeef', 'x'::BYTEA");
     }
 }
