@@ -9,7 +9,8 @@ use std::borrow::Cow;
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    visit_expressions_mut, DataType, Expr, FunctionArguments, SelectItem, SetExpr, Statement, Value,
+    visit_expressions, visit_expressions_mut, visit_relations, DataType, Expr, FunctionArguments, GroupByExpr,
+    JoinOperator, SelectItem, SetExpr, Statement, TableFactor, Value,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -39,10 +40,21 @@ pub fn rewrite(sql: &str) -> Cow<'_, str> {
 /// ...)`, which it can, correlated or not. One difference stays: over no rows Postgres gives
 /// `{}`, `array_agg` gives NULL.
 pub fn rewrite_statement(stmt: &mut Statement) {
+    if reads_catalog(stmt) {
+        let _ = visit_expressions_mut(stmt, |e| {
+            if over_empty_catalog(e) {
+                *e = Expr::value(Value::Null);
+            } else {
+                aggregate_scalar_subquery(e);
+            }
+            ControlFlow::<()>::Continue(())
+        });
+    }
     let _ = visit_expressions_mut(stmt, |e| {
-        if let Some(rewritten) = array_subquery(e).or_else(|| bytea_literal(e)) {
+        if let Some(rewritten) = array_subquery(e).or_else(|| bytea_literal(e)).or_else(|| generate_subscripts(e)) {
             *e = rewritten;
         }
+        like_escape(e);
         ControlFlow::<()>::Continue(())
     });
 }
@@ -59,6 +71,132 @@ fn bytea_literal(e: &Expr) -> Option<Expr> {
         return None;
     }
     Some(Expr::value(Value::HexStringLiteral(hex.to_string())))
+}
+
+/// Whether the statement reads `pg_catalog` or `information_schema` (a client's catalog query).
+fn reads_catalog(stmt: &Statement) -> bool {
+    visit_relations(stmt, |name| {
+        let parts: Vec<String> = name.0.iter().map(|p| p.to_string().to_ascii_lowercase()).collect();
+        let system = parts.first().is_some_and(|s| s == "pg_catalog" || s == "information_schema")
+            || parts.last().is_some_and(|t| t.starts_with("pg_"));
+        if system {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    })
+    .is_break()
+}
+
+/// Catalog tables that are always empty in Headwater: no column defaults in the catalog, no
+/// sequences, inheritance, triggers, policies, extended statistics, publications, partitions,
+/// foreign tables or enums.
+const EMPTY_CATALOG_TABLES: &[&str] = &[
+    "pg_attrdef",
+    "pg_sequence",
+    "pg_inherits",
+    "pg_trigger",
+    "pg_policy",
+    "pg_statistic_ext",
+    "pg_publication",
+    "pg_publication_rel",
+    "pg_partitioned_table",
+    "pg_foreign_table",
+    "pg_enum",
+];
+
+/// A scalar subquery that inner-joins one of [`EMPTY_CATALOG_TABLES`] returns no row, so its
+/// value is NULL. Replacing it is exact, and spares DataFusion correlations it cannot run
+/// (SQLAlchemy's `get_columns` correlates `pg_attrdef` and `pg_sequence` through CASE and
+/// functions of outer columns).
+fn over_empty_catalog(e: &Expr) -> bool {
+    let Expr::Subquery(q) = e else { return false };
+    let SetExpr::Select(select) = q.body.as_ref() else { return false };
+    let empty = |f: &TableFactor| match f {
+        TableFactor::Table { name, .. } => {
+            name.0.last().is_some_and(|p| EMPTY_CATALOG_TABLES.contains(&p.to_string().to_ascii_lowercase().as_str()))
+        }
+        _ => false,
+    };
+    select.from.iter().any(|t| {
+        empty(&t.relation)
+            || t.joins.iter().any(|j| matches!(j.join_operator, JoinOperator::Inner(_) | JoinOperator::Join(_)) && empty(&j.relation))
+    })
+}
+
+const AGGREGATES: &[&str] =
+    &["count", "sum", "min", "max", "avg", "array_agg", "string_agg", "bool_and", "bool_or", "every", "first_value"];
+
+/// In catalog queries, `(SELECT e FROM ... WHERE <correlated> [ORDER BY o] [LIMIT 1])`, which
+/// returns at most one row by the catalog's keys, becomes `(SELECT first_value(e [ORDER BY o])
+/// FROM ...)`: DataFusion only runs correlated scalar subqueries that aggregate. (SQLAlchemy's
+/// `get_columns`, psql `\dT`, JDBC metadata.) Only catalog queries: over user tables a subquery
+/// that returns two rows must stay an error.
+fn aggregate_scalar_subquery(e: &mut Expr) {
+    let Expr::Subquery(q) = e else { return };
+    if q.limit_clause.as_ref().is_some_and(|l| l.to_string().trim() != "LIMIT 1") {
+        return;
+    }
+    let SetExpr::Select(select) = q.body.as_mut() else { return };
+    let grouped = !matches!(&select.group_by, GroupByExpr::Expressions(g, _) if g.is_empty());
+    if grouped || select.having.is_some() || select.distinct.is_some() {
+        return;
+    }
+    let [item] = select.projection.as_mut_slice() else { return };
+    let (SelectItem::UnnamedExpr(value) | SelectItem::ExprWithAlias { expr: value, .. }) = item else { return };
+    let aggregated = visit_expressions(value, |x| match x {
+        Expr::Function(f) if AGGREGATES.iter().any(|a| f.name.to_string().eq_ignore_ascii_case(a)) => ControlFlow::Break(()),
+        Expr::Subquery(_) => ControlFlow::Break(()),
+        _ => ControlFlow::Continue(()),
+    })
+    .is_break();
+    if aggregated {
+        return;
+    }
+    let order = q.order_by.as_ref().map(|o| format!(" {o}")).unwrap_or_default();
+    let Ok(first) = Parser::new(&PostgreSqlDialect {}).try_with_sql(&format!("first_value({value}{order})")).and_then(|mut p| p.parse_expr()) else {
+        return;
+    };
+    *value = first;
+    q.order_by = None;
+    q.limit_clause = None;
+}
+
+/// `a LIKE p ESCAPE '/'` (SQLAlchemy's inspector): DataFusion only knows the backslash as the
+/// escape character, so the pattern is translated by `like_escape(p, '/')` at run time.
+fn like_escape(e: &mut Expr) {
+    let (Expr::Like { pattern, escape_char, .. } | Expr::ILike { pattern, escape_char, .. }) = e else { return };
+    let Some(escape) = escape_char.take() else { return };
+    let c = match &escape.value {
+        Value::SingleQuotedString(c) | Value::EscapedStringLiteral(c) => c.clone(),
+        _ => {
+            *escape_char = Some(escape);
+            return;
+        }
+    };
+    if c == "\\" {
+        *escape_char = Some(escape);
+        return;
+    }
+    let call = format!("like_escape({pattern}, '{}')", c.replace('\'', "''"));
+    match Parser::new(&PostgreSqlDialect {}).try_with_sql(&call).and_then(|mut p| p.parse_expr()) {
+        Ok(translated) => *pattern = Box::new(translated),
+        Err(_) => *escape_char = Some(escape),
+    }
+}
+
+/// `generate_subscripts(arr, 1)` (SQLAlchemy's `get_pk_constraint`, next to `unnest(arr)`):
+/// the set-returning `unnest(range(1, array_length(arr, 1) + 1))`, which DataFusion zips with
+/// the other `unnest` of the select list as Postgres does.
+fn generate_subscripts(e: &Expr) -> Option<Expr> {
+    let Expr::Function(f) = e else { return None };
+    if !f.name.to_string().eq_ignore_ascii_case("generate_subscripts") {
+        return None;
+    }
+    let FunctionArguments::List(list) = &f.args else { return None };
+    let [array, _dimension] = list.args.as_slice() else { return None };
+    let sql = format!("unnest(range(1, CAST(array_length({array}, 1) AS BIGINT) + 1))");
+    Parser::new(&PostgreSqlDialect {}).try_with_sql(&sql).and_then(|mut p| p.parse_expr()).ok()
 }
 
 fn array_subquery(e: &Expr) -> Option<Expr> {
@@ -93,6 +231,18 @@ mod tests {
             stmt.to_string(),
             "SELECT (SELECT array_agg(b.x ORDER BY b.x) FROM t b WHERE b.y = a.y) AS xs FROM a"
         );
+    }
+
+    #[test]
+    fn catalog_subqueries_aggregate() {
+        let sql = "SELECT (SELECT d.adbin FROM pg_attrdef d WHERE d.adrelid = a.attrelid) FROM pg_attribute a";
+        let mut stmt = Parser::parse_sql(&PostgreSqlDialect {}, sql).unwrap().remove(0);
+        rewrite_statement(&mut stmt);
+        assert!(stmt.to_string().contains("(SELECT first_value(d.adbin) FROM pg_attrdef"), "{stmt}");
+        let user = "SELECT (SELECT b.x FROM b WHERE b.y = a.y) FROM a";
+        let mut stmt = Parser::parse_sql(&PostgreSqlDialect {}, user).unwrap().remove(0);
+        rewrite_statement(&mut stmt);
+        assert_eq!(stmt.to_string(), user);
     }
 
     #[test]

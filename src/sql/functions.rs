@@ -24,6 +24,25 @@ pub fn version_string() -> String {
 
 /// Registers the functions that do not depend on the session.
 pub fn register_global(ctx: &SessionContext) {
+    ctx.register_udf(create_udf(
+        "like_escape",
+        vec![DataType::Utf8, DataType::Utf8],
+        DataType::Utf8,
+        Volatility::Immutable,
+        Arc::new(|args: &[ColumnarValue]| {
+            let arrays = ColumnarValue::values_to_arrays(args)?;
+            let patterns = datafusion::arrow::compute::cast(&arrays[0], &DataType::Utf8)?;
+            let escapes = datafusion::arrow::compute::cast(&arrays[1], &DataType::Utf8)?;
+            let (p, e) = (patterns.as_any().downcast_ref::<StringArray>(), escapes.as_any().downcast_ref::<StringArray>());
+            let (Some(p), Some(e)) = (p, e) else {
+                return Err(datafusion::error::DataFusionError::Internal("like_escape: text expected".into()));
+            };
+            let out: StringArray = (0..p.len())
+                .map(|i| (!p.is_null(i) && !e.is_null(i)).then(|| backslash_pattern(p.value(i), e.value(i))))
+                .collect();
+            Ok(ColumnarValue::Array(Arc::new(out)))
+        }),
+    ));
     let version = version_string();
     ctx.register_udf(create_udf(
         "version",
@@ -32,6 +51,27 @@ pub fn register_global(ctx: &SessionContext) {
         Volatility::Immutable,
         Arc::new(move |_| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(version.clone()))))),
     ));
+}
+
+/// A LIKE pattern written with escape character `escape` (`''`: none), rewritten to use the
+/// backslash, the only escape DataFusion knows.
+pub fn backslash_pattern(pattern: &str, escape: &str) -> String {
+    let escape = escape.chars().next();
+    let mut out = String::with_capacity(pattern.len() + 4);
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        if Some(c) == escape {
+            if let Some(next) = chars.next() {
+                out.push('\\');
+                out.push(next);
+            }
+        } else if c == '\\' {
+            out.push_str("\\\\");
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// `current_setting(name)`, reading this session's settings.
@@ -86,4 +126,44 @@ pub fn session_user(settings: Arc<RwLock<Settings>>) -> ScalarUDF {
             Ok(ColumnarValue::Scalar(ScalarValue::Utf8(user)))
         }),
     )
+}
+
+/// `set_config(name, value, is_local)`: sets a setting of this session (as `SET`; `is_local`
+/// is accepted, Headwater has no transaction-scoped settings) and returns the new value.
+pub fn set_config(settings: Arc<RwLock<Settings>>) -> ScalarUDF {
+    create_udf(
+        "set_config",
+        vec![DataType::Utf8, DataType::Utf8, DataType::Boolean],
+        DataType::Utf8,
+        Volatility::Volatile,
+        Arc::new(move |args: &[ColumnarValue]| {
+            let text = |c: &ColumnarValue| -> Option<String> {
+                match c {
+                    ColumnarValue::Scalar(ScalarValue::Utf8(v)) => v.clone(),
+                    ColumnarValue::Scalar(other) => Some(other.to_string()),
+                    ColumnarValue::Array(a) => {
+                        let a = datafusion::arrow::compute::cast(a, &DataType::Utf8).ok()?;
+                        let s = a.as_any().downcast_ref::<StringArray>()?;
+                        (s.len() > 0 && !s.is_null(0)).then(|| s.value(0).to_string())
+                    }
+                }
+            };
+            let (Some(name), Some(value)) = (text(&args[0]), text(&args[1])) else {
+                return Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None)));
+            };
+            let mut s = settings.write().unwrap_or_else(|p| p.into_inner());
+            s.set(&name, &value).map_err(|e| datafusion::error::DataFusionError::Execution(e.to_string()))?;
+            Ok(ColumnarValue::Scalar(ScalarValue::Utf8(s.get(&name).ok())))
+        }),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn like_patterns_move_to_backslash_escapes() {
+        assert_eq!(super::backslash_pattern("pg/_%", "/"), "pg\\_%");
+        assert_eq!(super::backslash_pattern("a\\b//", "/"), "a\\\\b\\/");
+        assert_eq!(super::backslash_pattern("a_b", ""), "a_b");
+    }
 }

@@ -44,6 +44,7 @@ impl Session {
         let settings = Arc::new(RwLock::new(Settings::default()));
         ctx.register_udf(functions::current_setting(settings.clone()));
         ctx.register_udf(functions::session_user(settings.clone()));
+        ctx.register_udf(functions::set_config(settings.clone()));
         Session { engine, ctx, settings }
     }
 

@@ -23,15 +23,18 @@ const DEFAULTS: &[(&str, &str, &str)] = &[
     ("datestyle", "ISO, MDY", "Display format of dates."),
     ("default_transaction_isolation", "read committed", "Isolation level of new transactions."),
     ("default_transaction_read_only", "off", "Whether new transactions are read-only."),
+    ("default_transaction_deferrable", "off", "Accepted for compatibility."),
     ("extra_float_digits", "1", "Extra digits for float output."),
     ("idle_in_transaction_session_timeout", "0", "Accepted for compatibility."),
     ("integer_datetimes", "on", "Datetimes are 64-bit integers."),
     ("intervalstyle", "postgres", "Display format of intervals."),
     ("is_superuser", "on", "Whether the session user is a superuser."),
+    ("jit", "off", "Accepted for compatibility (asyncpg turns it off)."),
     ("lock_timeout", "0", "Accepted for compatibility; Headwater takes no locks."),
     ("max_identifier_length", "63", "Longest identifier."),
     ("real_time_recency", "off", "SELECT waits until sources have applied upstream commits made before it began."),
     ("real_time_recency_timeout", "10s", "Longest wait of a real_time_recency SELECT."),
+    ("row_security", "on", "Accepted for compatibility; Headwater has no row security."),
     ("search_path", "\"$user\", public", "Schemas searched for unqualified names."),
     ("server_encoding", "UTF8", "The server's character set."),
     ("session_authorization", "headwater", "The user this session logged in as."),
@@ -47,6 +50,7 @@ const DEFAULTS: &[(&str, &str, &str)] = &[
     ("timezone", "UTC", "Time zone for displaying and interpreting timestamps."),
     ("transaction_isolation", "read committed", "Isolation level of the current transaction."),
     ("transaction_read_only", "off", "Whether the current transaction is read-only."),
+    ("work_mem", "4MB", "Accepted for compatibility."),
 ];
 
 /// One session's settings.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, Int16Array, Int32Array, RecordBatch, StringArray};
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::datasource::{MemTable, TableType};
 use datafusion::error::Result as DfResult;
@@ -21,19 +21,23 @@ use crate::sql::parser::ObjectType;
 #[derive(Debug)]
 pub struct PgClass {
     inner: Arc<dyn TableProvider>,
+    schema: SchemaRef,
     shared: Arc<Overlay>,
 }
 
 impl PgClass {
     pub fn new(inner: Arc<dyn TableProvider>, shared: Arc<Overlay>) -> Self {
-        PgClass { inner, shared }
+        // `reloptions` (always NULL here), which the crate leaves out and SQLAlchemy reads.
+        let mut fields: Vec<Field> = inner.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields.push(Field::new("reloptions", DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))), true));
+        PgClass { inner, schema: Arc::new(Schema::new(fields)), shared }
     }
 }
 
 #[async_trait]
 impl TableProvider for PgClass {
     fn schema(&self) -> SchemaRef {
-        self.inner.schema()
+        self.schema.clone()
     }
 
     fn table_type(&self) -> TableType {
@@ -49,7 +53,7 @@ impl TableProvider for PgClass {
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let relations = self.shared.public_relations(state).await?;
         let by_oid: HashMap<i32, &PublicRelation> = relations.iter().map(|r| (r.oid, r)).collect();
-        let schema = self.inner.schema();
+        let schema = self.schema.clone();
         let mut batches = Vec::new();
         for b in self.shared.scan_inner("pg_class", state).await? {
             batches.push(correct(&schema, b, &by_oid)?);
@@ -82,14 +86,11 @@ impl TableProvider for PgClass {
 
 /// Sets `relkind` and `relhasindex` of our relations' rows.
 fn correct(schema: &SchemaRef, batch: RecordBatch, ours: &HashMap<i32, &PublicRelation>) -> DfResult<RecordBatch> {
-    let (Some(oids), Ok(kind_idx), Ok(index_idx)) =
-        (int_column(&batch, "oid"), schema.index_of("relkind"), schema.index_of("relhasindex"))
-    else {
-        return Ok(batch);
-    };
-    let Some(kinds) = str_column(&batch, "relkind") else { return Ok(batch) };
-    let has_index = batch.column(index_idx).as_any().downcast_ref::<BooleanArray>().cloned();
-    let Some(has_index) = has_index else { return Ok(batch) };
+    let missing = || datafusion::error::DataFusionError::Internal("pg_class: unexpected columns".into());
+    let oids = int_column(&batch, "oid").ok_or_else(missing)?;
+    let (kind_idx, index_idx) = (schema.index_of("relkind")?, schema.index_of("relhasindex")?);
+    let kinds = str_column(&batch, "relkind").ok_or_else(missing)?;
+    let has_index = batch.column(index_idx).as_any().downcast_ref::<BooleanArray>().ok_or_else(missing)?;
     let ours_at = |i: usize| ours.get(&oids.value(i));
     let kinds: StringArray = (0..batch.num_rows())
         .map(|i| match ours_at(i) {
@@ -103,7 +104,8 @@ fn correct(schema: &SchemaRef, batch: RecordBatch, ours: &HashMap<i32, &PublicRe
     let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
     columns[kind_idx] = Arc::new(kinds);
     columns[index_idx] = Arc::new(has_index);
-    Ok(RecordBatch::try_new(batch.schema(), columns)?)
+    columns.push(datafusion::arrow::array::new_null_array(schema.field(schema.fields().len() - 1).data_type(), batch.num_rows()));
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
 
 /// `pg_attribute` with `atttypmod` set for `numeric(p,s)` columns of our relations, so

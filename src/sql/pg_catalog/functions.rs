@@ -116,7 +116,7 @@ pub fn register(ctx: &SessionContext, catalog: &Arc<Catalog>, oids: &Arc<Relatio
         let column = a.get(1).and_then(oid_arg).unwrap_or(0);
         text(oid_arg(&a[0]).and_then(|oid| l.indexdef(oid, column)))
     }));
-    let l = lookup;
+    let l = lookup.clone();
     ctx.register_udf(udf("pg_get_constraintdef", &[1, 2], DataType::Utf8, move |a| {
         text(oid_arg(&a[0]).and_then(|oid| l.constraintdef(oid)))
     }));
@@ -144,6 +144,20 @@ pub fn register(ctx: &SessionContext, catalog: &Arc<Catalog>, oids: &Arc<Relatio
     ctx.register_udf(udf("pg_type_is_visible", &[1], DataType::Boolean, |a| {
         ScalarValue::Boolean((!a[0].is_null()).then_some(true))
     }));
+    let l = lookup.clone();
+    ctx.register_udf(udf("to_regclass", &[1], DataType::Int32, move |a| match &a[0] {
+        ScalarValue::Utf8(Some(name)) => ScalarValue::Int32(l.oids.oid(name.trim_start_matches("public."))),
+        _ => ScalarValue::Int32(None),
+    }));
+    ctx.register_udf(udf("to_regtype", &[1], DataType::Int32, |a| match &a[0] {
+        ScalarValue::Utf8(Some(name)) => ScalarValue::Int32(type_oid(name)),
+        _ => ScalarValue::Int32(None),
+    }));
+    ctx.register_udf(udf("pg_collation_is_visible", &[1], DataType::Boolean, |a| {
+        ScalarValue::Boolean((!a[0].is_null()).then_some(true))
+    }));
+    let pairs: Vec<usize> = (0..=16).map(|n| n * 2).collect();
+    ctx.register_udf(udf("json_build_object", &pairs, DataType::Utf8, |a| text(Some(json_object(a)))));
     ctx.register_udf(udf("pg_size_pretty", &[1], DataType::Utf8, |a| match a[0].cast_to(&DataType::Int64) {
         Ok(ScalarValue::Int64(Some(n))) => text(Some(size_pretty(n))),
         _ => ScalarValue::Utf8(None),
@@ -151,6 +165,69 @@ pub fn register(ctx: &SessionContext, catalog: &Arc<Catalog>, oids: &Arc<Relatio
     ctx.register_udf(udf("pg_function_is_visible", &[1], DataType::Boolean, |a| {
         ScalarValue::Boolean((!a[0].is_null()).then_some(true))
     }));
+}
+
+/// `json_build_object(k1, v1, ...)` as JSON text.
+fn json_object(args: &[ScalarValue]) -> String {
+    let mut map = serde_json::Map::new();
+    for pair in args.chunks(2) {
+        let [k, v] = pair else { break };
+        let key = match k {
+            ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) | ScalarValue::LargeUtf8(Some(s)) => s.clone(),
+            other => other.to_string(),
+        };
+        let value = match v {
+            v if v.is_null() => serde_json::Value::Null,
+            ScalarValue::Boolean(Some(b)) => serde_json::Value::Bool(*b),
+            ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) | ScalarValue::LargeUtf8(Some(s)) => {
+                serde_json::Value::String(s.clone())
+            }
+            v => {
+                let text = v.to_string();
+                serde_json::from_str::<serde_json::Number>(&text)
+                    .map(serde_json::Value::Number)
+                    .unwrap_or(serde_json::Value::String(text))
+            }
+        };
+        map.insert(key, value);
+    }
+    serde_json::Value::Object(map).to_string()
+}
+
+/// The oid of a built-in type by name (`int4`, `integer`, `text[]`, `pg_catalog.numeric`),
+/// or `None` (`hstore` and other extension types do not exist here).
+fn type_oid(name: &str) -> Option<i32> {
+    static BY_NAME: std::sync::LazyLock<std::collections::HashMap<String, i32>> = std::sync::LazyLock::new(|| {
+        let mut map = std::collections::HashMap::new();
+        for oid in 0..10_000u32 {
+            if let Some(t) = pgwire::api::Type::from_oid(oid) {
+                map.insert(t.name().to_string(), oid as i32);
+                if let Some(element) = t.name().strip_prefix('_') {
+                    map.insert(format!("{element}[]"), oid as i32);
+                }
+            }
+        }
+        for (alias, canonical) in [
+            ("integer", "int4"),
+            ("int", "int4"),
+            ("smallint", "int2"),
+            ("bigint", "int8"),
+            ("real", "float4"),
+            ("double precision", "float8"),
+            ("boolean", "bool"),
+            ("character varying", "varchar"),
+            ("timestamp without time zone", "timestamp"),
+            ("timestamp with time zone", "timestamptz"),
+            ("decimal", "numeric"),
+        ] {
+            if let Some(oid) = map.get(canonical).copied() {
+                map.insert(alias.to_string(), oid);
+            }
+        }
+        map
+    });
+    let n = name.trim().trim_matches('"').to_ascii_lowercase();
+    BY_NAME.get(n.strip_prefix("pg_catalog.").unwrap_or(&n)).copied()
 }
 
 /// Postgres's `pg_size_pretty`: bytes up to 10 kB, then kB, MB, GB, TB, rounded half up.

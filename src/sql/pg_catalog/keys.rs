@@ -3,8 +3,8 @@
 //! The crate's versions are a static dump of a Postgres 17 server's own catalog, whose oids
 //! name nothing here; these tables list instead one unique, primary index `<table>_pkey` and
 //! its `PRIMARY KEY` constraint per table that has a key (upstream MySQL tables have their
-//! upstream key). `indkey` and `conkey` are `int2[]` (Postgres: `int2vector`, `int2[]`) so
-//! clients can `unnest()` them.
+//! upstream key). The vector columns (`indkey`, `indclass`, `indoption`, `indcollation`,
+//! `conkey`) are arrays, so clients can `unnest()` them.
 
 use std::sync::Arc;
 
@@ -33,29 +33,42 @@ pub struct PrimaryKeys {
     shared: Arc<Overlay>,
 }
 
-/// The crate's schema with `column` as `int2[]`.
-fn with_int2_array(schema: SchemaRef, column: &str) -> SchemaRef {
+/// The crate's schema with the named vector columns as arrays (`int2[]`, `oid[]`).
+fn with_arrays(schema: SchemaRef, columns: &[(&str, DataType)]) -> SchemaRef {
     let fields: Vec<Field> = schema
         .fields()
         .iter()
-        .map(|f| {
-            if f.name() == column {
-                Field::new(column, DataType::List(Arc::new(Field::new("item", DataType::Int16, true))), true)
-            } else {
-                f.as_ref().clone()
-            }
+        .map(|f| match columns.iter().find(|(c, _)| c == f.name()) {
+            Some((c, t)) => Field::new(*c, DataType::List(Arc::new(Field::new("item", t.clone(), true))), true),
+            None => f.as_ref().clone(),
         })
         .collect();
     Arc::new(Schema::new(fields))
 }
 
+fn int2_list_zeros(n: usize) -> ScalarValue {
+    let values = vec![ScalarValue::Int16(Some(0)); n];
+    ScalarValue::List(ScalarValue::new_list_nullable(&values, &DataType::Int16))
+}
+
+fn int4_list(values: impl Iterator<Item = i32>) -> ScalarValue {
+    let values: Vec<ScalarValue> = values.map(|v| ScalarValue::Int32(Some(v))).collect();
+    ScalarValue::List(ScalarValue::new_list_nullable(&values, &DataType::Int32))
+}
+
 impl PrimaryKeys {
     pub fn index(crate_schema: SchemaRef, shared: Arc<Overlay>) -> Self {
-        PrimaryKeys { kind: Kind::Index, schema: with_int2_array(crate_schema, "indkey"), shared }
+        let arrays = [
+            ("indkey", DataType::Int16),
+            ("indcollation", DataType::Int32),
+            ("indclass", DataType::Int32),
+            ("indoption", DataType::Int16),
+        ];
+        PrimaryKeys { kind: Kind::Index, schema: with_arrays(crate_schema, &arrays), shared }
     }
 
     pub fn constraint(crate_schema: SchemaRef, shared: Arc<Overlay>) -> Self {
-        PrimaryKeys { kind: Kind::Constraint, schema: with_int2_array(crate_schema, "conkey"), shared }
+        PrimaryKeys { kind: Kind::Constraint, schema: with_arrays(crate_schema, &[("conkey", DataType::Int16)]), shared }
     }
 }
 
@@ -97,9 +110,10 @@ impl TableProvider for PrimaryKeys {
                         ("indisready", yes.clone()),
                         ("indislive", yes),
                         ("indkey", int2_list(key)),
-                        ("indcollation", ScalarValue::from(vec!["0"; key.len()].join(" "))),
-                        ("indclass", ScalarValue::from(vec!["1978"; key.len()].join(" "))),
-                        ("indoption", ScalarValue::from(vec!["0"; key.len()].join(" "))),
+                        ("indcollation", int4_list(key.iter().map(|_| 0))),
+                        // The default btree operator class of int8 (any will do: no client reads it).
+                        ("indclass", int4_list(key.iter().map(|_| 1978))),
+                        ("indoption", int2_list_zeros(key.len())),
                     ],
                     Kind::Constraint => vec![
                         ("oid", int(oids::constraint_oid(r.oid))),

@@ -53,6 +53,11 @@ impl RelationOids {
         *self.names.write().unwrap_or_else(|p| p.into_inner()) = map;
     }
 
+    /// The oid of the relation called `name`.
+    pub fn oid(&self, name: &str) -> Option<i32> {
+        self.names.read().unwrap_or_else(|p| p.into_inner()).iter().find(|(_, n)| *n == name).map(|(o, _)| *o)
+    }
+
     /// The relation called by `oid` (a table's own oid).
     pub fn name(&self, oid: i32) -> Option<String> {
         self.names.read().unwrap_or_else(|p| p.into_inner()).get(&oid).cloned()
