@@ -58,9 +58,9 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let ServeArgs { listen, data_dir, checkpoint_interval, auth, users_file, tls_cert, tls_key, log_level } =
         match cli.command {
-        Some(Command::Serve(args)) => args,
-        None => cli.serve,
-    };
+            Some(Command::Serve(args)) => args,
+            None => cli.serve,
+        };
     let filter = tracing_subscriber::EnvFilter::try_new(&log_level).unwrap_or_else(|e| {
         eprintln!("invalid --log-level {log_level:?}: {e}; using info");
         tracing_subscriber::EnvFilter::new("info")

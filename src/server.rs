@@ -11,8 +11,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
-use crate::sql::Engine;
 use crate::pgwire::{AuthMode, WireOptions};
+use crate::sql::Engine;
 use crate::state::{CheckpointedStore, StateStore};
 
 /// Where to listen, where to keep state, how often to checkpoint.

@@ -59,7 +59,8 @@ impl UserRecord {
 
     /// Whether `password` is this user's password (for tests and the users file).
     pub fn verifies(&self, password: &str) -> bool {
-        self.scram_secret().is_some_and(|(salt, salted)| gen_salted_password(password, &salt, self.iterations) == salted)
+        self.scram_secret()
+            .is_some_and(|(salt, salted)| gen_salted_password(password, &salt, self.iterations) == salted)
     }
 }
 

@@ -104,7 +104,11 @@ impl CancelHandler for Cancels {
 }
 
 /// Rows that stop with 57014 when the statement is cancelled.
-pub fn cancellable(stream: SendableRecordBatchStream, token: Arc<CancelToken>, start: u64) -> SendableRecordBatchStream {
+pub fn cancellable(
+    stream: SendableRecordBatchStream,
+    token: Arc<CancelToken>,
+    start: u64,
+) -> SendableRecordBatchStream {
     Box::pin(Cancellable { inner: stream, cancelled: Some(Box::pin(token.cancelled_since(start))) })
 }
 

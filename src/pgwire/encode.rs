@@ -3,15 +3,15 @@
 use std::sync::Arc;
 
 use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch};
+use bytes::BytesMut;
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use futures::StreamExt;
-use bytes::BytesMut;
 use pgwire::api::portal::Format;
 use pgwire::api::results::FieldFormat;
-use pgwire::api::Type;
 use pgwire::api::results::{QueryResponse, Response, Tag};
+use pgwire::api::Type;
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::data::DataRow;
 use pgwire::types::format::FormatOptions;
@@ -43,7 +43,9 @@ fn format_options(session: &Session) -> FormatOptions {
 /// binary form is the instant either way.
 fn in_time_zone(schema: &SchemaRef, zone: &str) -> Option<SchemaRef> {
     let relabel = |dt: &DataType| match dt {
-        DataType::Timestamp(unit, Some(tz)) if tz.as_ref() != zone => Some(DataType::Timestamp(*unit, Some(zone.into()))),
+        DataType::Timestamp(unit, Some(tz)) if tz.as_ref() != zone => {
+            Some(DataType::Timestamp(*unit, Some(zone.into())))
+        }
         _ => None,
     };
     if !schema.fields().iter().any(|f| relabel(f.data_type()).is_some()) {
@@ -93,7 +95,10 @@ pub fn response(result: QueryResult, format: &Format, session: &Session) -> PgWi
                     let rows: Box<dyn Iterator<Item = PgWireResult<DataRow>> + Send + Sync> = match batch {
                         Ok(b) if fix_floats => {
                             let cols = float_text.clone();
-                            Box::new(encode_recordbatch(row_fields.clone(), b).map(move |r| r.map(|r| postgres_infinity(r, &cols))))
+                            Box::new(
+                                encode_recordbatch(row_fields.clone(), b)
+                                    .map(move |r| r.map(|r| postgres_infinity(r, &cols))),
+                            )
                         }
                         Ok(b) => encode_recordbatch(row_fields.clone(), b),
                         Err(e) => Box::new(std::iter::once(Err(error(Error::from(e))))),

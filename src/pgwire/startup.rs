@@ -152,7 +152,8 @@ struct UsersAuthSource {
     users: Arc<Users>,
 }
 
-static DECOY: LazyLock<UserRecord> = LazyLock::new(|| UserRecord::new(Some(&pgwire::api::auth::sasl::scram::random_nonce())));
+static DECOY: LazyLock<UserRecord> =
+    LazyLock::new(|| UserRecord::new(Some(&pgwire::api::auth::sasl::scram::random_nonce())));
 
 #[async_trait]
 impl AuthSource for UsersAuthSource {
@@ -160,8 +161,7 @@ impl AuthSource for UsersAuthSource {
         let user = login.user().ok_or(PgWireError::UserNameRequired)?;
         let record = self.users.get(user);
         let secret = record.as_ref().and_then(UserRecord::scram_secret).or_else(|| DECOY.scram_secret());
-        let (salt, salted) =
-            secret.ok_or_else(|| PgWireError::InvalidPassword(user.to_string()))?;
+        let (salt, salted) = secret.ok_or_else(|| PgWireError::InvalidPassword(user.to_string()))?;
         if record.is_none() {
             tracing::info!(user, "login refused: no such user");
         }

@@ -18,10 +18,7 @@ use datafusion::sql::sqlparser::parser::Parser;
 /// (text clients send, what it means in Headwater)
 const REWRITES: &[(&str, &str)] = &[
     // psql `\d+`: the table's reloptions plus its TOAST table's; Headwater has neither.
-    (
-        "c.reloptions || array(select 'toast.' || x from pg_catalog.unnest(tc.reloptions) x)",
-        "CAST(NULL AS TEXT[])",
-    ),
+    ("c.reloptions || array(select 'toast.' || x from pg_catalog.unnest(tc.reloptions) x)", "CAST(NULL AS TEXT[])"),
 ];
 
 /// `sql` with the known client constructs replaced.
@@ -120,7 +117,9 @@ fn over_empty_catalog(e: &Expr) -> bool {
     };
     select.from.iter().any(|t| {
         empty(&t.relation)
-            || t.joins.iter().any(|j| matches!(j.join_operator, JoinOperator::Inner(_) | JoinOperator::Join(_)) && empty(&j.relation))
+            || t.joins.iter().any(|j| {
+                matches!(j.join_operator, JoinOperator::Inner(_) | JoinOperator::Join(_)) && empty(&j.relation)
+            })
     })
 }
 
@@ -145,7 +144,9 @@ fn aggregate_scalar_subquery(e: &mut Expr) {
     let [item] = select.projection.as_mut_slice() else { return };
     let (SelectItem::UnnamedExpr(value) | SelectItem::ExprWithAlias { expr: value, .. }) = item else { return };
     let aggregated = visit_expressions(value, |x| match x {
-        Expr::Function(f) if AGGREGATES.iter().any(|a| f.name.to_string().eq_ignore_ascii_case(a)) => ControlFlow::Break(()),
+        Expr::Function(f) if AGGREGATES.iter().any(|a| f.name.to_string().eq_ignore_ascii_case(a)) => {
+            ControlFlow::Break(())
+        }
         Expr::Subquery(_) => ControlFlow::Break(()),
         _ => ControlFlow::Continue(()),
     })
@@ -154,7 +155,10 @@ fn aggregate_scalar_subquery(e: &mut Expr) {
         return;
     }
     let order = q.order_by.as_ref().map(|o| format!(" {o}")).unwrap_or_default();
-    let Ok(first) = Parser::new(&PostgreSqlDialect {}).try_with_sql(&format!("first_value({value}{order})")).and_then(|mut p| p.parse_expr()) else {
+    let Ok(first) = Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(&format!("first_value({value}{order})"))
+        .and_then(|mut p| p.parse_expr())
+    else {
         return;
     };
     *value = first;
@@ -180,7 +184,7 @@ fn like_escape(e: &mut Expr) {
     }
     let call = format!("like_escape({pattern}, '{}')", c.replace('\'', "''"));
     match Parser::new(&PostgreSqlDialect {}).try_with_sql(&call).and_then(|mut p| p.parse_expr()) {
-        Ok(translated) => *pattern = Box::new(translated),
+        Ok(translated) => **pattern = translated,
         Err(_) => *escape_char = Some(escape),
     }
 }
@@ -213,7 +217,11 @@ fn array_subquery(e: &Expr) -> Option<Expr> {
         _ => return None,
     };
     let order = q.order_by.take().map(|o| format!(" {o}")).unwrap_or_default();
-    let aggregate = Parser::new(&PostgreSqlDialect {}).try_with_sql(&format!("array_agg({value}{order})")).ok()?.parse_expr().ok()?;
+    let aggregate = Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(&format!("array_agg({value}{order})"))
+        .ok()?
+        .parse_expr()
+        .ok()?;
     select.projection = vec![SelectItem::UnnamedExpr(aggregate)];
     Some(Expr::Subquery(q))
 }
@@ -247,7 +255,8 @@ mod tests {
 
     #[test]
     fn bytea_hex_literal() {
-        let mut stmt = Parser::parse_sql(&PostgreSqlDialect {}, r"SELECT '\xDEADbeef'::bytea, 'x'::bytea").unwrap().remove(0);
+        let mut stmt =
+            Parser::parse_sql(&PostgreSqlDialect {}, r"SELECT '\xDEADbeef'::bytea, 'x'::bytea").unwrap().remove(0);
         rewrite_statement(&mut stmt);
         assert_eq!(stmt.to_string(), "SELECT X'DEADbeef', 'x'::BYTEA");
     }

@@ -33,7 +33,8 @@ pub fn register_global(ctx: &SessionContext) {
             let arrays = ColumnarValue::values_to_arrays(args)?;
             let patterns = datafusion::arrow::compute::cast(&arrays[0], &DataType::Utf8)?;
             let escapes = datafusion::arrow::compute::cast(&arrays[1], &DataType::Utf8)?;
-            let (p, e) = (patterns.as_any().downcast_ref::<StringArray>(), escapes.as_any().downcast_ref::<StringArray>());
+            let (p, e) =
+                (patterns.as_any().downcast_ref::<StringArray>(), escapes.as_any().downcast_ref::<StringArray>());
             let (Some(p), Some(e)) = (p, e) else {
                 return Err(datafusion::error::DataFusionError::Internal("like_escape: text expected".into()));
             };

@@ -239,7 +239,8 @@ fn base_context(
     let database = ctx.catalog(DATABASE).ok_or_else(|| Error::Internal("database catalog missing".into()))?;
     let oids = Arc::new(pg_catalog::oids::RelationOids::default());
     if let Some(pg) = database.schema("pg_catalog") {
-        database.register_schema("pg_catalog", Arc::new(pg_catalog::PgCatalogOverlay::new(pg, catalog, oids.clone())))?;
+        database
+            .register_schema("pg_catalog", Arc::new(pg_catalog::PgCatalogOverlay::new(pg, catalog, oids.clone())))?;
     }
     functions::register_global(&ctx);
     pg_catalog::functions::register(&ctx, catalog, &oids);

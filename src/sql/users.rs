@@ -15,7 +15,12 @@ use crate::error::{Error, Result};
 pub const BOOTSTRAP_USER: &str = "headwater";
 
 /// `CREATE USER name [PASSWORD 'pw']`.
-pub(super) fn create_user(s: &Session, name: &str, if_not_exists: bool, password: Option<&Secret>) -> Result<QueryResult> {
+pub(super) fn create_user(
+    s: &Session,
+    name: &str,
+    if_not_exists: bool,
+    password: Option<&Secret>,
+) -> Result<QueryResult> {
     check_name(name)?;
     let users = s.engine().users();
     if if_not_exists && users.get(name).is_some() {

@@ -104,7 +104,10 @@ fn correct(schema: &SchemaRef, batch: RecordBatch, ours: &HashMap<i32, &PublicRe
     let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
     columns[kind_idx] = Arc::new(kinds);
     columns[index_idx] = Arc::new(has_index);
-    columns.push(datafusion::arrow::array::new_null_array(schema.field(schema.fields().len() - 1).data_type(), batch.num_rows()));
+    columns.push(datafusion::arrow::array::new_null_array(
+        schema.field(schema.fields().len() - 1).data_type(),
+        batch.num_rows(),
+    ));
     Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
 

@@ -82,11 +82,13 @@ impl ScalarUDFImpl for RowFunction {
     }
 }
 
-fn udf(name: &'static str, arities: &[usize], returns: DataType, f: impl Fn(&[ScalarValue]) -> ScalarValue + Send + Sync + 'static) -> ScalarUDF {
-    let signature = Signature::one_of(
-        arities.iter().map(|n| TypeSignature::Any(*n)).collect(),
-        Volatility::Stable,
-    );
+fn udf(
+    name: &'static str,
+    arities: &[usize],
+    returns: DataType,
+    f: impl Fn(&[ScalarValue]) -> ScalarValue + Send + Sync + 'static,
+) -> ScalarUDF {
+    let signature = Signature::one_of(arities.iter().map(|n| TypeSignature::Any(*n)).collect(), Volatility::Stable);
     ScalarUDF::new_from_impl(RowFunction { name, signature, returns, f: Arc::new(f) })
 }
 

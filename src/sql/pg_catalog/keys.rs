@@ -68,7 +68,11 @@ impl PrimaryKeys {
     }
 
     pub fn constraint(crate_schema: SchemaRef, shared: Arc<Overlay>) -> Self {
-        PrimaryKeys { kind: Kind::Constraint, schema: with_arrays(crate_schema, &[("conkey", DataType::Int16)]), shared }
+        PrimaryKeys {
+            kind: Kind::Constraint,
+            schema: with_arrays(crate_schema, &[("conkey", DataType::Int16)]),
+            shared,
+        }
     }
 }
 

@@ -128,7 +128,9 @@ impl Overlay {
                 let name = names.value(i).to_string();
                 let object = catalog.as_ref().and_then(|c| c.get(crate::catalog::Namespace::Relation, &name));
                 let (key, schema) = match object.as_ref().and_then(|o| o.relation.as_ref()) {
-                    Some(Relation::Table { state, .. }) => (state.key_columns().map(<[usize]>::to_vec), Some(state.schema())),
+                    Some(Relation::Table { state, .. }) => {
+                        (state.key_columns().map(<[usize]>::to_vec), Some(state.schema()))
+                    }
                     _ => (None, None),
                 };
                 let kind = object.map(|o| o.object_type());
