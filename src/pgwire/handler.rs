@@ -7,6 +7,7 @@ use arrow_pg::datatypes::df::deserialize_parameters;
 use arrow_pg::datatypes::{arrow_schema_to_pg_fields, into_pg_type};
 use async_trait::async_trait;
 use datafusion::common::ParamValues;
+use datafusion::scalar::ScalarValue;
 use futures::{Sink, SinkExt};
 use pgwire::api::auth::StartupHandler;
 use pgwire::api::portal::{Format, Portal};
@@ -95,6 +96,15 @@ impl ErrorHandler for LoginErrors {
 pub struct StatementParser {
     session: Arc<Session>,
     token: Arc<CancelToken>,
+}
+
+/// The `oid[]` parameter of a [`HwStatement::ClientQuery`], as a list of BIGINT.
+fn oid_array_parameter(portal: &Portal<Prepared>) -> PgWireResult<ParamValues> {
+    let oids = portal.parameter::<Vec<Option<u32>>>(0, &Type::OID_ARRAY)?.unwrap_or_default();
+    let values: Vec<ScalarValue> = oids.into_iter().map(|o| ScalarValue::Int64(o.map(i64::from))).collect();
+    let list =
+        ScalarValue::List(ScalarValue::new_list_nullable(&values, &datafusion::arrow::datatypes::DataType::Int64));
+    Ok(ParamValues::List(vec![list.into()]))
 }
 
 /// The settings Postgres reports to the client (ParameterStatus) whenever they change.
@@ -198,6 +208,10 @@ impl QueryParser for StatementParser {
     }
 
     fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
+        if let HwStatement::ClientQuery(_) = stmt.statement {
+            // asyncpg's `$1::oid[]`: it encodes the parameter as the type reported here.
+            return Ok(vec![Type::OID_ARRAY]);
+        }
         // An untyped parameter is text, as in Postgres (`SELECT $1`).
         stmt.param_types.iter().map(|t| t.as_ref().map_or(Ok(Type::TEXT), into_pg_type)).collect()
     }
@@ -229,7 +243,13 @@ impl ExtendedQueryHandler for StatementParser {
         let prepared = &portal.statement.statement;
         let types: Vec<Option<&datafusion::arrow::datatypes::DataType>> =
             prepared.param_types.iter().map(|t| t.as_ref()).collect();
-        let params = if portal.parameter_len() == 0 { None } else { Some(deserialize_parameters(portal, &types)?) };
+        let params = if portal.parameter_len() == 0 {
+            None
+        } else if let HwStatement::ClientQuery(_) = prepared.statement {
+            Some(oid_array_parameter(portal)?)
+        } else {
+            Some(deserialize_parameters(portal, &types)?)
+        };
         let result = self.run(client, &prepared.statement, params.as_ref()).await.map_err(error)?;
         response(result, &portal.result_column_format, &self.session)
     }

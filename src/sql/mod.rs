@@ -17,6 +17,7 @@
 //! [`Engine`] is what all sessions share: the catalog, the parser and a template DataFusion
 //! state with every function registered once.
 
+mod client_queries;
 mod compat;
 mod ddl;
 mod dml;

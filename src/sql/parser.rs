@@ -94,6 +94,8 @@ pub enum HwStatement {
     AlterUser { name: String, password: Option<Option<Secret>> },
     /// `DROP USER|ROLE [IF EXISTS] name, ...`
     DropUsers { names: Vec<String>, if_exists: bool },
+    /// A driver's fixed query answered without DataFusion (asyncpg's type introspection).
+    ClientQuery(super::client_queries::ClientQuery),
     /// A Headwater statement whose feature is not built yet (`CREATE SINK`, ...).
     Unsupported(String),
 }
@@ -152,6 +154,9 @@ impl SqlParser {
 
     /// Splits `sql` into statements and parses each.
     pub fn parse(&self, sql: &str) -> Result<Vec<HwStatement>> {
+        if let Some(q) = super::client_queries::recognise(sql) {
+            return Ok(vec![HwStatement::ClientQuery(q)]);
+        }
         let sql = &*super::compat::rewrite(sql);
         let mut statements = self.parse_rewritten(sql)?;
         for s in &mut statements {

@@ -155,6 +155,7 @@ impl Session {
                 users::alter_user(self, name, password.as_ref().map(|p| p.as_ref()))
             }
             HwStatement::DropUsers { names, if_exists } => users::drop_users(self, names, *if_exists),
+            HwStatement::ClientQuery(q) => q.execute(params),
             HwStatement::Unsupported(what) => {
                 Err(Error::FeatureNotSupported(format!("{what} (not built yet in this version of Headwater)")))
             }
@@ -295,6 +296,9 @@ impl Session {
             HwStatement::ShowObjects(t) => return Ok(rows(ddl::show_objects_schema(*t))),
             HwStatement::ShowCreate { .. } => return Ok(rows(text_schema(&["name", "create_sql"]))),
             HwStatement::ExplainView(_) => return Ok(rows(text_schema(&["dataflow"]))),
+            HwStatement::ClientQuery(q) => {
+                return Ok(Described { param_types: q.parameters(), schema: Some(q.schema()) })
+            }
             _ => return Ok(Described::default()),
         };
         match sql {
@@ -495,6 +499,7 @@ fn writes_state(stmt: &HwStatement) -> Durability {
         HwStatement::ShowObjects(_)
         | HwStatement::ShowCreate { .. }
         | HwStatement::ExplainView(_)
+        | HwStatement::ClientQuery(_)
         | HwStatement::Unsupported(_) => Durability::None,
         _ => Durability::Ddl,
     }
