@@ -81,11 +81,8 @@ pub fn response(result: QueryResult, format: &Format, session: &Session) -> PgWi
             let schema = shown.clone().unwrap_or(schema);
             let fields = Arc::new(arrow_schema_to_pg_fields(&schema, format, Some(Arc::new(options)))?);
             let row_fields = fields.clone();
-            let float_text: Arc<[bool]> = fields
-                .iter()
-                .map(|f| f.format() == FieldFormat::Text && matches!(f.datatype(), &Type::FLOAT4 | &Type::FLOAT8))
-                .collect();
-            let fix_floats = float_text.iter().any(|b| *b);
+            let fixes: Arc<[TextFix]> = fields.iter().map(TextFix::of).collect();
+            let fix_text = fixes.iter().any(|f| *f != TextFix::None);
             let rows = stream
                 .map(move |batch| {
                     let batch = match &shown {
@@ -93,11 +90,11 @@ pub fn response(result: QueryResult, format: &Format, session: &Session) -> PgWi
                         None => batch,
                     };
                     let rows: Box<dyn Iterator<Item = PgWireResult<DataRow>> + Send + Sync> = match batch {
-                        Ok(b) if fix_floats => {
-                            let cols = float_text.clone();
+                        Ok(b) if fix_text => {
+                            let fixes = fixes.clone();
                             Box::new(
                                 encode_recordbatch(row_fields.clone(), b)
-                                    .map(move |r| r.map(|r| postgres_infinity(r, &cols))),
+                                    .map(move |r| r.map(|r| postgres_text(r, &fixes))),
                             )
                         }
                         Ok(b) => encode_recordbatch(row_fields.clone(), b),
@@ -123,15 +120,55 @@ pub fn response(result: QueryResult, format: &Format, session: &Session) -> PgWi
     })
 }
 
-/// pgwire writes infinite floats as `inf`/`-inf`; Postgres (and JDBC's parser) spell them
-/// `Infinity`/`-Infinity`. Rewrites those text fields of a row in place of the encoder.
-fn postgres_infinity(row: DataRow, float_text: &[bool]) -> DataRow {
-    if !row.data.windows(3).any(|w| w == b"inf") {
-        return row;
+/// Text values whose spelling pgwire gets wrong, fixed after encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TextFix {
+    None,
+    /// pgwire writes `inf`/`-inf`; Postgres (and JDBC's parser) write `Infinity`/`-Infinity`.
+    Float,
+    /// pgwire always writes six fractional digits (`12:34:56.000000`); Postgres drops trailing
+    /// zeros and a bare dot (`12:34:56`, `03:04:05.5+00`), and some drivers compare text.
+    Time,
+}
+
+impl TextFix {
+    fn of(field: &pgwire::api::results::FieldInfo) -> Self {
+        if field.format() != FieldFormat::Text {
+            return TextFix::None;
+        }
+        match *field.datatype() {
+            Type::FLOAT4 | Type::FLOAT8 => TextFix::Float,
+            Type::TIME | Type::TIMESTAMP | Type::TIMESTAMPTZ => TextFix::Time,
+            _ => TextFix::None,
+        }
     }
-    let mut out = BytesMut::with_capacity(row.data.len() + 16);
+
+    fn apply<'a>(self, value: &'a [u8], scratch: &'a mut Vec<u8>) -> &'a [u8] {
+        match (self, value) {
+            (TextFix::Float, b"inf") => b"Infinity",
+            (TextFix::Float, b"-inf") => b"-Infinity",
+            (TextFix::Time, v) => match v.iter().position(|b| *b == b'.') {
+                Some(dot) => {
+                    let digits = v[dot + 1..].iter().take_while(|b| b.is_ascii_digit()).count();
+                    let kept = v[dot + 1..dot + 1 + digits].iter().rposition(|b| *b != b'0').map_or(0, |p| p + 1);
+                    scratch.clear();
+                    scratch.extend_from_slice(&v[..if kept == 0 { dot } else { dot + 1 + kept }]);
+                    scratch.extend_from_slice(&v[dot + 1 + digits..]);
+                    scratch
+                }
+                None => v,
+            },
+            _ => value,
+        }
+    }
+}
+
+/// Rewrites the fields of a text row that [`TextFix`] names.
+fn postgres_text(row: DataRow, fixes: &[TextFix]) -> DataRow {
+    let mut out = BytesMut::with_capacity(row.data.len());
+    let mut scratch = Vec::new();
     let mut rest = &row.data[..];
-    for is_float in float_text {
+    for fix in fixes {
         let Some((len, tail)) = rest.split_first_chunk::<4>() else { return row };
         let len = i32::from_be_bytes(*len);
         if len < 0 {
@@ -140,16 +177,27 @@ fn postgres_infinity(row: DataRow, float_text: &[bool]) -> DataRow {
             continue;
         }
         let Some((value, tail)) = tail.split_at_checked(len as usize) else { return row };
-        let value: &[u8] = match (is_float, value) {
-            (true, b"inf") => b"Infinity",
-            (true, b"-inf") => b"-Infinity",
-            _ => value,
-        };
+        let value = fix.apply(value, &mut scratch);
         out.extend_from_slice(&(value.len() as i32).to_be_bytes());
         out.extend_from_slice(value);
         rest = tail;
     }
     DataRow::new(out, row.field_count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TextFix;
+
+    #[test]
+    fn text_like_postgres() {
+        let mut s = Vec::new();
+        assert_eq!(TextFix::Time.apply(b"12:34:56.000000", &mut s), b"12:34:56");
+        assert_eq!(TextFix::Time.apply(b"1999-12-31 23:59:59.500000+00", &mut s), b"1999-12-31 23:59:59.5+00");
+        assert_eq!(TextFix::Time.apply(b"2024-01-02 03:04:05.123456", &mut s), b"2024-01-02 03:04:05.123456");
+        assert_eq!(TextFix::Float.apply(b"-inf", &mut s), b"-Infinity");
+        assert_eq!(TextFix::Float.apply(b"1.5", &mut s), b"1.5");
+    }
 }
 
 /// An [`Error`] as a Postgres `ErrorResponse`.

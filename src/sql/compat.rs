@@ -9,8 +9,8 @@ use std::borrow::Cow;
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    visit_expressions, visit_expressions_mut, visit_relations, DataType, Expr, FunctionArguments, GroupByExpr,
-    JoinOperator, SelectItem, SetExpr, Statement, TableFactor, Value,
+    visit_expressions, visit_expressions_mut, visit_relations, AccessExpr, DataType, Expr, FunctionArguments,
+    GroupByExpr, JoinOperator, SelectItem, SetExpr, Statement, TableFactor, Value,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -48,7 +48,12 @@ pub fn rewrite_statement(stmt: &mut Statement) {
         });
     }
     let _ = visit_expressions_mut(stmt, |e| {
-        if let Some(rewritten) = array_subquery(e).or_else(|| bytea_literal(e)).or_else(|| generate_subscripts(e)) {
+        let rewritten = array_subquery(e)
+            .or_else(|| bytea_literal(e))
+            .or_else(|| generate_subscripts(e))
+            .or_else(|| expandarray(e))
+            .or_else(|| composite_field(e));
+        if let Some(rewritten) = rewritten {
             *e = rewritten;
         }
         like_escape(e);
@@ -200,6 +205,36 @@ fn generate_subscripts(e: &Expr) -> Option<Expr> {
     let FunctionArguments::List(list) = &f.args else { return None };
     let [array, _dimension] = list.args.as_slice() else { return None };
     let sql = format!("unnest(range(1, CAST(array_length({array}, 1) AS BIGINT) + 1))");
+    Parser::new(&PostgreSqlDialect {}).try_with_sql(&sql).and_then(|mut p| p.parse_expr()).ok()
+}
+
+/// `information_schema._pg_expandarray(arr)` (pgjdbc `getPrimaryKeys`): a set-returning
+/// function of `(x, n)` rows, here `unnest(hw_expandarray(arr))` over a list of structs.
+fn expandarray(e: &Expr) -> Option<Expr> {
+    let Expr::Function(f) = e else { return None };
+    if !f.name.0.last().is_some_and(|p| p.to_string().eq_ignore_ascii_case("_pg_expandarray")) {
+        return None;
+    }
+    let FunctionArguments::List(list) = &f.args else { return None };
+    let [array] = list.args.as_slice() else { return None };
+    Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(&format!("unnest(hw_expandarray({array}))"))
+        .and_then(|mut p| p.parse_expr())
+        .ok()
+}
+
+/// `(row_expr).field` (Postgres composite field access; pgjdbc reads `(keys).x`): DataFusion
+/// plans `get_field(row_expr, 'field')` on structs, but not the dotted form on an expression.
+fn composite_field(e: &Expr) -> Option<Expr> {
+    let Expr::CompoundFieldAccess { root, access_chain } = e else { return None };
+    if !matches!(root.as_ref(), Expr::Nested(_)) {
+        return None;
+    }
+    let mut sql = root.to_string();
+    for access in access_chain {
+        let AccessExpr::Dot(Expr::Identifier(field)) = access else { return None };
+        sql = format!("get_field({sql}, '{}')", field.value.to_lowercase().replace('\'', "''"));
+    }
     Parser::new(&PostgreSqlDialect {}).try_with_sql(&sql).and_then(|mut p| p.parse_expr()).ok()
 }
 

@@ -155,6 +155,7 @@ pub fn register(ctx: &SessionContext, catalog: &Arc<Catalog>, oids: &Arc<Relatio
         ScalarValue::Utf8(Some(name)) => ScalarValue::Int32(type_oid(name)),
         _ => ScalarValue::Int32(None),
     }));
+    ctx.register_udf(expandarray());
     ctx.register_udf(udf("pg_collation_is_visible", &[1], DataType::Boolean, |a| {
         ScalarValue::Boolean((!a[0].is_null()).then_some(true))
     }));
@@ -302,5 +303,63 @@ mod tests {
         assert_eq!(super::size_pretty(8192), "8192 bytes");
         assert_eq!(super::size_pretty(10 * 1024), "10 kB");
         assert_eq!(super::size_pretty(123_456_789), "118 MB");
+    }
+}
+
+/// `information_schema._pg_expandarray(arr)` (pgjdbc's `getPrimaryKeys`) returns a row
+/// `(x, n)` per element. Here: `hw_expandarray(arr)`, the list of those rows as structs, which
+/// `compat` wraps in `unnest(...)`, so `(... ).x` and `(...).n` are struct field accesses.
+pub fn expandarray() -> ScalarUDF {
+    ScalarUDF::new_from_impl(ExpandArray { signature: Signature::any(1, Volatility::Immutable) })
+}
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct ExpandArray {
+    signature: Signature,
+}
+
+fn expanded_type(element: &DataType) -> DataType {
+    let fields = datafusion::arrow::datatypes::Fields::from(vec![
+        datafusion::arrow::datatypes::Field::new("x", element.clone(), true),
+        datafusion::arrow::datatypes::Field::new("n", DataType::Int32, false),
+    ]);
+    DataType::List(Arc::new(datafusion::arrow::datatypes::Field::new("item", DataType::Struct(fields), true)))
+}
+
+impl ScalarUDFImpl for ExpandArray {
+    fn name(&self) -> &str {
+        "hw_expandarray"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, args: &[DataType]) -> DfResult<DataType> {
+        match &args[0] {
+            DataType::List(f) => Ok(expanded_type(f.data_type())),
+            other => datafusion::common::plan_err!("_pg_expandarray needs an array, got {other}"),
+        }
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> DfResult<ColumnarValue> {
+        use datafusion::arrow::array::{Array, ArrayRef, Int32Array, ListArray, StructArray};
+        let arrays = ColumnarValue::values_to_arrays(&args.args)?;
+        let Some(list) = arrays[0].as_any().downcast_ref::<ListArray>() else {
+            return datafusion::common::exec_err!("_pg_expandarray needs an array");
+        };
+        let offsets = list.value_offsets();
+        let n: Int32Array = (0..list.len()).flat_map(|i| (1..=(offsets[i + 1] - offsets[i])).map(Some)).collect();
+        let first = offsets[0] as usize;
+        let len = (offsets[list.len()] - offsets[0]) as usize;
+        let values = list.values().slice(first, len);
+        let DataType::List(item) = expanded_type(values.data_type()) else { unreachable!("a list type") };
+        let DataType::Struct(fields) = item.data_type() else { unreachable!("a struct type") };
+        let rows = StructArray::new(fields.clone(), vec![values, Arc::new(n) as ArrayRef], None);
+        let rebased = datafusion::arrow::buffer::OffsetBuffer::new(
+            offsets.iter().map(|o| o - offsets[0]).collect::<Vec<_>>().into(),
+        );
+        let out = ListArray::new(item, rebased, Arc::new(rows), list.nulls().cloned());
+        Ok(ColumnarValue::Array(Arc::new(out)))
     }
 }
