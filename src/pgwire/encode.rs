@@ -185,21 +185,6 @@ fn postgres_text(row: DataRow, fixes: &[TextFix]) -> DataRow {
     DataRow::new(out, row.field_count)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::TextFix;
-
-    #[test]
-    fn text_like_postgres() {
-        let mut s = Vec::new();
-        assert_eq!(TextFix::Time.apply(b"12:34:56.000000", &mut s), b"12:34:56");
-        assert_eq!(TextFix::Time.apply(b"1999-12-31 23:59:59.500000+00", &mut s), b"1999-12-31 23:59:59.5+00");
-        assert_eq!(TextFix::Time.apply(b"2024-01-02 03:04:05.123456", &mut s), b"2024-01-02 03:04:05.123456");
-        assert_eq!(TextFix::Float.apply(b"-inf", &mut s), b"-Infinity");
-        assert_eq!(TextFix::Float.apply(b"1.5", &mut s), b"1.5");
-    }
-}
-
 /// An [`Error`] as a Postgres `ErrorResponse`.
 pub fn error(e: Error) -> PgWireError {
     PgWireError::UserError(Box::new(error_info(&e)))
@@ -213,4 +198,19 @@ pub fn error_info(e: &Error) -> ErrorInfo {
         tracing::warn!("internal error: {e}");
     }
     info
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TextFix;
+
+    #[test]
+    fn text_like_postgres() {
+        let mut s = Vec::new();
+        assert_eq!(TextFix::Time.apply(b"12:34:56.000000", &mut s), b"12:34:56");
+        assert_eq!(TextFix::Time.apply(b"1999-12-31 23:59:59.500000+00", &mut s), b"1999-12-31 23:59:59.5+00");
+        assert_eq!(TextFix::Time.apply(b"2024-01-02 03:04:05.123456", &mut s), b"2024-01-02 03:04:05.123456");
+        assert_eq!(TextFix::Float.apply(b"-inf", &mut s), b"-Infinity");
+        assert_eq!(TextFix::Float.apply(b"1.5", &mut s), b"1.5");
+    }
 }
