@@ -44,6 +44,17 @@ expect '\dv lists the view' 'cheap +\| view' "$(q -c '\dv')"
 expect '\dm lists the materialized view' 'item_count +\| materialized view' "$(q -c '\dm')"
 expect '\dt does not list materialized views' '^\(1 row\)' "$(q -c '\dt')"
 expect '\d describes columns' 'price' "$(q -c '\d items')"
+expect '\d shows numeric typmods' 'numeric\(10,2\)' "$(q -c '\d items')"
+expect '\d shows the primary key' '"items_pkey" PRIMARY KEY, btree \(id\)' "$(q -c '\d items')"
+expect '\d+ shows a view definition' 'SELECT id, name FROM items WHERE price < 5' "$(q -c '\d+ cheap')"
+expect '\d+ shows a materialized view' 'Materialized view "public.item_count"' "$(q -c '\d+ item_count')"
+expect '\df runs' 'List of functions' "$(q -c '\df')"
+expect '\du lists roles' 'headwater' "$(q -c '\du')"
+expect '\di lists the primary key index' 'items_pkey' "$(q -c '\di')"
+# Ctrl-C: psql sends a CancelRequest on SIGINT; the endless query stops with 57014.
+cancelled=$(timeout -k 10 -s INT 3 psql -h 127.0.0.1 -p "$port" -U anyone -d headwater -X \
+  -c 'SELECT count(*) FROM generate_series(1, 100000000000)' 2>&1 || true)
+expect 'Ctrl-C cancels a running query' 'canceling statement due to user request' "$cancelled"
 expect '\l lists the database' 'headwater' "$(q -c '\l')"
 expect '\dn lists public' 'public' "$(q -c '\dn')"
 expect 'version() is Postgres-shaped' 'PostgreSQL 16' "$(q -Atc 'SELECT version()')"

@@ -6,6 +6,8 @@
 #     tests start themselves (own datadir, free port, binlog on), the Kafka sink tests
 #     against librdkafka's mock cluster (in-process, nothing to install) incl. kill -9
 #   - the psql smoke test (real psql against a real server process)
+#   - the client suite (scripts/clients.sh: psycopg, psycopg2, asyncpg, SQLAlchemy, pandas,
+#     node-postgres, pgjdbc, pgbench, BI tools' catalog queries, SCRAM and TLS)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,4 +42,6 @@ echo "== cargo test"
 cargo test --quiet 2>&1 | tee /tmp/headwater-cargo-test.log
 echo "== psql smoke test"
 bash scripts/psql_smoke.sh
+echo "== client compatibility suite"
+bash scripts/clients.sh
 echo "== all tests passed in $(( $(date +%s) - start ))s"

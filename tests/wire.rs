@@ -167,3 +167,94 @@ async fn materialized_view_refusals_name_the_construct() {
     assert!(lines.iter().any(|l| l.contains("Scan t")), "{lines:?}");
     assert!(lines.last().is_some_and(|l| l.contains("bytes per result row")), "{lines:?}");
 }
+
+#[tokio::test]
+async fn binary_results_of_every_type() {
+    use chrono::{NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
+    let server = TestServer::start().await;
+    let c = server.client().await;
+    c.batch_execute(
+        "CREATE TABLE every (id BIGINT PRIMARY KEY, i2 SMALLINT, i4 INT, f4 REAL, f8 DOUBLE PRECISION, t TEXT, \
+         b BOOLEAN, d DATE, tm TIME, ts TIMESTAMP, tz TIMESTAMPTZ, by BYTEA, n NUMERIC(10,2));
+         INSERT INTO every VALUES (1, -2, 3, 'Infinity', 'NaN', 'ü', true, '2024-02-29', '12:34:56.5', \
+         '2024-01-02 03:04:05.123456', '2024-01-02 03:04:05+02', '\\xdeadbeef'::bytea, 1.5), \
+         (2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)",
+    )
+    .await
+    .unwrap();
+    // tokio-postgres asks for binary results; prepared with a parameter.
+    let row = c.query_one("SELECT * FROM every WHERE id = $1", &[&1i64]).await.unwrap();
+    assert_eq!(row.get::<_, i16>("i2"), -2);
+    assert_eq!(row.get::<_, i32>("i4"), 3);
+    assert_eq!(row.get::<_, f32>("f4"), f32::INFINITY);
+    assert!(row.get::<_, f64>("f8").is_nan());
+    assert_eq!(row.get::<_, String>("t"), "ü");
+    assert!(row.get::<_, bool>("b"));
+    assert_eq!(row.get::<_, NaiveDate>("d"), NaiveDate::from_ymd_opt(2024, 2, 29).unwrap());
+    assert_eq!(row.get::<_, NaiveTime>("tm"), NaiveTime::from_hms_milli_opt(12, 34, 56, 500).unwrap());
+    let ts: NaiveDateTime = row.get("ts");
+    assert_eq!(ts.to_string(), "2024-01-02 03:04:05.123456");
+    let tz: chrono::DateTime<Utc> = row.get("tz");
+    assert_eq!(tz, Utc.with_ymd_and_hms(2024, 1, 2, 1, 4, 5).unwrap());
+    assert_eq!(row.get::<_, Vec<u8>>("by"), vec![0xde, 0xad, 0xbe, 0xef]);
+    // numeric in text, as tokio-postgres has no numeric type without an extra crate.
+    let n: String = c.query_one("SELECT n::text FROM every WHERE id = 1", &[]).await.unwrap().get(0);
+    assert_eq!(n, "1.50");
+    let nulls = c.query_one("SELECT i2, tz, by FROM every WHERE id = 2", &[]).await.unwrap();
+    assert_eq!(nulls.get::<_, Option<i16>>(0), None);
+    assert_eq!(nulls.get::<_, Option<chrono::DateTime<Utc>>>(1), None);
+    assert_eq!(nulls.get::<_, Option<Vec<u8>>>(2), None);
+    let arrays = c.query_one("SELECT ARRAY[1, 2]::BIGINT[] AS a, ARRAY['x', 'y'] AS t", &[]).await.unwrap();
+    assert_eq!(arrays.get::<_, Vec<i64>>("a"), vec![1, 2]);
+    assert_eq!(arrays.get::<_, Vec<String>>("t"), vec!["x", "y"]);
+}
+
+#[tokio::test]
+async fn time_zone_setting_shapes_timestamptz_text() {
+    let server = TestServer::start().await;
+    let c = server.client().await;
+    c.batch_execute(
+        "CREATE TABLE z (id INT PRIMARY KEY, at TIMESTAMPTZ); INSERT INTO z VALUES (1, '2024-01-02 03:04:05+00')",
+    )
+    .await
+    .unwrap();
+    let text = |rows: Vec<tokio_postgres::SimpleQueryMessage>| -> Vec<String> {
+        rows.into_iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => Some(r.get(0).unwrap_or("NULL").to_string()),
+                _ => None,
+            })
+            .collect()
+    };
+    assert_eq!(text(c.simple_query("SELECT at FROM z").await.unwrap()), ["2024-01-02 03:04:05+00"]);
+    c.batch_execute("SET TIME ZONE 'Asia/Kolkata'").await.unwrap();
+    assert_eq!(text(c.simple_query("SELECT at FROM z").await.unwrap()), ["2024-01-02 08:34:05+05:30"]);
+    assert_eq!(text(c.simple_query("SHOW TimeZone").await.unwrap()), ["Asia/Kolkata"]);
+    let err = c.batch_execute("SET TIME ZONE 'Mars/Base'").await.unwrap_err();
+    assert_eq!(err.as_db_error().unwrap().code(), &SqlState::INVALID_PARAMETER_VALUE);
+    c.batch_execute("SET TIME ZONE LOCAL").await.unwrap();
+    assert_eq!(text(c.simple_query("SELECT at FROM z").await.unwrap()), ["2024-01-02 03:04:05+00"]);
+}
+
+#[tokio::test]
+async fn cancel_request_stops_a_running_query() {
+    let server = TestServer::start().await;
+    let c = server.client().await;
+    let token = c.cancel_token();
+    let query = tokio::spawn(async move {
+        let r = c.query("SELECT count(*) FROM generate_series(1, 100000000000)", &[]).await;
+        (r.map(|_| ()), c)
+    });
+    // A cancel that arrives before the query runs is lost, as in Postgres: repeat it until the
+    // query ends (it would run for hours otherwise).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !query.is_finished() {
+        assert!(std::time::Instant::now() < deadline, "the query was not cancelled within 60 s");
+        token.cancel_query(tokio_postgres::NoTls).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (result, c) = query.await.unwrap();
+    let err = result.unwrap_err();
+    assert_eq!(err.as_db_error().unwrap().code(), &SqlState::QUERY_CANCELED);
+    assert_eq!(c.query_one("SELECT 1::INT", &[]).await.unwrap().get::<_, i32>(0), 1);
+}

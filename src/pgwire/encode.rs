@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch};
 use bytes::BytesMut;
+use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
@@ -72,21 +73,83 @@ fn relabel(batch: RecordBatch, schema: &SchemaRef) -> datafusion::error::Result<
     Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
 
+/// `timestamptz` values as Postgres writes them in text: `2024-01-02 08:34:05.5+05:30` (the
+/// offset with minutes when it has them, fractional seconds without trailing zeros). pgwire's
+/// own text form drops the offset's minutes.
+fn timestamptz_text(column: &ArrayRef, zone: &str) -> datafusion::error::Result<ArrayRef> {
+    use chrono::{Offset, TimeZone};
+    use datafusion::arrow::array::{Array, StringArray, TimestampMicrosecondArray};
+    let tz: datafusion::arrow::array::timezone::Tz = zone.parse()?;
+    let micros = cast(column, &DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Microsecond, None))?;
+    let micros = micros.as_any().downcast_ref::<TimestampMicrosecondArray>().expect("cast to microseconds");
+    let text: StringArray = (0..micros.len())
+        .map(|i| {
+            if micros.is_null(i) {
+                return None;
+            }
+            let utc = chrono::DateTime::from_timestamp_micros(micros.value(i))?;
+            let local = tz.from_utc_datetime(&utc.naive_utc());
+            let mut out = local.format("%Y-%m-%d %H:%M:%S").to_string();
+            let fraction = local.timestamp_subsec_micros();
+            if fraction > 0 {
+                out.push_str(format!(".{fraction:06}").trim_end_matches('0'));
+            }
+            let offset = local.offset().fix().local_minus_utc();
+            let (sign, offset) = if offset < 0 { ('-', -offset) } else { ('+', offset) };
+            out.push_str(&format!("{sign}{:02}", offset / 3600));
+            if offset % 3600 != 0 {
+                out.push_str(&format!(":{:02}", offset % 3600 / 60));
+            }
+            if offset % 60 != 0 {
+                out.push_str(&format!(":{:02}", offset % 60));
+            }
+            Some(out)
+        })
+        .collect();
+    Ok(Arc::new(text))
+}
+
+/// The batch with its text-format `timestamptz` columns written as Postgres text.
+fn with_timestamptz_text(batch: RecordBatch, text_tz: &[bool], zone: &str) -> datafusion::error::Result<RecordBatch> {
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(text_tz)
+        .map(|(c, is_tz)| if *is_tz { timestamptz_text(c, zone) } else { Ok(c.clone()) })
+        .collect::<datafusion::error::Result<Vec<_>>>()?;
+    let fields: Vec<Field> = batch
+        .schema()
+        .fields()
+        .iter()
+        .zip(&columns)
+        .map(|(f, c)| f.as_ref().clone().with_data_type(c.data_type().clone()))
+        .collect();
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
+}
+
 /// Encodes a result; rows stream to the client as DataFusion produces them.
 pub fn response(result: QueryResult, format: &Format, session: &Session) -> PgWireResult<Response> {
     Ok(match result {
         QueryResult::Rows { schema, stream } => {
             let options = format_options(session);
+            let options_zone = options.time_zone.clone();
             let shown = in_time_zone(&schema, &options.time_zone);
             let schema = shown.clone().unwrap_or(schema);
             let fields = Arc::new(arrow_schema_to_pg_fields(&schema, format, Some(Arc::new(options)))?);
             let row_fields = fields.clone();
             let fixes: Arc<[TextFix]> = fields.iter().map(TextFix::of).collect();
             let fix_text = fixes.iter().any(|f| *f != TextFix::None);
+            let text_tz: Arc<[bool]> =
+                fields.iter().map(|f| f.format() == FieldFormat::Text && *f.datatype() == Type::TIMESTAMPTZ).collect();
+            let zone = text_tz.iter().any(|b| *b).then(|| options_zone.clone());
             let rows = stream
                 .map(move |batch| {
                     let batch = match &shown {
                         Some(s) => batch.and_then(|b| relabel(b, s)),
+                        None => batch,
+                    };
+                    let batch = match &zone {
+                        Some(z) => batch.and_then(|b| with_timestamptz_text(b, &text_tz, z)),
                         None => batch,
                     };
                     let rows: Box<dyn Iterator<Item = PgWireResult<DataRow>> + Send + Sync> = match batch {
@@ -138,7 +201,8 @@ impl TextFix {
         }
         match *field.datatype() {
             Type::FLOAT4 | Type::FLOAT8 => TextFix::Float,
-            Type::TIME | Type::TIMESTAMP | Type::TIMESTAMPTZ => TextFix::Time,
+            // (timestamptz text is written by `timestamptz_text`.)
+            Type::TIME | Type::TIMESTAMP => TextFix::Time,
             _ => TextFix::None,
         }
     }

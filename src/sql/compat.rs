@@ -9,8 +9,9 @@ use std::borrow::Cow;
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    visit_expressions, visit_expressions_mut, visit_relations, AccessExpr, DataType, Expr, FunctionArguments,
-    GroupByExpr, JoinOperator, SelectItem, SetExpr, Statement, TableFactor, Value,
+    visit_expressions, visit_expressions_mut, visit_relations, AccessExpr, BinaryOperator, DataType, Expr,
+    FunctionArguments, GroupByExpr, JoinOperator, SelectItem, SetExpr, Statement, TableAliasColumnDef, TableFactor,
+    Value, VisitMut, VisitorMut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -21,9 +22,19 @@ const REWRITES: &[(&str, &str)] = &[
     ("c.reloptions || array(select 'toast.' || x from pg_catalog.unnest(tc.reloptions) x)", "CAST(NULL AS TEXT[])"),
 ];
 
+/// Grafana's search-path test (`CASE WHEN trim(s[i]) = '"$user"' THEN user ...`) is in
+/// datafusion-pg-catalog's list of replaced texts, where it becomes `''` and so never matches;
+/// Headwater runs it (see `FromFunctions`, `bare_user`, `in_subquery_as_array`), so the
+/// spelling `current_user` (same meaning) keeps it off that list.
+static GRAFANA_USER: std::sync::LazyLock<regex::Regex> =
+    std::sync::LazyLock::new(|| regex::Regex::new(r"(?i)THEN\s+user\s+ELSE").expect("valid regex"));
+
 /// `sql` with the known client constructs replaced.
 pub fn rewrite(sql: &str) -> Cow<'_, str> {
-    let mut out = Cow::Borrowed(sql);
+    let mut out = match GRAFANA_USER.is_match(sql) {
+        true => Cow::Owned(GRAFANA_USER.replace_all(sql, "THEN current_user ELSE").into_owned()),
+        false => Cow::Borrowed(sql),
+    };
     for (from, to) in REWRITES {
         if out.contains(from) {
             out = Cow::Owned(out.replace(from, to));
@@ -37,12 +48,15 @@ pub fn rewrite(sql: &str) -> Cow<'_, str> {
 /// ...)`, which it can, correlated or not. One difference stays: over no rows Postgres gives
 /// `{}`, `array_agg` gives NULL.
 pub fn rewrite_statement(stmt: &mut Statement) {
+    let _ = stmt.visit(&mut FromFunctions);
     if reads_catalog(stmt) {
         let _ = visit_expressions_mut(stmt, |e| {
             if over_empty_catalog(e) {
                 *e = Expr::value(Value::Null);
             } else {
                 aggregate_scalar_subquery(e);
+                boolean_literal(e);
+                in_subquery_as_array(e);
             }
             ControlFlow::<()>::Continue(())
         });
@@ -52,7 +66,9 @@ pub fn rewrite_statement(stmt: &mut Statement) {
             .or_else(|| bytea_literal(e))
             .or_else(|| generate_subscripts(e))
             .or_else(|| expandarray(e))
-            .or_else(|| composite_field(e));
+            .or_else(|| composite_field(e))
+            .or_else(|| regclass_cast(e))
+            .or_else(|| bare_user(e));
         if let Some(rewritten) = rewritten {
             *e = rewritten;
         }
@@ -75,8 +91,50 @@ fn bytea_literal(e: &Expr) -> Option<Expr> {
     Some(Expr::value(Value::HexStringLiteral(hex.to_string())))
 }
 
+/// Functions in FROM (Grafana: `generate_series(...) AS i, string_to_array(...) s`): Postgres
+/// names the single output column after the alias and lets any function be a one-row table;
+/// DataFusion names `generate_series`' column `value` and only knows table functions. So
+/// `generate_series(..) AS i` gets the column alias `i(i)`, and other functions become the
+/// derived table `(SELECT f(..) AS s) AS s`.
+struct FromFunctions;
+
+const TABLE_FUNCTIONS: &[&str] = &["generate_series", "range", "unnest"];
+
+impl VisitorMut for FromFunctions {
+    type Break = ();
+
+    fn pre_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<()> {
+        let TableFactor::Table { name, alias: Some(alias), args: Some(args), .. } = factor else {
+            return ControlFlow::Continue(());
+        };
+        if !alias.columns.is_empty() {
+            return ControlFlow::Continue(());
+        }
+        let function = name.0.last().map(|p| p.to_string().to_ascii_lowercase()).unwrap_or_default();
+        if TABLE_FUNCTIONS.contains(&function.as_str()) {
+            if function == "generate_series" {
+                alias.columns = vec![TableAliasColumnDef::from_name(alias.name.value.clone())];
+            }
+            return ControlFlow::Continue(());
+        }
+        let arguments: Vec<String> = args.args.iter().map(|a| a.to_string()).collect();
+        let sql =
+            format!("SELECT * FROM (SELECT {name}({}) AS {}) AS {}", arguments.join(", "), alias.name, alias.name);
+        if let Ok(Statement::Query(q)) =
+            Parser::new(&PostgreSqlDialect {}).try_with_sql(&sql).and_then(|mut p| p.parse_statement())
+        {
+            if let SetExpr::Select(select) = *q.body {
+                if let Some(from) = select.from.into_iter().next() {
+                    *factor = from.relation;
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
 /// Whether the statement reads `pg_catalog` or `information_schema` (a client's catalog query).
-fn reads_catalog(stmt: &Statement) -> bool {
+pub fn reads_catalog(stmt: &Statement) -> bool {
     visit_relations(stmt, |name| {
         let parts: Vec<String> = name.0.iter().map(|p| p.to_string().to_ascii_lowercase()).collect();
         let system = parts.first().is_some_and(|s| s == "pg_catalog" || s == "information_schema")
@@ -126,6 +184,95 @@ fn over_empty_catalog(e: &Expr) -> bool {
                 matches!(j.join_operator, JoinOperator::Inner(_) | JoinOperator::Join(_)) && empty(&j.relation)
             })
     })
+}
+
+/// Boolean columns of the catalog that clients compare with `'t'`/`'f'` (SQLAlchemy 1.4's
+/// `ix.indisprimary = 'f'`); Postgres casts the literal, DataFusion refuses the comparison.
+const BOOLEAN_CATALOG_COLUMNS: &[&str] = &[
+    "indisprimary",
+    "indisunique",
+    "indisvalid",
+    "indisclustered",
+    "indimmediate",
+    "attnotnull",
+    "attisdropped",
+    "atthasdef",
+    "relhasindex",
+    "relispartition",
+    "rolsuper",
+    "rolcanlogin",
+    "datistemplate",
+    "datallowconn",
+    "typnotnull",
+    "condeferrable",
+    "condeferred",
+    "convalidated",
+];
+
+/// `catalog_bool_column = 't'` → `= true` (and `'f'`, `'true'`, `'false'`), for
+/// [`BOOLEAN_CATALOG_COLUMNS`].
+fn boolean_literal(e: &mut Expr) {
+    let Expr::BinaryOp { left, op, right } = e else { return };
+    if !matches!(op, BinaryOperator::Eq | BinaryOperator::NotEq) {
+        return;
+    }
+    let is_bool_column = |x: &Expr| {
+        let name = match x {
+            Expr::Identifier(i) => &i.value,
+            Expr::CompoundIdentifier(parts) => match parts.last() {
+                Some(i) => &i.value,
+                None => return false,
+            },
+            _ => return false,
+        };
+        BOOLEAN_CATALOG_COLUMNS.contains(&name.to_ascii_lowercase().as_str())
+    };
+    let as_bool = |x: &Expr| match x {
+        Expr::Value(v) => match &v.value {
+            Value::SingleQuotedString(s) => match s.to_ascii_lowercase().as_str() {
+                "t" | "true" => Some(true),
+                "f" | "false" => Some(false),
+                _ => None,
+            },
+            _ => None,
+        },
+        _ => None,
+    };
+    if is_bool_column(left) {
+        if let Some(b) = as_bool(right) {
+            **right = Expr::value(Value::Boolean(b));
+        }
+    } else if is_bool_column(right) {
+        if let Some(b) = as_bool(left) {
+            **left = Expr::value(Value::Boolean(b));
+        }
+    }
+}
+
+/// In catalog queries, `x IN (SELECT e FROM ...)` becomes `array_has((SELECT array_agg(e) FROM
+/// ...), x)`: DataFusion runs IN-subqueries only as joins, not inside a select-list CASE
+/// (Grafana's search-path test). Over catalog rows the NULL corner of IN does not arise.
+fn in_subquery_as_array(e: &mut Expr) {
+    let Expr::InSubquery { expr, subquery, negated } = e else { return };
+    let SetExpr::Select(select) = subquery.body.as_ref() else { return };
+    let [SelectItem::UnnamedExpr(value) | SelectItem::ExprWithAlias { expr: value, .. }] = select.projection.as_slice()
+    else {
+        return;
+    };
+    let mut aggregated = subquery.clone();
+    let SetExpr::Select(s) = aggregated.body.as_mut() else { return };
+    let Ok(agg) = Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(&format!("array_agg({value})"))
+        .and_then(|mut p| p.parse_expr())
+    else {
+        return;
+    };
+    s.projection = vec![SelectItem::UnnamedExpr(agg)];
+    let not = if *negated { "NOT " } else { "" };
+    let sql = format!("{not}coalesce(array_has(({aggregated}), {expr}), false)");
+    if let Ok(rewritten) = Parser::new(&PostgreSqlDialect {}).try_with_sql(&sql).and_then(|mut p| p.parse_expr()) {
+        *e = rewritten;
+    }
 }
 
 const AGGREGATES: &[&str] =
@@ -238,6 +385,42 @@ fn composite_field(e: &Expr) -> Option<Expr> {
     Parser::new(&PostgreSqlDialect {}).try_with_sql(&sql).and_then(|mut p| p.parse_expr()).ok()
 }
 
+/// `CAST(expr AS regclass)` of a computed name (Metabase: `format('%I.%I', schema, table)::
+/// regclass`): `to_regclass(expr)`, which looks the name up when the query runs. Literal names
+/// (`'pg_class'::regclass`) stay with datafusion-pg-catalog, which resolves them when planning.
+fn regclass_cast(e: &Expr) -> Option<Expr> {
+    let Expr::Cast { data_type, expr, .. } = e else { return None };
+    if !data_type.to_string().eq_ignore_ascii_case("regclass") {
+        return None;
+    }
+    if let Expr::Value(v) = expr.as_ref() {
+        if matches!(v.value, Value::SingleQuotedString(_) | Value::Number(..)) {
+            return None;
+        }
+    }
+    Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(&format!("to_regclass({expr})"))
+        .and_then(|mut p| p.parse_expr())
+        .ok()
+}
+
+/// Unquoted `user` is Postgres's `current_user` (a reserved word; a column called user must be
+/// quoted), used by Grafana's search-path query.
+fn bare_user(e: &Expr) -> Option<Expr> {
+    let is_user = match e {
+        Expr::Identifier(i) => i.quote_style.is_none() && i.value.eq_ignore_ascii_case("user"),
+        // sqlparser reads the keyword as a call without parentheses.
+        Expr::Function(f) => {
+            matches!(f.args, FunctionArguments::None) && f.name.to_string().eq_ignore_ascii_case("user")
+        }
+        _ => false,
+    };
+    if !is_user {
+        return None;
+    }
+    Parser::new(&PostgreSqlDialect {}).try_with_sql("session_user()").and_then(|mut p| p.parse_expr()).ok()
+}
+
 fn array_subquery(e: &Expr) -> Option<Expr> {
     let Expr::Function(f) = e else { return None };
     let FunctionArguments::Subquery(q) = &f.args else { return None };
@@ -278,14 +461,29 @@ mod tests {
 
     #[test]
     fn catalog_subqueries_aggregate() {
-        let sql = "SELECT (SELECT d.adbin FROM pg_attrdef d WHERE d.adrelid = a.attrelid) FROM pg_attribute a";
+        let sql = "SELECT (SELECT t.typname FROM pg_type t WHERE t.oid = a.atttypid) FROM pg_attribute a";
         let mut stmt = Parser::parse_sql(&PostgreSqlDialect {}, sql).unwrap().remove(0);
         rewrite_statement(&mut stmt);
-        assert!(stmt.to_string().contains("(SELECT first_value(d.adbin) FROM pg_attrdef"), "{stmt}");
+        assert!(stmt.to_string().contains("(SELECT first_value(t.typname) FROM pg_type"), "{stmt}");
+        let empty = "SELECT (SELECT d.adbin FROM pg_attrdef d WHERE d.adrelid = a.attrelid) FROM pg_attribute a";
+        let mut stmt = Parser::parse_sql(&PostgreSqlDialect {}, empty).unwrap().remove(0);
+        rewrite_statement(&mut stmt);
+        assert_eq!(stmt.to_string(), "SELECT NULL FROM pg_attribute a");
         let user = "SELECT (SELECT b.x FROM b WHERE b.y = a.y) FROM a";
         let mut stmt = Parser::parse_sql(&PostgreSqlDialect {}, user).unwrap().remove(0);
         rewrite_statement(&mut stmt);
         assert_eq!(stmt.to_string(), user);
+    }
+
+    #[test]
+    fn functions_in_from_like_postgres() {
+        let sql = "SELECT s[i] FROM generate_series(1, 2) AS i, string_to_array('a,b', ',') s";
+        let mut stmt = Parser::parse_sql(&PostgreSqlDialect {}, sql).unwrap().remove(0);
+        rewrite_statement(&mut stmt);
+        assert_eq!(
+            stmt.to_string(),
+            "SELECT s[i] FROM generate_series(1, 2) AS i (i), (SELECT string_to_array('a,b', ',') AS s) AS s"
+        );
     }
 
     #[test]

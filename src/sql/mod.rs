@@ -6,7 +6,8 @@
 //! 2. The connection's [`Session`] executes each statement:
 //!    - queries are planned and run by DataFusion over a `SessionContext` whose `headwater`
 //!      catalog has `public` ([`provider::PublicSchema`], our tables and views),
-//!      `pg_catalog` (datafusion-pg-catalog) and `information_schema`;
+//!      `pg_catalog` (datafusion-pg-catalog with our overlay) and `information_schema` (views
+//!      over it, shaped like Postgres's);
 //!    - DDL goes to the [`Catalog`] (`ddl`);
 //!    - DML is planned by DataFusion into the rows it adds and removes, which become one
 //!      [`ChangeBatch`](crate::dataflow::ChangeBatch) per statement and are committed by
@@ -88,7 +89,7 @@ impl Engine {
         let sources = Arc::new(SourceRegistry::default());
         let sinks = Arc::new(SinkRegistry::default());
         let users = Arc::new(Users::load(store_of(&catalog))?);
-        let base = base_context(&catalog, &sources, &sinks, &checkpoints, &users)?.state();
+        let base = base_context(&catalog, &sources, &sinks, &checkpoints, &users).await?.state();
         let dataflow = Arc::new(Dataflow::new(store_of(&catalog)));
         let parser = SqlParser::new();
         let engine = Arc::new(Engine { catalog, sources, sinks, dataflow, checkpoints, users, parser, base });
@@ -178,7 +179,7 @@ fn store_of(catalog: &Catalog) -> Arc<dyn StateStore> {
 /// The `headwater` database as DataFusion sees it: `public`, `pg_catalog`,
 /// `information_schema`, and `hw_catalog`.
 ///
-/// `hw_catalog` resolves by name but is not enumerated: datafusion-pg-catalog's
+/// `hw_catalog` and `information_schema` resolve by name but are not enumerated: datafusion-pg-catalog's
 /// `pg_table_is_visible` is always true, so an enumerated system schema would show up in
 /// psql's `\dt` next to the user's tables, which Postgres never does for schemas outside the
 /// search path.
@@ -186,6 +187,8 @@ fn store_of(catalog: &Catalog) -> Arc<dyn StateStore> {
 struct Database {
     schemas: MemoryCatalogProvider,
     system: Arc<dyn SchemaProvider>,
+    /// Set once at start-up (its views are planned over the rest of the database).
+    information_schema: std::sync::OnceLock<Arc<dyn SchemaProvider>>,
 }
 
 impl CatalogProvider for Database {
@@ -196,6 +199,8 @@ impl CatalogProvider for Database {
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
         if name == "hw_catalog" {
             Some(self.system.clone())
+        } else if name == "information_schema" {
+            self.information_schema.get().cloned()
         } else {
             self.schemas.schema(name)
         }
@@ -210,7 +215,7 @@ impl CatalogProvider for Database {
     }
 }
 
-fn base_context(
+async fn base_context(
     catalog: &Arc<Catalog>,
     sources: &Arc<SourceRegistry>,
     sinks: &Arc<SinkRegistry>,
@@ -220,7 +225,8 @@ fn base_context(
     let mut config = SessionConfig::new()
         .with_default_catalog_and_schema(DATABASE, "public")
         .with_create_default_catalog_and_schema(false)
-        .with_information_schema(true);
+        // Ours, shaped like Postgres's (`pg_catalog::information_schema`), replaces DataFusion's.
+        .with_information_schema(false);
     // Plain Utf8 strings: what the state layer stores and what sources produce.
     config.options_mut().sql_parser.map_string_types_to_utf8view = false;
     config.options_mut().sql_parser.enable_ident_normalization = true;
@@ -228,13 +234,14 @@ fn base_context(
     // TimeZone at the wire (`pgwire::encode`).
     config.options_mut().execution.time_zone = Some("UTC".to_string());
     let ctx = SessionContext::new_with_config(config);
-    let db = Database {
+    let db = Arc::new(Database {
         schemas: MemoryCatalogProvider::new(),
         system: Arc::new(hw_catalog::HwCatalogSchema::new(sources, sinks, checkpoints)),
-    };
+        information_schema: std::sync::OnceLock::new(),
+    });
     db.register_schema("public", Arc::new(provider::PublicSchema::new(catalog)))?;
-    ctx.register_catalog(DATABASE, Arc::new(db));
-    datafusion_pg_catalog::setup_pg_catalog(&ctx, DATABASE, users::UserRoles(users.clone()))
+    ctx.register_catalog(DATABASE, db.clone());
+    datafusion_pg_catalog::setup_pg_catalog(&ctx, DATABASE, users::UserRoles(Arc::downgrade(users)))
         .map_err(|e| Error::Internal(format!("pg_catalog setup failed: {e}")))?;
     // What the crate cannot know (materialized views, primary keys, typmods): `pg_catalog`.
     let database = ctx.catalog(DATABASE).ok_or_else(|| Error::Internal("database catalog missing".into()))?;
@@ -245,5 +252,6 @@ fn base_context(
     }
     functions::register_global(&ctx);
     pg_catalog::functions::register(&ctx, catalog, &oids);
+    let _ = db.information_schema.set(pg_catalog::information_schema::schema(&ctx).await?);
     Ok(ctx)
 }

@@ -9,11 +9,13 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use datafusion::sql::sqlparser::ast::{Expr, Statement, Value};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
 use datafusion::sql::sqlparser::tokenizer::Token;
+use datafusion_pg_catalog::sql::rules::SqlStatementRewriteRule;
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 
 use crate::error::{Error, Result};
@@ -141,15 +143,51 @@ pub enum AlterSourceAction {
 }
 
 /// Parses SQL text into statements; cheap to share between sessions.
-#[derive(Debug, Default)]
 pub struct SqlParser {
     compat: PostgresCompatibilityParser,
+    /// datafusion-pg-catalog's rewrite rules for queries over user relations: all but
+    /// `RemoveSubqueryFromProjection`, which turns a correlated scalar subquery in a select list
+    /// into NULL and adds `LIMIT 1` to the others — a silent wrong answer over user data.
+    user_rules: Vec<Arc<dyn SqlStatementRewriteRule>>,
+}
+
+impl std::fmt::Debug for SqlParser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlParser").finish_non_exhaustive()
+    }
+}
+
+impl Default for SqlParser {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl SqlParser {
     /// A parser with datafusion-pg-catalog's rewrite rules loaded.
     pub fn new() -> Self {
-        SqlParser { compat: PostgresCompatibilityParser::new() }
+        use datafusion_pg_catalog::sql::rules::*;
+        let user_rules: Vec<Arc<dyn SqlStatementRewriteRule>> = vec![
+            Arc::new(AliasDuplicatedProjectionRewrite),
+            Arc::new(ResolveUnqualifiedIdentifier),
+            Arc::new(RewriteArrayAnyAllOperation),
+            Arc::new(PrependUnqualifiedPgTableName),
+            Arc::new(StripCallableQualifier),
+            Arc::new(FixArrayLiteral),
+            Arc::new(CurrentUserVariableToSessionUserFunctionCall),
+            Arc::new(StripCollate),
+            Arc::new(RewritePgCatalogOperator),
+            Arc::new(RewriteRegCastToSubquery::new()),
+            Arc::new(FixVersionColumnName),
+        ];
+        SqlParser { compat: PostgresCompatibilityParser::new(), user_rules }
+    }
+
+    fn rewrite_user(&self, mut stmt: Statement) -> Statement {
+        for rule in &self.user_rules {
+            stmt = rule.rewrite(stmt);
+        }
+        stmt
     }
 
     /// Splits `sql` into statements and parses each.
@@ -170,8 +208,13 @@ impl SqlParser {
     fn parse_rewritten(&self, sql: &str) -> Result<Vec<HwStatement>> {
         match self.parse_mixed(sql) {
             Ok((stmts, false)) => {
-                // Standard SQL only: the compatibility parser applies its token-level
-                // replacements too, which only work on the whole text.
+                // Standard SQL only. A catalog query goes through the whole compatibility
+                // parser, whose token-level replacements (known client queries DataFusion
+                // cannot plan, psql's `\d` footers among them) work on the whole text.
+                let catalog = stmts.iter().any(|s| matches!(s, HwStatement::Sql(q) if super::compat::reads_catalog(q)));
+                if !catalog {
+                    return Ok(stmts);
+                }
                 match self.compat.parse(sql) {
                     Ok(rewritten) => Ok(rewritten.into_iter().map(|s| HwStatement::Sql(Box::new(s))).collect()),
                     Err(_) => Ok(stmts),
@@ -208,7 +251,7 @@ impl SqlParser {
                 }
                 None => {
                     let stmt = p.parse_statement().map_err(|e| (e.into(), false))?;
-                    out.push(HwStatement::Sql(Box::new(self.compat.rewrite(stmt))));
+                    out.push(HwStatement::Sql(Box::new(self.rewrite_user(stmt))));
                     false
                 }
             };
@@ -652,6 +695,23 @@ mod tests {
         let mut v = SqlParser::new().parse(sql).unwrap();
         assert_eq!(v.len(), 1, "{sql}");
         v.remove(0)
+    }
+
+    #[test]
+    fn user_statements() {
+        let HwStatement::CreateUser { name, if_not_exists, password } =
+            one("CREATE USER Alice WITH LOGIN PASSWORD 's3cret'")
+        else {
+            panic!("not CREATE USER")
+        };
+        assert_eq!((name.as_str(), if_not_exists, password.map(|p| p.0)), ("alice", false, Some("s3cret".into())));
+        assert!(matches!(one("CREATE ROLE IF NOT EXISTS \"Bob\" NOLOGIN"),
+            HwStatement::CreateUser { name, if_not_exists: true, password: None } if name == "Bob"));
+        assert!(matches!(one("ALTER USER alice PASSWORD NULL"), HwStatement::AlterUser { password: Some(None), .. }));
+        assert!(matches!(one("DROP ROLE IF EXISTS a, b"),
+            HwStatement::DropUsers { names, if_exists: true } if names == ["a", "b"]));
+        // The password never shows in Debug output (logs).
+        assert!(!format!("{:?}", one("CREATE USER x PASSWORD 'hidden'")).contains("hidden"));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `CREATE USER`, `ALTER USER`, `DROP USER` (and their `ROLE` spellings) over
 //! [`Users`], and the users as `pg_catalog.pg_roles` shows them.
 
-use std::sync::Arc;
+use std::sync::Weak;
 
 use async_trait::async_trait;
 use datafusion_pg_catalog::pg_catalog::context::{PgCatalogContextProvider, Role};
@@ -69,13 +69,15 @@ fn check_name(name: &str) -> Result<()> {
 }
 
 /// The users as datafusion-pg-catalog's `pg_roles` lists them (all superusers who can log in).
+/// Weak: the crate's catalog tables form a reference cycle with the catalog list, and a strong
+/// reference would keep the state store (and its directory lock) alive after shutdown.
 #[derive(Debug, Clone)]
-pub struct UserRoles(pub Arc<Users>);
+pub struct UserRoles(pub Weak<Users>);
 
 #[async_trait]
 impl PgCatalogContextProvider for UserRoles {
     async fn roles(&self) -> Vec<String> {
-        let mut names = self.0.names();
+        let mut names = self.0.upgrade().map(|u| u.names()).unwrap_or_default();
         if !names.iter().any(|n| n == BOOTSTRAP_USER) {
             names.insert(0, BOOTSTRAP_USER.to_string());
         }

@@ -148,14 +148,20 @@ pub fn register(ctx: &SessionContext, catalog: &Arc<Catalog>, oids: &Arc<Relatio
     }));
     let l = lookup.clone();
     ctx.register_udf(udf("to_regclass", &[1], DataType::Int32, move |a| match &a[0] {
-        ScalarValue::Utf8(Some(name)) => ScalarValue::Int32(l.oids.oid(name.trim_start_matches("public."))),
-        _ => ScalarValue::Int32(None),
+        ScalarValue::Utf8(Some(name)) => {
+            let name = name.trim_start_matches("public.").trim_matches('"');
+            ScalarValue::Int32(l.oids.oid(name))
+        }
+        // An oid already (`attrelid::regclass`).
+        v => ScalarValue::Int32(oid_arg(v)),
     }));
     ctx.register_udf(udf("to_regtype", &[1], DataType::Int32, |a| match &a[0] {
         ScalarValue::Utf8(Some(name)) => ScalarValue::Int32(type_oid(name)),
         _ => ScalarValue::Int32(None),
     }));
     ctx.register_udf(expandarray());
+    let args: Vec<usize> = (1..=16).collect();
+    ctx.register_udf(udf("format", &args, DataType::Utf8, |a| text(pg_format(a))));
     ctx.register_udf(udf("pg_collation_is_visible", &[1], DataType::Boolean, |a| {
         ScalarValue::Boolean((!a[0].is_null()).then_some(true))
     }));
@@ -168,6 +174,42 @@ pub fn register(ctx: &SessionContext, catalog: &Arc<Catalog>, oids: &Arc<Relatio
     ctx.register_udf(udf("pg_function_is_visible", &[1], DataType::Boolean, |a| {
         ScalarValue::Boolean((!a[0].is_null()).then_some(true))
     }));
+}
+
+/// Postgres's `format(fmt, args...)` (Metabase): `%s` the value as text, `%I` an identifier
+/// quoted when needed, `%L` a quoted literal (NULL unquoted), `%%` a percent sign. NULL format:
+/// NULL; too few arguments: NULL (Postgres raises an error).
+fn pg_format(args: &[ScalarValue]) -> Option<String> {
+    let as_text = |v: &ScalarValue| -> Option<String> {
+        match v {
+            v if v.is_null() => None,
+            ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) | ScalarValue::LargeUtf8(Some(s)) => {
+                Some(s.clone())
+            }
+            v => Some(v.to_string()),
+        }
+    };
+    let format = as_text(args.first()?)?;
+    let mut values = args[1..].iter();
+    let mut out = String::new();
+    let mut chars = format.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match chars.next()? {
+            '%' => out.push('%'),
+            's' => out.push_str(&as_text(values.next()?).unwrap_or_default()),
+            'I' => out.push_str(&crate::sql::quote_ident(&as_text(values.next()?)?)),
+            'L' => match as_text(values.next()?) {
+                Some(v) => out.push_str(&format!("'{}'", v.replace('\'', "''"))),
+                None => out.push_str("NULL"),
+            },
+            _ => return None,
+        }
+    }
+    Some(out)
 }
 
 /// `json_build_object(k1, v1, ...)` as JSON text.
@@ -298,6 +340,14 @@ impl Lookup {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn format_like_postgres() {
+        use datafusion::scalar::ScalarValue as V;
+        let args =
+            [V::from("%I.%I = %L, %s%%"), V::from("public"), V::from("Items"), V::from("it's"), V::Int32(Some(5))];
+        assert_eq!(super::pg_format(&args).as_deref(), Some("public.\"Items\" = 'it''s', 5%"));
+    }
+
     #[test]
     fn size_pretty_like_postgres() {
         assert_eq!(super::size_pretty(8192), "8192 bytes");

@@ -70,7 +70,7 @@ impl PrimaryKeys {
     pub fn constraint(crate_schema: SchemaRef, shared: Arc<Overlay>) -> Self {
         PrimaryKeys {
             kind: Kind::Constraint,
-            schema: with_arrays(crate_schema, &[("conkey", DataType::Int16)]),
+            schema: with_arrays(crate_schema, &[("conkey", DataType::Int16), ("confkey", DataType::Int16)]),
             shared,
         }
     }

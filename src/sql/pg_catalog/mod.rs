@@ -20,6 +20,7 @@
 
 mod class;
 pub mod functions;
+pub mod information_schema;
 mod keys;
 pub mod oids;
 
