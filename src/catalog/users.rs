@@ -15,10 +15,8 @@ use pgwire::api::auth::sasl::scram::{gen_salted_password, random_nonce, SCRAM_IT
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::state::keys::USERS;
 use crate::state::{StateStore, WriteBatch};
-
-/// Prefix of user records in the store.
-pub const USERS: &[u8] = b"u/";
 
 /// What is stored about a user.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -6,6 +6,7 @@
 //! m/next_id                       the next catalog id (u64 BE)
 //! r/<table id: u64 BE><row key>   one row of a table: count (i64 LE) ++ row (Arrow row format)
 //! s/<source id: u64 BE>           a source's progress (binlog position, streaming tables; JSON)
+//! u/<user name>                  a user: SCRAM salt and salted password (JSON; catalog::users)
 //! k/<sink id: u64 BE>/s           a sink's progress (acknowledged outbox entry, snapshot done; JSON)
 //! k/<sink id: u64 BE>/o/<seq BE>  a sink's outbox: the messages of one commit, not yet acknowledged
 //! ```
@@ -21,6 +22,9 @@ pub const NEXT_ID: &[u8] = b"m/next_id";
 pub const ROWS: &[u8] = b"r/";
 /// Prefix of source progress (binlog offsets), written with the rows they produced.
 pub const SOURCES: &[u8] = b"s/";
+
+/// Prefix of users (`catalog::users`), keyed by name.
+pub const USERS: &[u8] = b"u/";
 
 /// Prefix of sink state (progress and outbox), written with the commits that produced it.
 pub const SINKS: &[u8] = b"k/";
