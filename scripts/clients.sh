@@ -11,6 +11,8 @@
 # Installs what is missing (pip, npm, apt when root); fails with what to install otherwise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 root=$(pwd)
 
 need_apt=()
@@ -21,17 +23,7 @@ command -v javac >/dev/null 2>&1 || need_apt+=(default-jdk-headless)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
-if [ ${#need_apt[@]} -gt 0 ]; then
-  if [ "$(id -u)" = 0 ]; then
-    echo "== installing ${need_apt[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq "${need_apt[@]}" >/dev/null
-  else
-    echo "missing: ${need_apt[*]} — install them (apt-get install ${need_apt[*]}) and rerun" >&2
-    exit 1
-  fi
-fi
+apt_install "${need_apt[@]}"
 echo "== python client packages"
 python3 -m pip install --quiet --disable-pip-version-check -r tests/clients/python/requirements.txt 2>&1 |
   grep -v "Running pip as the 'root' user" || true
