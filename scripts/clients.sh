@@ -8,7 +8,8 @@
 #     libpostgresql-jdbc-java, tests/clients/java), pgbench with a custom script;
 #   - every test asserts results, not only that nothing failed.
 #
-# Installs what is missing (pip, npm, apt when root); fails with what to install otherwise.
+# Installs what is missing (Python packages into a venv under target/, npm, apt when root);
+# fails with what to install otherwise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib.sh
@@ -22,11 +23,14 @@ command -v pgbench >/dev/null 2>&1 || need_apt+=(postgresql-client)
 command -v javac >/dev/null 2>&1 || need_apt+=(default-jdk-headless)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
-python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
 apt_install "${need_apt[@]}"
-echo "== python client packages"
-python3 -m pip install --quiet --disable-pip-version-check -r tests/clients/python/requirements.txt 2>&1 |
-  grep -v "Running pip as the 'root' user" || true
+echo "== python client packages (a venv under target/, so a system Python stays untouched)"
+venv=$root/target/clients-venv
+if ! "$venv/bin/python" -m pip --version >/dev/null 2>&1; then
+  rm -rf "$venv"
+  python3 -m venv "$venv" 2>/dev/null || { rm -rf "$venv"; apt_install python3-venv && python3 -m venv "$venv"; }
+fi
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r tests/clients/python/requirements.txt
 echo "== node-postgres"
 (cd tests/clients/node && npm install --silent --no-audit --no-fund)
 
@@ -74,7 +78,7 @@ run() { # run NAME COMMAND...
   if ! "${@:2}"; then echo "FAILED: $1"; fail=1; fi
 }
 run "python: psycopg 3, psycopg2, asyncpg, SQLAlchemy + pandas, BI catalog queries" \
-  python3 -m pytest -q -p no:cacheprovider tests/clients/python
+  "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/clients/python
 run "node-postgres" bash -c "cd tests/clients/node && node --test"
 run "pgjdbc" bash -c "javac -d '$work/java' -cp /usr/share/java/postgresql.jar tests/clients/java/JdbcTest.java &&
   java -cp '$work/java:/usr/share/java/postgresql.jar' JdbcTest"
