@@ -229,6 +229,10 @@ impl TextFix {
 
 /// Rewrites the fields of a text row that [`TextFix`] names.
 fn postgres_text(row: DataRow, fixes: &[TextFix]) -> DataRow {
+    // Floats only need fixing when infinite: leave the other rows untouched (no copy).
+    if !fixes.contains(&TextFix::Time) && !row.data.windows(3).any(|w| w == b"inf") {
+        return row;
+    }
     let mut out = BytesMut::with_capacity(row.data.len());
     let mut scratch = Vec::new();
     let mut rest = &row.data[..];
