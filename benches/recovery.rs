@@ -119,7 +119,7 @@ fn measure(name: &str, n: i64, open: Open) -> Figures {
 }
 
 fn main() {
-    let n: i64 = std::env::var("HEADWATER_BENCH_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let n = report::rows(1_000_000, 20_000) as i64;
     let stores: [(&str, Open); 2] =
         [("sled", |d| Arc::new(SledStore::open(d).unwrap())), ("fjall", |d| Arc::new(FjallStore::open(d).unwrap()))];
     let mut lines = Vec::new();

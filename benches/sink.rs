@@ -97,7 +97,7 @@ fn baseline(bootstrap: &str, n: usize) -> f64 {
 }
 
 fn main() {
-    let n: i64 = std::env::var("HEADWATER_BENCH_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let n = report::rows(1_000_000, 20_000) as i64;
     let cluster = MockCluster::new(1).unwrap();
     cluster.create_topic("_headwater_progress", 1, 1).unwrap();
     cluster.create_topic("orders", 4, 1).unwrap();

@@ -8,6 +8,8 @@
 #   - the psql smoke test (real psql against a real server process)
 #   - the client suite (scripts/clients.sh: psycopg, psycopg2, asyncpg, SQLAlchemy, pandas,
 #     node-postgres, pgjdbc, pgbench, BI tools' catalog queries, SCRAM and TLS)
+#   - the benchmark suite in quick mode (scripts/bench.sh --quick: tiny sizes, debug build,
+#     every baseline run for real) so the benchmarks cannot rot
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib.sh
@@ -36,4 +38,6 @@ echo "== psql smoke test"
 bash scripts/psql_smoke.sh
 echo "== client compatibility suite"
 bash scripts/clients.sh
+echo "== benchmarks, quick mode"
+bash scripts/bench.sh --quick
 echo "== all tests passed in $(( $(date +%s) - start ))s"

@@ -132,6 +132,11 @@ impl Server {
         Ok(Server { local_addr, engine, store, shutdown, task, checkpointer, fatal })
     }
 
+    /// The engine behind the wire (for embedding: in-process benchmarks and tools).
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
     /// The address the server listens on (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
