@@ -127,7 +127,8 @@ async fn load(db: &MariaDb, clock: &Arc<Clock>, seen: &AtomicU64, first: u64, to
     }
     let latencies = (first..first + total)
         .map(|id| {
-            let (s, v) = (clock.sent[id as usize].load(Ordering::Relaxed), clock.visible[id as usize].load(Ordering::Relaxed));
+            let (s, v) =
+                (clock.sent[id as usize].load(Ordering::Relaxed), clock.visible[id as usize].load(Ordering::Relaxed));
             v.saturating_sub(s) as f64 / 1e6
         })
         .collect();

@@ -32,7 +32,9 @@ fn orders(ids: &[i64]) -> RecordBatch {
         Arc::new(Int64Array::from(ids.to_vec())),
         Arc::new(Int64Array::from(ids.iter().map(|i| (i * 7919) % CUSTOMERS).collect::<Vec<_>>())),
         Arc::new(Int64Array::from(ids.iter().map(|i| (i * 31) % 1000).collect::<Vec<_>>())),
-        Arc::new(StringArray::from(ids.iter().map(|i| ["paid", "shipped", "cancelled"][(i % 3) as usize]).collect::<Vec<_>>())),
+        Arc::new(StringArray::from(
+            ids.iter().map(|i| ["paid", "shipped", "cancelled"][(i % 3) as usize]).collect::<Vec<_>>(),
+        )),
     ];
     RecordBatch::try_new(schema, columns).unwrap()
 }

@@ -261,7 +261,8 @@ async fn mariadb_binlog(my: &mut mysql_async::Conn, from: &(String, u64), rows: 
         .spawn()
         .unwrap();
     let out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let n = std::io::BufRead::split(out, b'\n').filter(|l| l.as_ref().is_ok_and(|l| l.starts_with(b"### UPDATE"))).count();
+    let n =
+        std::io::BufRead::split(out, b'\n').filter(|l| l.as_ref().is_ok_and(|l| l.starts_with(b"### UPDATE"))).count();
     assert!(child.wait().unwrap().success(), "mariadb-binlog failed");
     assert_eq!(n as u64, rows, "mariadb-binlog decoded {n} of {rows} row events");
     rows as f64 / start.elapsed().as_secs_f64()

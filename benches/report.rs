@@ -15,10 +15,11 @@ pub fn quick() -> bool {
 
 /// `HEADWATER_BENCH_ROWS` if set, else `quick` in a quick run and `full` otherwise.
 pub fn rows(full: u64, quick_rows: u64) -> u64 {
-    std::env::var("HEADWATER_BENCH_ROWS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(if quick() { quick_rows } else { full })
+    std::env::var("HEADWATER_BENCH_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(if quick() {
+        quick_rows
+    } else {
+        full
+    })
 }
 
 /// `full` repetitions, or `quick_runs` in a quick run.

@@ -121,7 +121,10 @@ async fn run() {
     .await
     .unwrap();
     for (h, p) in measured {
-        println!("Headwater {:.0} tps ({:.3} ms), PostgreSQL {:.0} tps ({:.3} ms)", h.tps, h.latency_ms, p.tps, p.latency_ms);
+        println!(
+            "Headwater {:.0} tps ({:.3} ms), PostgreSQL {:.0} tps ({:.3} ms)",
+            h.tps, h.latency_ms, p.tps, p.latency_ms
+        );
         hw_runs.push(h);
         pg_runs.push(p);
     }

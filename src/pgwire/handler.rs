@@ -32,6 +32,8 @@ pub struct Prepared {
     statement: HwStatement,
     param_types: Vec<Option<datafusion::arrow::datatypes::DataType>>,
     schema: Option<datafusion::arrow::datatypes::SchemaRef>,
+    /// A point lookup by key, answered without the general planner (`sql::point`).
+    point: Option<Arc<crate::sql::PointQuery>>,
 }
 
 /// Everything pgwire needs for one client connection.
@@ -204,7 +206,12 @@ impl QueryParser for StatementParser {
             return Ok(None);
         };
         let described = self.session.describe(&statement).await.map_err(error)?;
-        Ok(Some(Prepared { statement, param_types: described.param_types, schema: described.schema }))
+        Ok(Some(Prepared {
+            statement,
+            param_types: described.param_types,
+            schema: described.schema,
+            point: described.point,
+        }))
     }
 
     fn get_parameter_types(&self, stmt: &Prepared) -> PgWireResult<Vec<Type>> {
@@ -250,6 +257,11 @@ impl ExtendedQueryHandler for StatementParser {
         } else {
             Some(deserialize_parameters(portal, &types)?)
         };
+        if let Some(point) = &prepared.point {
+            if let Some(rows) = self.session.execute_point(point, params.as_ref()).await.map_err(error)? {
+                return response(rows, &portal.result_column_format, &self.session);
+            }
+        }
         let result = self.run(client, &prepared.statement, params.as_ref()).await.map_err(error)?;
         response(result, &portal.result_column_format, &self.session)
     }

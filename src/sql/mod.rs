@@ -27,6 +27,7 @@ mod hw_catalog;
 mod naming;
 pub mod parser;
 mod pg_catalog;
+mod point;
 pub mod provider;
 mod result;
 mod session;
@@ -43,6 +44,7 @@ use datafusion::execution::SessionState;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 pub use parser::{HwStatement, SqlParser};
+pub use point::PointQuery;
 pub use result::QueryResult;
 pub use session::Session;
 

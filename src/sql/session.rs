@@ -14,6 +14,7 @@ use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, Ident, Reset, Set, Statement, Value};
 
+use super::point::PointQuery;
 use super::provider::{LocalTable, PINNED};
 use super::result::{text_schema, QueryResult};
 use super::settings::Settings;
@@ -29,6 +30,9 @@ pub struct Described {
     pub param_types: Vec<Option<DataType>>,
     /// The columns of the rows the statement returns, `None` for commands.
     pub schema: Option<SchemaRef>,
+    /// Set when the statement is a point lookup by key (`sql::point`): executing it then
+    /// skips the general planner ([`Session::execute_point`]).
+    pub point: Option<Arc<PointQuery>>,
 }
 
 /// A client's session.
@@ -228,8 +232,23 @@ impl Session {
         }
     }
 
+    /// Answers a recognized point query directly, or `None` when the general path must:
+    /// the relation was dropped or replaced since, `real_time_recency` has to wait for
+    /// sources first, or a parameter does not fit the key exactly.
+    pub async fn execute_point(&self, point: &PointQuery, params: Option<&ParamValues>) -> Result<Option<QueryResult>> {
+        if self.read_settings().real_time_recency() || !point.is_current(self.engine.catalog()) {
+            return Ok(None);
+        }
+        point.execute(params)
+    }
+
     async fn query(&self, stmt: &Statement, params: Option<&ParamValues>) -> Result<QueryResult> {
         let mut plan = self.plan(stmt).await?;
+        if let Some(point) = PointQuery::recognize(&plan) {
+            if let Some(result) = self.execute_point(&point, params).await? {
+                return Ok(result);
+            }
+        }
         if let Some(p) = params {
             plan = plan.with_param_values(p.clone())?;
         }
@@ -297,7 +316,7 @@ impl Session {
             HwStatement::ShowCreate { .. } => return Ok(rows(text_schema(&["name", "create_sql"]))),
             HwStatement::ExplainView(_) => return Ok(rows(text_schema(&["dataflow"]))),
             HwStatement::ClientQuery(q) => {
-                return Ok(Described { param_types: q.parameters(), schema: Some(q.schema()) })
+                return Ok(Described { param_types: q.parameters(), schema: Some(q.schema()), point: None })
             }
             _ => return Ok(Described::default()),
         };
@@ -309,11 +328,12 @@ impl Session {
             | Statement::Delete(_) => {
                 let plan = self.plan(sql).await?;
                 let param_types = parameter_types(&plan)?;
+                let point = PointQuery::recognize(&plan).map(Arc::new);
                 let schema = match plan {
                     LogicalPlan::Dml(_) => None,
                     p => Some(Arc::new(p.schema().as_arrow().clone())),
                 };
-                Ok(Described { param_types, schema })
+                Ok(Described { param_types, schema, point })
             }
             Statement::ShowVariable { variable } => Ok(rows(show_schema(variable))),
             _ => Ok(Described::default()),
@@ -420,7 +440,7 @@ fn tables_read(plan: &LogicalPlan, out: &mut Vec<Arc<TableState>>) -> Result<()>
 }
 
 fn rows(schema: SchemaRef) -> Described {
-    Described { param_types: vec![], schema: Some(schema) }
+    Described { param_types: vec![], schema: Some(schema), point: None }
 }
 
 /// The column SHOW returns: named after the setting, like Postgres.
