@@ -9,6 +9,7 @@
 //! arrow-pg doing the Arrow → text/binary encoding and [`Error`](crate::Error)s becoming
 //! `ErrorResponse`s with their SQLSTATE and hint.
 
+mod batched;
 mod cancel;
 mod encode;
 mod handler;
