@@ -10,6 +10,8 @@
 //!
 //! Run: `cargo bench --bench freshness` (release). `HEADWATER_BENCH_TPS` changes the rate.
 
+#[path = "common.rs"]
+mod common;
 #[path = "../tests/common/mariadb.rs"]
 mod mariadb;
 #[path = "report.rs"]
@@ -82,17 +84,6 @@ impl Tap for LatencyTap {
     }
 }
 
-async fn client(port: u16) -> tokio_postgres::Client {
-    let (c, conn) = tokio_postgres::connect(
-        &format!("host=127.0.0.1 port={port} user=bench dbname=headwater"),
-        tokio_postgres::NoTls,
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
-    c
-}
-
 /// One paced load of `total` transactions at `tps`, ids `first..first + total`; returns the
 /// achieved rate and the latencies in milliseconds once every row is visible.
 async fn load(db: &MariaDb, clock: &Arc<Clock>, seen: &AtomicU64, first: u64, total: u64, tps: u64) -> (f64, Vec<f64>) {
@@ -162,7 +153,7 @@ async fn run() {
 
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&Config::new("127.0.0.1:0", dir.path().join("d"))).await.unwrap();
-    let c = client(server.local_addr().port()).await;
+    let c = common::client(server.local_addr().port()).await;
     c.batch_execute(&db.connection_sql("up")).await.unwrap();
     c.batch_execute(
         "CREATE SOURCE s FROM MYSQL CONNECTION up FOR TABLES (bench.events) WITH (SERVER_ID = 77); \

@@ -6,6 +6,8 @@
 //!
 //! Run: `cargo bench --bench memory` (release). Results go to `docs/benchmarks.md`.
 
+#[path = "common.rs"]
+mod common;
 #[path = "report.rs"]
 mod report;
 
@@ -14,10 +16,10 @@ use std::sync::Arc;
 use datafusion::arrow::array::{ArrayRef, Int64Array, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
-use headwater::catalog::{Namespace, Relation};
+use headwater::catalog::Namespace;
 use headwater::dataflow::ChangeBatch;
 use headwater::sql::Engine;
-use headwater::state::{CheckpointedStore, TableState, WriteBatch};
+use headwater::state::{CheckpointedStore, WriteBatch};
 
 const CUSTOMERS: i64 = 10_000;
 
@@ -37,23 +39,6 @@ fn orders(ids: &[i64]) -> RecordBatch {
         )),
     ];
     RecordBatch::try_new(schema, columns).unwrap()
-}
-
-fn extension(ids: &[i64]) -> RecordBatch {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("order_id", DataType::Int64, false),
-        Field::new("channel", DataType::Utf8, true),
-    ]));
-    let channel: Vec<&str> = ids.iter().map(|i| ["web", "app", "store"][(i % 3) as usize]).collect();
-    let columns: Vec<ArrayRef> = vec![Arc::new(Int64Array::from(ids.to_vec())), Arc::new(StringArray::from(channel))];
-    RecordBatch::try_new(schema, columns).unwrap()
-}
-
-fn table(engine: &Engine, name: &str) -> Arc<TableState> {
-    match engine.catalog().get(Namespace::Relation, name).and_then(|o| o.relation) {
-        Some(Relation::Table { state, .. }) => state,
-        _ => panic!("{name} is not a table"),
-    }
 }
 
 /// Bytes of Arrow buffers for `rows` rows built by `make` (the raw size).
@@ -85,7 +70,7 @@ fn main() {
         )
         .await
         .unwrap();
-        let (o, e) = (table(&engine, "orders"), table(&engine, "order_extension"));
+        let (o, e) = (common::table(&engine, "orders"), common::table(&engine, "order_extension"));
         let ids: Vec<i64> = (0..rows).collect();
         let mut steps = Vec::new();
         let mut rss = report::rss_bytes() as i64;
@@ -110,11 +95,11 @@ fn main() {
             raw: raw_orders,
         });
         for chunk in ids.chunks(100_000) {
-            let ce = ChangeBatch::uniform(extension(chunk), 1);
+            let ce = ChangeBatch::uniform(common::extension(chunk), 1);
             engine.dataflow().commit(&[(e.as_ref(), &ce)], WriteBatch::default()).unwrap();
         }
         store.checkpoint().unwrap();
-        let raw_ext = raw_bytes(rows, extension);
+        let raw_ext = raw_bytes(rows, common::extension);
         steps.push(Step {
             what: "table `order_extension` (BIGINT, TEXT)".into(),
             rows,

@@ -6,6 +6,8 @@
 //! pgbench's own scale-1 size). Needs pgbench and the PostgreSQL server
 //! (`apt-get install postgresql`; `scripts/bench.sh` installs them).
 
+#[path = "common.rs"]
+mod common;
 #[path = "postgres.rs"]
 mod postgres;
 #[path = "report.rs"]
@@ -46,17 +48,6 @@ fn pgbench(port: u16, db: &str, script: &std::path::Path, seconds: u64) -> Run {
     Run { tps: number_after("tps = "), latency_ms: number_after("latency average = ") }
 }
 
-async fn headwater_client(port: u16) -> tokio_postgres::Client {
-    let (c, conn) = tokio_postgres::connect(
-        &format!("host=127.0.0.1 port={port} user=bench dbname=headwater"),
-        tokio_postgres::NoTls,
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
-    c
-}
-
 /// The rows both systems answer for a few keys, as text (they must agree).
 async fn sample(c: &tokio_postgres::Client, rows: u64) -> Vec<String> {
     let mut out = Vec::new();
@@ -85,7 +76,7 @@ async fn run() {
     let dir = tempfile::tempdir().unwrap();
     let server = Server::start(&Config::new("127.0.0.1:0", dir.path().join("d"))).await.unwrap();
     let hw_port = server.local_addr().port();
-    let hw = headwater_client(hw_port).await;
+    let hw = common::client(hw_port).await;
     hw.batch_execute(SETUP).await.unwrap();
     hw.batch_execute(&load).await.unwrap();
     hw.batch_execute(VIEW).await.unwrap();
