@@ -23,7 +23,8 @@
 //! 1. [`pgwire`] accepts a connection and gives it a [`sql::Session`].
 //! 2. [`sql::SqlParser`] parses the text (Postgres dialect plus Headwater statements).
 //! 3. DataFusion plans and runs queries over the [`catalog`] exposed as the `public` schema
-//!    ([`sql::provider`]), with `pg_catalog` and `information_schema` beside it.
+//!    ([`sql::provider`]), with `pg_catalog` and `information_schema` beside it. Point
+//!    lookups by key skip the planner ([`sql::PointQuery`]).
 //! 4. The query pins every table and view it reads at one commit
 //!    ([`dataflow::Dataflow::pin`]); scans read the pinned rows (key-prefix equalities are
 //!    range lookups); Arrow batches are encoded for the wire by arrow-pg.
