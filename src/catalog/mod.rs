@@ -202,6 +202,14 @@ impl Catalog {
         self.read().by_name.get(&(ns, name.to_string())).cloned()
     }
 
+    /// True while relation `name` is a table or materialized view whose rows are `state`;
+    /// checked per execution of a prepared point lookup, so it clones nothing.
+    pub fn resolves_to(&self, name: &str, state: &Arc<TableState>) -> bool {
+        let objects = self.read();
+        let object = objects.by_name.get(&(Namespace::Relation, name.to_string()));
+        matches!(object.and_then(|o| o.relation.as_ref()), Some(Relation::Table { state: s, .. }) if Arc::ptr_eq(s, state))
+    }
+
     /// All objects of one type, by name.
     pub fn list(&self, object_type: ObjectType) -> Vec<CatalogObject> {
         let stored: StoredType = object_type.into();

@@ -37,7 +37,7 @@ use datafusion::scalar::ScalarValue;
 
 use super::provider::LocalTable;
 use super::result::QueryResult;
-use crate::catalog::{Catalog, Namespace, Relation};
+use crate::catalog::Catalog;
 use crate::error::Result;
 use crate::state::TableState;
 
@@ -54,8 +54,9 @@ enum KeyValue {
 pub struct PointQuery {
     relation: String,
     state: Arc<TableState>,
-    /// One value per key column, in key order (a prefix of the relation's order columns).
-    key: Vec<KeyValue>,
+    /// One (column, value) per key column, in key order (a prefix of the relation's order
+    /// columns).
+    key: Vec<(usize, KeyValue)>,
     /// Output columns as indices into the relation's columns.
     projection: Vec<usize>,
     /// The result schema, exactly as the general planner reports it (Describe).
@@ -106,7 +107,7 @@ impl PointQuery {
         let mut key = Vec::new();
         for col in state.order_columns() {
             match bound.iter().position(|(i, _)| *i == col) {
-                Some(at) => key.push(bound.swap_remove(at).1),
+                Some(at) => key.push(bound.swap_remove(at)),
                 None => break,
             }
         }
@@ -138,20 +139,16 @@ impl PointQuery {
 
     /// True while the catalog still resolves the relation's name to the rows this query reads.
     pub fn is_current(&self, catalog: &Catalog) -> bool {
-        matches!(
-            catalog.get(Namespace::Relation, &self.relation).and_then(|o| o.relation),
-            Some(Relation::Table { state, .. }) if Arc::ptr_eq(&state, &self.state)
-        )
+        catalog.resolves_to(&self.relation, &self.state)
     }
 
     /// The result rows, or `None` when a parameter is missing or does not convert exactly to
     /// its key column's type (the general path then answers, with its own casts and errors).
     pub fn execute(&self, params: Option<&ParamValues>) -> Result<Option<QueryResult>> {
         let table_schema = self.state.schema();
-        let order = self.state.order_columns();
         let mut values: Vec<ArrayRef> = Vec::with_capacity(self.key.len());
         let mut matches_nothing = false;
-        for (value, &col) in self.key.iter().zip(&order) {
+        for (col, value) in &self.key {
             let scalar = match value {
                 KeyValue::Constant(v) => v.clone(),
                 KeyValue::Param(i) => match params {
@@ -166,7 +163,7 @@ impl PointQuery {
                 matches_nothing = true; // `key = NULL` is never true
                 continue;
             }
-            let target = table_schema.field(col).data_type();
+            let target = table_schema.field(*col).data_type();
             let Ok(cast) = scalar.cast_to(target) else { return Ok(None) };
             // Only exact conversions: `id = 1.5` must not find id 1.
             if cast.cast_to(&scalar.data_type()).ok().as_ref() != Some(&scalar) {
@@ -223,7 +220,7 @@ mod tests {
         }
         let q = recognized(&engine, "SELECT c, b FROM t WHERE b = $2 AND a = $1").await.unwrap();
         assert_eq!(q.projection, vec![2, 1]);
-        assert!(matches!(q.key.as_slice(), [KeyValue::Param(0), KeyValue::Param(1)]));
+        assert!(matches!(q.key.as_slice(), [(0, KeyValue::Param(0)), (1, KeyValue::Param(1))]));
         for sql in [
             "SELECT * FROM t WHERE b = $1",
             "SELECT * FROM t WHERE a = $1 AND true",
