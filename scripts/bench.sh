@@ -8,7 +8,7 @@
 #                                    benchmarks cannot rot; its figures say nothing about speed)
 #   scripts/bench.sh [--quick] NAME  only the named benchmarks
 #
-# Benchmarks (benches/*.rs, each with its baseline):
+# Benchmarks (modules of one bench program, benches/suite/NAME.rs, each with its baseline):
 #   mysql_source  snapshot vs mysql_async SELECT *; binlog catch-up vs mysql_async,
 #                 mariadb-binlog and python-mysql-replication
 #   views         join + aggregate view maintenance vs DataFusion recompute and
@@ -59,15 +59,22 @@ if ! "$venv/bin/python" -c 'import pymysqlreplication' >/dev/null 2>&1; then
 fi
 export HEADWATER_BENCH_PYTHON="$PWD/$venv/bin/python"
 
-targets=()
-for n in "${names[@]}"; do targets+=(--bench "$n"); done
 start=$(date +%s)
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+# One process per benchmark, so each starts with a clean heap (the memory figures need it); a
+# benchmark that did not run to its end line fails the script.
+run_one() { # run_one NAME CARGO-ARGS...
+  local n=$1; shift
+  "$@" --bench suite -- "$n" | tee "$log"
+  grep -q "^== benchmark $n done" "$log" || { echo "benchmark $n did not run to its end" >&2; exit 1; }
+}
 if [ "$quick" = 1 ]; then
   echo "== quick benchmarks (debug build, tiny sizes): ${names[*]}"
-  HEADWATER_BENCH_QUICK=1 cargo test --quiet "${targets[@]}"
+  for n in "${names[@]}"; do HEADWATER_BENCH_QUICK=1 run_one "$n" cargo test --quiet; done
   echo "== quick benchmarks passed in $(( $(date +%s) - start ))s; figures in target/bench-quick.md"
 else
   echo "== benchmarks (release build): ${names[*]}"
-  cargo bench "${targets[@]}"
+  for n in "${names[@]}"; do run_one "$n" cargo bench; done
   echo "== benchmarks done in $(( $(date +%s) - start ))s; figures in docs/benchmarks.md"
 fi

@@ -34,7 +34,7 @@ fi
 echo "== node-postgres"
 (cd tests/clients/node && npm install --silent --no-audit --no-fund)
 
-cargo build --quiet
+cargo build --quiet --tests  # the features `cargo test` resolves: no second build of the dependencies
 bin=$root/target/debug/headwater
 work=$(mktemp -d)
 pids=()

@@ -3,7 +3,7 @@
 # the meta-commands \dt \dv \dm \d \l \dn, a table survives a SIGTERM restart.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --quiet
+cargo build --quiet --tests  # the features `cargo test` resolves: no second build of the dependencies
 bin=target/debug/headwater
 dir=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')

@@ -19,7 +19,7 @@
 //! The operators ([`operator`], [`join`], [`aggregate`]) are compiled from DataFusion's
 //! optimized `LogicalPlan` ([`compile`]); expressions are DataFusion `PhysicalExpr`s evaluated
 //! on the change batches. Each operator documents its delta rule and is tested against
-//! recomputing its SQL with DataFusion (`tests/views_oracle.rs`).
+//! recomputing its SQL with DataFusion (`tests/integration/views_oracle.rs`).
 
 pub mod aggregate;
 pub mod compile;

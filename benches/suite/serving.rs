@@ -2,16 +2,13 @@
 //! prepared statements), against the same rows and query on PostgreSQL on the same machine
 //! in the same run (a materialized view with a unique index — the same shape).
 //!
-//! Run: `cargo bench --bench serving` (release; `HEADWATER_BENCH_ROWS`, default 100,000 —
+//! Run: `scripts/bench.sh serving` (release; `HEADWATER_BENCH_ROWS`, default 100,000 —
 //! pgbench's own scale-1 size). Needs pgbench and the PostgreSQL server
 //! (`apt-get install postgresql`; `scripts/bench.sh` installs them).
 
-#[path = "common.rs"]
-mod common;
-#[path = "postgres.rs"]
-mod postgres;
-#[path = "report.rs"]
-mod report;
+use crate::common;
+use crate::postgres;
+use crate::report;
 
 use std::process::Command;
 
@@ -60,7 +57,7 @@ async fn sample(c: &tokio_postgres::Client, rows: u64) -> Vec<String> {
     out
 }
 
-fn main() {
+pub fn main() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(run());
 }
@@ -127,7 +124,7 @@ async fn run() {
          `pgbench -M prepared -c {CLIENTS} -j 2 -T {seconds}` running `{QUERY}:id` (random id) against \
          Headwater and against PostgreSQL {} (same rows, `CREATE MATERIALIZED VIEW` + unique index, \
          fsync off) on the same machine, runs alternated after a warm-up; {runs} runs each, median (min–max). \
-         Reproduce with `cargo bench --bench serving` (`HEADWATER_BENCH_ROWS` changes the size). Machine: {}.\n\n\
+         Reproduce with `scripts/bench.sh serving` (`HEADWATER_BENCH_ROWS` changes the size). Machine: {}.\n\n\
          | what | transactions/s | mean latency (ms) | vs baseline |\n|---|---|---|---|\n\
          | baseline: PostgreSQL | {p} | {:.3} | 1.00× |\n\
          | Headwater | {h} | {:.3} | {:.3}× |\n",

@@ -1,6 +1,6 @@
 //! Upstream DDL, upstream restarts and DROP SOURCE, against a real MariaDB.
 
-mod common;
+use crate::common;
 
 use common::mariadb::MariaDb;
 use common::{joined_rows as rows, wait_for_rows as wait_for, TestServer};

@@ -1,7 +1,7 @@
 //! Sharded upstream tables merged into one (Ctrip's `orders_0 … orders_N`), against a real
 //! MariaDB: `FOR TABLES (db.orders_[0-9]+ AS orders INCLUDE TABLE NAME AS shard)`.
 
-mod common;
+use crate::common;
 
 use common::mariadb::MariaDb;
 use common::{joined_rows as rows, TestServer};

@@ -7,12 +7,10 @@
 //! second baseline is the same dataflow written directly in differential-dataflow (one timely
 //! worker, like Headwater's single commit path), fed the same deltas: the engine-level reference.
 //!
-//! Run: `cargo bench --bench views` (release). Results go to `docs/benchmarks.md`.
+//! Run: `scripts/bench.sh views` (release). Results go to `docs/benchmarks.md`.
 
-#[path = "common.rs"]
-mod common;
-#[path = "report.rs"]
-mod report;
+use crate::common;
+use crate::report;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -56,7 +54,7 @@ fn orders(ids: &[i64], salt: i64) -> RecordBatch {
     RecordBatch::try_new(schema, columns).unwrap()
 }
 
-fn main() {
+pub fn main() {
     let rows = report::rows(1_000_000, 20_000) as i64;
     let (dd_load_s, dd, dd_total) = differential(rows);
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -151,7 +149,7 @@ fn main() {
         let input_rows = 2 * rows;
         let body = format!(
             "## View maintenance: join + aggregate over {rows} + {rows} rows\n\n\
-             `{VIEW}` ({groups} groups). Reproduce with `cargo bench --bench views` \
+             `{VIEW}` ({groups} groups). Reproduce with `scripts/bench.sh views` \
              (`HEADWATER_BENCH_ROWS` changes the size). Machine: {}.\n\n\
              | what | ms per delta, median (min–max) | Headwater vs this |\n|---|---|---|\n\
              | baseline: DataFusion recomputing the view from in-memory Arrow batches ({} runs) | {base:.2} | {:.1}× faster |\n\

@@ -1,7 +1,7 @@
 //! Kafka sinks against a real Kafka protocol peer (librdkafka's mock cluster): every topic is
 //! consumed back and its exact contents and per-key order are asserted.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

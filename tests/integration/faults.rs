@@ -1,7 +1,7 @@
 //! Upstream and local-disk trouble: each is survived or stops with a clear message, and is
 //! visible in `hw_catalog` — never silent loss.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

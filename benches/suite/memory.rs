@@ -4,12 +4,10 @@
 //! embedded store in a temporary data directory and is checkpointed after each step, so the
 //! figures are what a running server holds, not writes waiting for a checkpoint.
 //!
-//! Run: `cargo bench --bench memory` (release). Results go to `docs/benchmarks.md`.
+//! Run: `scripts/bench.sh memory` (release). Results go to `docs/benchmarks.md`.
 
-#[path = "common.rs"]
-mod common;
-#[path = "report.rs"]
-mod report;
+use crate::common;
+use crate::report;
 
 use std::sync::Arc;
 
@@ -55,7 +53,7 @@ struct Step {
     raw: usize,
 }
 
-fn main() {
+pub fn main() {
     let rows = report::rows(1_000_000, 20_000) as i64;
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async move {
@@ -140,7 +138,7 @@ fn main() {
             "## Memory: {rows} rows in a table, a join view and an aggregate view\n\n\
              Resident memory growth of the process at each step (after a checkpoint to the embedded store, \
              so no write is waiting in memory), the state the engine accounts for, and the raw size of the \
-             input rows as Arrow arrays. Per row = per input row. Reproduce with `cargo bench --bench memory` \
+             input rows as Arrow arrays. Per row = per input row. Reproduce with `scripts/bench.sh memory` \
              (`HEADWATER_BENCH_ROWS` changes the size). Machine: {}.\n\n\
              | step | RSS growth (MB) | RSS bytes/row | state bytes/row | raw Arrow bytes/row | state vs raw |\n\
              |---|---|---|---|---|---|\n",

@@ -4,7 +4,7 @@
 //! materialized view, with NULLs, misses, inexact constants, and a table dropped and
 //! re-created under a prepared statement.
 
-mod common;
+use crate::common;
 
 use common::TestServer;
 use tokio_postgres::types::ToSql;

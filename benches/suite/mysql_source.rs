@@ -5,15 +5,12 @@
 //!   decoding the same binlog with mysql_async alone, `mariadb-binlog --verbose` and
 //!   python-mysql-replication; Headwater applies it to the table and one aggregate view.
 //!
-//! Run: `cargo bench --bench mysql_source` (release). `HEADWATER_BENCH_ROWS` changes the size.
+//! Run: `scripts/bench.sh mysql_source` (release). `HEADWATER_BENCH_ROWS` changes the size.
 //! Results are printed and written to `docs/benchmarks.md`.
 
-#[path = "common.rs"]
-mod common;
-#[path = "../tests/common/mariadb.rs"]
-mod mariadb;
-#[path = "report.rs"]
-mod report;
+use crate::common;
+use crate::mariadb;
+use crate::report;
 
 use std::time::{Duration, Instant};
 
@@ -38,7 +35,7 @@ async fn wait_streaming(c: &tokio_postgres::Client) {
     }
 }
 
-fn main() {
+pub fn main() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(run());
 }
@@ -178,7 +175,7 @@ async fn run() {
     let report = format!(
         "Every figure below is compared with a baseline run \
          in the same process against the same MariaDB 10.11; {runs} runs each, median (min–max). Reproduce with:\n\n\
-         ```sh\ncargo bench --bench mysql_source            # HEADWATER_BENCH_ROWS=1000000 by default\n```\n\n\
+         ```sh\nscripts/bench.sh mysql_source             # HEADWATER_BENCH_ROWS=1000000 by default\n```\n\n\
          Machine: {}.\n\n\
          ## MySQL source ({rows} rows, 10 columns: BIGINT, 2×INT, BIGINT, DECIMAL(12,2), DOUBLE, 2×VARCHAR(32), DATETIME, DATE)\n\n\
          | what | rows/s | vs baseline |\n|---|---|---|\n\

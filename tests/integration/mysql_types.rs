@@ -2,7 +2,7 @@
 //! `CREATE SOURCE` arrive through the snapshot, identical rows inserted afterwards through the
 //! binlog; both must read back identically, and as documented in docs/types.md.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -1,6 +1,6 @@
 //! The MySQL source against a real MariaDB (binlog on), started by the test itself.
 
-mod common;
+use crate::common;
 
 use common::mariadb::MariaDb;
 use common::{text_rows as hw_rows, wait_for_rows as wait_for, TestServer};

@@ -4,11 +4,14 @@
 //! A line `# headwater: restart` in a file stops the server (flushing its state) and starts a
 //! new one on the same data directory; the rest of the file runs against the new server.
 //! Files under `sql-tests/mysql/` get a real MariaDB (binlog on, started once for the run):
-//! `${MYSQL_PORT}` is its port (with `control substitution on`), `system ok` lines drive it
+//! its port is `${MYSQL_PORT}` in statements (with `control substitution on`) and `$MYSQL_PORT`
+//! in `system ok` lines (the runner's plain replacement; no process-wide environment variable, as
+//! the other integration tests run in the same process), which drive it
 //! with the `mariadb` client, and `real_time_recency` makes the checks wait deterministically.
-//! `cargo test --test sqllogictests -- FILTER` runs only files whose path contains FILTER.
+//! `HEADWATER_SLT=FILTER cargo test --test integration sqllogictests` runs only files whose
+//! path contains FILTER.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 
@@ -87,8 +90,9 @@ async fn run_file(path: &Path, protocol: Protocol, mysql_port: Option<u16>) -> R
     Ok(())
 }
 
-fn main() {
-    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+#[test]
+fn sqllogictests() {
+    let filter: Option<String> = std::env::var("HEADWATER_SLT").ok().filter(|f| !f.is_empty());
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("sql-tests");
     let mut files = Vec::new();
     slt_files(&root, &mut files);
@@ -96,10 +100,6 @@ fn main() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let needs_mysql = files.iter().any(|f| f.components().any(|c| c.as_os_str() == "mysql"));
     let mariadb = needs_mysql.then(|| rt.block_on(MariaDb::start()));
-    if let Some(m) = &mariadb {
-        // `system` lines see it as an environment variable, statements through set_var.
-        std::env::set_var("MYSQL_PORT", m.port.to_string());
-    }
     let (mut passed, mut failed) = (0, 0);
     for file in &files {
         for protocol in [Protocol::Simple, Protocol::Extended] {
@@ -118,7 +118,6 @@ fn main() {
         }
     }
     println!("sqllogictest: {passed} passed, {failed} failed");
-    if files.is_empty() || failed > 0 {
-        std::process::exit(1);
-    }
+    assert!(!files.is_empty(), "no .slt file matches HEADWATER_SLT={filter:?}");
+    assert_eq!(failed, 0, "{failed} sqllogictest file(s) failed (see the output above)");
 }

@@ -6,7 +6,7 @@
 //! Seeds: `HEADWATER_ORACLE_SEEDS` (default 3); `HEADWATER_ORACLE_TXNS` transactions per seed
 //! (default 400). The long mode is e.g. `HEADWATER_ORACLE_SEEDS=20 HEADWATER_ORACLE_TXNS=5000`.
 
-mod common;
+use crate::common;
 
 use common::mariadb::MariaDb;
 use common::TestServer;

@@ -8,10 +8,9 @@
 //! - Restart: reopen the data directory and load the table (what start-up does). Baseline: a
 //!   raw scan of the same keys in sled (the floor for reading the state back).
 //!
-//! Run: `cargo bench --bench recovery` (release). Results go to `docs/benchmarks.md`.
+//! Run: `scripts/bench.sh recovery` (release). Results go to `docs/benchmarks.md`.
 
-#[path = "report.rs"]
-mod report;
+use crate::report;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -118,7 +117,7 @@ fn measure(name: &str, n: i64, open: Open) -> Figures {
     Figures { full_ms, incremental, restart_s, scan_s }
 }
 
-fn main() {
+pub fn main() {
     let n = report::rows(1_000_000, 20_000) as i64;
     let stores: [(&str, Open); 2] =
         [("sled", |d| Arc::new(SledStore::open(d).unwrap())), ("fjall", |d| Arc::new(FjallStore::open(d).unwrap()))];
@@ -143,7 +142,7 @@ fn main() {
     }
     let body = format!(
         "## Checkpoints and restart\n\n\
-         `cargo bench --bench recovery` (release; `HEADWATER_BENCH_ROWS`, default 1M). A keyed table of {n} \
+         `scripts/bench.sh recovery` (release; `HEADWATER_BENCH_ROWS`, default 1M). A keyed table of {n} \
          rows (4 columns) in a real store under a temporary data directory, through `CheckpointedStore`, for \
          each candidate store (sled is the one in use; fjall is measured behind the same `StateStore` trait); \
          7 rounds per size, median (min–max).\n\n\

@@ -8,14 +8,11 @@
 //! published to queries (microseconds later). The start is taken before the autocommit
 //! INSERT is sent, so the figure includes MariaDB's own commit (an upper bound).
 //!
-//! Run: `cargo bench --bench freshness` (release). `HEADWATER_BENCH_TPS` changes the rate.
+//! Run: `scripts/bench.sh freshness` (release). `HEADWATER_BENCH_TPS` changes the rate.
 
-#[path = "common.rs"]
-mod common;
-#[path = "../tests/common/mariadb.rs"]
-mod mariadb;
-#[path = "report.rs"]
-mod report;
+use crate::common;
+use crate::mariadb;
+use crate::report;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -126,7 +123,7 @@ async fn load(db: &MariaDb, clock: &Arc<Clock>, seen: &AtomicU64, first: u64, to
     (achieved, latencies)
 }
 
-fn main() {
+pub fn main() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(run());
 }
@@ -207,7 +204,7 @@ async fn run() {
          transaction from the moment its INSERT is sent to MariaDB to the commit that puts its row in the view \
          (so it includes MariaDB's own commit); {runs} runs, median (min–max) of each run's quantile. \
          MariaDB runs with `innodb_flush_log_at_trx_commit = 2` and `sync_binlog = 0` so it sustains the \
-         rate here. Reproduce with `cargo bench --bench freshness` (`HEADWATER_BENCH_TPS` changes the rate). \
+         rate here. Reproduce with `scripts/bench.sh freshness` (`HEADWATER_BENCH_TPS` changes the rate). \
          Machine: {}.\n\n\
          | what | value | target |\n|---|---|---|\n\
          | achieved upstream rate (transactions/s) | {} | {tps} |\n\

@@ -1,7 +1,7 @@
 //! The server over the wire with tokio-postgres: SQLSTATEs and messages, parameters in the
 //! extended protocol, many sessions at once, and restarts.
 
-mod common;
+use crate::common;
 
 use common::TestServer;
 use tokio_postgres::error::SqlState;

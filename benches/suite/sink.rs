@@ -8,11 +8,10 @@
 //!   number of messages of the same size, then flushing: the client + broker limit.
 //!
 //! The broker is librdkafka's mock cluster in this process (what the tests use; a real
-//! cluster adds the network and disk). Run: `cargo bench --bench sink` (release). Results go
+//! cluster adds the network and disk). Run: `scripts/bench.sh sink` (release). Results go
 //! to `docs/benchmarks.md`.
 
-#[path = "report.rs"]
-mod report;
+use crate::report;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -96,7 +95,7 @@ fn baseline(bootstrap: &str, n: usize) -> f64 {
     n as f64 / started.elapsed().as_secs_f64()
 }
 
-fn main() {
+pub fn main() {
     let n = report::rows(1_000_000, 20_000) as i64;
     let cluster = MockCluster::new(1).unwrap();
     cluster.create_topic("_headwater_progress", 1, 1).unwrap();
@@ -172,7 +171,7 @@ fn main() {
     let base = baseline(&bootstrap, n as usize);
     let body = format!(
         "## Kafka sink throughput\n\n\
-         `cargo bench --bench sink` (release; `HEADWATER_BENCH_ROWS={n}`; 2 vCPU; broker: librdkafka's mock \
+         `scripts/bench.sh sink` (release; `HEADWATER_BENCH_ROWS={n}`; 2 vCPU; broker: librdkafka's mock \
          cluster in the same process, 4 partitions). Exactly-once, ENVELOPE UPSERT, 5-column rows.\n\n\
          | what | messages/s | vs bare producer |\n|---|---|---|\n\
          | snapshot of a {n}-row table (one Kafka transaction) | {:.0} | {:.2}× |\n\
