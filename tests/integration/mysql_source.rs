@@ -201,3 +201,41 @@ async fn alter_source_adds_and_drops_tables_while_streaming() {
     let upstream = my_rows(&mut my, "SELECT COUNT(*) FROM shop.products").await;
     wait_for(&hw, "SELECT count(*) FROM catalog_products", &[upstream[0][0].as_str()]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gtid_is_reported_and_an_idle_source_follows_binlog_rotation() {
+    let db = MariaDb::start().await;
+    let mut my = db.root().await;
+    my.query_drop("CREATE DATABASE g; CREATE TABLE g.t (id INT PRIMARY KEY, v INT); INSERT INTO g.t VALUES (1, 1)")
+        .await
+        .unwrap();
+    let server = TestServer::start().await;
+    let hw = server.client().await;
+    hw.batch_execute(&db.connection_sql("up")).await.unwrap();
+    hw.batch_execute("CREATE SOURCE g FROM MYSQL CONNECTION up FOR TABLES (g.t)").await.unwrap();
+    wait_for(&hw, "SELECT count(*) FROM t", &["1"]).await;
+
+    // The GTID of the last applied transaction, as MariaDB numbers it (domain-server-seq).
+    my.query_drop("INSERT INTO g.t VALUES (2, 2)").await.unwrap();
+    let upstream_gtid: String = my.query_first("SELECT @@gtid_binlog_pos").await.unwrap().unwrap();
+    wait_for(&hw, "SELECT count(*) FROM t", &["2"]).await;
+    wait_for(&hw, "SELECT gtid FROM hw_catalog.sources WHERE name = 'g'", &[upstream_gtid.as_str()]).await;
+
+    // The upstream rotates its binlog and stays idle: the source's position moves to the new
+    // file (heartbeats), so real_time_recency does not wait for a commit that never comes and
+    // a restart would not ask for the old file.
+    my.query_drop("FLUSH BINARY LOGS").await.unwrap();
+    let status: Vec<mysql_async::Row> = my.query("SHOW MASTER STATUS").await.unwrap();
+    let new_file: String = status[0].get(0).unwrap();
+    wait_for(&hw, "SELECT binlog_file FROM hw_catalog.sources WHERE name = 'g'", &[new_file.as_str()]).await;
+    hw.batch_execute("SET real_time_recency = on").await.unwrap();
+    assert_eq!(hw_rows(&hw, "SELECT count(*) FROM t").await, vec![vec!["2"]]);
+
+    // And it survives a restart from there.
+    let mut server = server;
+    server.restart().await;
+    let hw = server.client().await;
+    hw.batch_execute("SET real_time_recency = on").await.unwrap();
+    my.query_drop("INSERT INTO g.t VALUES (3, 3)").await.unwrap();
+    assert_eq!(hw_rows(&hw, "SELECT count(*) FROM t").await, vec![vec!["3"]]);
+}

@@ -54,10 +54,15 @@ pub async fn read(
     let mut pending: Vec<(usize, RowChange)> = Vec::new();
     let mut broken: Vec<bool> = vec![false; units.len()];
     let mut seen_format_description = false;
+    // The GTID of the transaction being read (MariaDB `domain-server-seq`, MySQL `uuid:gno`).
+    let mut gtid: Option<String> = None;
     while let Some(event) = stream.next().await {
         let event = event.map_err(lost)?;
         let end = BinlogPosition { file: file.clone(), pos: event.header().log_pos() as u64 };
         let timestamp = event.header().timestamp();
+        if let Some(g) = transaction_gtid(&event) {
+            gtid = Some(g);
+        }
         let data = match event.read_data() {
             Ok(Some(d)) => d,
             // MariaDB's GTID (162), GTID_LIST (163), BINLOG_CHECKPOINT (161) are unknown to
@@ -119,7 +124,8 @@ pub async fn read(
             }
             EventData::XidEvent(_) => {
                 let changes = std::mem::take(&mut pending);
-                tx.send(Message::Transaction { end, timestamp, changes }).await.map_err(closed)?;
+                let gtid = gtid.clone();
+                tx.send(Message::Transaction { end, timestamp, gtid, changes }).await.map_err(closed)?;
             }
             EventData::QueryEvent(q) => {
                 let sql = q.query().to_string();
@@ -129,7 +135,8 @@ pub async fn read(
                 }
                 if upper.starts_with("COMMIT") {
                     let changes = std::mem::take(&mut pending);
-                    tx.send(Message::Transaction { end, timestamp, changes }).await.map_err(closed)?;
+                    let gtid = gtid.clone();
+                    tx.send(Message::Transaction { end, timestamp, gtid, changes }).await.map_err(closed)?;
                     continue;
                 }
                 let schema = q.schema().to_string();
@@ -144,11 +151,15 @@ pub async fn read(
                             .map_err(closed)?;
                     }
                 }
-                tx.send(Message::Transaction { end, timestamp, changes: vec![] }).await.map_err(closed)?;
+                let gtid = gtid.clone();
+                tx.send(Message::Transaction { end, timestamp, gtid, changes: vec![] }).await.map_err(closed)?;
             }
             EventData::FormatDescriptionEvent(_) => seen_format_description = true,
             EventData::HeartbeatEvent => {
-                tx.send(Message::Heartbeat { position: end }).await.map_err(closed)?;
+                // The server sends heartbeats only when it has nothing else to send, so its
+                // position is a transaction boundary; `pending` is checked all the same.
+                let between_transactions = pending.is_empty() && end.pos >= 4;
+                tx.send(Message::Heartbeat { position: end, between_transactions }).await.map_err(closed)?;
             }
             _ => {}
         }
@@ -157,6 +168,42 @@ pub async fn read(
         sqlstate: "08006",
         message: "the binlog stream ended (upstream closed the connection)".into(),
     })
+}
+
+/// MariaDB's GTID event type (mysql_common decodes MySQL's, not this one).
+const MARIADB_GTID_EVENT: u8 = 162;
+
+/// The GTID a GTID event gives the transaction that follows it.
+///
+/// MariaDB (event 162): body `seq_no u64 LE, domain_id u32 LE, flags u8, ...`, the server id
+/// from the event header → `domain-server-seq`. MySQL 5.7/8 (GTID_EVENT, decoded by
+/// mysql_common): the source UUID and the transaction number → `uuid:gno` (tagged GTIDs of
+/// 8.4 → `uuid:tag:gno`).
+pub(super) fn transaction_gtid(event: &mysql_async::binlog::events::Event) -> Option<String> {
+    let header = event.header();
+    if header.event_type_raw() == MARIADB_GTID_EVENT {
+        let d = event.data();
+        let seq = u64::from_le_bytes(d.get(0..8)?.try_into().ok()?);
+        let domain = u32::from_le_bytes(d.get(8..12)?.try_into().ok()?);
+        return Some(format!("{domain}-{}-{seq}", header.server_id()));
+    }
+    if header.event_type_raw() == mysql_async::binlog::EventType::GTID_EVENT as u8
+        || header.event_type_raw() == mysql_async::binlog::EventType::GTID_TAGGED_LOG_EVENT as u8
+    {
+        if let Ok(Some(EventData::GtidEvent(g))) = event.read_data() {
+            return Some(mysql_gtid(&g));
+        }
+    }
+    None
+}
+
+/// `uuid:gno` (or `uuid:tag:gno`) of a MySQL GTID event.
+fn mysql_gtid(g: &mysql_async::binlog::events::GtidEvent) -> String {
+    let sid = g.sid();
+    let hex: String = sid.iter().map(|b| format!("{b:02x}")).collect();
+    let uuid = format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32]);
+    let tag = g.tag().map(|t| format!("{}:", t.as_str())).unwrap_or_default();
+    format!("{uuid}:{tag}{}", g.gno())
 }
 
 fn closed<T>(_: mpsc::error::SendError<T>) -> Error {
@@ -198,4 +245,60 @@ fn mentions(sql: &str, default_schema: &str, database: &str, table: &str) -> boo
         .collect();
     let is_ddl = matches!(words.first().copied(), Some("alter" | "drop" | "truncate" | "rename" | "create"));
     is_ddl && words.iter().any(|w| *w == qualified || (*w == table && default_schema.eq_ignore_ascii_case(database)))
+}
+
+#[cfg(test)]
+mod tests {
+    use mysql_async::binlog::events::{Event, FormatDescriptionEvent};
+    use mysql_async::binlog::BinlogVersion;
+
+    use super::*;
+
+    /// An event as the server sends it (v4 header, no checksum): `type`, server id 7, body.
+    fn event(event_type: u8, body: &[u8]) -> Event {
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(&1_700_000_000u32.to_le_bytes()); // timestamp
+        bytes.push(event_type);
+        bytes.extend_from_slice(&7u32.to_le_bytes()); // server id
+        bytes.extend_from_slice(&(19 + body.len() as u32).to_le_bytes()); // event size
+        bytes.extend_from_slice(&1234u32.to_le_bytes()); // log_pos
+        bytes.extend_from_slice(&0u16.to_le_bytes()); // flags
+        bytes.extend_from_slice(body);
+        let fde = FormatDescriptionEvent::new(BinlogVersion::Version4);
+        Event::read(&fde, &bytes[..]).expect("event")
+    }
+
+    #[test]
+    fn mariadb_gtid_event() {
+        // seq_no 18, domain 0, flags: standalone (0x01), 6 bytes of padding.
+        let mut body = 18u64.to_le_bytes().to_vec();
+        body.extend_from_slice(&0u32.to_le_bytes());
+        body.push(0x01);
+        body.extend_from_slice(&[0; 6]);
+        assert_eq!(transaction_gtid(&event(MARIADB_GTID_EVENT, &body)).as_deref(), Some("0-7-18"));
+        // Domain 3, sequence 2^40.
+        let mut body = (1u64 << 40).to_le_bytes().to_vec();
+        body.extend_from_slice(&3u32.to_le_bytes());
+        body.extend_from_slice(&[0; 7]);
+        assert_eq!(transaction_gtid(&event(MARIADB_GTID_EVENT, &body)).as_deref(), Some("3-7-1099511627776"));
+        // A truncated body is no GTID, not a panic.
+        assert_eq!(transaction_gtid(&event(MARIADB_GTID_EVENT, &[1, 2, 3])), None);
+    }
+
+    #[test]
+    fn mysql_gtid_event() {
+        // MySQL 5.7/8.0 GTID_LOG_EVENT body: flags, source UUID, GNO, then the logical clock
+        // (type code 2, last_committed, sequence_number).
+        let uuid = [0x3e, 0x11, 0xfa, 0x47, 0x71, 0xca, 0x11, 0xe1, 0x9e, 0x33, 0xc8, 0x0a, 0xa9, 0x42, 0x95, 0x62];
+        let mut body = vec![0x01];
+        body.extend_from_slice(&uuid);
+        body.extend_from_slice(&23u64.to_le_bytes());
+        body.push(2);
+        body.extend_from_slice(&22u64.to_le_bytes());
+        body.extend_from_slice(&23u64.to_le_bytes());
+        let gtid = transaction_gtid(&event(0x21, &body));
+        assert_eq!(gtid.as_deref(), Some("3e11fa47-71ca-11e1-9e33-c80aa9429562:23"));
+        // Other events carry none.
+        assert_eq!(transaction_gtid(&event(0x10, &5u64.to_le_bytes())), None);
+    }
 }

@@ -57,6 +57,8 @@ pub enum Message {
     Transaction {
         end: BinlogPosition,
         timestamp: u32,
+        /// The transaction's GTID, when the upstream writes them.
+        gtid: Option<String>,
         changes: Vec<(usize, RowChange)>,
     },
     Ddl {
@@ -65,8 +67,11 @@ pub enum Message {
         statement: String,
         truncate: bool,
     },
+    /// The upstream is idle at `position` (after a rotation, in a new file): the stored
+    /// position may move there when no transaction is half read.
     Heartbeat {
         position: BinlogPosition,
+        between_transactions: bool,
     },
     TableError {
         table: usize,
@@ -223,6 +228,9 @@ struct Progress {
     /// or reconnect resumes after the last one instead of starting over.
     #[serde(default)]
     resume: BTreeMap<String, SnapshotResume>,
+    /// The GTID of the last applied transaction (shown in `hw_catalog.sources`).
+    #[serde(default)]
+    gtid: Option<String>,
 }
 
 /// How far a key-ordered snapshot got: the table holds every upstream row whose key is at or
@@ -467,6 +475,17 @@ impl Runner {
                 p
             }
         };
+        if progress.gtid.is_none() {
+            // MariaDB maps a position to its GTID state; MySQL has no such function (its
+            // GTIDs appear with the first transaction read).
+            progress.gtid = conn
+                .exec_first::<Option<String>, _, _>("SELECT BINLOG_GTID_POS(?, ?)", (&start.file, start.pos))
+                .await
+                .ok()
+                .flatten()
+                .flatten()
+                .filter(|g| !g.is_empty());
+        }
         drop(conn);
         // Units whose snapshot had not finished (a crash or reconnect cut it short). A keyed
         // table keeps the chunks it has: each unit resumes after its last stored chunk, or
@@ -531,6 +550,7 @@ impl Runner {
             let mut s = self.status();
             s.state = if to_snapshot.is_empty() { "streaming" } else { "snapshotting" }.into();
             s.position = Some(start.clone());
+            s.gtid = progress.gtid.clone();
         }
         self.applied.send_replace(Some(start.clone()));
 
@@ -587,7 +607,7 @@ impl Runner {
     fn handle(&self, msg: Message, phases: &mut [Phase], progress: &mut Progress) -> Result<()> {
         let src = &self.source;
         match msg {
-            Message::Transaction { end, timestamp, changes } => {
+            Message::Transaction { end, timestamp, gtid, changes } => {
                 // Rows for streaming units, grouped per captured table in commit order;
                 // rows for the other units are buffered per unit.
                 let mut per_table: BTreeMap<usize, Vec<RowChange>> = BTreeMap::new();
@@ -617,6 +637,9 @@ impl Runner {
                 // needs it); the position never goes back.
                 if progress.position.as_ref().is_none_or(|p| end > *p) {
                     progress.position = Some(end.clone());
+                    if gtid.is_some() {
+                        progress.gtid = gtid;
+                    }
                 }
                 // Resumed snapshots whose catch-up this transaction completes.
                 let caught_up = self.caught_up(phases, &end, progress);
@@ -637,6 +660,7 @@ impl Runner {
                 {
                     let mut s = self.status();
                     s.position = progress.position.clone();
+                    s.gtid = progress.gtid.clone();
                     s.lag_seconds = Some(lag);
                     s.last_error = None;
                     if s.state == "reconnecting" || s.state == "starting" {
@@ -649,16 +673,32 @@ impl Runner {
                 }
                 self.applied.send_replace(progress.position.clone());
             }
-            Message::Heartbeat { position } => {
+            Message::Heartbeat { position, between_transactions } => {
+                // An idle upstream whose binlog rotated (FLUSH LOGS, max_binlog_size) moves
+                // the stored position to the new file: a restart then does not ask for a file
+                // that may have been purged meanwhile, and real_time_recency sees the source
+                // caught up with a position in the new file.
+                let advanced = between_transactions && progress.position.as_ref().is_none_or(|p| position > *p);
+                if advanced {
+                    progress.position = Some(position.clone());
+                }
                 let caught_up = self.caught_up(phases, &position, progress);
-                if !caught_up.is_empty() {
+                if advanced || !caught_up.is_empty() {
                     src.dataflow.commit(&[], src.progress_batch(progress)?)?;
                 }
                 for u in caught_up {
                     self.finish_snapshot(phases, u, progress)?;
                 }
-                self.status().lag_seconds = Some(0.0);
-                self.applied.send_modify(|_| {});
+                {
+                    let mut s = self.status();
+                    s.lag_seconds = Some(0.0);
+                    s.position = progress.position.clone();
+                }
+                if advanced {
+                    self.applied.send_replace(progress.position.clone());
+                } else {
+                    self.applied.send_modify(|_| {});
+                }
             }
             Message::Ddl { end, table: u, statement, truncate: is_truncate } => {
                 let unit = &self.units[u];
