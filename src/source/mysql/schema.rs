@@ -3,7 +3,7 @@
 use mysql_async::prelude::Queryable;
 use serde::{Deserialize, Serialize};
 
-use super::types::Kind;
+use super::types::{Charset, Kind};
 use crate::error::{Error, Result};
 use crate::sql::quote_ident;
 
@@ -255,7 +255,7 @@ fn add_table_name_column(spec: &mut TableSpec, col: &str) -> Result<()> {
     }
     spec.columns.push(ColumnSpec {
         name: col.to_string(),
-        kind: Kind::Text { latin1: false },
+        kind: Kind::Text { latin1: false, charset: None },
         nullable: false,
         mysql_type: "upstream table name".into(),
     });
@@ -294,6 +294,17 @@ pub async fn describe(conn: &mut mysql_async::Conn, db: &str, table: &str, name:
             mysql_type: column_type,
         })
         .collect();
+    for c in &columns {
+        if let Kind::Text { charset: Some(cs), .. } = &c.kind {
+            if !Charset::supported(cs) {
+                return Err(Error::FeatureNotSupported(format!(
+                    "column {}.{}.{} uses character set {cs}, whose binlog bytes Headwater cannot decode; \
+                     convert it upstream (ALTER TABLE ... CONVERT TO CHARACTER SET utf8mb4) or leave the table out",
+                    db, table, c.name
+                )));
+            }
+        }
+    }
     let key_names: Vec<String> = conn
         .exec(
             "SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE \

@@ -48,9 +48,13 @@ pub enum Kind {
     Time {
         fsp: u8,
     },
-    /// CHAR, VARCHAR, TEXT, JSON; `latin1` when binlog bytes must be transcoded.
+    /// CHAR, VARCHAR, TEXT, JSON. `charset` names the column's MySQL character set when its
+    /// binlog bytes are not UTF-8 and must be transcoded (see [`Charset`]); `latin1` is the
+    /// spelling of data directories written before other charsets were decoded.
     Text {
         latin1: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        charset: Option<String>,
     },
     /// ENUM('a', ...): the label.
     Enum {
@@ -118,7 +122,8 @@ impl Kind {
                 Kind::Bit
             }
             "char" | "varchar" | "tinytext" | "text" | "mediumtext" | "longtext" | "json" => {
-                Kind::Text { latin1: charset.is_some_and(|c| c.eq_ignore_ascii_case("latin1")) }
+                let charset = charset.map(|c| c.to_ascii_lowercase()).filter(|c| !Charset::is_utf8(c));
+                Kind::Text { latin1: false, charset }
             }
             "binary" => {
                 let len = column_type.trim_start_matches("binary(").trim_end_matches(')').parse().unwrap_or(0);
@@ -289,11 +294,13 @@ pub fn cell_from_binlog(kind: &Kind, value: &mysql_async::Value) -> Result<Cell>
             }
             Cell::Text(t)
         }
-        (Kind::Text { latin1 }, V::Bytes(b)) => Cell::Text(if *latin1 {
-            b.iter().map(|&c| c as char).collect()
-        } else {
-            String::from_utf8_lossy(b).into_owned()
-        }),
+        // MySQL's latin1 is Windows-1252 (0x80 is €), with 0x81, 0x8D, 0x8F, 0x90, 0x9D as the
+        // C1 controls: exactly the Encoding Standard's windows-1252, which the snapshot path
+        // gets from the server's own conversion to utf8mb4.
+        (Kind::Text { latin1, charset }, V::Bytes(b)) => match charset.as_deref().or(latin1.then_some("latin1")) {
+            None => Cell::Text(String::from_utf8_lossy(b).into_owned()),
+            Some(name) => Cell::Text(Charset::decode(name, b)?),
+        },
         (Kind::Enum { labels }, V::Int(i)) => Cell::Text(enum_label(labels, *i as u64)),
         (Kind::Enum { labels }, V::UInt(i)) => Cell::Text(enum_label(labels, *i)),
         (Kind::Set { labels }, V::Int(i)) => Cell::Text(set_labels(labels, *i as u64)),
@@ -498,6 +505,76 @@ fn days_from_civil(y: u16, m: u8, d: u8) -> Option<i32> {
         .map(|date| (date - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days() as i32)
 }
 
+/// The MySQL character sets whose binlog bytes are transcoded to UTF-8. The snapshot needs
+/// none of this (the server converts to the connection's utf8mb4); the binlog carries the
+/// column's own bytes. Each MySQL charset maps to its Encoding Standard twin (encoding_rs):
+/// MySQL's `latin1` is Windows-1252 (0x80 is €) with 0x81, 0x8D, 0x8F, 0x90, 0x9D as the C1
+/// controls — exactly the standard's windows-1252.
+pub struct Charset;
+
+impl Charset {
+    /// Charsets whose bytes are UTF-8 already (ASCII is a subset).
+    pub fn is_utf8(name: &str) -> bool {
+        matches!(name, "utf8" | "utf8mb3" | "utf8mb4" | "ascii" | "binary")
+    }
+
+    fn encoding(name: &str) -> Option<&'static encoding_rs::Encoding> {
+        use encoding_rs::*;
+        Some(match name {
+            "latin1" => WINDOWS_1252,
+            "latin2" => ISO_8859_2,
+            "latin5" => WINDOWS_1254,
+            "latin7" => ISO_8859_13,
+            "cp1250" => WINDOWS_1250,
+            "cp1251" => WINDOWS_1251,
+            "cp1256" => WINDOWS_1256,
+            "cp1257" => WINDOWS_1257,
+            "cp866" => IBM866,
+            "koi8r" => KOI8_R,
+            "koi8u" => KOI8_U,
+            "greek" => ISO_8859_7,
+            "hebrew" => ISO_8859_8,
+            "tis620" => WINDOWS_874,
+            "macroman" => MACINTOSH,
+            "gbk" | "gb2312" => GBK,
+            "gb18030" => GB18030,
+            "big5" => BIG5,
+            "euckr" => EUC_KR,
+            "sjis" | "cp932" => SHIFT_JIS,
+            "ujis" | "eucjpms" => EUC_JP,
+            "ucs2" | "utf16" => UTF_16BE,
+            "utf16le" => UTF_16LE,
+            _ => return None,
+        })
+    }
+
+    /// Whether binlog bytes of this charset can be decoded (checked at CREATE SOURCE).
+    pub fn supported(name: &str) -> bool {
+        Self::is_utf8(name) || name == "utf32" || Self::encoding(name).is_some()
+    }
+
+    /// The text of `bytes` in charset `name`.
+    pub fn decode(name: &str, bytes: &[u8]) -> Result<String> {
+        if name == "utf32" {
+            return bytes
+                .chunks(4)
+                .map(|c| {
+                    let c: [u8; 4] = c.try_into().ok()?;
+                    char::from_u32(u32::from_be_bytes(c))
+                })
+                .collect::<Option<String>>()
+                .ok_or_else(|| Error::Internal("a utf32 value is not valid UTF-32".into()));
+        }
+        let encoding = Self::encoding(name).ok_or_else(|| {
+            Error::FeatureNotSupported(format!(
+                "binlog values in character set {name} cannot be decoded; convert the column to utf8mb4 \
+                 (ALTER TABLE ... CONVERT TO CHARACTER SET utf8mb4)"
+            ))
+        })?;
+        Ok(encoding.decode_without_bom_handling(bytes).0.into_owned())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -524,9 +601,20 @@ mod tests {
         let t2 = Kind::Time { fsp: 2 };
         assert!(cell_from_binlog(&t2, &mysql_async::Value::Time(true, 0, 0, 0, 1, 500000)).is_err());
         assert!(cell_from_binlog(&t2, &mysql_async::Value::Time(false, 0, 0, 0, 1, 500000)).is_ok());
-        let latin = Kind::Text { latin1: true };
+        let latin = Kind::Text { latin1: true, charset: None };
         let b = cell_from_binlog(&latin, &mysql_async::Value::Bytes(vec![0x68, 0xe9, 0x6c, 0x6c, 0x6f])).unwrap();
         assert_eq!(b, Cell::Text("héllo".into()));
+        // cp1252 in 0x80–0x9F, and the five bytes MySQL maps to C1 controls.
+        let b = cell_from_binlog(&latin, &mysql_async::Value::Bytes(vec![0x80, 0x93, 0x94, 0x9f, 0x81, 0x9d])).unwrap();
+        assert_eq!(b, Cell::Text("€“”Ÿ\u{81}\u{9d}".into()));
+        let named = |c: &str| Kind::Text { latin1: false, charset: Some(c.into()) };
+        let v = |b: &[u8]| mysql_async::Value::Bytes(b.to_vec());
+        assert_eq!(cell_from_binlog(&named("latin1"), &v(&[0x80])).unwrap(), Cell::Text("€".into()));
+        assert_eq!(cell_from_binlog(&named("gbk"), &v(&[0xd6, 0xd0, 0xce, 0xc4])).unwrap(), Cell::Text("中文".into()));
+        assert_eq!(cell_from_binlog(&named("cp1251"), &v(&[0xcf, 0xf0, 0xe8])).unwrap(), Cell::Text("При".into()));
+        assert_eq!(cell_from_binlog(&named("utf32"), &v(&[0, 1, 0xf6, 0x42])).unwrap(), Cell::Text("🙂".into()));
+        assert!(cell_from_binlog(&named("swe7"), &v(b"a")).is_err());
+        assert!(Charset::supported("big5") && Charset::supported("utf8mb4") && !Charset::supported("swe7"));
     }
 
     #[test]
