@@ -183,8 +183,11 @@ fn node(plan: &LogicalPlan, tables: &mut Vec<Arc<TableState>>) -> Result<Box<dyn
             Box::new(Aggregate::new(input, groups, aggs, arrow_schema(plan))?)
         }
         LogicalPlan::Join(j) => {
-            if j.null_aware {
-                return Err(refuse("NOT IN (subquery) (use NOT EXISTS, which a view can maintain)"));
+            // NOT IN (subquery): maintained in its uncorrelated single-column form.
+            if j.null_aware && (j.on.len() != 1 || j.filter.is_some() || j.join_type != JoinType::LeftAnti) {
+                return Err(refuse(
+                    "correlated or multi-column NOT IN (subquery) (use NOT EXISTS, which a view can maintain)",
+                ));
             }
             if matches!(j.join_type, JoinType::LeftMark | JoinType::RightMark) {
                 return Err(refuse("EXISTS/IN subqueries under OR"));
@@ -201,7 +204,7 @@ fn node(plan: &LogicalPlan, tables: &mut Vec<Arc<TableState>>) -> Result<Box<dyn
             let left = Side::new(node(&j.left, tables)?, left_keys)?;
             let right = Side::new(node(&j.right, tables)?, right_keys)?;
             let nulls_equal = j.null_equality == NullEquality::NullEqualsNull;
-            Box::new(Join::new(
+            let join = Join::new(
                 left,
                 right,
                 j.join_type,
@@ -209,7 +212,8 @@ fn node(plan: &LogicalPlan, tables: &mut Vec<Arc<TableState>>) -> Result<Box<dyn
                 nulls_equal,
                 nullable(pair.as_arrow()),
                 arrow_schema(plan),
-            )?)
+            )?;
+            Box::new(if j.null_aware { join.null_aware()? } else { join })
         }
         LogicalPlan::EmptyRelation(e) => {
             let schema = arrow_schema(plan);

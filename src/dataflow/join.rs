@@ -17,6 +17,11 @@
 //! `Δ = unmatched_new(K) − unmatched_old(K)` (matched, for semi joins), consolidated so that
 //! rows whose status did not change cancel. Rows with a NULL key are never matched, so their
 //! part is linear: their own delta, NULL-extended.
+//!
+//! `NOT IN (subquery)` is a null-aware anti join, whose output also depends on the right side
+//! as a whole; see [`null_aware`].
+
+mod null_aware;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -143,6 +148,8 @@ pub struct Join {
     /// Residual predicate over `left ++ right` columns.
     pub filter: Option<Arc<dyn PhysicalExpr>>,
     pub nulls_equal: bool,
+    /// Set for `x NOT IN (SELECT y ...)`: the state that makes its NULL semantics incremental.
+    null_aware: Option<null_aware::NullAware>,
     key_format: RowConverter,
     key_types: Vec<DataType>,
     /// `left ++ right`, the row the filter and inner/outer outputs see.
@@ -171,7 +178,18 @@ impl Join {
         let key_types =
             left.keys.iter().map(|k| Ok(evaluate(k, &probe)?.data_type().clone())).collect::<Result<Vec<_>>>()?;
         let key_format = RowConverter::new(key_types.iter().map(|t| SortField::new(t.clone())).collect())?;
-        Ok(Join { left, right, kind, filter, nulls_equal, key_format, key_types, pair_schema, schema })
+        Ok(Join {
+            left,
+            right,
+            kind,
+            filter,
+            nulls_equal,
+            null_aware: None,
+            key_format,
+            key_types,
+            pair_schema,
+            schema,
+        })
     }
 
     fn side(&self, w: Which) -> &Side {
@@ -349,6 +367,17 @@ impl Join {
         Ok(ChangeBatch { data, weights, mode: ApplyMode::Delta })
     }
 
+    /// The output delta made of `parts`, consolidated (an empty delta when nothing changed).
+    fn combine(&self, parts: Vec<ChangeBatch>) -> Result<Option<ChangeBatch>> {
+        if parts.is_empty() {
+            return Ok(Some(ChangeBatch::uniform(RecordBatch::new_empty(self.schema.clone()), 1)));
+        }
+        let batches: Vec<RecordBatch> = parts.iter().map(|p| p.data.clone()).collect();
+        let data = concat_batches(&self.schema, &batches)?;
+        let weights = parts.into_iter().flat_map(|p| p.weights).collect();
+        Ok(Some(consolidate(ChangeBatch { data, weights, mode: ApplyMode::Delta })?))
+    }
+
     /// Rows of a delta whose key is NULL: never matched, so preserved sides emit them as they
     /// are (NULL-extended).
     fn null_key_part(&self, w: Which, change: &ChangeBatch, keys: &Keys) -> Result<Option<ChangeBatch>> {
@@ -371,6 +400,9 @@ impl Operator for Join {
         }
         let kl = dl.as_ref().map(|d| self.keys(Which::Left, d)).transpose()?;
         let kr = dr.as_ref().map(|d| self.keys(Which::Right, d)).transpose()?;
+        if self.null_aware.is_some() {
+            return self.step_null_aware(dl, dr, kl, kr);
+        }
         let mut touched: BTreeSet<Vec<u8>> = BTreeSet::new();
         if !self.preserved().is_empty() {
             for k in [&kl, &kr].into_iter().flatten() {
@@ -397,13 +429,7 @@ impl Operator for Join {
             self.right.update(d, k)?;
         }
         parts.extend(self.preserved_part(&touched, 1)?);
-        if parts.is_empty() {
-            return Ok(Some(ChangeBatch::uniform(RecordBatch::new_empty(self.schema.clone()), 1)));
-        }
-        let batches: Vec<RecordBatch> = parts.iter().map(|p| p.data.clone()).collect();
-        let data = concat_batches(&self.schema, &batches)?;
-        let weights = parts.into_iter().flat_map(|p| p.weights).collect();
-        Ok(Some(consolidate(ChangeBatch { data, weights, mode: ApplyMode::Delta })?))
+        self.combine(parts)
     }
 
     fn schema(&self) -> SchemaRef {

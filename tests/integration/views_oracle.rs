@@ -2,7 +2,7 @@
 //! sequences (NULL keys, duplicate rows, emptied groups, key updates), and after every
 //! statement each view must equal its query run from scratch by DataFusion over the same
 //! tables. The views cover every operator: inner/left/right/full joins with residual
-//! predicates, semi/anti joins from IN/EXISTS, grouped and global aggregates, DISTINCT,
+//! predicates, semi/anti joins from IN/EXISTS, null-aware anti joins from NOT IN, grouped and global aggregates, DISTINCT,
 //! UNION [ALL], INTERSECT, EXCEPT, scalar subqueries, cross joins, projections with CASE/casts/functions, and views on views.
 //!
 //! `HEADWATER_VIEW_CASES` sets the number of random cases (default 12).
@@ -25,6 +25,8 @@ const VIEWS: &[(&str, &str)] = &[
     ("v_full", "SELECT a.id, b.id AS bid FROM a FULL JOIN b ON a.k = b.k AND a.v <> b.w"),
     ("v_semi", "SELECT id, k FROM a WHERE k IN (SELECT k FROM b WHERE w > 2)"),
     ("v_anti", "SELECT id, k, v FROM a WHERE NOT EXISTS (SELECT 1 FROM b WHERE b.k = a.k)"),
+    ("v_not_in", "SELECT id, k FROM a WHERE k NOT IN (SELECT k FROM b)"),
+    ("v_not_in_filtered", "SELECT id, v FROM a WHERE v NOT IN (SELECT w FROM b WHERE k > 1)"),
     (
         "v_agg",
         "SELECT k, count(*) AS n, count(v) AS nv, sum(v) AS s, min(v) AS lo, max(v) AS hi, avg(v) AS mean, \

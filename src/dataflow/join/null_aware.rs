@@ -1,0 +1,179 @@
+//! `x NOT IN (SELECT y FROM r)`: the null-aware anti join.
+//!
+//! SQL's three-valued logic makes the result depend on the right side as a whole, not only on
+//! each left row's partners:
+//!
+//! ```text
+//! r empty                    → every left row (a NULL x included)
+//! r has a row with y NULL    → no left row
+//! otherwise                  → left rows with x not NULL and no partner (x = y)
+//! ```
+//!
+//! The operator keeps, besides both indexes, the left rows whose `x` is NULL and two counts of
+//! the right side: rows, and rows with `y` NULL. These decide the [`Mode`] before and after a
+//! step. While the mode stays the same the delta is local: the left delta itself (`All`),
+//! nothing (`Nothing`), or the anti join's per-key rule over the keys the step touches
+//! (`Unmatched`). When the mode flips (the right side empties, or gains or loses its last
+//! NULL) the output as a whole changes: the delta is the whole new output minus the whole old
+//! one, both read from the indexes — O(left) for that step, which such flips justify.
+//!
+//! Only the uncorrelated single-column form is maintained (`compile.rs` refuses the others).
+
+use std::collections::BTreeSet;
+
+use datafusion::arrow::array::Array;
+
+use super::{ChangeBatch, FastMap, Group, Join, Keys, Which};
+use crate::error::{Error, Result};
+
+/// The state a null-aware anti join keeps beyond the anti join's.
+#[derive(Default)]
+pub struct NullAware {
+    /// Left rows whose key is NULL (row format of the left side), with multiplicities.
+    left_nulls: FastMap<Box<[u8]>, i64>,
+    /// Rows of the right side, and those whose key is NULL.
+    right_rows: i64,
+    right_nulls: i64,
+}
+
+/// What the output is, given the right side.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Mode {
+    All,
+    Nothing,
+    Unmatched,
+}
+
+impl Mode {
+    fn of(right_rows: i64, right_nulls: i64) -> Mode {
+        if right_rows == 0 {
+            Mode::All
+        } else if right_nulls > 0 {
+            Mode::Nothing
+        } else {
+            Mode::Unmatched
+        }
+    }
+}
+
+impl Join {
+    /// Makes this (left anti, single key, no residual filter) join null-aware.
+    pub fn null_aware(mut self) -> Result<Self> {
+        if self.kind != datafusion::common::JoinType::LeftAnti || self.left.keys.len() != 1 || self.filter.is_some() {
+            return Err(Error::Internal("a null-aware join must be a left anti join on one key".into()));
+        }
+        self.null_aware = Some(NullAware::default());
+        Ok(self)
+    }
+
+    pub(super) fn step_null_aware(
+        &mut self,
+        dl: Option<ChangeBatch>,
+        dr: Option<ChangeBatch>,
+        kl: Option<Keys>,
+        kr: Option<Keys>,
+    ) -> Result<Option<ChangeBatch>> {
+        let state = self.null_aware.as_ref().expect("null-aware join");
+        let before = Mode::of(state.right_rows, state.right_nulls);
+        let (mut right_rows, mut right_nulls) = (state.right_rows, state.right_nulls);
+        if let (Some(d), Some(k)) = (&dr, &kr) {
+            for (i, &w) in d.weights.iter().enumerate() {
+                right_rows += w;
+                if k.null[i] {
+                    right_nulls += w;
+                }
+            }
+        }
+        let after = Mode::of(right_rows, right_nulls);
+        let local = before == after;
+        let mut touched: BTreeSet<Vec<u8>> = BTreeSet::new();
+        if local && after == Mode::Unmatched {
+            for k in [&kl, &kr].into_iter().flatten() {
+                touched.extend((0..k.null.len()).filter(|&i| !k.null[i]).map(|i| k.rows.row(i).data().to_vec()));
+            }
+        }
+        let mut parts = Vec::new();
+        if !local {
+            parts.extend(self.whole_output(before, -1)?);
+        } else if after == Mode::Unmatched {
+            parts.extend(self.preserved_part(&touched, -1)?);
+        }
+        if let (Some(d), Some(k)) = (&dl, &kl) {
+            if local && after == Mode::All {
+                parts.push(self.output_alone(Which::Left, d.data.columns().to_vec(), d.weights.clone())?);
+            }
+            self.left.update(d, k)?;
+            self.update_left_nulls(d, k)?;
+        }
+        if let (Some(d), Some(k)) = (&dr, &kr) {
+            self.right.update(d, k)?;
+        }
+        let state = self.null_aware.as_mut().expect("null-aware join");
+        state.right_rows = right_rows;
+        state.right_nulls = right_nulls;
+        if !local {
+            parts.extend(self.whole_output(after, 1)?);
+        } else if after == Mode::Unmatched {
+            parts.extend(self.preserved_part(&touched, 1)?);
+        }
+        self.combine(parts)
+    }
+
+    fn update_left_nulls(&mut self, change: &ChangeBatch, keys: &Keys) -> Result<()> {
+        if !keys.null.contains(&true) {
+            return Ok(());
+        }
+        let rows = self.left.rows.convert_columns(change.data.columns())?;
+        let nulls = &mut self.null_aware.as_mut().expect("null-aware join").left_nulls;
+        for (i, &w) in change.weights.iter().enumerate() {
+            if !keys.null[i] {
+                continue;
+            }
+            let row = rows.row(i).data();
+            let n = nulls.entry(row.into()).or_insert(0);
+            *n += w;
+            if *n == 0 {
+                nulls.remove(row);
+            }
+        }
+        Ok(())
+    }
+
+    /// The whole output in `mode`, with weight `sign`.
+    fn whole_output(&self, mode: Mode, sign: i64) -> Result<Vec<ChangeBatch>> {
+        if mode == Mode::Nothing {
+            return Ok(Vec::new());
+        }
+        let mut kept: Vec<&[u8]> = Vec::new();
+        let mut weights: Vec<i64> = Vec::new();
+        for (key, group) in &self.left.index {
+            if mode == Mode::Unmatched && self.right.index.contains_key(key) {
+                continue;
+            }
+            match group {
+                Group::One(row, n) => {
+                    kept.push(row);
+                    weights.push(n * sign);
+                }
+                Group::Many(rows) => {
+                    for (row, n) in rows {
+                        kept.push(row);
+                        weights.push(n * sign);
+                    }
+                }
+            }
+        }
+        if mode == Mode::All {
+            for (row, n) in &self.null_aware.as_ref().expect("null-aware join").left_nulls {
+                kept.push(row);
+                weights.push(n * sign);
+            }
+        }
+        if kept.is_empty() {
+            return Ok(Vec::new());
+        }
+        let columns = self.left.decode(&kept)?;
+        debug_assert!(columns.iter().all(|c| c.len() == kept.len()));
+        Ok(vec![self.output_alone(Which::Left, columns, weights)?])
+    }
+}
