@@ -24,6 +24,7 @@ use datafusion::scalar::ScalarValue;
 use super::aggregate::{AggKind, AggSpec, Aggregate};
 use super::join::{Join, Side};
 use super::operator::{nullable, Constant, Filter, Operator, Project, Scan, Union};
+use super::topk::{SortKey, TopK};
 use crate::error::{Error, Result};
 use crate::sql::provider::LocalTable;
 use crate::state::TableState;
@@ -123,9 +124,22 @@ fn node(plan: &LogicalPlan, tables: &mut Vec<Arc<TableState>>) -> Result<Box<dyn
             Box::new(Filter { input, predicate: physical(&f.predicate, f.input.schema())? })
         }
         LogicalPlan::SubqueryAlias(s) => node(&s.input, tables)?,
-        LogicalPlan::Sort(s) if s.fetch.is_none() => node(&s.input, tables)?,
-        LogicalPlan::Sort(_) => return Err(refuse("ORDER BY ... LIMIT (top-k)")),
-        LogicalPlan::Limit(_) => return Err(refuse("LIMIT/OFFSET")),
+        // ORDER BY alone is ignored (a view is a set); with LIMIT it is a top-k.
+        LogicalPlan::Sort(s) => match s.fetch {
+            None => node(&s.input, tables)?,
+            Some(fetch) => top_k(s, 0, fetch, tables)?,
+        },
+        LogicalPlan::Limit(l) => {
+            use datafusion::logical_expr::{FetchType, SkipType};
+            let (SkipType::Literal(skip), FetchType::Literal(fetch)) = (l.get_skip_type()?, l.get_fetch_type()?) else {
+                return Err(refuse("LIMIT/OFFSET that are not constants"));
+            };
+            let Some(fetch) = fetch else { return Err(refuse("OFFSET without LIMIT")) };
+            match l.input.as_ref() {
+                LogicalPlan::Sort(s) => top_k(s, skip, fetch, tables)?,
+                _ => return Err(refuse("LIMIT without ORDER BY (which rows it keeps is arbitrary)")),
+            }
+        }
         LogicalPlan::Union(u) => {
             let inputs = u.inputs.iter().map(|i| node(i, tables)).collect::<Result<Vec<_>>>()?;
             Box::new(Union { inputs, schema: arrow_schema(plan) })
@@ -278,4 +292,24 @@ fn aggregate_kind(name: &str, distinct: bool, arg_types: &[DataType]) -> AggKind
         ("bool_or", _) => AggKind::BoolOr,
         _ => AggKind::Generic,
     }
+}
+
+/// `ORDER BY s.expr LIMIT fetch OFFSET skip` over `s.input`.
+fn top_k(
+    s: &datafusion::logical_expr::Sort,
+    skip: usize,
+    fetch: usize,
+    tables: &mut Vec<Arc<TableState>>,
+) -> Result<Box<dyn Operator>> {
+    let keys = s
+        .expr
+        .iter()
+        .map(|e| {
+            Ok(SortKey {
+                expr: physical(&e.expr, s.input.schema())?,
+                options: datafusion::arrow::compute::SortOptions { descending: !e.asc, nulls_first: e.nulls_first },
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Box::new(TopK::new(node(&s.input, tables)?, keys, skip, fetch)?))
 }
