@@ -63,3 +63,53 @@ async fn shards_merge_into_one_table() {
     let shown = rows(&hw, "SHOW CREATE SOURCE src").await;
     assert!(shown[0].contains("orders_[0-9]+ AS \"orders\" INCLUDE TABLE NAME AS \"shard\""), "{shown:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shards_created_later_join_the_table() {
+    let db = MariaDb::start().await;
+    let mut my = db.root().await;
+    my.query_drop(
+        "CREATE DATABASE s; CREATE TABLE s.orders_202610 (id INT PRIMARY KEY, amount INT); \
+         INSERT INTO s.orders_202610 VALUES (1, 10)",
+    )
+    .await
+    .unwrap();
+    let server = TestServer::start().await;
+    let hw = server.client().await;
+    hw.batch_execute(&db.connection_sql("up")).await.unwrap();
+    hw.batch_execute(
+        "CREATE SOURCE src FROM MYSQL CONNECTION up FOR TABLES (s.orders_[0-9]+ AS orders INCLUDE TABLE NAME AS shard)",
+    )
+    .await
+    .unwrap();
+    hw.batch_execute("SET real_time_recency = on").await.unwrap();
+    assert_eq!(rows(&hw, "SELECT count(*) FROM orders").await, vec!["1"]);
+
+    // A new month's shard is created and written at once; one with other columns is not merged.
+    my.query_drop(
+        "CREATE TABLE s.orders_202611 (id INT PRIMARY KEY, amount INT); \
+         INSERT INTO s.orders_202611 VALUES (1, 11), (2, 12); \
+         CREATE TABLE s.orders_202612 (id INT PRIMARY KEY, note TEXT); INSERT INTO s.orders_202612 VALUES (1, 'x'); \
+         UPDATE s.orders_202611 SET amount = 13 WHERE id = 2; INSERT INTO s.orders_202610 VALUES (2, 20)",
+    )
+    .await
+    .unwrap();
+    let got = rows(&hw, "SELECT shard, id, amount FROM orders ORDER BY shard, id").await;
+    assert_eq!(got, vec!["orders_202610|1|10", "orders_202610|2|20", "orders_202611|1|11", "orders_202611|2|13"]);
+    let units = rows(&hw, "SELECT upstream_table, state FROM hw_catalog.source_tables ORDER BY 1").await;
+    assert_eq!(units, vec!["s.orders_202610|streaming", "s.orders_202611|streaming", "s.orders_202612|error"]);
+    let error =
+        rows(&hw, "SELECT last_error FROM hw_catalog.source_tables WHERE upstream_table = 's.orders_202612'").await;
+    assert!(error[0].contains("columns or key differ"), "{error:?}");
+
+    // The new shard stays part of the table across a restart.
+    drop(hw);
+    let mut server = server;
+    server.restart().await;
+    let hw = server.client().await;
+    my.query_drop("INSERT INTO s.orders_202611 VALUES (3, 30)").await.unwrap();
+    hw.batch_execute("SET real_time_recency = on").await.unwrap();
+    assert_eq!(rows(&hw, "SELECT count(*) FROM orders WHERE shard = 'orders_202611'").await, vec!["3"]);
+    let units = rows(&hw, "SELECT upstream_table, state FROM hw_catalog.source_tables ORDER BY 1").await;
+    assert_eq!(units, vec!["s.orders_202610|streaming", "s.orders_202611|streaming", "s.orders_202612|error"]);
+}

@@ -10,7 +10,7 @@ use mysql_async::BinlogStreamRequest;
 use tokio::sync::mpsc;
 
 use super::position::{clean_file_name, BinlogPosition};
-use super::schema::{quote_upstream, upstream};
+use super::schema::{quote_upstream, upstream, TableSpec};
 use super::types::{cell_from_binlog, Cell};
 use super::{Message, Unit};
 use crate::error::{Error, Result};
@@ -43,7 +43,8 @@ pub async fn read(
     units: Arc<Vec<Unit>>,
     tx: mpsc::Sender<Message>,
 ) -> Result<()> {
-    let mut conn = mysql_async::Conn::new(opts).await.map_err(upstream)?;
+    let mut conn = mysql_async::Conn::new(opts.clone()).await.map_err(upstream)?;
+    let shards = ShardWatch::new(&units)?;
     // MariaDB's own GTID / checkpoint events instead of dummies; heartbeats every second.
     conn.query_drop("SET @mariadb_slave_capability=4").await.map_err(upstream)?;
     conn.query_drop("SET @master_heartbeat_period=1000000000").await.map_err(upstream)?;
@@ -140,6 +141,19 @@ pub async fn read(
                     continue;
                 }
                 let schema = q.schema().to_string();
+                if let Some((table, shard)) = shards.created(&sql, &schema) {
+                    let rejected = shards.check(&opts, table, &shard).await?;
+                    let joins = rejected.is_none();
+                    tx.send(Message::NewShard { end: end.clone(), table, shard, rejected }).await.map_err(closed)?;
+                    if joins {
+                        // The source restarts with the new unit from this position.
+                        return Ok(());
+                    }
+                    tx.send(Message::Transaction { end, timestamp, gtid: gtid.clone(), changes: vec![] })
+                        .await
+                        .map_err(closed)?;
+                    continue;
+                }
                 for (idx, unit) in units.iter().enumerate() {
                     if mentions(&sql, &schema, &unit.spec.database, &unit.upstream_table) {
                         let truncate = upper.starts_with("TRUNCATE");
@@ -234,6 +248,92 @@ fn decode_row(unit: &Unit, row: &mysql_async::binlog::row::BinlogRow) -> Result<
     Ok(cells)
 }
 
+/// Watches for `CREATE TABLE` of new shards of the captured tables merged from a pattern.
+struct ShardWatch {
+    /// Per pattern table: its index, spec, pattern and the shards already captured.
+    patterns: Vec<(usize, Arc<TableSpec>, regex::Regex, Vec<String>)>,
+}
+
+impl ShardWatch {
+    fn new(units: &[Unit]) -> Result<Self> {
+        let mut patterns: Vec<(usize, Arc<TableSpec>, regex::Regex, Vec<String>)> = Vec::new();
+        for u in units.iter().filter(|u| !u.spec.shards.is_empty()) {
+            match patterns.iter_mut().find(|p| p.0 == u.table) {
+                Some(p) => p.3.push(u.upstream_table.clone()),
+                None => {
+                    let re = regex::Regex::new(&format!("^(?:{})$", u.spec.table))
+                        .map_err(|e| Error::Internal(format!("stored shard pattern {}: {e}", u.spec.table)))?;
+                    patterns.push((u.table, u.spec.clone(), re, vec![u.upstream_table.clone()]));
+                }
+            }
+        }
+        Ok(ShardWatch { patterns })
+    }
+
+    /// The captured table and shard name when `sql` creates a new matching table.
+    fn created(&self, sql: &str, default_schema: &str) -> Option<(usize, String)> {
+        if self.patterns.is_empty() {
+            return None;
+        }
+        let (db, name) = created_table(sql)?;
+        let db = db.unwrap_or_else(|| default_schema.to_string());
+        self.patterns
+            .iter()
+            .find(|(_, spec, re, known)| spec.database == db && re.is_match(&name) && !known.contains(&name))
+            .map(|(t, ..)| (*t, name))
+    }
+
+    /// `None` when the new shard has the merged table's columns and key; else why not.
+    async fn check(&self, opts: &mysql_async::Opts, table: usize, shard: &str) -> Result<Option<String>> {
+        let (_, spec, ..) = self.patterns.iter().find(|p| p.0 == table).expect("pattern of a found table");
+        let mut conn = mysql_async::Conn::new(opts.clone()).await.map_err(upstream)?;
+        let found = super::schema::describe(&mut conn, &spec.database, shard, &spec.name).await;
+        // The merged key also holds the table-name column (INCLUDE TABLE NAME), which the
+        // shard itself does not have.
+        let upstream_key: Vec<usize> =
+            spec.key.iter().copied().filter(|&k| k < spec.upstream_columns().len()).collect();
+        let _ = conn.disconnect().await;
+        Ok(match found {
+            Ok(new) if new.columns[..] == *spec.upstream_columns() && new.key == upstream_key => None,
+            Ok(_) => Some(format!(
+                "upstream table {} matches the shard pattern of {} but its columns or key differ from the other \
+                 shards, so it is not merged; make it identical (then ALTER SOURCE ... RESNAPSHOT) or rename it",
+                quote_upstream(&spec.database, shard),
+                spec.name
+            )),
+            Err(e) => Some(format!("new shard {} could not be described: {e}", quote_upstream(&spec.database, shard))),
+        })
+    }
+}
+
+/// `(database, table)` of a `CREATE [OR REPLACE] TABLE [IF NOT EXISTS] [db.]name ...`. Names
+/// keep their case (table names are case-sensitive on Linux); only keywords are folded.
+fn created_table(sql: &str) -> Option<(Option<String>, String)> {
+    let normalized = sql.replace('`', "");
+    let words: Vec<&str> =
+        normalized.split(|c: char| c.is_whitespace() || c == '(' || c == ';').filter(|w| !w.is_empty()).collect();
+    let is = |i: usize, kw: &str| words.get(i).is_some_and(|w| w.eq_ignore_ascii_case(kw));
+    let mut i = 1;
+    if !is(0, "create") {
+        return None;
+    }
+    if is(i, "or") && is(i + 1, "replace") {
+        i += 2;
+    }
+    if !is(i, "table") {
+        return None;
+    }
+    i += 1;
+    if is(i, "if") && is(i + 1, "not") && is(i + 2, "exists") {
+        i += 3;
+    }
+    let name = words.get(i)?;
+    Some(match name.split_once('.') {
+        Some((db, t)) => (Some(db.to_string()), t.to_string()),
+        None => (None, name.to_string()),
+    })
+}
+
 /// Whether a DDL statement names the table (`t`, `db.t`, with or without backquotes).
 fn mentions(sql: &str, default_schema: &str, database: &str, table: &str) -> bool {
     let normalized = sql.replace('`', "").to_ascii_lowercase();
@@ -266,6 +366,18 @@ mod tests {
         bytes.extend_from_slice(body);
         let fde = FormatDescriptionEvent::new(BinlogVersion::Version4);
         Event::read(&fde, &bytes[..]).expect("event")
+    }
+
+    #[test]
+    fn created_tables() {
+        assert_eq!(created_table("CREATE TABLE s.orders_3 (id INT)"), Some((Some("s".into()), "orders_3".into())));
+        assert_eq!(
+            created_table("create table if not exists `s`.`Orders_4`(id int)"),
+            Some((Some("s".into()), "Orders_4".into()))
+        );
+        assert_eq!(created_table("CREATE OR REPLACE TABLE orders_5 LIKE orders_0"), Some((None, "orders_5".into())));
+        assert_eq!(created_table("CREATE INDEX i ON orders_1 (id)"), None);
+        assert_eq!(created_table("ALTER TABLE orders_1 ADD c INT"), None);
     }
 
     #[test]

@@ -92,6 +92,21 @@ pub enum Message {
     SnapshotDone {
         table: usize,
     },
+    /// `CREATE TABLE` of a table matching the shard pattern of captured table `table`:
+    /// `rejected` says why it is not merged (its columns differ), or it joins the table.
+    NewShard {
+        end: BinlogPosition,
+        table: usize,
+        shard: String,
+        rejected: Option<String>,
+    },
+}
+
+/// What the run loop does after a message.
+enum Flow {
+    Continue,
+    /// The set of units changed: restart the run from the stored position.
+    Restart,
 }
 
 /// Options of `CREATE SOURCE ... WITH (...)`.
@@ -231,6 +246,14 @@ struct Progress {
     /// The GTID of the last applied transaction (shown in `hw_catalog.sources`).
     #[serde(default)]
     gtid: Option<String>,
+    /// Shards created upstream after CREATE SOURCE, by local table name: their whole history
+    /// is in the binlog after the CREATE TABLE, so they join without a snapshot.
+    #[serde(default)]
+    new_shards: BTreeMap<String, Vec<String>>,
+    /// Tables created upstream that match a shard pattern but differ from the other shards:
+    /// `db.table` → (local table, why), shown in `hw_catalog.source_tables` as `error`.
+    #[serde(default)]
+    rejected_shards: BTreeMap<String, (String, String)>,
 }
 
 /// How far a key-ordered snapshot got: the table holds every upstream row whose key is at or
@@ -247,8 +270,19 @@ struct SnapshotResume {
 /// the upstream's current position with a snapshot of every table, which the caller has
 /// emptied.
 pub fn reset_progress(store: &dyn StateStore, source_id: u64) -> Result<()> {
+    let key = keys::source_progress(source_id);
+    // Shards that joined later are part of the definition, not of what was read.
+    let new_shards = match store.get(&key)? {
+        Some(v) => serde_json::from_slice::<Progress>(&v).map(|p| p.new_shards).unwrap_or_default(),
+        None => BTreeMap::new(),
+    };
     let mut b = WriteBatch::default();
-    b.delete(keys::source_progress(source_id));
+    if new_shards.is_empty() {
+        b.delete(key);
+    } else {
+        let kept = Progress { new_shards, ..Progress::default() };
+        b.put(key, serde_json::to_vec(&kept).map_err(|e| Error::Internal(e.to_string()))?);
+    }
     store.apply(b)
 }
 
@@ -263,6 +297,8 @@ pub fn forget_tables(store: &dyn StateStore, source_id: u64, names: &[String]) -
         progress.streaming.remove(n);
         progress.snapshot_at.remove(n);
         progress.resume.remove(n);
+        progress.new_shards.remove(n);
+        progress.rejected_shards.retain(|_, (table, _)| table != n);
     }
     let mut b = WriteBatch::default();
     b.put(key, serde_json::to_vec(&progress).map_err(|e| Error::Internal(e.to_string()))?);
@@ -352,16 +388,39 @@ enum Phase {
 impl MySqlSource {
     /// The capture units of this source, in table order.
     pub fn units(&self) -> Vec<Unit> {
+        let new_shards = self.load_progress().map(|p| p.new_shards).unwrap_or_default();
         self.tables
             .iter()
             .enumerate()
             .flat_map(|(i, t)| {
-                t.spec.upstream_tables().into_iter().map(move |u| Unit {
+                let later = new_shards.get(&t.spec.name).cloned().unwrap_or_default();
+                t.spec.upstream_tables().into_iter().chain(later).map(move |u| Unit {
                     table: i,
                     spec: t.spec.clone(),
                     upstream_table: u,
                 })
             })
+            .collect()
+    }
+
+    /// One status per unit, then one per rejected shard.
+    fn table_statuses(&self, units: &[Unit]) -> Vec<TableStatus> {
+        let rejected = self.load_progress().map(|p| p.rejected_shards).unwrap_or_default();
+        units
+            .iter()
+            .map(|u| TableStatus {
+                name: u.spec.name.clone(),
+                upstream: format!("{}.{}", u.spec.database, u.upstream_table),
+                state: "pending".into(),
+                ..Default::default()
+            })
+            .chain(rejected.into_iter().map(|(upstream, (name, why))| TableStatus {
+                name,
+                upstream,
+                state: "error".into(),
+                last_error: Some(why),
+                ..Default::default()
+            }))
             .collect()
     }
 
@@ -372,15 +431,7 @@ impl MySqlSource {
             name: self.name.clone(),
             connection: self.connection.clone(),
             state: "starting".into(),
-            tables: units
-                .iter()
-                .map(|u| TableStatus {
-                    name: u.spec.name.clone(),
-                    upstream: format!("{}.{}", u.spec.database, u.upstream_table),
-                    state: "pending".into(),
-                    ..Default::default()
-                })
-                .collect(),
+            tables: self.table_statuses(&units),
             ..Default::default()
         }));
         let (applied_tx, applied) = watch::channel(None);
@@ -421,7 +472,7 @@ impl Runner {
         self.status.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let mut backoff = Duration::from_millis(500);
         loop {
             let result = tokio::select! {
@@ -449,7 +500,20 @@ impl Runner {
                     s.state = "reconnecting".into();
                     s.last_error = Some(e.to_string());
                 }
-                Ok(()) => {}
+                Ok(()) => {
+                    // The units changed (a shard joined): start over from the stored position.
+                    self.units = self.source.units();
+                    let fresh = self.source.table_statuses(&self.units);
+                    let mut s = self.status();
+                    let old = std::mem::replace(&mut s.tables, fresh);
+                    for new in s.tables.iter_mut().filter(|t| t.state != "error") {
+                        if let Some(o) = old.iter().find(|o| o.upstream == new.upstream) {
+                            *new = o.clone();
+                        }
+                    }
+                    backoff = Duration::from_millis(500);
+                    continue;
+                }
             }
             tokio::select! {
                 _ = tokio::time::sleep(backoff) => {}
@@ -574,7 +638,9 @@ impl Runner {
             tokio::select! {
                 msg = rx.recv() => match msg {
                     Some(m) => {
-                        self.handle(m, &mut phases, &mut progress)?;
+                        if let Flow::Restart = self.handle(m, &mut phases, &mut progress)? {
+                            return Ok(());
+                        }
                         // Bound what waits for the next checkpoint (a fast snapshot or a
                         // binlog catch-up can stage faster than the interval writes).
                         if src.store.staged_bytes() > STAGED_LIMIT {
@@ -604,7 +670,7 @@ impl Runner {
         }
     }
 
-    fn handle(&self, msg: Message, phases: &mut [Phase], progress: &mut Progress) -> Result<()> {
+    fn handle(&self, msg: Message, phases: &mut [Phase], progress: &mut Progress) -> Result<Flow> {
         let src = &self.source;
         match msg {
             Message::Transaction { end, timestamp, gtid, changes } => {
@@ -759,7 +825,7 @@ impl Runner {
                         }
                     }
                     if resumed_from.is_some() && !self.replay(phases, u, catch_up, progress)? {
-                        return Ok(());
+                        return Ok(Flow::Continue);
                     }
                     phases[u] = Phase::Loading {
                         at: position,
@@ -823,8 +889,39 @@ impl Runner {
                     self.finish_snapshot(phases, u, progress)?;
                 }
             }
+            Message::NewShard { end, table, shard, rejected } => {
+                let name = &src.tables[table].spec.name;
+                let upstream = format!("{}.{}", src.tables[table].spec.database, shard);
+                if let Some(why) = rejected {
+                    tracing::warn!(source = %src.name, table = %name, "{why}");
+                    let mut s = self.status();
+                    if !s.tables.iter().any(|t| t.upstream == upstream) {
+                        s.tables.push(TableStatus {
+                            name: name.clone(),
+                            upstream: upstream.clone(),
+                            state: "error".into(),
+                            last_error: Some(why.clone()),
+                            ..Default::default()
+                        });
+                    }
+                    drop(s);
+                    progress.rejected_shards.insert(upstream, (name.clone(), why));
+                    src.dataflow.commit(&[], src.progress_batch(progress)?)?;
+                    return Ok(Flow::Continue);
+                }
+                tracing::info!(source = %src.name, table = %name, %shard, "a new upstream shard joins the table");
+                let unit = Unit { table, spec: src.tables[table].spec.clone(), upstream_table: shard.clone() };
+                progress.new_shards.entry(name.clone()).or_default().push(shard);
+                progress.streaming.insert(unit.progress_name());
+                // Everything before the CREATE TABLE is applied (messages arrive in order).
+                if progress.position.as_ref().is_none_or(|p| end > *p) {
+                    progress.position = Some(end);
+                }
+                src.dataflow.commit(&[], src.progress_batch(progress)?)?;
+                return Ok(Flow::Restart);
+            }
         }
-        Ok(())
+        Ok(Flow::Continue)
     }
 
     /// Units of resumed snapshots that the binlog has now delivered up to their snapshot
