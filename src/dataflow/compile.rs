@@ -39,10 +39,6 @@ fn refuse(what: impl Into<String>) -> Error {
 pub fn check_maintainable(plan: &LogicalPlan) -> Result<()> {
     let mut problem: Option<Error> = None;
     plan.apply_with_subqueries(|node| {
-        if let LogicalPlan::Window(_) = node {
-            problem = Some(refuse("window functions (OVER)"));
-            return Ok(TreeNodeRecursion::Stop);
-        }
         for expr in node.expressions() {
             expr.apply(|e| {
                 match e {
@@ -52,7 +48,14 @@ pub fn check_maintainable(plan: &LogicalPlan) -> Result<()> {
                             f.func.name()
                         )));
                     }
-                    Expr::WindowFunction(_) => problem = Some(refuse("window functions (OVER)")),
+                    // Only the top-k form (`compile` checks the shape around it).
+                    Expr::WindowFunction(w) if row_number(w).is_some() => return Ok(TreeNodeRecursion::Continue),
+                    Expr::WindowFunction(w) => {
+                        problem = Some(refuse(format!(
+                            "window functions (OVER) other than ROW_NUMBER() filtered by rank <= n: {}()",
+                            w.fun.name()
+                        )))
+                    }
                     Expr::Placeholder(p) => problem = Some(refuse(format!("parameter {}", p.id))),
                     _ => return Ok(TreeNodeRecursion::Continue),
                 }
@@ -120,8 +123,19 @@ fn node(plan: &LogicalPlan, tables: &mut Vec<Arc<TableState>>) -> Result<Box<dyn
             Box::new(Project { input, exprs, schema: arrow_schema(plan) })
         }
         LogicalPlan::Filter(f) => {
-            let input = node(&f.input, tables)?;
+            // `row_number() OVER (...) <= n` directly above its window: a per-partition top-k
+            // (the filter stays, and keeps exactly the rows the top-k emits).
+            let input = match (f.input.as_ref(), rank_limit(&f.predicate, f.input.schema())) {
+                (LogicalPlan::Window(w), Some(limit)) => ranked_top_k(w, limit, arrow_schema(&f.input), tables)?,
+                _ => node(&f.input, tables)?,
+            };
             Box::new(Filter { input, predicate: physical(&f.predicate, f.input.schema())? })
+        }
+        LogicalPlan::Window(_) => {
+            return Err(refuse(
+                "window functions (OVER); ROW_NUMBER() OVER (PARTITION BY ... ORDER BY ...) filtered by \
+                 rank <= n (a top-k per group) is the form a view can maintain",
+            ))
         }
         LogicalPlan::SubqueryAlias(s) => node(&s.input, tables)?,
         // ORDER BY alone is ignored (a view is a set); with LIMIT it is a top-k.
@@ -261,7 +275,6 @@ fn node(plan: &LogicalPlan, tables: &mut Vec<Arc<TableState>>) -> Result<Box<dyn
             let rows = Some(RecordBatch::try_new(schema.clone(), columns)?);
             Box::new(Constant { rows, schema })
         }
-        LogicalPlan::Window(_) => return Err(refuse("window functions (OVER)")),
         LogicalPlan::RecursiveQuery(_) => return Err(refuse("WITH RECURSIVE")),
         LogicalPlan::Unnest(_) => return Err(refuse("UNNEST")),
         other => return Err(refuse(format!("{} plans", node_name(other)))),
@@ -292,6 +305,81 @@ fn aggregate_kind(name: &str, distinct: bool, arg_types: &[DataType]) -> AggKind
         ("bool_or", _) => AggKind::BoolOr,
         _ => AggKind::Generic,
     }
+}
+
+/// The window's PARTITION BY and ORDER BY when it is a plain `row_number()`.
+fn row_number(
+    w: &datafusion::logical_expr::expr::WindowFunction,
+) -> Option<(&[Expr], &[datafusion::logical_expr::SortExpr])> {
+    let p = &w.params;
+    (w.fun.name() == "row_number" && p.args.is_empty() && p.filter.is_none() && !p.distinct)
+        .then_some((p.partition_by.as_slice(), p.order_by.as_slice()))
+}
+
+/// `n` when `predicate` is `rank <= n` or `rank < n + 1` (either side, casts ignored) on the
+/// last column of `schema` (a window's output).
+fn rank_limit(predicate: &Expr, schema: &DFSchema) -> Option<usize> {
+    use datafusion::logical_expr::{BinaryExpr, Operator as Op};
+    let rank = schema.field(schema.fields().len().checked_sub(1)?).name().clone();
+    fn strip(e: &Expr) -> &Expr {
+        match e {
+            Expr::Cast(c) => strip(&c.expr),
+            Expr::TryCast(c) => strip(&c.expr),
+            other => other,
+        }
+    }
+    let Expr::BinaryExpr(BinaryExpr { left, op, right }) = predicate else { return None };
+    let (column, op, value) = match (strip(left), strip(right)) {
+        (Expr::Column(c), Expr::Literal(v, _)) => (c, *op, v),
+        (Expr::Literal(v, _), Expr::Column(c)) => (c, op.swap()?, v),
+        _ => return None,
+    };
+    if column.name != rank {
+        return None;
+    }
+    let n = match value {
+        ScalarValue::Int64(Some(n)) => *n,
+        ScalarValue::Int32(Some(n)) => *n as i64,
+        ScalarValue::UInt64(Some(n)) => i64::try_from(*n).ok()?,
+        ScalarValue::Decimal128(Some(n), _, 0) => i64::try_from(*n).ok()?,
+        _ => return None,
+    };
+    let limit = match op {
+        Op::LtEq => n,
+        Op::Lt => n - 1,
+        Op::Eq if n == 1 => 1,
+        _ => return None,
+    };
+    usize::try_from(limit.max(0)).ok()
+}
+
+/// `row_number() OVER (PARTITION BY .. ORDER BY ..)` of `w`, keeping ranks up to `limit`.
+fn ranked_top_k(
+    w: &datafusion::logical_expr::Window,
+    limit: usize,
+    schema: SchemaRef,
+    tables: &mut Vec<Arc<TableState>>,
+) -> Result<Box<dyn Operator>> {
+    let not_top_k = || refuse("window functions (OVER) other than one ROW_NUMBER() filtered by rank <= n");
+    let [expr] = w.window_expr.as_slice() else { return Err(not_top_k()) };
+    let expr = match expr {
+        Expr::Alias(a) => a.expr.as_ref(),
+        e => e,
+    };
+    let Expr::WindowFunction(f) = expr else { return Err(not_top_k()) };
+    let Some((partition_by, order_by)) = row_number(f) else { return Err(not_top_k()) };
+    let input_schema = w.input.schema();
+    let partition_by = partition_by.iter().map(|e| physical(e, input_schema)).collect::<Result<Vec<_>>>()?;
+    let keys = order_by
+        .iter()
+        .map(|e| {
+            Ok(SortKey {
+                expr: physical(&e.expr, input_schema)?,
+                options: datafusion::arrow::compute::SortOptions { descending: !e.asc, nulls_first: e.nulls_first },
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Box::new(TopK::ranked(node(&w.input, tables)?, partition_by, keys, limit, schema)?))
 }
 
 /// `ORDER BY s.expr LIMIT fetch OFFSET skip` over `s.input`.

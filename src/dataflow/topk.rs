@@ -1,20 +1,24 @@
-//! `ORDER BY ... LIMIT n [OFFSET m]`: incremental top-k.
+//! Incremental top-k: `ORDER BY ... LIMIT n [OFFSET m]`, and per group
+//! `row_number() OVER (PARTITION BY g ORDER BY ...) <= n`.
 //!
-//! State: the whole input as an ordered multiset — a `BTreeMap` from the row's encoding in
-//! Arrow's row format over `(ORDER BY keys ..., every column ...)` to its multiplicity — so
-//! the map's order is the ORDER BY order with ties broken by the row itself (the same rows
-//! win every time, unlike a sort that leaves ties in any order), plus the window last
-//! emitted: ranks `[m, m + n)` counted with multiplicities.
+//! State, per partition (one for a plain LIMIT): the partition's input rows as an ordered
+//! multiset — a `BTreeMap` from the row's encoding in Arrow's row format over
+//! `(ORDER BY keys ..., every column ...)` to its multiplicity — so the map's order is the
+//! ORDER BY order with ties broken by the row itself (the same rows win every time, unlike a
+//! sort that leaves ties in any order), plus the window last emitted: ranks `[m, m + n)`
+//! counted with multiplicities. With a rank column (the `row_number()` form) each copy of a
+//! row in the window is one output row carrying its rank, 1-based.
 //!
-//! Delta rule: `Δout = window(S + Δin) − window(S)`, the new window read from the map
-//! (`O(m + n)`), the difference taken against the stored one. When the window is full and
-//! every changed row sorts after its last row, the window cannot change and nothing is read:
-//! the common case of rows arriving outside the top.
+//! Delta rule, per partition the delta touches: `Δout = window(S + Δin) − window(S)`, the new
+//! window read from the map (`O(m + n)`), the difference taken against the stored one (with
+//! ranks, a row whose rank moved is retracted at the old rank and inserted at the new one).
+//! When a partition's window is full and every changed row sorts after its last row, the
+//! window cannot change and nothing is read: the common case of rows arriving outside the top.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use datafusion::arrow::array::ArrayRef;
+use datafusion::arrow::array::{ArrayRef, UInt64Array};
 use datafusion::arrow::compute::{cast, SortOptions};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
@@ -31,18 +35,31 @@ pub struct SortKey {
     pub options: SortOptions,
 }
 
+/// Encoded rows in window order, each with its multiplicity in the window.
+type Window = Vec<(Box<[u8]>, i64)>;
+
+/// The rows of one partition and its window.
+#[derive(Default)]
+struct Partition {
+    rows: BTreeMap<Box<[u8]>, i64>,
+    /// The window last emitted, in order, with the multiplicity each row has in it.
+    shown: Window,
+}
+
 /// The top-k operator.
 pub struct TopK {
     input: Box<dyn Operator>,
+    partition_by: Vec<Arc<dyn PhysicalExpr>>,
     keys: Vec<SortKey>,
     key_types: Vec<DataType>,
     offset: usize,
     limit: usize,
+    /// Output a rank (`row_number()`) column after the input's columns.
+    ranked: bool,
     /// `(keys ..., columns ...)` in row format: byte order is the ORDER BY order.
     format: RowConverter,
-    rows: BTreeMap<Box<[u8]>, i64>,
-    /// The window last emitted, in order, with the multiplicity each row has in it.
-    shown: Vec<(Box<[u8]>, i64)>,
+    partition_format: RowConverter,
+    partitions: FastMap<Box<[u8]>, Partition>,
     bytes: usize,
     schema: SchemaRef,
 }
@@ -51,34 +68,65 @@ pub struct TopK {
 const ROW_OVERHEAD: usize = 48;
 
 impl TopK {
+    /// `ORDER BY keys LIMIT limit OFFSET offset` over `input`: output rows are input rows.
     pub fn new(input: Box<dyn Operator>, keys: Vec<SortKey>, offset: usize, limit: usize) -> Result<Self> {
         let schema = input.schema();
-        let probe = RecordBatch::new_empty(schema.clone());
+        Self::build(input, Vec::new(), keys, offset, limit, false, schema)
+    }
+
+    /// The first `limit` rows of each partition with their rank (`row_number()`), as a last
+    /// column of `schema`.
+    pub fn ranked(
+        input: Box<dyn Operator>,
+        partition_by: Vec<Arc<dyn PhysicalExpr>>,
+        keys: Vec<SortKey>,
+        limit: usize,
+        schema: SchemaRef,
+    ) -> Result<Self> {
+        Self::build(input, partition_by, keys, 0, limit, true, schema)
+    }
+
+    fn build(
+        input: Box<dyn Operator>,
+        partition_by: Vec<Arc<dyn PhysicalExpr>>,
+        keys: Vec<SortKey>,
+        offset: usize,
+        limit: usize,
+        ranked: bool,
+        schema: SchemaRef,
+    ) -> Result<Self> {
+        let input_schema = input.schema();
+        let probe = RecordBatch::new_empty(input_schema.clone());
         let key_types =
             keys.iter().map(|k| Ok(evaluate(&k.expr, &probe)?.data_type().clone())).collect::<Result<Vec<_>>>()?;
         let mut fields: Vec<SortField> =
             keys.iter().zip(&key_types).map(|(k, t)| SortField::new_with_options(t.clone(), k.options)).collect();
-        fields.extend(schema.fields().iter().map(|f| SortField::new(f.data_type().clone())));
-        let format = RowConverter::new(fields)?;
+        fields.extend(input_schema.fields().iter().map(|f| SortField::new(f.data_type().clone())));
+        let partition_fields = partition_by
+            .iter()
+            .map(|p| Ok(SortField::new(evaluate(p, &probe)?.data_type().clone())))
+            .collect::<Result<Vec<_>>>()?;
         Ok(TopK {
             input,
+            partition_by,
             keys,
             key_types,
             offset,
             limit,
-            format,
-            rows: BTreeMap::new(),
-            shown: Vec::new(),
+            ranked,
+            format: RowConverter::new(fields)?,
+            partition_format: RowConverter::new(partition_fields)?,
+            partitions: FastMap::default(),
             bytes: 0,
             schema,
         })
     }
 
-    /// Ranks `[offset, offset + limit)` of the current multiset.
-    fn window(&self) -> Vec<(Box<[u8]>, i64)> {
+    /// Ranks `[offset, offset + limit)` of a partition.
+    fn window(&self, rows: &BTreeMap<Box<[u8]>, i64>) -> Window {
         let mut out = Vec::new();
         let (mut skip, mut take) = (self.offset as i64, self.limit as i64);
-        for (row, &n) in &self.rows {
+        for (row, &n) in rows {
             if take == 0 {
                 break;
             }
@@ -93,15 +141,49 @@ impl TopK {
         out
     }
 
-    fn window_is_full(&self) -> bool {
-        self.shown.iter().map(|(_, n)| n).sum::<i64>() == self.limit as i64
+    /// The output delta between a partition's old and new windows, appended to `rows`,
+    /// `ranks` and `weights`.
+    fn diff<'a>(
+        &self,
+        old: &'a [(Box<[u8]>, i64)],
+        new: &'a [(Box<[u8]>, i64)],
+        out: &mut (Vec<&'a [u8]>, Vec<u64>, Vec<i64>),
+    ) {
+        // With ranks each copy is its own output row (row, rank); without, a row's weight is
+        // its multiplicity in the window.
+        let expand = |window: &'a [(Box<[u8]>, i64)], sign: i64, diff: &mut FastMap<(&'a [u8], u64), i64>| {
+            let mut rank = self.offset as u64;
+            for (row, n) in window {
+                if self.ranked {
+                    for _ in 0..*n {
+                        rank += 1;
+                        *diff.entry((row.as_ref(), rank)).or_insert(0) += sign;
+                    }
+                } else {
+                    *diff.entry((row.as_ref(), 0)).or_insert(0) += sign * n;
+                }
+            }
+        };
+        let mut diff = FastMap::default();
+        expand(new, 1, &mut diff);
+        expand(old, -1, &mut diff);
+        for ((row, rank), w) in diff {
+            if w != 0 {
+                out.0.push(row);
+                out.1.push(rank);
+                out.2.push(w);
+            }
+        }
     }
 
-    /// Output rows for encoded rows: the column part of the encoding.
-    fn decode(&self, rows: &[&[u8]], weights: Vec<i64>) -> Result<ChangeBatch> {
+    /// Output rows: the column part of the encodings, and the rank column if any.
+    fn decode(&self, rows: &[&[u8]], ranks: Vec<u64>, weights: Vec<i64>) -> Result<ChangeBatch> {
         let parser = self.format.parser();
         let columns: Vec<ArrayRef> = self.format.convert_rows(rows.iter().map(|r| parser.parse(r)))?;
-        let columns = columns[self.keys.len()..].to_vec();
+        let mut columns = columns[self.keys.len()..].to_vec();
+        if self.ranked {
+            columns.push(Arc::new(UInt64Array::from(ranks)));
+        }
         let data = conform(&self.schema, columns, rows.len())?;
         Ok(ChangeBatch { data, weights, mode: ApplyMode::Delta })
     }
@@ -121,38 +203,53 @@ impl Operator for TopK {
         }
         columns.extend(delta.data.columns().iter().cloned());
         let encoded = self.format.convert_columns(&columns)?;
-        let boundary = if self.window_is_full() { self.shown.last().map(|(r, _)| r.clone()) } else { None };
-        let mut outside = boundary.is_some();
+        let part_keys = if self.partition_by.is_empty() {
+            None
+        } else {
+            let parts: Vec<ArrayRef> =
+                self.partition_by.iter().map(|p| evaluate(p, &delta.data)).collect::<Result<_>>()?;
+            Some(self.partition_format.convert_columns(&parts)?)
+        };
+        // Partitions the delta touches, and whether their window may change.
+        let mut touched: FastMap<Box<[u8]>, bool> = FastMap::default();
         for (i, &w) in delta.weights.iter().enumerate() {
+            let pk: &[u8] = part_keys.as_ref().map_or(&[], |k| k.row(i).data());
             let row = encoded.row(i).data();
-            if outside && boundary.as_deref().is_some_and(|b| row <= b) {
-                outside = false;
-            }
-            let n = self.rows.entry(row.into()).or_insert(0);
+            let p = self.partitions.entry(pk.into()).or_default();
+            let full = p.shown.iter().map(|(_, n)| n).sum::<i64>() == self.limit as i64;
+            let outside = full && p.shown.last().is_some_and(|(last, _)| row > last.as_ref());
+            let may_change = touched.entry(pk.into()).or_insert(false);
+            *may_change |= !outside;
+            let n = p.rows.entry(row.into()).or_insert(0);
             if *n == 0 {
                 self.bytes += row.len() + ROW_OVERHEAD;
             }
             *n += w;
             if *n == 0 {
-                self.rows.remove(row);
+                p.rows.remove(row);
                 self.bytes = self.bytes.saturating_sub(row.len() + ROW_OVERHEAD);
             }
         }
-        if outside {
-            return Ok(empty());
+        let mut windows: Vec<(Box<[u8]>, Window)> = Vec::new();
+        for (pk, may_change) in touched {
+            if may_change {
+                let window = self.window(&self.partitions[&pk].rows);
+                windows.push((pk, window));
+            }
         }
-        let window = self.window();
-        let mut diff: FastMap<&[u8], i64> = FastMap::default();
-        for (row, n) in &window {
-            *diff.entry(row.as_ref()).or_insert(0) += n;
+        let mut out = (Vec::new(), Vec::new(), Vec::new());
+        for (pk, window) in &windows {
+            self.diff(&self.partitions[pk].shown, window, &mut out);
         }
-        for (row, n) in &self.shown {
-            *diff.entry(row.as_ref()).or_insert(0) -= n;
+        let result = if out.0.is_empty() { empty() } else { Some(self.decode(&out.0, out.1, out.2)?) };
+        for (pk, window) in windows {
+            let p = self.partitions.get_mut(&pk).expect("touched partition");
+            p.shown = window;
+            if p.rows.is_empty() {
+                self.partitions.remove(&pk);
+            }
         }
-        let (rows, weights): (Vec<&[u8]>, Vec<i64>) = diff.into_iter().filter(|(_, n)| *n != 0).unzip();
-        let out = if rows.is_empty() { empty() } else { Some(self.decode(&rows, weights)?) };
-        self.shown = window;
-        Ok(out)
+        Ok(result)
     }
 
     fn schema(&self) -> SchemaRef {
@@ -169,13 +266,21 @@ impl Operator for TopK {
             .iter()
             .map(|k| format!("{}{}", k.expr, if k.options.descending { " DESC" } else { "" }))
             .collect();
+        let partition = if self.partition_by.is_empty() {
+            String::new()
+        } else {
+            let p: Vec<String> = self.partition_by.iter().map(|p| p.to_string()).collect();
+            format!(" per [{}]", p.join(", "))
+        };
         let offset = if self.offset > 0 { format!(" offset {}", self.offset) } else { String::new() };
+        let rows: usize = self.partitions.values().map(|p| p.rows.len()).sum();
         out.push(format!(
-            "{}TopK order by [{}] limit {}{offset} (state: {} rows, {} bytes)",
+            "{}TopK{partition} order by [{}] limit {}{offset}{} (state: {} partitions, {rows} rows, {} bytes)",
             indent(depth),
             keys.join(", "),
             self.limit,
-            self.rows.len(),
+            if self.ranked { " with row_number" } else { "" },
+            self.partitions.len(),
             self.bytes
         ));
         self.input.explain(depth + 1, out);

@@ -2,7 +2,7 @@
 //! sequences (NULL keys, duplicate rows, emptied groups, key updates), and after every
 //! statement each view must equal its query run from scratch by DataFusion over the same
 //! tables. The views cover every operator: inner/left/right/full joins with residual
-//! predicates, semi/anti joins from IN/EXISTS, null-aware anti joins from NOT IN, top-k (ORDER BY ... LIMIT/OFFSET), grouped and global aggregates, DISTINCT,
+//! predicates, semi/anti joins from IN/EXISTS, null-aware anti joins from NOT IN, top-k (ORDER BY ... LIMIT/OFFSET, and per group: row_number() OVER (PARTITION BY ...) <= n), grouped and global aggregates, DISTINCT,
 //! UNION [ALL], INTERSECT, EXCEPT, scalar subqueries, cross joins, projections with CASE/casts/functions, and views on views.
 //!
 //! `HEADWATER_VIEW_CASES` sets the number of random cases (default 12).
@@ -51,6 +51,12 @@ const VIEWS: &[(&str, &str)] = &[
     ("v_topk", "SELECT id, k, v FROM a ORDER BY v DESC NULLS LAST, id LIMIT 3"),
     ("v_topk_offset", "SELECT k, v FROM a ORDER BY k NULLS FIRST, v, id LIMIT 2 OFFSET 2"),
     ("v_topk_agg", "SELECT k, count(*) AS n FROM b GROUP BY k ORDER BY count(*) DESC, k LIMIT 2"),
+    (
+        "v_rank",
+        "SELECT id, k, v, rn FROM (SELECT id, k, v, row_number() OVER (PARTITION BY k ORDER BY v DESC NULLS LAST, id) AS rn \
+         FROM a) t WHERE rn <= 2",
+    ),
+    ("v_rank_global", "SELECT id, rn FROM (SELECT id, row_number() OVER (ORDER BY id DESC) AS rn FROM b) t WHERE rn < 3"),
     ("v_on_view", "SELECT k, sum(w) AS sw, count(bid) AS nb FROM v_left GROUP BY k"),
     ("v_on_agg", "SELECT k FROM v_agg WHERE s > 5"),
 ];
