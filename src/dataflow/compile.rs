@@ -125,9 +125,24 @@ fn node(plan: &LogicalPlan, tables: &mut Vec<Arc<TableState>>) -> Result<Box<dyn
         LogicalPlan::Filter(f) => {
             // `row_number() OVER (...) <= n` directly above its window: a per-partition top-k
             // (the filter stays, and keeps exactly the rows the top-k emits).
-            let input = match (f.input.as_ref(), rank_limit(&f.predicate, f.input.schema())) {
-                (LogicalPlan::Window(w), Some(limit)) => ranked_top_k(w, limit, arrow_schema(&f.input), tables)?,
-                _ => node(&f.input, tables)?,
+            // (DataFusion may put a projection in between, dropping columns the window read.)
+            let ranked = ranked_window(&f.input).and_then(|(plan, w)| {
+                let rank = plan.schema().field(plan.schema().fields().len() - 1).name().clone();
+                rank_limit(&f.predicate, &rank).map(|n| (plan, w, n))
+            });
+            let input = match ranked {
+                Some((plan, w, limit)) => {
+                    let top = ranked_top_k(w, limit, arrow_schema(plan), tables)?;
+                    match f.input.as_ref() {
+                        LogicalPlan::Projection(p) => {
+                            let exprs =
+                                p.expr.iter().map(|e| physical(e, p.input.schema())).collect::<Result<Vec<_>>>()?;
+                            Box::new(Project { input: top, exprs, schema: arrow_schema(&f.input) })
+                        }
+                        _ => top,
+                    }
+                }
+                None => node(&f.input, tables)?,
             };
             Box::new(Filter { input, predicate: physical(&f.predicate, f.input.schema())? })
         }
@@ -316,11 +331,22 @@ fn row_number(
         .then_some((p.partition_by.as_slice(), p.order_by.as_slice()))
 }
 
-/// `n` when `predicate` is `rank <= n` or `rank < n + 1` (either side, casts ignored) on the
-/// last column of `schema` (a window's output).
-fn rank_limit(predicate: &Expr, schema: &DFSchema) -> Option<usize> {
+/// The window (and its plan node) under `plan`: `plan` itself or below a projection.
+fn ranked_window(plan: &LogicalPlan) -> Option<(&LogicalPlan, &datafusion::logical_expr::Window)> {
+    match plan {
+        LogicalPlan::Window(w) => Some((plan, w)),
+        LogicalPlan::Projection(p) => match p.input.as_ref() {
+            LogicalPlan::Window(w) => Some((p.input.as_ref(), w)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// `n` when `predicate` is `rank <= n`, `rank < n + 1` or `rank = 1` (either side, casts
+/// ignored) on the column named `rank`.
+fn rank_limit(predicate: &Expr, rank: &str) -> Option<usize> {
     use datafusion::logical_expr::{BinaryExpr, Operator as Op};
-    let rank = schema.field(schema.fields().len().checked_sub(1)?).name().clone();
     fn strip(e: &Expr) -> &Expr {
         match e {
             Expr::Cast(c) => strip(&c.expr),

@@ -56,6 +56,10 @@ const VIEWS: &[(&str, &str)] = &[
         "SELECT id, k, v, rn FROM (SELECT id, k, v, row_number() OVER (PARTITION BY k ORDER BY v DESC NULLS LAST, id) AS rn \
          FROM a) t WHERE rn <= 2",
     ),
+    (
+        "v_rank_first",
+        "SELECT id FROM (SELECT id, row_number() OVER (PARTITION BY k ORDER BY v NULLS FIRST, id) AS rn FROM a) t WHERE rn = 1",
+    ),
     ("v_rank_global", "SELECT id, rn FROM (SELECT id, row_number() OVER (ORDER BY id DESC) AS rn FROM b) t WHERE rn < 3"),
     ("v_on_view", "SELECT k, sum(w) AS sw, count(bid) AS nb FROM v_left GROUP BY k"),
     ("v_on_agg", "SELECT k FROM v_agg WHERE s > 5"),
