@@ -396,15 +396,7 @@ fn ranked_top_k(
     let Some((partition_by, order_by)) = row_number(f) else { return Err(not_top_k()) };
     let input_schema = w.input.schema();
     let partition_by = partition_by.iter().map(|e| physical(e, input_schema)).collect::<Result<Vec<_>>>()?;
-    let keys = order_by
-        .iter()
-        .map(|e| {
-            Ok(SortKey {
-                expr: physical(&e.expr, input_schema)?,
-                options: datafusion::arrow::compute::SortOptions { descending: !e.asc, nulls_first: e.nulls_first },
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let keys = sort_keys(order_by, input_schema)?;
     Ok(Box::new(TopK::ranked(node(&w.input, tables)?, partition_by, keys, limit, schema)?))
 }
 
@@ -415,15 +407,19 @@ fn top_k(
     fetch: usize,
     tables: &mut Vec<Arc<TableState>>,
 ) -> Result<Box<dyn Operator>> {
-    let keys = s
-        .expr
+    let keys = sort_keys(&s.expr, s.input.schema())?;
+    Ok(Box::new(TopK::new(node(&s.input, tables)?, keys, skip, fetch)?))
+}
+
+/// ORDER BY expressions as the top-k operator's keys.
+fn sort_keys(order_by: &[datafusion::logical_expr::SortExpr], schema: &DFSchema) -> Result<Vec<SortKey>> {
+    order_by
         .iter()
         .map(|e| {
             Ok(SortKey {
-                expr: physical(&e.expr, s.input.schema())?,
+                expr: physical(&e.expr, schema)?,
                 options: datafusion::arrow::compute::SortOptions { descending: !e.asc, nulls_first: e.nulls_first },
             })
         })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(Box::new(TopK::new(node(&s.input, tables)?, keys, skip, fetch)?))
+        .collect()
 }

@@ -46,6 +46,13 @@ struct Partition {
     shown: Window,
 }
 
+/// A partition a delta touches: whether its window may change and, while it cannot, the
+/// last row of its full window.
+struct Touched {
+    may_change: bool,
+    boundary: Option<Box<[u8]>>,
+}
+
 /// The top-k operator.
 pub struct TopK {
     input: Box<dyn Operator>,
@@ -210,16 +217,25 @@ impl Operator for TopK {
                 self.partition_by.iter().map(|p| evaluate(p, &delta.data)).collect::<Result<_>>()?;
             Some(self.partition_format.convert_columns(&parts)?)
         };
-        // Partitions the delta touches, and whether their window may change.
-        let mut touched: FastMap<Box<[u8]>, bool> = FastMap::default();
+        // Per partition the delta touches: whether its window may change and, while it
+        // cannot, the last row of its full window (read once per partition).
+        let mut touched: FastMap<Box<[u8]>, Touched> = FastMap::default();
         for (i, &w) in delta.weights.iter().enumerate() {
             let pk: &[u8] = part_keys.as_ref().map_or(&[], |k| k.row(i).data());
             let row = encoded.row(i).data();
-            let p = self.partitions.entry(pk.into()).or_default();
-            let full = p.shown.iter().map(|(_, n)| n).sum::<i64>() == self.limit as i64;
-            let outside = full && p.shown.last().is_some_and(|(last, _)| row > last.as_ref());
-            let may_change = touched.entry(pk.into()).or_insert(false);
-            *may_change |= !outside;
+            if !self.partitions.contains_key(pk) {
+                self.partitions.insert(pk.into(), Partition::default());
+            }
+            let p = self.partitions.get_mut(pk).expect("inserted above");
+            if !touched.contains_key(pk) {
+                let full = p.shown.iter().map(|(_, n)| n).sum::<i64>() == self.limit as i64;
+                let boundary = if full { p.shown.last().map(|(r, _)| r.clone()) } else { None };
+                touched.insert(pk.into(), Touched { may_change: boundary.is_none(), boundary });
+            }
+            let t = touched.get_mut(pk).expect("inserted above");
+            if !t.may_change && t.boundary.as_deref().is_some_and(|last| row <= last) {
+                t.may_change = true;
+            }
             let n = p.rows.entry(row.into()).or_insert(0);
             if *n == 0 {
                 self.bytes += row.len() + ROW_OVERHEAD;
@@ -231,8 +247,8 @@ impl Operator for TopK {
             }
         }
         let mut windows: Vec<(Box<[u8]>, Window)> = Vec::new();
-        for (pk, may_change) in touched {
-            if may_change {
+        for (pk, t) in touched {
+            if t.may_change {
                 let window = self.window(&self.partitions[&pk].rows);
                 windows.push((pk, window));
             }
