@@ -117,11 +117,7 @@ fn node(plan: &LogicalPlan, tables: &mut Vec<Arc<TableState>>) -> Result<Box<dyn
             // Pushed-down filters are inexact, so DataFusion keeps them in a Filter above.
             Box::new(Scan { table, name, projection: scan.projection.clone(), schema: arrow_schema(plan) })
         }
-        LogicalPlan::Projection(p) => {
-            let input = node(&p.input, tables)?;
-            let exprs = p.expr.iter().map(|e| physical(e, p.input.schema())).collect::<Result<Vec<_>>>()?;
-            Box::new(Project { input, exprs, schema: arrow_schema(plan) })
-        }
+        LogicalPlan::Projection(p) => project(p, node(&p.input, tables)?)?,
         LogicalPlan::Filter(f) => {
             // `row_number() OVER (...) <= n` directly above its window: a per-partition top-k
             // (the filter stays, and keeps exactly the rows the top-k emits).
@@ -134,11 +130,7 @@ fn node(plan: &LogicalPlan, tables: &mut Vec<Arc<TableState>>) -> Result<Box<dyn
                 Some((plan, w, limit)) => {
                     let top = ranked_top_k(w, limit, arrow_schema(plan), tables)?;
                     match f.input.as_ref() {
-                        LogicalPlan::Projection(p) => {
-                            let exprs =
-                                p.expr.iter().map(|e| physical(e, p.input.schema())).collect::<Result<Vec<_>>>()?;
-                            Box::new(Project { input: top, exprs, schema: arrow_schema(&f.input) })
-                        }
+                        LogicalPlan::Projection(p) => project(p, top)?,
                         _ => top,
                     }
                 }
@@ -329,6 +321,12 @@ fn row_number(
     let p = &w.params;
     (w.fun.name() == "row_number" && p.args.is_empty() && p.filter.is_none() && !p.distinct)
         .then_some((p.partition_by.as_slice(), p.order_by.as_slice()))
+}
+
+/// The projection `p` over an already compiled `input`.
+fn project(p: &datafusion::logical_expr::Projection, input: Box<dyn Operator>) -> Result<Box<dyn Operator>> {
+    let exprs = p.expr.iter().map(|e| physical(e, p.input.schema())).collect::<Result<Vec<_>>>()?;
+    Ok(Box::new(Project { input, exprs, schema: nullable(p.schema.as_arrow()) }))
 }
 
 /// The window (and its plan node) under `plan`: `plan` itself or below a projection.

@@ -21,9 +21,7 @@
 
 use std::collections::BTreeSet;
 
-use datafusion::arrow::array::Array;
-
-use super::{ChangeBatch, FastMap, Group, Join, Keys, Which};
+use super::{ChangeBatch, FastMap, Join, Keys, Which};
 use crate::error::{Error, Result};
 
 /// The state a null-aware anti join keeps beyond the anti join's.
@@ -146,21 +144,13 @@ impl Join {
         }
         let mut kept: Vec<&[u8]> = Vec::new();
         let mut weights: Vec<i64> = Vec::new();
-        for (key, group) in &self.left.index {
+        for key in self.left.index.keys() {
             if mode == Mode::Unmatched && self.right.index.contains_key(key) {
                 continue;
             }
-            match group {
-                Group::One(row, n) => {
-                    kept.push(row);
-                    weights.push(n * sign);
-                }
-                Group::Many(rows) => {
-                    for (row, n) in rows {
-                        kept.push(row);
-                        weights.push(n * sign);
-                    }
-                }
+            for (row, n) in self.left.matches(key) {
+                kept.push(row);
+                weights.push(n * sign);
             }
         }
         if mode == Mode::All {
@@ -173,7 +163,6 @@ impl Join {
             return Ok(Vec::new());
         }
         let columns = self.left.decode(&kept)?;
-        debug_assert!(columns.iter().all(|c| c.len() == kept.len()));
         Ok(vec![self.output_alone(Which::Left, columns, weights)?])
     }
 }

@@ -324,6 +324,12 @@ impl CapturedTable {
     }
 }
 
+/// How `hw_catalog.source_tables` shows a table that matches a shard pattern but was not
+/// merged.
+fn rejected_shard_status(name: String, upstream: String, why: String) -> TableStatus {
+    TableStatus { name, upstream, state: "error".into(), last_error: Some(why), ..Default::default() }
+}
+
 /// One MySQL source.
 pub struct MySqlSource {
     pub name: String,
@@ -414,13 +420,7 @@ impl MySqlSource {
                 state: "pending".into(),
                 ..Default::default()
             })
-            .chain(rejected.into_iter().map(|(upstream, (name, why))| TableStatus {
-                name,
-                upstream,
-                state: "error".into(),
-                last_error: Some(why),
-                ..Default::default()
-            }))
+            .chain(rejected.into_iter().map(|(upstream, (name, why))| rejected_shard_status(name, upstream, why)))
             .collect()
     }
 
@@ -896,13 +896,7 @@ impl Runner {
                     tracing::warn!(source = %src.name, table = %name, "{why}");
                     let mut s = self.status();
                     if !s.tables.iter().any(|t| t.upstream == upstream) {
-                        s.tables.push(TableStatus {
-                            name: name.clone(),
-                            upstream: upstream.clone(),
-                            state: "error".into(),
-                            last_error: Some(why.clone()),
-                            ..Default::default()
-                        });
+                        s.tables.push(rejected_shard_status(name.clone(), upstream.clone(), why.clone()));
                     }
                     drop(s);
                     progress.rejected_shards.insert(upstream, (name.clone(), why));
