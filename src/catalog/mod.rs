@@ -311,6 +311,24 @@ impl Catalog {
         Ok(object)
     }
 
+    /// Adds the write of `entry`, the changed definition of an existing object (a captured
+    /// table whose upstream gained columns), to `batch`; once the batch is stored,
+    /// [`Catalog::replace_entry`] makes it current.
+    pub fn write_entry(entry: &CatalogEntry, batch: &mut WriteBatch) -> Result<()> {
+        batch
+            .put(keys::catalog_entry(entry.id), serde_json::to_vec(entry).map_err(|e| Error::Internal(e.to_string()))?);
+        Ok(())
+    }
+
+    /// Replaces the entry of an existing object (same id and name), keeping its runtime side.
+    pub fn replace_entry(&self, entry: CatalogEntry) {
+        let mut objects = self.write();
+        let ns = ObjectType::from(entry.object_type).namespace();
+        if let Some(o) = objects.by_name.get_mut(&(ns, entry.name.clone())).filter(|o| o.entry.id == entry.id) {
+            o.entry = entry;
+        }
+    }
+
     /// Objects that depend on `key` (a relation name or an [`ObjectType::dependency_key`]),
     /// directly or through other objects, newest (dependents) first.
     pub fn dependents(&self, key: &str) -> Vec<CatalogObject> {

@@ -3,6 +3,8 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
+use datafusion::arrow::array::ArrayRef;
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::logical_expr::LogicalPlan;
 
@@ -187,6 +189,25 @@ impl Dataflow {
         for (table, p) in outputs {
             table.apply_planned(p);
         }
+        Ok(())
+    }
+
+    /// Gives `table` new columns (see [`TableState::plan_widen`]), with `extra` (its new
+    /// catalog entry, a source's progress) in the same atomic store batch. Serialised with
+    /// commits. No view changes: each reads the columns it was compiled with (its `Scan`
+    /// projects), and the old columns keep their values.
+    pub fn widen_table(
+        &self,
+        table: &TableState,
+        schema: SchemaRef,
+        values: &[ArrayRef],
+        mut extra: WriteBatch,
+    ) -> Result<()> {
+        let _inner = self.lock();
+        let widening = table.plan_widen(schema, values, &mut extra)?;
+        self.store.apply(extra)?;
+        let _published = self.publish.write().unwrap_or_else(|p| p.into_inner());
+        table.apply_widen(widening);
         Ok(())
     }
 

@@ -100,7 +100,9 @@ impl Operator for Scan {
         let Some(change) = inputs.get(&self.table) else { return Ok(None) };
         let columns = match &self.projection {
             Some(p) => p.iter().map(|&i| change.data.column(i).clone()).collect(),
-            None => change.data.columns().to_vec(),
+            // The columns the view was compiled with: a captured table may have gained
+            // columns since (upstream ADD COLUMN appends them).
+            None => change.data.columns()[..self.schema.fields().len().min(change.data.num_columns())].to_vec(),
         };
         let data = conform(&self.schema, columns, change.len())?;
         Ok(Some(ChangeBatch { data, weights: change.weights.clone(), mode: ApplyMode::Delta }))

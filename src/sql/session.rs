@@ -243,30 +243,57 @@ impl Session {
     }
 
     async fn query(&self, stmt: &Statement, params: Option<&ParamValues>) -> Result<QueryResult> {
-        let mut plan = self.plan(stmt).await?;
+        let recency = {
+            let s = self.settings.read().unwrap_or_else(|p| p.into_inner());
+            s.real_time_recency().then(|| s.get("real_time_recency_timeout"))
+        };
+        let recency = match recency {
+            Some(t) => Some(super::settings::parse_duration(&t?).unwrap_or(std::time::Duration::from_secs(10))),
+            None => None,
+        };
+        let mut plan = match self.plan(stmt).await {
+            // Under real_time_recency a column or table the query names may come with an
+            // upstream ALTER/CREATE that a source has not applied yet: wait for every source,
+            // then plan again.
+            Err(e) if recency.is_some() && matches!(e.sqlstate(), "42703" | "42P01") => {
+                let all: Vec<String> = self.engine.sources().statuses().into_iter().map(|s| s.name).collect();
+                let timeout = recency.unwrap_or_default();
+                if all.is_empty() || self.engine.sources().wait_caught_up(&all, timeout).await.is_err() {
+                    return Err(e);
+                }
+                self.plan(stmt).await?
+            }
+            other => other?,
+        };
         if let Some(point) = PointQuery::recognize(&plan) {
             if let Some(result) = self.execute_point(&point, params).await? {
                 return Ok(result);
             }
         }
-        if let Some(p) = params {
-            plan = plan.with_param_values(p.clone())?;
-        }
         if matches!(plan, LogicalPlan::Ddl(_) | LogicalPlan::Dml(_) | LogicalPlan::Copy(_)) {
             return Err(Error::FeatureNotSupported(format!("{} inside a query", plan.display())));
         }
         // real_time_recency: wait for the sources this query reads before its tables are
-        // snapshotted (that happens when the physical plan is built, below).
-        let recency = {
-            let s = self.settings.read().unwrap_or_else(|p| p.into_inner());
-            s.real_time_recency().then(|| s.get("real_time_recency_timeout"))
-        };
+        // snapshotted (that happens when the physical plan is built, below). A table that
+        // gained columns meanwhile (upstream ADD COLUMN) gets the query planned again, so
+        // `SELECT *` shows them.
         if let Some(timeout) = recency {
-            let timeout = super::settings::parse_duration(&timeout?).unwrap_or(std::time::Duration::from_secs(10));
             let sources = self.sources_read(&plan)?;
             if !sources.is_empty() {
+                let widths = |plan: &LogicalPlan| -> Result<Vec<usize>> {
+                    let mut tables = Vec::new();
+                    tables_read(plan, &mut tables)?;
+                    Ok(tables.iter().map(|t| t.schema().fields().len()).collect())
+                };
+                let before = widths(&plan)?;
                 self.engine.sources().wait_caught_up(&sources, timeout).await?;
+                if widths(&plan)? != before {
+                    plan = self.plan(stmt).await?;
+                }
             }
+        }
+        if let Some(p) = params {
+            plan = plan.with_param_values(p.clone())?;
         }
         // Pin every table and view the query reads at once: one consistent point for all.
         let mut tables = Vec::new();

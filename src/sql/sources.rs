@@ -145,6 +145,7 @@ pub(super) async fn create_source(
         tables,
         store: catalog.store().clone(),
         dataflow: s.engine().dataflow().clone(),
+        catalog: Arc::downgrade(catalog),
     };
     s.engine().sources().insert(name, running.start());
     Ok(QueryResult::command("CREATE SOURCE"))
@@ -245,6 +246,7 @@ fn start_source(session: &Session, name: &str) -> Result<()> {
         tables,
         store: catalog.store().clone(),
         dataflow: engine.dataflow().clone(),
+        catalog: Arc::downgrade(catalog),
     };
     engine.sources().insert(name, running.start());
     Ok(())

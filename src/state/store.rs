@@ -25,6 +25,11 @@ impl WriteBatch {
         self.ops.push((key, None));
     }
 
+    /// Appends the operations of `other` (they win over earlier ones on the same key).
+    pub fn extend(&mut self, other: WriteBatch) {
+        self.ops.extend(other.ops);
+    }
+
     /// True when the batch changes nothing.
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()

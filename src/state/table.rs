@@ -1,6 +1,6 @@
 //! The rows of one table, keyed, weighted, and durable through the [`StateStore`].
 
-use std::sync::{Mutex, RwLock, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockWriteGuard};
 
 use imbl::OrdMap;
 
@@ -46,11 +46,39 @@ impl Entry {
 /// cloning it is O(1) and shares structure, which is what makes [`PinnedRows`] cheap.
 type RowMap = OrdMap<Vec<u8>, Entry>;
 
-#[derive(Default)]
+/// How the rows of a table are encoded: its Arrow schema and the row format over all its
+/// columns. It changes only when a captured table gains columns upstream
+/// ([`TableState::plan_widen`]), so it lives with the rows, under the same lock, and every
+/// [`PinnedRows`] decodes with the layout its rows were written in.
+struct Layout {
+    schema: SchemaRef,
+    row_format: RowConverter,
+}
+
+impl Layout {
+    fn new(schema: SchemaRef) -> Result<Arc<Self>> {
+        let all: Vec<usize> = (0..schema.fields().len()).collect();
+        let row_format = converter(&schema, &all)?;
+        Ok(Arc::new(Layout { schema, row_format }))
+    }
+
+    /// Decodes stored rows into a batch of this layout's schema.
+    fn decode<'a>(&self, rows: impl Iterator<Item = &'a [u8]>) -> Result<RecordBatch> {
+        let parser = self.row_format.parser();
+        let parsed: Vec<_> = rows.map(|r| parser.parse(r)).collect();
+        if parsed.is_empty() {
+            return Ok(RecordBatch::new_empty(self.schema.clone()));
+        }
+        let columns = zero_null_slots(self.row_format.convert_rows(parsed)?)?;
+        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
+    }
+}
+
 struct Rows {
     map: RowMap,
     /// Bumped by every commit; tags the cached snapshot.
     version: u64,
+    layout: Arc<Layout>,
 }
 
 /// The rows of a table as of one commit: an O(1) clone of its map that later commits do not
@@ -60,6 +88,7 @@ struct Rows {
 pub struct PinnedRows {
     map: RowMap,
     version: u64,
+    layout: Arc<Layout>,
 }
 
 impl PinnedRows {
@@ -72,6 +101,18 @@ impl PinnedRows {
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }
+
+    /// The schema of the pinned rows.
+    pub fn schema(&self) -> SchemaRef {
+        self.layout.schema.clone()
+    }
+}
+
+/// A table about to gain columns: its rows re-encoded with the new layout. Made by
+/// [`TableState::plan_widen`], applied with [`TableState::apply_widen`].
+pub struct Widening {
+    layout: Arc<Layout>,
+    map: RowMap,
 }
 
 /// The effect of one change batch on one table, checked against its current rows but not yet
@@ -97,9 +138,7 @@ impl Planned {
 pub struct TableState {
     id: u64,
     name: String,
-    schema: SchemaRef,
     key_columns: Option<Vec<usize>>,
-    row_format: RowConverter,
     key_format: Option<RowConverter>,
     /// False for the output of a materialized view: its rows are derived, so they live in
     /// memory only and are recomputed from the inputs at start-up.
@@ -123,21 +162,18 @@ impl TableState {
     /// An empty table. `key_columns` are the primary key's column indexes, or `None` for a
     /// multiset table.
     pub fn new(id: u64, name: &str, schema: SchemaRef, key_columns: Option<Vec<usize>>) -> Result<Self> {
-        let all: Vec<usize> = (0..schema.fields().len()).collect();
-        let row_format = converter(&schema, &all)?;
         let key_format = match &key_columns {
             Some(k) => Some(converter(&schema, k)?),
             None => None,
         };
+        let layout = Layout::new(schema)?;
         Ok(TableState {
             id,
             name: name.to_string(),
-            schema,
             key_columns,
-            row_format,
             key_format,
             durable: true,
-            rows: RwLock::new(Rows::default()),
+            rows: RwLock::new(Rows { map: RowMap::default(), version: 0, layout }),
             snapshot: Mutex::new(None),
         })
     }
@@ -153,7 +189,7 @@ impl TableState {
     pub fn order_columns(&self) -> Vec<usize> {
         match &self.key_columns {
             Some(k) => k.clone(),
-            None => (0..self.schema.fields().len()).collect(),
+            None => (0..self.schema().fields().len()).collect(),
         }
     }
 
@@ -180,7 +216,7 @@ impl TableState {
 
     /// The Arrow schema of every row and change batch of this table.
     pub fn schema(&self) -> SchemaRef {
-        self.schema.clone()
+        self.read_rows().layout.schema.clone()
     }
 
     /// Number of rows, counting duplicates.
@@ -191,7 +227,7 @@ impl TableState {
     /// The current rows, frozen (see [`PinnedRows`]).
     pub fn pin(&self) -> PinnedRows {
         let rows = self.read_rows();
-        PinnedRows { map: rows.map.clone(), version: rows.version }
+        PinnedRows { map: rows.map.clone(), version: rows.version, layout: rows.layout.clone() }
     }
 
     /// All rows as one batch, consistent as of the last commit. Cached until the next write.
@@ -210,7 +246,7 @@ impl TableState {
                 }
             }
         }
-        let batch = self.to_batch(pinned.map.values())?;
+        let batch = to_batch(&pinned.layout, pinned.map.values())?;
         let mut cache = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
         if cache.as_ref().is_none_or(|(v, _)| *v < pinned.version) {
             *cache = Some((pinned.version, batch.clone()));
@@ -222,24 +258,14 @@ impl TableState {
     /// or prefix lookup: a range of the ordered map, no scan).
     pub fn lookup(&self, pinned: &PinnedRows, values: &[ArrayRef]) -> Result<RecordBatch> {
         let columns = self.order_columns();
+        let schema = &pinned.layout.schema;
         let fields =
-            columns[..values.len()].iter().map(|&i| SortField::new(self.schema.field(i).data_type().clone())).collect();
+            columns[..values.len()].iter().map(|&i| SortField::new(schema.field(i).data_type().clone())).collect();
         let prefix_format = RowConverter::new(fields)?;
         let prefix = prefix_format.convert_columns(values)?;
         let prefix = prefix.row(0).as_ref().to_vec();
         let entries = pinned.map.range(prefix.clone()..).take_while(|(k, _)| k.starts_with(&prefix)).map(|(_, e)| e);
-        self.to_batch(entries)
-    }
-
-    fn to_batch<'a>(&self, entries: impl Iterator<Item = &'a Entry>) -> Result<RecordBatch> {
-        let parser = self.row_format.parser();
-        let parsed: Vec<_> =
-            entries.flat_map(|e| std::iter::repeat_n(parser.parse(&e.row), e.count.max(0) as usize)).collect();
-        if parsed.is_empty() {
-            return Ok(RecordBatch::new_empty(self.schema.clone()));
-        }
-        let columns = zero_null_slots(self.row_format.convert_rows(parsed)?)?;
-        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
+        to_batch(&pinned.layout, entries)
     }
 
     /// Checks `change` against the current rows; nothing changes until
@@ -253,8 +279,7 @@ impl TableState {
     /// which is what downstream views consume (an upsert's row images are not a delta).
     pub fn delta_of(&self, planned: &Planned) -> Result<ChangeBatch> {
         let rows = self.read_rows();
-        let parser = self.row_format.parser();
-        let mut parsed = Vec::new();
+        let mut parsed: Vec<&[u8]> = Vec::new();
         let mut weights = Vec::new();
         for (k, new) in &planned.updates {
             let old = rows.map.get(k);
@@ -263,26 +288,22 @@ impl TableState {
             }
             match (old, new) {
                 (Some(o), Some(n)) if o.row == n.row => {
-                    parsed.push(parser.parse(&n.row));
+                    parsed.push(&n.row);
                     weights.push(n.count - o.count);
                 }
                 _ => {
                     if let Some(o) = old {
-                        parsed.push(parser.parse(&o.row));
+                        parsed.push(&o.row);
                         weights.push(-o.count);
                     }
                     if let Some(n) = new {
-                        parsed.push(parser.parse(&n.row));
+                        parsed.push(&n.row);
                         weights.push(n.count);
                     }
                 }
             }
         }
-        let data = if parsed.is_empty() {
-            RecordBatch::new_empty(self.schema.clone())
-        } else {
-            RecordBatch::try_new(self.schema.clone(), zero_null_slots(self.row_format.convert_rows(parsed)?)?)?
-        };
+        let data = rows.layout.decode(parsed.into_iter())?;
         Ok(ChangeBatch { data, weights, mode: ApplyMode::Delta })
     }
 
@@ -309,6 +330,66 @@ impl TableState {
                 None => rows.map.remove(&k),
             };
         }
+        rows.version += 1;
+    }
+
+    /// Prepares the table for a wider `schema` (an upstream `ALTER TABLE ... ADD COLUMN`):
+    /// the old columns are a prefix of the new ones (only their nullability may change), and
+    /// every existing row gets `values` (one-row arrays) in the new columns. Adds the
+    /// rewritten rows to `batch`; nothing changes until [`TableState::apply_widen`].
+    ///
+    /// The Arrow row format is the concatenation of each column's encoding, so a row widens
+    /// by appending the encoding of the new values: no row is decoded. A keyed table keeps
+    /// its keys; a multiset's key is its row, so its keys change too.
+    pub fn plan_widen(&self, schema: SchemaRef, values: &[ArrayRef], batch: &mut WriteBatch) -> Result<Widening> {
+        let rows = self.read_rows();
+        let old = &rows.layout.schema;
+        let added = schema.fields().len().checked_sub(old.fields().len());
+        let prefix_kept = old
+            .fields()
+            .iter()
+            .zip(schema.fields())
+            .all(|(a, b)| a.name() == b.name() && a.data_type() == b.data_type());
+        if added != Some(values.len()) || !prefix_kept || values.iter().any(|v| v.len() != 1) {
+            return Err(Error::Internal(format!("{}: a new layout must append columns to the old one", self.name)));
+        }
+        let layout = Layout::new(schema.clone())?;
+        let new_columns: Vec<usize> = (old.fields().len()..schema.fields().len()).collect();
+        let suffix = match new_columns.is_empty() {
+            true => Vec::new(),
+            false => converter(&schema, &new_columns)?.convert_columns(values)?.row(0).as_ref().to_vec(),
+        };
+        if suffix.is_empty() {
+            return Ok(Widening { layout, map: rows.map.clone() });
+        }
+        let mut map = RowMap::default();
+        for (k, e) in rows.map.iter() {
+            let mut row = Vec::with_capacity(e.row.len() + suffix.len());
+            row.extend_from_slice(&e.row);
+            row.extend_from_slice(&suffix);
+            let entry = Entry { row, count: e.count };
+            let key = match self.key_columns {
+                Some(_) => k.clone(),
+                None => {
+                    if self.durable {
+                        batch.delete(keys::row(self.id, k));
+                    }
+                    entry.row.clone()
+                }
+            };
+            if self.durable {
+                batch.put(keys::row(self.id, &key), entry.encode());
+            }
+            map.insert(key, entry);
+        }
+        Ok(Widening { layout, map })
+    }
+
+    /// Makes a [`TableState::plan_widen`] visible: the table has its new columns.
+    pub fn apply_widen(&self, widening: Widening) {
+        let mut rows = self.write_rows();
+        rows.map = widening.map;
+        rows.layout = widening.layout;
         rows.version += 1;
     }
 
@@ -355,16 +436,17 @@ impl TableState {
     /// Deletions are applied before insertions, so an update (−old +new) of the same key in
     /// one batch is fine while two live rows with one key are a unique violation.
     fn plan(&self, rows: &Rows, change: &ChangeBatch) -> Result<Vec<(Vec<u8>, Option<Entry>)>> {
-        if change.data.schema().fields().len() != self.schema.fields().len() {
+        let schema = &rows.layout.schema;
+        if change.data.schema().fields().len() != schema.fields().len() {
             return Err(Error::Internal(format!(
                 "change for {} has {} columns, table has {}",
                 self.name,
                 change.data.num_columns(),
-                self.schema.fields().len()
+                schema.fields().len()
             )));
         }
-        self.check_not_null(change)?;
-        let encoded = self.row_format.convert_columns(change.data.columns())?;
+        self.check_not_null(schema, change)?;
+        let encoded = rows.layout.row_format.convert_columns(change.data.columns())?;
         let mut working: FastMap<Vec<u8>, Option<Entry>> = FastMap::default();
         let current = |working: &FastMap<Vec<u8>, Option<Entry>>, k: &[u8]| -> Option<Entry> {
             match working.get(k) {
@@ -394,7 +476,7 @@ impl TableState {
                             if w > 1 || current(&working, &k).is_some() {
                                 return Err(Error::UniqueViolation {
                                     table: self.name.clone(),
-                                    key: self.describe_key(change, i),
+                                    key: self.describe_key(schema, change, i),
                                 });
                             }
                             let row = encoded.row(i).as_ref().to_vec();
@@ -455,8 +537,8 @@ impl TableState {
         Ok(working.into_iter().collect())
     }
 
-    fn check_not_null(&self, change: &ChangeBatch) -> Result<()> {
-        for (i, field) in self.schema.fields().iter().enumerate() {
+    fn check_not_null(&self, schema: &SchemaRef, change: &ChangeBatch) -> Result<()> {
+        for (i, field) in schema.fields().iter().enumerate() {
             let col = change.data.column(i);
             if field.is_nullable() || col.null_count() == 0 {
                 continue;
@@ -469,9 +551,9 @@ impl TableState {
     }
 
     /// `(a, b)=(1, x)`, as Postgres prints a key in a unique-violation detail.
-    fn describe_key(&self, change: &ChangeBatch, row: usize) -> String {
+    fn describe_key(&self, schema: &SchemaRef, change: &ChangeBatch, row: usize) -> String {
         let cols = self.key_columns.as_deref().unwrap_or_default();
-        let names: Vec<&str> = cols.iter().map(|&c| self.schema.field(c).name().as_str()).collect();
+        let names: Vec<&str> = cols.iter().map(|&c| schema.field(c).name().as_str()).collect();
         let values: Vec<String> = cols
             .iter()
             .map(|&c| {
@@ -482,6 +564,11 @@ impl TableState {
             .collect();
         format!("({})=({})", names.join(", "), values.join(", "))
     }
+}
+
+/// Decodes entries (each as many times as it is present).
+fn to_batch<'a>(layout: &Layout, entries: impl Iterator<Item = &'a Entry>) -> Result<RecordBatch> {
+    layout.decode(entries.flat_map(|e| std::iter::repeat_n(e.row.as_slice(), e.count.max(0) as usize)))
 }
 
 /// Arrays decoded from the row format carry arbitrary bits under NULL (an i64 NULL decodes as
@@ -605,6 +692,63 @@ mod tests {
         // Deleting a missing key is a no-op.
         commit(&store, &[(&t, &upsert(&[9], &["z"], &[-1]))]).unwrap();
         assert_eq!(t.row_count(), 2);
+    }
+
+    /// Widening appends the new columns' values to every row, in memory and in the store, for
+    /// keyed tables and multisets alike; a pin taken before keeps decoding the old layout.
+    #[test]
+    fn widening_appends_columns_to_every_row() {
+        use datafusion::arrow::array::Int64Array;
+        let wide = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int32, false),
+            Field::new("name", DataType::Utf8, true),
+            Field::new("qty", DataType::Int64, true),
+            Field::new("note", DataType::Utf8, true),
+        ]));
+        let values: Vec<ArrayRef> =
+            vec![Arc::new(Int64Array::from(vec![Some(5)])), Arc::new(StringArray::from(vec![None::<&str>]))];
+        for key in [Some(vec![0]), None] {
+            let store = MemoryStore::default();
+            let t = TableState::new(1, "t", schema(), key.clone()).unwrap();
+            let initial = match key {
+                Some(_) => change(&[1, 2], &["a", "b"], &[1, 1]),
+                None => change(&[1, 2, 2], &["a", "b", "b"], &[1, 1, 1]),
+            };
+            commit(&store, &[(&t, &initial)]).unwrap();
+            let before = t.pin();
+            let mut batch = WriteBatch::default();
+            let w = t.plan_widen(wide.clone(), &values, &mut batch).unwrap();
+            assert_eq!(t.schema().fields().len(), 2, "nothing changes before apply");
+            store.apply(batch).unwrap();
+            t.apply_widen(w);
+            let rows = t.snapshot().unwrap();
+            assert_eq!(rows.schema(), wide);
+            assert_eq!(rows.num_rows(), if key.is_some() { 2 } else { 3 });
+            let qty = rows.column(2).as_any().downcast_ref::<Int64Array>().unwrap();
+            assert!(qty.iter().all(|q| q == Some(5)));
+            assert_eq!(rows.column(3).null_count(), rows.num_rows());
+            assert_eq!(t.snapshot_of(&before).unwrap().num_columns(), 2);
+            let reloaded = TableState::new(1, "t", wide.clone(), key.clone()).unwrap();
+            reloaded.load(&store).unwrap();
+            assert_eq!(reloaded.snapshot().unwrap(), rows);
+            // Writes after the widening use the new layout.
+            let data = RecordBatch::try_new(
+                wide.clone(),
+                vec![
+                    Arc::new(Int32Array::from(vec![3])),
+                    Arc::new(StringArray::from(vec!["c"])),
+                    Arc::new(Int64Array::from(vec![7])),
+                    Arc::new(StringArray::from(vec!["n"])),
+                ],
+            )
+            .unwrap();
+            commit(&store, &[(&t, &ChangeBatch { data, weights: vec![1], mode: ApplyMode::Delta })]).unwrap();
+            assert_eq!(t.snapshot().unwrap().num_rows(), rows.num_rows() + 1);
+        }
+        // A layout that does not append is refused.
+        let t = TableState::new(1, "t", schema(), Some(vec![0])).unwrap();
+        let narrow = Arc::new(Schema::new(vec![Field::new("id", DataType::Int32, false)]));
+        assert!(t.plan_widen(narrow, &[], &mut WriteBatch::default()).is_err());
     }
 
     #[test]

@@ -10,7 +10,7 @@ use mysql_async::BinlogStreamRequest;
 use tokio::sync::mpsc;
 
 use super::position::{clean_file_name, BinlogPosition};
-use super::schema::{quote_upstream, upstream, TableSpec};
+use super::schema::{added_values, describe, evolve, quote_upstream, upstream, Evolution, TableSpec};
 use super::types::{cell_from_binlog, Cell};
 use super::{Message, Unit};
 use crate::error::{Error, Result};
@@ -55,6 +55,8 @@ pub async fn read(
     let mut pending: Vec<(usize, RowChange)> = Vec::new();
     let mut broken: Vec<bool> = vec![false; units.len()];
     let mut seen_format_description = false;
+    // Table ids whose table-map column names were checked against their unit's columns.
+    let mut verified: std::collections::HashSet<(usize, u64)> = Default::default();
     // The GTID of the transaction being read (MariaDB `domain-server-seq`, MySQL `uuid:gno`).
     let mut gtid: Option<String> = None;
     while let Some(event) = stream.next().await {
@@ -86,6 +88,18 @@ pub async fn read(
                 }
                 let unit = &units[idx];
                 let spec = &unit.spec;
+                // Rows written before the ALTER TABLE that gave the table its columns are
+                // already applied (the read may restart earlier for another table).
+                if spec.since.as_ref().is_some_and(|since| end <= *since) {
+                    continue;
+                }
+                if verified.insert((idx, rows.table_id())) {
+                    if let Some(message) = unexpected_columns(tme, unit, &end) {
+                        broken[idx] = true;
+                        tx.send(Message::TableError { table: idx, message }).await.map_err(closed)?;
+                        continue;
+                    }
+                }
                 if tme.columns_count() as usize != spec.upstream_columns().len() {
                     broken[idx] = true;
                     let message = format!(
@@ -154,8 +168,31 @@ pub async fn read(
                         .map_err(closed)?;
                     continue;
                 }
+                let mut evolved = Vec::new();
                 for (idx, unit) in units.iter().enumerate() {
                     if mentions(&sql, &schema, &unit.spec.database, &unit.upstream_table) {
+                        if broken[idx] || unit.spec.since.as_ref().is_some_and(|since| end <= *since) {
+                            continue;
+                        }
+                        if upper.starts_with("ALTER") && unit.spec.shards.is_empty() {
+                            match follow_alter(&opts, unit, &end).await? {
+                                Ok(None) => {}
+                                Ok(Some((spec, values))) => evolved.push((idx, spec, values)),
+                                Err(why) => {
+                                    broken[idx] = true;
+                                    let message = format!(
+                                        "upstream {sql} cannot be followed: {why}. The table is frozen at binlog \
+                                         position {end}; capture it again with ALTER SOURCE ... DROP TABLE {t} \
+                                         CASCADE, then ALTER SOURCE ... ADD TABLE {db}.{up}",
+                                        t = crate::sql::quote_ident(&unit.spec.name),
+                                        db = unit.spec.database,
+                                        up = unit.upstream_table,
+                                    );
+                                    tx.send(Message::TableError { table: idx, message }).await.map_err(closed)?;
+                                }
+                            }
+                            continue;
+                        }
                         let truncate = upper.starts_with("TRUNCATE");
                         if !truncate {
                             broken[idx] = true;
@@ -164,6 +201,14 @@ pub async fn read(
                             .await
                             .map_err(closed)?;
                     }
+                }
+                if !evolved.is_empty() {
+                    // Later row events have the new columns: the source restarts its read
+                    // after the ALTER with the new descriptions.
+                    tx.send(Message::SchemaChange { end, gtid: gtid.clone(), tables: evolved })
+                        .await
+                        .map_err(closed)?;
+                    return Ok(());
                 }
                 let gtid = gtid.clone();
                 tx.send(Message::Transaction { end, timestamp, gtid, changes: vec![] }).await.map_err(closed)?;
@@ -230,7 +275,7 @@ fn decode_row(unit: &Unit, row: &mysql_async::binlog::row::BinlogRow) -> Result<
         .upstream_columns()
         .iter()
         .enumerate()
-        .map(|(i, col)| match row.as_ref(i) {
+        .map(|(i, col)| match row.as_ref(unit.spec.upstream_position(i)) {
             None => Ok(Cell::Null),
             Some(BinlogValue::Value(v)) => cell_from_binlog(&col.kind, v),
             Some(other) => {
@@ -246,6 +291,71 @@ fn decode_row(unit: &Unit, row: &mysql_async::binlog::row::BinlogRow) -> Result<
         cells.push(Cell::Text(unit.upstream_table.clone()));
     }
     Ok(cells)
+}
+
+/// A table's description after an upstream `ALTER TABLE` at `end`: `Ok(None)` when nothing
+/// the local table holds changed, the new description with the values existing rows got in
+/// the new columns (`None`: not constants, a new snapshot is needed), or why it cannot be
+/// followed. The table is described now, which may already be past a later ALTER: the
+/// table-map check on the following row events catches that (the table then stops rather
+/// than mis-decode).
+async fn follow_alter(
+    opts: &mysql_async::Opts,
+    unit: &Unit,
+    end: &BinlogPosition,
+) -> Result<std::result::Result<Option<(TableSpec, Option<Vec<Cell>>)>, String>> {
+    let spec = &unit.spec;
+    let mut conn = mysql_async::Conn::new(opts.clone()).await.map_err(upstream)?;
+    let now = match describe(&mut conn, &spec.database, &unit.upstream_table, &spec.name).await {
+        Ok(now) => now,
+        Err(e @ Error::DataException { .. }) => return Err(e),
+        Err(e) => return Ok(Err(e.to_string())),
+    };
+    let outcome = match evolve(spec, &now) {
+        Err(why) => Err(why),
+        Ok(Evolution::Unchanged) => Ok(None),
+        Ok(Evolution::Changed { mut spec, added }) => {
+            let columns: Vec<_> = added.iter().map(|&i| spec.columns[i].clone()).collect();
+            let values = added_values(&mut conn, &spec.database, &unit.upstream_table, &columns).await?;
+            spec.since = Some(end.clone());
+            Ok(Some((*spec, values)))
+        }
+    };
+    let _ = conn.disconnect().await;
+    Ok(outcome)
+}
+
+/// Why a table-map event's column names (binlog_row_metadata=FULL) are not the captured
+/// table's upstream columns — a schema change this source did not follow — or `None`.
+fn unexpected_columns(
+    tme: &mysql_async::binlog::events::TableMapEvent<'_>,
+    unit: &Unit,
+    end: &BinlogPosition,
+) -> Option<String> {
+    use mysql_async::binlog::events::OptionalMetadataField;
+    let names: Vec<String> = tme.iter_optional_meta().find_map(|f| match f {
+        Ok(OptionalMetadataField::ColumnName(names)) => {
+            names.iter_names().map(|n| n.ok().map(|n| n.name().into_owned())).collect::<Option<Vec<_>>>()
+        }
+        _ => None,
+    })?;
+    let spec = &unit.spec;
+    let captured = spec.upstream_columns();
+    let mut expected = vec![String::new(); captured.len()];
+    for (i, c) in captured.iter().enumerate() {
+        *expected.get_mut(spec.upstream_position(i))? = c.name.clone();
+    }
+    (names != expected).then(|| {
+        format!(
+            "upstream table {} has columns ({}) at binlog position {end}, but ({}) were captured: its schema \
+             changed in a way this source did not follow. The table is frozen; capture it again with ALTER SOURCE \
+             ... DROP TABLE {} CASCADE, then ALTER SOURCE ... ADD TABLE",
+            quote_upstream(&spec.database, &unit.upstream_table),
+            names.join(", "),
+            expected.join(", "),
+            crate::sql::quote_ident(&spec.name)
+        )
+    })
 }
 
 /// Watches for `CREATE TABLE` of new shards of the captured tables merged from a pattern.

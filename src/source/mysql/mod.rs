@@ -44,6 +44,7 @@ use self::position::BinlogPosition;
 use self::schema::{upstream, TableSpec};
 use self::types::Cell;
 use super::{SourceHandle, SourceProbe, SourceStatus, TableStatus};
+use crate::catalog::{Catalog, Namespace};
 use crate::dataflow::{ApplyMode, ChangeBatch, CommitOrigin};
 use crate::error::{Error, Result};
 use crate::state::{keys, StateStore, TableState, WriteBatch};
@@ -91,6 +92,15 @@ pub enum Message {
     },
     SnapshotDone {
         table: usize,
+    },
+    /// An upstream `ALTER TABLE` at `end` changed captured tables in a way they follow: per
+    /// unit, its new description and the values existing rows got in the added columns
+    /// (`None`: not constants; the unit is snapshotted again). The binlog reader stops after
+    /// sending it; the source restarts its read after the ALTER with the new descriptions.
+    SchemaChange {
+        end: BinlogPosition,
+        gtid: Option<String>,
+        tables: Vec<(usize, TableSpec, Option<Vec<Cell>>)>,
     },
     /// `CREATE TABLE` of a table matching the shard pattern of captured table `table`:
     /// `rejected` says why it is not merged (its columns differ), or it joins the table.
@@ -341,6 +351,9 @@ pub struct MySqlSource {
     pub store: Arc<dyn StateStore>,
     /// Every commit goes through the dataflow, which maintains the views over these tables.
     pub dataflow: Arc<crate::dataflow::Dataflow>,
+    /// Where the tables' descriptions live (updated when upstream adds columns). Weak: the
+    /// catalog owns the store's lock, and a source task must not keep it alive.
+    pub catalog: std::sync::Weak<Catalog>,
 }
 
 /// One upstream table feeding a captured table: the table itself, or one of its shards.
@@ -442,6 +455,22 @@ impl MySqlSource {
         SourceHandle { probe, shutdown, task }
     }
 
+    /// Reads the tables' descriptions again from the catalog (after a schema change).
+    fn reload_specs(&mut self) -> Result<()> {
+        let catalog = self.catalog.upgrade().ok_or_else(|| Error::Internal("the catalog is gone".into()))?;
+        for t in &mut self.tables {
+            let entry = catalog
+                .get(Namespace::Relation, &t.spec.name)
+                .filter(|o| o.entry.id == t.state.id())
+                .and_then(|o| o.entry.details)
+                .ok_or_else(|| Error::Internal(format!("captured table {} is not in the catalog", t.spec.name)))?;
+            let spec: TableSpec = serde_json::from_value(entry)
+                .map_err(|e| Error::Storage(format!("corrupt captured table {}: {e}", t.spec.name)))?;
+            t.spec = Arc::new(spec);
+        }
+        Ok(())
+    }
+
     fn progress_key(&self) -> Vec<u8> {
         keys::source_progress(self.id)
     }
@@ -501,7 +530,22 @@ impl Runner {
                     s.last_error = Some(e.to_string());
                 }
                 Ok(()) => {
-                    // The units changed (a shard joined): start over from the stored position.
+                    // The units changed (a shard joined, a table gained columns): start over
+                    // from the stored position.
+                    let reloaded = match Arc::get_mut(&mut self.source) {
+                        Some(src) => src.reload_specs(),
+                        None => Err(Error::Internal("the source is still in use".into())),
+                    };
+                    if let Err(e) = reloaded {
+                        tracing::error!(source = %self.source.name, "cannot restart the source: {e}");
+                        {
+                            let mut s = self.status();
+                            s.state = "error".into();
+                            s.last_error = Some(e.to_string());
+                        }
+                        let _ = shutdown.changed().await;
+                        return;
+                    }
                     self.units = self.source.units();
                     let fresh = self.source.table_statuses(&self.units);
                     let mut s = self.status();
@@ -889,6 +933,16 @@ impl Runner {
                     self.finish_snapshot(phases, u, progress)?;
                 }
             }
+            Message::SchemaChange { end, gtid, tables } => {
+                let last = tables.len() - 1;
+                for (i, (u, spec, values)) in tables.into_iter().enumerate() {
+                    let position = (i == last).then_some((&end, &gtid));
+                    if let Err(e) = self.change_schema(phases, u, spec, values, position, progress) {
+                        self.fail_unit(phases, u, format!("cannot follow the upstream ALTER TABLE at {end}: {e}"));
+                    }
+                }
+                return Ok(Flow::Restart);
+            }
             Message::NewShard { end, table, shard, rejected } => {
                 let name = &src.tables[table].spec.name;
                 let upstream = format!("{}.{}", src.tables[table].spec.database, shard);
@@ -916,6 +970,76 @@ impl Runner {
             }
         }
         Ok(Flow::Continue)
+    }
+
+    /// Gives unit `u`'s table its new description `spec` (upstream ADD COLUMN): a streaming
+    /// table keeps its rows, which get `values` in the new columns; a table whose snapshot is
+    /// not past the ALTER, or whose new values are not constants, is emptied and snapshotted
+    /// again with the new columns. One atomic write: the rows, the catalog entry and — with
+    /// `position`, for the last table of the ALTER — the source's position after it.
+    fn change_schema(
+        &self,
+        phases: &mut [Phase],
+        u: usize,
+        spec: TableSpec,
+        values: Option<Vec<Cell>>,
+        position: Option<(&BinlogPosition, &Option<String>)>,
+        progress: &mut Progress,
+    ) -> Result<()> {
+        let src = &self.source;
+        let unit = &self.units[u];
+        let t = &src.tables[unit.table];
+        let catalog = src.catalog.upgrade().ok_or_else(|| Error::Internal("the catalog is gone".into()))?;
+        let after = |at: &BinlogPosition| spec.since.as_ref().is_some_and(|since| since > at);
+        let streaming_past = matches!(&phases[u], Phase::Streaming(at) if at.as_ref().is_none_or(after));
+        let old_width = t.spec.columns.len();
+        let new_columns = &spec.columns[old_width..];
+        let arrays = match values.filter(|_| streaming_past) {
+            Some(values) => new_columns
+                .iter()
+                .zip(values)
+                .map(|(c, v)| {
+                    let mut b = types::ColumnBuilder::new(&c.kind)?;
+                    b.append(v)?;
+                    Ok(b.finish())
+                })
+                .collect::<Result<Vec<_>>>()?,
+            None => {
+                tracing::info!(source = %src.name, table = %spec.name, "snapshotting the table again with its new columns");
+                truncate(src, t, &mut WriteBatch::default())?;
+                let name = unit.progress_name();
+                progress.streaming.remove(&name);
+                progress.snapshot_at.remove(&name);
+                progress.resume.remove(&name);
+                new_columns.iter().map(|c| datafusion::arrow::array::new_null_array(&c.kind.data_type(), 1)).collect()
+            }
+        };
+        let mut entry = catalog
+            .get(Namespace::Relation, &spec.name)
+            .filter(|o| o.entry.id == t.state.id())
+            .ok_or_else(|| Error::Internal(format!("captured table {} is not in the catalog", spec.name)))?
+            .entry;
+        entry.create_sql = spec.create_sql();
+        entry.details = Some(serde_json::to_value(&spec).map_err(|e| Error::Internal(e.to_string()))?);
+        let mut batch = WriteBatch::default();
+        Catalog::write_entry(&entry, &mut batch)?;
+        if let Some((end, gtid)) = position {
+            // Everything before the ALTER is applied (messages arrive in order).
+            if progress.position.as_ref().is_none_or(|p| end > p) {
+                progress.position = Some(end.clone());
+                if gtid.is_some() {
+                    progress.gtid = gtid.clone();
+                }
+            }
+        }
+        batch.extend(src.progress_batch(progress)?);
+        src.dataflow.widen_table(&t.state, CapturedTable::schema(&spec), &arrays, batch)?;
+        catalog.replace_entry(entry);
+        tracing::info!(
+            source = %src.name, table = %spec.name, columns = new_columns.len(),
+            "the table follows an upstream ALTER TABLE"
+        );
+        Ok(())
     }
 
     /// Units of resumed snapshots that the binlog has now delivered up to their snapshot

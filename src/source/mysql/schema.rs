@@ -3,7 +3,8 @@
 use mysql_async::prelude::Queryable;
 use serde::{Deserialize, Serialize};
 
-use super::types::{Charset, Kind};
+use super::position::BinlogPosition;
+use super::types::{cell_from_text, Cell, Charset, Kind};
 use crate::error::{Error, Result};
 use crate::sql::quote_ident;
 
@@ -74,6 +75,15 @@ pub struct TableSpec {
     /// The last column holds the upstream table's name (`INCLUDE TABLE NAME AS col`).
     #[serde(default)]
     pub table_name_column: bool,
+    /// For each upstream column (in local order), its position in the upstream table, when
+    /// the two orders differ: a column added upstream with `FIRST`/`AFTER` is appended
+    /// locally. Empty: the same order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub upstream_positions: Vec<usize>,
+    /// The binlog position of the upstream `ALTER TABLE` that gave the table these columns:
+    /// row events before it have the older shape (and are already applied).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<BinlogPosition>,
 }
 
 impl TableSpec {
@@ -90,6 +100,11 @@ impl TableSpec {
     pub fn upstream_columns(&self) -> &[ColumnSpec] {
         let n = self.columns.len() - usize::from(self.table_name_column);
         &self.columns[..n]
+    }
+
+    /// Where upstream column `i` (local order) is in the binlog's row images.
+    pub fn upstream_position(&self, i: usize) -> usize {
+        self.upstream_positions.get(i).copied().unwrap_or(i)
     }
 
     /// The local table as SQL, for `SHOW CREATE TABLE`.
@@ -322,10 +337,222 @@ pub async fn describe(conn: &mut mysql_async::Conn, db: &str, table: &str, name:
         key,
         shards: vec![],
         table_name_column: false,
+        upstream_positions: vec![],
+        since: None,
     })
 }
 
 /// An error talking to the upstream server, worded for the user.
 pub fn upstream(e: mysql_async::Error) -> Error {
     Error::DataException { sqlstate: "08000", message: format!("upstream MySQL error: {e}") }
+}
+
+/// What an upstream `ALTER TABLE` does to a captured table, from its description before and
+/// after (see [`evolve`]).
+#[derive(Debug, PartialEq)]
+pub enum Evolution {
+    /// Nothing the local table holds changed (an index, a comment, an engine).
+    Unchanged,
+    /// The table gains the columns `added` (local indexes, appended after the old ones), or
+    /// only the upstream details of old columns changed (a wider VARCHAR, nullability):
+    /// `spec` is the new local description.
+    Changed { spec: Box<TableSpec>, added: Vec<usize> },
+}
+
+/// Compares a captured table's description with the upstream table's now. Columns may be
+/// added anywhere (they are appended locally, see [`TableSpec::upstream_positions`]); every
+/// old column must still be there with the same kind, and the primary key must not change —
+/// otherwise the reason, worded for `hw_catalog.source_tables.last_error`.
+pub fn evolve(old: &TableSpec, now: &TableSpec) -> std::result::Result<Evolution, String> {
+    let mut columns = Vec::with_capacity(now.columns.len());
+    let mut positions = Vec::with_capacity(now.columns.len());
+    for c in old.upstream_columns() {
+        let Some(p) = now.columns.iter().position(|n| n.name == c.name) else {
+            return Err(format!("column {} was dropped or renamed upstream", quote_ident(&c.name)));
+        };
+        let n = &now.columns[p];
+        if n.kind != c.kind {
+            return Err(format!(
+                "column {} changed type upstream from {} to {}",
+                quote_ident(&c.name),
+                c.mysql_type,
+                n.mysql_type
+            ));
+        }
+        columns.push(n.clone());
+        positions.push(p);
+    }
+    let key_names = |spec: &TableSpec| spec.key.iter().map(|&k| spec.columns[k].name.clone()).collect::<Vec<_>>();
+    if key_names(old) != key_names(now) {
+        return Err("the primary key changed upstream".into());
+    }
+    let mut added = Vec::new();
+    let kept = positions.clone();
+    for (p, n) in now.columns.iter().enumerate().filter(|(p, _)| !kept.contains(p)) {
+        added.push(columns.len());
+        columns.push(n.clone());
+        positions.push(p);
+    }
+    let in_order = positions.iter().enumerate().all(|(i, &p)| i == p);
+    let upstream_positions = if in_order { Vec::new() } else { positions };
+    if columns == old.columns && upstream_positions == old.upstream_positions {
+        return Ok(Evolution::Unchanged);
+    }
+    let spec = TableSpec { columns, upstream_positions, ..old.clone() };
+    Ok(Evolution::Changed { spec: Box::new(spec), added })
+}
+
+/// The values MySQL gave the existing rows in `columns`, just added by `ALTER TABLE`: their
+/// constant defaults, or a NOT NULL column's implicit default. MariaDB shows a default as a
+/// SQL literal (`'it''s'`, `1.50`, `b'101'`), which is evaluated by the server and read as
+/// the snapshot reads values; MySQL shows it as its text. `None` when a value is not a
+/// constant (`DEFAULT CURRENT_TIMESTAMP`, generated and AUTO_INCREMENT columns): only a new
+/// snapshot knows what each row got.
+pub async fn added_values(
+    conn: &mut mysql_async::Conn,
+    db: &str,
+    table: &str,
+    columns: &[ColumnSpec],
+) -> Result<Option<Vec<Cell>>> {
+    conn.query_drop("SET time_zone = '+00:00', NAMES utf8mb4").await.map_err(upstream)?;
+    // mysql_common reads MariaDB's `5.5.5-10.x` handshake as 10.x; MySQL is below 10.
+    let mariadb = conn.server_version() >= (10, 0, 0);
+    let described: Vec<(String, Option<String>, String)> = conn
+        .exec(
+            "SELECT COLUMN_NAME, COLUMN_DEFAULT, EXTRA FROM information_schema.COLUMNS \
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+            (db, table),
+        )
+        .await
+        .map_err(upstream)?;
+    let mut values: Vec<Cell> = Vec::with_capacity(columns.len());
+    let mut evaluate: Vec<(usize, &ColumnSpec, &str)> = Vec::new();
+    for c in columns {
+        let Some((_, default, extra)) = described.iter().find(|(n, ..)| *n == c.name) else {
+            return Err(Error::Internal(format!("column {} is not described upstream", c.name)));
+        };
+        let extra = extra.to_ascii_uppercase();
+        if extra.contains("GENERATED") || extra.contains("AUTO_INCREMENT") {
+            return Ok(None);
+        }
+        match default.as_deref() {
+            None | Some("NULL") if c.nullable => values.push(Cell::Null),
+            None | Some("NULL") => match implicit_default(&c.kind) {
+                Some(v) => values.push(v),
+                None => return Ok(None),
+            },
+            // MariaDB shows expressions as written (`current_timestamp()`).
+            Some(d) if mariadb && !is_literal(d) => return Ok(None),
+            Some(d) if mariadb => {
+                evaluate.push((values.len(), c, d));
+                values.push(Cell::Null);
+            }
+            Some(d) if d.starts_with("b'") || d.starts_with("0x") => return Ok(None),
+            Some(d) => values.push(cell_from_text(&c.kind, Some(d.as_bytes()))?),
+        }
+    }
+    if !evaluate.is_empty() {
+        let literals: Vec<&str> = evaluate.iter().map(|(_, _, d)| *d).collect();
+        let row: Option<mysql_async::Row> =
+            conn.query_first(format!("SELECT {}", literals.join(", "))).await.map_err(upstream)?;
+        let row = row.ok_or_else(|| Error::Internal("evaluating column defaults returned no row".into()))?;
+        for (i, (slot, c, _)) in evaluate.into_iter().enumerate() {
+            let raw = match row.as_ref(i) {
+                Some(mysql_async::Value::Bytes(b)) => Some(b.as_slice()),
+                _ => None,
+            };
+            values[slot] = cell_from_text(&c.kind, raw)?;
+        }
+    }
+    Ok(Some(values))
+}
+
+/// Whether MariaDB's `COLUMN_DEFAULT` text is a literal rather than an expression.
+fn is_literal(d: &str) -> bool {
+    d.starts_with('\'') || d.starts_with("b'") || d.starts_with("x'") || d.starts_with("0x") || d.parse::<f64>().is_ok()
+}
+
+/// What MySQL puts in existing rows for a NOT NULL column added without a DEFAULT; `None`
+/// for kinds where that value is not one Headwater stores as such (zero dates).
+fn implicit_default(kind: &Kind) -> Option<Cell> {
+    Some(match kind {
+        Kind::Int16 | Kind::Int32 | Kind::MediumInt | Kind::Int64 => Cell::Int(0),
+        Kind::Decimal { .. } | Kind::DecimalText => Cell::Text("0".into()),
+        Kind::Float32 => Cell::Float(0.0),
+        Kind::Float64 => Cell::Double(0.0),
+        Kind::Bit => Cell::UInt(0),
+        Kind::Text { .. } | Kind::Set { .. } => Cell::Text(String::new()),
+        Kind::Enum { labels } => Cell::Text(labels.first()?.clone()),
+        Kind::Binary => Cell::Bytes(Vec::new()),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn col(name: &str, kind: Kind, mysql_type: &str) -> ColumnSpec {
+        ColumnSpec { name: name.into(), kind, nullable: true, mysql_type: mysql_type.into() }
+    }
+
+    fn spec(columns: Vec<ColumnSpec>, key: Vec<usize>) -> TableSpec {
+        TableSpec {
+            database: "d".into(),
+            table: "t".into(),
+            name: "t".into(),
+            columns,
+            key,
+            shards: vec![],
+            table_name_column: false,
+            upstream_positions: vec![],
+            since: None,
+        }
+    }
+
+    #[test]
+    fn evolution_appends_new_columns_and_refuses_the_rest() {
+        let id = col("id", Kind::Int32, "int(11)");
+        let v = col("v", Kind::Int64, "bigint(20)");
+        let note = col("note", Kind::Text { latin1: false, charset: None }, "varchar(20)");
+        let old = spec(vec![id.clone(), v.clone()], vec![0]);
+        // Same columns (an index was added): nothing to do.
+        assert_eq!(evolve(&old, &old.clone()), Ok(Evolution::Unchanged));
+        // Appended at the end: same order.
+        let now = spec(vec![id.clone(), v.clone(), note.clone()], vec![0]);
+        let Ok(Evolution::Changed { spec: s, added }) = evolve(&old, &now) else { panic!() };
+        assert_eq!((s.columns.len(), added, s.upstream_positions.len()), (3, vec![2], 0));
+        // Added FIRST: appended locally, read from position 0 of the row images.
+        let now = spec(vec![note.clone(), id.clone(), v.clone()], vec![1]);
+        let Ok(Evolution::Changed { spec: s, added }) = evolve(&old, &now) else { panic!() };
+        assert_eq!(s.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["id", "v", "note"]);
+        assert_eq!((added, s.upstream_positions.clone(), s.key.clone()), (vec![2], vec![1, 2, 0], vec![0]));
+        assert_eq!((0..3).map(|i| s.upstream_position(i)).collect::<Vec<_>>(), [1, 2, 0]);
+        // A wider VARCHAR keeps the kind: only the description changes.
+        let wider = col("note", Kind::Text { latin1: false, charset: None }, "varchar(40)");
+        let now3 = spec(vec![id.clone(), v.clone(), wider], vec![0]);
+        let base = spec(vec![id.clone(), v.clone(), note.clone()], vec![0]);
+        assert!(matches!(evolve(&base, &now3), Ok(Evolution::Changed { added, .. }) if added.is_empty()));
+        // Dropped, retyped, re-keyed: refused with the reason.
+        assert!(evolve(&old, &spec(vec![id.clone()], vec![0])).unwrap_err().contains("dropped"));
+        let retyped = spec(vec![id.clone(), col("v", Kind::Int32, "int(11)")], vec![0]);
+        assert!(evolve(&old, &retyped).unwrap_err().contains("changed type upstream from bigint(20) to int(11)"));
+        assert!(evolve(&old, &spec(vec![id, v], vec![0, 1])).unwrap_err().contains("primary key"));
+    }
+
+    #[test]
+    fn literal_defaults() {
+        for d in ["'it''s'", "1.50", "-3", "b'101'", "0x1F"] {
+            assert!(is_literal(d), "{d}");
+        }
+        for d in ["current_timestamp()", "uuid()", "(1 + 1)"] {
+            assert!(!is_literal(d), "{d}");
+        }
+        assert_eq!(implicit_default(&Kind::Int32), Some(Cell::Int(0)));
+        assert_eq!(
+            implicit_default(&Kind::Enum { labels: vec!["a".into(), "b".into()] }),
+            Some(Cell::Text("a".into()))
+        );
+        assert_eq!(implicit_default(&Kind::Date), None);
+    }
 }
