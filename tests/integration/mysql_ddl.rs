@@ -53,6 +53,13 @@ async fn ddl_restarts_and_drop_source() {
     hw.batch_execute("SET real_time_recency = off").await.unwrap();
     wait_for(&hw, "SELECT id FROM b ORDER BY id", &["10", "11"]).await;
     wait_for(&hw, "SELECT state FROM hw_catalog.sources", &["streaming"]).await;
+    // The stopped table stays stopped across the reconnect (the binlog is past its ALTER).
+    let a = rows(&hw, "SELECT state, last_error FROM hw_catalog.source_tables WHERE table_name = 'a'").await;
+    assert!(a[0].starts_with("error|") && a[0].contains("changed type"), "{a:?}");
+    my.query_drop("INSERT INTO d.a VALUES (3, 3000000000)").await.unwrap();
+    my.query_drop("INSERT INTO d.b VALUES (12, 12)").await.unwrap();
+    wait_for(&hw, "SELECT id FROM b ORDER BY id", &["10", "11", "12"]).await;
+    assert_eq!(rows(&hw, "SELECT id FROM a ORDER BY id").await, vec!["1"], "no row of `a` with the old type");
 
     // DROP SOURCE refuses while a view reads its tables; CASCADE drops everything.
     hw.batch_execute("CREATE VIEW big_b AS SELECT id FROM b WHERE v > 5").await.unwrap();
@@ -64,7 +71,7 @@ async fn ddl_restarts_and_drop_source() {
     assert!(rows(&hw, "SELECT * FROM hw_catalog.sources").await.is_empty());
     // The name can be reused.
     hw.batch_execute("CREATE SOURCE s FROM MYSQL CONNECTION up FOR TABLES (d.b)").await.unwrap();
-    wait_for(&hw, "SELECT id FROM b ORDER BY id", &["10", "11"]).await;
+    wait_for(&hw, "SELECT id FROM b ORDER BY id", &["10", "11", "12"]).await;
 }
 
 /// `ALTER TABLE ... ADD COLUMN` upstream: the captured table gains the column, earlier rows

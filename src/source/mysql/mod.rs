@@ -264,6 +264,11 @@ struct Progress {
     /// `db.table` → (local table, why), shown in `hw_catalog.source_tables` as `error`.
     #[serde(default)]
     rejected_shards: BTreeMap<String, (String, String)>,
+    /// Units stopped by something they cannot follow (upstream DDL, a row that does not
+    /// decode), by progress name, with the reason: they stay stopped across restarts and
+    /// reconnects (the binlog has moved past the cause) until dropped or re-snapshotted.
+    #[serde(default)]
+    failed: BTreeMap<String, String>,
 }
 
 /// How far a key-ordered snapshot got: the table holds every upstream row whose key is at or
@@ -309,6 +314,7 @@ pub fn forget_tables(store: &dyn StateStore, source_id: u64, names: &[String]) -
         progress.resume.remove(n);
         progress.new_shards.remove(n);
         progress.rejected_shards.retain(|_, (table, _)| table != n);
+        progress.failed.retain(|unit, _| unit != n && !unit.starts_with(&format!("{n}/")));
     }
     let mut b = WriteBatch::default();
     b.put(key, serde_json::to_vec(&progress).map_err(|e| Error::Internal(e.to_string()))?);
@@ -606,7 +612,10 @@ impl Runner {
             let unfinished: Vec<usize> = units
                 .iter()
                 .copied()
-                .filter(|&u| !progress.streaming.contains(&self.units[u].progress_name()))
+                .filter(|&u| {
+                    let name = self.units[u].progress_name();
+                    !progress.streaming.contains(&name) && !progress.failed.contains_key(&name)
+                })
                 .collect();
             if unfinished.is_empty() {
                 continue;
@@ -639,7 +648,12 @@ impl Runner {
         let mut phases: Vec<Phase> = Vec::with_capacity(self.units.len());
         for u in 0..self.units.len() {
             let name = self.units[u].progress_name();
-            if to_snapshot.iter().any(|(x, _)| *x == u) {
+            if let Some(why) = progress.failed.get(&name) {
+                phases.push(Phase::Failed);
+                let mut s = self.status();
+                s.tables[u].state = "error".into();
+                s.tables[u].last_error = Some(why.clone());
+            } else if to_snapshot.iter().any(|(x, _)| *x == u) {
                 phases.push(Phase::Pending(Vec::new()));
                 let mut s = self.status();
                 let ts = &mut s.tables[u];
@@ -714,7 +728,25 @@ impl Runner {
         }
     }
 
+    /// Handles one message; units it stopped are recorded in the stored progress.
     fn handle(&self, msg: Message, phases: &mut [Phase], progress: &mut Progress) -> Result<Flow> {
+        let flow = self.handle_message(msg, phases, progress)?;
+        let mut stopped = false;
+        for (u, phase) in phases.iter().enumerate() {
+            let name = self.units[u].progress_name();
+            if matches!(phase, Phase::Failed) && !progress.failed.contains_key(&name) {
+                let why = self.status().tables[u].last_error.clone().unwrap_or_default();
+                progress.failed.insert(name, why);
+                stopped = true;
+            }
+        }
+        if stopped {
+            self.source.dataflow.commit(&[], self.source.progress_batch(progress)?)?;
+        }
+        Ok(flow)
+    }
+
+    fn handle_message(&self, msg: Message, phases: &mut [Phase], progress: &mut Progress) -> Result<Flow> {
         let src = &self.source;
         match msg {
             Message::Transaction { end, timestamp, gtid, changes } => {
@@ -937,6 +969,9 @@ impl Runner {
                 let last = tables.len() - 1;
                 for (i, (u, spec, values)) in tables.into_iter().enumerate() {
                     let position = (i == last).then_some((&end, &gtid));
+                    if matches!(phases[u], Phase::Failed) && position.is_none() {
+                        continue;
+                    }
                     if let Err(e) = self.change_schema(phases, u, spec, values, position, progress) {
                         self.fail_unit(phases, u, format!("cannot follow the upstream ALTER TABLE at {end}: {e}"));
                     }
@@ -990,6 +1025,16 @@ impl Runner {
         let unit = &self.units[u];
         let t = &src.tables[unit.table];
         let catalog = src.catalog.upgrade().ok_or_else(|| Error::Internal("the catalog is gone".into()))?;
+        if matches!(phases[u], Phase::Failed) {
+            // A stopped table keeps its shape; only the position moves past the ALTER.
+            if let Some((end, _)) = position {
+                if progress.position.as_ref().is_none_or(|p| end > p) {
+                    progress.position = Some(end.clone());
+                }
+                src.dataflow.commit(&[], src.progress_batch(progress)?)?;
+            }
+            return Ok(());
+        }
         let after = |at: &BinlogPosition| spec.since.as_ref().is_some_and(|since| since > at);
         let streaming_past = matches!(&phases[u], Phase::Streaming(at) if at.as_ref().is_none_or(after));
         let old_width = t.spec.columns.len();
