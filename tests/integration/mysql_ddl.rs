@@ -95,12 +95,12 @@ async fn add_column_is_followed() {
         .await;
     hw.batch_execute("CREATE MATERIALIZED VIEW totals AS SELECT sum(v) AS s, count(*) AS n FROM t").await.unwrap();
 
-    // Two columns, one placed in the middle upstream (appended locally), in one ALTER; an
-    // index (nothing to follow); a NOT NULL column without a default on a multiset.
+    // Two columns, one placed in the middle upstream (appended locally), in one ALTER;
+    // indexes (nothing to follow); a NOT NULL column without a default on a multiset.
     my.query_drop(
         "ALTER TABLE d.t ADD COLUMN qty INT NOT NULL DEFAULT 5, ADD COLUMN note VARCHAR(20) AFTER id; \
          INSERT INTO d.t (id, note, v, qty) VALUES (3, 'new', 30, 7); UPDATE d.t SET note = 'upd' WHERE id = 1; \
-         ALTER TABLE d.t ADD INDEX by_v (v); INSERT INTO d.t (id, v) VALUES (4, 40); \
+         ALTER TABLE d.t ADD INDEX by_v (v); CREATE INDEX by_qty ON d.t (qty); INSERT INTO d.t (id, v) VALUES (4, 40); \
          ALTER TABLE d.m ADD COLUMN b INT NOT NULL; INSERT INTO d.m VALUES (3, 9)",
     )
     .await

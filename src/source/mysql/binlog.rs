@@ -174,7 +174,7 @@ pub async fn read(
                         if broken[idx] || unit.spec.since.as_ref().is_some_and(|since| end <= *since) {
                             continue;
                         }
-                        if upper.starts_with("ALTER") && unit.spec.shards.is_empty() {
+                        if keeps_rows(&upper) && unit.spec.shards.is_empty() {
                             match follow_alter(&opts, unit, &end).await? {
                                 Ok(None) => {}
                                 Ok(Some((spec, values))) => evolved.push((idx, spec, values)),
@@ -311,6 +311,10 @@ async fn follow_alter(
         Err(e @ Error::DataException { .. }) => return Err(e),
         Err(e) => return Ok(Err(e.to_string())),
     };
+    if now.columns.is_empty() {
+        let _ = conn.disconnect().await;
+        return Ok(Err("the table no longer exists under this name upstream (dropped or renamed)".into()));
+    }
     let outcome = match evolve(spec, &now) {
         Err(why) => Err(why),
         Ok(Evolution::Unchanged) => Ok(None),
@@ -444,6 +448,19 @@ fn created_table(sql: &str) -> Option<(Option<String>, String)> {
     })
 }
 
+/// Whether a DDL statement (upper-cased) keeps the table's rows, so that following it is a
+/// matter of the table's new description: `ALTER TABLE`, `CREATE`/`DROP INDEX` — but not the
+/// partition and tablespace operations that remove or replace rows without row events.
+fn keeps_rows(upper: &str) -> bool {
+    let words: Vec<&str> = upper.split_whitespace().collect();
+    let text = words.join(" ");
+    let index = matches!(words.first(), Some(&"CREATE" | &"DROP"))
+        && words.iter().skip(1).take(3).take_while(|w| **w != "TABLE").any(|w| *w == "INDEX");
+    let replaces_rows =
+        ["TRUNCATE PARTITION", "DROP PARTITION", "EXCHANGE PARTITION", "TABLESPACE"].iter().any(|op| text.contains(op));
+    (words.first() == Some(&"ALTER") || index) && !replaces_rows
+}
+
 /// Whether a DDL statement names the table (`t`, `db.t`, with or without backquotes).
 fn mentions(sql: &str, default_schema: &str, database: &str, table: &str) -> bool {
     let normalized = sql.replace('`', "").to_ascii_lowercase();
@@ -488,6 +505,32 @@ mod tests {
         assert_eq!(created_table("CREATE OR REPLACE TABLE orders_5 LIKE orders_0"), Some((None, "orders_5".into())));
         assert_eq!(created_table("CREATE INDEX i ON orders_1 (id)"), None);
         assert_eq!(created_table("ALTER TABLE orders_1 ADD c INT"), None);
+    }
+
+    #[test]
+    fn ddl_that_keeps_rows() {
+        for sql in [
+            "ALTER TABLE t ADD COLUMN c INT",
+            "ALTER TABLE t ADD INDEX i (c)",
+            "CREATE INDEX i ON t (c)",
+            "CREATE UNIQUE INDEX i ON t (c)",
+            "DROP INDEX i ON t",
+            "ALTER TABLE t REORGANIZE PARTITION p0 INTO (PARTITION p1 VALUES LESS THAN (10))",
+        ] {
+            assert!(keeps_rows(sql), "{sql}");
+        }
+        for sql in [
+            "ALTER TABLE t TRUNCATE PARTITION p0",
+            "ALTER TABLE t DROP  PARTITION p0",
+            "ALTER TABLE t EXCHANGE PARTITION p0 WITH TABLE u",
+            "ALTER TABLE t DISCARD TABLESPACE",
+            "DROP TABLE t",
+            "RENAME TABLE t TO u",
+            "CREATE OR REPLACE TABLE t (id INT)",
+            "DROP TABLE index_t",
+        ] {
+            assert!(!keeps_rows(sql), "{sql}");
+        }
     }
 
     #[test]

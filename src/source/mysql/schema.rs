@@ -371,7 +371,10 @@ pub fn evolve(old: &TableSpec, now: &TableSpec) -> std::result::Result<Evolution
             return Err(format!("column {} was dropped or renamed upstream", quote_ident(&c.name)));
         };
         let n = &now.columns[p];
-        if n.kind != c.kind {
+        // Text in another character set (CONVERT TO CHARACTER SET) is the same text: only
+        // how the binlog's bytes are decoded changes.
+        let both_text = matches!((&n.kind, &c.kind), (Kind::Text { .. }, Kind::Text { .. }));
+        if n.kind != c.kind && !both_text {
             return Err(format!(
                 "column {} changed type upstream from {} to {}",
                 quote_ident(&c.name),
@@ -533,6 +536,11 @@ mod tests {
         let now3 = spec(vec![id.clone(), v.clone(), wider], vec![0]);
         let base = spec(vec![id.clone(), v.clone(), note.clone()], vec![0]);
         assert!(matches!(evolve(&base, &now3), Ok(Evolution::Changed { added, .. }) if added.is_empty()));
+        // Text converted to another character set: followed, decoded with the new one.
+        let gbk = col("note", Kind::Text { latin1: false, charset: Some("gbk".into()) }, "varchar(20)");
+        let converted = spec(vec![id.clone(), v.clone(), gbk.clone()], vec![0]);
+        let Ok(Evolution::Changed { spec: s, added }) = evolve(&base, &converted) else { panic!() };
+        assert_eq!((s.columns[2].kind.clone(), added.len()), (gbk.kind, 0));
         // Dropped, retyped, re-keyed: refused with the reason.
         assert!(evolve(&old, &spec(vec![id.clone()], vec![0])).unwrap_err().contains("dropped"));
         let retyped = spec(vec![id.clone(), col("v", Kind::Int32, "int(11)")], vec![0]);
