@@ -142,3 +142,45 @@ async fn add_column_is_followed() {
         .await;
     assert_eq!(rows(&hw, "SELECT s, n FROM totals").await, vec!["150|5"]);
 }
+
+/// `ADD COLUMN` on a table whose snapshot has not finished (it waits behind a bigger table,
+/// one snapshot at a time): the table is snapshotted with its new columns and ends equal to
+/// MariaDB. (Whichever phase the table is in when the ALTER is read, the result must match.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_column_during_snapshot() {
+    let db = MariaDb::start().await;
+    let mut my = db.root().await;
+    my.query_drop(
+        "CREATE DATABASE d; CREATE TABLE d.big (id INT PRIMARY KEY, v INT); CREATE TABLE d.t (id INT PRIMARY KEY, v INT); \
+         USE d; INSERT INTO d.big SELECT seq, seq FROM seq_1_to_20000; INSERT INTO d.t SELECT seq, seq FROM seq_1_to_20000",
+    )
+    .await
+    .unwrap();
+    let server = TestServer::start().await;
+    let hw = server.client().await;
+    hw.batch_execute(&db.connection_sql("up")).await.unwrap();
+    hw.batch_execute(
+        "CREATE SOURCE s FROM MYSQL CONNECTION up FOR TABLES (d.big, d.t) \
+         WITH (SNAPSHOT_PARALLELISM = 1, CHUNK_SIZE = 100)",
+    )
+    .await
+    .unwrap();
+    my.query_drop(
+        "UPDATE d.t SET v = v + 1 WHERE id <= 10; ALTER TABLE d.t ADD COLUMN w INT DEFAULT 3; \
+         UPDATE d.t SET w = 4 WHERE id > 19990; DELETE FROM d.t WHERE id = 50",
+    )
+    .await
+    .unwrap();
+    wait_for(
+        &hw,
+        "SELECT table_name, state FROM hw_catalog.source_tables ORDER BY 1",
+        &["big|streaming", "t|streaming"],
+    )
+    .await;
+    hw.batch_execute("SET real_time_recency = on").await.unwrap();
+    let want = my_rows(&mut my, "SELECT id, v, w FROM d.t").await;
+    let mut got = rows(&hw, "SELECT id, v, w FROM t").await;
+    got.sort();
+    assert_eq!(got, want);
+    assert_eq!(rows(&hw, "SELECT count(*) FROM big").await, vec!["20000"]);
+}
