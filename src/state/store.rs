@@ -219,7 +219,19 @@ mod tests {
             exercise(&store);
             store.flush().unwrap();
         }
-        let store = SledStore::open(dir.path()).unwrap();
+        // sled releases its file lock when its background threads let go of the dropped
+        // database, which may be a moment after the drop under load: wait for it (bounded).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let store = loop {
+            match SledStore::open(dir.path()) {
+                Ok(s) => break s,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    eprintln!("reopening sled: {e}; retrying");
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(e) => panic!("sled did not reopen within 30 s: {e}"),
+            }
+        };
         assert_eq!(store.get(b"b/1").unwrap(), Some(b"z".to_vec()));
     }
 }
