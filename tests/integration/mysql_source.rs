@@ -239,3 +239,43 @@ async fn gtid_is_reported_and_an_idle_source_follows_binlog_rotation() {
     my.query_drop("INSERT INTO g.t VALUES (3, 3)").await.unwrap();
     assert_eq!(hw_rows(&hw, "SELECT count(*) FROM t").await, vec![vec!["3"]]);
 }
+
+/// Snapshot chunks of several tables take turns: with one read permit, a small table is
+/// copied while two big ones are still being read, not after them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_chunks_interleave_across_tables() {
+    let db = MariaDb::start().await;
+    let mut my = db.root().await;
+    my.query_drop(
+        "CREATE DATABASE d; USE d; CREATE TABLE d.big1 (id INT PRIMARY KEY, v INT); \
+         CREATE TABLE d.big2 (id INT PRIMARY KEY, v INT); CREATE TABLE d.small (id INT PRIMARY KEY, v INT); \
+         INSERT INTO d.big1 SELECT seq, seq FROM seq_1_to_30000; INSERT INTO d.big2 SELECT seq, seq FROM seq_1_to_30000; \
+         INSERT INTO d.small SELECT seq, seq FROM seq_1_to_10",
+    )
+    .await
+    .unwrap();
+    let server = TestServer::start().await;
+    let hw = server.client().await;
+    hw.batch_execute(&db.connection_sql("up")).await.unwrap();
+    hw.batch_execute(
+        "CREATE SOURCE s FROM MYSQL CONNECTION up FOR TABLES (d.big1, d.big2, d.small) \
+         WITH (SNAPSHOT_PARALLELISM = 1, CHUNK_SIZE = 50)",
+    )
+    .await
+    .unwrap();
+    wait_for(&hw, "SELECT state FROM hw_catalog.source_tables WHERE table_name = 'small'", &["streaming"]).await;
+    // 600 chunks per big table: when the small one is in, both are still far from done.
+    let big = hw_rows(
+        &hw,
+        "SELECT table_name, state, chunks_done FROM hw_catalog.source_tables WHERE table_name <> 'small' ORDER BY 1",
+    )
+    .await;
+    for row in &big {
+        assert_eq!(row[1], "snapshotting", "{big:?}");
+        assert!(row[2].parse::<u64>().unwrap() < 300, "{big:?}");
+    }
+    wait_for(&hw, "SELECT count(*) FROM hw_catalog.source_tables WHERE state = 'streaming'", &["3"]).await;
+    let counts =
+        "SELECT (SELECT count(*) FROM big1) AS a, (SELECT count(*) FROM big2) AS b, (SELECT sum(v) FROM small) AS c";
+    assert_eq!(hw_rows(&hw, counts).await, vec![vec!["30000", "30000", "55"]]);
+}

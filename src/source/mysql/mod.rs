@@ -680,15 +680,25 @@ impl Runner {
         let mut tasks: JoinSet<Result<()>> = JoinSet::new();
         let units = Arc::new(self.units.clone());
         tasks.spawn(binlog::read(src.opts.clone(), src.options.server_id, binlog_start, units, tx.clone()));
-        let permits = Arc::new(Semaphore::new(src.options.parallelism));
+        // Snapshots in progress (each an open transaction on its own connection) and chunk
+        // reads in flight: up to 4 tables per read permit take turns chunk by chunk.
+        let open = Arc::new(Semaphore::new(src.options.parallelism * 4));
+        let reads = Arc::new(Semaphore::new(src.options.parallelism));
         for (u, after) in to_snapshot {
-            let (opts, tx, permits) = (src.opts.clone(), tx.clone(), permits.clone());
+            let (tx, open, reads) = (tx.clone(), open.clone(), reads.clone());
             let unit = self.units[u].clone();
             let schema = src.tables[unit.table].state.schema();
-            let chunk = src.options.chunk_size;
+            let task = snapshot::SnapshotTask {
+                opts: src.opts.clone(),
+                idx: u,
+                unit,
+                schema,
+                chunk_size: src.options.chunk_size,
+                after,
+            };
             tasks.spawn(async move {
-                let _permit = permits.acquire_owned().await.map_err(|_| Error::Internal("semaphore closed".into()))?;
-                snapshot::snapshot_table(opts, u, unit, schema, chunk, after, tx).await
+                let _open = open.acquire_owned().await.map_err(|_| Error::Internal("semaphore closed".into()))?;
+                snapshot::snapshot_table(task, &reads, tx).await
             });
         }
         drop(tx);

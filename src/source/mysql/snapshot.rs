@@ -5,17 +5,21 @@
 //! view. The applier keeps binlog events of the table that come after it and applies them
 //! once the last chunk is in (see `super` for the merge).
 //!
-//! Tables with a primary key are read in key order (`ORDER BY` the key: InnoDB's clustered
-//! index, so no sort, and MySQL's own collation decides the order). Each chunk carries the
-//! key of its last row, which the applier stores with the chunk; a snapshot cut short by a
-//! crash or a reconnect resumes after that key (`WHERE key > last`, compared by MySQL too)
-//! instead of starting over.
+//! Tables with a primary key are read in key-ordered chunks, one query per chunk inside the
+//! snapshot transaction (`WHERE key > last ORDER BY key LIMIT n`: InnoDB's clustered index,
+//! so no sort, and MySQL's own collation decides the order and the comparison). A chunk
+//! read holds one of `SNAPSHOT_PARALLELISM` read permits, which are granted in turn (tokio's
+//! semaphore is fair), so the open snapshots of several tables interleave chunk by chunk
+//! and a small table is not stuck behind a big one. Each chunk carries the key of its last
+//! row, which the applier stores with the chunk; a snapshot cut short by a crash or a
+//! reconnect resumes after that key instead of starting over. Tables without a usable key
+//! are read by one unordered query holding a permit throughout.
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use futures::StreamExt;
 use mysql_async::prelude::Queryable;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 
 use super::position::BinlogPosition;
 use super::schema::{quote_upstream, upstream, TableSpec};
@@ -72,17 +76,21 @@ fn after_condition(spec: &TableSpec, key: &[usize], after: &[Vec<u8>]) -> Result
     Ok(alternatives.join(" OR "))
 }
 
+/// What one unit's snapshot reads: unit `idx` of the source, into batches of `schema` of up
+/// to `chunk_size` rows, after key `after` when it resumes.
+pub struct SnapshotTask {
+    pub opts: mysql_async::Opts,
+    pub idx: usize,
+    pub unit: Unit,
+    pub schema: SchemaRef,
+    pub chunk_size: usize,
+    pub after: Option<Vec<Vec<u8>>>,
+}
+
 /// Reads unit `idx` and sends `SnapshotStart`, `SnapshotRows`..., `SnapshotDone`; with
 /// `after`, only the rows whose key comes after it (a resumed snapshot).
-pub async fn snapshot_table(
-    opts: mysql_async::Opts,
-    idx: usize,
-    unit: Unit,
-    schema: SchemaRef,
-    chunk_size: usize,
-    after: Option<Vec<Vec<u8>>>,
-    tx: mpsc::Sender<Message>,
-) -> Result<()> {
+pub async fn snapshot_table(task: SnapshotTask, reads: &Semaphore, tx: mpsc::Sender<Message>) -> Result<()> {
+    let SnapshotTask { opts, idx, unit, schema, chunk_size, after } = task;
     let mut conn = mysql_async::Conn::new(opts).await.map_err(upstream)?;
     // TIMESTAMP values in UTC, whatever the server's or the user's time zone.
     conn.query_drop("SET time_zone = '+00:00', NAMES utf8mb4").await.map_err(upstream)?;
@@ -110,24 +118,73 @@ pub async fn snapshot_table(
 
     let upstream_columns = spec.upstream_columns();
     let columns: Vec<String> = upstream_columns.iter().map(|c| format!("`{}`", c.name.replace('`', "``"))).collect();
-    let mut sql =
-        format!("SELECT {} FROM {}", columns.join(", "), quote_upstream(&spec.database, &unit.upstream_table));
-    let key = resume_key(&spec);
-    if let Some(key) = &key {
-        if let Some(after) = after.as_ref().filter(|a| a.len() == key.len()) {
-            sql.push_str(&format!(" WHERE {}", after_condition(&spec, key, after)?));
+    let select = format!("SELECT {} FROM {}", columns.join(", "), quote_upstream(&spec.database, &unit.upstream_table));
+    let chunk = Chunker { unit: &unit, schema: &schema, idx, tx: &tx };
+    match resume_key(&spec) {
+        // Key-ordered chunks, one query each (`WHERE key > last ORDER BY key LIMIT n`) in the
+        // same transaction, so every chunk is part of the same consistent view; the read
+        // permit is held per query, so tables take turns (no table waits for a big one).
+        Some(key) => {
+            let order: Vec<&str> = key.iter().map(|&i| columns[i].as_str()).collect();
+            let mut after = after.filter(|a| a.len() == key.len());
+            loop {
+                let mut sql = select.clone();
+                if let Some(after) = &after {
+                    sql.push_str(&format!(" WHERE {}", after_condition(&spec, &key, after)?));
+                }
+                sql.push_str(&format!(" ORDER BY {} LIMIT {chunk_size}", order.join(", ")));
+                let rows: Vec<mysql_async::Row> = {
+                    let _permit = reads.acquire().await.map_err(|_| Error::Internal("semaphore closed".into()))?;
+                    conn.query(sql).await.map_err(upstream)?
+                };
+                let Some(last) = rows.last() else { break };
+                let last_key: Vec<Vec<u8>> = key.iter().map(|&i| raw_bytes(last, i)).collect();
+                let full = rows.len() == chunk_size;
+                chunk.send(&rows, Some(last_key.clone())).await?;
+                if !full {
+                    break;
+                }
+                after = Some(last_key);
+            }
         }
-        let order: Vec<&str> = key.iter().map(|&i| columns[i].as_str()).collect();
-        sql.push_str(&format!(" ORDER BY {}", order.join(", ")));
+        // No usable key: one unordered read, sent in batches (a crash starts it over).
+        None => {
+            let _permit = reads.acquire().await.map_err(|_| Error::Internal("semaphore closed".into()))?;
+            let mut result = conn.query_iter(select).await.map_err(upstream)?;
+            let mut batch = Vec::with_capacity(chunk_size);
+            if let Some(mut rows) = result.stream::<mysql_async::Row>().await.map_err(upstream)? {
+                while let Some(row) = rows.next().await {
+                    batch.push(row.map_err(upstream)?);
+                    if batch.len() == chunk_size {
+                        chunk.send(&std::mem::take(&mut batch), None).await?;
+                    }
+                }
+            }
+            drop(result);
+            if !batch.is_empty() {
+                chunk.send(&batch, None).await?;
+            }
+        }
     }
-    let key_of = |row: &mysql_async::Row| key.as_ref().map(|k| k.iter().map(|&i| raw_bytes(row, i)).collect());
-    let mut result = conn.query_iter(sql).await.map_err(upstream)?;
-    let mut builders = new_builders(&spec)?;
-    let mut in_chunk = 0usize;
-    let mut last_row: Option<mysql_async::Row> = None;
-    if let Some(mut rows) = result.stream::<mysql_async::Row>().await.map_err(upstream)? {
-        while let Some(row) = rows.next().await {
-            let row = row.map_err(upstream)?;
+    conn.query_drop("COMMIT").await.map_err(upstream)?;
+    tx.send(Message::SnapshotDone { table: idx }).await.map_err(closed)?;
+    Ok(())
+}
+
+/// Turns rows of one unit's snapshot query into a chunk for the applier.
+struct Chunker<'a> {
+    unit: &'a Unit,
+    schema: &'a SchemaRef,
+    idx: usize,
+    tx: &'a mpsc::Sender<Message>,
+}
+
+impl Chunker<'_> {
+    async fn send(&self, rows: &[mysql_async::Row], last_key: Option<Vec<Vec<u8>>>) -> Result<()> {
+        let spec = &self.unit.spec;
+        let upstream_columns = spec.upstream_columns();
+        let mut builders = new_builders(spec)?;
+        for row in rows {
             for (i, col) in upstream_columns.iter().enumerate() {
                 let raw = match row.as_ref(i) {
                     Some(mysql_async::Value::Bytes(b)) => Some(b.as_slice()),
@@ -136,29 +193,12 @@ pub async fn snapshot_table(
                 builders[i].append(cell_from_text(&col.kind, raw)?)?;
             }
             if spec.table_name_column {
-                builders[upstream_columns.len()].append(Cell::Text(unit.upstream_table.clone()))?;
-            }
-            in_chunk += 1;
-            if in_chunk == chunk_size {
-                let batch = finish(&schema, &mut builders)?;
-                let last_key = key_of(&row);
-                tx.send(Message::SnapshotRows { table: idx, batch, last_key }).await.map_err(closed)?;
-                in_chunk = 0;
-                last_row = None;
-            } else {
-                last_row = Some(row);
+                builders[upstream_columns.len()].append(Cell::Text(self.unit.upstream_table.clone()))?;
             }
         }
+        let batch = finish(self.schema, &mut builders)?;
+        self.tx.send(Message::SnapshotRows { table: self.idx, batch, last_key }).await.map_err(closed)
     }
-    drop(result);
-    if in_chunk > 0 {
-        let batch = finish(&schema, &mut builders)?;
-        let last_key = last_row.as_ref().and_then(key_of);
-        tx.send(Message::SnapshotRows { table: idx, batch, last_key }).await.map_err(closed)?;
-    }
-    conn.query_drop("COMMIT").await.map_err(upstream)?;
-    tx.send(Message::SnapshotDone { table: idx }).await.map_err(closed)?;
-    Ok(())
 }
 
 fn raw_bytes(row: &mysql_async::Row, i: usize) -> Vec<u8> {
