@@ -783,7 +783,7 @@ impl Runner {
                 }
                 let mut batches = Vec::with_capacity(per_table.len());
                 for (t, rows) in per_table {
-                    batches.push((t, to_batch(&src.tables[t], &rows)?));
+                    batches.push((t, to_batch(&src.tables[t], rows)?));
                 }
                 // The binlog may replay from before the stored position (a resumed snapshot
                 // needs it); the position never goes back.
@@ -1158,7 +1158,7 @@ impl Runner {
             match b {
                 Buffered::Rows(rows) => segment.extend(rows),
                 Buffered::Truncate => {
-                    let change = to_batch(t, &std::mem::take(&mut segment))?;
+                    let change = to_batch(t, std::mem::take(&mut segment))?;
                     src.dataflow.commit(&[(t.state.as_ref(), &change)], WriteBatch::default())?;
                     if let Err(message) = truncate_unit(src, unit, &mut WriteBatch::default()) {
                         self.fail_unit(phases, u, message);
@@ -1167,7 +1167,7 @@ impl Runner {
                 }
             }
         }
-        let change = to_batch(t, &segment)?;
+        let change = to_batch(t, segment)?;
         src.dataflow.commit(&[(t.state.as_ref(), &change)], src.progress_batch(progress)?)?;
         Ok(true)
     }
@@ -1216,23 +1216,18 @@ fn truncate(src: &MySqlSource, t: &CapturedTable, extra: &mut WriteBatch) -> Res
     src.dataflow.commit(&[(t.state.as_ref(), &change)], std::mem::take(extra))
 }
 
-/// Row images → an upsert change batch: −before, +after, in order.
-fn to_batch(t: &CapturedTable, rows: &[RowChange]) -> Result<ChangeBatch> {
+/// Row images → an upsert change batch: −before, +after, in order (the cells move into the
+/// Arrow builders).
+fn to_batch(t: &CapturedTable, rows: Vec<RowChange>) -> Result<ChangeBatch> {
     let mut builders = snapshot::new_builders(&t.spec)?;
     let mut weights = Vec::with_capacity(rows.len() * 2);
-    let mut push = |cells: &[Cell], w: i64, builders: &mut Vec<types::ColumnBuilder>| -> Result<()> {
-        for (b, c) in builders.iter_mut().zip(cells) {
-            b.append(c.clone())?;
-        }
-        weights.push(w);
-        Ok(())
-    };
     for r in rows {
-        if let Some(before) = &r.before {
-            push(before, -1, &mut builders)?;
-        }
-        if let Some(after) = &r.after {
-            push(after, 1, &mut builders)?;
+        for (cells, w) in [(r.before, -1), (r.after, 1)] {
+            let Some(cells) = cells else { continue };
+            for (b, c) in builders.iter_mut().zip(cells) {
+                b.append(c)?;
+            }
+            weights.push(w);
         }
     }
     let data = snapshot::finish(&t.state.schema(), &mut builders)?;

@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, Semaphore};
 
 use super::position::BinlogPosition;
 use super::schema::{quote_upstream, upstream, TableSpec};
-use super::types::{cell_from_text, Cell, ColumnBuilder, Kind};
+use super::types::{Cell, ColumnBuilder, Kind};
 use super::{Message, Unit};
 use crate::error::{Error, Result};
 
@@ -190,7 +190,7 @@ impl Chunker<'_> {
                     Some(mysql_async::Value::Bytes(b)) => Some(b.as_slice()),
                     _ => None,
                 };
-                builders[i].append(cell_from_text(&col.kind, raw)?)?;
+                builders[i].append_text(&col.kind, raw)?;
             }
             if spec.table_name_column {
                 builders[upstream_columns.len()].append(Cell::Text(self.unit.upstream_table.clone()))?;

@@ -462,6 +462,38 @@ impl ColumnBuilder {
         Ok(())
     }
 
+    /// Appends a text-protocol value exactly as `append(cell_from_text(kind, raw))` would,
+    /// without the intermediate [`Cell`] for the common kinds (the snapshot's hot path): text
+    /// goes straight into the string builder, integers and decimals are parsed in place.
+    pub fn append_text(&mut self, kind: &Kind, raw: Option<&[u8]>) -> Result<()> {
+        let Some(raw) = raw else { return self.append(Cell::Null) };
+        let int = |raw: &[u8]| -> Result<i64> {
+            std::str::from_utf8(raw).ok().and_then(|t| t.parse().ok()).ok_or_else(|| {
+                Error::Internal(format!("cannot decode {kind:?} value {:?}", String::from_utf8_lossy(raw)))
+            })
+        };
+        match (self, kind) {
+            (
+                ColumnBuilder::Utf8(b),
+                Kind::Text { .. } | Kind::Enum { .. } | Kind::Set { .. } | Kind::Time { .. } | Kind::DecimalText,
+            ) => match std::str::from_utf8(raw) {
+                Ok(text) => b.append_value(text),
+                Err(_) => b.append_value(String::from_utf8_lossy(raw)),
+            },
+            (ColumnBuilder::Int16(b), Kind::Int16) => b.append_value(int(raw)? as i16),
+            (ColumnBuilder::Int32(b), Kind::Int32 | Kind::MediumInt) => b.append_value(int(raw)? as i32),
+            (ColumnBuilder::Int64(b), Kind::Int64) => b.append_value(int(raw)?),
+            (ColumnBuilder::Decimal(b, scale), Kind::Decimal { .. }) => {
+                let text = String::from_utf8_lossy(raw);
+                b.append_value(
+                    parse_decimal(&text, *scale).ok_or_else(|| Error::Internal(format!("bad decimal {text}")))?,
+                )
+            }
+            (this, kind) => this.append(cell_from_text(kind, Some(raw))?)?,
+        }
+        Ok(())
+    }
+
     /// The finished column.
     pub fn finish(&mut self) -> ArrayRef {
         match self {
