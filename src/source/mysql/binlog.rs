@@ -174,7 +174,9 @@ pub async fn read(
                         if broken[idx] || unit.spec.since.as_ref().is_some_and(|since| end <= *since) {
                             continue;
                         }
-                        if keeps_rows(&upper) && unit.spec.shards.is_empty() {
+                        // Merged shards and an INCLUDE TABLE NAME column (which must stay
+                        // last) are not evolved: such a table stops, as before.
+                        if keeps_rows(&upper) && unit.spec.shards.is_empty() && !unit.spec.table_name_column {
                             match follow_alter(&opts, unit, &end).await? {
                                 Ok(None) => {}
                                 Ok(Some((spec, values))) => evolved.push((idx, spec, values)),
