@@ -251,6 +251,12 @@ impl Catalog {
         self.insert(object_type, name, create_sql, depends_on, details, restore, restore.is_none(), build)
     }
 
+    /// The id the next object will get (ids only grow: an object with a smaller id existed
+    /// before this call).
+    pub fn next_id(&self) -> u64 {
+        self.read().next_id
+    }
+
     /// Takes the next id for an object whose runtime side must exist before its entry (a
     /// materialized view computes its contents first); pass it to [`Catalog::create_reserved`].
     pub fn reserve_id(&self) -> u64 {

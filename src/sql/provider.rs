@@ -25,6 +25,13 @@ use crate::state::table::PinnedRows;
 use crate::state::TableState;
 
 tokio::task_local! {
+    /// While a view is restored at start-up: the column count each captured table had when
+    /// the view was created, for tables that gained columns upstream since (see
+    /// `TableSpec::widened`). Planning sees those tables that narrow, so a view defined with
+    /// `SELECT *` keeps its columns across restarts, and one whose shape depended on a
+    /// table's width (`SELECT * ... UNION ALL ...`) still plans.
+    pub static CREATED_WIDTHS: HashMap<u64, usize>;
+
     /// The rows a query pinned, by table id (set around physical planning by the session).
     pub static PINNED: Arc<HashMap<u64, PinnedRows>>;
 }
@@ -77,7 +84,13 @@ impl LocalTable {
 #[async_trait]
 impl TableProvider for LocalTable {
     fn schema(&self) -> SchemaRef {
-        self.state.schema()
+        let full = self.state.schema();
+        match CREATED_WIDTHS.try_with(|w| w.get(&self.state.id()).copied()) {
+            Ok(Some(n)) if n < full.fields().len() => {
+                Arc::new(datafusion::arrow::datatypes::Schema::new(full.fields()[..n].to_vec()))
+            }
+            _ => full,
+        }
     }
 
     fn table_type(&self) -> TableType {
@@ -122,7 +135,10 @@ impl TableProvider for LocalTable {
         let batch =
             if prefix.is_empty() { self.state.snapshot_of(&pinned) } else { self.state.lookup(&pinned, &prefix) }
                 .map_err(|e| DataFusionError::External(Box::new(e)))?;
-        let exec = MemorySourceConfig::try_new_exec(&[vec![batch]], self.schema(), projection.cloned())?;
+        // The pinned rows' own schema: the table may have gained columns since planning
+        // (appended, so the plan's projection still picks the same ones).
+        let schema = batch.schema();
+        let exec = MemorySourceConfig::try_new_exec(&[vec![batch]], schema, projection.cloned())?;
         Ok(exec)
     }
 }

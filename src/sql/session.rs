@@ -15,7 +15,7 @@ use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{Expr as SqlExpr, Ident, Reset, Set, Statement, Value};
 
 use super::point::PointQuery;
-use super::provider::{LocalTable, PINNED};
+use super::provider::{LocalTable, CREATED_WIDTHS, PINNED};
 use super::result::{text_schema, QueryResult};
 use super::settings::Settings;
 use super::{ddl, dml, functions, sinks, sources, users, Engine, HwStatement};
@@ -218,7 +218,10 @@ impl Session {
         match stmt {
             HwStatement::Sql(s) => match *s {
                 Statement::CreateTable(ct) => ddl::create_table(self, &ct, id).await.map(drop),
-                Statement::CreateView(cv) => ddl::create_view(self, &cv, id).await.map(drop),
+                Statement::CreateView(cv) => {
+                    let widths = sources::widths_before(self, entry.id);
+                    CREATED_WIDTHS.scope(widths, ddl::create_view(self, &cv, id)).await.map(drop)
+                }
                 other => Err(Error::Storage(format!("unexpected catalog statement {other}"))),
             },
             HwStatement::CreateConnection { name, kind, options, .. } => {

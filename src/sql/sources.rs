@@ -211,6 +211,21 @@ pub(super) fn restore_captured_table(s: &Session, entry: &CatalogEntry, details:
     create_captured_table(s, source, spec, Some(entry.id)).map(drop)
 }
 
+/// The column count each captured table had before catalog object `id` was created, for the
+/// tables that gained columns since (see [`TableSpec::widened`]), by table id.
+pub(super) fn widths_before(s: &Session, id: u64) -> std::collections::HashMap<u64, usize> {
+    let mut widths = std::collections::HashMap::new();
+    for t in s.engine().catalog().list(ObjectType::Table) {
+        let Some(details) = &t.entry.details else { continue };
+        let Ok(spec) = serde_json::from_value::<TableSpec>(details.clone()) else { continue };
+        // The first widening after the object was created: the width the object saw.
+        if let Some((_, width)) = spec.widened.iter().find(|(after, _)| *after > id) {
+            widths.insert(t.entry.id, *width);
+        }
+    }
+    widths
+}
+
 /// Starts every source in the catalog (after the catalog is restored).
 pub(super) fn start_all(engine: &Arc<Engine>) -> Result<()> {
     let session = engine.session();
@@ -340,6 +355,20 @@ pub(super) async fn alter_source(s: &Session, name: &str, action: &AlterSourceAc
         }
         AlterSourceAction::Resnapshot => {
             s.engine().sources().stop(name).await;
+            // Positions start over (the upstream binlog may have been reset): forget where
+            // each table's current columns began.
+            for t in &owned {
+                let Some(details) = &t.entry.details else { continue };
+                let Ok(mut spec) = serde_json::from_value::<TableSpec>(details.clone()) else { continue };
+                if spec.since.take().is_some() {
+                    let mut entry = t.entry.clone();
+                    entry.details = Some(serde_json::to_value(&spec).map_err(|e| Error::Internal(e.to_string()))?);
+                    let mut batch = WriteBatch::default();
+                    crate::catalog::Catalog::write_entry(&entry, &mut batch)?;
+                    catalog.store().apply(batch)?;
+                    catalog.replace_entry(entry);
+                }
+            }
             for t in &owned {
                 if let Some(Relation::Table { state, .. }) = &t.relation {
                     let all = state.snapshot()?;

@@ -93,7 +93,13 @@ async fn add_column_is_followed() {
     hw.batch_execute("CREATE SOURCE s FROM MYSQL CONNECTION up FOR SCHEMAS (d)").await.unwrap();
     wait_for(&hw, "SELECT table_name, state FROM hw_catalog.source_tables ORDER BY 1", &["m|streaming", "t|streaming"])
         .await;
-    hw.batch_execute("CREATE MATERIALIZED VIEW totals AS SELECT sum(v) AS s, count(*) AS n FROM t").await.unwrap();
+    hw.batch_execute(
+        "CREATE MATERIALIZED VIEW totals AS SELECT sum(v) AS s, count(*) AS n FROM t; \
+         CREATE MATERIALIZED VIEW everything AS SELECT * FROM t; \
+         CREATE VIEW doubled AS SELECT * FROM t UNION ALL SELECT id, v FROM t",
+    )
+    .await
+    .unwrap();
 
     // Two columns, one placed in the middle upstream (appended locally), in one ALTER;
     // indexes (nothing to follow); a NOT NULL column without a default on a multiset.
@@ -132,6 +138,9 @@ async fn add_column_is_followed() {
     let want = my_rows(&mut my, "SELECT id, v, IFNULL(note, 'NULL'), qty FROM d.t").await;
     assert_eq!(rows(&hw, t_sql).await, want);
     assert_eq!(rows(&hw, "SELECT s, n FROM totals").await, vec!["150|5"]);
+    // Views defined with `*` keep the columns they were created with, across the restart.
+    assert_eq!(rows(&hw, "SELECT * FROM everything WHERE id = 5").await, vec!["5|50"]);
+    assert_eq!(rows(&hw, "SELECT count(*) FROM doubled").await, vec!["10"]);
 
     // A default that is not a constant: only a new snapshot knows what each row got.
     my.query_drop("ALTER TABLE d.t ADD COLUMN added DATETIME DEFAULT CURRENT_TIMESTAMP").await.unwrap();

@@ -1026,7 +1026,7 @@ impl Runner {
         &self,
         phases: &mut [Phase],
         u: usize,
-        spec: TableSpec,
+        mut spec: TableSpec,
         values: Option<Vec<Cell>>,
         position: Option<(&BinlogPosition, &Option<String>)>,
         progress: &mut Progress,
@@ -1048,7 +1048,17 @@ impl Runner {
         let after = |at: &BinlogPosition| spec.since.as_ref().is_some_and(|since| since > at);
         let streaming_past = matches!(&phases[u], Phase::Streaming(at) if at.as_ref().is_none_or(after));
         let old_width = t.spec.columns.len();
+        if spec.columns.len() > old_width {
+            spec.widened.push((catalog.next_id(), old_width));
+        }
         let new_columns = &spec.columns[old_width..];
+        if (values.is_none() || !streaming_past) && !src.options.snapshot {
+            return Err(Error::FeatureNotSupported(
+                "the table needs a new snapshot to get its new columns, and this source was created with \
+                 SNAPSHOT = 'never'"
+                    .into(),
+            ));
+        }
         let arrays = match values.filter(|_| streaming_past) {
             Some(values) => new_columns
                 .iter()
@@ -1061,11 +1071,14 @@ impl Runner {
                 .collect::<Result<Vec<_>>>()?,
             None => {
                 tracing::info!(source = %src.name, table = %spec.name, "snapshotting the table again with its new columns");
-                truncate(src, t, &mut WriteBatch::default())?;
+                // The emptied table is stored as not snapshotted, in the same write: a crash
+                // before the new columns are stored snapshots it again (and meets the ALTER
+                // again, since the position has not moved past it).
                 let name = unit.progress_name();
                 progress.streaming.remove(&name);
                 progress.snapshot_at.remove(&name);
                 progress.resume.remove(&name);
+                truncate(src, t, &mut src.progress_batch(progress)?)?;
                 new_columns.iter().map(|c| datafusion::arrow::array::new_null_array(&c.kind.data_type(), 1)).collect()
             }
         };

@@ -84,6 +84,10 @@ pub struct TableSpec {
     /// row events before it have the older shape (and are already applied).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<BinlogPosition>,
+    /// Each time the table gained columns: the first catalog id given out after it, and the
+    /// column count before it. Views are restored against the width they were created with.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub widened: Vec<(u64, usize)>,
 }
 
 impl TableSpec {
@@ -339,6 +343,7 @@ pub async fn describe(conn: &mut mysql_async::Conn, db: &str, table: &str, name:
         table_name_column: false,
         upstream_positions: vec![],
         since: None,
+        widened: vec![],
     })
 }
 
@@ -371,16 +376,29 @@ pub fn evolve(old: &TableSpec, now: &TableSpec) -> std::result::Result<Evolution
             return Err(format!("column {} was dropped or renamed upstream", quote_ident(&c.name)));
         };
         let n = &now.columns[p];
-        // Text in another character set (CONVERT TO CHARACTER SET) is the same text: only
-        // how the binlog's bytes are decoded changes.
-        let both_text = matches!((&n.kind, &c.kind), (Kind::Text { .. }, Kind::Text { .. }));
-        if n.kind != c.kind && !both_text {
+        // Text converted to UTF-8 (CONVERT TO CHARACTER SET utf8mb4) is the same text: only
+        // how the binlog's bytes are decoded changes. Other conversions may have replaced
+        // characters upstream without row events.
+        let to_utf8 = match (&c.kind, &n.kind) {
+            (Kind::Text { .. }, Kind::Text { latin1: false, charset }) => {
+                charset.as_deref().is_none_or(Charset::is_utf8)
+            }
+            _ => false,
+        };
+        // Narrowing (VARCHAR(20) → VARCHAR(10)) or a nullability change can rewrite rows
+        // upstream without row events (truncation, NULL → 0), and views compiled over a NOT
+        // NULL column cannot take NULLs: such a table is captured again instead.
+        if (n.kind != c.kind && !to_utf8) || !widens(&c.mysql_type, &n.mysql_type) {
             return Err(format!(
                 "column {} changed type upstream from {} to {}",
                 quote_ident(&c.name),
                 c.mysql_type,
                 n.mysql_type
             ));
+        }
+        if n.nullable != c.nullable {
+            let now = if n.nullable { "nullable" } else { "NOT NULL" };
+            return Err(format!("column {} became {now} upstream", quote_ident(&c.name)));
         }
         columns.push(n.clone());
         positions.push(p);
@@ -470,6 +488,43 @@ pub async fn added_values(
     Ok(Some(values))
 }
 
+/// Whether upstream column type `new` holds every value of `old` unchanged: the same type,
+/// a longer length (`varchar(10)` → `varchar(20)`), a bigger TEXT/BLOB, or an integer
+/// display width dropped or changed (MySQL 8 no longer shows them).
+fn widens(old: &str, new: &str) -> bool {
+    let (old, new) = (old.to_ascii_lowercase(), new.to_ascii_lowercase());
+    if old == new {
+        return true;
+    }
+    let split = |t: &str| -> (String, Option<u64>, String) {
+        match (t.find('('), t.find(')')) {
+            (Some(a), Some(b)) if a < b => {
+                (t[..a].to_string(), t[a + 1..b].parse().ok(), t[b + 1..].trim().to_string())
+            }
+            _ => {
+                let (base, rest) = t.split_once(' ').unwrap_or((t, ""));
+                (base.to_string(), None, rest.trim().to_string())
+            }
+        }
+    };
+    let ((ob, ol, orest), (nb, nl, nrest)) = (split(&old), split(&new));
+    let rank = |b: &str| {
+        ["tiny", "", "medium", "long"].iter().position(|p| b == format!("{p}text") || b == format!("{p}blob"))
+    };
+    let family = |b: &str| if b.ends_with("text") { 0 } else { 1 };
+    if let (Some(o), Some(n)) = (rank(&ob), rank(&nb)) {
+        return family(&ob) == family(&nb) && n >= o && orest == nrest;
+    }
+    if ob != nb || orest != nrest {
+        return false;
+    }
+    let integer = ["tinyint", "smallint", "mediumint", "int", "integer", "bigint"].contains(&ob.as_str());
+    match (ol, nl) {
+        (Some(o), Some(n)) => n >= o || integer,
+        _ => integer,
+    }
+}
+
 /// Whether MariaDB's `COLUMN_DEFAULT` text is a literal rather than an expression.
 fn is_literal(d: &str) -> bool {
     d.starts_with('\'') || d.starts_with("b'") || d.starts_with("x'") || d.starts_with("0x") || d.parse::<f64>().is_ok()
@@ -480,7 +535,7 @@ fn is_literal(d: &str) -> bool {
 fn implicit_default(kind: &Kind) -> Option<Cell> {
     Some(match kind {
         Kind::Int16 | Kind::Int32 | Kind::MediumInt | Kind::Int64 => Cell::Int(0),
-        Kind::Decimal { .. } | Kind::DecimalText => Cell::Text("0".into()),
+        Kind::Decimal { .. } => Cell::Text("0".into()),
         Kind::Float32 => Cell::Float(0.0),
         Kind::Float64 => Cell::Double(0.0),
         Kind::Bit => Cell::UInt(0),
@@ -510,6 +565,7 @@ mod tests {
             table_name_column: false,
             upstream_positions: vec![],
             since: None,
+            widened: vec![],
         }
     }
 
@@ -536,16 +592,43 @@ mod tests {
         let now3 = spec(vec![id.clone(), v.clone(), wider], vec![0]);
         let base = spec(vec![id.clone(), v.clone(), note.clone()], vec![0]);
         assert!(matches!(evolve(&base, &now3), Ok(Evolution::Changed { added, .. }) if added.is_empty()));
-        // Text converted to another character set: followed, decoded with the new one.
+        // Text converted to UTF-8: followed, decoded as UTF-8 from then on; to gbk: refused.
         let gbk = col("note", Kind::Text { latin1: false, charset: Some("gbk".into()) }, "varchar(20)");
-        let converted = spec(vec![id.clone(), v.clone(), gbk.clone()], vec![0]);
-        let Ok(Evolution::Changed { spec: s, added }) = evolve(&base, &converted) else { panic!() };
-        assert_eq!((s.columns[2].kind.clone(), added.len()), (gbk.kind, 0));
+        let from_gbk = spec(vec![id.clone(), v.clone(), gbk.clone()], vec![0]);
+        let Ok(Evolution::Changed { spec: s, added }) = evolve(&from_gbk, &base) else { panic!() };
+        assert_eq!((s.columns[2].kind.clone(), added.len()), (note.kind.clone(), 0));
+        assert!(evolve(&base, &from_gbk).is_err());
         // Dropped, retyped, re-keyed: refused with the reason.
         assert!(evolve(&old, &spec(vec![id.clone()], vec![0])).unwrap_err().contains("dropped"));
         let retyped = spec(vec![id.clone(), col("v", Kind::Int32, "int(11)")], vec![0]);
         assert!(evolve(&old, &retyped).unwrap_err().contains("changed type upstream from bigint(20) to int(11)"));
-        assert!(evolve(&old, &spec(vec![id, v], vec![0, 1])).unwrap_err().contains("primary key"));
+        assert!(evolve(&old, &spec(vec![id.clone(), v.clone()], vec![0, 1])).unwrap_err().contains("primary key"));
+        // Narrower text, a nullability change, a conversion away from UTF-8: refused.
+        let narrower = col("note", Kind::Text { latin1: false, charset: None }, "varchar(10)");
+        assert!(evolve(&base, &spec(vec![id.clone(), v.clone(), narrower], vec![0])).is_err());
+        let not_null = ColumnSpec { nullable: false, ..note.clone() };
+        assert!(evolve(&base, &spec(vec![id.clone(), v.clone(), not_null], vec![0])).unwrap_err().contains("NOT NULL"));
+        let latin1 = col("note", Kind::Text { latin1: true, charset: None }, "varchar(20)");
+        assert!(evolve(&base, &spec(vec![id, v, latin1], vec![0])).is_err());
+    }
+
+    #[test]
+    fn widening_types() {
+        for (old, new) in [
+            ("varchar(10)", "varchar(20)"),
+            ("text", "mediumtext"),
+            ("blob", "longblob"),
+            ("int(11)", "int"),
+            ("bigint(20) unsigned", "bigint unsigned"),
+            ("VARCHAR(5)", "varchar(5)"),
+        ] {
+            assert!(widens(old, new), "{old} -> {new}");
+        }
+        for (old, new) in
+            [("varchar(20)", "varchar(10)"), ("mediumtext", "text"), ("text", "blob"), ("char(5)", "varchar(5)")]
+        {
+            assert!(!widens(old, new), "{old} -> {new}");
+        }
     }
 
     #[test]
