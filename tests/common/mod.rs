@@ -107,3 +107,13 @@ impl Rng {
         self.next() % n
     }
 }
+
+/// A server on a fresh data directory with a connection `up` to `db` and `create_source` (a
+/// `CREATE SOURCE ... FROM MYSQL CONNECTION up ...` statement) run, and a client.
+pub async fn with_source(db: &mariadb::MariaDb, create_source: &str) -> (TestServer, tokio_postgres::Client) {
+    let server = TestServer::start().await;
+    let hw = server.client().await;
+    hw.batch_execute(&db.connection_sql("up")).await.unwrap();
+    hw.batch_execute(create_source).await.unwrap_or_else(|e| panic!("{create_source}: {e:?}"));
+    (server, hw)
+}

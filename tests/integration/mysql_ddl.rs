@@ -87,10 +87,7 @@ async fn add_column_is_followed() {
     )
     .await
     .unwrap();
-    let mut server = TestServer::start().await;
-    let hw = server.client().await;
-    hw.batch_execute(&db.connection_sql("up")).await.unwrap();
-    hw.batch_execute("CREATE SOURCE s FROM MYSQL CONNECTION up FOR SCHEMAS (d)").await.unwrap();
+    let (mut server, hw) = common::with_source(&db, "CREATE SOURCE s FROM MYSQL CONNECTION up FOR SCHEMAS (d)").await;
     wait_for(&hw, "SELECT table_name, state FROM hw_catalog.source_tables ORDER BY 1", &["m|streaming", "t|streaming"])
         .await;
     hw.batch_execute(
@@ -165,15 +162,11 @@ async fn add_column_during_snapshot() {
     )
     .await
     .unwrap();
-    let server = TestServer::start().await;
-    let hw = server.client().await;
-    hw.batch_execute(&db.connection_sql("up")).await.unwrap();
-    hw.batch_execute(
-        "CREATE SOURCE s FROM MYSQL CONNECTION up FOR TABLES (d.big, d.t) \
-         WITH (SNAPSHOT_PARALLELISM = 1, CHUNK_SIZE = 100)",
+    let (_server, hw) = common::with_source(
+        &db,
+        "CREATE SOURCE s FROM MYSQL CONNECTION up FOR TABLES (d.big, d.t) WITH (SNAPSHOT_PARALLELISM = 1, CHUNK_SIZE = 100)",
     )
-    .await
-    .unwrap();
+    .await;
     my.query_drop(
         "UPDATE d.t SET v = v + 1 WHERE id <= 10; ALTER TABLE d.t ADD COLUMN w INT DEFAULT 3; \
          UPDATE d.t SET w = 4 WHERE id > 19990; DELETE FROM d.t WHERE id = 50",

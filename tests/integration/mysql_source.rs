@@ -254,15 +254,12 @@ async fn snapshot_chunks_interleave_across_tables() {
     )
     .await
     .unwrap();
-    let server = TestServer::start().await;
-    let hw = server.client().await;
-    hw.batch_execute(&db.connection_sql("up")).await.unwrap();
-    hw.batch_execute(
+    let (_server, hw) = common::with_source(
+        &db,
         "CREATE SOURCE s FROM MYSQL CONNECTION up FOR TABLES (d.big1, d.big2, d.small) \
          WITH (SNAPSHOT_PARALLELISM = 1, CHUNK_SIZE = 50)",
     )
-    .await
-    .unwrap();
+    .await;
     wait_for(&hw, "SELECT state FROM hw_catalog.source_tables WHERE table_name = 'small'", &["streaming"]).await;
     // 600 chunks per big table: when the small one is in, both are still far from done.
     let big = hw_rows(

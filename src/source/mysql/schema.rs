@@ -91,6 +91,22 @@ pub struct TableSpec {
 }
 
 impl TableSpec {
+    /// Upstream table `db.table` captured as local table `name`, as described upstream.
+    pub fn new(db: &str, table: &str, name: &str, columns: Vec<ColumnSpec>, key: Vec<usize>) -> Self {
+        TableSpec {
+            database: db.to_string(),
+            table: table.to_string(),
+            name: name.to_string(),
+            columns,
+            key,
+            shards: vec![],
+            table_name_column: false,
+            upstream_positions: vec![],
+            since: None,
+            widened: vec![],
+        }
+    }
+
     /// The upstream tables whose rows this table holds.
     pub fn upstream_tables(&self) -> Vec<String> {
         if self.shards.is_empty() {
@@ -333,18 +349,7 @@ pub async fn describe(conn: &mut mysql_async::Conn, db: &str, table: &str, name:
         .await
         .map_err(upstream)?;
     let key = key_names.iter().filter_map(|k| columns.iter().position(|c| &c.name == k)).collect();
-    Ok(TableSpec {
-        database: db.to_string(),
-        table: table.to_string(),
-        name: name.to_string(),
-        columns,
-        key,
-        shards: vec![],
-        table_name_column: false,
-        upstream_positions: vec![],
-        since: None,
-        widened: vec![],
-    })
+    Ok(TableSpec::new(db, table, name, columns, key))
 }
 
 /// An error talking to the upstream server, worded for the user.
@@ -555,18 +560,7 @@ mod tests {
     }
 
     fn spec(columns: Vec<ColumnSpec>, key: Vec<usize>) -> TableSpec {
-        TableSpec {
-            database: "d".into(),
-            table: "t".into(),
-            name: "t".into(),
-            columns,
-            key,
-            shards: vec![],
-            table_name_column: false,
-            upstream_positions: vec![],
-            since: None,
-            widened: vec![],
-        }
+        TableSpec::new("d", "t", "t", columns, key)
     }
 
     #[test]
