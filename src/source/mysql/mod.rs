@@ -328,6 +328,15 @@ pub struct CapturedTable {
 }
 
 impl CapturedTable {
+    /// The table's catalog entry (where its description lives).
+    fn catalog_entry(&self, catalog: &Catalog) -> Result<crate::catalog::CatalogEntry> {
+        catalog
+            .get(Namespace::Relation, &self.spec.name)
+            .filter(|o| o.entry.id == self.state.id())
+            .map(|o| o.entry)
+            .ok_or_else(|| Error::Internal(format!("captured table {} is not in the catalog", self.spec.name)))
+    }
+
     /// The Arrow schema of the local table.
     pub fn schema(spec: &TableSpec) -> SchemaRef {
         Arc::new(Schema::new(
@@ -465,12 +474,8 @@ impl MySqlSource {
     fn reload_specs(&mut self) -> Result<()> {
         let catalog = self.catalog.upgrade().ok_or_else(|| Error::Internal("the catalog is gone".into()))?;
         for t in &mut self.tables {
-            let entry = catalog
-                .get(Namespace::Relation, &t.spec.name)
-                .filter(|o| o.entry.id == t.state.id())
-                .and_then(|o| o.entry.details)
-                .ok_or_else(|| Error::Internal(format!("captured table {} is not in the catalog", t.spec.name)))?;
-            let spec: TableSpec = serde_json::from_value(entry)
+            let details = t.catalog_entry(&catalog)?.details.unwrap_or_default();
+            let spec: TableSpec = serde_json::from_value(details)
                 .map_err(|e| Error::Storage(format!("corrupt captured table {}: {e}", t.spec.name)))?;
             t.spec = Arc::new(spec);
         }
@@ -1082,11 +1087,7 @@ impl Runner {
                 new_columns.iter().map(|c| datafusion::arrow::array::new_null_array(&c.kind.data_type(), 1)).collect()
             }
         };
-        let mut entry = catalog
-            .get(Namespace::Relation, &spec.name)
-            .filter(|o| o.entry.id == t.state.id())
-            .ok_or_else(|| Error::Internal(format!("captured table {} is not in the catalog", spec.name)))?
-            .entry;
+        let mut entry = t.catalog_entry(&catalog)?;
         entry.create_sql = spec.create_sql();
         entry.details = Some(serde_json::to_value(&spec).map_err(|e| Error::Internal(e.to_string()))?);
         let mut batch = WriteBatch::default();
