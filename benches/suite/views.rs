@@ -33,6 +33,12 @@ const CUSTOMERS: i64 = 10_000;
 const DELTA: usize = 1_000;
 const ROUNDS: usize = 30;
 
+/// Rounds of deltas: `HEADWATER_BENCH_VIEW_ROUNDS` (for profiling the incremental phase under
+/// `perf`, which needs many more than the figure does), else [`ROUNDS`].
+fn rounds() -> usize {
+    std::env::var("HEADWATER_BENCH_VIEW_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(ROUNDS)
+}
+
 /// The ids each round updates, and the salt that gives them a new customer and amount.
 fn picked(round: usize, rows: i64) -> Vec<i64> {
     (0..DELTA as i64).map(|i| (i * 104_729 + round as i64 * 7_777) % rows).collect()
@@ -59,7 +65,21 @@ pub fn main() {
     let (dd_load_s, dd, dd_total) = differential(rows);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async move {
-        let engine = Engine::open(Arc::new(CheckpointedStore::new(Arc::new(MemoryStore::default())))).await.unwrap();
+        let store = Arc::new(CheckpointedStore::new(Arc::new(MemoryStore::default())));
+        let engine = Engine::open(store.clone()).await.unwrap();
+        // Checkpoints every second, as the server's default `--checkpoint-interval` does: the
+        // staged writes the commits add are drained as they would be in production.
+        let checkpoints = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut ticker = tokio::time::interval(std::time::Duration::from_secs(1));
+                loop {
+                    ticker.tick().await;
+                    let s = store.clone();
+                    tokio::task::spawn_blocking(move || s.checkpoint()).await.unwrap().unwrap();
+                }
+            })
+        };
         let s = engine.session();
         s.execute_sql(
             "CREATE TABLE orders (id BIGINT PRIMARY KEY, customer_id BIGINT, amount BIGINT); \
@@ -82,7 +102,8 @@ pub fn main() {
         // Incremental: each round updates DELTA random-ish orders (new customer and amount).
         let mut current_salt = vec![0i64; rows as usize];
         let mut incremental = Vec::new();
-        for round in 0..ROUNDS {
+        let phase = Instant::now();
+        for round in 0..rounds() {
             let picked = picked(round, rows);
             let old: Vec<RecordBatch> = picked.iter().map(|&id| orders(&[id], current_salt[id as usize])).collect();
             let salt = round as i64 + 1;
@@ -98,6 +119,8 @@ pub fn main() {
             engine.dataflow().commit(&[(o.as_ref(), &change)], WriteBatch::default()).unwrap();
             incremental.push(t.elapsed().as_secs_f64() * 1000.0);
         }
+        eprintln!("incremental phase: {:.1} s", phase.elapsed().as_secs_f64());
+        checkpoints.abort();
 
         // Baseline: DataFusion recomputing the view over the same rows as Arrow batches.
         let ctx = SessionContext::new();
@@ -154,7 +177,7 @@ pub fn main() {
              | what | ms per delta, median (min–max) | Headwater vs this |\n|---|---|---|\n\
              | baseline: DataFusion recomputing the view from in-memory Arrow batches ({} runs) | {base:.2} | {:.1}× faster |\n\
              | baseline: the same dataflow in differential-dataflow 0.26, one worker, same deltas ({ROUNDS} rounds) | {dd_stats:.2} | {:.2}× its time |\n\
-             | Headwater: commit of {DELTA} updated orders (2,000 weighted rows) through the dataflow — base table + view ({ROUNDS} rounds) | {inc:.2} | |\n\
+             | Headwater: commit of {DELTA} updated orders (2,000 weighted rows) through the dataflow — base table + view ({} rounds) | {inc:.2} | |\n\
              | Headwater: same, p99 | {p99:.2} | |\n\n\
              Creating the view over the loaded tables took {create_s:.2} s (differential-dataflow: {dd_load_s:.2} s \
              to load both inputs and compute the first result). State: {} bytes in the operators \
@@ -165,6 +188,7 @@ pub fn main() {
             base.runs,
             base.median / inc.median,
             inc.median / dd_stats.median,
+            inc.runs,
             info.state_bytes,
             info.state_bytes as f64 / input_rows as f64,
             info.result_bytes,

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Decimal128Type, Float64Type, SchemaRef};
-use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::arrow::row::{RowConverter, Rows, SortField};
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::scalar::ScalarValue;
@@ -142,10 +142,18 @@ impl Aggregate {
         self.aggs.iter().zip(&group.accs).map(|(spec, acc)| finish(spec, acc)).collect()
     }
 
-    fn apply(&mut self, change: &ChangeBatch) -> Result<()> {
+    /// The group keys of `change`'s rows (`None` for a global aggregate).
+    fn group_keys(&self, change: &ChangeBatch) -> Result<Option<Rows>> {
+        if self.is_global() {
+            return Ok(None);
+        }
+        let arrays = self.groups.iter().map(|g| evaluate(g, &change.data)).collect::<Result<Vec<_>>>()?;
+        Ok(Some(self.group_format.convert_columns(&arrays)?))
+    }
+
+    /// Adds `change`, whose group keys are `keys`, to the groups.
+    fn apply(&mut self, change: &ChangeBatch, keys: Option<&Rows>) -> Result<()> {
         let data = &change.data;
-        let group_arrays = self.groups.iter().map(|g| evaluate(g, data)).collect::<Result<Vec<_>>>()?;
-        let keys = if self.is_global() { None } else { Some(self.group_format.convert_columns(&group_arrays)?) };
         let mut inputs = Vec::with_capacity(self.aggs.len());
         for spec in &self.aggs {
             let args = spec.args.iter().map(|a| evaluate(a, data)).collect::<Result<Vec<_>>>()?;
@@ -156,13 +164,13 @@ impl Aggregate {
             inputs.push(AggInput::new(spec, args, mask)?);
         }
         for (i, &w) in change.weights.iter().enumerate() {
-            let key = keys.as_ref().map(|k| k.row(i).data().to_vec()).unwrap_or_default();
-            if !self.state.contains_key(&key) {
+            let key: &[u8] = keys.map_or(&[], |k| k.row(i).data());
+            if !self.state.contains_key(key) {
                 self.bytes += key.len() + 64 + 32 * self.aggs.len();
                 let g = self.new_group();
-                self.state.insert(key.clone(), g);
+                self.state.insert(key.to_vec(), g);
             }
-            let group = self.state.get_mut(&key).expect("inserted above");
+            let group = self.state.get_mut(key).expect("inserted above");
             group.rows += w;
             for ((spec, input), acc) in self.aggs.iter().zip(&inputs).zip(group.accs.iter_mut()) {
                 self.bytes = (self.bytes as i64 + input.add(spec, acc, i, w)?) as usize;
@@ -348,23 +356,15 @@ impl Operator for Aggregate {
             return Ok(None);
         }
         // Old output of every group this change touches, computed before it applies.
-        let keys_before: Vec<Vec<u8>> = match &change {
-            Some(c) => {
-                let arrays = self.groups.iter().map(|g| evaluate(g, &c.data)).collect::<Result<Vec<_>>>()?;
-                let mut ks: Vec<Vec<u8>> = if self.is_global() {
-                    vec![Vec::new()]
-                } else {
-                    let rows = self.group_format.convert_columns(&arrays)?;
-                    (0..c.len()).map(|i| rows.row(i).data().to_vec()).collect()
-                };
-                ks.sort();
-                ks.dedup();
-                ks
-            }
-            None => vec![Vec::new()],
+        let rows = change.as_ref().map(|c| self.group_keys(c)).transpose()?.flatten();
+        let mut keys_before: Vec<&[u8]> = match &rows {
+            Some(rows) => rows.iter().map(|r| r.data()).collect(),
+            None => vec![&[]],
         };
+        keys_before.sort_unstable();
+        keys_before.dedup();
         let mut old: Vec<Option<Vec<ScalarValue>>> = Vec::with_capacity(keys_before.len());
-        for k in &keys_before {
+        for &k in &keys_before {
             old.push(match self.state.get(k) {
                 Some(g) if g.rows > 0 || self.is_global() => Some(self.values(Some(g))?),
                 None if self.is_global() && !first => Some(self.values(None)?),
@@ -372,14 +372,14 @@ impl Operator for Aggregate {
             });
         }
         if let Some(c) = &change {
-            self.apply(c)?;
+            self.apply(c, rows.as_ref())?;
         }
         let mut out_keys: Vec<&[u8]> = Vec::new();
         let mut out_values: Vec<Vec<ScalarValue>> = Vec::new();
         let mut weights: Vec<i64> = Vec::new();
         let mut emptied: Vec<Vec<u8>> = Vec::new();
         for (k, before) in keys_before.iter().zip(old) {
-            let group = self.state.get(k);
+            let group = self.state.get(*k);
             if let Some(g) = group {
                 if g.rows < 0 {
                     return Err(Error::Internal("aggregate group count went negative".into()));
@@ -391,14 +391,14 @@ impl Operator for Aggregate {
                 _ => None,
             };
             if group.is_some_and(|g| g.rows == 0) && !self.is_global() {
-                emptied.push(k.clone());
+                emptied.push(k.to_vec());
             }
             if before == after {
                 continue;
             }
             for (values, w) in [(before, -1), (after, 1)] {
                 if let Some(v) = values {
-                    out_keys.push(k);
+                    out_keys.push(*k);
                     out_values.push(v);
                     weights.push(w);
                 }

@@ -182,12 +182,20 @@ impl Dataflow {
                 pending.queue.push(mine);
             }
         }
-        let _published = self.publish.write().unwrap_or_else(|p| p.into_inner());
-        for (table, p) in planned {
-            table.apply_planned(p);
+        let written: Vec<&TableState> = planned.iter().map(|(t, _)| *t).collect();
+        let outputs_written: Vec<Arc<TableState>> = outputs.iter().map(|(t, _)| t.clone()).collect();
+        {
+            let _published = self.publish.write().unwrap_or_else(|p| p.into_inner());
+            for (table, p) in planned {
+                table.apply_planned(p);
+            }
+            for (table, p) in outputs {
+                table.apply_planned(p);
+            }
         }
-        for (table, p) in outputs {
-            table.apply_planned(p);
+        // Still the only writer (`inner` is held), but readers may pin again meanwhile.
+        for table in written.into_iter().chain(outputs_written.iter().map(|t| t.as_ref())) {
+            table.compact();
         }
         Ok(())
     }
@@ -340,6 +348,7 @@ fn fill(root: &mut Box<dyn Operator>, deltas: &Deltas, output: &TableState) -> R
         if !out.is_empty() {
             let out = as_output(output, out)?;
             output.apply_planned(output.plan_change(&out)?);
+            output.compact();
         }
     }
     Ok(())

@@ -37,6 +37,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use super::operator::{conform, evaluate, indent, take_rows, Deltas, Operator};
 use super::{consolidate, ApplyMode, ChangeBatch, FastMap};
 use crate::error::{Error, Result};
+use crate::state::index::Key;
 
 /// One input of a join and its index.
 pub struct Side {
@@ -44,7 +45,8 @@ pub struct Side {
     pub keys: Vec<Arc<dyn PhysicalExpr>>,
     schema: SchemaRef,
     rows: RowConverter,
-    index: FastMap<Box<[u8]>, Group>,
+    /// Keys inline (most join keys are a few bytes): a probe reads no second allocation.
+    index: FastMap<Key, Group>,
     bytes: usize,
 }
 
@@ -65,12 +67,12 @@ impl Side {
         Ok(Side { input, keys, schema, rows, index: FastMap::default(), bytes: 0 })
     }
 
-    /// The rows stored under `key`, with multiplicities.
-    fn matches<'a>(&'a self, key: &[u8]) -> Vec<(&'a [u8], i64)> {
+    /// The rows stored under `key`, with multiplicities (no allocation: called per probe).
+    fn matches<'a>(&'a self, key: &[u8]) -> Matches<'a> {
         match self.index.get(key) {
-            None => Vec::new(),
-            Some(Group::One(row, n)) => vec![(row.as_ref(), *n)],
-            Some(Group::Many(rows)) => rows.iter().map(|(r, n)| (r.as_ref(), *n)).collect(),
+            None => Matches::One(None),
+            Some(Group::One(row, n)) => Matches::One(Some((row.as_ref(), *n))),
+            Some(Group::Many(rows)) => Matches::Many(rows.iter()),
         }
     }
 
@@ -84,7 +86,7 @@ impl Side {
             let row = rows.row(i).data();
             let (added, removed, emptied) = match self.index.get_mut(key) {
                 None => {
-                    self.index.insert(key.into(), Group::One(row.into(), w));
+                    self.index.insert(Key::from_slice(key), Group::One(row.into(), w));
                     (row.len() + key.len() + 2 * ROW_OVERHEAD, 0, false)
                 }
                 Some(Group::One(r, n)) if r.as_ref() == row => {
@@ -131,6 +133,23 @@ impl Side {
     fn decode(&self, rows: &[&[u8]]) -> Result<Vec<ArrayRef>> {
         let parser = self.rows.parser();
         Ok(self.rows.convert_rows(rows.iter().map(|r| parser.parse(r)))?)
+    }
+}
+
+/// The rows of one key of a [`Side`].
+enum Matches<'a> {
+    One(Option<(&'a [u8], i64)>),
+    Many(std::collections::hash_map::Iter<'a, Box<[u8]>, i64>),
+}
+
+impl<'a> Iterator for Matches<'a> {
+    type Item = (&'a [u8], i64);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Matches::One(one) => one.take(),
+            Matches::Many(rows) => rows.next().map(|(r, n)| (r.as_ref(), *n)),
+        }
     }
 }
 
@@ -297,11 +316,11 @@ impl Join {
             let mut kept: Vec<&[u8]> = Vec::new();
             let mut weights: Vec<i64> = Vec::new();
             for key in keys {
-                let rows: Vec<(&[u8], i64)> = mine.matches(key);
+                let rows: Vec<(&[u8], i64)> = mine.matches(key).collect();
                 if rows.is_empty() {
                     continue;
                 }
-                let partners: Vec<&[u8]> = other.matches(key).into_iter().map(|(r, _)| r).collect();
+                let partners: Vec<&[u8]> = other.matches(key).map(|(r, _)| r).collect();
                 let matched: Vec<bool> = if partners.is_empty() {
                     vec![false; rows.len()]
                 } else if self.filter.is_none() {

@@ -25,9 +25,12 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::store::{StateStore, WriteBatch};
+use crate::dataflow::FastMap;
 use crate::error::{Error, Result};
 
-type Writes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+/// Staged writes, newest value per key. A hash map: every commit inserts into it, while the
+/// ordered reads (`scan_prefix`) are rare (start-up, DDL) and a checkpoint sorts its batch.
+type Writes = FastMap<Vec<u8>, Option<Vec<u8>>>;
 
 #[derive(Default)]
 struct Staged {
@@ -116,7 +119,9 @@ impl CheckpointedStore {
         let started = Instant::now();
         let mut write = WriteBatch::default();
         let mut bytes = 0;
-        for (k, v) in batch.iter() {
+        let mut sorted: Vec<(&Vec<u8>, &Option<Vec<u8>>)> = batch.iter().collect();
+        sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        for (k, v) in sorted {
             bytes += entry_bytes(k, v);
             match v {
                 Some(v) => write.put(k.clone(), v.clone()),
@@ -196,7 +201,7 @@ impl StateStore for CheckpointedStore {
             self.durable.scan_prefix(prefix)?.into_iter().map(|(k, v)| (k, Some(v))).collect();
         let layers = s.in_flight.iter().map(|b| b.as_ref()).chain(std::iter::once(&s.writes));
         for layer in layers {
-            for (k, v) in layer.range(prefix.to_vec()..).take_while(|(k, _)| k.starts_with(prefix)) {
+            for (k, v) in layer.iter().filter(|(k, _)| k.starts_with(prefix)) {
                 merged.insert(k.clone(), v.clone());
             }
         }

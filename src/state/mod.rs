@@ -20,6 +20,7 @@
 pub mod checkpoint;
 pub mod datadir;
 pub mod fjall_store;
+pub mod index;
 pub mod keys;
 pub mod store;
 pub mod table;

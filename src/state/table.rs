@@ -2,8 +2,6 @@
 
 use std::sync::{Arc, Mutex, RwLock, RwLockWriteGuard};
 
-use imbl::OrdMap;
-
 use datafusion::arrow::array::{new_null_array, Array, ArrayRef, Scalar};
 use datafusion::arrow::compute::is_not_null;
 use datafusion::arrow::compute::kernels::zip::zip;
@@ -12,39 +10,27 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::scalar::ScalarValue;
 
+use super::index::{Entry, EntryRef, RowIndex};
 use super::keys;
 use super::store::{StateStore, WriteBatch};
 use crate::dataflow::{ApplyMode, ChangeBatch, FastMap};
 use crate::error::{Error, Result};
 
-/// One stored row and how many times it is present (always 1 in a keyed table).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Entry {
-    row: Vec<u8>,
-    count: i64,
+/// An entry as the store holds it: its count (little-endian) then its row.
+fn encode_entry(e: EntryRef<'_>) -> Vec<u8> {
+    let mut v = Vec::with_capacity(8 + e.row.len());
+    v.extend_from_slice(&e.count.to_le_bytes());
+    v.extend_from_slice(e.row);
+    v
 }
 
-impl Entry {
-    fn encode(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(8 + self.row.len());
-        v.extend_from_slice(&self.count.to_le_bytes());
-        v.extend_from_slice(&self.row);
-        v
+fn decode_entry(bytes: &[u8]) -> Result<EntryRef<'_>> {
+    if bytes.len() < 8 {
+        return Err(Error::Storage("row value shorter than its header".into()));
     }
-
-    fn decode(bytes: &[u8]) -> Result<Self> {
-        if bytes.len() < 8 {
-            return Err(Error::Storage("row value shorter than its header".into()));
-        }
-        let count = i64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
-        Ok(Entry { row: bytes[8..].to_vec(), count })
-    }
+    let count = i64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
+    Ok(EntryRef { row: &bytes[8..], count })
 }
-
-/// Row key → entry. The key is the primary key in Arrow row format for keyed tables, the
-/// whole row for multisets; both formats sort like the values they encode. A persistent map:
-/// cloning it is O(1) and shares structure, which is what makes [`PinnedRows`] cheap.
-type RowMap = OrdMap<Vec<u8>, Entry>;
 
 /// How the rows of a table are encoded: its Arrow schema and the row format over all its
 /// columns. It changes only when a captured table gains columns upstream
@@ -74,19 +60,21 @@ impl Layout {
     }
 }
 
+/// Row key → entry ([`RowIndex`]). The key is the primary key in Arrow row format for keyed
+/// tables, the whole row for multisets; both formats sort like the values they encode.
 struct Rows {
-    map: RowMap,
+    index: RowIndex,
     /// Bumped by every commit; tags the cached snapshot.
     version: u64,
     layout: Arc<Layout>,
 }
 
-/// The rows of a table as of one commit: an O(1) clone of its map that later commits do not
+/// The rows of a table as of one commit: an O(1) clone of its index that later commits do not
 /// change. Queries pin every table they read at once (see `dataflow::Dataflow::pin`), which
 /// gives them one consistent point across tables and views.
 #[derive(Clone)]
 pub struct PinnedRows {
-    map: RowMap,
+    index: RowIndex,
     version: u64,
     layout: Arc<Layout>,
 }
@@ -94,12 +82,12 @@ pub struct PinnedRows {
 impl PinnedRows {
     /// Number of distinct stored rows (keys).
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.index.len()
     }
 
     /// True when the table was empty.
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.index.is_empty()
     }
 
     /// The schema of the pinned rows.
@@ -112,15 +100,41 @@ impl PinnedRows {
 /// [`TableState::plan_widen`], applied with [`TableState::apply_widen`].
 pub struct Widening {
     layout: Arc<Layout>,
-    map: RowMap,
+    index: RowIndex,
 }
 
 /// The effect of one change batch on one table, checked against its current rows but not yet
-/// applied: key → new entry (`None` removes the key). Made by [`TableState::plan_change`],
-/// written with [`TableState::write_planned`], applied with [`TableState::apply_planned`].
+/// applied: per changed key, the entry it held and the one it will hold (`None`: absent).
+/// Made by [`TableState::plan_change`], written with [`TableState::write_planned`], applied
+/// with [`TableState::apply_planned`].
 #[derive(Debug, Default)]
 pub struct Planned {
-    updates: Vec<(Vec<u8>, Option<Entry>)>,
+    updates: Vec<(Vec<u8>, Slot)>,
+}
+
+/// A key's entry before and after a change.
+#[derive(Debug, Clone)]
+struct Slot {
+    old: Option<Entry>,
+    new: Option<Entry>,
+}
+
+/// The keys a change touches, looked up once each in `index`.
+#[derive(Default)]
+struct Working(FastMap<Vec<u8>, Slot>);
+
+impl Working {
+    fn slot(&mut self, index: &RowIndex, key: Vec<u8>) -> &mut Slot {
+        self.0.entry(key).or_insert_with_key(|k| {
+            let old = index.get(k).map(EntryRef::to_entry);
+            Slot { new: old.clone(), old }
+        })
+    }
+
+    /// The keys whose entry changes.
+    fn changed(self) -> Vec<(Vec<u8>, Slot)> {
+        self.0.into_iter().filter(|(_, s)| s.old != s.new).collect()
+    }
 }
 
 impl Planned {
@@ -167,13 +181,14 @@ impl TableState {
             None => None,
         };
         let layout = Layout::new(schema)?;
+        let multiset = key_columns.is_none();
         Ok(TableState {
             id,
             name: name.to_string(),
             key_columns,
             key_format,
             durable: true,
-            rows: RwLock::new(Rows { map: RowMap::default(), version: 0, layout }),
+            rows: RwLock::new(Rows { index: RowIndex::new(multiset), version: 0, layout }),
             snapshot: Mutex::new(None),
         })
     }
@@ -193,13 +208,16 @@ impl TableState {
         }
     }
 
-    /// Loads the rows of this table from the store (at start-up).
+    /// Loads the rows of this table from the store (at start-up), replacing what it held.
     pub fn load(&self, store: &dyn StateStore) -> Result<()> {
         let prefix = keys::table_rows(self.id);
-        let mut rows = self.write_rows();
+        let mut builder = RowIndex::builder(self.is_multiset());
         for (k, v) in store.scan_prefix(&prefix)? {
-            rows.map.insert(k[prefix.len()..].to_vec(), Entry::decode(&v)?);
+            builder.push(&k[prefix.len()..], decode_entry(&v)?);
         }
+        let index = builder.finish();
+        let mut rows = self.write_rows();
+        rows.index = index;
         rows.version += 1;
         Ok(())
     }
@@ -221,13 +239,17 @@ impl TableState {
 
     /// Number of rows, counting duplicates.
     pub fn row_count(&self) -> i64 {
-        self.read_rows().map.values().map(|e| e.count).sum()
+        let rows = self.read_rows();
+        match self.is_multiset() {
+            true => rows.index.iter().map(|(_, e)| e.count).sum(),
+            false => rows.index.len() as i64,
+        }
     }
 
     /// The current rows, frozen (see [`PinnedRows`]).
     pub fn pin(&self) -> PinnedRows {
         let rows = self.read_rows();
-        PinnedRows { map: rows.map.clone(), version: rows.version, layout: rows.layout.clone() }
+        PinnedRows { index: rows.index.clone(), version: rows.version, layout: rows.layout.clone() }
     }
 
     /// All rows as one batch, consistent as of the last commit. Cached until the next write.
@@ -246,7 +268,7 @@ impl TableState {
                 }
             }
         }
-        let batch = to_batch(&pinned.layout, pinned.map.values())?;
+        let batch = to_batch(&pinned.layout, pinned.index.iter().map(|(_, e)| e))?;
         let mut cache = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
         if cache.as_ref().is_none_or(|(v, _)| *v < pinned.version) {
             *cache = Some((pinned.version, batch.clone()));
@@ -264,7 +286,7 @@ impl TableState {
         let prefix_format = RowConverter::new(fields)?;
         let prefix = prefix_format.convert_columns(values)?;
         let prefix = prefix.row(0).as_ref().to_vec();
-        let entries = pinned.map.range(prefix.clone()..).take_while(|(k, _)| k.starts_with(&prefix)).map(|(_, e)| e);
+        let entries = pinned.index.range_from(&prefix).take_while(|(k, _)| k.starts_with(&prefix)).map(|(_, e)| e);
         to_batch(&pinned.layout, entries)
     }
 
@@ -278,14 +300,10 @@ impl TableState {
     /// The exact Z-set delta `planned` makes to the current rows (−old +new per changed key),
     /// which is what downstream views consume (an upsert's row images are not a delta).
     pub fn delta_of(&self, planned: &Planned) -> Result<ChangeBatch> {
-        let rows = self.read_rows();
+        let layout = self.read_rows().layout.clone();
         let mut parsed: Vec<&[u8]> = Vec::new();
         let mut weights = Vec::new();
-        for (k, new) in &planned.updates {
-            let old = rows.map.get(k);
-            if old == new.as_ref() {
-                continue;
-            }
+        for (_, Slot { old, new }) in &planned.updates {
             match (old, new) {
                 (Some(o), Some(n)) if o.row == n.row => {
                     parsed.push(&n.row);
@@ -303,7 +321,7 @@ impl TableState {
                 }
             }
         }
-        let data = rows.layout.decode(parsed.into_iter())?;
+        let data = layout.decode(parsed.into_iter())?;
         Ok(ChangeBatch { data, weights, mode: ApplyMode::Delta })
     }
 
@@ -312,25 +330,43 @@ impl TableState {
         if !self.durable {
             return;
         }
-        for (k, e) in &planned.updates {
+        for (k, slot) in &planned.updates {
             let key = keys::row(self.id, k);
-            match e {
-                Some(e) => batch.put(key, e.encode()),
+            match &slot.new {
+                Some(e) => batch.put(key, encode_entry(e.borrowed())),
                 None => batch.delete(key),
             }
         }
     }
 
-    /// Makes `planned` visible in memory.
+    /// Makes `planned` visible in memory. Commits to one table are serialised (the dataflow's
+    /// lock), so the entries `planned` saw are still the current ones.
     pub fn apply_planned(&self, planned: Planned) {
         let mut rows = self.write_rows();
-        for (k, e) in planned.updates {
-            match e {
-                Some(e) => rows.map.insert(k, e),
-                None => rows.map.remove(&k),
-            };
+        for (k, slot) in planned.updates {
+            rows.index.set(&k, slot.new, slot.old.is_some());
         }
         rows.version += 1;
+    }
+
+    /// Folds the recent changes into one sorted run when they have grown large (see
+    /// [`RowIndex::needs_merge`]). The merge runs on a clone, without the lock, so readers and
+    /// pins never wait for it; the writer calls this after a commit, while it is still the only
+    /// writer of the table.
+    pub fn compact(&self) {
+        let (version, index) = {
+            let rows = self.read_rows();
+            if !rows.index.needs_merge() {
+                return;
+            }
+            (rows.version, rows.index.clone())
+        };
+        let merged = index.merged();
+        let mut rows = self.write_rows();
+        if rows.version == version {
+            // Same rows, so the version (and the snapshot cached for it) stays.
+            rows.index = merged;
+        }
     }
 
     /// Prepares the table for a wider `schema` (an upstream `ALTER TABLE ... ADD COLUMN`):
@@ -360,35 +396,35 @@ impl TableState {
             false => converter(&schema, &new_columns)?.convert_columns(values)?.row(0).as_ref().to_vec(),
         };
         if suffix.is_empty() {
-            return Ok(Widening { layout, map: rows.map.clone() });
+            return Ok(Widening { layout, index: rows.index.clone() });
         }
-        let mut map = RowMap::default();
-        for (k, e) in rows.map.iter() {
+        let mut builder = RowIndex::builder(self.is_multiset());
+        for (k, e) in rows.index.iter() {
             let mut row = Vec::with_capacity(e.row.len() + suffix.len());
-            row.extend_from_slice(&e.row);
+            row.extend_from_slice(e.row);
             row.extend_from_slice(&suffix);
-            let entry = Entry { row, count: e.count };
+            let entry = EntryRef { row: &row, count: e.count };
             let key = match self.key_columns {
-                Some(_) => k.clone(),
+                Some(_) => k,
                 None => {
                     if self.durable {
                         batch.delete(keys::row(self.id, k));
                     }
-                    entry.row.clone()
+                    &row
                 }
             };
             if self.durable {
-                batch.put(keys::row(self.id, &key), entry.encode());
+                batch.put(keys::row(self.id, key), encode_entry(entry));
             }
-            map.insert(key, entry);
+            builder.push(key, entry);
         }
-        Ok(Widening { layout, map })
+        Ok(Widening { layout, index: builder.finish() })
     }
 
     /// Makes a [`TableState::plan_widen`] visible: the table has its new columns.
     pub fn apply_widen(&self, widening: Widening) {
         let mut rows = self.write_rows();
-        rows.map = widening.map;
+        rows.index = widening.index;
         rows.layout = widening.layout;
         rows.version += 1;
     }
@@ -396,19 +432,18 @@ impl TableState {
     /// Replaces every row (a view rebuilt from its inputs), in memory.
     pub fn clear(&self) {
         let mut rows = self.write_rows();
-        rows.map = RowMap::default();
+        rows.index = RowIndex::new(self.is_multiset());
         rows.version += 1;
     }
 
     /// Approximate bytes of row data held in memory (keys and encoded rows).
     pub fn memory_bytes(&self) -> usize {
-        let rows = self.read_rows();
-        rows.map.iter().map(|(k, e)| k.len() + e.row.len() + 56).sum()
+        self.read_rows().index.memory_bytes()
     }
 
     /// Removes every row of this table from the store (DROP TABLE), in `batch`.
     pub fn delete_all(&self, batch: &mut WriteBatch) {
-        for key in self.read_rows().map.keys() {
+        for (key, _) in self.read_rows().index.iter() {
             batch.delete(keys::row(self.id, key));
         }
     }
@@ -431,11 +466,12 @@ impl TableState {
         self.rows.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Checks `change` against the current rows and returns the entries it replaces.
+    /// Checks `change` against the current rows and returns the keys it changes, each with
+    /// its entry before and after.
     ///
     /// Deletions are applied before insertions, so an update (−old +new) of the same key in
     /// one batch is fine while two live rows with one key are a unique violation.
-    fn plan(&self, rows: &Rows, change: &ChangeBatch) -> Result<Vec<(Vec<u8>, Option<Entry>)>> {
+    fn plan(&self, rows: &Rows, change: &ChangeBatch) -> Result<Vec<(Vec<u8>, Slot)>> {
         let schema = &rows.layout.schema;
         if change.data.schema().fields().len() != schema.fields().len() {
             return Err(Error::Internal(format!(
@@ -447,16 +483,10 @@ impl TableState {
         }
         self.check_not_null(schema, change)?;
         let encoded = rows.layout.row_format.convert_columns(change.data.columns())?;
-        let mut working: FastMap<Vec<u8>, Option<Entry>> = FastMap::default();
-        let current = |working: &FastMap<Vec<u8>, Option<Entry>>, k: &[u8]| -> Option<Entry> {
-            match working.get(k) {
-                Some(e) => e.clone(),
-                None => rows.map.get(k).cloned(),
-            }
-        };
         if change.mode == ApplyMode::Upsert {
             return self.plan_upsert(rows, change, &encoded);
         }
+        let mut working = Working::default();
         match (&self.key_columns, &self.key_format) {
             (Some(key_cols), Some(key_format)) => {
                 let key_arrays: Vec<ArrayRef> = key_cols.iter().map(|&i| change.data.column(i).clone()).collect();
@@ -466,38 +496,37 @@ impl TableState {
                         if (w < 0) != pass_deletes {
                             continue;
                         }
-                        let k = keys.row(i).as_ref().to_vec();
+                        let slot = working.slot(&rows.index, keys.row(i).as_ref().to_vec());
                         if w < 0 {
-                            if current(&working, &k).is_none() {
+                            if slot.new.is_none() {
                                 return Err(Error::Internal(format!("delete of a missing key in {}", self.name)));
                             }
-                            working.insert(k, None);
+                            slot.new = None;
                         } else {
-                            if w > 1 || current(&working, &k).is_some() {
+                            if w > 1 || slot.new.is_some() {
                                 return Err(Error::UniqueViolation {
                                     table: self.name.clone(),
                                     key: self.describe_key(schema, change, i),
                                 });
                             }
-                            let row = encoded.row(i).as_ref().to_vec();
-                            working.insert(k, Some(Entry { row, count: 1 }));
+                            slot.new = Some(Entry { row: encoded.row(i).as_ref().into(), count: 1 });
                         }
                     }
                 }
             }
             _ => {
                 for (i, &w) in change.weights.iter().enumerate() {
-                    let row = encoded.row(i).as_ref().to_vec();
-                    let count = current(&working, &row).map_or(0, |e| e.count) + w;
+                    let row = encoded.row(i).data();
+                    let slot = working.slot(&rows.index, row.to_vec());
+                    let count = slot.new.as_ref().map_or(0, |e| e.count) + w;
                     if count < 0 {
                         return Err(Error::Internal(format!("delete of a missing row in {}", self.name)));
                     }
-                    let entry = (count > 0).then(|| Entry { row: row.clone(), count });
-                    working.insert(row, entry);
+                    slot.new = (count > 0).then(|| Entry { row: row.into(), count });
                 }
             }
         }
-        Ok(working.into_iter().collect())
+        Ok(working.changed())
     }
 
     /// Sequential upsert application (see [`ApplyMode::Upsert`]).
@@ -506,7 +535,7 @@ impl TableState {
         rows: &Rows,
         change: &ChangeBatch,
         encoded: &datafusion::arrow::row::Rows,
-    ) -> Result<Vec<(Vec<u8>, Option<Entry>)>> {
+    ) -> Result<Vec<(Vec<u8>, Slot)>> {
         let keys = match (&self.key_columns, &self.key_format) {
             (Some(cols), Some(format)) => {
                 let arrays: Vec<ArrayRef> = cols.iter().map(|&i| change.data.column(i).clone()).collect();
@@ -514,27 +543,22 @@ impl TableState {
             }
             _ => None,
         };
-        let mut working: FastMap<Vec<u8>, Option<Entry>> = FastMap::default();
+        let mut working = Working::default();
         for (i, &w) in change.weights.iter().enumerate() {
-            let row = encoded.row(i).as_ref().to_vec();
+            let row = encoded.row(i).data();
             match &keys {
                 Some(keys) => {
-                    let k = keys.row(i).as_ref().to_vec();
-                    let entry = (w > 0).then_some(Entry { row, count: 1 });
-                    working.insert(k, entry);
+                    let slot = working.slot(&rows.index, keys.row(i).as_ref().to_vec());
+                    slot.new = (w > 0).then(|| Entry { row: row.into(), count: 1 });
                 }
                 None => {
-                    let current = match working.get(&row) {
-                        Some(e) => e.as_ref().map_or(0, |e| e.count),
-                        None => rows.map.get(&row).map_or(0, |e| e.count),
-                    };
-                    let count = (current + w).max(0);
-                    let entry = (count > 0).then(|| Entry { row: row.clone(), count });
-                    working.insert(row, entry);
+                    let slot = working.slot(&rows.index, row.to_vec());
+                    let count = (slot.new.as_ref().map_or(0, |e| e.count) + w).max(0);
+                    slot.new = (count > 0).then(|| Entry { row: row.into(), count });
                 }
             }
         }
-        Ok(working.into_iter().collect())
+        Ok(working.changed())
     }
 
     fn check_not_null(&self, schema: &SchemaRef, change: &ChangeBatch) -> Result<()> {
@@ -567,8 +591,8 @@ impl TableState {
 }
 
 /// Decodes entries (each as many times as it is present).
-fn to_batch<'a>(layout: &Layout, entries: impl Iterator<Item = &'a Entry>) -> Result<RecordBatch> {
-    layout.decode(entries.flat_map(|e| std::iter::repeat_n(e.row.as_slice(), e.count.max(0) as usize)))
+fn to_batch<'a>(layout: &Layout, entries: impl Iterator<Item = EntryRef<'a>>) -> Result<RecordBatch> {
+    layout.decode(entries.flat_map(|e| std::iter::repeat_n(e.row, e.count.max(0) as usize)))
 }
 
 /// Arrays decoded from the row format carry arbitrary bits under NULL (an i64 NULL decodes as
@@ -618,6 +642,7 @@ pub fn commit_with(
     }
     for (table, p) in planned {
         table.apply_planned(p);
+        table.compact();
     }
     Ok(())
 }

@@ -1,0 +1,474 @@
+//! The rows of one table in memory: an ordered, persistent map from row key to stored row.
+//!
+//! Every change to a table looks its keys up (is the key there, what did it hold), every
+//! query pins the table, and a table may hold millions of rows, so both must be cheap and the
+//! rows compact. [`RowIndex`] has two levels, the way an LSM tree does:
+//!
+//! - a [`Run`]: an immutable sorted run in a few contiguous buffers (all keys, all rows, the
+//!   counts) plus each key's first 16 bytes as a big-endian `u128`, its *head*, so a binary
+//!   search compares integers in one array and reads key bytes only for long keys that share
+//!   a head (a key of one integer column is 9 bytes). No allocation per row.
+//! - `recent`: what changed since the run was built, in a persistent B-tree
+//!   (`imbl::OrdMap`); `None` hides a key of the run (a deletion).
+//!
+//! Cloning a [`RowIndex`] is O(1) (an `Arc` and a persistent map): that is what makes a pin
+//! cheap. When `recent` outgrows an eighth of the run ([`RowIndex::needs_merge`]),
+//! [`RowIndex::merged`] builds the next run by one linear merge; the table's writer does that
+//! outside the table's lock (readers never wait for it), and each change is copied a bounded
+//! number of times on average.
+
+use std::cmp::Ordering;
+use std::ops::Bound;
+use std::sync::Arc;
+
+use imbl::OrdMap;
+use smallvec::SmallVec;
+
+/// A row key: the primary key (or, in a multiset, the whole row) in Arrow's row format, which
+/// sorts like the values it encodes. Keys up to 16 bytes are stored inline.
+pub type Key = SmallVec<[u8; 16]>;
+
+/// `recent` holds at least this many changes before a merge, so small tables live in it.
+const MIN_RECENT: usize = 8192;
+
+/// One stored row and how many times it is present (always 1 in a keyed table).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub row: Arc<[u8]>,
+    pub count: i64,
+}
+
+impl Entry {
+    /// The entry, borrowed.
+    pub fn borrowed(&self) -> EntryRef<'_> {
+        EntryRef { row: &self.row, count: self.count }
+    }
+}
+
+/// A stored row, borrowed from a [`RowIndex`] or an [`Entry`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryRef<'a> {
+    pub row: &'a [u8],
+    pub count: i64,
+}
+
+impl EntryRef<'_> {
+    /// An owned copy.
+    pub fn to_entry(self) -> Entry {
+        Entry { row: self.row.into(), count: self.count }
+    }
+}
+
+/// Bytes of a key its head holds.
+const HEAD: usize = 16;
+
+/// The first [`HEAD`] bytes of `key`, zero-padded, as a big-endian integer. Heads order like
+/// their keys whenever they differ (a shorter key's padding is below any byte where the longer
+/// one could differ). Two keys of at most [`HEAD`] bytes with one head differ at most by
+/// trailing zero bytes, so the shorter is the smaller; only longer keys with equal heads need
+/// their bytes compared.
+fn head(key: &[u8]) -> u128 {
+    let mut bytes = [0u8; HEAD];
+    let n = key.len().min(HEAD);
+    bytes[..n].copy_from_slice(&key[..n]);
+    u128::from_be_bytes(bytes)
+}
+
+/// An immutable sorted run of entries in contiguous buffers.
+#[derive(Debug, Default)]
+struct Run {
+    heads: Vec<u128>,
+    key_ends: Vec<usize>,
+    keys: Vec<u8>,
+    /// Empty when every row is its own key (multisets).
+    row_ends: Vec<usize>,
+    rows: Vec<u8>,
+    /// Empty when every count is 1 (always, in keyed tables).
+    counts: Vec<i64>,
+}
+
+impl Run {
+    fn len(&self) -> usize {
+        self.heads.len()
+    }
+
+    fn key(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.key_ends[i - 1] };
+        &self.keys[start..self.key_ends[i]]
+    }
+
+    /// The order of entry `i`'s key against `key`, whose head is `h`.
+    fn compare(&self, i: usize, key: &[u8], h: u128) -> Ordering {
+        match self.heads[i].cmp(&h) {
+            Ordering::Equal => {
+                let mine = self.key(i);
+                if mine.len() <= HEAD && key.len() <= HEAD {
+                    mine.len().cmp(&key.len())
+                } else {
+                    mine.cmp(key)
+                }
+            }
+            unequal => unequal,
+        }
+    }
+
+    fn entry(&self, i: usize) -> EntryRef<'_> {
+        let row = if self.row_ends.is_empty() {
+            self.key(i)
+        } else {
+            let start = if i == 0 { 0 } else { self.row_ends[i - 1] };
+            &self.rows[start..self.row_ends[i]]
+        };
+        EntryRef { row, count: self.counts.get(i).copied().unwrap_or(1) }
+    }
+
+    /// The position of `key`, or where it would be inserted.
+    fn search(&self, key: &[u8]) -> Result<usize, usize> {
+        let h = head(key);
+        let (mut lo, mut hi) = (0, self.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.compare(mid, key, h) {
+                Ordering::Less => lo = mid + 1,
+                Ordering::Equal => return Ok(mid),
+                Ordering::Greater => hi = mid,
+            }
+        }
+        Err(lo)
+    }
+
+    fn bytes(&self) -> usize {
+        self.keys.len()
+            + self.rows.len()
+            + HEAD * self.heads.len()
+            + 8 * (self.key_ends.len() + self.row_ends.len() + self.counts.len())
+    }
+}
+
+/// Builds a [`RowIndex`] from entries, fastest when they come in key order (a store scan).
+pub struct IndexBuilder {
+    run: Run,
+    rows_are_keys: bool,
+    /// Set once an entry arrives out of order; [`IndexBuilder::finish`] then sorts.
+    unsorted: bool,
+}
+
+impl IndexBuilder {
+    /// Appends the entries `range` of `run`, which sort after everything pushed so far.
+    fn extend_from(&mut self, run: &Run, range: std::ops::Range<usize>) {
+        if range.is_empty() {
+            return;
+        }
+        let (first, last) = (range.start, range.end - 1);
+        let to = &mut self.run;
+        let had = to.len();
+        to.heads.extend_from_slice(&run.heads[range.clone()]);
+        let (start, end) = (if first == 0 { 0 } else { run.key_ends[first - 1] }, run.key_ends[last]);
+        let shift = to.keys.len() as isize - start as isize;
+        to.keys.extend_from_slice(&run.keys[start..end]);
+        to.key_ends.extend(run.key_ends[range.clone()].iter().map(|&e| e.wrapping_add_signed(shift)));
+        if !self.rows_are_keys {
+            let (start, end) = (if first == 0 { 0 } else { run.row_ends[first - 1] }, run.row_ends[last]);
+            let shift = to.rows.len() as isize - start as isize;
+            to.rows.extend_from_slice(&run.rows[start..end]);
+            to.row_ends.extend(run.row_ends[range.clone()].iter().map(|&e| e.wrapping_add_signed(shift)));
+        }
+        if !run.counts.is_empty() {
+            to.counts.resize(had, 1);
+            to.counts.extend_from_slice(&run.counts[range]);
+        } else if !to.counts.is_empty() {
+            to.counts.resize(to.len(), 1);
+        }
+    }
+
+    /// Adds an entry (a key given twice keeps its last entry).
+    pub fn push(&mut self, key: &[u8], entry: EntryRef<'_>) {
+        let run = &mut self.run;
+        if let Some(last) = run.len().checked_sub(1) {
+            self.unsorted |= run.key(last) >= key;
+        }
+        run.heads.push(head(key));
+        run.keys.extend_from_slice(key);
+        run.key_ends.push(run.keys.len());
+        if !self.rows_are_keys {
+            run.rows.extend_from_slice(entry.row);
+            run.row_ends.push(run.rows.len());
+        }
+        if entry.count != 1 || !run.counts.is_empty() {
+            run.counts.resize(run.heads.len() - 1, 1); // the first count other than 1 fills in the ones
+            run.counts.push(entry.count);
+        }
+    }
+
+    /// The index of the entries pushed.
+    pub fn finish(self) -> RowIndex {
+        let mut run = self.run;
+        if self.unsorted {
+            let mut order: Vec<usize> = (0..run.len()).collect();
+            // Stable, so among equal keys the last pushed stays last and wins below.
+            order.sort_by(|&a, &b| run.key(a).cmp(run.key(b)));
+            let mut sorted = IndexBuilder { run: Run::default(), rows_are_keys: self.rows_are_keys, unsorted: false };
+            for (n, &i) in order.iter().enumerate() {
+                if order.get(n + 1).is_some_and(|&next| run.key(next) == run.key(i)) {
+                    continue;
+                }
+                sorted.push(run.key(i), run.entry(i));
+            }
+            run = sorted.run;
+        }
+        run.heads.shrink_to_fit();
+        run.key_ends.shrink_to_fit();
+        run.keys.shrink_to_fit();
+        run.row_ends.shrink_to_fit();
+        run.rows.shrink_to_fit();
+        run.counts.shrink_to_fit();
+        RowIndex { len: run.len(), base: Arc::new(run), recent: OrdMap::new(), rows_are_keys: self.rows_are_keys }
+    }
+}
+
+/// An ordered, persistent map from row key to [`Entry`] (see the module documentation).
+#[derive(Clone)]
+pub struct RowIndex {
+    base: Arc<Run>,
+    recent: OrdMap<Key, Option<Entry>>,
+    len: usize,
+    rows_are_keys: bool,
+}
+
+impl RowIndex {
+    /// An empty index. `rows_are_keys`: every entry's row is its key (a multiset), stored once.
+    pub fn new(rows_are_keys: bool) -> Self {
+        Self::builder(rows_are_keys).finish()
+    }
+
+    /// A builder for an index with these entries.
+    pub fn builder(rows_are_keys: bool) -> IndexBuilder {
+        IndexBuilder { run: Run::default(), rows_are_keys, unsorted: false }
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when no key is present.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The entry under `key`.
+    pub fn get(&self, key: &[u8]) -> Option<EntryRef<'_>> {
+        if let Some(slot) = self.recent.get(key) {
+            return slot.as_ref().map(Entry::borrowed);
+        }
+        self.base.search(key).ok().map(|i| self.base.entry(i))
+    }
+
+    /// Puts `new` under `key` (`None` removes it); `existed` says whether the key was present
+    /// (the caller has just looked it up), which keeps [`RowIndex::len`] exact.
+    pub fn set(&mut self, key: &[u8], new: Option<Entry>, existed: bool) {
+        match (existed, &new) {
+            (false, None) => return,
+            (false, Some(_)) => self.len += 1,
+            (true, None) => self.len -= 1,
+            (true, Some(_)) => {}
+        }
+        self.recent.insert(Key::from_slice(key), new);
+    }
+
+    /// Every entry in key order.
+    pub fn iter(&self) -> Iter<'_> {
+        Iter {
+            base: &self.base,
+            next: 0,
+            recent: self.recent.range::<_, [u8]>((Bound::Unbounded, Bound::Unbounded)).peekable(),
+        }
+    }
+
+    /// The entries from `start` on, in key order.
+    pub fn range_from(&self, start: &[u8]) -> Iter<'_> {
+        let next = self.base.search(start).unwrap_or_else(|i| i);
+        Iter {
+            base: &self.base,
+            next,
+            recent: self.recent.range::<_, [u8]>((Bound::Included(start), Bound::Unbounded)).peekable(),
+        }
+    }
+
+    /// True when `recent` has grown enough that [`RowIndex::merged`] should replace it.
+    pub fn needs_merge(&self) -> bool {
+        self.recent.len() > MIN_RECENT.max(self.base.len() / 8)
+    }
+
+    /// The same entries with everything in one run. The run's entries between two recent
+    /// changes are copied as whole slices, and finding where each change goes is a forward
+    /// walk over the heads: the merge costs a few nanoseconds per row of the run.
+    pub fn merged(&self) -> RowIndex {
+        let base = &self.base;
+        let mut builder = Self::builder(self.rows_are_keys);
+        let mut next = 0;
+        for (key, slot) in self.recent.iter() {
+            let h = head(key);
+            let mut at = next;
+            while at < base.len() && base.compare(at, key, h) == Ordering::Less {
+                at += 1;
+            }
+            builder.extend_from(base, next..at);
+            next = at + usize::from(at < base.len() && base.compare(at, key, h) == Ordering::Equal);
+            if let Some(e) = slot {
+                builder.push(key, e.borrowed());
+            }
+        }
+        builder.extend_from(base, next..base.len());
+        builder.finish()
+    }
+
+    /// Approximate bytes held: the run's buffers and, per recent change, its key, row and map
+    /// slot.
+    pub fn memory_bytes(&self) -> usize {
+        let recent: usize = self.recent.iter().map(|(_, e)| 64 + e.as_ref().map_or(0, |e| e.row.len() + 16)).sum();
+        self.base.bytes() + recent
+    }
+}
+
+/// The entries of a [`RowIndex`] in key order: the run and `recent` merged, `recent` winning.
+pub struct Iter<'a> {
+    base: &'a Run,
+    next: usize,
+    recent: std::iter::Peekable<imbl::ordmap::RangedIter<'a, Key, Option<Entry>, imbl::shared_ptr::DefaultSharedPtr>>,
+}
+
+impl<'a> Iterator for Iter<'a> {
+    type Item = (&'a [u8], EntryRef<'a>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let base = (self.next < self.base.len()).then(|| self.base.key(self.next));
+            let recent: Option<&'a Key> = self.recent.peek().map(|(k, _)| *k);
+            match (base, recent) {
+                (None, None) => return None,
+                (Some(b), r) if r.is_none_or(|r| b < r.as_slice()) => {
+                    let entry = self.base.entry(self.next);
+                    self.next += 1;
+                    return Some((b, entry));
+                }
+                (b, Some(r)) => {
+                    if b == Some(r.as_slice()) {
+                        self.next += 1; // shadowed by the recent change
+                    }
+                    let (key, slot) = self.recent.next().expect("peeked");
+                    if let Some(e) = slot {
+                        return Some((key.as_slice(), e.borrowed()));
+                    }
+                }
+                (Some(_), None) => unreachable!("the guard above takes a run entry when recent is done"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn entry(row: &[u8], count: i64) -> Entry {
+        Entry { row: row.into(), count }
+    }
+
+    fn check(index: &RowIndex, model: &BTreeMap<Vec<u8>, Entry>) {
+        assert_eq!(index.len(), model.len());
+        let all: Vec<(Vec<u8>, Entry)> = index.iter().map(|(k, e)| (k.to_vec(), e.to_entry())).collect();
+        let expected: Vec<(Vec<u8>, Entry)> = model.iter().map(|(k, e)| (k.clone(), e.clone())).collect();
+        assert_eq!(all, expected);
+        for (k, e) in model {
+            assert_eq!(index.get(k), Some(e.borrowed()));
+        }
+    }
+
+    proptest! {
+        /// Random sets and deletes, with pins taken along the way and merges forced often:
+        /// the index equals a `BTreeMap` model (entries, order, lookups, ranges, length), and
+        /// every pin keeps the contents it was taken with.
+        #[test]
+        fn index_matches_a_btreemap(
+            ops in prop::collection::vec((prop::collection::vec(0u8..4, 0..10), 0u8..3, any::<bool>()), 1..300),
+            rows_are_keys in any::<bool>(),
+            merge_every in 1usize..40,
+        ) {
+            let mut index = RowIndex::new(rows_are_keys);
+            let mut model: BTreeMap<Vec<u8>, Entry> = BTreeMap::new();
+            let mut pins = Vec::new();
+            for (n, (key, count, delete)) in ops.into_iter().enumerate() {
+                let existed = model.contains_key(&key);
+                prop_assert_eq!(index.get(&key).is_some(), existed);
+                let new = (!delete).then(|| {
+                    let row = if rows_are_keys { key.clone() } else { [key.as_slice(), b"row"].concat() };
+                    entry(&row, count as i64 + 1)
+                });
+                index.set(&key, new.clone(), existed);
+                match new {
+                    Some(e) => { model.insert(key.clone(), e); }
+                    None => { model.remove(&key); }
+                }
+                if n % merge_every == 0 {
+                    index = index.merged();
+                }
+                if n % 7 == 0 {
+                    pins.push((index.clone(), model.clone()));
+                }
+                let from: Vec<_> = index.range_from(&key).map(|(k, e)| (k.to_vec(), e.to_entry())).collect();
+                let expected: Vec<_> = model.range(key.clone()..).map(|(k, e)| (k.clone(), e.clone())).collect();
+                prop_assert_eq!(from, expected);
+            }
+            check(&index, &model);
+            for (pinned, then) in &pins {
+                check(pinned, then);
+            }
+        }
+    }
+
+    /// Entries given out of order (or a key twice) are sorted, the last entry winning.
+    #[test]
+    fn builder_sorts_unsorted_input() {
+        let mut b = RowIndex::builder(false);
+        for (k, c) in [(b"b".as_slice(), 1), (b"a", 2), (b"b", 3), (b"", 4)] {
+            b.push(k, EntryRef { row: b"r", count: c });
+        }
+        let index = b.finish();
+        let got: Vec<(Vec<u8>, i64)> = index.iter().map(|(k, e)| (k.to_vec(), e.count)).collect();
+        assert_eq!(got, vec![(b"".to_vec(), 4), (b"a".to_vec(), 2), (b"b".to_vec(), 3)]);
+    }
+
+    /// Heads order like keys whenever they differ, including across lengths.
+    #[test]
+    fn heads_order_like_keys() {
+        let keys: [&[u8]; 9] = [
+            b"",
+            b"\0",
+            b"\0\0",
+            b"a",
+            b"a\0",
+            b"abcdefghijklmnop",
+            b"abcdefghijklmnop\0",
+            b"abcdefghijklmnopq",
+            b"abcdefghijklmnoq",
+        ];
+        let mut run = RowIndex::builder(true);
+        for k in keys {
+            run.push(k, EntryRef { row: k, count: 1 });
+        }
+        let run = run.finish().base;
+        for (i, a) in keys.iter().enumerate() {
+            for b in keys {
+                if head(a) != head(b) {
+                    assert_eq!(head(a).cmp(&head(b)), a.cmp(&b), "{a:?} vs {b:?}");
+                }
+                assert_eq!(run.compare(i, b, head(b)), a.cmp(&b), "{a:?} vs {b:?}");
+            }
+        }
+    }
+}
