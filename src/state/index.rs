@@ -137,6 +137,21 @@ impl Run {
         Err(lo)
     }
 
+    /// Appends an entry whose key sorts after every key of the run.
+    fn push(&mut self, key: &[u8], entry: EntryRef<'_>, rows_are_keys: bool) {
+        self.heads.push(head(key));
+        self.keys.extend_from_slice(key);
+        self.key_ends.push(self.keys.len());
+        if !rows_are_keys {
+            self.rows.extend_from_slice(entry.row);
+            self.row_ends.push(self.rows.len());
+        }
+        if entry.count != 1 || !self.counts.is_empty() {
+            self.counts.resize(self.heads.len() - 1, 1); // the first count other than 1 fills in the ones
+            self.counts.push(entry.count);
+        }
+    }
+
     fn bytes(&self) -> usize {
         self.keys.len()
             + self.rows.len()
@@ -183,21 +198,10 @@ impl IndexBuilder {
 
     /// Adds an entry (a key given twice keeps its last entry).
     pub fn push(&mut self, key: &[u8], entry: EntryRef<'_>) {
-        let run = &mut self.run;
-        if let Some(last) = run.len().checked_sub(1) {
-            self.unsorted |= run.key(last) >= key;
+        if let Some(last) = self.run.len().checked_sub(1) {
+            self.unsorted |= self.run.key(last) >= key;
         }
-        run.heads.push(head(key));
-        run.keys.extend_from_slice(key);
-        run.key_ends.push(run.keys.len());
-        if !self.rows_are_keys {
-            run.rows.extend_from_slice(entry.row);
-            run.row_ends.push(run.rows.len());
-        }
-        if entry.count != 1 || !run.counts.is_empty() {
-            run.counts.resize(run.heads.len() - 1, 1); // the first count other than 1 fills in the ones
-            run.counts.push(entry.count);
-        }
+        self.run.push(key, entry, self.rows_are_keys);
     }
 
     /// The index of the entries pushed.
@@ -276,6 +280,61 @@ impl RowIndex {
         self.recent.insert(Key::from_slice(key), new);
     }
 
+    /// Applies many [`RowIndex::set`]s: `(key, new entry, whether the key existed)`, each key
+    /// once. A batch as large as a merge threshold (a bulk load, a view's first fill) is
+    /// merged straight into a new run instead of going through the recent B-tree.
+    pub fn set_all(&mut self, mut updates: Vec<(Vec<u8>, Option<Entry>, bool)>) {
+        if self.try_append(&mut updates) {
+            return;
+        }
+        if updates.len() <= self.merge_threshold() {
+            for (key, new, existed) in updates {
+                self.set(&key, new, existed);
+            }
+            return;
+        }
+        updates.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut builder = Self::builder(self.rows_are_keys);
+        let mut current = self.iter().peekable();
+        for (key, new, _) in &updates {
+            while let Some((k, e)) = current.next_if(|(k, _)| *k < key.as_slice()) {
+                builder.push(k, e);
+            }
+            current.next_if(|(k, _)| *k == key.as_slice());
+            if let Some(e) = new {
+                builder.push(key, e.borrowed());
+            }
+        }
+        for (k, e) in current {
+            builder.push(k, e);
+        }
+        *self = builder.finish();
+    }
+
+    /// Appends `updates` to the run in place when they are all new keys sorting after every
+    /// key held (a snapshot or a bulk load arriving in key order) and no pin shares the run.
+    fn try_append(&mut self, updates: &mut [(Vec<u8>, Option<Entry>, bool)]) -> bool {
+        if updates.is_empty() || updates.iter().any(|(_, new, existed)| new.is_none() || *existed) {
+            return false;
+        }
+        updates.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let base_last = self.base.len().checked_sub(1).map(|i| self.base.key(i));
+        let recent_last = self.recent.get_max().map(|(k, _)| k.as_slice());
+        let first = updates[0].0.as_slice();
+        if base_last.is_some_and(|l| l >= first) || recent_last.is_some_and(|l| l >= first) {
+            return false;
+        }
+        let rows_are_keys = self.rows_are_keys;
+        let Some(run) = Arc::get_mut(&mut self.base) else {
+            return false;
+        };
+        for (key, new, _) in updates.iter() {
+            run.push(key, new.as_ref().expect("checked above").borrowed(), rows_are_keys);
+        }
+        self.len += updates.len();
+        true
+    }
+
     /// Every entry in key order.
     pub fn iter(&self) -> Iter<'_> {
         Iter {
@@ -297,7 +356,11 @@ impl RowIndex {
 
     /// True when `recent` has grown enough that [`RowIndex::merged`] should replace it.
     pub fn needs_merge(&self) -> bool {
-        self.recent.len() > MIN_RECENT.max(self.base.len() / 8)
+        self.recent.len() > self.merge_threshold()
+    }
+
+    fn merge_threshold(&self) -> usize {
+        MIN_RECENT.max(self.base.len() / 8)
     }
 
     /// The same entries with everything in one run. The run's entries between two recent
@@ -409,7 +472,11 @@ mod tests {
                     let row = if rows_are_keys { key.clone() } else { [key.as_slice(), b"row"].concat() };
                     entry(&row, count as i64 + 1)
                 });
-                index.set(&key, new.clone(), existed);
+                if n % 5 == 0 {
+                    index.set_all(vec![(key.clone(), new.clone(), existed)]);
+                } else {
+                    index.set(&key, new.clone(), existed);
+                }
                 match new {
                     Some(e) => { model.insert(key.clone(), e); }
                     None => { model.remove(&key); }
@@ -429,6 +496,68 @@ mod tests {
                 check(pinned, then);
             }
         }
+    }
+
+    /// A batch larger than the merge threshold is merged into a new run: inserts, deletes and
+    /// replacements land as they would one by one, with recent changes and the run both
+    /// holding keys it touches.
+    #[test]
+    fn bulk_updates_merge_into_the_run() {
+        let key = |i: u32| (i * 7 % 30_000).to_be_bytes().to_vec();
+        let mut index = RowIndex::new(false);
+        let mut model = BTreeMap::new();
+        let apply = |index: &mut RowIndex,
+                         model: &mut BTreeMap<Vec<u8>, Entry>,
+                         range: std::ops::Range<u32>,
+                         delete_every: u32,
+                         bulk: bool| {
+            let mut updates = Vec::new();
+            for i in range {
+                let k = key(i);
+                let existed = model.contains_key(&k);
+                let new = (i % delete_every != 0).then(|| entry(&i.to_le_bytes(), 1));
+                match &new {
+                    Some(e) => model.insert(k.clone(), e.clone()),
+                    None => model.remove(&k),
+                };
+                updates.push((k, new, existed));
+            }
+            if bulk {
+                index.set_all(updates);
+            } else {
+                for (k, new, existed) in updates {
+                    index.set(&k, new, existed);
+                }
+            }
+        };
+        apply(&mut index, &mut model, 0..20_000, u32::MAX, true); // all in one run
+        apply(&mut index, &mut model, 15_000..16_000, 3, false); // recent changes on top
+        apply(&mut index, &mut model, 10_000..30_000, 4, true); // overlaps both
+        check(&index, &model);
+        assert!(index.recent.is_empty(), "the bulk batch went to the run");
+    }
+
+    /// New keys after every held key are appended to the run in place, unless a pin shares it.
+    #[test]
+    fn appends_in_key_order_extend_the_run() {
+        let mut index = RowIndex::new(false);
+        let mut model = BTreeMap::new();
+        for chunk in 0..4u32 {
+            let updates: Vec<_> = (chunk * 100..chunk * 100 + 100)
+                .rev()
+                .map(|i| (i.to_be_bytes().to_vec(), Some(entry(&i.to_le_bytes(), 1)), false))
+                .collect();
+            for (k, e, _) in &updates {
+                model.insert(k.clone(), e.clone().unwrap());
+            }
+            let pin = (chunk == 2).then(|| index.clone());
+            index.set_all(updates);
+            assert_eq!(index.recent.is_empty(), chunk < 2, "a pinned run is not appended to");
+            if let Some(pin) = pin {
+                assert_eq!(pin.len(), 200);
+            }
+        }
+        check(&index, &model);
     }
 
     /// Entries given out of order (or a key twice) are sorted, the last entry winning.

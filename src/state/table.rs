@@ -342,10 +342,9 @@ impl TableState {
     /// Makes `planned` visible in memory. Commits to one table are serialised (the dataflow's
     /// lock), so the entries `planned` saw are still the current ones.
     pub fn apply_planned(&self, planned: Planned) {
+        let updates = planned.updates.into_iter().map(|(k, slot)| (k, slot.new, slot.old.is_some())).collect();
         let mut rows = self.write_rows();
-        for (k, slot) in planned.updates {
-            rows.index.set(&k, slot.new, slot.old.is_some());
-        }
+        rows.index.set_all(updates);
         rows.version += 1;
     }
 
