@@ -15,7 +15,10 @@
 //! cheap. When `recent` outgrows an eighth of the run ([`RowIndex::needs_merge`]),
 //! [`RowIndex::merged`] builds the next run by one linear merge; the table's writer does that
 //! outside the table's lock (readers never wait for it), and each change is copied a bounded
-//! number of times on average.
+//! number of times on average. Two shortcuts skip `recent` ([`RowIndex::set_all`]): new keys
+//! after every held key (a snapshot in key order) are appended to an unshared run in place,
+//! and a batch as large as the merge threshold (a view's first fill) is merged into a new run
+//! directly.
 
 use std::cmp::Ordering;
 use std::ops::Bound;
