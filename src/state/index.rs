@@ -510,10 +510,10 @@ mod tests {
         let mut index = RowIndex::new(false);
         let mut model = BTreeMap::new();
         let apply = |index: &mut RowIndex,
-                         model: &mut BTreeMap<Vec<u8>, Entry>,
-                         range: std::ops::Range<u32>,
-                         delete_every: u32,
-                         bulk: bool| {
+                     model: &mut BTreeMap<Vec<u8>, Entry>,
+                     range: std::ops::Range<u32>,
+                     delete_every: u32,
+                     bulk: bool| {
             let mut updates = Vec::new();
             for i in range {
                 let k = key(i);
