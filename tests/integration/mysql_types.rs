@@ -15,6 +15,7 @@ const COLUMNS: &str = "id INT PRIMARY KEY, \
     i INT, iu INT UNSIGNED, bi BIGINT, biu BIGINT UNSIGNED, \
     d DECIMAL(12,2), dbig DECIMAL(38,10), dhuge DECIMAL(65,30), f FLOAT, db DOUBLE, \
     dt DATE, dtm DATETIME, dtm6 DATETIME(6), ts TIMESTAMP(3) NULL DEFAULT NULL, tm TIME, tm6 TIME(6), y YEAR, \
+    tm1 TIME(1), tm2 TIME(2), tm4 TIME(4), y0 YEAR, ds DECIMAL(5,3), \
     c CHAR(5), vc VARCHAR(20), tx TEXT, l1 VARCHAR(20) CHARACTER SET latin1, g VARCHAR(10) CHARACTER SET gbk, j JSON, \
     e ENUM('small','medium','large'), st SET('a','b','c'), b1 BIT(1), b8 BIT(8), \
     bin BINARY(4), vb VARBINARY(10), bl BLOB";
@@ -24,11 +25,12 @@ const ROWS: &[&str] = &[
     "-128, 255, -32768, 65535, -8388608, 16777215, -2147483648, 4294967295, -9223372036854775808, 18446744073709551615, \
      -9999999999.99, 1234567890123456789012345678.0123456789, 12345678901234567890123456789012345.123456789012345678901234567890, \
      1.5, 2.718281828459045, '1000-01-01', '9999-12-31 23:59:59', '2024-02-29 12:34:56.123456', '2024-03-01 05:00:01.500', \
-     '-838:59:59', '838:59:59.999999', 1901, 'ab', 'héllo 🙂', 'long text', 'héllo €“”Ÿ', '中文', '{\"a\": [1, 2]}', 'large', 'a,c', b'1', b'10101010', \
+     '-838:59:59', '838:59:59.999999', 1901, \
+     '-12:34:56.7', '-00:00:00.01', '-838:59:58.9999', 0, -0.005, 'ab', 'héllo 🙂', 'long text', 'héllo €“”Ÿ', '中文', '{\"a\": [1, 2]}', 'large', 'a,c', b'1', b'10101010', \
      'ab', 'bytes', 'blob'",
     "NULL",
     "0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, '0000-00-00', '0000-00-00 00:00:00', '2000-01-01 00:00:00', \
-     '1970-01-01 00:00:01', '00:00:00', '-00:00:01.5', 2155, '', '', '', '', '', '[]', 'small', '', b'0', b'0', '', '', ''",
+     '1970-01-01 00:00:01', '00:00:00', '-00:00:01.5', 2155, '00:00:00.5', '-00:00:01.01', '1:00:00', 1970, 99.999, '', '', '', '', '', '[]', 'small', '', b'0', b'0', '', '', ''",
 ];
 
 /// `NULL` stands for a row of NULLs.
@@ -89,6 +91,11 @@ async fn every_type_decodes_identically_in_snapshot_and_binlog() {
         ("st", "a,c"),
         ("b8", "170"),
         ("y", "1901"),
+        ("tm1", "-12:34:56.7"),
+        ("tm2", "-00:00:00.01"),
+        ("tm4", "-838:59:58.9999"),
+        ("y0", "0"),
+        ("ds", "-0.005"),
     ];
     for (name, want) in expect {
         assert_eq!(first[col(name)], want, "column {name}");

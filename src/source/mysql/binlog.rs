@@ -3,15 +3,15 @@
 use std::sync::Arc;
 
 use futures::StreamExt;
-use mysql_async::binlog::events::EventData;
-use mysql_async::binlog::value::BinlogValue;
+use mysql_async::binlog::events::{EventData, RowsEventData};
 use mysql_async::prelude::Queryable;
 use mysql_async::BinlogStreamRequest;
 use tokio::sync::mpsc;
 
 use super::position::{clean_file_name, BinlogPosition};
+use super::rows::RowDecoder;
 use super::schema::{added_values, describe, evolve, quote_upstream, upstream, Evolution, TableSpec};
-use super::types::{cell_from_binlog, Cell};
+use super::types::Cell;
 use super::{Message, Unit};
 use crate::error::{Error, Result};
 
@@ -55,8 +55,9 @@ pub async fn read(
     let mut pending: Vec<(usize, RowChange)> = Vec::new();
     let mut broken: Vec<bool> = vec![false; units.len()];
     let mut seen_format_description = false;
-    // Table ids whose table-map column names were checked against their unit's columns.
-    let mut verified: std::collections::HashSet<(usize, u64)> = Default::default();
+    // Decode plans per (unit, table id), made when a table map is first used.
+    let mut decoders: std::collections::HashMap<(usize, u64), RowDecoder> = Default::default();
+    let mut scratch: Vec<RowChange> = Vec::new();
     // The GTID of the transaction being read (MariaDB `domain-server-seq`, MySQL `uuid:gno`).
     let mut gtid: Option<String> = None;
     while let Some(event) = stream.next().await {
@@ -93,13 +94,6 @@ pub async fn read(
                 if spec.since.as_ref().is_some_and(|since| end <= *since) {
                     continue;
                 }
-                if verified.insert((idx, rows.table_id())) {
-                    if let Some(message) = unexpected_columns(tme, unit, &end) {
-                        broken[idx] = true;
-                        tx.send(Message::TableError { table: idx, message }).await.map_err(closed)?;
-                        continue;
-                    }
-                }
                 if tme.columns_count() as usize != spec.upstream_columns().len() {
                     broken[idx] = true;
                     let message = format!(
@@ -113,21 +107,51 @@ pub async fn read(
                     tx.send(Message::TableError { table: idx, message }).await.map_err(closed)?;
                     continue;
                 }
-                // mysql_common can panic on some values (see docs/types.md): contain it to
-                // this table.
-                let decoded: Result<Vec<RowChange>> = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    rows.rows(tme)
-                        .map(|row| {
-                            let (before, after) = row.map_err(|e| Error::Internal(format!("binlog row: {e}")))?;
-                            let before = before.map(|r| decode_row(unit, &r)).transpose()?;
-                            let after = after.map(|r| decode_row(unit, &r)).transpose()?;
-                            Ok(RowChange { before, after })
-                        })
-                        .collect()
-                }))
-                .unwrap_or_else(|_| Err(Error::Internal("the binlog row decoder panicked".into())));
+                if matches!(rows, RowsEventData::PartialUpdateRowsEvent(_)) {
+                    broken[idx] = true;
+                    let message = format!(
+                        "the binlog has partial JSON updates of {} (binlog_row_value_options = PARTIAL_JSON), \
+                         which do not carry the whole row: set binlog_row_value_options = '' upstream, then capture \
+                         the table again (ALTER SOURCE ... DROP TABLE, ADD TABLE)",
+                        quote_upstream(&spec.database, &unit.upstream_table)
+                    );
+                    tx.send(Message::TableError { table: idx, message }).await.map_err(closed)?;
+                    continue;
+                }
+                // One decode plan per table map (a table's id changes when its definition
+                // does); the first use checks the table map's column names.
+                let plan_key = (idx, rows.table_id());
+                if !decoders.contains_key(&plan_key) {
+                    if let Some(message) = unexpected_columns(tme, unit, &end) {
+                        broken[idx] = true;
+                        tx.send(Message::TableError { table: idx, message }).await.map_err(closed)?;
+                        continue;
+                    }
+                    if decoders.len() >= 4096 {
+                        decoders.clear();
+                    }
+                    match RowDecoder::plan(tme, spec, &unit.upstream_table) {
+                        Ok(plan) => decoders.insert(plan_key, plan),
+                        Err(e) => {
+                            broken[idx] = true;
+                            let message = format!(
+                                "cannot decode binlog rows of {}: {e}",
+                                quote_upstream(&spec.database, &unit.upstream_table)
+                            );
+                            tx.send(Message::TableError { table: idx, message }).await.map_err(closed)?;
+                            continue;
+                        }
+                    };
+                }
+                let decoder = &decoders[&plan_key];
+                // The few types left to mysql_common could panic on a value it does not
+                // expect: contain it to this table.
+                scratch.clear();
+                let decoded =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decoder.decode(&rows, &mut scratch)))
+                        .unwrap_or_else(|_| Err(Error::Internal("the binlog row decoder panicked".into())));
                 match decoded {
-                    Ok(changes) => pending.extend(changes.into_iter().map(|c| (idx, c))),
+                    Ok(()) => pending.extend(scratch.drain(..).map(|c| (idx, c))),
                     Err(e) => {
                         // Never apply a row that did not decode: this table stops, the others go on.
                         broken[idx] = true;
@@ -269,30 +293,6 @@ fn mysql_gtid(g: &mysql_async::binlog::events::GtidEvent) -> String {
 
 fn closed<T>(_: mpsc::error::SendError<T>) -> Error {
     Error::Internal("source applier stopped".into())
-}
-
-fn decode_row(unit: &Unit, row: &mysql_async::binlog::row::BinlogRow) -> Result<Vec<Cell>> {
-    let mut cells: Vec<Cell> = unit
-        .spec
-        .upstream_columns()
-        .iter()
-        .enumerate()
-        .map(|(i, col)| match row.as_ref(unit.spec.upstream_position(i)) {
-            None => Ok(Cell::Null),
-            Some(BinlogValue::Value(v)) => cell_from_binlog(&col.kind, v),
-            Some(other) => {
-                let v: mysql_async::Value = other
-                    .clone()
-                    .try_into()
-                    .map_err(|e| Error::Internal(format!("cannot decode JSON value of {}: {e}", col.name)))?;
-                cell_from_binlog(&col.kind, &v)
-            }
-        })
-        .collect::<Result<_>>()?;
-    if unit.spec.table_name_column {
-        cells.push(Cell::Text(unit.upstream_table.clone()));
-    }
-    Ok(cells)
 }
 
 /// A table's description after an upstream `ALTER TABLE` at `end`: `Ok(None)` when nothing

@@ -24,6 +24,7 @@
 
 pub mod binlog;
 pub mod position;
+pub mod rows;
 pub mod schema;
 pub mod snapshot;
 pub mod types;
@@ -1235,7 +1236,16 @@ fn truncate(src: &MySqlSource, t: &CapturedTable, extra: &mut WriteBatch) -> Res
 fn to_batch(t: &CapturedTable, rows: Vec<RowChange>) -> Result<ChangeBatch> {
     let mut builders = snapshot::new_builders(&t.spec)?;
     let mut weights = Vec::with_capacity(rows.len() * 2);
-    for r in rows {
+    let key = &t.spec.key;
+    for mut r in rows {
+        // An update that keeps its key needs only the new image: the batch is applied as
+        // upserts, and the table knows the row it replaces (a key changed by collation only,
+        // 'a' → 'A', differs here and keeps its delete).
+        if let (Some(before), Some(after)) = (&r.before, &r.after) {
+            if !key.is_empty() && key.iter().all(|&k| before.get(k) == after.get(k)) {
+                r.before = None;
+            }
+        }
         for (cells, w) in [(r.before, -1), (r.after, 1)] {
             let Some(cells) = cells else { continue };
             for (b, c) in builders.iter_mut().zip(cells) {

@@ -207,6 +207,8 @@ pub enum Cell {
     Double(f64),
     /// Exact decimal or any text, already UTF-8.
     Text(String),
+    /// A decimal's unscaled value at its column's scale.
+    Decimal(i128),
     Bytes(Vec<u8>),
     /// Date and time parts (year 0 = zero date).
     DateTime {
@@ -254,12 +256,8 @@ pub fn cell_from_binlog(kind: &Kind, value: &mysql_async::Value) -> Result<Cell>
         (_, V::NULL) => Cell::Null,
         (Kind::MediumInt, V::Int(i)) => Cell::Int(sign_extend_24(*i)),
         (Kind::MediumInt, V::UInt(u)) => Cell::Int(sign_extend_24(*u as i64)),
-        (Kind::FixedBinary { len }, V::Bytes(b)) => {
-            let mut v = b.clone();
-            if v.len() < *len {
-                v.resize(*len, 0);
-            }
-            Cell::Bytes(v)
+        (Kind::FixedBinary { .. } | Kind::Text { .. } | Kind::Binary, V::Bytes(b)) => {
+            cell_from_bytes(kind, b).expect("a bytes kind")?
         }
         // The binlog carries ENUM as its index and SET as its bitmap, little-endian.
         (Kind::Enum { labels }, V::Bytes(b)) => Cell::Text(enum_label(labels, le_u64(b))),
@@ -294,19 +292,11 @@ pub fn cell_from_binlog(kind: &Kind, value: &mysql_async::Value) -> Result<Cell>
             }
             Cell::Text(t)
         }
-        // MySQL's latin1 is Windows-1252 (0x80 is €), with 0x81, 0x8D, 0x8F, 0x90, 0x9D as the
-        // C1 controls: exactly the Encoding Standard's windows-1252, which the snapshot path
-        // gets from the server's own conversion to utf8mb4.
-        (Kind::Text { latin1, charset }, V::Bytes(b)) => match charset.as_deref().or(latin1.then_some("latin1")) {
-            None => Cell::Text(String::from_utf8_lossy(b).into_owned()),
-            Some(name) => Cell::Text(Charset::decode(name, b)?),
-        },
         (Kind::Enum { labels }, V::Int(i)) => Cell::Text(enum_label(labels, *i as u64)),
         (Kind::Enum { labels }, V::UInt(i)) => Cell::Text(enum_label(labels, *i)),
         (Kind::Set { labels }, V::Int(i)) => Cell::Text(set_labels(labels, *i as u64)),
         (Kind::Set { labels }, V::UInt(i)) => Cell::Text(set_labels(labels, *i)),
         (Kind::Bit, V::Bytes(b)) => Cell::UInt(be_u64(b)),
-        (Kind::Binary, V::Bytes(b)) => Cell::Bytes(b.clone()),
         (Kind::Text { .. }, V::Int(i)) => Cell::Text(i.to_string()),
         // YEAR and some integer types arrive as their text.
         (Kind::Int16 | Kind::Int32 | Kind::MediumInt | Kind::Int64 | Kind::Float32 | Kind::Float64, V::Bytes(b)) => {
@@ -316,12 +306,38 @@ pub fn cell_from_binlog(kind: &Kind, value: &mysql_async::Value) -> Result<Cell>
     })
 }
 
-fn enum_label(labels: &[String], index: u64) -> String {
+/// A string or binary column's raw binlog bytes as a cell; `None` when `kind` is not
+/// stored from bytes.
+pub(super) fn cell_from_bytes(kind: &Kind, b: &[u8]) -> Option<Result<Cell>> {
+    Some(Ok(match kind {
+        Kind::FixedBinary { len } => {
+            let mut v = b.to_vec();
+            if v.len() < *len {
+                v.resize(*len, 0);
+            }
+            Cell::Bytes(v)
+        }
+        // MySQL's latin1 is Windows-1252 (0x80 is €), with 0x81, 0x8D, 0x8F, 0x90, 0x9D as the
+        // C1 controls: exactly the Encoding Standard's windows-1252, which the snapshot path
+        // gets from the server's own conversion to utf8mb4.
+        Kind::Text { latin1, charset } => match charset.as_deref().or(latin1.then_some("latin1")) {
+            None => Cell::Text(match std::str::from_utf8(b) {
+                Ok(t) => t.to_string(),
+                Err(_) => String::from_utf8_lossy(b).into_owned(),
+            }),
+            Some(name) => return Some(Charset::decode(name, b).map(Cell::Text)),
+        },
+        Kind::Binary => Cell::Bytes(b.to_vec()),
+        _ => return None,
+    }))
+}
+
+pub(super) fn enum_label(labels: &[String], index: u64) -> String {
     // 0 is MySQL's "invalid value" empty string; labels are 1-based.
     labels.get((index as usize).wrapping_sub(1)).cloned().unwrap_or_default()
 }
 
-fn set_labels(labels: &[String], bits: u64) -> String {
+pub(super) fn set_labels(labels: &[String], bits: u64) -> String {
     labels
         .iter()
         .enumerate()
@@ -434,6 +450,7 @@ impl ColumnBuilder {
             (ColumnBuilder::Int64(b), Cell::Int(i)) => b.append_value(i),
             (ColumnBuilder::Int64(b), Cell::UInt(u)) => b.append_value(u as i64),
             (ColumnBuilder::Decimal(b, _), Cell::UInt(u)) => b.append_value(u as i128),
+            (ColumnBuilder::Decimal(b, _), Cell::Decimal(v)) => b.append_value(v),
             (ColumnBuilder::Decimal(b, scale), Cell::Text(t)) => {
                 b.append_value(parse_decimal(&t, *scale).ok_or_else(|| Error::Internal(format!("bad decimal {t}")))?)
             }
