@@ -2,7 +2,7 @@
 //!
 //! # The merge
 //! Each captured table goes through three phases, driven by one applier task that receives,
-//! over one channel, decoded binlog transactions ([`binlog`]) and snapshot chunks
+//! over one channel, decoded binlog transactions ([`binlog`], row images by [`rows`]) and snapshot chunks
 //! ([`snapshot`]):
 //! 1. **Pending**: its snapshot has not started. Binlog changes of the table are buffered.
 //! 2. **Loading** at position `S`: the snapshot transaction reads the table as of binlog
@@ -12,7 +12,9 @@
 //! 3. **Streaming**: after the last chunk the kept changes are applied in binlog order, then
 //!    every later transaction is applied as it arrives.
 //!
-//! No key is ever compared in Rust, so collations cannot break the merge, and tables
+//! No key is ever ordered or matched in Rust (only an UPDATE's own before and after keys are
+//! checked for byte equality, to send just its new image), so collations cannot break the
+//! merge, and tables
 //! without a primary key get an exact multiset. The binlog reader starts at a position taken
 //! before any snapshot begins, so nothing between the two is missed.
 //!

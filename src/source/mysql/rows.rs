@@ -151,11 +151,8 @@ impl RowDecoder {
         let count = present.iter().filter(|p| **p).count();
         let nulls = take(data, pos, count.div_ceil(8))?;
         let mut cells = vec![Cell::Null; self.kinds.len() + usize::from(self.table_name.is_some())];
-        let mut k = 0;
-        for (column, _) in self.columns.iter().zip(present).filter(|(_, p)| **p) {
-            let null = nulls[k / 8] >> (k % 8) & 1 == 1;
-            k += 1;
-            if null {
+        for (k, (column, _)) in self.columns.iter().zip(present).filter(|(_, p)| **p).enumerate() {
+            if nulls[k / 8] >> (k % 8) & 1 == 1 {
                 continue;
             }
             match column.target {
