@@ -197,10 +197,15 @@ impl StateStore for CheckpointedStore {
         // Hold the staged lock across the durable read, so a checkpoint cannot move keys from
         // `in_flight` to the durable store in between.
         let s = lock(&self.staged);
+        let layers = || s.in_flight.iter().map(|b| b.as_ref()).chain(std::iter::once(&s.writes));
+        // Nothing staged under the prefix (a table loading at startup): the store's rows, in
+        // order, without merging them through a map.
+        if !layers().any(|layer| layer.keys().any(|k| k.starts_with(prefix))) {
+            return self.durable.scan_prefix(prefix);
+        }
         let mut merged: BTreeMap<Vec<u8>, Option<Vec<u8>>> =
             self.durable.scan_prefix(prefix)?.into_iter().map(|(k, v)| (k, Some(v))).collect();
-        let layers = s.in_flight.iter().map(|b| b.as_ref()).chain(std::iter::once(&s.writes));
-        for layer in layers {
+        for layer in layers() {
             for (k, v) in layer.iter().filter(|(k, _)| k.starts_with(prefix)) {
                 merged.insert(k.clone(), v.clone());
             }
