@@ -213,6 +213,25 @@ impl StateStore for CheckpointedStore {
         Ok(merged.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))).collect())
     }
 
+    fn scan_prefix_each(&self, prefix: &[u8], each: &mut super::store::ScanVisitor<'_>) -> Result<()> {
+        let s = lock(&self.staged);
+        let staged_here = s
+            .in_flight
+            .iter()
+            .map(|b| b.as_ref())
+            .chain(std::iter::once(&s.writes))
+            .any(|layer| layer.keys().any(|k| k.starts_with(prefix)));
+        if !staged_here {
+            // Under the staged lock, as in `scan_prefix`.
+            return self.durable.scan_prefix_each(prefix, each);
+        }
+        drop(s);
+        for (k, v) in self.scan_prefix(prefix)? {
+            each(&k, &v)?;
+        }
+        Ok(())
+    }
+
     fn apply(&self, batch: WriteBatch) -> Result<()> {
         self.apply_tracked(batch).map(|_| ())
     }

@@ -57,6 +57,14 @@ impl StateStore for FjallStore {
         Ok(out)
     }
 
+    fn scan_prefix_each(&self, prefix: &[u8], each: &mut super::store::ScanVisitor<'_>) -> Result<()> {
+        for item in self.rows.prefix(prefix) {
+            let (k, v) = item.into_inner().map_err(storage)?;
+            each(&k, &v)?;
+        }
+        Ok(())
+    }
+
     fn apply(&self, batch: WriteBatch) -> Result<()> {
         let mut b = self.db.batch();
         for (k, v) in batch.into_ops() {

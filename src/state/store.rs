@@ -41,6 +41,9 @@ impl WriteBatch {
     }
 }
 
+/// What [`StateStore::scan_prefix_each`] calls with each key and value.
+pub type ScanVisitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<()> + 'a;
+
 /// An ordered, durable key-value store with atomic batches.
 ///
 /// The contract the rest of Headwater relies on: after `apply` returns `Ok`, either every
@@ -50,6 +53,14 @@ pub trait StateStore: Send + Sync + 'static {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
     /// All pairs whose key starts with `prefix`, in key order.
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>>;
+    /// Calls `each` with every pair whose key starts with `prefix`, in key order, without
+    /// collecting them (a table loading millions of rows at startup).
+    fn scan_prefix_each(&self, prefix: &[u8], each: &mut ScanVisitor<'_>) -> Result<()> {
+        for (k, v) in self.scan_prefix(prefix)? {
+            each(&k, &v)?;
+        }
+        Ok(())
+    }
     /// Applies a batch atomically.
     fn apply(&self, batch: WriteBatch) -> Result<()>;
     /// Waits until everything applied so far is on disk.

@@ -212,9 +212,10 @@ impl TableState {
     pub fn load(&self, store: &dyn StateStore) -> Result<()> {
         let prefix = keys::table_rows(self.id);
         let mut builder = RowIndex::builder(self.is_multiset());
-        for (k, v) in store.scan_prefix(&prefix)? {
-            builder.push(&k[prefix.len()..], decode_entry(&v)?);
-        }
+        store.scan_prefix_each(&prefix, &mut |k, v| {
+            builder.push(&k[prefix.len()..], decode_entry(v)?);
+            Ok(())
+        })?;
         let index = builder.finish();
         let mut rows = self.write_rows();
         rows.index = index;
