@@ -449,7 +449,7 @@ fn read(wire: &Wire, kind: &Kind, data: &[u8], pos: &mut usize) -> Result<Cell> 
             let secs = be(&raw[..4]) as i64;
             let us = frac_us(&raw[4..], *dec);
             match kind {
-                Kind::Timestamp => epoch_cell(secs, us).ok_or_else(mismatch)?,
+                Kind::Timestamp => super::types::epoch_cell(secs, us).ok_or_else(mismatch)?,
                 _ => return Err(mismatch()),
             }
         }
@@ -474,25 +474,6 @@ fn read(wire: &Wire, kind: &Kind, data: &[u8], pos: &mut usize) -> Result<Cell> 
             super::types::cell_from_bytes(kind, bytes).ok_or_else(mismatch)??
         }
         Wire::Other { .. } => unreachable!("handled above"),
-    })
-}
-
-/// A TIMESTAMP's epoch seconds and microseconds as a UTC date-time cell; 0 is the zero
-/// timestamp.
-fn epoch_cell(secs: i64, us: u32) -> Option<Cell> {
-    if secs == 0 && us == 0 {
-        return Some(Cell::DateTime { y: 0, mo: 0, d: 0, h: 0, mi: 0, s: 0, us: 0 });
-    }
-    use chrono::{Datelike, Timelike};
-    let dt = chrono::DateTime::from_timestamp(secs, us * 1000)?.naive_utc();
-    Some(Cell::DateTime {
-        y: dt.year() as u16,
-        mo: dt.month() as u8,
-        d: dt.day() as u8,
-        h: dt.hour() as u8,
-        mi: dt.minute() as u8,
-        s: dt.second() as u8,
-        us,
     })
 }
 

@@ -367,6 +367,12 @@ fn epoch_to_cell(s: &str) -> Option<Cell> {
     let (secs, frac) = s.split_once('.').unwrap_or((s, ""));
     let secs: i64 = secs.parse().ok()?;
     let us: u32 = if frac.is_empty() { 0 } else { format!("{frac:0<6}")[..6].parse().ok()? };
+    epoch_cell(secs, us)
+}
+
+/// A TIMESTAMP's epoch seconds and microseconds as a UTC date-time cell; 0 is the zero
+/// timestamp.
+pub(super) fn epoch_cell(secs: i64, us: u32) -> Option<Cell> {
     if secs == 0 && us == 0 {
         return Some(Cell::DateTime { y: 0, mo: 0, d: 0, h: 0, mi: 0, s: 0, us: 0 });
     }
