@@ -138,18 +138,20 @@ impl RowDecoder {
             event.columns_after_image().map(|b| (0..n).map(|i| b.get(i).is_some_and(|x| *x)).collect::<Vec<bool>>());
         let data = event.rows_data();
         let mut pos = 0;
+        // Each image's null bitmap covers its present columns.
+        let width = |p: &Option<Vec<bool>>| p.as_ref().map_or(0, |p| p.iter().filter(|x| **x).count().div_ceil(8));
+        let (before_nulls, after_nulls) = (width(&before), width(&after));
         while pos < data.len() {
-            let before = before.as_deref().map(|p| self.image(p, data, &mut pos)).transpose()?;
-            let after = after.as_deref().map(|p| self.image(p, data, &mut pos)).transpose()?;
+            let before = before.as_deref().map(|p| self.image(p, before_nulls, data, &mut pos)).transpose()?;
+            let after = after.as_deref().map(|p| self.image(p, after_nulls, data, &mut pos)).transpose()?;
             out.push(RowChange { before, after });
         }
         Ok(())
     }
 
     /// One row image: the null bitmap of the present columns, then their non-null values.
-    fn image(&self, present: &[bool], data: &[u8], pos: &mut usize) -> Result<Vec<Cell>> {
-        let count = present.iter().filter(|p| **p).count();
-        let nulls = take(data, pos, count.div_ceil(8))?;
+    fn image(&self, present: &[bool], null_bytes: usize, data: &[u8], pos: &mut usize) -> Result<Vec<Cell>> {
+        let nulls = take(data, pos, null_bytes)?;
         let mut cells = vec![Cell::Null; self.kinds.len() + usize::from(self.table_name.is_some())];
         for (k, (column, _)) in self.columns.iter().zip(present).filter(|(_, p)| **p).enumerate() {
             if nulls[k / 8] >> (k % 8) & 1 == 1 {
@@ -255,41 +257,32 @@ fn decimal_len(precision: u8, scale: u8) -> usize {
 }
 
 /// A binary DECIMAL as `(negative, digit groups)`: each group is `(value, digits)`, integer
-/// groups first (the leading partial one first), then the fraction's.
-fn decimal_groups(raw: &[u8], precision: u8, scale: u8) -> (bool, Vec<(u32, usize)>) {
+/// groups first (the leading partial one first), then the fraction's. Read in place (a value
+/// per row on the binlog path: no allocation).
+fn decimal_groups(raw: &[u8], precision: u8, scale: u8) -> (bool, impl Iterator<Item = (u32, usize)> + '_) {
     let (intg, frac) = (precision.saturating_sub(scale) as usize, scale as usize);
     // The sign is the top bit, inverted; a negative value has all its bits inverted.
     let negative = raw.first().is_some_and(|b| b & 0x80 == 0);
     let mask = if negative { 0xFF } else { 0 };
-    let mut bytes: Vec<u8> = raw.iter().map(|b| b ^ mask).collect();
-    if let Some(b) = bytes.first_mut() {
-        *b ^= 0x80;
-    }
-    let mut sizes = Vec::with_capacity(intg / 9 + frac / 9 + 2);
-    if intg % 9 > 0 {
-        sizes.push(intg % 9);
-    }
-    sizes.extend(std::iter::repeat_n(9, intg / 9 + frac / 9));
-    if frac % 9 > 0 {
-        sizes.push(frac % 9);
-    }
+    let byte = move |i: usize| raw[i] ^ mask ^ if i == 0 { 0x80 } else { 0 };
+    let sizes = std::iter::once(intg % 9)
+        .chain(std::iter::repeat_n(9, intg / 9 + frac / 9))
+        .chain(std::iter::once(frac % 9))
+        .filter(|&digits| digits > 0);
     let mut at = 0;
-    let groups = sizes
-        .into_iter()
-        .map(|digits| {
-            let n = DIG2BYTES[digits];
-            let v = be(&bytes[at..at + n]) as u32;
-            at += n;
-            (v, digits)
-        })
-        .collect();
+    let groups = sizes.map(move |digits| {
+        let n = DIG2BYTES[digits];
+        let v = (at..at + n).fold(0u32, |acc, i| (acc << 8) | byte(i) as u32);
+        at += n;
+        (v, digits)
+    });
     (negative, groups)
 }
 
 /// The DECIMAL's unscaled value (precision ≤ 38).
 fn decimal_unscaled(raw: &[u8], precision: u8, scale: u8) -> i128 {
     let (negative, groups) = decimal_groups(raw, precision, scale);
-    let v = groups.iter().fold(0i128, |acc, &(g, digits)| acc * 10i128.pow(digits as u32) + g as i128);
+    let v = groups.fold(0i128, |acc, (g, digits)| acc * 10i128.pow(digits as u32) + g as i128);
     if negative {
         -v
     } else {
