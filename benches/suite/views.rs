@@ -47,13 +47,18 @@ fn picked(round: usize, rows: i64) -> Vec<i64> {
 }
 
 fn orders(ids: &[i64], salt: i64) -> RecordBatch {
+    orders_salted(ids, |_| salt)
+}
+
+/// Orders `ids`, each with its own salt.
+fn orders_salted(ids: &[i64], salt: impl Fn(i64) -> i64) -> RecordBatch {
     let schema = Arc::new(Schema::new(vec![
         Field::new("id", DataType::Int64, false),
         Field::new("customer_id", DataType::Int64, true),
         Field::new("amount", DataType::Int64, true),
     ]));
-    let customer: Vec<i64> = ids.iter().map(|i| (i * 7919 + salt) % CUSTOMERS).collect();
-    let amount: Vec<i64> = ids.iter().map(|i| (i * 31 + salt) % 1000).collect();
+    let customer: Vec<i64> = ids.iter().map(|&i| (i * 7919 + salt(i)) % CUSTOMERS).collect();
+    let amount: Vec<i64> = ids.iter().map(|&i| (i * 31 + salt(i)) % 1000).collect();
     let columns: Vec<ArrayRef> = vec![
         Arc::new(Int64Array::from(ids.to_vec())),
         Arc::new(Int64Array::from(customer)),
@@ -107,9 +112,8 @@ pub fn main() {
         let phase = Instant::now();
         for round in 0..rounds() {
             let picked = picked(round, rows);
-            let old: Vec<RecordBatch> = picked.iter().map(|&id| orders(&[id], current_salt[id as usize])).collect();
+            let old = orders_salted(&picked, |id| current_salt[id as usize]);
             let salt = round as i64 + 1;
-            let old = datafusion::arrow::compute::concat_batches(&old[0].schema(), &old).unwrap();
             let new = orders(&picked, salt);
             for &id in &picked {
                 current_salt[id as usize] = salt;

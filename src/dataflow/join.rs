@@ -12,11 +12,17 @@
 //! ```
 //!
 //! The rows an outer join preserves (and what semi/anti joins keep) depend on whether a row
-//! has any partner, which a delta can flip for rows it does not contain. For every key K the
-//! commit touches, the operator computes that part from the state before and after:
-//! `Δ = unmatched_new(K) − unmatched_old(K)` (matched, for semi joins), consolidated so that
-//! rows whose status did not change cancel. Rows with a NULL key are never matched, so their
-//! part is linear: their own delta, NULL-extended.
+//! has any partner, which a delta of the *other* side can flip for rows it does not contain.
+//! For every key K the other side's delta touches, the operator computes that part from the
+//! state before and after: `Δ = unmatched_new(K) − unmatched_old(K)` (matched, for semi
+//! joins), consolidated so that rows whose status did not change cancel. Under every other
+//! key the other side is the same before and after, so the part is linear: the preserved
+//! side's own delta rows, each kept by its own partners (one probe per delta row, the common
+//! case of a semi join fed by its large side). Rows with a NULL key are never matched, so
+//! their part is linear too: their own delta, NULL-extended.
+//!
+//! An update of a side's index groups the delta's rows by key (deletions first), so each key
+//! is found once: an update's −old +new replaces the row in place.
 //!
 //! `NOT IN (subquery)` is a null-aware anti join, whose output also depends on the right side
 //! as a whole; see [`null_aware`].
@@ -59,6 +65,61 @@ enum Group {
 /// Per stored row: the boxed bytes' header and allocator overhead, and the map slot.
 const ROW_OVERHEAD: usize = 48;
 
+impl Group {
+    /// Adds `w` copies of `row` to a key's rows (`None`: the key has none), and returns
+    /// `bytes` (the side's accounting) adjusted. A group left with one row holds it inline.
+    fn apply(group: &mut Option<Group>, row: &[u8], w: i64, bytes: usize) -> usize {
+        let (added, removed) = match group {
+            None => {
+                *group = Some(Group::One(row.into(), w));
+                (row.len() + ROW_OVERHEAD, 0)
+            }
+            Some(Group::One(r, n)) if r.as_ref() == row => {
+                *n += w;
+                if *n == 0 {
+                    *group = None;
+                    (0, row.len() + ROW_OVERHEAD)
+                } else {
+                    (0, 0)
+                }
+            }
+            Some(g) => {
+                if let Group::One(r, n) = g {
+                    let mut many = FastMap::default();
+                    many.insert(std::mem::take(r), *n);
+                    *g = Group::Many(many);
+                }
+                let Group::Many(many) = g else { unreachable!("converted above") };
+                let change = match many.get_mut(row) {
+                    Some(n) => {
+                        *n += w;
+                        if *n == 0 {
+                            many.remove(row);
+                            (0, row.len() + ROW_OVERHEAD)
+                        } else {
+                            (0, 0)
+                        }
+                    }
+                    None => {
+                        many.insert(row.into(), w);
+                        (row.len() + ROW_OVERHEAD, 0)
+                    }
+                };
+                match many.len() {
+                    0 => *group = None,
+                    1 => {
+                        let (r, n) = many.drain().next().expect("one row");
+                        *group = Some(Group::One(r, n));
+                    }
+                    _ => {}
+                }
+                change
+            }
+        };
+        (bytes + added).saturating_sub(removed)
+    }
+}
+
 impl Side {
     /// A join input with its key expressions.
     pub fn new(input: Box<dyn Operator>, keys: Vec<Arc<dyn PhysicalExpr>>) -> Result<Self> {
@@ -76,55 +137,46 @@ impl Side {
         }
     }
 
+    /// Applies `change` to the index. The rows are grouped by key (deletions first), so each
+    /// key is found once however many rows it has in the change (an update's −old +new
+    /// replaces the row in place).
     fn update(&mut self, change: &ChangeBatch, keys: &Keys) -> Result<()> {
         let rows = self.rows.convert_columns(change.data.columns())?;
-        for (i, &w) in change.weights.iter().enumerate() {
-            if keys.null[i] {
-                continue;
-            }
-            let key = keys.rows.row(i).data();
-            let row = rows.row(i).data();
-            let (added, removed, emptied) = match self.index.get_mut(key) {
-                None => {
-                    self.index.insert(Key::from_slice(key), Group::One(row.into(), w));
-                    (row.len() + key.len() + 2 * ROW_OVERHEAD, 0, false)
-                }
-                Some(Group::One(r, n)) if r.as_ref() == row => {
-                    *n += w;
-                    if *n == 0 {
-                        (0, row.len() + ROW_OVERHEAD, true)
-                    } else {
-                        (0, 0, false)
+        let mut order: Vec<(&[u8], bool, usize)> = (0..change.len())
+            .filter(|&i| !keys.null[i])
+            .map(|i| (keys.rows.row(i).data(), change.weights[i] > 0, i))
+            .collect();
+        order.sort_unstable();
+        let mut at = 0;
+        while at < order.len() {
+            let key = order[at].0;
+            let run = order[at..].iter().take_while(|(k, ..)| *k == key).count();
+            let changes = order[at..at + run].iter().map(|&(_, _, i)| (rows.row(i).data(), change.weights[i]));
+            at += run;
+            match self.index.entry(Key::from_slice(key)) {
+                std::collections::hash_map::Entry::Occupied(mut slot) => {
+                    let mut group = Some(std::mem::replace(slot.get_mut(), Group::One(Box::default(), 0)));
+                    for (row, w) in changes {
+                        self.bytes = Group::apply(&mut group, row, w, self.bytes);
                     }
-                }
-                Some(group) => {
-                    if let Group::One(r, n) = group {
-                        let mut many = FastMap::default();
-                        many.insert(std::mem::take(r), *n);
-                        *group = Group::Many(many);
-                    }
-                    let Group::Many(many) = group else { unreachable!("converted above") };
-                    match many.get_mut(row) {
-                        Some(n) => {
-                            *n += w;
-                            if *n == 0 {
-                                many.remove(row);
-                                (0, row.len() + ROW_OVERHEAD, many.is_empty())
-                            } else {
-                                (0, 0, false)
-                            }
-                        }
+                    match group {
+                        Some(g) => *slot.get_mut() = g,
                         None => {
-                            many.insert(row.into(), w);
-                            (row.len() + ROW_OVERHEAD, 0, false)
+                            slot.remove();
+                            self.bytes = self.bytes.saturating_sub(key.len() + ROW_OVERHEAD);
                         }
                     }
                 }
-            };
-            self.bytes = (self.bytes + added).saturating_sub(removed);
-            if emptied {
-                self.index.remove(key);
-                self.bytes = self.bytes.saturating_sub(key.len() + ROW_OVERHEAD);
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    let mut group = None;
+                    for (row, w) in changes {
+                        self.bytes = Group::apply(&mut group, row, w, self.bytes);
+                    }
+                    if let Some(g) = group {
+                        slot.insert(g);
+                        self.bytes += key.len() + ROW_OVERHEAD;
+                    }
+                }
             }
         }
         Ok(())
@@ -308,40 +360,106 @@ impl Join {
         }))
     }
 
-    /// The preserved (or semi-kept) rows under `keys`, as output rows with weight `sign`.
-    fn preserved_part(&self, keys: &BTreeSet<Vec<u8>>, sign: i64) -> Result<Vec<ChangeBatch>> {
-        let mut out = Vec::new();
-        for (w, want_matched) in self.preserved() {
-            let (mine, other) = self.sides(w);
-            let mut kept: Vec<&[u8]> = Vec::new();
-            let mut weights: Vec<i64> = Vec::new();
-            for key in keys {
-                let rows: Vec<(&[u8], i64)> = mine.matches(key).collect();
-                if rows.is_empty() {
-                    continue;
-                }
-                let partners: Vec<&[u8]> = other.matches(key).map(|(r, _)| r).collect();
-                let matched: Vec<bool> = if partners.is_empty() {
-                    vec![false; rows.len()]
-                } else if self.filter.is_none() {
-                    vec![true; rows.len()]
-                } else {
-                    self.any_partner(w, &rows, &partners)?
-                };
-                for ((row, n), m) in rows.into_iter().zip(matched) {
-                    if m == want_matched {
-                        kept.push(row);
-                        weights.push(n * sign);
-                    }
-                }
-            }
-            if kept.is_empty() {
+    /// The rows of preserved side `w` under `keys` that are kept (matched when
+    /// `want_matched`, else unmatched), as output rows with weight `sign`.
+    fn preserved_part(
+        &self,
+        w: Which,
+        want_matched: bool,
+        keys: &BTreeSet<Vec<u8>>,
+        sign: i64,
+    ) -> Result<Option<ChangeBatch>> {
+        let (mine, other) = self.sides(w);
+        let mut kept: Vec<&[u8]> = Vec::new();
+        let mut weights: Vec<i64> = Vec::new();
+        for key in keys {
+            let rows: Vec<(&[u8], i64)> = mine.matches(key).collect();
+            if rows.is_empty() {
                 continue;
             }
-            let columns = mine.decode(&kept)?;
-            out.push(self.output_alone(w, columns, weights)?);
+            let partners: Vec<&[u8]> = other.matches(key).map(|(r, _)| r).collect();
+            let matched: Vec<bool> = if partners.is_empty() {
+                vec![false; rows.len()]
+            } else if self.filter.is_none() {
+                vec![true; rows.len()]
+            } else {
+                self.any_partner(w, &rows, &partners)?
+            };
+            for ((row, n), m) in rows.into_iter().zip(matched) {
+                if m == want_matched {
+                    kept.push(row);
+                    weights.push(n * sign);
+                }
+            }
         }
-        Ok(out)
+        if kept.is_empty() {
+            return Ok(None);
+        }
+        let columns = mine.decode(&kept)?;
+        Ok(Some(self.output_alone(w, columns, weights)?))
+    }
+
+    /// The kept part of preserved side `w`'s own delta under the keys the other side's delta
+    /// does not touch (`skip` holds those it does): there the other side is the same before
+    /// and after, so each delta row is kept or not by its own partners, linearly.
+    fn preserved_linear(
+        &self,
+        w: Which,
+        want_matched: bool,
+        change: &ChangeBatch,
+        keys: &Keys,
+        skip: &BTreeSet<Vec<u8>>,
+    ) -> Result<Option<ChangeBatch>> {
+        let (_, other) = self.sides(w);
+        let mut kept: Vec<u32> = Vec::new();
+        // With a residual filter, the delta rows that have partners and the pairs to test.
+        let mut pair_rows: Vec<u32> = Vec::new();
+        let mut pair_partners: Vec<&[u8]> = Vec::new();
+        for i in 0..change.len() {
+            if keys.null[i] {
+                continue;
+            }
+            let key = keys.rows.row(i).data();
+            if !skip.is_empty() && skip.contains(key) {
+                continue;
+            }
+            let mut partners = other.matches(key).peekable();
+            if partners.peek().is_none() {
+                if !want_matched {
+                    kept.push(i as u32);
+                }
+            } else if self.filter.is_none() {
+                if want_matched {
+                    kept.push(i as u32);
+                }
+            } else {
+                for (p, _) in partners {
+                    pair_rows.push(i as u32);
+                    pair_partners.push(p);
+                }
+            }
+        }
+        if !pair_rows.is_empty() {
+            let mine = take_rows(change.data.columns(), &pair_rows)?;
+            let theirs = other.decode(&pair_partners)?;
+            let n = pair_rows.len();
+            let (_, mask) = if w == Which::Left { self.pairs(mine, theirs, n)? } else { self.pairs(theirs, mine, n)? };
+            let mask = mask.expect("pairs are tested only with a filter");
+            let mut passed = vec![false; change.len()];
+            for (k, &i) in pair_rows.iter().enumerate() {
+                passed[i as usize] |= mask.is_valid(k) && mask.value(k);
+            }
+            let mut tested = pair_rows;
+            tested.dedup();
+            kept.extend(tested.into_iter().filter(|&i| passed[i as usize] == want_matched));
+            kept.sort_unstable();
+        }
+        if kept.is_empty() {
+            return Ok(None);
+        }
+        let columns = take_rows(change.data.columns(), &kept)?;
+        let weights = kept.iter().map(|&i| change.weights[i as usize]).collect();
+        Ok(Some(self.output_alone(w, columns, weights)?))
     }
 
     /// For each row of side `w` (all under one key), whether some partner passes the filter.
@@ -422,32 +540,38 @@ impl Operator for Join {
         if self.null_aware.is_some() {
             return self.step_null_aware(dl, dr, kl, kr);
         }
-        let mut touched: BTreeSet<Vec<u8>> = BTreeSet::new();
-        if !self.preserved().is_empty() {
-            for k in [&kl, &kr].into_iter().flatten() {
-                for (i, null) in k.null.iter().enumerate() {
-                    if !null {
-                        touched.insert(k.rows.row(i).data().to_vec());
-                    }
-                }
-            }
+        // Per preserved side, the keys whose partners the other side's delta changes: there
+        // the kept rows are computed before and after; elsewhere from the side's own delta.
+        let key_set = |k: &Option<Keys>| -> BTreeSet<Vec<u8>> {
+            let Some(k) = k else { return BTreeSet::new() };
+            (0..k.null.len()).filter(|&i| !k.null[i]).map(|i| k.rows.row(i).data().to_vec()).collect()
+        };
+        let preserved: Vec<(Which, bool, BTreeSet<Vec<u8>>)> = self
+            .preserved()
+            .into_iter()
+            .map(|(w, want)| (w, want, key_set(if w == Which::Left { &kr } else { &kl })))
+            .collect();
+        let mut parts: Vec<ChangeBatch> = Vec::new();
+        for (w, want, keys) in &preserved {
+            parts.extend(self.preserved_part(*w, *want, keys, -1)?);
         }
-        let mut parts: Vec<ChangeBatch> = self.preserved_part(&touched, -1)?;
-        if let (Some(d), Some(k)) = (&dl, &kl) {
+        for (which, delta, keys) in [(Which::Left, &dl, &kl), (Which::Right, &dr, &kr)] {
+            let (Some(d), Some(k)) = (delta, keys) else { continue };
             if self.inner_like() {
-                parts.extend(self.join_delta(Which::Left, d, k)?);
+                parts.extend(self.join_delta(which, d, k)?);
             }
-            parts.extend(self.null_key_part(Which::Left, d, k)?);
-            self.left.update(d, k)?;
-        }
-        if let (Some(d), Some(k)) = (&dr, &kr) {
-            if self.inner_like() {
-                parts.extend(self.join_delta(Which::Right, d, k)?);
+            parts.extend(self.null_key_part(which, d, k)?);
+            for (w, want, skip) in preserved.iter().filter(|(w, ..)| *w == which) {
+                parts.extend(self.preserved_linear(*w, *want, d, k, skip)?);
             }
-            parts.extend(self.null_key_part(Which::Right, d, k)?);
-            self.right.update(d, k)?;
+            match which {
+                Which::Left => self.left.update(d, k)?,
+                Which::Right => self.right.update(d, k)?,
+            }
         }
-        parts.extend(self.preserved_part(&touched, 1)?);
+        for (w, want, keys) in &preserved {
+            parts.extend(self.preserved_part(*w, *want, keys, 1)?);
+        }
         self.combine(parts)
     }
 

@@ -250,7 +250,7 @@ impl TableState {
     /// The current rows, frozen (see [`PinnedRows`]).
     pub fn pin(&self) -> PinnedRows {
         let rows = self.read_rows();
-        PinnedRows { index: rows.index.clone(), version: rows.version, layout: rows.layout.clone() }
+        PinnedRows { index: rows.index.pinned(), version: rows.version, layout: rows.layout.clone() }
     }
 
     /// All rows as one batch, consistent as of the last commit. Cached until the next write.
@@ -362,10 +362,18 @@ impl TableState {
             (rows.version, rows.index.clone())
         };
         let merged = index.merged();
-        let mut rows = self.write_rows();
-        if rows.version == version {
+        let replaced = {
+            let mut rows = self.write_rows();
             // Same rows, so the version (and the snapshot cached for it) stays.
-            rows.index = merged;
+            (rows.version == version).then(|| std::mem::replace(&mut rows.index, merged))
+        };
+        // Freeing the old run and every recent change takes milliseconds for a large table:
+        // not on the commit path (pins may still share them; the last owner frees).
+        if let Some(old) = replaced {
+            let freed = std::thread::Builder::new().name("hw-free".into()).spawn(move || drop((old, index)));
+            if let Err(e) = freed {
+                tracing::debug!("freeing a merged table index inline: {e}");
+            }
         }
     }
 

@@ -25,6 +25,8 @@ const VIEWS: &[(&str, &str)] = &[
     ("v_full", "SELECT a.id, b.id AS bid FROM a FULL JOIN b ON a.k = b.k AND a.v <> b.w"),
     ("v_semi", "SELECT id, k FROM a WHERE k IN (SELECT k FROM b WHERE w > 2)"),
     ("v_anti", "SELECT id, k, v FROM a WHERE NOT EXISTS (SELECT 1 FROM b WHERE b.k = a.k)"),
+    ("v_semi_residual", "SELECT id, v FROM a WHERE EXISTS (SELECT 1 FROM b WHERE b.k = a.k AND b.w > a.v)"),
+    ("v_anti_residual", "SELECT id FROM a WHERE NOT EXISTS (SELECT 1 FROM b WHERE b.k = a.k AND b.w = a.v)"),
     ("v_not_in", "SELECT id, k FROM a WHERE k NOT IN (SELECT k FROM b)"),
     ("v_not_in_filtered", "SELECT id, v FROM a WHERE v NOT IN (SELECT w FROM b WHERE k > 1)"),
     (

@@ -94,7 +94,7 @@ impl Join {
         if !local {
             parts.extend(self.whole_output(before, -1)?);
         } else if after == Mode::Unmatched {
-            parts.extend(self.preserved_part(&touched, -1)?);
+            parts.extend(self.preserved_part(Which::Left, false, &touched, -1)?);
         }
         if let (Some(d), Some(k)) = (&dl, &kl) {
             if local && after == Mode::All {
@@ -112,7 +112,7 @@ impl Join {
         if !local {
             parts.extend(self.whole_output(after, 1)?);
         } else if after == Mode::Unmatched {
-            parts.extend(self.preserved_part(&touched, 1)?);
+            parts.extend(self.preserved_part(Which::Left, false, &touched, 1)?);
         }
         self.combine(parts)
     }
