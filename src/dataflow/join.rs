@@ -29,6 +29,7 @@
 
 mod null_aware;
 
+use std::collections::hash_map::Entry::{Occupied, Vacant};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -153,30 +154,27 @@ impl Side {
             let run = order[at..].iter().take_while(|(k, ..)| *k == key).count();
             let changes = order[at..at + run].iter().map(|&(_, _, i)| (rows.row(i).data(), change.weights[i]));
             at += run;
-            match self.index.entry(Key::from_slice(key)) {
-                std::collections::hash_map::Entry::Occupied(mut slot) => {
-                    let mut group = Some(std::mem::replace(slot.get_mut(), Group::One(Box::default(), 0)));
-                    for (row, w) in changes {
-                        self.bytes = Group::apply(&mut group, row, w, self.bytes);
-                    }
-                    match group {
-                        Some(g) => *slot.get_mut() = g,
-                        None => {
-                            slot.remove();
-                            self.bytes = self.bytes.saturating_sub(key.len() + ROW_OVERHEAD);
-                        }
-                    }
+            // The key's rows taken out of the map (one probe), changed, then put back.
+            let (mut group, slot) = match self.index.entry(Key::from_slice(key)) {
+                Occupied(mut slot) => {
+                    (Some(std::mem::replace(slot.get_mut(), Group::One(Box::default(), 0))), Ok(slot))
                 }
-                std::collections::hash_map::Entry::Vacant(slot) => {
-                    let mut group = None;
-                    for (row, w) in changes {
-                        self.bytes = Group::apply(&mut group, row, w, self.bytes);
-                    }
-                    if let Some(g) = group {
-                        slot.insert(g);
-                        self.bytes += key.len() + ROW_OVERHEAD;
-                    }
+                Vacant(slot) => (None, Err(slot)),
+            };
+            for (row, w) in changes {
+                self.bytes = Group::apply(&mut group, row, w, self.bytes);
+            }
+            match (group, slot) {
+                (Some(g), Ok(mut slot)) => *slot.get_mut() = g,
+                (None, Ok(slot)) => {
+                    slot.remove();
+                    self.bytes = self.bytes.saturating_sub(key.len() + ROW_OVERHEAD);
                 }
+                (Some(g), Err(slot)) => {
+                    slot.insert(g);
+                    self.bytes += key.len() + ROW_OVERHEAD;
+                }
+                (None, Err(_)) => {}
             }
         }
         Ok(())
@@ -209,6 +207,13 @@ impl<'a> Iterator for Matches<'a> {
 struct Keys {
     rows: Rows,
     null: Vec<bool>,
+}
+
+impl Keys {
+    /// The distinct keys without a NULL.
+    fn non_null(&self) -> BTreeSet<Vec<u8>> {
+        (0..self.null.len()).filter(|&i| !self.null[i]).map(|i| self.rows.row(i).data().to_vec()).collect()
+    }
 }
 
 /// An equi-join of two inputs.
@@ -542,10 +547,7 @@ impl Operator for Join {
         }
         // Per preserved side, the keys whose partners the other side's delta changes: there
         // the kept rows are computed before and after; elsewhere from the side's own delta.
-        let key_set = |k: &Option<Keys>| -> BTreeSet<Vec<u8>> {
-            let Some(k) = k else { return BTreeSet::new() };
-            (0..k.null.len()).filter(|&i| !k.null[i]).map(|i| k.rows.row(i).data().to_vec()).collect()
-        };
+        let key_set = |k: &Option<Keys>| k.as_ref().map(Keys::non_null).unwrap_or_default();
         let preserved: Vec<(Which, bool, BTreeSet<Vec<u8>>)> = self
             .preserved()
             .into_iter()

@@ -151,7 +151,11 @@ impl Run {
     /// the entries whose heads cannot order them on either side of `key` (one block of
     /// [`FENCE`] unless long keys share a prefix across blocks).
     fn search(&self, key: &[u8]) -> Result<usize, usize> {
-        let h = head(key);
+        self.search_head(key, head(key))
+    }
+
+    /// [`Run::search`] for a key whose head `h` the caller has computed.
+    fn search_head(&self, key: &[u8], h: u128) -> Result<usize, usize> {
         let below = self.fences.partition_point(|&f| head_order(f, h) == Ordering::Less);
         let not_above = below + self.fences[below..].partition_point(|&f| head_order(f, h) != Ordering::Greater);
         let mut lo = below.saturating_sub(1) * FENCE;
@@ -347,12 +351,13 @@ impl RowIndex {
 
     /// The entry under `key`.
     pub fn get(&self, key: &[u8]) -> Option<EntryRef<'_>> {
-        if self.filter.as_ref().is_none_or(|f| f.may_contain(head(key))) {
+        let h = head(key);
+        if self.filter.as_ref().is_none_or(|f| f.may_contain(h)) {
             if let Some(slot) = self.recent.get(key) {
                 return slot.as_ref().map(Entry::borrowed);
             }
         }
-        self.base.search(key).ok().map(|i| self.base.entry(i))
+        self.base.search_head(key, h).ok().map(|i| self.base.entry(i))
     }
 
     /// Puts `new` under `key` (`None` removes it); `existed` says whether the key was present

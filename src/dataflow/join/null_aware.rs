@@ -87,7 +87,7 @@ impl Join {
         let mut touched: BTreeSet<Vec<u8>> = BTreeSet::new();
         if local && after == Mode::Unmatched {
             for k in [&kl, &kr].into_iter().flatten() {
-                touched.extend((0..k.null.len()).filter(|&i| !k.null[i]).map(|i| k.rows.row(i).data().to_vec()));
+                touched.extend(k.non_null());
             }
         }
         let mut parts = Vec::new();
