@@ -8,7 +8,11 @@
 //! 2. **Loading** at position `S`: the snapshot transaction reads the table as of binlog
 //!    position `S` (`binlog_snapshot_position`, exact, no locks). Buffered changes at or
 //!    before `S` are dropped (the snapshot contains them); later ones are kept. Chunks are
-//!    applied as they arrive.
+//!    applied as they arrive. Where the server gives no exact position (MySQL), a keyed
+//!    table loads at the low watermark `L` instead: its view lies somewhere between `L` and
+//!    the high watermark `H`, the changes after `L` are kept (those the view holds apply
+//!    again harmlessly: whole row images, upserted by key), and the phase ends only once
+//!    the binlog is past `H`.
 //! 3. **Streaming**: after the last chunk the kept changes are applied in binlog order, then
 //!    every later transaction is applied as it arrives.
 //!
@@ -81,9 +85,13 @@ pub enum Message {
         table: usize,
         message: String,
     },
+    /// A snapshot's view is open: exactly at `position`, or — with `replay_from`, the low
+    /// watermark where the server gives no exact position (MySQL) — somewhere after
+    /// `replay_from` and at or before `position`.
     SnapshotStart {
         table: usize,
         position: BinlogPosition,
+        replay_from: Option<BinlogPosition>,
         chunks_total: u64,
     },
     /// A chunk of a snapshot; `last_key` is its last row's key (text values) when the
@@ -129,12 +137,21 @@ pub struct SourceOptions {
     pub snapshot: bool,
     pub chunk_size: usize,
     pub parallelism: usize,
+    /// How a snapshot finds where its view lies in the binlog (`SNAPSHOT_POSITION`).
+    #[serde(default)]
+    pub snapshot_position: snapshot::ViewPosition,
 }
 
 impl SourceOptions {
     /// Reads and checks the options.
     pub fn parse(options: &BTreeMap<String, String>) -> Result<Self> {
-        let mut o = SourceOptions { server_id: 5400, snapshot: true, chunk_size: 8192, parallelism: 2 };
+        let mut o = SourceOptions {
+            server_id: 5400,
+            snapshot: true,
+            chunk_size: 8192,
+            parallelism: 2,
+            snapshot_position: snapshot::ViewPosition::Auto,
+        };
         for (k, v) in options {
             let num = |max: u64| -> Result<u64> {
                 v.parse::<u64>().ok().filter(|n| *n >= 1 && *n <= max).ok_or_else(|| {
@@ -156,9 +173,22 @@ impl SourceOptions {
                         }
                     }
                 }
+                "SNAPSHOT_POSITION" => {
+                    o.snapshot_position = match v.to_ascii_lowercase().as_str() {
+                        "auto" => snapshot::ViewPosition::Auto,
+                        "exact" => snapshot::ViewPosition::Exact,
+                        "watermark" | "watermarks" => snapshot::ViewPosition::Watermark,
+                        _ => {
+                            return Err(Error::InvalidParameterValue(format!(
+                                "SNAPSHOT_POSITION must be 'auto', 'exact' or 'watermark', got '{v}'"
+                            )))
+                        }
+                    }
+                }
                 other => {
                     return Err(Error::InvalidParameterValue(format!(
-                        "unknown source option {other} (valid: SERVER_ID, SNAPSHOT, CHUNK_SIZE, SNAPSHOT_PARALLELISM)"
+                        "unknown source option {other} (valid: SERVER_ID, SNAPSHOT, CHUNK_SIZE, \
+                         SNAPSHOT_PARALLELISM, SNAPSHOT_POSITION)"
                     )))
                 }
             }
@@ -412,6 +442,10 @@ enum Phase {
         /// changes between it and `at` are applied as the binlog delivers them. The snapshot
         /// is not finished (and its stored position stays here) until they all are.
         catch_up_from: Option<BinlogPosition>,
+        /// A view bracketed by watermarks (MySQL): `at` is the low one, this the high one.
+        /// The rows are consistent only once the changes up to here are applied after them,
+        /// so the snapshot does not finish before the binlog has delivered them.
+        settles_at: Option<BinlogPosition>,
         /// The last chunk arrived (waiting for the catch-up).
         read: bool,
     },
@@ -703,6 +737,7 @@ impl Runner {
                 schema,
                 chunk_size: src.options.chunk_size,
                 after,
+                view_position: src.options.snapshot_position,
             };
             tasks.spawn(async move {
                 let _open = open.acquire_owned().await.map_err(|_| Error::Internal("semaphore closed".into()))?;
@@ -891,9 +926,15 @@ impl Runner {
                 }
             }
             Message::TableError { table, message } => self.fail_unit(phases, table, message),
-            Message::SnapshotStart { table: u, position, chunks_total } => {
+            Message::SnapshotStart { table: u, position, replay_from, chunks_total } => {
                 let name = self.units[u].progress_name();
                 let resumed_from = progress.resume.get(&name).map(|r| r.at.clone());
+                // Bracketed by watermarks, a keyed table's view lies somewhere after
+                // `replay_from`: every change after it is applied after the chunks (row images
+                // are idempotent on a keyed table), and the snapshot is not finished before
+                // the binlog is past `position`.
+                let settles_at = replay_from.is_some().then(|| position.clone());
+                let position = replay_from.unwrap_or(position);
                 if let Phase::Pending(buf) = std::mem::replace(&mut phases[u], Phase::Failed) {
                     // Changes after `position` wait for the last chunk. A resumed snapshot
                     // also owes the table what happened between its first and this position
@@ -921,11 +962,13 @@ impl Runner {
                     if resumed_from.is_some() && !self.replay(phases, u, catch_up, progress)? {
                         return Ok(Flow::Continue);
                     }
+                    let reader_at = progress.position.as_ref();
                     phases[u] = Phase::Loading {
                         at: position,
                         buffer: kept,
                         started: Instant::now(),
                         catch_up_from,
+                        settles_at: settles_at.filter(|high| reader_at.is_none_or(|r| r < high)),
                         read: false,
                     };
                 }
@@ -975,9 +1018,9 @@ impl Runner {
             }
             Message::SnapshotDone { table: u } => {
                 let mut ready = false;
-                if let Phase::Loading { read, catch_up_from, .. } = &mut phases[u] {
+                if let Phase::Loading { read, catch_up_from, settles_at, .. } = &mut phases[u] {
                     *read = true;
-                    ready = catch_up_from.is_none();
+                    ready = catch_up_from.is_none() && settles_at.is_none();
                 }
                 if ready {
                     self.finish_snapshot(phases, u, progress)?;
@@ -1114,21 +1157,27 @@ impl Runner {
         Ok(())
     }
 
-    /// Units of resumed snapshots that the binlog has now delivered up to their snapshot
-    /// position: their stored position moves up to it; those whose chunks are all in are
-    /// returned to be finished.
+    /// Units of resumed or watermarked snapshots that the binlog has now delivered up to
+    /// their snapshot position (or high watermark): a resumed one's stored position moves up
+    /// to it; those whose chunks are all in are returned to be finished.
     fn caught_up(&self, phases: &mut [Phase], reader_at: &BinlogPosition, progress: &mut Progress) -> Vec<usize> {
         let mut finished = Vec::new();
         for (u, phase) in phases.iter_mut().enumerate() {
-            if let Phase::Loading { at, catch_up_from, read, .. } = phase {
+            if let Phase::Loading { at, catch_up_from, settles_at, read, .. } = phase {
+                let mut moved = false;
                 if catch_up_from.is_some() && *reader_at >= *at {
                     *catch_up_from = None;
+                    moved = true;
                     if let Some(r) = progress.resume.get_mut(&self.units[u].progress_name()) {
                         r.at = at.clone();
                     }
-                    if *read {
-                        finished.push(u);
-                    }
+                }
+                if settles_at.as_ref().is_some_and(|high| reader_at >= high) {
+                    *settles_at = None;
+                    moved = true;
+                }
+                if moved && *read && catch_up_from.is_none() && settles_at.is_none() {
+                    finished.push(u);
                 }
             }
         }
@@ -1258,4 +1307,36 @@ fn to_batch(t: &CapturedTable, rows: Vec<RowChange>) -> Result<ChangeBatch> {
     }
     let data = snapshot::finish(&t.state.schema(), &mut builders)?;
     Ok(ChangeBatch { data, weights, mode: ApplyMode::Upsert })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(pairs: &[(&str, &str)]) -> Result<SourceOptions> {
+        SourceOptions::parse(&pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+    }
+
+    #[test]
+    fn options_default_and_snapshot_position() {
+        let o = parse(&[]).unwrap();
+        assert_eq!((o.server_id, o.snapshot, o.chunk_size, o.parallelism), (5400, true, 8192, 2));
+        assert_eq!(o.snapshot_position, snapshot::ViewPosition::Auto);
+        for (text, want) in [
+            ("auto", snapshot::ViewPosition::Auto),
+            ("EXACT", snapshot::ViewPosition::Exact),
+            ("watermark", snapshot::ViewPosition::Watermark),
+        ] {
+            assert_eq!(parse(&[("SNAPSHOT_POSITION", text)]).unwrap().snapshot_position, want);
+        }
+    }
+
+    #[test]
+    fn bad_options_name_the_valid_ones() {
+        for bad in [("SNAPSHOT_POSITION", "sometimes"), ("SNAPSHOT", "always"), ("CHUNK_SIZE", "0"), ("NOPE", "1")] {
+            let e = parse(&[bad]).unwrap_err();
+            assert_eq!(e.sqlstate(), "22023", "{bad:?}: {e}");
+            assert!(e.to_string().contains(bad.0), "{bad:?}: {e}");
+        }
+    }
 }

@@ -2,8 +2,10 @@
 //!
 //! `START TRANSACTION WITH CONSISTENT SNAPSHOT` gives an MVCC view without locks; MariaDB's
 //! `binlog_snapshot_file/position` status variables name the exact binlog position of that
-//! view. The applier keeps binlog events of the table that come after it and applies them
-//! once the last chunk is in (see `super` for the merge).
+//! view. MySQL has none, so there the view is bracketed by watermarks ([`ViewPosition`],
+//! `open_view`). The applier keeps binlog events of the table that come after the position
+//! (after the low watermark) and applies them once the last chunk is in (see `super` for the
+//! merge).
 //!
 //! Tables with a primary key are read in key-ordered chunks, one query per chunk inside the
 //! snapshot transaction (`WHERE key > last ORDER BY key LIMIT n`: InnoDB's clustered index,
@@ -85,25 +87,146 @@ pub struct SnapshotTask {
     pub schema: SchemaRef,
     pub chunk_size: usize,
     pub after: Option<Vec<Vec<u8>>>,
+    pub view_position: ViewPosition,
+}
+
+/// How a snapshot learns where its consistent view lies in the binlog (`SNAPSHOT_POSITION`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub enum ViewPosition {
+    /// The exact position where the server reports it (MariaDB, Percona Server), watermarks
+    /// otherwise (MySQL).
+    #[default]
+    Auto,
+    /// Only the exact position; a server without `binlog_snapshot_*` status is refused.
+    Exact,
+    /// Always watermarks, also where the exact position is known.
+    Watermark,
+}
+
+/// Where an open snapshot transaction's view lies: exactly at `position`, or — with
+/// `replay_from` — somewhere after `replay_from` and at or before `position`.
+struct ViewAt {
+    position: BinlogPosition,
+    replay_from: Option<BinlogPosition>,
+}
+
+/// Times a table without a primary key retries its watermarks before the snapshot fails (and
+/// the source retries it with backoff).
+const MULTISET_ATTEMPTS: usize = 100;
+
+/// Opens the snapshot transaction of `unit` on `conn` and finds its binlog position.
+///
+/// MariaDB names it exactly (`binlog_snapshot_file/position`). MySQL has no such status, so
+/// the view is bracketed by watermarks: the binlog end before `START TRANSACTION WITH
+/// CONSISTENT SNAPSHOT` (low) and after it (high). A keyed table is then exact anyway: the
+/// applier replays every binlog change after low onto the snapshot rows, after them, and
+/// finishes once the binlog is past high. Each change carries the whole row image and the
+/// table applies it as an upsert by key, so a change the view already holds is applied
+/// again harmlessly and every key ends as its last change left it (see `super`). A multiset
+/// cannot tell a change it holds from one it lacks, so its view must not have moved between
+/// the watermarks: when the binlog between them touches the table (`SHOW BINLOG EVENTS`), the
+/// transaction is rolled back and opened again.
+async fn open_view(conn: &mut mysql_async::Conn, mode: ViewPosition, unit: &Unit) -> Result<ViewAt> {
+    let keyed = !unit.spec.key.is_empty();
+    for _ in 0..MULTISET_ATTEMPTS {
+        let low = match mode {
+            ViewPosition::Exact => None,
+            _ => Some(super::current_position(conn).await?),
+        };
+        conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT").await.map_err(upstream)?;
+        if mode != ViewPosition::Watermark {
+            let status: Vec<(String, String)> =
+                conn.query("SHOW STATUS LIKE 'binlog_snapshot_%'").await.map_err(upstream)?;
+            let get = |n: &str| status.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.clone());
+            if let (Some(file), Some(pos)) = (get("Binlog_snapshot_file"), get("Binlog_snapshot_position")) {
+                let position = BinlogPosition { file, pos: pos.parse().unwrap_or(0) };
+                return Ok(ViewAt { position, replay_from: None });
+            }
+        }
+        let Some(low) = low else {
+            return Err(Error::FeatureNotSupported(
+                "SNAPSHOT_POSITION = 'exact' needs the binlog_snapshot_file/position status of MariaDB or \
+                 Percona Server; use SNAPSHOT_POSITION = 'auto' (watermarks on MySQL)"
+                    .into(),
+            ));
+        };
+        let high = super::current_position(conn).await?;
+        if keyed {
+            return Ok(ViewAt { position: high, replay_from: Some(low) });
+        }
+        if low == high || !touched_between(conn, &low, &high, &unit.spec.database, &unit.upstream_table).await? {
+            return Ok(ViewAt { position: high, replay_from: None });
+        }
+        tracing::debug!(
+            table = %quote_upstream(&unit.spec.database, &unit.upstream_table), %low, %high,
+            "a table without a key changed between its snapshot's watermarks: opening the snapshot again"
+        );
+        conn.query_drop("ROLLBACK").await.map_err(upstream)?;
+        tokio::task::yield_now().await;
+    }
+    Err(Error::FeatureNotSupported(format!(
+        "{} has no primary key and was written to each of {MULTISET_ATTEMPTS} times its snapshot began: without \
+         an exact snapshot position (MySQL) a table without a key needs a moment without writes to it; the \
+         source retries, or give the table a primary key",
+        quote_upstream(&unit.spec.database, &unit.upstream_table)
+    )))
+}
+
+/// Whether the binlog between `low` and `high` holds changes to `db.table` (a table map of
+/// it, or a statement naming it); a window across files counts as touched.
+async fn touched_between(
+    conn: &mut mysql_async::Conn,
+    low: &BinlogPosition,
+    high: &BinlogPosition,
+    db: &str,
+    table: &str,
+) -> Result<bool> {
+    if low.file != high.file {
+        return Ok(true);
+    }
+    let sql = format!(
+        "SHOW BINLOG EVENTS IN '{}' FROM {} LIMIT 10000",
+        low.file.replace('\\', "\\\\").replace('\'', "''"),
+        low.pos
+    );
+    let rows: Vec<mysql_async::Row> = conn.query(sql).await.map_err(upstream)?;
+    let mapped = format!("({db}.{table})");
+    let named = table.to_ascii_lowercase();
+    let mut reached_high = false;
+    for row in &rows {
+        let text = |i: usize| match row.as_ref(i) {
+            Some(mysql_async::Value::Bytes(b)) => String::from_utf8_lossy(b).into_owned(),
+            _ => String::new(),
+        };
+        let (kind, info) = (text(2), text(5));
+        let end: u64 = row.get_opt(4).and_then(|v| v.ok()).unwrap_or(0);
+        if end > high.pos {
+            reached_high = true;
+            break;
+        }
+        let touches = match kind.as_str() {
+            "Table_map" => info.ends_with(&mapped),
+            "Query" => info.to_ascii_lowercase().contains(&named),
+            _ => false,
+        };
+        if touches {
+            return Ok(true);
+        }
+        reached_high |= end == high.pos;
+    }
+    // Read the whole window, or assume the worst.
+    Ok(!reached_high && rows.len() >= 10000)
 }
 
 /// Reads unit `idx` and sends `SnapshotStart`, `SnapshotRows`..., `SnapshotDone`; with
 /// `after`, only the rows whose key comes after it (a resumed snapshot).
 pub async fn snapshot_table(task: SnapshotTask, reads: &Semaphore, tx: mpsc::Sender<Message>) -> Result<()> {
-    let SnapshotTask { opts, idx, unit, schema, chunk_size, after } = task;
+    let SnapshotTask { opts, idx, unit, schema, chunk_size, after, view_position } = task;
     let mut conn = mysql_async::Conn::new(opts).await.map_err(upstream)?;
     // TIMESTAMP values in UTC, whatever the server's or the user's time zone.
     conn.query_drop("SET time_zone = '+00:00', NAMES utf8mb4").await.map_err(upstream)?;
     conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ").await.map_err(upstream)?;
-    conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT").await.map_err(upstream)?;
-    let status: Vec<(String, String)> = conn.query("SHOW STATUS LIKE 'binlog_snapshot_%'").await.map_err(upstream)?;
-    let get = |n: &str| status.iter().find(|(k, _)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.clone());
-    let (Some(file), Some(pos)) = (get("Binlog_snapshot_file"), get("Binlog_snapshot_position")) else {
-        return Err(Error::FeatureNotSupported(
-            "a lock-free snapshot needs MariaDB's binlog_snapshot_file/position status (MySQL: not yet)".into(),
-        ));
-    };
-    let position = BinlogPosition { file, pos: pos.parse().unwrap_or(0) };
+    let ViewAt { position, replay_from } = open_view(&mut conn, view_position, &unit).await?;
     let spec = unit.spec.clone();
     let estimate: Option<u64> = conn
         .exec_first(
@@ -114,7 +237,7 @@ pub async fn snapshot_table(task: SnapshotTask, reads: &Semaphore, tx: mpsc::Sen
         .map_err(upstream)?
         .flatten();
     let chunks_total = estimate.unwrap_or(0).div_ceil(chunk_size as u64).max(1);
-    tx.send(Message::SnapshotStart { table: idx, position, chunks_total }).await.map_err(closed)?;
+    tx.send(Message::SnapshotStart { table: idx, position, replay_from, chunks_total }).await.map_err(closed)?;
 
     let upstream_columns = spec.upstream_columns();
     let columns: Vec<String> = upstream_columns.iter().map(|c| format!("`{}`", c.name.replace('`', "``"))).collect();
