@@ -32,6 +32,7 @@
 //! # Modules
 //! - [`server`]: process lifecycle (open state, restore catalog, start sources, serve, stop
 //!   and flush on shutdown).
+//! - [`metrics`]: `GET /metrics` for Prometheus, read from the same status as `hw_catalog`.
 //! - [`sink`]: Kafka sinks (`CREATE SINK`): outbox, envelopes, the producer worker.
 //! - [`source`]: upstream capture (`CREATE SOURCE ... FROM MYSQL`) and the running sources.
 //! - [`pgwire`]: the Postgres protocol edge.
@@ -44,6 +45,7 @@
 pub mod catalog;
 pub mod dataflow;
 pub mod error;
+pub mod metrics;
 pub mod pgwire;
 pub mod server;
 pub mod sink;

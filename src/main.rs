@@ -49,6 +49,9 @@ struct ServeArgs {
     /// PEM private key of --tls-cert.
     #[arg(long, env = "HEADWATER_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Address for Prometheus to scrape `GET /metrics` (e.g. `127.0.0.1:6876`); off by default.
+    #[arg(long, env = "HEADWATER_METRICS_LISTEN")]
+    metrics_listen: Option<String>,
     /// Log filter: error, warn, info, debug, trace, or a tracing filter like `headwater=debug`.
     #[arg(long, env = "HEADWATER_LOG_LEVEL", default_value = "info")]
     log_level: String,
@@ -56,11 +59,20 @@ struct ServeArgs {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let ServeArgs { listen, data_dir, checkpoint_interval, auth, users_file, tls_cert, tls_key, log_level } =
-        match cli.command {
-            Some(Command::Serve(args)) => args,
-            None => cli.serve,
-        };
+    let ServeArgs {
+        listen,
+        data_dir,
+        checkpoint_interval,
+        auth,
+        users_file,
+        tls_cert,
+        tls_key,
+        metrics_listen,
+        log_level,
+    } = match cli.command {
+        Some(Command::Serve(args)) => args,
+        None => cli.serve,
+    };
     let filter = tracing_subscriber::EnvFilter::try_new(&log_level).unwrap_or_else(|e| {
         eprintln!("invalid --log-level {log_level:?}: {e}; using info");
         tracing_subscriber::EnvFilter::new("info")
@@ -75,7 +87,7 @@ fn main() -> std::process::ExitCode {
         }
     };
     let tls = tls_cert.zip(tls_key);
-    let config = Config { checkpoint_interval, auth, users_file, tls, ..Config::new(listen, data_dir) };
+    let config = Config { checkpoint_interval, auth, users_file, tls, metrics_listen, ..Config::new(listen, data_dir) };
     match runtime.block_on(run(config)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -30,6 +30,8 @@ pub struct Config {
     pub users_file: Option<PathBuf>,
     /// PEM certificate chain and private key for TLS (`--tls-cert`, `--tls-key`).
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Address of the Prometheus endpoint, `GET /metrics` (`--metrics-listen`; off when unset).
+    pub metrics_listen: Option<String>,
 }
 
 impl Config {
@@ -42,6 +44,7 @@ impl Config {
             auth: AuthMode::Trust,
             users_file: None,
             tls: None,
+            metrics_listen: None,
         }
     }
 }
@@ -93,6 +96,7 @@ async fn wire_options(config: &Config, engine: &Arc<Engine>) -> Result<WireOptio
 /// A running server: its address, and the handle that stops it.
 pub struct Server {
     local_addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     engine: Arc<Engine>,
     store: Arc<CheckpointedStore>,
     shutdown: watch::Sender<bool>,
@@ -119,6 +123,17 @@ impl Server {
             .map_err(|e| Error::InvalidParameterValue(format!("cannot listen on {}: {e}", config.listen)))?;
         let local_addr = listener.local_addr().map_err(|e| Error::Internal(e.to_string()))?;
         let (shutdown, rx) = watch::channel(false);
+        let metrics_addr = match &config.metrics_listen {
+            Some(addr) => {
+                let l = TcpListener::bind(addr).await.map_err(|e| {
+                    Error::InvalidParameterValue(format!("cannot listen on {addr} for --metrics-listen: {e}"))
+                })?;
+                let bound = l.local_addr().map_err(|e| Error::Internal(e.to_string()))?;
+                tokio::spawn(crate::metrics::serve(Arc::downgrade(&engine), l, rx.clone()));
+                Some(bound)
+            }
+            None => None,
+        };
         let task = tokio::spawn(crate::pgwire::serve(engine.clone(), listener, wire, rx.clone()));
         let (fatal_tx, fatal) = watch::channel(None);
         let checkpointer = tokio::spawn(checkpoint_loop(store.clone(), config.checkpoint_interval, rx, fatal_tx));
@@ -127,9 +142,10 @@ impl Server {
             data_dir = %config.data_dir.display(),
             auth = ?config.auth,
             tls = config.tls.is_some(),
+            metrics = ?metrics_addr,
             "Headwater is ready"
         );
-        Ok(Server { local_addr, engine, store, shutdown, task, checkpointer, fatal })
+        Ok(Server { local_addr, metrics_addr, engine, store, shutdown, task, checkpointer, fatal })
     }
 
     /// The engine behind the wire (for embedding: in-process benchmarks and tools).
@@ -140,6 +156,11 @@ impl Server {
     /// The address the server listens on (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address of `GET /metrics`, when `--metrics-listen` was given.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// Resolves when the server cannot go on (a checkpoint could not be written), with why.

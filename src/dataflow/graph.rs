@@ -16,9 +16,11 @@ use crate::error::{Error, Result};
 use crate::state::table::{PinnedRows, Planned};
 use crate::state::{StateStore, TableState, WriteBatch};
 
-/// What EXPLAIN MATERIALIZED VIEW and `hw_catalog.materialized_views` report about a view.
+/// What EXPLAIN MATERIALIZED VIEW and `hw_catalog.relations` report about a view.
 #[derive(Debug, Clone)]
 pub struct ViewInfo {
+    /// The view's catalog id.
+    pub id: u64,
     pub name: String,
     /// The operator tree, one line per node.
     pub dataflow: Vec<String>,
@@ -279,6 +281,7 @@ impl Dataflow {
         let mut dataflow = Vec::new();
         view.root.explain(0, &mut dataflow);
         Some(ViewInfo {
+            id: view.id,
             name: view.name.clone(),
             dataflow,
             state_bytes: view.root.state_bytes(),

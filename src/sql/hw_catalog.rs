@@ -7,6 +7,10 @@
 //!   wrote (keys, bytes) and how long it took, what is staged for the next, the last error.
 //! - `hw_catalog.sinks`: one row per sink — relation, topic, envelope, delivery, state,
 //!   messages sent, commits waiting (and how old the oldest is), the last error.
+//! - `hw_catalog.relations`: one row per table and materialized view — its source (captured
+//!   tables), rows, and the memory its state holds (rows, plus a view's operator state).
+//!
+//! The same figures are exported for Prometheus by [`crate::metrics`].
 
 use std::sync::{Arc, Weak};
 
@@ -17,17 +21,60 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{SchemaProvider, TableProvider};
 use datafusion::datasource::MemTable;
 
+use crate::catalog::{Catalog, Relation};
+use crate::dataflow::Dataflow;
 use crate::sink::{SinkRegistry, SinkStatus};
 use crate::source::{SourceRegistry, SourceStatus};
+use crate::sql::parser::ObjectType;
 use crate::state::{CheckpointStats, CheckpointedStore};
 
-const TABLES: [&str; 4] = ["sources", "source_tables", "checkpoints", "sinks"];
+const TABLES: [&str; 5] = ["sources", "source_tables", "checkpoints", "sinks", "relations"];
 
 /// The `hw_catalog` schema.
 pub struct HwCatalogSchema {
     sources: Weak<SourceRegistry>,
     sinks: Weak<SinkRegistry>,
     checkpoints: Weak<CheckpointedStore>,
+    catalog: Weak<Catalog>,
+    dataflow: Weak<Dataflow>,
+}
+
+/// The size of one table or materialized view (`hw_catalog.relations`, and metrics).
+#[derive(Debug, Clone)]
+pub struct RelationSize {
+    pub name: String,
+    /// `table` or `materialized view`.
+    pub kind: &'static str,
+    /// The source a captured table belongs to.
+    pub source: Option<String>,
+    pub rows: i64,
+    /// Bytes of state in memory: the rows, plus a view's operator state.
+    pub memory_bytes: u64,
+    /// A view's operator state alone (join indexes, groups, multisets); 0 for tables.
+    pub operator_bytes: u64,
+}
+
+/// Every table and materialized view with its size, by name.
+pub fn relation_sizes(catalog: &Catalog, dataflow: &Dataflow) -> Vec<RelationSize> {
+    let views: std::collections::HashMap<u64, usize> =
+        dataflow.views().into_iter().map(|v| (v.id, v.state_bytes)).collect();
+    let mut out = Vec::new();
+    for kind in [ObjectType::Table, ObjectType::MaterializedView] {
+        for obj in catalog.list(kind) {
+            let Some(Relation::Table { state, .. }) = &obj.relation else { continue };
+            let operator_bytes = views.get(&obj.entry.id).copied().unwrap_or(0) as u64;
+            out.push(RelationSize {
+                name: obj.entry.name.clone(),
+                kind: kind.noun(),
+                source: obj.entry.depends_on.iter().find_map(|d| d.strip_prefix("source:")).map(str::to_string),
+                rows: state.row_count(),
+                memory_bytes: state.memory_bytes() as u64 + operator_bytes,
+                operator_bytes,
+            });
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
 }
 
 impl std::fmt::Debug for HwCatalogSchema {
@@ -44,11 +91,19 @@ impl std::fmt::Debug for SourceRegistry {
 
 impl HwCatalogSchema {
     /// Reads status from `sources` (held weakly, like the public schema holds the catalog).
-    pub fn new(sources: &Arc<SourceRegistry>, sinks: &Arc<SinkRegistry>, checkpoints: &Arc<CheckpointedStore>) -> Self {
+    pub fn new(
+        sources: &Arc<SourceRegistry>,
+        sinks: &Arc<SinkRegistry>,
+        checkpoints: &Arc<CheckpointedStore>,
+        catalog: &Arc<Catalog>,
+        dataflow: &Arc<Dataflow>,
+    ) -> Self {
         HwCatalogSchema {
             sources: Arc::downgrade(sources),
             sinks: Arc::downgrade(sinks),
             checkpoints: Arc::downgrade(checkpoints),
+            catalog: Arc::downgrade(catalog),
+            dataflow: Arc::downgrade(dataflow),
         }
     }
 }
@@ -192,6 +247,30 @@ fn sinks_table(statuses: &[SinkStatus]) -> datafusion::error::Result<RecordBatch
     RecordBatch::try_new(schema, columns).map_err(Into::into)
 }
 
+fn relations_table(sizes: &[RelationSize]) -> datafusion::error::Result<RecordBatch> {
+    let schema: SchemaRef = Arc::new(Schema::new(vec![
+        field("name", DataType::Utf8),
+        field("type", DataType::Utf8),
+        field("source", DataType::Utf8),
+        field("rows", DataType::Int64),
+        field("memory_bytes", DataType::UInt64),
+        field("operator_bytes", DataType::UInt64),
+        field("bytes_per_row", DataType::Float64),
+    ]));
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(sizes.iter().map(|r| Some(r.name.clone())).collect::<StringArray>()),
+        Arc::new(sizes.iter().map(|r| Some(r.kind)).collect::<StringArray>()),
+        Arc::new(sizes.iter().map(|r| r.source.clone()).collect::<StringArray>()),
+        Arc::new(sizes.iter().map(|r| Some(r.rows)).collect::<Int64Array>()),
+        Arc::new(sizes.iter().map(|r| Some(r.memory_bytes)).collect::<UInt64Array>()),
+        Arc::new(sizes.iter().map(|r| Some(r.operator_bytes)).collect::<UInt64Array>()),
+        Arc::new(
+            sizes.iter().map(|r| (r.rows > 0).then(|| r.memory_bytes as f64 / r.rows as f64)).collect::<Float64Array>(),
+        ),
+    ];
+    RecordBatch::try_new(schema, columns).map_err(Into::into)
+}
+
 #[async_trait]
 impl SchemaProvider for HwCatalogSchema {
     fn table_names(&self) -> Vec<String> {
@@ -205,6 +284,13 @@ impl SchemaProvider for HwCatalogSchema {
             "source_tables" => source_tables_table(&statuses)?,
             "sinks" => sinks_table(&self.sinks.upgrade().map(|s| s.statuses()).unwrap_or_default())?,
             "checkpoints" => checkpoints_table(&self.checkpoints.upgrade().map(|c| c.stats()).unwrap_or_default())?,
+            "relations" => {
+                let sizes = match (self.catalog.upgrade(), self.dataflow.upgrade()) {
+                    (Some(c), Some(d)) => relation_sizes(&c, &d),
+                    _ => Vec::new(),
+                };
+                relations_table(&sizes)?
+            }
             _ => return Ok(None),
         };
         Ok(Some(Arc::new(MemTable::try_new(batch.schema(), vec![vec![batch]])?)))

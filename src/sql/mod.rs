@@ -23,7 +23,7 @@ mod compat;
 mod ddl;
 mod dml;
 pub mod functions;
-mod hw_catalog;
+pub mod hw_catalog;
 mod naming;
 pub mod parser;
 mod pg_catalog;
@@ -91,8 +91,8 @@ impl Engine {
         let sources = Arc::new(SourceRegistry::default());
         let sinks = Arc::new(SinkRegistry::default());
         let users = Arc::new(Users::load(store_of(&catalog))?);
-        let base = base_context(&catalog, &sources, &sinks, &checkpoints, &users).await?.state();
         let dataflow = Arc::new(Dataflow::new(store_of(&catalog)));
+        let base = base_context(&catalog, &dataflow, &sources, &sinks, &checkpoints, &users).await?.state();
         let parser = SqlParser::new();
         let engine = Arc::new(Engine { catalog, sources, sinks, dataflow, checkpoints, users, parser, base });
         let session = engine.session();
@@ -219,6 +219,7 @@ impl CatalogProvider for Database {
 
 async fn base_context(
     catalog: &Arc<Catalog>,
+    dataflow: &Arc<Dataflow>,
     sources: &Arc<SourceRegistry>,
     sinks: &Arc<SinkRegistry>,
     checkpoints: &Arc<CheckpointedStore>,
@@ -238,7 +239,7 @@ async fn base_context(
     let ctx = SessionContext::new_with_config(config);
     let db = Arc::new(Database {
         schemas: MemoryCatalogProvider::new(),
-        system: Arc::new(hw_catalog::HwCatalogSchema::new(sources, sinks, checkpoints)),
+        system: Arc::new(hw_catalog::HwCatalogSchema::new(sources, sinks, checkpoints, catalog, dataflow)),
         information_schema: std::sync::OnceLock::new(),
     });
     db.register_schema("public", Arc::new(provider::PublicSchema::new(catalog)))?;

@@ -32,6 +32,24 @@ impl TestServer {
         self.server.as_ref().expect("server running").local_addr().port()
     }
 
+    /// Port of the running server's `GET /metrics` endpoint.
+    pub fn metrics_port(&self) -> u16 {
+        self.server.as_ref().expect("server running").metrics_addr().expect("metrics enabled").port()
+    }
+
+    /// `GET path` on the metrics endpoint: the status code and the body.
+    pub async fn http_get(&self, path: &str) -> (u16, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", self.metrics_port())).await.expect("connect");
+        let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        s.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        s.read_to_string(&mut response).await.unwrap();
+        let status = response.split(' ').nth(1).and_then(|c| c.parse().ok()).expect("an HTTP status line");
+        let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+        (status, body)
+    }
+
     /// Connection settings for tokio-postgres.
     pub fn pg_config(&self) -> tokio_postgres::Config {
         let mut c = tokio_postgres::Config::new();
@@ -58,7 +76,7 @@ impl TestServer {
 }
 
 async fn start_on(data_dir: &Path) -> Server {
-    let config = Config::new("127.0.0.1:0", data_dir);
+    let config = Config { metrics_listen: Some("127.0.0.1:0".into()), ..Config::new("127.0.0.1:0", data_dir) };
     Server::start(&config).await.expect("server starts")
 }
 

@@ -17,6 +17,7 @@ mod mysql_oracle;
 mod mysql_shards;
 mod mysql_source;
 mod mysql_types;
+mod observability;
 mod point_lookups;
 mod sqllogictests;
 mod views_oracle;

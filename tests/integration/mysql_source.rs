@@ -70,6 +70,18 @@ async fn snapshot_then_stream_with_real_time_recency() {
     .unwrap();
     wait_for(&hw, "SELECT count(*) FROM orders", &["5000"]).await;
     wait_for(&hw, "SELECT state FROM hw_catalog.source_tables ORDER BY table_name", &["streaming", "streaming"]).await;
+    // The same status for Prometheus.
+    let (status, metrics) = server.http_get("/metrics").await;
+    assert_eq!(status, 200);
+    for line in [
+        "headwater_source_up{source=\"shop\"} 1",
+        "headwater_source_tables{source=\"shop\"} 2",
+        "headwater_source_table_state{source=\"shop\",table=\"orders\",upstream=\"shop.orders\",state=\"streaming\"} 1",
+        "headwater_source_table_rows_copied{source=\"shop\",table=\"orders\",upstream=\"shop.orders\"} 5000",
+        "headwater_relation_rows{relation=\"orders\",type=\"table\"} 5000",
+    ] {
+        assert!(metrics.lines().any(|l| l.starts_with(line)), "no {line:?} in\n{metrics}");
+    }
 
     // Changes after the snapshot, then read-your-writes with real_time_recency.
     my.query_drop(

@@ -1,0 +1,253 @@
+//! Prometheus metrics: `GET /metrics` on `--metrics-listen`, in the OpenMetrics text format.
+//!
+//! Nothing is counted twice: every scrape reads the same live status that `hw_catalog` shows
+//! ([`SourceStatus`](crate::source::SourceStatus), [`SinkStatus`](crate::sink::SinkStatus),
+//! [`CheckpointStats`](crate::state::CheckpointStats),
+//! [`relation_sizes`](crate::sql::hw_catalog::relation_sizes)), through one
+//! [`Collector`] that holds the engine weakly. The hot paths carry no metric updates of their
+//! own. The HTTP side is hyper's HTTP/1 server, one task per connection, stopped with the
+//! server.
+//!
+//! Names (all prefixed `headwater_`), by what they describe:
+//! - sources: `source_up`, `source_state{state}`, `source_lag_seconds`, `source_tables`;
+//!   per captured table `source_table_state{state}`, `source_table_rows_copied`,
+//!   `source_table_chunks_done`, `source_table_chunks_total`;
+//! - tables and materialized views: `relation_rows`, `relation_memory_bytes`,
+//!   `relation_operator_bytes`;
+//! - checkpoints: `checkpoints_total`, `checkpoint_last_duration_seconds`,
+//!   `checkpoint_last_bytes`, `checkpoint_written_bytes_total`, `checkpoint_staged_bytes`,
+//!   `checkpoint_failing`;
+//! - sinks: `sink_messages_total`, `sink_pending_commits`, `sink_lag_seconds`,
+//!   `sink_state{state}`.
+
+use std::convert::Infallible;
+use std::sync::{Arc, Weak};
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::sql::Engine;
+
+/// The content type of the OpenMetrics text format (Prometheus reads it).
+const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+type Labels = Vec<(&'static str, String)>;
+
+/// One metric family: its samples, each a label set and a value.
+struct Family<T> {
+    name: &'static str,
+    help: &'static str,
+    samples: Vec<(Labels, T)>,
+}
+
+impl<T> Family<T> {
+    fn new(name: &'static str, help: &'static str) -> Self {
+        Family { name, help, samples: Vec::new() }
+    }
+
+    fn add(&mut self, labels: Labels, value: T) {
+        self.samples.push((labels, value));
+    }
+}
+
+fn gauges(encoder: &mut DescriptorEncoder, family: &Family<f64>) -> std::fmt::Result {
+    let mut metric = encoder.encode_descriptor(family.name, family.help, None, MetricType::Gauge)?;
+    for (labels, value) in &family.samples {
+        ConstGauge::new(*value).encode(metric.encode_family(labels)?)?;
+    }
+    Ok(())
+}
+
+fn counters(encoder: &mut DescriptorEncoder, family: &Family<u64>) -> std::fmt::Result {
+    let mut metric = encoder.encode_descriptor(family.name, family.help, None, MetricType::Counter)?;
+    for (labels, value) in &family.samples {
+        ConstCounter::new(*value).encode(metric.encode_family(labels)?)?;
+    }
+    Ok(())
+}
+
+/// Reads the engine's status at each scrape.
+struct EngineCollector(Weak<Engine>);
+
+impl std::fmt::Debug for EngineCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EngineCollector")
+    }
+}
+
+impl Collector for EngineCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        let Some(engine) = self.0.upgrade() else { return Ok(()) };
+        let mut up = Family::new("source_up", "1 while the source reads its upstream (snapshotting or streaming)");
+        let mut state =
+            Family::new("source_state", "The source's state, as hw_catalog.sources.state (1 for the current one)");
+        let mut lag = Family::new("source_lag_seconds", "Seconds between the last applied upstream commit and now");
+        let mut tables = Family::new("source_tables", "Captured tables of the source");
+        let mut table_state = Family::new("source_table_state", "A captured table's state (1 for the current one)");
+        let mut copied = Family::new("source_table_rows_copied", "Rows the table's snapshot has copied");
+        let mut done = Family::new("source_table_chunks_done", "Snapshot chunks applied");
+        let mut total = Family::new("source_table_chunks_total", "Snapshot chunks estimated");
+        for s in engine.sources().statuses() {
+            let source = || vec![("source", s.name.clone())];
+            let running = matches!(s.state.as_str(), "snapshotting" | "streaming");
+            up.add(source(), f64::from(u8::from(running)));
+            state.add(vec![("source", s.name.clone()), ("state", s.state.clone())], 1.0);
+            if let Some(l) = s.lag_seconds {
+                lag.add(source(), l);
+            }
+            tables.add(source(), s.tables.len() as f64);
+            for t in &s.tables {
+                let labels =
+                    || vec![("source", s.name.clone()), ("table", t.name.clone()), ("upstream", t.upstream.clone())];
+                let mut with_state = labels();
+                with_state.push(("state", t.state.clone()));
+                table_state.add(with_state, 1.0);
+                copied.add(labels(), t.rows_copied as f64);
+                done.add(labels(), t.chunks_done as f64);
+                total.add(labels(), t.chunks_total as f64);
+            }
+        }
+        for f in [&up, &state, &lag, &tables, &table_state, &copied, &done, &total] {
+            gauges(&mut encoder, f)?;
+        }
+
+        let mut rows = Family::new("relation_rows", "Rows of a table or materialized view");
+        let mut memory =
+            Family::new("relation_memory_bytes", "Bytes of state in memory: rows, plus a view's operators");
+        let mut operators = Family::new("relation_operator_bytes", "Bytes of a materialized view's operator state");
+        for r in crate::sql::hw_catalog::relation_sizes(engine.catalog(), engine.dataflow()) {
+            let labels = || vec![("relation", r.name.clone()), ("type", r.kind.to_string())];
+            rows.add(labels(), r.rows as f64);
+            memory.add(labels(), r.memory_bytes as f64);
+            if r.kind == "materialized view" {
+                operators.add(labels(), r.operator_bytes as f64);
+            }
+        }
+        for f in [&rows, &memory, &operators] {
+            gauges(&mut encoder, f)?;
+        }
+
+        let c = engine.checkpoint_stats();
+        let mut written = Family::new("checkpoints", "Checkpoints written since the server started");
+        written.add(Vec::new(), c.count);
+        counters(&mut encoder, &written)?;
+        let mut bytes =
+            Family::new("checkpoint_written_bytes", "Bytes written by checkpoints since the server started");
+        bytes.add(Vec::new(), c.total_bytes);
+        counters(&mut encoder, &bytes)?;
+        let single = |name, help, value: f64| {
+            let mut f = Family::new(name, help);
+            f.add(Vec::new(), value);
+            f
+        };
+        for f in [
+            single(
+                "checkpoint_last_duration_seconds",
+                "How long the last checkpoint took",
+                c.last_duration.as_secs_f64(),
+            ),
+            single("checkpoint_last_bytes", "Bytes the last checkpoint wrote", c.last_bytes as f64),
+            single("checkpoint_staged_bytes", "Bytes staged for the next checkpoint", c.staged_bytes as f64),
+            single(
+                "checkpoint_failing",
+                "1 when the last checkpoint failed",
+                f64::from(u8::from(c.last_error.is_some())),
+            ),
+        ] {
+            gauges(&mut encoder, &f)?;
+        }
+
+        let mut messages = Family::new("sink_messages", "Messages the sink has produced to Kafka");
+        let mut pending = Family::new("sink_pending_commits", "Commits whose messages are not yet in Kafka");
+        let mut sink_lag = Family::new("sink_lag_seconds", "Age of the oldest commit not yet in Kafka");
+        let mut sink_state =
+            Family::new("sink_state", "The sink's state, as hw_catalog.sinks.state (1 for the current one)");
+        for s in engine.sinks().statuses() {
+            let labels = || vec![("sink", s.name.clone()), ("relation", s.relation.clone())];
+            messages.add(labels(), s.messages_sent);
+            pending.add(labels(), s.pending_commits as f64);
+            sink_lag.add(labels(), s.lag_seconds);
+            let mut with_state = labels();
+            with_state.push(("state", s.state.clone()));
+            sink_state.add(with_state, 1.0);
+        }
+        counters(&mut encoder, &messages)?;
+        for f in [&pending, &sink_lag, &sink_state] {
+            gauges(&mut encoder, f)?;
+        }
+        Ok(())
+    }
+}
+
+/// The exposition of `engine`'s metrics (what `GET /metrics` returns).
+pub fn render(engine: &Arc<Engine>) -> String {
+    let mut registry = Registry::with_prefix("headwater");
+    registry.register_collector(Box::new(EngineCollector(Arc::downgrade(engine))));
+    let mut out = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &registry) {
+        tracing::warn!("cannot encode the metrics: {e}");
+    }
+    out
+}
+
+async fn respond(engine: Weak<Engine>, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let reply = |status, content_type: &str, body: String| {
+        let mut r = Response::new(Full::new(Bytes::from(body)));
+        *r.status_mut() = status;
+        if let Ok(v) = content_type.parse() {
+            r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+        }
+        r
+    };
+    let text = "text/plain; charset=utf-8";
+    Ok(match (request.method(), request.uri().path()) {
+        (&hyper::Method::GET, "/metrics") => match engine.upgrade() {
+            Some(engine) => reply(StatusCode::OK, CONTENT_TYPE, render(&engine)),
+            None => reply(StatusCode::SERVICE_UNAVAILABLE, text, "the server is stopping\n".into()),
+        },
+        (_, "/metrics") => reply(StatusCode::METHOD_NOT_ALLOWED, text, "use GET /metrics\n".into()),
+        _ => reply(StatusCode::NOT_FOUND, text, "Headwater serves GET /metrics here\n".into()),
+    })
+}
+
+/// Serves `GET /metrics` on `listener` until `shutdown` turns true.
+pub async fn serve(engine: Weak<Engine>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!("metrics listener: {e}");
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        let engine = engine.clone();
+        let mut stop = shutdown.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |r| respond(engine.clone(), r));
+            let connection = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!("metrics connection: {e}");
+                    }
+                }
+                // The server stops: the connection closes with it.
+                _ = stop.changed() => {}
+            }
+        });
+    }
+}
