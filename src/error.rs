@@ -283,6 +283,9 @@ fn plan_sqlstate(msg: &str) -> &'static str {
         "42804"
     } else if m.contains("cannot cast") {
         "42846"
+    } else if m.contains("unique expression names") {
+        // A view (or a nested select) naming two columns alike: Postgres's duplicate_column.
+        "42701"
     } else {
         "42601"
     }

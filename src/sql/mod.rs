@@ -24,7 +24,7 @@ mod ddl;
 mod dml;
 pub mod functions;
 pub mod hw_catalog;
-mod naming;
+pub mod naming;
 pub mod parser;
 mod pg_catalog;
 mod point;

@@ -3,14 +3,44 @@
 //! DataFusion names an unaliased expression after its text (`count(*)`, `Int64(1)`);
 //! Postgres names it after the function (`count`), the cast's inner column or type, or
 //! `?column?`. Drivers and BI tools show and key on these names, so the outermost SELECT of a
-//! query gets explicit aliases before planning. An alias is added only when it is unique in
-//! the select list (DataFusion rejects duplicate output names where Postgres allows them).
+//! query gets explicit aliases before planning.
+//!
+//! Postgres lets a result repeat a name (`SELECT 1, 1`, `SELECT id, id FROM t`, `count(*),
+//! count(*)`, `INSERT INTO t SELECT i, i ...`); DataFusion refuses duplicate names in a
+//! projection. So a query's repeated names after the first are planned under a unique
+//! internal alias, the name followed by [`DUPLICATE_MARK`] and its position, and the wire
+//! shows the name without the mark ([`shown_schema`]). A view's columns must be unique, as
+//! in Postgres: [`name_view_columns`] leaves duplicates alone, and planning refuses them.
 
-use datafusion::sql::sqlparser::ast::{Expr, Ident, SelectItem, SetExpr, Statement};
+use std::sync::Arc;
 
-/// Adds Postgres-style aliases to the unaliased expressions of a query's select list.
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::sql::sqlparser::ast::{Expr, Ident, Query, SelectItem, SetExpr, Statement};
+
+/// Separates a repeated output name from the position that makes it unique inside a plan
+/// (ASCII unit separator: nothing a user types into a name).
+pub const DUPLICATE_MARK: char = '\u{1f}';
+
+/// Adds Postgres-style aliases to the unaliased expressions of a query's select list (and of
+/// an `INSERT`'s source query), with repeated names made unique for planning.
 pub fn name_output_columns(stmt: &mut Statement) {
-    let Statement::Query(q) = stmt else { return };
+    match stmt {
+        Statement::Query(q) => name_select(q, true),
+        Statement::Insert(insert) => {
+            if let Some(q) = insert.source.as_mut() {
+                name_select(q, true);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// [`name_output_columns`] for a view's query: repeated names are left for planning to refuse.
+pub fn name_view_columns(query: &mut Query) {
+    name_select(query, false);
+}
+
+fn name_select(q: &mut Query, allow_duplicates: bool) {
     let SetExpr::Select(select) = q.body.as_mut() else {
         return;
     };
@@ -24,19 +54,40 @@ pub fn name_output_columns(stmt: &mut Statement) {
         })
         .collect();
     for (i, item) in select.projection.iter_mut().enumerate() {
-        let SelectItem::UnnamedExpr(e) = item else {
-            continue;
-        };
-        if matches!(e, Expr::Identifier(_) | Expr::CompoundIdentifier(_)) {
-            continue; // DataFusion already names a column after itself.
-        }
         let Some(name) = names[i].clone() else {
             continue;
         };
-        if names.iter().filter(|n| n.as_deref() == Some(name.as_str())).count() == 1 {
-            *item = SelectItem::ExprWithAlias { expr: e.clone(), alias: Ident::with_quote('"', name) };
+        let repeated = names[..i].iter().any(|n| n.as_deref() == Some(name.as_str()));
+        let unique = !repeated && names[i + 1..].iter().all(|n| n.as_deref() != Some(name.as_str()));
+        let internal = Ident::with_quote('"', format!("{name}{DUPLICATE_MARK}{i}"));
+        match item {
+            SelectItem::UnnamedExpr(e) if repeated && allow_duplicates => {
+                *item = SelectItem::ExprWithAlias { expr: e.clone(), alias: internal };
+            }
+            SelectItem::ExprWithAlias { alias, .. } if repeated && allow_duplicates => *alias = internal,
+            // DataFusion already names a column after itself.
+            SelectItem::UnnamedExpr(Expr::Identifier(_) | Expr::CompoundIdentifier(_)) => {}
+            SelectItem::UnnamedExpr(e) if unique || (allow_duplicates && !repeated) => {
+                *item = SelectItem::ExprWithAlias { expr: e.clone(), alias: Ident::with_quote('"', name) };
+            }
+            _ => {}
         }
     }
+}
+
+/// The name a client is shown for an output column (without a [`DUPLICATE_MARK`] suffix).
+pub fn shown_name(name: &str) -> &str {
+    name.split(DUPLICATE_MARK).next().unwrap_or(name)
+}
+
+/// `schema` with the names clients are shown, when a repeated name was made unique.
+pub fn shown_schema(schema: &SchemaRef) -> Option<SchemaRef> {
+    if !schema.fields().iter().any(|f| f.name().contains(DUPLICATE_MARK)) {
+        return None;
+    }
+    let fields: Vec<_> =
+        schema.fields().iter().map(|f| f.as_ref().clone().with_name(shown_name(f.name()).to_string())).collect();
+    Some(Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone())))
 }
 
 fn ident_name(i: &Ident) -> String {
@@ -94,8 +145,27 @@ mod tests {
     }
 
     #[test]
-    fn duplicate_names_are_left_alone() {
-        assert_eq!(named("SELECT 1, 2"), "SELECT 1, 2");
-        assert_eq!(named("SELECT max(a), max(b) FROM t"), "SELECT max(a), max(b) FROM t");
+    fn repeated_names_are_made_unique_for_planning() {
+        let m = DUPLICATE_MARK;
+        assert_eq!(named("SELECT 1, 2"), format!("SELECT 1 AS \"?column?\", 2 AS \"?column?{m}1\""));
+        assert_eq!(
+            named("SELECT max(a), max(b) FROM t"),
+            format!("SELECT max(a) AS \"max\", max(b) AS \"max{m}1\" FROM t")
+        );
+        assert_eq!(named("SELECT id, x, id FROM t"), format!("SELECT id, x, id AS \"id{m}2\" FROM t"));
+        assert_eq!(named("SELECT 1 AS a, 2 AS a"), format!("SELECT 1 AS a, 2 AS \"a{m}1\""));
+        assert_eq!(named("INSERT INTO t SELECT i, i FROM s"), format!("INSERT INTO t SELECT i, i AS \"i{m}1\" FROM s"));
+        assert_eq!(shown_name(&format!("max{m}1")), "max");
+    }
+
+    #[test]
+    fn a_view_keeps_repeated_names_for_planning_to_refuse() {
+        let Statement::Query(mut q) =
+            Parser::parse_sql(&PostgreSqlDialect {}, "SELECT max(a), max(b), 1 FROM t").unwrap().remove(0)
+        else {
+            unreachable!()
+        };
+        name_view_columns(&mut q);
+        assert_eq!(q.to_string(), "SELECT max(a), max(b), 1 AS \"?column?\" FROM t");
     }
 }

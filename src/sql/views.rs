@@ -51,11 +51,7 @@ pub(super) async fn create_materialized_view(
     let create_sql = Statement::CreateView(normalized.clone()).to_string();
     // Planned as a plain view: DataFusion applies the column list and view inlining.
     normalized.materialized = false;
-    let mut query = Statement::Query(normalized.query.clone());
-    super::naming::name_output_columns(&mut query);
-    if let Statement::Query(q) = query {
-        normalized.query = q;
-    }
+    super::naming::name_view_columns(&mut normalized.query);
     let LogicalPlan::Ddl(DdlStatement::CreateView(view)) = s.plan(&Statement::CreateView(normalized)).await? else {
         return Err(Error::Internal("CREATE MATERIALIZED VIEW did not plan to a view".into()));
     };

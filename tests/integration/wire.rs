@@ -258,3 +258,26 @@ async fn cancel_request_stops_a_running_query() {
     assert_eq!(err.as_db_error().unwrap().code(), &SqlState::QUERY_CANCELED);
     assert_eq!(c.query_one("SELECT 1::INT", &[]).await.unwrap().get::<_, i32>(0), 1);
 }
+
+/// Postgres's output names, repeated ones included, in both protocols' row descriptions.
+#[tokio::test]
+async fn output_names_follow_postgres_and_may_repeat() {
+    let server = TestServer::start().await;
+    let client = server.client().await;
+    client.batch_execute("CREATE TABLE t (id INT PRIMARY KEY, v INT); INSERT INTO t VALUES (1, 2)").await.unwrap();
+    let sql = "SELECT id, id, count(*), count(*), 1, 1 AS a, 2 AS a FROM t GROUP BY id";
+    let want = ["id", "id", "count", "count", "?column?", "a", "a"];
+    // Extended protocol: the prepared statement's description.
+    let stmt = client.prepare(sql).await.unwrap();
+    let names: Vec<&str> = stmt.columns().iter().map(|c| c.name()).collect();
+    assert_eq!(names, want);
+    let row = client.query_one(&stmt, &[]).await.unwrap();
+    assert_eq!((row.get::<_, i32>(0), row.get::<_, i32>(1), row.get::<_, i64>(3)), (1, 1, 1));
+    // Simple protocol: the row description of the result.
+    let messages = client.simple_query(sql).await.unwrap();
+    let Some(tokio_postgres::SimpleQueryMessage::RowDescription(columns)) = messages.first() else {
+        panic!("no row description: {messages:?}")
+    };
+    let names: Vec<&str> = columns.iter().map(|c| c.name()).collect();
+    assert_eq!(names, want);
+}
