@@ -79,6 +79,17 @@ async fn ddl_restarts_and_drop_source() {
 /// their values, views over the table keep working, and all of it survives a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn add_column_is_followed() {
+    add_column_case("").await;
+}
+
+/// The same where snapshots take watermarks (MySQL): the new snapshot a non-constant default
+/// needs is taken that way too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_column_is_followed_with_watermark_snapshots() {
+    add_column_case(" WITH (SNAPSHOT_POSITION = 'watermark')").await;
+}
+
+async fn add_column_case(options: &str) {
     let db = MariaDb::start().await;
     let mut my = db.root().await;
     my.query_drop(
@@ -87,7 +98,8 @@ async fn add_column_is_followed() {
     )
     .await
     .unwrap();
-    let (mut server, hw) = common::with_source(&db, "CREATE SOURCE s FROM MYSQL CONNECTION up FOR SCHEMAS (d)").await;
+    let create = format!("CREATE SOURCE s FROM MYSQL CONNECTION up FOR SCHEMAS (d){options}");
+    let (mut server, hw) = common::with_source(&db, &create).await;
     wait_for(&hw, "SELECT table_name, state FROM hw_catalog.source_tables ORDER BY 1", &["m|streaming", "t|streaming"])
         .await;
     hw.batch_execute(

@@ -324,12 +324,8 @@ async fn follow_alter(
             let columns: Vec<_> = added.iter().map(|&i| spec.columns[i].clone()).collect();
             let values = added_values(&mut conn, &spec.database, &unit.upstream_table, &columns).await;
             match values {
-                // Only MariaDB gives a snapshot its exact binlog position (see snapshot.rs).
-                Ok(None) if conn.server_version() < (10, 0, 0) => {
-                    Err("the values earlier rows got in the new columns are not constants, and taking a new snapshot \
-                     is not supported on MySQL yet"
-                        .into())
-                }
+                // `None`: not constants; the table is snapshotted again (on MySQL too, with
+                // watermarks: see snapshot.rs).
                 Ok(values) => {
                     spec.since = Some(end.clone());
                     Ok(Some((*spec, values)))
