@@ -44,6 +44,8 @@ pub fn register_global(ctx: &SessionContext) {
             Ok(ColumnarValue::Array(Arc::new(out)))
         }),
     ));
+    // Postgres's templates, not chrono's (DataFusion's to_char takes strftime formats).
+    ctx.register_udf(ScalarUDF::from(super::to_char::ToChar::new()));
     let version = version_string();
     ctx.register_udf(create_udf(
         "version",

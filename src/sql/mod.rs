@@ -24,6 +24,7 @@ mod ddl;
 mod dml;
 pub mod functions;
 pub mod hw_catalog;
+mod literals;
 pub mod naming;
 pub mod parser;
 mod pg_catalog;
@@ -34,6 +35,7 @@ mod session;
 pub mod settings;
 mod sinks;
 mod sources;
+mod to_char;
 pub mod users;
 mod views;
 
@@ -237,6 +239,7 @@ async fn base_context(
     // TimeZone at the wire (`pgwire::encode`).
     config.options_mut().execution.time_zone = Some("UTC".to_string());
     let ctx = SessionContext::new_with_config(config);
+    literals::register(&ctx);
     let db = Arc::new(Database {
         schemas: MemoryCatalogProvider::new(),
         system: Arc::new(hw_catalog::HwCatalogSchema::new(sources, sinks, checkpoints, catalog, dataflow)),
