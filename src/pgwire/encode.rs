@@ -135,8 +135,7 @@ pub fn response(result: QueryResult, format: &Format, session: &Session) -> PgWi
             let options_zone = options.time_zone.clone();
             let shown = in_time_zone(&schema, &options.time_zone);
             let schema = shown.clone().unwrap_or(schema);
-            let named = crate::sql::naming::shown_schema(&schema).unwrap_or(schema);
-            let fields = Arc::new(arrow_schema_to_pg_fields(&named, format, Some(Arc::new(options)))?);
+            let fields = Arc::new(arrow_schema_to_pg_fields(&schema, format, Some(Arc::new(options)))?);
             let row_fields = fields.clone();
             let fixes: Arc<[TextFix]> = fields.iter().map(TextFix::of).collect();
             let fix_text = fixes.iter().any(|f| *f != TextFix::None);

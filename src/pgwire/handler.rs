@@ -228,10 +228,7 @@ impl QueryParser for StatementParser {
 
     fn get_result_schema(&self, stmt: &Prepared, format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
         match &stmt.schema {
-            Some(schema) => {
-                let named = crate::sql::naming::shown_schema(schema).unwrap_or_else(|| schema.clone());
-                arrow_schema_to_pg_fields(&named, format.unwrap_or(&Format::UnifiedText), None)
-            }
+            Some(schema) => arrow_schema_to_pg_fields(schema, format.unwrap_or(&Format::UnifiedText), None),
             None => Ok(vec![]),
         }
     }

@@ -25,7 +25,7 @@ mod dml;
 pub mod functions;
 pub mod hw_catalog;
 mod literals;
-pub mod naming;
+mod naming;
 pub mod parser;
 mod pg_catalog;
 mod point;

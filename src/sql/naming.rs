@@ -8,14 +8,18 @@
 //! Postgres lets a result repeat a name (`SELECT 1, 1`, `SELECT id, id FROM t`, `count(*),
 //! count(*)`, `INSERT INTO t SELECT i, i ...`); DataFusion refuses duplicate names in a
 //! projection. So a query's repeated names after the first are planned under a unique
-//! internal alias, the name followed by [`DUPLICATE_MARK`] and its position, and the wire
-//! shows the name without the mark ([`shown_schema`]). A view's columns must be unique, as
+//! internal alias, the name followed by [`DUPLICATE_MARK`] and its position, and results
+//! carry the name without the mark ([`output_schema`], [`shown_stream`]): the session's
+//! results, Describe and point lookups, so neither the wire nor an embedder sees the mark. A view's columns must be unique, as
 //! in Postgres: [`name_view_columns`] leaves duplicates alone, and planning refuses them.
 
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
-use datafusion::sql::sqlparser::ast::{Expr, Ident, Query, SelectItem, SetExpr, Statement};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::sql::sqlparser::ast::{DataType, Expr, Ident, Query, SelectItem, SetExpr, Statement};
 
 /// Separates a repeated output name from the position that makes it unique inside a plan
 /// (ASCII unit separator: nothing a user types into a name).
@@ -80,6 +84,26 @@ pub fn shown_name(name: &str) -> &str {
     name.split(DUPLICATE_MARK).next().unwrap_or(name)
 }
 
+/// A plan's output schema with the names clients are shown.
+pub fn output_schema(plan: &datafusion::logical_expr::LogicalPlan) -> SchemaRef {
+    let planned = Arc::new(plan.schema().as_arrow().clone());
+    shown_schema(&planned).unwrap_or(planned)
+}
+
+/// `stream` with the names clients are shown (its batches relabelled when a repeated name
+/// was made unique; the columns are the same arrays).
+pub fn shown_stream(planned: &SchemaRef, stream: SendableRecordBatchStream) -> SendableRecordBatchStream {
+    use futures::StreamExt;
+    let Some(shown) = shown_schema(planned) else { return stream };
+    let relabel = shown.clone();
+    let batches = stream.map(move |b| {
+        let b = b?;
+        let schema = shown_schema(&b.schema()).unwrap_or_else(|| relabel.clone());
+        Ok(RecordBatch::try_new(schema, b.columns().to_vec())?)
+    });
+    Box::pin(RecordBatchStreamAdapter::new(shown, batches))
+}
+
 /// `schema` with the names clients are shown, when a repeated name was made unique.
 pub fn shown_schema(schema: &SchemaRef) -> Option<SchemaRef> {
     if !schema.fields().iter().any(|f| f.name().contains(DUPLICATE_MARK)) {
@@ -105,17 +129,23 @@ fn pg_name(e: &Expr) -> String {
         Expr::CompoundIdentifier(parts) => parts.last().map(ident_name).unwrap_or_else(unnamed),
         Expr::Function(f) => f.name.0.last().and_then(|p| p.as_ident()).map(ident_name).unwrap_or_else(unnamed),
         Expr::Cast { expr, data_type, .. } => match pg_name(expr) {
-            n if n == "?column?" => {
-                let t = data_type.to_string().to_lowercase();
-                t.split('(').next().unwrap_or(&t).trim().to_string()
-            }
+            n if n == "?column?" => type_name(data_type),
             n => n,
         },
+        // `TIMESTAMP '...'`, `DATE '...'`, `INTERVAL '1 day'`: named after the type.
+        Expr::TypedString(ts) => type_name(&ts.data_type),
+        Expr::Interval(_) => "interval".into(),
         Expr::Nested(inner) => pg_name(inner),
         Expr::Case { .. } => "case".into(),
         Expr::Exists { .. } => "exists".into(),
         _ => unnamed(),
     }
+}
+
+/// A type's name as Postgres names a cast of a constant to it (`timestamp`, `numeric`).
+fn type_name(t: &DataType) -> String {
+    let t = t.to_string().to_lowercase();
+    t.split(['(', ' ']).next().unwrap_or(&t).trim().to_string()
 }
 
 fn unnamed() -> String {
@@ -142,6 +172,9 @@ mod tests {
         assert_eq!(named("SELECT id::TEXT FROM t"), "SELECT id::TEXT AS \"id\" FROM t");
         assert_eq!(named("SELECT 1::TEXT"), "SELECT 1::TEXT AS \"text\"");
         assert_eq!(named("SELECT x AS y FROM t"), "SELECT x AS y FROM t");
+        assert_eq!(named("SELECT TIMESTAMP '2024-01-01'"), "SELECT TIMESTAMP '2024-01-01' AS \"timestamp\"");
+        assert_eq!(named("SELECT INTERVAL '1 day'"), "SELECT INTERVAL '1 day' AS \"interval\"");
+        assert_eq!(named("SELECT 1::numeric(10,2)"), "SELECT 1::NUMERIC(10,2) AS \"numeric\"");
     }
 
     #[test]

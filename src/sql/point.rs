@@ -127,7 +127,7 @@ impl PointQuery {
             };
             columns.push(column_index(column)?);
         }
-        let schema = Arc::new(plan.schema().as_arrow().clone());
+        let schema = super::naming::output_schema(plan);
         let table_schema = state.schema();
         let same_types =
             columns.iter().zip(schema.fields()).all(|(&c, f)| table_schema.field(c).data_type() == f.data_type());

@@ -303,9 +303,10 @@ impl Session {
         tables_read(&plan, &mut tables)?;
         let pinned = Arc::new(self.engine.dataflow().pin(&tables));
         let df = self.ctx.execute_logical_plan(plan).await?;
-        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let planned: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let stream = PINNED.scope(pinned, df.execute_stream()).await?;
-        Ok(QueryResult::Rows { schema, stream })
+        let stream = super::naming::shown_stream(&planned, stream);
+        Ok(QueryResult::Rows { schema: stream.schema(), stream })
     }
 
     /// The sources whose tables a plan reads, directly or through (materialized) views.
@@ -361,7 +362,7 @@ impl Session {
                 let point = PointQuery::recognize(&plan).map(Arc::new);
                 let schema = match plan {
                     LogicalPlan::Dml(_) => None,
-                    p => Some(Arc::new(p.schema().as_arrow().clone())),
+                    p => Some(super::naming::output_schema(&p)),
                 };
                 Ok(Described { param_types, schema, point })
             }

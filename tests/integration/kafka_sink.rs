@@ -202,6 +202,16 @@ async fn debezium_sink_reports_every_operation() {
         .map(|r| (r.key, r.value.unwrap()["op"].as_str().unwrap().to_string()))
         .collect();
     assert_eq!(bag, [(None, "r".into()), (None, "r".into()), (None, "d".into()), (None, "d".into())]);
+    // The same counts for Prometheus.
+    let (status, metrics) = server.http_get("/metrics").await;
+    assert_eq!(status, 200);
+    for line in [
+        "headwater_sink_messages_total{sink=\"t_cdc\",relation=\"t\"} 4",
+        "headwater_sink_messages_total{sink=\"bag_cdc\",relation=\"bag\"} 4",
+        "headwater_sink_pending_commits{sink=\"t_cdc\",relation=\"t\"} 0",
+    ] {
+        assert!(metrics.lines().any(|l| l.starts_with(line)), "no {line:?} in\n{metrics}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
