@@ -38,6 +38,16 @@ async fn relations_and_metrics_show_rows_and_state() {
         ]
     );
 
+    // psql's `\dt+` and BI tools read the same figure through Postgres's size functions.
+    let sizes = common::text_rows(
+        &hw,
+        "SELECT (pg_total_relation_size('orders') = memory_bytes)::text, pg_size_pretty(pg_table_size('orders')) \
+         FROM hw_catalog.relations WHERE name = 'orders'",
+    )
+    .await;
+    assert_eq!(sizes[0][0], "true");
+    assert!(sizes[0][1].ends_with("kB"), "{sizes:?}");
+
     let (status, metrics) = server.http_get("/metrics").await;
     assert_eq!(status, 200);
     assert_eq!(sample(&metrics, "headwater_relation_rows{relation=\"orders\",type=\"table\"}"), 1000.0);

@@ -130,17 +130,15 @@ pub fn register(ctx: &SessionContext, catalog: &Arc<Catalog>, oids: &Arc<Relatio
     for name in ["pg_get_function_result", "pg_get_function_arguments", "pg_get_function_identity_arguments"] {
         ctx.register_udf(udf(name, &[1], DataType::Utf8, |_| ScalarValue::Utf8(None)));
     }
-    // Sizes are not tracked per relation: NULL (psql shows an empty Size column).
-    for (name, arity) in [("pg_table_size", 1), ("pg_database_size", 1), ("pg_indexes_size", 1)] {
-        ctx.register_udf(udf(name, &[arity], DataType::Int64, |_| ScalarValue::Int64(None)));
+    // Sizes (psql `\dt+`, BI tools' table lists): the bytes a table's or materialized
+    // view's rows hold in memory (`hw_catalog.relations.memory_bytes` without a view's
+    // operator state); there are no indexes besides the key, and no database-wide figure.
+    for name in ["pg_table_size", "pg_relation_size", "pg_total_relation_size"] {
+        let l = lookup.clone();
+        ctx.register_udf(udf(name, &[1, 2], DataType::Int64, move |a| ScalarValue::Int64(l.size(&a[0]))));
     }
-    ctx.register_udf(udf("pg_tablespace_location", &[1], DataType::Utf8, |_| ScalarValue::Utf8(None)));
-    ctx.register_udf(udf("pg_type_is_visible", &[1], DataType::Boolean, |a| {
-        ScalarValue::Boolean((!a[0].is_null()).then_some(true))
-    }));
-    // Sizes are not tracked per relation: NULL (psql shows an empty Size column).
-    for (name, arity) in [("pg_table_size", 1), ("pg_database_size", 1), ("pg_indexes_size", 1)] {
-        ctx.register_udf(udf(name, &[arity], DataType::Int64, |_| ScalarValue::Int64(None)));
+    for name in ["pg_database_size", "pg_indexes_size"] {
+        ctx.register_udf(udf(name, &[1], DataType::Int64, |_| ScalarValue::Int64(None)));
     }
     ctx.register_udf(udf("pg_tablespace_location", &[1], DataType::Utf8, |_| ScalarValue::Utf8(None)));
     ctx.register_udf(udf("pg_type_is_visible", &[1], DataType::Boolean, |a| {
@@ -304,12 +302,27 @@ impl Lookup {
         Some((name, key))
     }
 
-    fn viewdef(&self, arg: &ScalarValue) -> Option<String> {
+    /// The relation an argument names: an oid, or a name (`'public.t'`, `'t'::regclass`).
+    fn relation(&self, arg: &ScalarValue) -> Option<crate::catalog::CatalogObject> {
         let name = match arg {
-            ScalarValue::Utf8(Some(s)) if s.parse::<i32>().is_err() => s.trim_start_matches("public.").to_string(),
+            ScalarValue::Utf8(Some(s)) if s.parse::<i32>().is_err() => {
+                s.trim_start_matches("public.").trim_matches('"').to_string()
+            }
             v => self.oids.name(oid_arg(v)?)?,
         };
-        let object = self.catalog.upgrade()?.get(Namespace::Relation, &name)?;
+        self.catalog.upgrade()?.get(Namespace::Relation, &name)
+    }
+
+    /// Bytes a table's or materialized view's rows hold in memory; `None` for a plain view.
+    fn size(&self, arg: &ScalarValue) -> Option<i64> {
+        match self.relation(arg)?.relation {
+            Some(Relation::Table { state, .. }) => Some(state.memory_bytes() as i64),
+            _ => None,
+        }
+    }
+
+    fn viewdef(&self, arg: &ScalarValue) -> Option<String> {
+        let object = self.relation(arg)?;
         let statements = Parser::parse_sql(&PostgreSqlDialect {}, &object.entry.create_sql).ok()?;
         match statements.first()? {
             Statement::CreateView(cv) => Some(format!(" {};", cv.query)),
