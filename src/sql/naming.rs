@@ -44,15 +44,31 @@ pub fn name_view_columns(query: &mut Query) {
     name_select(query, false);
 }
 
-fn name_select(q: &mut Query, allow_duplicates: bool) {
-    let SetExpr::Select(select) = q.body.as_mut() else {
-        return;
+fn name_select(q: &mut Query, for_query: bool) {
+    name_set_expr(q.body.as_mut(), for_query);
+}
+
+/// Names a select list; `for_query` (not a view): repeated names are made unique, every
+/// branch of a `UNION`/`INTERSECT`/`EXCEPT` is named (the result takes the first branch's
+/// names; each branch is a projection DataFusion checks), and typed literals are named after
+/// their type. A view gets only what views got when they were first stored: its column names
+/// are part of what a restart restores.
+fn name_set_expr(body: &mut SetExpr, for_query: bool) {
+    let select = match body {
+        SetExpr::Select(select) => select,
+        SetExpr::SetOperation { left, right, .. } if for_query => {
+            name_set_expr(left, for_query);
+            name_set_expr(right, for_query);
+            return;
+        }
+        SetExpr::Query(q) if for_query => return name_select(q, for_query),
+        _ => return,
     };
     let names: Vec<Option<String>> = select
         .projection
         .iter()
         .map(|item| match item {
-            SelectItem::UnnamedExpr(e) => Some(pg_name(e)),
+            SelectItem::UnnamedExpr(e) => Some(pg_name(e, for_query)),
             SelectItem::ExprWithAlias { alias, .. } => Some(ident_name(alias)),
             _ => None,
         })
@@ -65,13 +81,13 @@ fn name_select(q: &mut Query, allow_duplicates: bool) {
         let unique = !repeated && names[i + 1..].iter().all(|n| n.as_deref() != Some(name.as_str()));
         let internal = Ident::with_quote('"', format!("{name}{DUPLICATE_MARK}{i}"));
         match item {
-            SelectItem::UnnamedExpr(e) if repeated && allow_duplicates => {
+            SelectItem::UnnamedExpr(e) if repeated && for_query => {
                 *item = SelectItem::ExprWithAlias { expr: e.clone(), alias: internal };
             }
-            SelectItem::ExprWithAlias { alias, .. } if repeated && allow_duplicates => *alias = internal,
+            SelectItem::ExprWithAlias { alias, .. } if repeated && for_query => *alias = internal,
             // DataFusion already names a column after itself.
             SelectItem::UnnamedExpr(Expr::Identifier(_) | Expr::CompoundIdentifier(_)) => {}
-            SelectItem::UnnamedExpr(e) if unique || (allow_duplicates && !repeated) => {
+            SelectItem::UnnamedExpr(e) if unique || (for_query && !repeated) => {
                 *item = SelectItem::ExprWithAlias { expr: e.clone(), alias: Ident::with_quote('"', name) };
             }
             _ => {}
@@ -122,20 +138,22 @@ fn ident_name(i: &Ident) -> String {
     }
 }
 
-/// The name Postgres gives an unaliased select-list expression.
-fn pg_name(e: &Expr) -> String {
+/// The name Postgres gives an unaliased select-list expression (`for_query`: see
+/// [`name_set_expr`]).
+fn pg_name(e: &Expr, for_query: bool) -> String {
     match e {
         Expr::Identifier(i) => ident_name(i),
         Expr::CompoundIdentifier(parts) => parts.last().map(ident_name).unwrap_or_else(unnamed),
         Expr::Function(f) => f.name.0.last().and_then(|p| p.as_ident()).map(ident_name).unwrap_or_else(unnamed),
-        Expr::Cast { expr, data_type, .. } => match pg_name(expr) {
+        Expr::Cast { expr, data_type, .. } => match pg_name(expr, for_query) {
             n if n == "?column?" => type_name(data_type),
             n => n,
         },
-        // `TIMESTAMP '...'`, `DATE '...'`, `INTERVAL '1 day'`: named after the type.
-        Expr::TypedString(ts) => type_name(&ts.data_type),
-        Expr::Interval(_) => "interval".into(),
-        Expr::Nested(inner) => pg_name(inner),
+        // `TIMESTAMP '...'`, `DATE '...'`, `INTERVAL '1 day'`: named after the type (in
+        // queries; views keep the names they were first stored with).
+        Expr::TypedString(ts) if for_query => type_name(&ts.data_type),
+        Expr::Interval(_) if for_query => "interval".into(),
+        Expr::Nested(inner) => pg_name(inner, for_query),
         Expr::Case { .. } => "case".into(),
         Expr::Exists { .. } => "exists".into(),
         _ => unnamed(),
@@ -145,7 +163,7 @@ fn pg_name(e: &Expr) -> String {
 /// A type's name as Postgres names a cast of a constant to it (`timestamp`, `numeric`).
 fn type_name(t: &DataType) -> String {
     let t = t.to_string().to_lowercase();
-    t.split(['(', ' ']).next().unwrap_or(&t).trim().to_string()
+    t.split('(').next().unwrap_or(&t).trim().to_string()
 }
 
 fn unnamed() -> String {
@@ -189,6 +207,10 @@ mod tests {
         assert_eq!(named("SELECT 1 AS a, 2 AS a"), format!("SELECT 1 AS a, 2 AS \"a{m}1\""));
         assert_eq!(named("INSERT INTO t SELECT i, i FROM s"), format!("INSERT INTO t SELECT i, i AS \"i{m}1\" FROM s"));
         assert_eq!(shown_name(&format!("max{m}1")), "max");
+        assert_eq!(
+            named("SELECT id, id FROM a UNION ALL SELECT id, id FROM b"),
+            format!("SELECT id, id AS \"id{m}1\" FROM a UNION ALL SELECT id, id AS \"id{m}1\" FROM b")
+        );
     }
 
     #[test]

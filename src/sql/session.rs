@@ -362,7 +362,13 @@ impl Session {
                 let point = PointQuery::recognize(&plan).map(Arc::new);
                 let schema = match plan {
                     LogicalPlan::Dml(_) => None,
-                    p => Some(super::naming::output_schema(&p)),
+                    // The types the rows will have: after the analyzer's type coercion (a
+                    // UNION of INT and BIGINT columns is BIGINT), as execution sees them.
+                    p => {
+                        let state = self.ctx.state();
+                        let analyzed = state.analyzer().execute_and_check(p.clone(), state.config_options(), |_, _| {});
+                        Some(super::naming::output_schema(analyzed.as_ref().unwrap_or(&p)))
+                    }
                 };
                 Ok(Described { param_types, schema, point })
             }
