@@ -360,7 +360,11 @@ pub(super) async fn alter_source(s: &Session, name: &str, action: &AlterSourceAc
             for t in &owned {
                 let Some(details) = &t.entry.details else { continue };
                 let Ok(mut spec) = serde_json::from_value::<TableSpec>(details.clone()) else { continue };
-                if spec.since.take().is_some() {
+                let mut cleared = spec.since.take().is_some();
+                for shard in spec.shard_specs.values_mut() {
+                    cleared |= shard.since.take().is_some();
+                }
+                if cleared {
                     let mut entry = t.entry.clone();
                     entry.details = Some(serde_json::to_value(&spec).map_err(|e| Error::Internal(e.to_string()))?);
                     let mut batch = WriteBatch::default();

@@ -198,10 +198,18 @@ pub async fn read(
                         if broken[idx] || unit.spec.since.as_ref().is_some_and(|since| end <= *since) {
                             continue;
                         }
-                        // Merged shards and an INCLUDE TABLE NAME column (which must stay
-                        // last) are not evolved: such a table stops, as before.
-                        if keeps_rows(&upper) && unit.spec.shards.is_empty() && !unit.spec.table_name_column {
-                            match follow_alter(&opts, unit, &end).await? {
+                        if keeps_rows(&upper) {
+                            let followed = if unit.spec.shards.is_empty() {
+                                follow_alter(&opts, unit, &end).await?
+                            } else {
+                                let shards: Vec<String> = units
+                                    .iter()
+                                    .filter(|u| u.table == unit.table)
+                                    .map(|u| u.upstream_table.clone())
+                                    .collect();
+                                follow_shard_alter(&opts, unit, &shards, &end).await?
+                            };
+                            match followed {
                                 Ok(None) => {}
                                 Ok(Some((spec, values))) => evolved.push((idx, spec, values)),
                                 Err(why) => {
@@ -295,6 +303,26 @@ fn closed<T>(_: mpsc::error::SendError<T>) -> Error {
     Error::Internal("source applier stopped".into())
 }
 
+/// Unit `unit`'s upstream table as described now, with the connection that described it;
+/// why not (gone upstream, not describable) as a message.
+async fn describe_again(
+    opts: &mysql_async::Opts,
+    unit: &Unit,
+) -> Result<std::result::Result<(mysql_async::Conn, TableSpec), String>> {
+    let spec = &unit.spec;
+    let mut conn = mysql_async::Conn::new(opts.clone()).await.map_err(upstream)?;
+    let now = match describe(&mut conn, &spec.database, &unit.upstream_table, &spec.name).await {
+        Ok(now) => now,
+        Err(e @ Error::DataException { .. }) => return Err(e),
+        Err(e) => return Ok(Err(e.to_string())),
+    };
+    if now.columns.is_empty() {
+        let _ = conn.disconnect().await;
+        return Ok(Err("the table no longer exists under this name upstream (dropped or renamed)".into()));
+    }
+    Ok(Ok((conn, now)))
+}
+
 /// A table's description after an upstream `ALTER TABLE` at `end`: `Ok(None)` when nothing
 /// the local table holds changed, the new description with the values existing rows got in
 /// the new columns (`None`: not constants, a new snapshot is needed), or why it cannot be
@@ -307,20 +335,14 @@ async fn follow_alter(
     end: &BinlogPosition,
 ) -> Result<std::result::Result<Option<(TableSpec, Option<Vec<Cell>>)>, String>> {
     let spec = &unit.spec;
-    let mut conn = mysql_async::Conn::new(opts.clone()).await.map_err(upstream)?;
-    let now = match describe(&mut conn, &spec.database, &unit.upstream_table, &spec.name).await {
-        Ok(now) => now,
-        Err(e @ Error::DataException { .. }) => return Err(e),
-        Err(e) => return Ok(Err(e.to_string())),
+    let (mut conn, now) = match describe_again(opts, unit).await? {
+        Ok(described) => described,
+        Err(why) => return Ok(Err(why)),
     };
-    if now.columns.is_empty() {
-        let _ = conn.disconnect().await;
-        return Ok(Err("the table no longer exists under this name upstream (dropped or renamed)".into()));
-    }
     let outcome = match evolve(spec, &now) {
         Err(why) => Err(why),
         Ok(Evolution::Unchanged) => Ok(None),
-        Ok(Evolution::Changed { mut spec, added }) => {
+        Ok(Evolution::Changed { mut spec, added, .. }) => {
             let columns: Vec<_> = added.iter().map(|&i| spec.columns[i].clone()).collect();
             let values = added_values(&mut conn, &spec.database, &unit.upstream_table, &columns).await;
             match values {
@@ -330,6 +352,52 @@ async fn follow_alter(
                     spec.since = Some(end.clone());
                     Ok(Some((*spec, values)))
                 }
+                Err(e @ Error::DataException { .. }) => return Err(e),
+                Err(e) => Err(format!("the new columns' values cannot be read: {e}")),
+            }
+        }
+    };
+    let _ = conn.disconnect().await;
+    Ok(outcome)
+}
+
+/// A merged table after an upstream `ALTER TABLE` of its shard `unit` at `end` (see
+/// [`super::schema::merge_shard_change`]): `Ok(None)` when nothing the table holds changed,
+/// else the table's new description and the values its rows get in the columns it gains
+/// (`Some`, possibly empty: shards never ask for a new snapshot), or why the shard cannot
+/// follow. Only constant values can be followed: the rows of the other shards get them too.
+async fn follow_shard_alter(
+    opts: &mysql_async::Opts,
+    unit: &Unit,
+    shards: &[String],
+    end: &BinlogPosition,
+) -> Result<std::result::Result<Option<(TableSpec, Option<Vec<Cell>>)>, String>> {
+    let spec = &unit.spec;
+    let (mut conn, now) = match describe_again(opts, unit).await? {
+        Ok(described) => described,
+        Err(why) => return Ok(Err(why)),
+    };
+    let outcome = match evolve(spec, &now) {
+        Err(why) => Err(why),
+        Ok(Evolution::Unchanged) => Ok(None),
+        Ok(Evolution::Changed { spec: evolved, added, present }) => {
+            let columns: Vec<_> = present.iter().chain(&added).map(|&i| evolved.columns[i].clone()).collect();
+            match added_values(&mut conn, &spec.database, &unit.upstream_table, &columns).await {
+                Ok(Some(values)) => super::schema::merge_shard_change(
+                    &unit.table_spec,
+                    shards,
+                    &unit.upstream_table,
+                    spec,
+                    *evolved,
+                    &added,
+                    &present,
+                    &values,
+                    end,
+                )
+                .map(|(merged, values)| Some((merged, Some(values)))),
+                Ok(None) => Err("a shard of a merged table can gain columns only with constant defaults (the other \
+                                 shards' rows get the same value); this one is computed per row"
+                    .into()),
                 Err(e @ Error::DataException { .. }) => return Err(e),
                 Err(e) => Err(format!("the new columns' values cannot be read: {e}")),
             }
@@ -387,7 +455,7 @@ impl ShardWatch {
                 None => {
                     let re = regex::Regex::new(&format!("^(?:{})$", u.spec.table))
                         .map_err(|e| Error::Internal(format!("stored shard pattern {}: {e}", u.spec.table)))?;
-                    patterns.push((u.table, u.spec.clone(), re, vec![u.upstream_table.clone()]));
+                    patterns.push((u.table, u.table_spec.clone(), re, vec![u.upstream_table.clone()]));
                 }
             }
         }
@@ -414,11 +482,12 @@ impl ShardWatch {
         let found = super::schema::describe(&mut conn, &spec.database, shard, &spec.name).await;
         // The merged key also holds the table-name column (INCLUDE TABLE NAME), which the
         // shard itself does not have.
-        let upstream_key: Vec<usize> =
-            spec.key.iter().copied().filter(|&k| k < spec.upstream_columns().len()).collect();
+        let upstream_key: Vec<usize> = spec.key.iter().copied().filter(|&k| spec.is_upstream(k)).collect();
         let _ = conn.disconnect().await;
         Ok(match found {
-            Ok(new) if new.columns[..] == *spec.upstream_columns() && new.key == upstream_key => None,
+            Ok(new) if new.columns.iter().collect::<Vec<_>>() == spec.upstream_columns() && new.key == upstream_key => {
+                None
+            }
             Ok(_) => Some(format!(
                 "upstream table {} matches the shard pattern of {} but its columns or key differ from the other \
                  shards, so it is not merged; make it identical (then ALTER SOURCE ... RESNAPSHOT) or rename it",

@@ -410,7 +410,11 @@ pub struct MySqlSource {
 pub struct Unit {
     /// Index of the captured table in [`MySqlSource::tables`].
     pub table: usize,
+    /// How this upstream table is read: the captured table's description, or a shard's own
+    /// ([`TableSpec::shard_specs`]).
     pub spec: Arc<TableSpec>,
+    /// The captured table's description.
+    pub table_spec: Arc<TableSpec>,
     /// The upstream table name (a shard's name for merged shards).
     pub upstream_table: String,
 }
@@ -467,7 +471,8 @@ impl MySqlSource {
                 let later = new_shards.get(&t.spec.name).cloned().unwrap_or_default();
                 t.spec.upstream_tables().into_iter().chain(later).map(move |u| Unit {
                     table: i,
-                    spec: t.spec.clone(),
+                    spec: t.spec.for_shard(&u).map_or_else(|| t.spec.clone(), |s| Arc::new(s.clone())),
+                    table_spec: t.spec.clone(),
                     upstream_table: u,
                 })
             })
@@ -1033,7 +1038,12 @@ impl Runner {
                     if matches!(phases[u], Phase::Failed) && position.is_none() {
                         continue;
                     }
-                    if let Err(e) = self.change_schema(phases, u, spec, values, position, progress) {
+                    let changed = if self.units[u].spec.shards.is_empty() {
+                        self.change_schema(phases, u, spec, values, position, progress)
+                    } else {
+                        self.change_shard_schema(phases, u, spec, values.unwrap_or_default(), position, progress)
+                    };
+                    if let Err(e) = changed {
                         self.fail_unit(phases, u, format!("cannot follow the upstream ALTER TABLE at {end}: {e}"));
                     }
                 }
@@ -1054,7 +1064,8 @@ impl Runner {
                     return Ok(Flow::Continue);
                 }
                 tracing::info!(source = %src.name, table = %name, %shard, "a new upstream shard joins the table");
-                let unit = Unit { table, spec: src.tables[table].spec.clone(), upstream_table: shard.clone() };
+                let spec = src.tables[table].spec.clone();
+                let unit = Unit { table, spec: spec.clone(), table_spec: spec, upstream_table: shard.clone() };
                 progress.new_shards.entry(name.clone()).or_default().push(shard);
                 progress.streaming.insert(unit.progress_name());
                 // Everything before the CREATE TABLE is applied (messages arrive in order).
@@ -1088,10 +1099,8 @@ impl Runner {
         let catalog = src.catalog.upgrade().ok_or_else(|| Error::Internal("the catalog is gone".into()))?;
         if matches!(phases[u], Phase::Failed) {
             // A stopped table keeps its shape; only the position moves past the ALTER.
-            if let Some((end, _)) = position {
-                if progress.position.as_ref().is_none_or(|p| end > p) {
-                    progress.position = Some(end.clone());
-                }
+            if position.is_some() {
+                move_past(progress, position);
                 src.dataflow.commit(&[], src.progress_batch(progress)?)?;
             }
             return Ok(());
@@ -1133,27 +1142,108 @@ impl Runner {
                 new_columns.iter().map(|c| datafusion::arrow::array::new_null_array(&c.kind.data_type(), 1)).collect()
             }
         };
-        let mut entry = t.catalog_entry(&catalog)?;
-        entry.create_sql = spec.create_sql();
-        entry.details = Some(serde_json::to_value(&spec).map_err(|e| Error::Internal(e.to_string()))?);
-        let mut batch = WriteBatch::default();
-        Catalog::write_entry(&entry, &mut batch)?;
-        if let Some((end, gtid)) = position {
-            // Everything before the ALTER is applied (messages arrive in order).
-            if progress.position.as_ref().is_none_or(|p| end > p) {
-                progress.position = Some(end.clone());
-                if gtid.is_some() {
-                    progress.gtid = gtid.clone();
-                }
-            }
-        }
-        batch.extend(src.progress_batch(progress)?);
-        src.dataflow.widen_table(&t.state, CapturedTable::schema(&spec), &arrays, batch)?;
-        catalog.replace_entry(entry);
+        self.store_spec(t, &spec, &arrays, position, progress)?;
         tracing::info!(
             source = %src.name, table = %spec.name, columns = new_columns.len(),
             "the table follows an upstream ALTER TABLE"
         );
+        Ok(())
+    }
+
+    /// Gives the merged table of shard unit `u` its new description `spec` after an upstream
+    /// ALTER TABLE of the shard (see [`schema::merge_shard_change`]): when the table gains
+    /// columns, every row gets `values` in them (the other shards' rows too, as their
+    /// descriptions say); one atomic write with the catalog entry and — with `position` — the
+    /// source's position after the ALTER. A shard whose snapshot is not past the ALTER read
+    /// its rows without the new columns: with the table-name column its rows are removed and
+    /// it is snapshotted again; without, it stops.
+    fn change_shard_schema(
+        &self,
+        phases: &mut [Phase],
+        u: usize,
+        mut spec: TableSpec,
+        values: Vec<Cell>,
+        position: Option<(&BinlogPosition, &Option<String>)>,
+        progress: &mut Progress,
+    ) -> Result<()> {
+        let src = &self.source;
+        let unit = &self.units[u];
+        let t = &src.tables[unit.table];
+        let catalog = src.catalog.upgrade().ok_or_else(|| Error::Internal("the catalog is gone".into()))?;
+        if matches!(phases[u], Phase::Failed) {
+            move_past(progress, position);
+            return src.dataflow.commit(&[], src.progress_batch(progress)?);
+        }
+        let since = spec.for_shard(&unit.upstream_table).unwrap_or(&spec).since.clone();
+        let past = |at: &BinlogPosition| since.as_ref().is_some_and(|since| since > at);
+        if !matches!(&phases[u], Phase::Streaming(at) if at.as_ref().is_none_or(past)) {
+            if !src.options.snapshot {
+                return Err(Error::FeatureNotSupported(
+                    "the shard needs a new snapshot to get its new columns, and this source was created with \
+                     SNAPSHOT = 'never'"
+                        .into(),
+                ));
+            }
+            // Removed and marked not snapshotted in one write (the position stays before the
+            // ALTER): a crash here snapshots the shard again and meets the ALTER again.
+            tracing::info!(source = %src.name, shard = %unit.upstream_table, "snapshotting the shard again with its new columns");
+            let name = unit.progress_name();
+            progress.streaming.remove(&name);
+            progress.snapshot_at.remove(&name);
+            progress.resume.remove(&name);
+            truncate_unit(src, unit, &mut src.progress_batch(progress)?).map_err(|why| {
+                Error::FeatureNotSupported(format!(
+                    "the shard's snapshot did not include the ALTER TABLE, and its rows cannot be read again: {why}"
+                ))
+            })?;
+        }
+        let old_width = t.spec.columns.len();
+        if spec.columns.len() > old_width {
+            spec.widened.push((catalog.next_id(), old_width));
+        }
+        let arrays = spec.columns[old_width..]
+            .iter()
+            .zip(values)
+            .map(|(c, v)| {
+                let mut b = types::ColumnBuilder::new(&c.kind)?;
+                b.append(v)?;
+                Ok(b.finish())
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.store_spec(t, &spec, &arrays, position, progress)?;
+        tracing::info!(
+            source = %src.name, table = %spec.name, shard = %unit.upstream_table, columns = arrays.len(),
+            "the merged table follows an upstream ALTER TABLE of a shard"
+        );
+        Ok(())
+    }
+
+    /// Stores table `t`'s new description `spec` in one atomic write with — given `position`
+    /// — the source's position after the ALTER, and gives every row `arrays` (one value
+    /// each) in the columns the table gains.
+    fn store_spec(
+        &self,
+        t: &CapturedTable,
+        spec: &TableSpec,
+        arrays: &[datafusion::arrow::array::ArrayRef],
+        position: Option<(&BinlogPosition, &Option<String>)>,
+        progress: &mut Progress,
+    ) -> Result<()> {
+        let src = &self.source;
+        let catalog = src.catalog.upgrade().ok_or_else(|| Error::Internal("the catalog is gone".into()))?;
+        let mut entry = t.catalog_entry(&catalog)?;
+        entry.create_sql = spec.create_sql();
+        entry.details = Some(serde_json::to_value(spec).map_err(|e| Error::Internal(e.to_string()))?);
+        let mut batch = WriteBatch::default();
+        Catalog::write_entry(&entry, &mut batch)?;
+        move_past(progress, position);
+        batch.extend(src.progress_batch(progress)?);
+        if arrays.is_empty() {
+            src.dataflow.commit(&[], batch)?;
+        } else {
+            src.dataflow.widen_table(&t.state, CapturedTable::schema(spec), arrays, batch)?;
+        }
+        catalog.replace_entry(entry);
         Ok(())
     }
 
@@ -1247,6 +1337,19 @@ impl Runner {
     }
 }
 
+/// Moves the stored position to `position` (after an ALTER: everything before it is applied,
+/// as messages arrive in order), unless it is already further.
+fn move_past(progress: &mut Progress, position: Option<(&BinlogPosition, &Option<String>)>) {
+    if let Some((end, gtid)) = position {
+        if progress.position.as_ref().is_none_or(|p| end > p) {
+            progress.position = Some(end.clone());
+            if gtid.is_some() {
+                progress.gtid = gtid.clone();
+            }
+        }
+    }
+}
+
 /// Applies an upstream TRUNCATE of one unit: the whole table, or for a shard only its rows,
 /// which needs the table-name column to tell them apart.
 fn truncate_unit(src: &MySqlSource, unit: &Unit, extra: &mut WriteBatch) -> std::result::Result<(), String> {
@@ -1254,15 +1357,15 @@ fn truncate_unit(src: &MySqlSource, unit: &Unit, extra: &mut WriteBatch) -> std:
     if unit.spec.shards.is_empty() {
         return truncate(src, t, extra).map_err(|e| e.to_string());
     }
-    if !unit.spec.table_name_column {
+    let Some(name_at) = unit.table_spec.table_name_index() else {
         return Err(format!(
             "TRUNCATE of shard {} cannot be applied to the merged table {} without INCLUDE TABLE NAME; \
              recreate the source with INCLUDE TABLE NAME AS <column>",
             unit.upstream_table, unit.spec.name
         ));
-    }
+    };
     let all = t.state.snapshot().map_err(|e| e.to_string())?;
-    let names = all.column(all.num_columns() - 1);
+    let names = all.column(name_at);
     let mask: datafusion::arrow::array::BooleanArray = names
         .as_any()
         .downcast_ref::<datafusion::arrow::array::StringArray>()

@@ -84,7 +84,7 @@ pub enum Wire {
 #[derive(Debug, Clone)]
 struct Column {
     wire: Wire,
-    /// Index among the captured table's upstream columns (`None`: not captured, skipped).
+    /// The local column it feeds (`None`: not captured, skipped).
     target: Option<usize>,
 }
 
@@ -92,22 +92,23 @@ struct Column {
 #[derive(Debug, Clone)]
 pub struct RowDecoder {
     columns: Vec<Column>,
-    /// The captured table's kinds, in local order (upstream columns only).
+    /// The captured table's kinds, in local order.
     kinds: Vec<Kind>,
-    /// The upstream table's name, appended to every row (`INCLUDE TABLE NAME`).
-    table_name: Option<String>,
+    /// Local columns not read from the row image: the upstream table's name (`INCLUDE TABLE
+    /// NAME`), and columns a shard does not have yet.
+    fixed: Vec<(usize, Cell)>,
 }
 
 impl RowDecoder {
     /// Plans the decoding of `tme`'s rows into `spec`'s columns. The caller has checked that
     /// the table map has as many columns as the spec captures from upstream.
     pub fn plan(tme: &TableMapEvent<'_>, spec: &TableSpec, upstream_table: &str) -> Result<RowDecoder> {
-        let captured = spec.upstream_columns();
+        let captured = spec.upstream_indexes();
         let n = tme.columns_count() as usize;
         let mut targets = vec![None; n];
-        for i in 0..captured.len() {
+        for (i, &local) in captured.iter().enumerate() {
             let p = spec.upstream_position(i);
-            *targets.get_mut(p).ok_or_else(|| bad_map(spec, "fewer columns than captured"))? = Some(i);
+            *targets.get_mut(p).ok_or_else(|| bad_map(spec, "fewer columns than captured"))? = Some(local);
         }
         // Column metadata is packed back to back; each type says how many bytes it takes.
         let mut columns = Vec::with_capacity(n);
@@ -119,13 +120,13 @@ impl RowDecoder {
             let meta = tme.get_column_metadata(p).unwrap_or(&[]);
             // Signedness is the captured column's (binlog_row_metadata=MINIMAL has it too,
             // but the spec always does); a skipped column's signedness does not matter.
-            let unsigned = target.is_some_and(|i| captured[i].mysql_type.contains("unsigned"));
+            let unsigned = target.is_some_and(|i| spec.columns[i].mysql_type.contains("unsigned"));
             columns.push(Column { wire: wire(ty, meta, unsigned), target });
         }
         Ok(RowDecoder {
             columns,
-            kinds: captured.iter().map(|c| c.kind.clone()).collect(),
-            table_name: spec.table_name_column.then(|| upstream_table.to_string()),
+            kinds: spec.columns.iter().map(|c| c.kind.clone()).collect(),
+            fixed: spec.fixed_cells(upstream_table),
         })
     }
 
@@ -152,7 +153,7 @@ impl RowDecoder {
     /// One row image: the null bitmap of the present columns, then their non-null values.
     fn image(&self, present: &[bool], null_bytes: usize, data: &[u8], pos: &mut usize) -> Result<Vec<Cell>> {
         let nulls = take(data, pos, null_bytes)?;
-        let mut cells = vec![Cell::Null; self.kinds.len() + usize::from(self.table_name.is_some())];
+        let mut cells = vec![Cell::Null; self.kinds.len()];
         for (k, (column, _)) in self.columns.iter().zip(present).filter(|(_, p)| **p).enumerate() {
             if nulls[k / 8] >> (k % 8) & 1 == 1 {
                 continue;
@@ -162,8 +163,8 @@ impl RowDecoder {
                 None => skip(&column.wire, data, pos)?,
             }
         }
-        if let Some(name) = &self.table_name {
-            *cells.last_mut().expect("table name column") = Cell::Text(name.clone());
+        for (i, value) in &self.fixed {
+            cells[*i] = value.clone();
         }
         Ok(cells)
     }

@@ -72,9 +72,12 @@ pub struct TableSpec {
     /// Upstream tables merged into this one (sharding); empty means just `table`.
     #[serde(default)]
     pub shards: Vec<String>,
-    /// The last column holds the upstream table's name (`INCLUDE TABLE NAME AS col`).
+    /// A column holds the upstream table's name (`INCLUDE TABLE NAME AS col`): the last one,
+    /// or the one at `table_name_at` once the table has gained columns after it.
     #[serde(default)]
     pub table_name_column: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table_name_at: Option<usize>,
     /// For each upstream column (in local order), its position in the upstream table, when
     /// the two orders differ: a column added upstream with `FIRST`/`AFTER` is appended
     /// locally. Empty: the same order.
@@ -88,6 +91,16 @@ pub struct TableSpec {
     /// column count before it. Views are restored against the width they were created with.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub widened: Vec<(u64, usize)>,
+    /// In one shard's description: the local columns (by index) this shard does not have
+    /// upstream yet — another shard gained them with `ALTER TABLE` — and the value its rows
+    /// get there (the value that ALTER gave existing rows).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub absent: Vec<(usize, Cell)>,
+    /// Merged shards whose upstream description differs from this one (they lag an ALTER
+    /// TABLE another shard has had, or followed one with columns in another place), by
+    /// upstream table name; every other shard is described by this spec.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub shard_specs: std::collections::BTreeMap<String, TableSpec>,
 }
 
 impl TableSpec {
@@ -101,9 +114,12 @@ impl TableSpec {
             key,
             shards: vec![],
             table_name_column: false,
+            table_name_at: None,
             upstream_positions: vec![],
             since: None,
             widened: vec![],
+            absent: vec![],
+            shard_specs: Default::default(),
         }
     }
 
@@ -116,10 +132,38 @@ impl TableSpec {
         }
     }
 
-    /// The columns read from upstream (all but the table-name column).
-    pub fn upstream_columns(&self) -> &[ColumnSpec] {
-        let n = self.columns.len() - usize::from(self.table_name_column);
-        &self.columns[..n]
+    /// The local index of the table-name column (`INCLUDE TABLE NAME`).
+    pub fn table_name_index(&self) -> Option<usize> {
+        self.table_name_column.then(|| self.table_name_at.unwrap_or(self.columns.len() - 1))
+    }
+
+    /// Whether local column `i` is read from upstream (not the table-name column, not a
+    /// column this shard lacks).
+    pub fn is_upstream(&self, i: usize) -> bool {
+        Some(i) != self.table_name_index() && !self.absent.iter().any(|(a, _)| *a == i)
+    }
+
+    /// The local indexes of the columns read from upstream, in local order. "Upstream column
+    /// `i`" elsewhere means the `i`-th of these.
+    pub fn upstream_indexes(&self) -> Vec<usize> {
+        (0..self.columns.len()).filter(|&i| self.is_upstream(i)).collect()
+    }
+
+    /// The columns read from upstream, in local order.
+    pub fn upstream_columns(&self) -> Vec<&ColumnSpec> {
+        self.upstream_indexes().into_iter().map(|i| &self.columns[i]).collect()
+    }
+
+    /// The local columns every row of `upstream_table` gets without reading them: the
+    /// table name, and the columns this shard lacks.
+    pub fn fixed_cells(&self, upstream_table: &str) -> Vec<(usize, Cell)> {
+        let name = self.table_name_index().map(|i| (i, Cell::Text(upstream_table.to_string())));
+        name.into_iter().chain(self.absent.iter().cloned()).collect()
+    }
+
+    /// The description of upstream table `upstream_table`, one of this table's shards.
+    pub fn for_shard(&self, upstream_table: &str) -> Option<&TableSpec> {
+        self.shard_specs.get(upstream_table)
     }
 
     /// Where upstream column `i` (local order) is in the binlog's row images.
@@ -365,20 +409,34 @@ pub enum Evolution {
     Unchanged,
     /// The table gains the columns `added` (local indexes, appended after the old ones), or
     /// only the upstream details of old columns changed (a wider VARCHAR, nullability):
-    /// `spec` is the new local description.
-    Changed { spec: Box<TableSpec>, added: Vec<usize> },
+    /// `spec` is the new local description. `present`: columns a shard lacked
+    /// ([`TableSpec::absent`]) that it now has upstream.
+    Changed { spec: Box<TableSpec>, added: Vec<usize>, present: Vec<usize> },
 }
 
-/// Compares a captured table's description with the upstream table's now. Columns may be
-/// added anywhere (they are appended locally, see [`TableSpec::upstream_positions`]); every
-/// old column must still be there with the same kind, and the primary key must not change —
-/// otherwise the reason, worded for `hw_catalog.source_tables.last_error`.
+/// Compares a captured table's (or shard's) description with the upstream table's now.
+/// Columns may be added anywhere (they are appended locally, see
+/// [`TableSpec::upstream_positions`]; the table-name column keeps its place); every old
+/// column must still be there with the same kind, and the primary key must not change —
+/// otherwise the reason, worded for `hw_catalog.source_tables.last_error`. A column the shard
+/// lacked may appear (with the merged table's kind) or stay absent.
 pub fn evolve(old: &TableSpec, now: &TableSpec) -> std::result::Result<Evolution, String> {
-    let mut columns = Vec::with_capacity(now.columns.len());
-    let mut positions = Vec::with_capacity(now.columns.len());
-    for c in old.upstream_columns() {
+    let mut columns = old.columns.clone();
+    // Per local column read from upstream, its position upstream.
+    let mut position: Vec<Option<usize>> = vec![None; old.columns.len()];
+    let mut absent = Vec::new();
+    let mut present = Vec::new();
+    for (i, c) in old.columns.iter().enumerate() {
+        if Some(i) == old.table_name_index() {
+            continue;
+        }
+        let lacked = old.absent.iter().find(|(a, _)| *a == i);
         let Some(p) = now.columns.iter().position(|n| n.name == c.name) else {
-            return Err(format!("column {} was dropped or renamed upstream", quote_ident(&c.name)));
+            match lacked {
+                Some(a) => absent.push(a.clone()),
+                None => return Err(format!("column {} was dropped or renamed upstream", quote_ident(&c.name))),
+            }
+            continue;
         };
         let n = &now.columns[p];
         // Text converted to UTF-8 (CONVERT TO CHARACTER SET utf8mb4) is the same text: only
@@ -390,42 +448,141 @@ pub fn evolve(old: &TableSpec, now: &TableSpec) -> std::result::Result<Evolution
             }
             _ => false,
         };
-        // Narrowing (VARCHAR(20) → VARCHAR(10)) or a nullability change can rewrite rows
-        // upstream without row events (truncation, NULL → 0), and views compiled over a NOT
-        // NULL column cannot take NULLs: such a table is captured again instead.
-        if (n.kind != c.kind && !to_utf8) || !widens(&c.mysql_type, &n.mysql_type) {
+        if lacked.is_some() {
+            // Another shard gave the merged table this column first: this one must agree.
+            if n.kind != c.kind || n.nullable != c.nullable {
+                return Err(format!(
+                    "column {} was added upstream as {}{}, but the merged table has it as {}{} (from another shard)",
+                    quote_ident(&c.name),
+                    n.mysql_type,
+                    if n.nullable { "" } else { " NOT NULL" },
+                    c.mysql_type,
+                    if c.nullable { "" } else { " NOT NULL" },
+                ));
+            }
+            present.push(i);
+        } else if (n.kind != c.kind && !to_utf8) || !widens(&c.mysql_type, &n.mysql_type) {
+            // Narrowing (VARCHAR(20) → VARCHAR(10)) or a nullability change can rewrite rows
+            // upstream without row events (truncation, NULL → 0), and views compiled over a
+            // NOT NULL column cannot take NULLs: such a table is captured again instead.
             return Err(format!(
                 "column {} changed type upstream from {} to {}",
                 quote_ident(&c.name),
                 c.mysql_type,
                 n.mysql_type
             ));
-        }
-        if n.nullable != c.nullable {
+        } else if n.nullable != c.nullable {
             let now = if n.nullable { "nullable" } else { "NOT NULL" };
             return Err(format!("column {} became {now} upstream", quote_ident(&c.name)));
         }
-        columns.push(n.clone());
-        positions.push(p);
+        columns[i] = n.clone();
+        position[i] = Some(p);
     }
-    let key_names = |spec: &TableSpec| spec.key.iter().map(|&k| spec.columns[k].name.clone()).collect::<Vec<_>>();
-    if key_names(old) != key_names(now) {
+    let name_at = old.table_name_index();
+    let key_names = |spec: &TableSpec| {
+        spec.key.iter().filter(|&&k| Some(k) != name_at).map(|&k| spec.columns[k].name.clone()).collect::<Vec<_>>()
+    };
+    if key_names(old) != now.key.iter().map(|&k| now.columns[k].name.clone()).collect::<Vec<_>>() {
         return Err("the primary key changed upstream".into());
     }
     let mut added = Vec::new();
-    let kept = positions.clone();
-    for (p, n) in now.columns.iter().enumerate().filter(|(p, _)| !kept.contains(p)) {
-        added.push(columns.len());
-        columns.push(n.clone());
-        positions.push(p);
+    for (p, n) in now.columns.iter().enumerate() {
+        if !position.contains(&Some(p)) {
+            added.push(columns.len());
+            columns.push(n.clone());
+            position.push(Some(p));
+        }
     }
+    let positions: Vec<usize> = position.into_iter().flatten().collect();
     let in_order = positions.iter().enumerate().all(|(i, &p)| i == p);
     let upstream_positions = if in_order { Vec::new() } else { positions };
-    if columns == old.columns && upstream_positions == old.upstream_positions {
+    // New columns go after the table-name column, which stays where it is.
+    let table_name_at = if added.is_empty() { old.table_name_at } else { name_at };
+    if columns == old.columns && upstream_positions == old.upstream_positions && absent == old.absent {
         return Ok(Evolution::Unchanged);
     }
-    let spec = TableSpec { columns, upstream_positions, ..old.clone() };
-    Ok(Evolution::Changed { spec: Box::new(spec), added })
+    let spec = TableSpec { columns, upstream_positions, table_name_at, absent, ..old.clone() };
+    Ok(Evolution::Changed { spec: Box::new(spec), added, present })
+}
+
+/// A merged table's description after one of its shards followed an upstream `ALTER TABLE`
+/// at `at`: `old` described the shard before, `evolved` (from [`evolve`]) after, `values` are
+/// what the ALTER gave the shard's rows in the `present` columns, then in the `added` ones.
+///
+/// A shard that gains columns the table lacks (the first shard altered) makes them the
+/// table's: the table is described by that shard from now on, and every other shard gets a
+/// description of its own in which the new columns are [`TableSpec::absent`], filled with
+/// the values the ALTER gave (so a shard altered alike later agrees with the rows it has).
+/// A shard that gains columns the table has (a later shard altered) must give them the same
+/// values. Returns the new description and the values the table's rows get in the columns
+/// it gains (empty when it gains none), or why the shard cannot follow.
+#[allow(clippy::too_many_arguments)]
+pub fn merge_shard_change(
+    table: &TableSpec,
+    shards: &[String],
+    shard: &str,
+    old: &TableSpec,
+    mut evolved: TableSpec,
+    added: &[usize],
+    present: &[usize],
+    values: &[Cell],
+    at: &BinlogPosition,
+) -> std::result::Result<(TableSpec, Vec<Cell>), String> {
+    for (&i, value) in present.iter().zip(values) {
+        let given = old.absent.iter().find(|(a, _)| *a == i).map(|(_, v)| v);
+        if given != Some(value) {
+            return Err(format!(
+                "column {} was added to this shard with the value {} for existing rows, but another shard added it                  with {} and this shard's rows hold that: give each shard the same default, or re-read the table                  with ALTER SOURCE ... RESNAPSHOT",
+                quote_ident(&old.columns[i].name),
+                value.describe(),
+                given.map_or("nothing".into(), Cell::describe),
+            ));
+        }
+    }
+    let new_values = values[present.len()..].to_vec();
+    evolved.since = Some(at.clone());
+    evolved.shard_specs.clear();
+    if added.is_empty() {
+        let mut merged = table.clone();
+        merged.shard_specs.insert(shard.to_string(), evolved);
+        return Ok((merged, Vec::new()));
+    }
+    if !evolved.absent.is_empty() {
+        let names = |idx: &mut dyn Iterator<Item = usize>| {
+            idx.map(|i| quote_ident(&evolved.columns[i].name)).collect::<Vec<_>>().join(", ")
+        };
+        return Err(format!(
+            "the shard gained columns ({}) before the columns ({}) other shards of {} gained first: give every shard              the same columns, in the same order of ALTER TABLEs",
+            names(&mut added.iter().copied()),
+            names(&mut evolved.absent.iter().map(|(i, _)| *i)),
+            quote_ident(&table.name),
+        ));
+    }
+    let mut merged = TableSpec {
+        columns: evolved.columns.clone(),
+        upstream_positions: evolved.upstream_positions.clone(),
+        since: evolved.since.clone(),
+        table_name_at: evolved.table_name_at,
+        absent: Vec::new(),
+        shard_specs: table.shard_specs.clone(),
+        ..table.clone()
+    };
+    merged.shard_specs.remove(shard);
+    for other in shards.iter().filter(|s| *s != shard) {
+        let mut lagging = table
+            .shard_specs
+            .get(other)
+            .cloned()
+            .unwrap_or_else(|| TableSpec { shard_specs: Default::default(), ..table.clone() });
+        let name_at = lagging.table_name_index();
+        lagging.columns.extend(added.iter().map(|&i| evolved.columns[i].clone()));
+        if lagging.table_name_column {
+            lagging.table_name_at = name_at;
+        }
+        lagging.absent.extend(added.iter().copied().zip(new_values.iter().cloned()));
+        merged.shard_specs.insert(other.clone(), lagging);
+    }
+    Ok((merged, new_values))
 }
 
 /// The values MySQL gave the existing rows in `columns`, just added by `ALTER TABLE`: their
@@ -573,11 +730,11 @@ mod tests {
         assert_eq!(evolve(&old, &old.clone()), Ok(Evolution::Unchanged));
         // Appended at the end: same order.
         let now = spec(vec![id.clone(), v.clone(), note.clone()], vec![0]);
-        let Ok(Evolution::Changed { spec: s, added }) = evolve(&old, &now) else { panic!() };
+        let Ok(Evolution::Changed { spec: s, added, .. }) = evolve(&old, &now) else { panic!() };
         assert_eq!((s.columns.len(), added, s.upstream_positions.len()), (3, vec![2], 0));
         // Added FIRST: appended locally, read from position 0 of the row images.
         let now = spec(vec![note.clone(), id.clone(), v.clone()], vec![1]);
-        let Ok(Evolution::Changed { spec: s, added }) = evolve(&old, &now) else { panic!() };
+        let Ok(Evolution::Changed { spec: s, added, .. }) = evolve(&old, &now) else { panic!() };
         assert_eq!(s.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["id", "v", "note"]);
         assert_eq!((added, s.upstream_positions.clone(), s.key.clone()), (vec![2], vec![1, 2, 0], vec![0]));
         assert_eq!((0..3).map(|i| s.upstream_position(i)).collect::<Vec<_>>(), [1, 2, 0]);
@@ -589,7 +746,7 @@ mod tests {
         // Text converted to UTF-8: followed, decoded as UTF-8 from then on; to gbk: refused.
         let gbk = col("note", Kind::Text { latin1: false, charset: Some("gbk".into()) }, "varchar(20)");
         let from_gbk = spec(vec![id.clone(), v.clone(), gbk.clone()], vec![0]);
-        let Ok(Evolution::Changed { spec: s, added }) = evolve(&from_gbk, &base) else { panic!() };
+        let Ok(Evolution::Changed { spec: s, added, .. }) = evolve(&from_gbk, &base) else { panic!() };
         assert_eq!((s.columns[2].kind.clone(), added.len()), (note.kind.clone(), 0));
         assert!(evolve(&base, &from_gbk).is_err());
         // Dropped, retyped, re-keyed: refused with the reason.
@@ -604,6 +761,79 @@ mod tests {
         assert!(evolve(&base, &spec(vec![id.clone(), v.clone(), not_null], vec![0])).unwrap_err().contains("NOT NULL"));
         let latin1 = col("note", Kind::Text { latin1: true, charset: None }, "varchar(20)");
         assert!(evolve(&base, &spec(vec![id, v, latin1], vec![0])).is_err());
+    }
+
+    /// Shards `a`, `b`, `c` merged with a table-name column: `a` gains a column first, `b`
+    /// follows alike (the column in another place upstream), `c` with another value stops.
+    #[test]
+    fn shards_gain_columns_one_after_another() {
+        let id = col("id", Kind::Int32, "int(11)");
+        let v = col("v", Kind::Int64, "bigint(20)");
+        let note = col("note", Kind::Text { latin1: false, charset: None }, "varchar(20)");
+        let mut table = spec(vec![id.clone(), v.clone()], vec![0]);
+        table.shards = vec!["a".into(), "b".into(), "c".into()];
+        add_table_name_column(&mut table, "shard").unwrap();
+        let shards = table.shards.clone();
+        let at = |pos| BinlogPosition { file: "bin.000001".into(), pos };
+        let none = Cell::Text("none".into());
+
+        // `a` gains `note` after the table-name column, which keeps its place.
+        let now = spec(vec![id.clone(), v.clone(), note.clone()], vec![0]);
+        let Ok(Evolution::Changed { spec: a, added, present }) = evolve(&table, &now) else { panic!() };
+        assert_eq!((added.clone(), present.clone(), a.table_name_index()), (vec![3], vec![], Some(2)));
+        assert_eq!(a.upstream_indexes(), [0, 1, 3]);
+        assert_eq!(a.key, [0, 2]);
+        let (merged, values) = merge_shard_change(
+            &table,
+            &shards,
+            "a",
+            &table,
+            *a,
+            &added,
+            &present,
+            std::slice::from_ref(&none),
+            &at(100),
+        )
+        .unwrap();
+        assert_eq!(values, std::slice::from_ref(&none));
+        assert_eq!(merged.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["id", "v", "shard", "note"]);
+        assert_eq!((merged.since.clone(), merged.shard_specs.len()), (Some(at(100)), 2));
+        let b = merged.for_shard("b").unwrap();
+        assert_eq!(
+            (b.absent.clone(), b.upstream_indexes(), b.since.clone()),
+            (vec![(3, none.clone())], vec![0, 1], None)
+        );
+        assert_eq!(b.fixed_cells("b"), [(2, Cell::Text("b".into())), (3, none.clone())]);
+        assert!(merged.for_shard("a").is_none(), "the table describes the shard that led");
+
+        // `b` gains it FIRST upstream with the same default: it follows, the table keeps its width.
+        let now_b = spec(vec![note.clone(), id.clone(), v.clone()], vec![1]);
+        let Ok(Evolution::Changed { spec: b2, added, present }) = evolve(b, &now_b) else { panic!() };
+        assert_eq!((added.clone(), present.clone(), b2.absent.len()), (vec![], vec![3], 0));
+        assert_eq!(b2.upstream_positions, [1, 2, 0]);
+        let (merged2, values) =
+            merge_shard_change(&merged, &shards, "b", b, *b2, &added, &present, std::slice::from_ref(&none), &at(200))
+                .unwrap();
+        assert!(values.is_empty());
+        assert_eq!(merged2.columns, merged.columns);
+        let b = merged2.for_shard("b").unwrap();
+        assert_eq!((b.absent.len(), b.since.clone(), b.upstream_position(2)), (0, Some(at(200)), 0));
+
+        // `c` gains it with another default: refused, naming both values.
+        let c = merged2.for_shard("c").unwrap();
+        let Ok(Evolution::Changed { spec: c2, added, present }) = evolve(c, &now) else { panic!() };
+        let other = Cell::Text("other".into());
+        let why = merge_shard_change(&merged2, &shards, "c", c, *c2, &added, &present, &[other], &at(300)).unwrap_err();
+        assert!(why.contains("'other'") && why.contains("'none'") && why.contains("same default"), "{why}");
+        // ... or with a column the table does not have before the one it lacks: refused.
+        let extra = col("extra", Kind::Int32, "int(11)");
+        let now_c = spec(vec![id.clone(), v.clone(), extra], vec![0]);
+        let Ok(Evolution::Changed { spec: c3, added, present }) = evolve(c, &now_c) else { panic!() };
+        let why =
+            merge_shard_change(&merged2, &shards, "c", c, *c3, &added, &present, &[Cell::Null], &at(300)).unwrap_err();
+        assert!(why.contains("same columns"), "{why}");
+        // A shard lacking a column may lose nothing else: dropping `v` is still refused.
+        assert!(evolve(c, &spec(vec![id], vec![0])).unwrap_err().contains("dropped"));
     }
 
     #[test]

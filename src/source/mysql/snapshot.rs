@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, Semaphore};
 
 use super::position::BinlogPosition;
 use super::schema::{quote_upstream, upstream, TableSpec};
-use super::types::{Cell, ColumnBuilder, Kind};
+use super::types::{ColumnBuilder, Kind};
 use super::{Message, Unit};
 use crate::error::{Error, Result};
 
@@ -33,8 +33,7 @@ use crate::error::{Error, Result};
 /// MySQL orders and compares it the way a literal does (not ENUM/SET, whose order is their
 /// index, nor floats, whose text may not round-trip). `None`: read unordered, never resumed.
 pub fn resume_key(spec: &TableSpec) -> Option<Vec<usize>> {
-    let n = spec.upstream_columns().len();
-    let key: Vec<usize> = spec.key.iter().copied().filter(|&i| i < n).collect();
+    let key: Vec<usize> = spec.key.iter().copied().filter(|&i| spec.is_upstream(i)).collect();
     let plain = key.iter().all(|&i| {
         !matches!(
             spec.columns[i].kind,
@@ -239,8 +238,11 @@ pub async fn snapshot_table(task: SnapshotTask, reads: &Semaphore, tx: mpsc::Sen
     let chunks_total = estimate.unwrap_or(0).div_ceil(chunk_size as u64).max(1);
     tx.send(Message::SnapshotStart { table: idx, position, replay_from, chunks_total }).await.map_err(closed)?;
 
-    let upstream_columns = spec.upstream_columns();
-    let columns: Vec<String> = upstream_columns.iter().map(|c| format!("`{}`", c.name.replace('`', "``"))).collect();
+    let upstream_columns = spec.upstream_indexes();
+    let columns: Vec<String> =
+        upstream_columns.iter().map(|&i| format!("`{}`", spec.columns[i].name.replace('`', "``"))).collect();
+    // Where each local key column is among the selected columns.
+    let selected = |local: usize| upstream_columns.iter().position(|&i| i == local).unwrap_or(local);
     let select = format!("SELECT {} FROM {}", columns.join(", "), quote_upstream(&spec.database, &unit.upstream_table));
     let chunk = Chunker { unit: &unit, schema: &schema, idx, tx: &tx };
     match resume_key(&spec) {
@@ -248,7 +250,7 @@ pub async fn snapshot_table(task: SnapshotTask, reads: &Semaphore, tx: mpsc::Sen
         // same transaction, so every chunk is part of the same consistent view; the read
         // permit is held per query, so tables take turns (no table waits for a big one).
         Some(key) => {
-            let order: Vec<&str> = key.iter().map(|&i| columns[i].as_str()).collect();
+            let order: Vec<&str> = key.iter().map(|&i| columns[selected(i)].as_str()).collect();
             let mut after = after.filter(|a| a.len() == key.len());
             loop {
                 let mut sql = select.clone();
@@ -261,7 +263,7 @@ pub async fn snapshot_table(task: SnapshotTask, reads: &Semaphore, tx: mpsc::Sen
                     conn.query(sql).await.map_err(upstream)?
                 };
                 let Some(last) = rows.last() else { break };
-                let last_key: Vec<Vec<u8>> = key.iter().map(|&i| raw_bytes(last, i)).collect();
+                let last_key: Vec<Vec<u8>> = key.iter().map(|&i| raw_bytes(last, selected(i))).collect();
                 let full = rows.len() == chunk_size;
                 chunk.send(&rows, Some(last_key.clone())).await?;
                 if !full {
@@ -305,18 +307,19 @@ struct Chunker<'a> {
 impl Chunker<'_> {
     async fn send(&self, rows: &[mysql_async::Row], last_key: Option<Vec<Vec<u8>>>) -> Result<()> {
         let spec = &self.unit.spec;
-        let upstream_columns = spec.upstream_columns();
+        let upstream_columns = spec.upstream_indexes();
+        let fixed = spec.fixed_cells(&self.unit.upstream_table);
         let mut builders = new_builders(spec)?;
         for row in rows {
-            for (i, col) in upstream_columns.iter().enumerate() {
+            for (i, &local) in upstream_columns.iter().enumerate() {
                 let raw = match row.as_ref(i) {
                     Some(mysql_async::Value::Bytes(b)) => Some(b.as_slice()),
                     _ => None,
                 };
-                builders[i].append_text(&col.kind, raw)?;
+                builders[local].append_text(&spec.columns[local].kind, raw)?;
             }
-            if spec.table_name_column {
-                builders[upstream_columns.len()].append(Cell::Text(self.unit.upstream_table.clone()))?;
+            for (i, value) in &fixed {
+                builders[*i].append(value.clone())?;
             }
         }
         let batch = finish(self.schema, &mut builders)?;

@@ -197,8 +197,9 @@ fn labels(column_type: &str) -> Vec<String> {
     out
 }
 
-/// One value on its way from MySQL to Arrow.
-#[derive(Debug, Clone, PartialEq)]
+/// One value on its way from MySQL to Arrow (stored, too: the value a merged table's shard
+/// that has not gained a column yet gives it, [`super::schema::TableSpec::absent`]).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Cell {
     Null,
     Int(i64),
@@ -228,6 +229,21 @@ pub enum Cell {
         s: u8,
         us: u32,
     },
+}
+
+impl Cell {
+    /// The value as a message shows it.
+    pub fn describe(&self) -> String {
+        match self {
+            Cell::Null => "NULL".into(),
+            Cell::Int(v) => v.to_string(),
+            Cell::UInt(v) => v.to_string(),
+            Cell::Float(v) => v.to_string(),
+            Cell::Double(v) => v.to_string(),
+            Cell::Text(t) => format!("'{}'", t.replace('\'', "''")),
+            other => format!("{other:?}"),
+        }
+    }
 }
 
 /// Parses a text-protocol value of a column of kind `kind`.
