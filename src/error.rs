@@ -32,6 +32,13 @@ pub enum Error {
     /// A write would create a second row with the same primary key (23505).
     #[error("duplicate key value violates unique constraint \"{table}_pkey\"")]
     UniqueViolation { table: String, key: String },
+    /// A write was computed from rows another commit changed since they were read (40001):
+    /// nothing was written; running the statement or transaction again succeeds.
+    #[error("{0}")]
+    SerializationFailure(String),
+    /// A statement inside a transaction block after one of its statements failed (25P02).
+    #[error("current transaction is aborted, commands ignored until end of transaction block")]
+    InFailedTransaction,
     /// A NULL was written into a NOT NULL (or primary key) column (23502).
     #[error("null value in column \"{column}\" of relation \"{table}\" violates not-null constraint")]
     NotNullViolation { table: String, column: String },
@@ -90,6 +97,8 @@ impl Error {
             },
             Error::UniqueViolation { .. } => "23505",
             Error::NotNullViolation { .. } => "23502",
+            Error::SerializationFailure(_) => "40001",
+            Error::InFailedTransaction => "25P02",
             Error::DatatypeMismatch(_) => "42804",
             Error::DataException { sqlstate, .. } => sqlstate,
             Error::DependentObjects { .. } => "2BP01",
@@ -111,6 +120,10 @@ impl Error {
             Error::UndefinedTable(_) => Some("Run SHOW TABLES to list the tables and views.".into()),
             Error::DuplicateObject { .. } => Some("Use CREATE ... IF NOT EXISTS to ignore an existing object.".into()),
             Error::UniqueViolation { key, .. } => Some(format!("Key {key} already exists.")),
+            Error::SerializationFailure(_) => Some("Nothing was written; run the statement or transaction again.".into()),
+            Error::InFailedTransaction => {
+                Some("Run ROLLBACK (or ROLLBACK TO SAVEPOINT) to end the failed transaction.".into())
+            }
             Error::DependentObjects { dependents, .. } => {
                 Some(format!("{} depend(s) on it; use DROP ... CASCADE to drop them too.", dependents.join(", ")))
             }

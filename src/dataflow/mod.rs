@@ -51,6 +51,10 @@ pub enum ApplyMode {
     /// and a +1 on a live key is a unique violation (local DML).
     #[default]
     Delta,
+    /// [`ApplyMode::Delta`] whose −1 rows must also equal the stored rows (local DML and
+    /// transaction blocks, computed from rows read before the commit): a row another session
+    /// changed or removed meanwhile is a serialization failure (40001), never overwritten.
+    Checked,
     /// Upstream row images in commit order (sources): a −1 removes whatever row has that key
     /// (for multisets: one copy of that row, if present), a +1 replaces the row with that key.
     /// Rows are applied one after the other, so the batch replays a transaction exactly.

@@ -50,6 +50,9 @@ pub fn rewrite(sql: &str) -> Cow<'_, str> {
 pub fn rewrite_statement(stmt: &mut Statement) {
     let _ = stmt.visit(&mut FromFunctions);
     if reads_catalog(stmt) {
+        if let Statement::Query(q) = stmt {
+            unalias_duplicates(q.body.as_mut());
+        }
         let _ = visit_expressions_mut(stmt, |e| {
             if over_empty_catalog(e) {
                 *e = Expr::value(Value::Null);
@@ -75,6 +78,26 @@ pub fn rewrite_statement(stmt: &mut Statement) {
         like_escape(e);
         ControlFlow::<()>::Continue(())
     });
+}
+
+/// Undoes datafusion-pg-catalog's `AliasDuplicatedProjectionRewrite`, which its parser
+/// applies to catalog queries (`SELECT n.oid, n.* ...`, DBeaver's): `n.oid AS __alias_oid`
+/// back to `n.oid`, so the client sees the column's name; `sql::naming` plans the repeat.
+fn unalias_duplicates(body: &mut datafusion::sql::sqlparser::ast::SetExpr) {
+    use datafusion::sql::sqlparser::ast::{SelectItem, SetExpr};
+    let SetExpr::Select(select) = body else { return };
+    for item in &mut select.projection {
+        if let SelectItem::ExprWithAlias { expr, alias } = item {
+            let name = match expr {
+                Expr::Identifier(i) => Some(&i.value),
+                Expr::CompoundIdentifier(parts) => parts.last().map(|i| &i.value),
+                _ => None,
+            };
+            if alias.quote_style.is_none() && name.is_some_and(|n| alias.value == format!("__alias_{n}")) {
+                *item = SelectItem::UnnamedExpr(expr.clone());
+            }
+        }
+    }
 }
 
 /// `'\\xdeadbeef'::bytea` (psycopg2 and hand-written SQL) is the bytes 0xdeadbeef in

@@ -20,10 +20,11 @@ use datafusion::common::{Column, ParamValues, TableReference};
 use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan, LogicalPlanBuilder, WriteOp};
 use datafusion::sql::sqlparser::ast::{Statement, TableFactor};
 
+use super::provider::PINNED;
 use super::result::QueryResult;
 use super::Session;
 use crate::catalog::{Namespace, Relation};
-use crate::dataflow::ChangeBatch;
+use crate::dataflow::{ApplyMode, ChangeBatch};
 use crate::error::{Error, Result};
 use crate::sql::parser::ObjectType;
 use crate::state::WriteBatch;
@@ -45,6 +46,14 @@ pub(super) async fn execute(s: &Session, stmt: &Statement, params: Option<&Param
             expected: "table (a materialized view changes only with the tables it reads)",
         });
     }
+    if let Some(source) =
+        object.as_ref().and_then(|o| o.entry.depends_on.iter().find_map(|d| d.strip_prefix("source:")))
+    {
+        return Err(Error::WrongObjectType {
+            name: format!("{name} (captured by source {source})"),
+            expected: "local table: a captured table changes only with its upstream table",
+        });
+    }
     let table = match object.and_then(|o| o.relation) {
         Some(Relation::Table { state, .. }) => state,
         Some(_) => return Err(Error::WrongObjectType { name, expected: "table (views are read-only)" }),
@@ -54,7 +63,10 @@ pub(super) async fn execute(s: &Session, stmt: &Statement, params: Option<&Param
     let (change, tag, rows) = match &dml.op {
         WriteOp::Insert(_) => {
             check_assignment_types(&dml.input, &schema)?;
-            let batch = conform(&schema, &name, collect(s, dml.input.as_ref().clone()).await?)?;
+            let rows = collect(s, dml.input.as_ref().clone())
+                .await
+                .map_err(|e| name_values_column(e, stmt, &schema, &name))?;
+            let batch = conform(&schema, &name, rows)?;
             let n = batch.num_rows();
             (ChangeBatch::uniform(batch, 1), "INSERT", n)
         }
@@ -77,15 +89,44 @@ pub(super) async fn execute(s: &Session, stmt: &Statement, params: Option<&Param
         }
         other => return Err(Error::FeatureNotSupported(format!("{other}"))),
     };
-    s.engine().dataflow().commit(&[(&table, &change)], WriteBatch::default())?;
+    // Computed from rows read before the commit: checked against them (40001 if another
+    // commit changed them meanwhile).
+    let change = ChangeBatch { mode: ApplyMode::Checked, ..change };
+    let in_block = s.transaction(|tx| tx.map(|t| t.write(&table, change.clone()))).transpose()?.is_some();
+    if !in_block {
+        s.engine().dataflow().commit(&[(&table, &change)], WriteBatch::default())?;
+    }
     Ok(QueryResult::Command { tag: tag.to_string(), rows: Some(rows) })
 }
 
-/// Runs a plan and returns its rows as one batch.
+/// DataFusion checks NOT NULL on `INSERT ... VALUES` itself and names the VALUES list's
+/// column (`column2`): the error names the table's column instead, as Postgres does.
+fn name_values_column(e: Error, stmt: &Statement, schema: &Schema, table: &str) -> Error {
+    let Error::DataException { sqlstate: "23502", message } = &e else { return e };
+    let Some(n) =
+        message.split("\"column").nth(1).and_then(|r| r.split('"').next()).and_then(|n| n.parse::<usize>().ok())
+    else {
+        return e;
+    };
+    let target = match stmt {
+        Statement::Insert(insert) if !insert.columns.is_empty() => {
+            insert.columns.get(n - 1).map(|c| c.to_string().trim_matches('"').to_string())
+        }
+        _ => schema.fields().get(n.wrapping_sub(1)).map(|f| f.name().clone()),
+    };
+    match target {
+        Some(column) => Error::NotNullViolation { table: table.to_string(), column },
+        None => e,
+    }
+}
+
+/// Runs a plan and returns its rows as one batch (reading what the session's open
+/// transaction block wrote, if any).
 async fn collect(s: &Session, plan: LogicalPlan) -> Result<RecordBatch> {
+    let pinned = s.pin_read(&plan)?;
     let df = s.context().execute_logical_plan(plan).await?;
     let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-    let batches = df.collect().await?;
+    let batches = PINNED.scope(pinned, df.collect()).await?;
     Ok(concat_batches(&schema, &batches)?)
 }
 
@@ -245,8 +286,11 @@ fn assignable(from: &DataType, to: &DataType) -> bool {
         || (category(from) == category(to) && category(from) != Category::Other)
 }
 
-/// The type's name as Postgres prints it in messages (`integer`, not `int4`).
-fn pg_type_name(t: &DataType) -> String {
+/// The type's name as Postgres prints it in messages and `pg_typeof` (`integer`, not `int4`).
+pub(crate) fn pg_type_name(t: &DataType) -> String {
+    if t.is_null() {
+        return "unknown".into();
+    }
     let Ok(pg) = arrow_pg::datatypes::into_pg_type(t) else {
         return t.to_string();
     };

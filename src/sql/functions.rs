@@ -6,7 +6,9 @@ use std::sync::{Arc, RwLock};
 
 use datafusion::arrow::array::{Array, StringArray};
 use datafusion::arrow::datatypes::DataType;
-use datafusion::logical_expr::{create_udf, ColumnarValue, ScalarUDF, Volatility};
+use datafusion::logical_expr::{
+    create_udf, ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
 use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
 
@@ -46,6 +48,7 @@ pub fn register_global(ctx: &SessionContext) {
     ));
     // Postgres's templates, not chrono's (DataFusion's to_char takes strftime formats).
     ctx.register_udf(ScalarUDF::from(super::to_char::ToChar::new()));
+    ctx.register_udf(ScalarUDF::new_from_impl(PgTypeof { signature: Signature::any(1, Volatility::Immutable) }));
     let version = version_string();
     ctx.register_udf(create_udf(
         "version",
@@ -54,6 +57,31 @@ pub fn register_global(ctx: &SessionContext) {
         Volatility::Immutable,
         Arc::new(move |_| Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(version.clone()))))),
     ));
+}
+
+/// `pg_typeof(x)`: the Postgres name of the argument's type (`integer`, `numeric`, `text`).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct PgTypeof {
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for PgTypeof {
+    fn name(&self) -> &str {
+        "pg_typeof"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> datafusion::error::Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> datafusion::error::Result<ColumnarValue> {
+        let name = super::dml::pg_type_name(args.arg_fields[0].data_type());
+        Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(name))))
+    }
 }
 
 /// A LIKE pattern written with escape character `escape` (`''`: none), rewritten to use the

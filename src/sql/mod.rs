@@ -36,6 +36,7 @@ pub mod settings;
 mod sinks;
 mod sources;
 mod to_char;
+mod transaction;
 pub mod users;
 mod views;
 

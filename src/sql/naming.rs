@@ -73,11 +73,17 @@ fn name_set_expr(body: &mut SetExpr, for_query: bool) {
             _ => None,
         })
         .collect();
+    // `SELECT *, id`: the names a wildcard brings are known only after planning, so every
+    // other item may repeat one of them.
+    let wildcard = select
+        .projection
+        .iter()
+        .any(|item| matches!(item, SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..)));
     for (i, item) in select.projection.iter_mut().enumerate() {
         let Some(name) = names[i].clone() else {
             continue;
         };
-        let repeated = names[..i].iter().any(|n| n.as_deref() == Some(name.as_str()));
+        let repeated = (wildcard && for_query) || names[..i].iter().any(|n| n.as_deref() == Some(name.as_str()));
         let unique = !repeated && names[i + 1..].iter().all(|n| n.as_deref() != Some(name.as_str()));
         let internal = Ident::with_quote('"', format!("{name}{DUPLICATE_MARK}{i}"));
         match item {
@@ -198,6 +204,9 @@ mod tests {
     #[test]
     fn repeated_names_are_made_unique_for_planning() {
         let m = DUPLICATE_MARK;
+        // A wildcard's names are known only after planning: the other items may repeat one.
+        assert_eq!(named("SELECT *, id FROM t"), format!("SELECT *, id AS \"id{m}1\" FROM t"));
+        assert_eq!(named("SELECT t.*, 1 FROM t"), format!("SELECT t.*, 1 AS \"?column?{m}1\" FROM t"));
         assert_eq!(named("SELECT 1, 2"), format!("SELECT 1 AS \"?column?\", 2 AS \"?column?{m}1\""));
         assert_eq!(
             named("SELECT max(a), max(b) FROM t"),

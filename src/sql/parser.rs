@@ -167,8 +167,9 @@ impl SqlParser {
     /// A parser with datafusion-pg-catalog's rewrite rules loaded.
     pub fn new() -> Self {
         use datafusion_pg_catalog::sql::rules::*;
+        // Not AliasDuplicatedProjectionRewrite: it renames `SELECT *, id` to `__alias_id`,
+        // which clients then show; `sql::naming` plans repeats under internal names instead.
         let user_rules: Vec<Arc<dyn SqlStatementRewriteRule>> = vec![
-            Arc::new(AliasDuplicatedProjectionRewrite),
             Arc::new(ResolveUnqualifiedIdentifier),
             Arc::new(RewriteArrayAnyAllOperation),
             Arc::new(PrependUnqualifiedPgTableName),

@@ -20,8 +20,12 @@ use super::result::{text_schema, QueryResult};
 use super::settings::Settings;
 use super::{ddl, dml, functions, sinks, sources, users, Engine, HwStatement};
 use crate::catalog::CatalogEntry;
+use crate::dataflow::ChangeBatch;
 use crate::error::{Error, Result};
+use crate::state::table::PinnedRows;
 use crate::state::TableState;
+
+use super::transaction::Transaction;
 
 /// What Describe reports about a statement before it runs.
 #[derive(Debug, Default)]
@@ -40,6 +44,8 @@ pub struct Session {
     engine: Arc<Engine>,
     ctx: SessionContext,
     settings: Arc<RwLock<Settings>>,
+    /// The open transaction block (`BEGIN` ... `COMMIT`), see [`super::transaction`].
+    tx: std::sync::Mutex<Option<Transaction>>,
 }
 
 impl Session {
@@ -49,7 +55,7 @@ impl Session {
         ctx.register_udf(functions::current_setting(settings.clone()));
         ctx.register_udf(functions::session_user(settings.clone()));
         ctx.register_udf(functions::set_config(settings.clone()));
-        Session { engine, ctx, settings }
+        Session { engine, ctx, settings, tx: Default::default() }
     }
 
     /// The engine this session belongs to.
@@ -123,10 +129,25 @@ impl Session {
     /// statement that changes tables or the catalog is durable when this returns (it ends
     /// with a checkpoint; concurrent ones share it).
     pub async fn execute(&self, stmt: &HwStatement, params: Option<&ParamValues>) -> Result<QueryResult> {
-        let result = self.execute_inner(stmt, params).await?;
+        let block = self.transaction(|tx| tx.map(|t| t.failed));
+        if block == Some(true) && !ends_failed_block(stmt) {
+            return Err(Error::InFailedTransaction);
+        }
+        let result = match self.execute_inner(stmt, params).await {
+            Ok(result) => result,
+            Err(e) => {
+                // As in Postgres, an error fails the whole block.
+                self.transaction(|tx| tx.map(|t| t.failed = true));
+                return Err(e);
+            }
+        };
         let durable_now = match writes_state(stmt) {
             Durability::Ddl => true,
-            Durability::Dml => self.settings.read().unwrap_or_else(|p| p.into_inner()).synchronous_commit(),
+            // Inside a block, DML is durable with its COMMIT.
+            Durability::Dml if block.is_some() => false,
+            Durability::Dml | Durability::Commit => {
+                self.settings.read().unwrap_or_else(|p| p.into_inner()).synchronous_commit()
+            }
             Durability::None => false,
         };
         if durable_now {
@@ -187,12 +208,32 @@ impl Session {
                 }
                 Ok(QueryResult::command("RESET"))
             }
-            Statement::StartTransaction { .. } => Ok(QueryResult::TransactionStart("BEGIN".into())),
-            Statement::Commit { .. } => Ok(QueryResult::TransactionEnd("COMMIT".into())),
-            Statement::Rollback { savepoint: Some(_), .. } => Ok(QueryResult::command("ROLLBACK")),
-            Statement::Rollback { .. } => Ok(QueryResult::TransactionEnd("ROLLBACK".into())),
-            Statement::Savepoint { .. } => Ok(QueryResult::command("SAVEPOINT")),
-            Statement::ReleaseSavepoint { .. } => Ok(QueryResult::command("RELEASE")),
+            Statement::StartTransaction { .. } => {
+                self.transaction_slot(|tx| {
+                    tx.get_or_insert_with(Transaction::default);
+                });
+                Ok(QueryResult::TransactionStart("BEGIN".into()))
+            }
+            Statement::Commit { .. } => self.commit(),
+            Statement::Rollback { savepoint: Some(name), .. } => {
+                self.in_block("ROLLBACK TO SAVEPOINT", |tx| tx.rollback_to(&savepoint_name(name)))?;
+                Ok(QueryResult::command("ROLLBACK"))
+            }
+            Statement::Rollback { .. } => {
+                self.transaction_slot(Option::take);
+                Ok(QueryResult::TransactionEnd("ROLLBACK".into()))
+            }
+            Statement::Savepoint { name } => {
+                self.in_block("SAVEPOINT", |tx| {
+                    tx.savepoint(&savepoint_name(name));
+                    Ok(())
+                })?;
+                Ok(QueryResult::command("SAVEPOINT"))
+            }
+            Statement::ReleaseSavepoint { name } => {
+                self.in_block("RELEASE SAVEPOINT", |tx| tx.release(&savepoint_name(name)))?;
+                Ok(QueryResult::command("RELEASE"))
+            }
             Statement::Discard { object_type } => {
                 use datafusion::sql::sqlparser::ast::DiscardObject;
                 if matches!(object_type, DiscardObject::ALL) {
@@ -239,7 +280,8 @@ impl Session {
     /// the relation was dropped or replaced since, `real_time_recency` has to wait for
     /// sources first, or a parameter does not fit the key exactly.
     pub async fn execute_point(&self, point: &PointQuery, params: Option<&ParamValues>) -> Result<Option<QueryResult>> {
-        if self.read_settings().real_time_recency() || !point.is_current(self.engine.catalog()) {
+        let block_wrote = self.transaction(|tx| tx.is_some_and(|t| t.has_writes()));
+        if block_wrote || self.read_settings().real_time_recency() || !point.is_current(self.engine.catalog()) {
             return Ok(None);
         }
         point.execute(params)
@@ -298,15 +340,69 @@ impl Session {
         if let Some(p) = params {
             plan = plan.with_param_values(p.clone())?;
         }
-        // Pin every table and view the query reads at once: one consistent point for all.
-        let mut tables = Vec::new();
-        tables_read(&plan, &mut tables)?;
-        let pinned = Arc::new(self.engine.dataflow().pin(&tables));
+        let pinned = self.pin_read(&plan)?;
         let df = self.ctx.execute_logical_plan(plan).await?;
         let planned: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let stream = PINNED.scope(pinned, df.execute_stream()).await?;
         let stream = super::naming::shown_stream(&planned, stream);
         Ok(QueryResult::Rows { schema: stream.schema(), stream })
+    }
+
+    /// Pins every table and view `plan` reads at once — one consistent point for all — with
+    /// the open block's own rows for the tables it wrote.
+    pub(super) fn pin_read(&self, plan: &LogicalPlan) -> Result<Arc<HashMap<u64, PinnedRows>>> {
+        let mut tables = Vec::new();
+        tables_read(plan, &mut tables)?;
+        let mut pinned = self.engine.dataflow().pin(&tables);
+        self.transaction(|tx| tx.map(|t| t.overlay(&mut pinned)));
+        Ok(Arc::new(pinned))
+    }
+
+    /// Runs `f` on the open transaction block, if any.
+    pub(super) fn transaction<R>(&self, f: impl FnOnce(Option<&mut Transaction>) -> R) -> R {
+        f(self.tx.lock().unwrap_or_else(|p| p.into_inner()).as_mut())
+    }
+
+    fn transaction_slot<R>(&self, f: impl FnOnce(&mut Option<Transaction>) -> R) -> R {
+        f(&mut self.tx.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Runs `f` on the open block; `what` outside one is an error, as in Postgres (25P01).
+    fn in_block(&self, what: &str, f: impl FnOnce(&mut Transaction) -> Result<()>) -> Result<()> {
+        self.transaction(|tx| match tx {
+            Some(t) => f(t),
+            None => Err(Error::DataException {
+                sqlstate: "25P01",
+                message: format!("{what} can only be used in transaction blocks"),
+            }),
+        })
+    }
+
+    /// `COMMIT`: the block's changes to every table it wrote, in one atomic commit (a failed
+    /// block rolls back, as in Postgres, and says so in its tag).
+    fn commit(&self) -> Result<QueryResult> {
+        let Some(tx) = self.transaction_slot(Option::take) else {
+            return Ok(QueryResult::TransactionEnd("COMMIT".into()));
+        };
+        if tx.failed {
+            return Ok(QueryResult::TransactionEnd("ROLLBACK".into()));
+        }
+        let changes = tx.net_changes()?;
+        for (table, _) in &changes {
+            let current = self.engine.catalog().get(crate::catalog::Namespace::Relation, table.name());
+            let same = matches!(current.and_then(|o| o.relation), Some(crate::catalog::Relation::Table { state, .. }) if state.id() == table.id());
+            if !same {
+                return Err(Error::SerializationFailure(format!(
+                    "could not commit: table \"{}\" was dropped or replaced during the transaction",
+                    table.name()
+                )));
+            }
+        }
+        if !changes.is_empty() {
+            let refs: Vec<(&TableState, &ChangeBatch)> = changes.iter().map(|(t, c)| (t.as_ref(), c)).collect();
+            self.engine.dataflow().commit(&refs, crate::state::WriteBatch::default())?;
+        }
+        Ok(QueryResult::TransactionEnd("COMMIT".into()))
     }
 
     /// The sources whose tables a plan reads, directly or through (materialized) views.
@@ -544,12 +640,29 @@ enum Durability {
     Dml,
     /// The catalog (and rows it drops or creates): always durable on return.
     Ddl,
+    /// `COMMIT` of a block: durable on return under `synchronous_commit`.
+    Commit,
+}
+
+/// What a failed block still accepts: the statements that end it or return to a savepoint.
+fn ends_failed_block(stmt: &HwStatement) -> bool {
+    matches!(stmt, HwStatement::Sql(s) if matches!(s.as_ref(), Statement::Rollback { .. } | Statement::Commit { .. }))
+}
+
+/// A savepoint's name as Postgres compares it (unquoted names fold to lower case).
+fn savepoint_name(name: &Ident) -> String {
+    if name.quote_style.is_some() {
+        name.value.clone()
+    } else {
+        name.value.to_lowercase()
+    }
 }
 
 fn writes_state(stmt: &HwStatement) -> Durability {
     match stmt {
         HwStatement::Sql(s) => match s.as_ref() {
             Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => Durability::Dml,
+            Statement::Commit { .. } => Durability::Commit,
             Statement::CreateTable(_) | Statement::CreateView(_) | Statement::Drop { .. } => Durability::Ddl,
             _ => Durability::None,
         },

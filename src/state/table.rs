@@ -69,6 +69,10 @@ struct Rows {
     layout: Arc<Layout>,
 }
 
+/// The version of rows only one transaction sees ([`TableState::apply_to_pinned`]): commits
+/// never reach it, so such rows are never taken for a cached snapshot.
+const PRIVATE_VERSION: u64 = u64::MAX;
+
 /// The rows of a table as of one commit: an O(1) clone of its index that later commits do not
 /// change. Queries pin every table they read at once (see `dataflow::Dataflow::pin`), which
 /// gives them one consistent point across tables and views.
@@ -259,8 +263,11 @@ impl TableState {
     }
 
     /// All rows of `pinned` as one batch; cached per version, so repeated scans of an
-    /// unchanged table cost nothing.
+    /// unchanged table cost nothing (a transaction's own rows are never cached).
     pub fn snapshot_of(&self, pinned: &PinnedRows) -> Result<RecordBatch> {
+        if pinned.version == PRIVATE_VERSION {
+            return to_batch(&pinned.layout, pinned.index.iter().map(|(_, e)| e));
+        }
         {
             let cache = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
             if let Some((version, batch)) = cache.as_ref() {
@@ -289,6 +296,16 @@ impl TableState {
         let prefix = prefix.row(0).as_ref().to_vec();
         let entries = pinned.index.range_from(&prefix).take_while(|(k, _)| k.starts_with(&prefix)).map(|(_, e)| e);
         to_batch(&pinned.layout, entries)
+    }
+
+    /// `pinned` with `change` applied: what a transaction block that made `change` sees of
+    /// the table before it commits. Checked as a commit is (23505, 23502, deleted rows must be
+    /// there); nothing is stored, and no other session sees these rows.
+    pub fn apply_to_pinned(&self, pinned: &PinnedRows, change: &ChangeBatch) -> Result<PinnedRows> {
+        let mut rows = Rows { index: pinned.index.clone(), version: PRIVATE_VERSION, layout: pinned.layout.clone() };
+        let updates = self.plan(&rows, change)?;
+        rows.index.set_all(updates.into_iter().map(|(k, slot)| (k, slot.new, slot.old.is_some())).collect());
+        Ok(PinnedRows { index: rows.index, version: PRIVATE_VERSION, layout: rows.layout })
     }
 
     /// Checks `change` against the current rows; nothing changes until
@@ -494,6 +511,7 @@ impl TableState {
         if change.mode == ApplyMode::Upsert {
             return self.plan_upsert(rows, change, &encoded);
         }
+        let checked = change.mode == ApplyMode::Checked;
         let mut working = Working::default();
         match (&self.key_columns, &self.key_format) {
             (Some(key_cols), Some(key_format)) => {
@@ -506,8 +524,10 @@ impl TableState {
                         }
                         let slot = working.slot(&rows.index, keys.row(i).as_ref().to_vec());
                         if w < 0 {
-                            if slot.new.is_none() {
-                                return Err(Error::Internal(format!("delete of a missing key in {}", self.name)));
+                            match &slot.new {
+                                Some(e) if !checked || e.row.as_ref() == encoded.row(i).as_ref() => {}
+                                _ if checked => return Err(self.changed_meanwhile()),
+                                _ => return Err(Error::Internal(format!("delete of a missing key in {}", self.name))),
                             }
                             slot.new = None;
                         } else {
@@ -527,6 +547,9 @@ impl TableState {
                     let row = encoded.row(i).data();
                     let slot = working.slot(&rows.index, row.to_vec());
                     let count = slot.new.as_ref().map_or(0, |e| e.count) + w;
+                    if count < 0 && checked {
+                        return Err(self.changed_meanwhile());
+                    }
                     if count < 0 {
                         return Err(Error::Internal(format!("delete of a missing row in {}", self.name)));
                     }
@@ -535,6 +558,15 @@ impl TableState {
             }
         }
         Ok(working.changed())
+    }
+
+    /// A checked change removes a row that is no longer there as it was read.
+    fn changed_meanwhile(&self) -> Error {
+        Error::SerializationFailure(format!(
+            "could not serialize access due to concurrent update of \"{}\": a row this statement or \
+             transaction read was changed or deleted by another commit",
+            self.name
+        ))
     }
 
     /// Sequential upsert application (see [`ApplyMode::Upsert`]).
@@ -692,6 +724,32 @@ mod tests {
         let reloaded = TableState::new(1, "t", schema(), Some(vec![0])).unwrap();
         reloaded.load(&store).unwrap();
         assert_eq!(reloaded.snapshot().unwrap(), t.snapshot().unwrap());
+    }
+
+    /// A checked change must remove rows exactly as stored; a transaction's own copy of the
+    /// rows changes nothing the table or other readers see.
+    #[test]
+    fn checked_changes_and_private_copies() {
+        let store = MemoryStore::default();
+        let t = TableState::new(1, "t", schema(), Some(vec![0])).unwrap();
+        commit(&store, &[(&t, &change(&[1, 2], &["a", "b"], &[1, 1]))]).unwrap();
+        let checked =
+            |ids: &[i32], names: &[&str], w: &[i64]| ChangeBatch { mode: ApplyMode::Checked, ..change(ids, names, w) };
+        // Read "b" under key 2, but another commit made it "x": refused, nothing written.
+        commit(&store, &[(&t, &change(&[2, 2], &["b", "x"], &[-1, 1]))]).unwrap();
+        let err = commit(&store, &[(&t, &checked(&[2, 2], &["b", "y"], &[-1, 1]))]).unwrap_err();
+        assert_eq!(err.sqlstate(), "40001");
+        assert_eq!(t.lookup(&t.pin(), &[Arc::new(Int32Array::from(vec![2]))]).unwrap().num_rows(), 1);
+        commit(&store, &[(&t, &checked(&[2, 2], &["x", "y"], &[-1, 1]))]).unwrap();
+        assert_eq!(commit(&store, &[(&t, &checked(&[9], &["z"], &[-1]))]).unwrap_err().sqlstate(), "40001");
+        // A private copy: sees its change, is checked like a commit, leaves the table alone.
+        let before = t.snapshot().unwrap();
+        let mine = t.apply_to_pinned(&t.pin(), &checked(&[3], &["c"], &[1])).unwrap();
+        assert_eq!((mine.len(), t.snapshot_of(&mine).unwrap().num_rows()), (3, 3));
+        let dup = t.apply_to_pinned(&mine, &checked(&[3], &["d"], &[1]));
+        assert_eq!(dup.err().map(|e| e.sqlstate()), Some("23505"));
+        assert_eq!(t.snapshot().unwrap(), before, "the shared snapshot is not the private one");
+        assert_eq!(t.row_count(), 2);
     }
 
     #[test]

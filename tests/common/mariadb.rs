@@ -28,6 +28,22 @@ fn find(names: &[&str]) -> Option<PathBuf> {
     None
 }
 
+/// The server's configuration: binlog on, as the product needs it, on `port`.
+fn write_config(config: &std::path::Path, d: &std::path::Path, port: u16) {
+    std::fs::write(
+        config,
+        format!(
+            "[mariadbd]\nuser=root\ndatadir={d}/data\nsocket={d}/run/mysqld.sock\nport={port}\n\
+             bind-address=127.0.0.1\ntmpdir={d}/tmp\nserver_id=1\nlog_bin={d}/binlog/mariadb-bin\nbinlog_format=ROW\n\
+             binlog_row_image=FULL\nbinlog_row_metadata=FULL\ncharacter-set-server=utf8mb4\n\
+             collation-server=utf8mb4_general_ci\nskip-name-resolve\ninnodb_buffer_pool_size=64M\n\
+             innodb_log_file_size=16M\n[client]\nsocket={d}/run/mysqld.sock\n",
+            d = d.display()
+        ),
+    )
+    .unwrap();
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -40,24 +56,12 @@ impl MariaDb {
             .expect("MariaDB is not installed: run `apt-get install mariadb-server` (scripts/test.sh does this)");
         let install = find(&["mariadb-install-db", "mysql_install_db"]).expect("mariadb-install-db not found");
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
         let d = dir.path();
         for sub in ["data", "run", "binlog", "tmp"] {
             std::fs::create_dir_all(d.join(sub)).unwrap();
         }
         let config = d.join("my.cnf");
-        std::fs::write(
-            &config,
-            format!(
-                "[mariadbd]\nuser=root\ndatadir={d}/data\nsocket={d}/run/mysqld.sock\nport={port}\n\
-                 bind-address=127.0.0.1\ntmpdir={d}/tmp\nserver_id=1\nlog_bin={d}/binlog/mariadb-bin\nbinlog_format=ROW\n\
-                 binlog_row_image=FULL\nbinlog_row_metadata=FULL\ncharacter-set-server=utf8mb4\n\
-                 collation-server=utf8mb4_general_ci\nskip-name-resolve\ninnodb_buffer_pool_size=64M\n\
-                 innodb_log_file_size=16M\n[client]\nsocket={d}/run/mysqld.sock\n",
-                d = d.display()
-            ),
-        )
-        .unwrap();
+        write_config(&config, d, free_port());
         let out = Command::new(&install)
             .arg(format!("--defaults-file={}", config.display()))
             .arg("--auth-root-authentication-method=normal")
@@ -65,8 +69,17 @@ impl MariaDb {
             .output()
             .expect("run mariadb-install-db");
         assert!(out.status.success(), "mariadb-install-db failed: {}", String::from_utf8_lossy(&out.stderr));
-        let mut db = MariaDb { port, child: None, config, _dir: dir };
-        db.spawn().await;
+        let mut db = MariaDb { port: 0, child: None, config, _dir: dir };
+        // The free port may be taken by another test's server before this one binds it: then
+        // this server exits, and another port is tried.
+        for attempt in 0.. {
+            db.port = free_port();
+            write_config(&db.config, db._dir.path(), db.port);
+            if db.try_spawn().await {
+                break;
+            }
+            assert!(attempt < 5, "MariaDB could not bind a free port in 6 attempts");
+        }
         db.root()
             .await
             .query_drop(
@@ -80,6 +93,11 @@ impl MariaDb {
 
     /// Starts the server process on the existing data directory.
     pub async fn spawn(&mut self) {
+        assert!(self.try_spawn().await, "MariaDB exited at start (port {} taken?)", self.port);
+    }
+
+    /// Starts the server process; false when it exited instead of serving (its port taken).
+    async fn try_spawn(&mut self) -> bool {
         let server = find(&["mariadbd", "mysqld"]).unwrap();
         let child = Command::new(server)
             .arg(format!("--defaults-file={}", self.config.display()))
@@ -89,12 +107,19 @@ impl MariaDb {
             .expect("start mariadbd");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(60);
+        let datadir = self._dir.path().join("data");
         loop {
+            if self.child.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_some()) {
+                self.child = None;
+                return false;
+            }
             let opts = self.opts("root", "");
             if let Ok(mut c) = mysql_async::Conn::new(opts).await {
-                if c.query_drop("SELECT 1").await.is_ok() {
-                    let _ = c.disconnect().await;
-                    return;
+                // The server answering must be this one (not another test's on a reused port).
+                let dir: Option<String> = c.query_first("SELECT @@datadir").await.ok().flatten();
+                let _ = c.disconnect().await;
+                if dir.is_some_and(|d| std::path::Path::new(&d) == datadir) {
+                    return true;
                 }
             }
             assert!(Instant::now() < deadline, "MariaDB did not accept connections within 60s");

@@ -42,6 +42,10 @@ async fn shards_merge_into_one_table() {
     assert_eq!(got.len(), 5, "{got:?} {status:?}");
     assert_eq!(got, vec!["orders_0|1|0", "orders_1|1|1", "orders_1|2|11", "orders_1|3|13", "orders_2|7|7"]);
     assert_eq!(rows(&hw, "SELECT id, amount FROM archive").await, vec!["1|99"]);
+    // A captured table follows its upstream table only.
+    let refused = hw.batch_execute("DELETE FROM archive").await.unwrap_err();
+    assert_eq!(refused.code().map(|c| c.code()), Some("42809"), "{refused:?}");
+    assert_eq!(rows(&hw, "SELECT count(*) FROM archive").await, vec!["1"]);
     let units = rows(&hw, "SELECT table_name, upstream_table, state FROM hw_catalog.source_tables ORDER BY 2").await;
     assert_eq!(
         units,

@@ -280,4 +280,12 @@ async fn output_names_follow_postgres_and_may_repeat() {
     };
     let names: Vec<&str> = columns.iter().map(|c| c.name()).collect();
     assert_eq!(names, want);
+    // A wildcard next to a column it also brings (`__alias_id` before), and DBeaver's
+    // `SELECT n.oid, n.*` over the catalog.
+    for (sql, first) in [("SELECT *, id FROM t", ["id", "v", "id"]), ("SELECT v, t.* FROM t", ["v", "id", "v"])] {
+        let stmt = client.prepare(sql).await.unwrap();
+        assert_eq!(stmt.columns().iter().map(|c| c.name()).collect::<Vec<_>>(), first, "{sql}");
+    }
+    let stmt = client.prepare("SELECT n.oid, n.* FROM pg_catalog.pg_namespace n").await.unwrap();
+    assert_eq!(stmt.columns()[..3].iter().map(|c| c.name()).collect::<Vec<_>>(), ["oid", "oid", "nspname"]);
 }
