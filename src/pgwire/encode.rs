@@ -168,6 +168,15 @@ pub fn response(result: QueryResult, format: &Format, session: &Session) -> PgWi
                 .flatten();
             Response::Query(QueryResponse::new(fields, rows))
         }
+        QueryResult::Returned { tag, batch } => {
+            let rows = QueryResult::from_batches(batch.schema(), vec![batch]);
+            let mut response = response(rows, format, session)?;
+            if let Response::Query(q) = &mut response {
+                // pgwire appends the number of rows sent.
+                q.set_command_tag(if tag == "INSERT" { "INSERT 0" } else { &tag });
+            }
+            response
+        }
         QueryResult::Command { tag, rows } => {
             let mut t = Tag::new(&tag);
             if tag == "INSERT" {

@@ -20,6 +20,7 @@ use datafusion::common::{Column, ParamValues, TableReference};
 use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan, LogicalPlanBuilder, WriteOp};
 use datafusion::sql::sqlparser::ast::{Statement, TableFactor};
 
+use super::dml_clauses::{self, take_clauses};
 use super::provider::PINNED;
 use super::result::QueryResult;
 use super::Session;
@@ -31,6 +32,7 @@ use crate::state::WriteBatch;
 
 /// Executes one DML statement.
 pub(super) async fn execute(s: &Session, stmt: &Statement, params: Option<&ParamValues>) -> Result<QueryResult> {
+    let clauses = take_clauses(&mut stmt.clone())?;
     let mut plan = s.plan(stmt).await?;
     if let Some(p) = params {
         plan = plan.with_param_values(p.clone())?;
@@ -60,6 +62,9 @@ pub(super) async fn execute(s: &Session, stmt: &Statement, params: Option<&Param
         None => return Err(Error::UndefinedTable(name)),
     };
     let schema = table.schema();
+    let qualifier = target_qualifier(stmt, &name);
+    // The rows the statement wrote (what RETURNING sees).
+    let written: RecordBatch;
     let (change, tag, rows) = match &dml.op {
         WriteOp::Insert(_) => {
             check_assignment_types(&dml.input, &schema)?;
@@ -67,12 +72,29 @@ pub(super) async fn execute(s: &Session, stmt: &Statement, params: Option<&Param
                 .await
                 .map_err(|e| name_values_column(e, stmt, &schema, &name))?;
             let batch = conform(&schema, &name, rows)?;
-            let n = batch.num_rows();
-            (ChangeBatch::uniform(batch, 1), "INSERT", n)
+            match &clauses.on_conflict {
+                None => {
+                    written = batch.clone();
+                    let n = batch.num_rows();
+                    (ChangeBatch::uniform(batch, 1), "INSERT", n)
+                }
+                Some(clause) => {
+                    let pinned = s.pin_table(&table);
+                    let r = dml_clauses::resolve_conflicts(s.context(), &table, &pinned, &qualifier, clause, batch)?;
+                    let updated = conform(&schema, &name, r.updated)?;
+                    let parts = [(&r.insert, 1), (&r.replaced, -1), (&updated, 1)];
+                    let data = concat_batches(&schema, parts.iter().map(|(b, _)| *b))?;
+                    let weights = parts.iter().flat_map(|(b, w)| std::iter::repeat_n(*w, b.num_rows())).collect();
+                    written = concat_batches(&schema, [&r.insert, &updated])?;
+                    let n = written.num_rows();
+                    (ChangeBatch { data, weights, mode: Default::default() }, "INSERT", n)
+                }
+            }
         }
         WriteOp::Delete => {
             let batch = conform(&schema, &name, collect(s, dml.input.as_ref().clone()).await?)?;
             let n = batch.num_rows();
+            written = batch.clone();
             (ChangeBatch::uniform(batch, -1), "DELETE", n)
         }
         WriteOp::Update => {
@@ -84,6 +106,7 @@ pub(super) async fn execute(s: &Session, stmt: &Statement, params: Option<&Param
             let new = conform(&schema, &name, both.columns()[width..].to_vec())?;
             let n = old.num_rows();
             let data = concat_batches(&schema, [&old, &new])?;
+            written = new;
             let weights = std::iter::repeat_n(-1, n).chain(std::iter::repeat_n(1, n)).collect();
             (ChangeBatch { data, weights, mode: Default::default() }, "UPDATE", n)
         }
@@ -93,10 +116,56 @@ pub(super) async fn execute(s: &Session, stmt: &Statement, params: Option<&Param
     // commit changed them meanwhile).
     let change = ChangeBatch { mode: ApplyMode::Checked, ..change };
     let in_block = s.transaction(|tx| tx.map(|t| t.write(&table, change.clone()))).transpose()?.is_some();
-    if !in_block {
+    if !in_block && !change.is_empty() {
         s.engine().dataflow().commit(&[(&table, &change)], WriteBatch::default())?;
     }
+    if let Some(items) = &clauses.returning {
+        let batch = dml_clauses::returning(s.context(), items, &qualifier, &written)?;
+        return Ok(QueryResult::Returned { tag: tag.to_string(), batch });
+    }
     Ok(QueryResult::Command { tag: tag.to_string(), rows: Some(rows) })
+}
+
+/// The columns a DML statement's RETURNING gives (for Describe); `None` without RETURNING.
+pub(super) fn returning_schema(s: &Session, stmt: &Statement, plan: &LogicalPlan) -> Result<Option<SchemaRef>> {
+    let Some(items) = take_clauses(&mut stmt.clone())?.returning else { return Ok(None) };
+    let LogicalPlan::Dml(dml) = plan else { return Ok(None) };
+    let name = dml.table_name.table().to_string();
+    let schema = match s.engine().catalog().get(Namespace::Relation, &name).and_then(|o| o.relation) {
+        Some(Relation::Table { state, .. }) => state.schema(),
+        _ => return Err(Error::UndefinedTable(name)),
+    };
+    dml_clauses::returning_schema(s.context(), &items, &target_qualifier(stmt, &name), &schema).map(Some)
+}
+
+/// The name a DML statement's target table goes by in its expressions: its alias, or its name.
+fn target_qualifier(stmt: &Statement, table: &str) -> String {
+    let fold = |a: &datafusion::sql::sqlparser::ast::Ident| {
+        if a.quote_style.is_some() {
+            a.value.clone()
+        } else {
+            a.value.to_lowercase()
+        }
+    };
+    let alias = match stmt {
+        Statement::Insert(i) => i.table_alias.as_ref().map(|a| fold(&a.alias)),
+        Statement::Update(u) => match &u.table.relation {
+            TableFactor::Table { alias: Some(alias), .. } => Some(fold(&alias.name)),
+            _ => None,
+        },
+        Statement::Delete(d) => {
+            let from = match &d.from {
+                datafusion::sql::sqlparser::ast::FromTable::WithFromKeyword(t)
+                | datafusion::sql::sqlparser::ast::FromTable::WithoutKeyword(t) => t.first(),
+            };
+            match from.map(|t| &t.relation) {
+                Some(TableFactor::Table { alias: Some(alias), .. }) => Some(fold(&alias.name)),
+                _ => None,
+            }
+        }
+        _ => None,
+    };
+    alias.unwrap_or_else(|| table.to_string())
 }
 
 /// DataFusion checks NOT NULL on `INSERT ... VALUES` itself and names the VALUES list's

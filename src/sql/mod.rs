@@ -22,6 +22,7 @@ mod client_queries;
 mod compat;
 mod ddl;
 mod dml;
+mod dml_clauses;
 pub mod functions;
 pub mod hw_catalog;
 mod literals;

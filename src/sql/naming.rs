@@ -136,7 +136,7 @@ pub fn shown_schema(schema: &SchemaRef) -> Option<SchemaRef> {
     Some(Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone())))
 }
 
-fn ident_name(i: &Ident) -> String {
+pub(super) fn ident_name(i: &Ident) -> String {
     if i.quote_style.is_some() {
         i.value.clone()
     } else {
@@ -146,7 +146,7 @@ fn ident_name(i: &Ident) -> String {
 
 /// The name Postgres gives an unaliased select-list expression (`for_query`: see
 /// [`name_set_expr`]).
-fn pg_name(e: &Expr, for_query: bool) -> String {
+pub(super) fn pg_name(e: &Expr, for_query: bool) -> String {
     match e {
         Expr::Identifier(i) => ident_name(i),
         Expr::CompoundIdentifier(parts) => parts.last().map(ident_name).unwrap_or_else(unnamed),

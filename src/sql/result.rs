@@ -16,6 +16,9 @@ pub enum QueryResult {
     Rows { schema: SchemaRef, stream: SendableRecordBatchStream },
     /// A command and its tag (`CREATE TABLE`, `INSERT 0 3` is tag `INSERT` with `rows`).
     Command { tag: String, rows: Option<usize> },
+    /// The rows of a DML statement's `RETURNING`, completed with the statement's tag
+    /// (`INSERT 0 2`, `UPDATE 2`).
+    Returned { tag: String, batch: RecordBatch },
     /// `BEGIN` and friends: the session is now in a transaction block.
     TransactionStart(String),
     /// `COMMIT` / `ROLLBACK`: the transaction block ended.
@@ -27,6 +30,7 @@ impl std::fmt::Debug for QueryResult {
         match self {
             QueryResult::Rows { schema, .. } => write!(f, "Rows({schema:?})"),
             QueryResult::Command { tag, rows } => write!(f, "Command({tag}, {rows:?})"),
+            QueryResult::Returned { tag, batch } => write!(f, "Returned({tag}, {} rows)", batch.num_rows()),
             QueryResult::TransactionStart(t) | QueryResult::TransactionEnd(t) => {
                 write!(f, "Transaction({t})")
             }

@@ -121,6 +121,8 @@ impl Session {
     pub(super) async fn plan(&self, stmt: &Statement) -> Result<LogicalPlan> {
         let state = self.ctx.state();
         let mut stmt = stmt.clone();
+        // RETURNING and ON CONFLICT are Headwater's to run (`dml_clauses`).
+        super::dml_clauses::take_clauses(&mut stmt)?;
         super::naming::name_output_columns(&mut stmt);
         Ok(state.statement_to_plan(DfStatement::Statement(Box::new(stmt))).await?)
     }
@@ -358,6 +360,13 @@ impl Session {
         Ok(Arc::new(pinned))
     }
 
+    /// The rows of `table` as this session sees them now (with its open block's writes).
+    pub(super) fn pin_table(&self, table: &Arc<TableState>) -> PinnedRows {
+        let mut pinned = self.engine.dataflow().pin(std::slice::from_ref(table));
+        self.transaction(|tx| tx.map(|t| t.overlay(&mut pinned)));
+        pinned.remove(&table.id()).unwrap_or_else(|| table.pin())
+    }
+
     /// Runs `f` on the open transaction block, if any.
     pub(super) fn transaction<R>(&self, f: impl FnOnce(Option<&mut Transaction>) -> R) -> R {
         f(self.tx.lock().unwrap_or_else(|p| p.into_inner()).as_mut())
@@ -457,7 +466,7 @@ impl Session {
                 let param_types = parameter_types(&plan)?;
                 let point = PointQuery::recognize(&plan).map(Arc::new);
                 let schema = match plan {
-                    LogicalPlan::Dml(_) => None,
+                    LogicalPlan::Dml(_) => dml::returning_schema(self, sql, &plan)?,
                     // The types the rows will have: after the analyzer's type coercion (a
                     // UNION of INT and BIGINT columns is BIGINT), as execution sees them.
                     p => {
