@@ -49,6 +49,9 @@ pub fn rewrite(sql: &str) -> Cow<'_, str> {
 /// `{}`, `array_agg` gives NULL.
 pub fn rewrite_statement(stmt: &mut Statement) {
     let _ = stmt.visit(&mut FromFunctions);
+    if let Statement::Query(q) = stmt {
+        series_in_select_list(q.body.as_mut());
+    }
     if reads_catalog(stmt) {
         if let Statement::Query(q) = stmt {
             unalias_duplicates(q.body.as_mut());
@@ -78,6 +81,41 @@ pub fn rewrite_statement(stmt: &mut Statement) {
         like_escape(e);
         ControlFlow::<()>::Continue(())
     });
+}
+
+/// `SELECT generate_series(1, 3)` is three rows in Postgres (a set-returning function in the
+/// select list); DataFusion's `generate_series` gives one list, which `unnest` turns into the
+/// rows. The column keeps the function's name.
+fn series_in_select_list(body: &mut SetExpr) {
+    use datafusion::sql::sqlparser::ast::{
+        Function, FunctionArg, FunctionArgExpr, FunctionArgumentList, FunctionArguments, Ident, ObjectName, SelectItem,
+    };
+    let SetExpr::Select(select) = body else { return };
+    for item in &mut select.projection {
+        let (expr, alias) = match item {
+            SelectItem::UnnamedExpr(e) => (e.clone(), None),
+            SelectItem::ExprWithAlias { expr, alias } => (expr.clone(), Some(alias.clone())),
+            _ => continue,
+        };
+        let Expr::Function(f) = &expr else { continue };
+        let name = f.name.0.last().map(|p| p.to_string().to_ascii_lowercase()).unwrap_or_default();
+        if name != "generate_series" {
+            continue;
+        }
+        let unnest = Expr::Function(Function {
+            name: ObjectName::from(vec![Ident::new("unnest")]),
+            args: FunctionArguments::List(FunctionArgumentList {
+                duplicate_treatment: None,
+                args: vec![FunctionArg::Unnamed(FunctionArgExpr::Expr(expr.clone()))],
+                clauses: vec![],
+            }),
+            ..f.clone()
+        });
+        *item = SelectItem::ExprWithAlias {
+            expr: unnest,
+            alias: alias.unwrap_or_else(|| Ident::with_quote('"', "generate_series")),
+        };
+    }
 }
 
 /// Undoes datafusion-pg-catalog's `AliasDuplicatedProjectionRewrite`, which its parser

@@ -159,6 +159,14 @@ pub(super) fn pg_name(e: &Expr, for_query: bool) -> String {
         // queries; views keep the names they were first stored with).
         Expr::TypedString(ts) if for_query => type_name(&ts.data_type),
         Expr::Interval(_) if for_query => "interval".into(),
+        // Postgres names these after the function they stand for.
+        Expr::Extract { .. } if for_query => "extract".into(),
+        Expr::Substring { .. } if for_query => "substring".into(),
+        Expr::Position { .. } if for_query => "position".into(),
+        Expr::Trim { .. } if for_query => "btrim".into(),
+        Expr::Overlay { .. } if for_query => "overlay".into(),
+        Expr::Ceil { .. } if for_query => "ceil".into(),
+        Expr::Floor { .. } if for_query => "floor".into(),
         Expr::Nested(inner) => pg_name(inner, for_query),
         Expr::Case { .. } => "case".into(),
         Expr::Exists { .. } => "exists".into(),
@@ -199,6 +207,8 @@ mod tests {
         assert_eq!(named("SELECT TIMESTAMP '2024-01-01'"), "SELECT TIMESTAMP '2024-01-01' AS \"timestamp\"");
         assert_eq!(named("SELECT INTERVAL '1 day'"), "SELECT INTERVAL '1 day' AS \"interval\"");
         assert_eq!(named("SELECT 1::numeric(10,2)"), "SELECT 1::NUMERIC(10,2) AS \"numeric\"");
+        assert_eq!(named("SELECT extract(year FROM ts) FROM t"), "SELECT EXTRACT(YEAR FROM ts) AS \"extract\" FROM t");
+        assert!(named("SELECT substring(s FROM 1 FOR 2) FROM t").ends_with("AS \"substring\" FROM t"));
     }
 
     #[test]
