@@ -30,8 +30,24 @@ use crate::error::{Error, Result};
 use crate::sql::parser::ObjectType;
 use crate::state::WriteBatch;
 
-/// Executes one DML statement.
+/// Executes one DML statement. Outside a transaction block, a statement whose rows another
+/// commit changed between its read and its commit (40001) is run again from the start, as
+/// Postgres re-evaluates a row it waited for: concurrent `UPDATE t SET n = n + 1` all count.
 pub(super) async fn execute(s: &Session, stmt: &Statement, params: Option<&ParamValues>) -> Result<QueryResult> {
+    let in_block = s.transaction(|tx| tx.is_some());
+    let mut attempt = 0;
+    loop {
+        match execute_once(s, stmt, params).await {
+            Err(Error::SerializationFailure(_)) if !in_block && attempt < RETRIES => attempt += 1,
+            result => return result,
+        }
+    }
+}
+
+/// How many times a statement outside a block is run again after a concurrent change.
+const RETRIES: usize = 32;
+
+async fn execute_once(s: &Session, stmt: &Statement, params: Option<&ParamValues>) -> Result<QueryResult> {
     let clauses = take_clauses(&mut stmt.clone())?;
     let mut plan = s.plan(stmt).await?;
     if let Some(p) = params {

@@ -11,8 +11,11 @@
 //!    - DDL goes to the [`Catalog`] (`ddl`);
 //!    - DML is planned by DataFusion into the rows it adds and removes, which become one
 //!      [`ChangeBatch`](crate::dataflow::ChangeBatch) per statement and are committed by
-//!      [`crate::state::commit`] (`dml`);
-//!    - SET/SHOW/BEGIN/COMMIT touch only the session ([`settings`]).
+//!      [`crate::dataflow::Dataflow::commit`] (`dml`; RETURNING and ON CONFLICT, which
+//!      DataFusion does not plan, in `dml_clauses`) — or, inside `BEGIN ... COMMIT`, kept in
+//!      the session's transaction block until COMMIT commits them all at once
+//!      (`transaction`);
+//!    - SET/SHOW touch only the session ([`settings`]).
 //! 3. A [`QueryResult`] goes back to the edge, which encodes Arrow batches with arrow-pg.
 //!
 //! [`Engine`] is what all sessions share: the catalog, the parser and a template DataFusion

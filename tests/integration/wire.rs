@@ -89,6 +89,32 @@ async fn many_sessions_write_and_read_concurrently() {
     assert_eq!(total, 200);
 }
 
+/// Concurrent read-modify-write statements on one row: none is lost (a statement whose row
+/// changed under it is run again), none fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_increments_are_all_counted() {
+    let server = TestServer::start().await;
+    let setup = server.client().await;
+    setup
+        .batch_execute("CREATE TABLE counter (id INT PRIMARY KEY, n INT); INSERT INTO counter VALUES (1, 0)")
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let client = server.client().await;
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..25 {
+                client.execute("UPDATE counter SET n = n + 1 WHERE id = 1", &[]).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let n: i32 = setup.query_one("SELECT n FROM counter WHERE id = 1", &[]).await.unwrap().get(0);
+    assert_eq!(n, 100);
+}
+
 #[tokio::test]
 async fn startup_parameters_and_version() {
     let server = TestServer::start().await;
