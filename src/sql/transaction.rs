@@ -93,7 +93,8 @@ impl Transaction {
             let schema = w.table.schema();
             let data = concat_batches(&schema, w.changes.iter().map(|c| &c.data))?;
             let weights = w.changes.iter().flat_map(|c| c.weights.iter().copied()).collect();
-            let mut net = consolidate(ChangeBatch { data, weights, mode: ApplyMode::Checked })?;
+            // Consolidated as a plain delta, committed checked.
+            let mut net = consolidate(ChangeBatch { data, weights, mode: ApplyMode::Delta })?;
             net.mode = ApplyMode::Checked;
             if !net.is_empty() {
                 out.push((w.table.clone(), net));

@@ -94,7 +94,7 @@ pub async fn read(
                 if spec.since.as_ref().is_some_and(|since| end <= *since) {
                     continue;
                 }
-                if tme.columns_count() as usize != spec.upstream_columns().len() {
+                if tme.columns_count() as usize != spec.upstream_count() {
                     broken[idx] = true;
                     let message = format!(
                         "upstream table {} now has {} columns, {} were captured: its schema changed \
@@ -102,7 +102,7 @@ pub async fn read(
                          source to capture the new schema.",
                         quote_upstream(&spec.database, &unit.upstream_table),
                         tme.columns_count(),
-                        spec.upstream_columns().len()
+                        spec.upstream_count()
                     );
                     tx.send(Message::TableError { table: idx, message }).await.map_err(closed)?;
                     continue;
@@ -199,17 +199,15 @@ pub async fn read(
                             continue;
                         }
                         if keeps_rows(&upper) {
-                            let followed = if unit.spec.shards.is_empty() {
-                                follow_alter(&opts, unit, &end).await?
-                            } else {
-                                let shards: Vec<String> = units
+                            let shards: Vec<String> = match unit.spec.shards.is_empty() {
+                                true => Vec::new(),
+                                false => units
                                     .iter()
                                     .filter(|u| u.table == unit.table)
                                     .map(|u| u.upstream_table.clone())
-                                    .collect();
-                                follow_shard_alter(&opts, unit, &shards, &end).await?
+                                    .collect(),
                             };
-                            match followed {
+                            match follow_alter(&opts, unit, &shards, &end).await? {
                                 Ok(None) => {}
                                 Ok(Some((spec, values))) => evolved.push((idx, spec, values)),
                                 Err(why) => {
@@ -323,50 +321,17 @@ async fn describe_again(
     Ok(Ok((conn, now)))
 }
 
-/// A table's description after an upstream `ALTER TABLE` at `end`: `Ok(None)` when nothing
-/// the local table holds changed, the new description with the values existing rows got in
-/// the new columns (`None`: not constants, a new snapshot is needed), or why it cannot be
-/// followed. The table is described now, which may already be past a later ALTER: the
-/// table-map check on the following row events catches that (the table then stops rather
-/// than mis-decode).
+/// A table's description after an upstream `ALTER TABLE` of `unit` at `end`: `Ok(None)`
+/// when nothing the local table holds changed, else its new description with the values
+/// existing rows got in the new columns, or why it cannot be followed.
+///
+/// A table of its own: `None` values mean they are not constants, and a new snapshot is
+/// needed. A shard of a merged table (`shards`: all of that table's upstream tables): the
+/// description is the merged table's (see [`super::schema::merge_shard_change`]) and the
+/// values are always constants (possibly none), since the other shards' rows get them too.
+/// The table is described now, which may already be past a later ALTER: the table-map check
+/// on the following row events catches that (the table then stops rather than mis-decode).
 async fn follow_alter(
-    opts: &mysql_async::Opts,
-    unit: &Unit,
-    end: &BinlogPosition,
-) -> Result<std::result::Result<Option<(TableSpec, Option<Vec<Cell>>)>, String>> {
-    let spec = &unit.spec;
-    let (mut conn, now) = match describe_again(opts, unit).await? {
-        Ok(described) => described,
-        Err(why) => return Ok(Err(why)),
-    };
-    let outcome = match evolve(spec, &now) {
-        Err(why) => Err(why),
-        Ok(Evolution::Unchanged) => Ok(None),
-        Ok(Evolution::Changed { mut spec, added, .. }) => {
-            let columns: Vec<_> = added.iter().map(|&i| spec.columns[i].clone()).collect();
-            let values = added_values(&mut conn, &spec.database, &unit.upstream_table, &columns).await;
-            match values {
-                // `None`: not constants; the table is snapshotted again (on MySQL too, with
-                // watermarks: see snapshot.rs).
-                Ok(values) => {
-                    spec.since = Some(end.clone());
-                    Ok(Some((*spec, values)))
-                }
-                Err(e @ Error::DataException { .. }) => return Err(e),
-                Err(e) => Err(format!("the new columns' values cannot be read: {e}")),
-            }
-        }
-    };
-    let _ = conn.disconnect().await;
-    Ok(outcome)
-}
-
-/// A merged table after an upstream `ALTER TABLE` of its shard `unit` at `end` (see
-/// [`super::schema::merge_shard_change`]): `Ok(None)` when nothing the table holds changed,
-/// else the table's new description and the values its rows get in the columns it gains
-/// (`Some`, possibly empty: shards never ask for a new snapshot), or why the shard cannot
-/// follow. Only constant values can be followed: the rows of the other shards get them too.
-async fn follow_shard_alter(
     opts: &mysql_async::Opts,
     unit: &Unit,
     shards: &[String],
@@ -380,10 +345,10 @@ async fn follow_shard_alter(
     let outcome = match evolve(spec, &now) {
         Err(why) => Err(why),
         Ok(Evolution::Unchanged) => Ok(None),
-        Ok(Evolution::Changed { spec: evolved, added, present }) => {
+        Ok(Evolution::Changed { spec: mut evolved, added, present }) => {
             let columns: Vec<_> = present.iter().chain(&added).map(|&i| evolved.columns[i].clone()).collect();
             match added_values(&mut conn, &spec.database, &unit.upstream_table, &columns).await {
-                Ok(Some(values)) => super::schema::merge_shard_change(
+                Ok(Some(values)) if !shards.is_empty() => super::schema::merge_shard_change(
                     &unit.table_spec,
                     shards,
                     &unit.upstream_table,
@@ -395,9 +360,16 @@ async fn follow_shard_alter(
                     end,
                 )
                 .map(|(merged, values)| Some((merged, Some(values)))),
-                Ok(None) => Err("a shard of a merged table can gain columns only with constant defaults (the other \
-                                 shards' rows get the same value); this one is computed per row"
+                Ok(None) if !shards.is_empty() => Err("a shard of a merged table can gain columns only with \
+                                                       constant defaults (the other shards' rows get the same \
+                                                       value); this one is computed per row"
                     .into()),
+                // `None`: not constants; the table is snapshotted again (on MySQL too, with
+                // watermarks: see snapshot.rs).
+                Ok(values) => {
+                    evolved.since = Some(end.clone());
+                    Ok(Some((*evolved, values)))
+                }
                 Err(e @ Error::DataException { .. }) => return Err(e),
                 Err(e) => Err(format!("the new columns' values cannot be read: {e}")),
             }

@@ -1120,15 +1120,7 @@ impl Runner {
             ));
         }
         let arrays = match values.filter(|_| streaming_past) {
-            Some(values) => new_columns
-                .iter()
-                .zip(values)
-                .map(|(c, v)| {
-                    let mut b = types::ColumnBuilder::new(&c.kind)?;
-                    b.append(v)?;
-                    Ok(b.finish())
-                })
-                .collect::<Result<Vec<_>>>()?,
+            Some(values) => one_row(new_columns, values)?,
             None => {
                 tracing::info!(source = %src.name, table = %spec.name, "snapshotting the table again with its new columns");
                 // The emptied table is stored as not snapshotted, in the same write: a crash
@@ -1201,15 +1193,7 @@ impl Runner {
         if spec.columns.len() > old_width {
             spec.widened.push((catalog.next_id(), old_width));
         }
-        let arrays = spec.columns[old_width..]
-            .iter()
-            .zip(values)
-            .map(|(c, v)| {
-                let mut b = types::ColumnBuilder::new(&c.kind)?;
-                b.append(v)?;
-                Ok(b.finish())
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let arrays = one_row(&spec.columns[old_width..], values)?;
         self.store_spec(t, &spec, &arrays, position, progress)?;
         tracing::info!(
             source = %src.name, table = %spec.name, shard = %unit.upstream_table, columns = arrays.len(),
@@ -1335,6 +1319,19 @@ impl Runner {
         s.tables[u].state = "error".into();
         s.tables[u].last_error = Some(message);
     }
+}
+
+/// `values` as one-row arrays of `columns` (what every existing row gets in added columns).
+fn one_row(columns: &[schema::ColumnSpec], values: Vec<Cell>) -> Result<Vec<datafusion::arrow::array::ArrayRef>> {
+    columns
+        .iter()
+        .zip(values)
+        .map(|(c, v)| {
+            let mut b = types::ColumnBuilder::new(&c.kind)?;
+            b.append(v)?;
+            Ok(b.finish())
+        })
+        .collect()
 }
 
 /// Moves the stored position to `position` (after an ALTER: everything before it is applied,

@@ -149,6 +149,11 @@ impl TableSpec {
         (0..self.columns.len()).filter(|&i| self.is_upstream(i)).collect()
     }
 
+    /// How many columns are read from upstream (checked against every table map).
+    pub fn upstream_count(&self) -> usize {
+        self.columns.len() - usize::from(self.table_name_column) - self.absent.len()
+    }
+
     /// The columns read from upstream, in local order.
     pub fn upstream_columns(&self) -> Vec<&ColumnSpec> {
         self.upstream_indexes().into_iter().map(|i| &self.columns[i]).collect()
