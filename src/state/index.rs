@@ -2,42 +2,45 @@
 //!
 //! Every change to a table looks its keys up (is the key there, what did it hold), every
 //! query pins the table, and a table may hold millions of rows, so both must be cheap and the
-//! rows compact. [`RowIndex`] has two levels, the way an LSM tree does:
+//! rows compact. [`RowIndex`] is a small LSM tree held in memory:
 //!
-//! - a [`Run`]: an immutable sorted run in a few contiguous buffers (all keys, all rows, the
-//!   counts) plus each key's first 15 bytes and its length as a big-endian `u128`, its
-//!   *head*, so a binary search compares integers in one array and reads key bytes only for
-//!   keys longer than 15 bytes that share a head (a key of one integer column is 9 bytes).
-//!   Every 16th head is copied into `fences`, a small array that stays in cache: a lookup
-//!   searches the fences, then one block of 16 heads, so a lookup in a run of millions of
-//!   rows misses the cache a handful of times instead of once per halving. No allocation per
-//!   row.
-//! - `recent`: what changed since the run was built, in a persistent B-tree
-//!   (`imbl::OrdMap`); `None` hides a key of the run (a deletion). The writer's index also
-//!   keeps a [`RecentFilter`] of the keys in `recent` (a one-word-per-key Bloom filter), so
-//!   most lookups of a key the recent changes do not hold skip the B-tree.
+//! - the *base*, a [`Run`]: an immutable sorted run in a few contiguous buffers (all keys, all
+//!   rows, the counts) plus each key's first 15 bytes and its length as a big-endian `u128`,
+//!   its *head*, so a binary search compares integers in one array and reads key bytes only
+//!   for keys longer than 15 bytes that share a head (a key of one integer column is 9
+//!   bytes). Every 16th head is copied into `fences`, a small array that stays in cache: a
+//!   lookup searches the fences, then one block of 16 heads, so a lookup in a run of millions
+//!   of rows misses the cache a handful of times instead of once per halving. No allocation
+//!   per row.
+//! - `levels`: what changed since the base was built, as more immutable runs of the same
+//!   shape, oldest first, where a count of 0 is a *tombstone* that hides a key of the runs
+//!   below (a deletion). Each commit's changes become one new level (sorted once, copied into
+//!   three buffers); a level at least half the size of the one below it is merged into it,
+//!   so the levels' sizes fall geometrically (at most ~log₂ of the changes), each change is
+//!   copied a logarithmic number of times before it reaches the base, and a commit never
+//!   copies what it does not change (a persistent B-tree copies a 64-entry node per insert
+//!   into a node a pin shares — every node, after every commit).
+//!   The writer's index keeps a [`RecentFilter`] of the keys in the levels (a
+//!   one-word-per-key Bloom filter), so most lookups of a key no level holds skip them.
 //!
-//! Cloning a [`RowIndex`] is O(1) (an `Arc` and a persistent map): that is what makes a pin
-//! cheap. When `recent` outgrows an eighth of the run ([`RowIndex::needs_merge`]),
-//! [`RowIndex::merged`] builds the next run by one linear merge; the table's writer does that
-//! outside the table's lock (readers never wait for it), and each change is copied a bounded
-//! number of times on average. Two shortcuts skip `recent` ([`RowIndex::set_all`]): new keys
-//! after every held key (a snapshot in key order) are appended to an unshared run in place,
-//! and a batch as large as the merge threshold (a view's first fill) is merged into a new run
-//! directly.
+//! Cloning a [`RowIndex`] is O(levels) `Arc` clones: that is what makes a pin cheap. When the
+//! levels outgrow an eighth of the base ([`RowIndex::needs_merge`]), [`RowIndex::merged`]
+//! builds the next base by one linear merge; the table's writer does that outside the table's
+//! lock (readers never wait for it). Two shortcuts skip the levels ([`RowIndex::set_all`]): new
+//! keys after every held key (a snapshot in key order) are appended to an unshared base in
+//! place, and a batch as large as the merge threshold (a view's first fill) is merged into a
+//! new base directly.
 
 use std::cmp::Ordering;
-use std::ops::Bound;
 use std::sync::Arc;
 
-use imbl::OrdMap;
 use smallvec::SmallVec;
 
 /// A row key: the primary key (or, in a multiset, the whole row) in Arrow's row format, which
 /// sorts like the values it encodes. Keys up to 16 bytes are stored inline.
 pub type Key = SmallVec<[u8; 16]>;
 
-/// `recent` holds at least this many changes before a merge, so small tables live in it.
+/// The levels hold at least this many changes before a merge, so small tables live in them.
 const MIN_RECENT: usize = 8192;
 
 /// One stored row and how many times it is present (always 1 in a keyed table).
@@ -68,10 +71,13 @@ impl EntryRef<'_> {
     }
 }
 
+/// A level's entry for a deleted key (a live entry's count is never 0).
+const TOMBSTONE: EntryRef<'static> = EntryRef { row: &[], count: 0 };
+
 /// Bytes of a key its head holds; the head's last byte is the key's length.
 const HEAD: usize = 15;
 
-/// Heads per fence (see [`Run::search`]).
+/// Heads per fence (see [`Run::search_head`]).
 const FENCE: usize = 16;
 
 /// The first [`HEAD`] bytes of `key`, zero-padded, then its length (capped at 255), as a
@@ -115,7 +121,7 @@ struct Run {
     /// Empty when every row is its own key (multisets).
     row_ends: Vec<usize>,
     rows: Vec<u8>,
-    /// Empty when every count is 1 (always, in keyed tables).
+    /// Empty when every count is 1 (always, in a keyed table's base).
     counts: Vec<i64>,
 }
 
@@ -137,6 +143,14 @@ impl Run {
         }
     }
 
+    /// The order of entry `i`'s key against entry `j`'s of `other`.
+    fn compare_at(&self, i: usize, other: &Run, j: usize) -> Ordering {
+        match head_order(self.heads[i], other.heads[j]) {
+            Ordering::Equal if self.heads[i] as u8 as usize > HEAD => self.key(i).cmp(other.key(j)),
+            order => order,
+        }
+    }
+
     fn entry(&self, i: usize) -> EntryRef<'_> {
         let row = if self.row_ends.is_empty() {
             self.key(i)
@@ -147,14 +161,16 @@ impl Run {
         EntryRef { row, count: self.counts.get(i).copied().unwrap_or(1) }
     }
 
-    /// The position of `key`, or where it would be inserted. The fences narrow the search to
-    /// the entries whose heads cannot order them on either side of `key` (one block of
-    /// [`FENCE`] unless long keys share a prefix across blocks).
+    /// [`Run::search_head`], computing the head.
+    #[cfg(test)]
     fn search(&self, key: &[u8]) -> Result<usize, usize> {
         self.search_head(key, head(key))
     }
 
-    /// [`Run::search`] for a key whose head `h` the caller has computed.
+    /// The position of `key` (whose head `h` the caller has computed), or where it would be
+    /// inserted. The fences narrow the search to the entries whose heads cannot order them on
+    /// either side of `key` (one block of [`FENCE`] unless long keys share a prefix across
+    /// blocks).
     fn search_head(&self, key: &[u8], h: u128) -> Result<usize, usize> {
         let below = self.fences.partition_point(|&f| head_order(f, h) == Ordering::Less);
         let not_above = below + self.fences[below..].partition_point(|&f| head_order(f, h) != Ordering::Greater);
@@ -187,6 +203,11 @@ impl Run {
             self.counts.resize(self.heads.len() - 1, 1); // the first count other than 1 fills in the ones
             self.counts.push(entry.count);
         }
+    }
+
+    /// The last key, if any.
+    fn last_key(&self) -> Option<&[u8]> {
+        self.len().checked_sub(1).map(|i| self.key(i))
     }
 
     fn bytes(&self) -> usize {
@@ -237,14 +258,14 @@ impl IndexBuilder {
 
     /// Adds an entry (a key given twice keeps its last entry).
     pub fn push(&mut self, key: &[u8], entry: EntryRef<'_>) {
-        if let Some(last) = self.run.len().checked_sub(1) {
-            self.unsorted |= self.run.key(last) >= key;
+        if let Some(last) = self.run.last_key() {
+            self.unsorted |= last >= key;
         }
         self.run.push(key, entry, self.rows_are_keys);
     }
 
-    /// The index of the entries pushed.
-    pub fn finish(self) -> RowIndex {
+    /// The sorted run of the entries pushed, without spare capacity.
+    fn finish_run(self) -> Run {
         let mut run = self.run;
         if self.unsorted {
             let mut order: Vec<usize> = (0..run.len()).collect();
@@ -266,20 +287,44 @@ impl IndexBuilder {
         run.row_ends.shrink_to_fit();
         run.rows.shrink_to_fit();
         run.counts.shrink_to_fit();
-        RowIndex {
-            len: run.len(),
-            base: Arc::new(run),
-            recent: OrdMap::new(),
-            filter: None,
-            rows_are_keys: self.rows_are_keys,
-        }
+        run
+    }
+
+    /// The index of the entries pushed.
+    pub fn finish(self) -> RowIndex {
+        let rows_are_keys = self.rows_are_keys;
+        let run = self.finish_run();
+        RowIndex { len: run.len(), base: Arc::new(run), levels: Vec::new(), recent: 0, filter: None, rows_are_keys }
     }
 }
 
-/// A Bloom filter of the keys in a [`RowIndex`]'s `recent` map, one 64-bit word per key
-/// (both bits of a key in one word: one cache line read per lookup). Sized for the merge
-/// threshold at 16 bits per key (about 1.5% false positives when full), and rebuilt with
-/// each run. A false positive costs a B-tree lookup; there are no false negatives.
+/// `older` with `newer` on top: a key in both takes `newer`'s entry. `keep_tombstones`:
+/// the result is a level (its tombstones still hide keys below it), else a base. Finding
+/// where each of `newer`'s keys goes is a forward walk over `older`'s heads, and `older`'s
+/// entries between two of them are copied as whole slices: a few nanoseconds per entry.
+fn merge_runs(older: &Run, newer: &Run, keep_tombstones: bool, rows_are_keys: bool) -> Run {
+    let mut builder = IndexBuilder { run: Run::default(), rows_are_keys, unsorted: false };
+    let mut next = 0;
+    for i in 0..newer.len() {
+        let mut at = next;
+        while at < older.len() && older.compare_at(at, newer, i) == Ordering::Less {
+            at += 1;
+        }
+        builder.extend_from(older, next..at);
+        next = at + usize::from(at < older.len() && older.compare_at(at, newer, i) == Ordering::Equal);
+        let entry = newer.entry(i);
+        if keep_tombstones || entry.count != 0 {
+            builder.push(newer.key(i), entry);
+        }
+    }
+    builder.extend_from(older, next..older.len());
+    builder.finish_run()
+}
+
+/// A Bloom filter of the keys in a [`RowIndex`]'s levels, one 64-bit word per key (both bits
+/// of a key in one word: one cache line read per lookup). Sized for the merge threshold at 16
+/// bits per key (about 1.5% false positives when full), and rebuilt with each base. A false
+/// positive costs a search of the levels; there are no false negatives.
 #[derive(Clone)]
 pub struct RecentFilter {
     words: Vec<u64>,
@@ -314,10 +359,13 @@ impl RecentFilter {
 #[derive(Clone)]
 pub struct RowIndex {
     base: Arc<Run>,
-    recent: OrdMap<Key, Option<Entry>>,
-    /// The keys in `recent`, for lookups by the table's writer; a pin drops it
+    /// The changes since `base` was built, oldest first; a count of 0 is a deletion.
+    levels: Vec<Arc<Run>>,
+    /// Entries in `levels` (a key changed in two levels counts twice until they merge).
+    recent: usize,
+    /// The keys in `levels`, for lookups by the table's writer; a pin drops it
     /// ([`RowIndex::pinned`]), so that the writer's next change does not copy it. `None`: not
-    /// tracked, every lookup reads `recent`.
+    /// tracked, every lookup searches the levels.
     filter: Option<Arc<RecentFilter>>,
     len: usize,
     rows_are_keys: bool,
@@ -344,7 +392,7 @@ impl RowIndex {
         self.len == 0
     }
 
-    /// The same entries for a reader: an O(1) clone without the writer's filter.
+    /// The same entries for a reader: an O(levels) clone without the writer's filter.
     pub fn pinned(&self) -> RowIndex {
         RowIndex { filter: None, ..self.clone() }
     }
@@ -352,9 +400,12 @@ impl RowIndex {
     /// The entry under `key`.
     pub fn get(&self, key: &[u8]) -> Option<EntryRef<'_>> {
         let h = head(key);
-        if self.filter.as_ref().is_none_or(|f| f.may_contain(h)) {
-            if let Some(slot) = self.recent.get(key) {
-                return slot.as_ref().map(Entry::borrowed);
+        if !self.levels.is_empty() && self.filter.as_ref().is_none_or(|f| f.may_contain(h)) {
+            for level in self.levels.iter().rev() {
+                if let Ok(i) = level.search_head(key, h) {
+                    let entry = level.entry(i);
+                    return (entry.count != 0).then_some(entry);
+                }
             }
         }
         self.base.search_head(key, h).ok().map(|i| self.base.entry(i))
@@ -363,64 +414,86 @@ impl RowIndex {
     /// Puts `new` under `key` (`None` removes it); `existed` says whether the key was present
     /// (the caller has just looked it up), which keeps [`RowIndex::len`] exact.
     pub fn set(&mut self, key: &[u8], new: Option<Entry>, existed: bool) {
-        match (existed, &new) {
-            (false, None) => return,
-            (false, Some(_)) => self.len += 1,
-            (true, None) => self.len -= 1,
-            (true, Some(_)) => {}
-        }
-        if self.recent.is_empty() && self.filter.is_none() {
-            // The first change since the run was built: from here on the writer tracks them.
-            self.filter = Some(Arc::new(RecentFilter::new(self.merge_threshold())));
-        }
-        if let Some(filter) = &mut self.filter {
-            Arc::make_mut(filter).insert(head(key));
-        }
-        self.recent.insert(Key::from_slice(key), new);
+        self.set_all(vec![(key.to_vec(), new, existed)]);
     }
 
     /// Applies many [`RowIndex::set`]s: `(key, new entry, whether the key existed)`, each key
-    /// once. A batch as large as a merge threshold (a bulk load, a view's first fill) is
-    /// merged straight into a new run instead of going through the recent B-tree.
+    /// once, as one new level. A batch as large as a merge threshold (a bulk load, a view's
+    /// first fill) is merged straight into a new base instead.
     pub fn set_all(&mut self, mut updates: Vec<(Vec<u8>, Option<Entry>, bool)>) {
         if self.try_append(&mut updates) {
             return;
         }
-        if updates.len() <= self.merge_threshold() {
-            for (key, new, existed) in updates {
-                self.set(&key, new, existed);
-            }
+        updates.retain(|(_, new, existed)| new.is_some() || *existed);
+        if updates.is_empty() {
             return;
         }
+        for (_, new, existed) in &updates {
+            match (existed, new) {
+                (false, _) => self.len += 1,
+                (true, None) => self.len -= 1,
+                (true, Some(_)) => {}
+            }
+        }
         updates.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let mut builder = Self::builder(self.rows_are_keys);
-        let mut current = self.iter().peekable();
+        let mut level = Self::builder(self.rows_are_keys);
         for (key, new, _) in &updates {
-            while let Some((k, e)) = current.next_if(|(k, _)| *k < key.as_slice()) {
-                builder.push(k, e);
-            }
-            current.next_if(|(k, _)| *k == key.as_slice());
-            if let Some(e) = new {
-                builder.push(key, e.borrowed());
+            level.push(key, new.as_ref().map_or(TOMBSTONE, Entry::borrowed));
+        }
+        let level = level.finish_run();
+        if updates.len() > self.merge_threshold() {
+            self.base = Arc::new(
+                self.all_levels_over(level, |older, newer| merge_runs(older, newer, false, self.rows_are_keys)),
+            );
+            self.levels.clear();
+            self.recent = 0;
+            self.filter = None;
+            return;
+        }
+        if self.levels.is_empty() && self.filter.is_none() {
+            // The first change since the base was built: from here on the writer tracks them.
+            self.filter = Some(Arc::new(RecentFilter::new(self.merge_threshold())));
+        }
+        if let Some(filter) = &mut self.filter {
+            let filter = Arc::make_mut(filter);
+            for h in &level.heads {
+                filter.insert(*h);
             }
         }
-        for (k, e) in current {
-            builder.push(k, e);
+        self.recent += level.len();
+        self.levels.push(Arc::new(level));
+        // Keep the sizes falling geometrically: a level at least half its elder's size joins it.
+        while let [.., older, newer] = self.levels.as_slice() {
+            if older.len() > 2 * newer.len() {
+                break;
+            }
+            let merged = merge_runs(older, newer, true, self.rows_are_keys);
+            self.recent -= older.len() + newer.len() - merged.len();
+            self.levels.truncate(self.levels.len() - 2);
+            self.levels.push(Arc::new(merged));
         }
-        *self = builder.finish();
     }
 
-    /// Appends `updates` to the run in place when they are all new keys sorting after every
-    /// key held (a snapshot or a bulk load arriving in key order) and no pin shares the run.
+    /// The base with every level and then `top` merged over it, by `merge(older, newer)`.
+    /// The levels are folded newest first, so each merge copies the smaller side's entries
+    /// about once: the cost is linear in the levels' size, plus the one merge into the base.
+    fn all_levels_over(&self, top: Run, merge: impl Fn(&Run, &Run) -> Run) -> Run {
+        let mut acc = top;
+        for level in self.levels.iter().rev() {
+            acc = merge_runs(level, &acc, true, self.rows_are_keys);
+        }
+        merge(&self.base, &acc)
+    }
+
+    /// Appends `updates` to the base in place when they are all new keys sorting after every
+    /// key held (a snapshot or a bulk load arriving in key order) and no pin shares the base.
     fn try_append(&mut self, updates: &mut [(Vec<u8>, Option<Entry>, bool)]) -> bool {
         if updates.is_empty() || updates.iter().any(|(_, new, existed)| new.is_none() || *existed) {
             return false;
         }
         updates.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let base_last = self.base.len().checked_sub(1).map(|i| self.base.key(i));
-        let recent_last = self.recent.get_max().map(|(k, _)| k.as_slice());
         let first = updates[0].0.as_slice();
-        if base_last.is_some_and(|l| l >= first) || recent_last.is_some_and(|l| l >= first) {
+        if std::iter::once(&self.base).chain(&self.levels).any(|run| run.last_key().is_some_and(|l| l >= first)) {
             return false;
         }
         let rows_are_keys = self.rows_are_keys;
@@ -436,68 +509,51 @@ impl RowIndex {
 
     /// Every entry in key order.
     pub fn iter(&self) -> Iter<'_> {
-        Iter {
-            base: &self.base,
-            next: 0,
-            recent: self.recent.range::<_, [u8]>((Bound::Unbounded, Bound::Unbounded)).peekable(),
-        }
+        self.cursors(|_| 0)
     }
 
     /// The entries from `start` on, in key order.
     pub fn range_from(&self, start: &[u8]) -> Iter<'_> {
-        let next = self.base.search(start).unwrap_or_else(|i| i);
-        Iter {
-            base: &self.base,
-            next,
-            recent: self.recent.range::<_, [u8]>((Bound::Included(start), Bound::Unbounded)).peekable(),
-        }
+        let h = head(start);
+        self.cursors(|run| run.search_head(start, h).unwrap_or_else(|i| i))
     }
 
-    /// True when `recent` has grown enough that [`RowIndex::merged`] should replace it.
+    fn cursors(&self, start: impl Fn(&Run) -> usize) -> Iter<'_> {
+        let cursors = std::iter::once(&self.base)
+            .chain(&self.levels)
+            .map(|run| (run.as_ref(), start(run)))
+            .filter(|(run, at)| *at < run.len())
+            .collect();
+        Iter { cursors }
+    }
+
+    /// True when the levels have grown enough that [`RowIndex::merged`] should replace them.
     pub fn needs_merge(&self) -> bool {
-        self.recent.len() > self.merge_threshold()
+        self.recent > self.merge_threshold()
     }
 
     fn merge_threshold(&self) -> usize {
         MIN_RECENT.max(self.base.len() / 8)
     }
 
-    /// The same entries with everything in one run. The run's entries between two recent
-    /// changes are copied as whole slices, and finding where each change goes is a forward
-    /// walk over the heads: the merge costs a few nanoseconds per row of the run.
+    /// The same entries with everything in one base run.
     pub fn merged(&self) -> RowIndex {
-        let base = &self.base;
-        let mut builder = Self::builder(self.rows_are_keys);
-        let mut next = 0;
-        for (key, slot) in self.recent.iter() {
-            let h = head(key);
-            let mut at = next;
-            while at < base.len() && base.compare(at, key, h) == Ordering::Less {
-                at += 1;
-            }
-            builder.extend_from(base, next..at);
-            next = at + usize::from(at < base.len() && base.compare(at, key, h) == Ordering::Equal);
-            if let Some(e) = slot {
-                builder.push(key, e.borrowed());
-            }
-        }
-        builder.extend_from(base, next..base.len());
-        builder.finish()
+        let rows_are_keys = self.rows_are_keys;
+        let base = self.all_levels_over(Run::default(), |older, newer| merge_runs(older, newer, false, rows_are_keys));
+        RowIndex { len: base.len(), base: Arc::new(base), levels: Vec::new(), recent: 0, filter: None, rows_are_keys }
     }
 
-    /// Approximate bytes held: the run's buffers and, per recent change, its key, row and map
-    /// slot.
+    /// Approximate bytes held: the base's and the levels' buffers.
     pub fn memory_bytes(&self) -> usize {
-        let recent: usize = self.recent.iter().map(|(_, e)| 64 + e.as_ref().map_or(0, |e| e.row.len() + 16)).sum();
-        self.base.bytes() + recent
+        std::iter::once(&self.base).chain(&self.levels).map(|run| run.bytes()).sum()
     }
 }
 
-/// The entries of a [`RowIndex`] in key order: the run and `recent` merged, `recent` winning.
+/// The entries of a [`RowIndex`] in key order: its runs merged, the newest entry of a key
+/// winning, tombstones skipped.
 pub struct Iter<'a> {
-    base: &'a Run,
-    next: usize,
-    recent: std::iter::Peekable<imbl::ordmap::RangedIter<'a, Key, Option<Entry>, imbl::shared_ptr::DefaultSharedPtr>>,
+    /// Each run not yet done (the base, then the levels, oldest first) and its next entry.
+    cursors: SmallVec<[(&'a Run, usize); 8]>,
 }
 
 impl<'a> Iterator for Iter<'a> {
@@ -505,25 +561,27 @@ impl<'a> Iterator for Iter<'a> {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            let base = (self.next < self.base.len()).then(|| self.base.key(self.next));
-            let recent: Option<&'a Key> = self.recent.peek().map(|(k, _)| *k);
-            match (base, recent) {
-                (None, None) => return None,
-                (Some(b), r) if r.is_none_or(|r| b < r.as_slice()) => {
-                    let entry = self.base.entry(self.next);
-                    self.next += 1;
-                    return Some((b, entry));
+            // The smallest next key; among equal keys the newest run's (the last) wins.
+            let mut best = 0;
+            for c in 1..self.cursors.len() {
+                let ((run, at), (best_run, best_at)) = (self.cursors[c], self.cursors[best]);
+                if run.compare_at(at, best_run, best_at) != Ordering::Greater {
+                    best = c;
                 }
-                (b, Some(r)) => {
-                    if b == Some(r.as_slice()) {
-                        self.next += 1; // shadowed by the recent change
-                    }
-                    let (key, slot) = self.recent.next().expect("peeked");
-                    if let Some(e) = slot {
-                        return Some((key.as_slice(), e.borrowed()));
+            }
+            let (run, at) = *self.cursors.get(best)?;
+            let (key, entry) = (run.key(at), run.entry(at));
+            for c in (0..self.cursors.len()).rev() {
+                let (other, other_at) = self.cursors[c];
+                if c == best || other.compare_at(other_at, run, at) == Ordering::Equal {
+                    self.cursors[c].1 += 1;
+                    if self.cursors[c].1 == other.len() {
+                        self.cursors.remove(c);
                     }
                 }
-                (Some(_), None) => unreachable!("the guard above takes a run entry when recent is done"),
+            }
+            if entry.count != 0 {
+                return Some((key, entry));
             }
         }
     }
@@ -598,6 +656,53 @@ mod tests {
     }
 
     proptest! {
+        /// Commits of several keys at once (each a new level, levels merging as they grow,
+        /// deletions as tombstones over older levels and the base), with pins and occasional
+        /// merges into the base: lookups, ranges and the length equal a `BTreeMap` model's.
+        #[test]
+        fn batched_levels_match_a_btreemap(
+            batches in prop::collection::vec(prop::collection::btree_map(prop::collection::vec(0u8..6, 0..3), any::<bool>(), 1..20), 1..60),
+            merge_at in 0usize..60,
+        ) {
+            let mut index = RowIndex::new(false);
+            let mut model: BTreeMap<Vec<u8>, Entry> = BTreeMap::new();
+            let mut pins = Vec::new();
+            for (n, batch) in batches.into_iter().enumerate() {
+                let updates: Vec<_> = batch
+                    .into_iter()
+                    .map(|(key, delete)| {
+                        let existed = model.contains_key(&key);
+                        let new = (!delete).then(|| entry(&[key.as_slice(), &[n as u8]].concat(), 1));
+                        match &new {
+                            Some(e) => model.insert(key.clone(), e.clone()),
+                            None => model.remove(&key),
+                        };
+                        (key, new, existed)
+                    })
+                    .collect();
+                index.set_all(updates);
+                prop_assert!(index.levels.windows(2).all(|w| w[0].len() > 2 * w[1].len()), "level sizes fall geometrically");
+                if n == merge_at {
+                    index = index.merged();
+                }
+                if n % 3 == 0 {
+                    pins.push((index.pinned(), model.clone()));
+                }
+                check(&index, &model);
+                for probe in [vec![], vec![2], vec![3, 3]] {
+                    prop_assert_eq!(index.get(&probe).map(|e| e.to_entry()), model.get(&probe).cloned());
+                    let from: Vec<_> = index.range_from(&probe).map(|(k, e)| (k.to_vec(), e.to_entry())).collect();
+                    let expected: Vec<_> = model.range(probe.clone()..).map(|(k, e)| (k.clone(), e.clone())).collect();
+                    prop_assert_eq!(from, expected);
+                }
+            }
+            for (pinned, then) in &pins {
+                check(pinned, then);
+            }
+        }
+    }
+
+    proptest! {
         /// Lookups through the fences find every key of a run, and place every absent key,
         /// as a binary search over the sorted keys does; keys around the head's 15 bytes
         /// share long prefixes, so equal heads span blocks.
@@ -656,7 +761,7 @@ mod tests {
         apply(&mut index, &mut model, 15_000..16_000, 3, false); // recent changes on top
         apply(&mut index, &mut model, 10_000..30_000, 4, true); // overlaps both
         check(&index, &model);
-        assert!(index.recent.is_empty(), "the bulk batch went to the run");
+        assert!(index.levels.is_empty(), "the bulk batch went to the run");
     }
 
     /// New keys after every held key are appended to the run in place, unless a pin shares it.
@@ -674,7 +779,7 @@ mod tests {
             }
             let pin = (chunk == 2).then(|| index.clone());
             index.set_all(updates);
-            assert_eq!(index.recent.is_empty(), chunk < 2, "a pinned run is not appended to");
+            assert_eq!(index.levels.is_empty(), chunk < 2, "a pinned run is not appended to");
             if let Some(pin) = pin {
                 assert_eq!(pin.len(), 200);
             }
