@@ -5,6 +5,13 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 use headwater::{Config, Server};
 
+/// mimalloc rather than glibc's malloc: the commit path allocates and frees many small,
+/// short-lived buffers (row keys, change batches, Arrow arrays) from a few threads, where
+/// glibc spent ~20% of a view benchmark's time (`malloc_consolidate`, `_int_malloc`, bin
+/// unlinking); see docs/benchmarks.md.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Headwater: a SQL-first streaming database that speaks the Postgres wire protocol.
 ///
 /// `headwater serve` (or just `headwater` with the flags below) runs the server; connect with

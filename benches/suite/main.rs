@@ -7,6 +7,10 @@
 //! Each module documents what it measures and its baseline, and rewrites only its own section
 //! of `docs/benchmarks.md` (or of `target/bench-quick.md` with `HEADWATER_BENCH_QUICK=1`).
 
+/// The allocator the server binary uses (`src/main.rs`), so in-process figures match it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod common;
 #[path = "../../tests/common/mariadb.rs"]
 mod mariadb;
