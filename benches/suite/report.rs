@@ -93,6 +93,10 @@ pub fn machine() -> String {
 
 /// Resident memory of this process in bytes (Linux `/proc/self/statm`).
 pub fn rss_bytes() -> u64 {
+    // mimalloc returns freed pages to the OS after a delay, at its next allocator call: a
+    // reading right after a step would count memory already freed. Collect first.
+    // SAFETY: mi_collect has no preconditions; it only frees memory mimalloc owns.
+    unsafe { libmimalloc_sys::mi_collect(true) };
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
     let pages: u64 = statm.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
     pages * 4096
