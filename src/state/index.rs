@@ -442,9 +442,7 @@ impl RowIndex {
         }
         let level = level.finish_run();
         if updates.len() > self.merge_threshold() {
-            self.base = Arc::new(
-                self.all_levels_over(level, |older, newer| merge_runs(older, newer, false, self.rows_are_keys)),
-            );
+            self.base = Arc::new(self.all_levels_over(level));
             self.levels.clear();
             self.recent = 0;
             self.filter = None;
@@ -474,15 +472,15 @@ impl RowIndex {
         }
     }
 
-    /// The base with every level and then `top` merged over it, by `merge(older, newer)`.
-    /// The levels are folded newest first, so each merge copies the smaller side's entries
-    /// about once: the cost is linear in the levels' size, plus the one merge into the base.
-    fn all_levels_over(&self, top: Run, merge: impl Fn(&Run, &Run) -> Run) -> Run {
+    /// A new base: the base with every level and then `top` merged over it. The levels are
+    /// folded newest first, so each merge copies the smaller side's entries about once: the
+    /// cost is linear in the levels' size, plus the one merge into the base.
+    fn all_levels_over(&self, top: Run) -> Run {
         let mut acc = top;
         for level in self.levels.iter().rev() {
             acc = merge_runs(level, &acc, true, self.rows_are_keys);
         }
-        merge(&self.base, &acc)
+        merge_runs(&self.base, &acc, false, self.rows_are_keys)
     }
 
     /// Appends `updates` to the base in place when they are all new keys sorting after every
@@ -538,9 +536,15 @@ impl RowIndex {
 
     /// The same entries with everything in one base run.
     pub fn merged(&self) -> RowIndex {
-        let rows_are_keys = self.rows_are_keys;
-        let base = self.all_levels_over(Run::default(), |older, newer| merge_runs(older, newer, false, rows_are_keys));
-        RowIndex { len: base.len(), base: Arc::new(base), levels: Vec::new(), recent: 0, filter: None, rows_are_keys }
+        let base = self.all_levels_over(Run::default());
+        RowIndex {
+            len: base.len(),
+            base: Arc::new(base),
+            levels: Vec::new(),
+            recent: 0,
+            filter: None,
+            rows_are_keys: self.rows_are_keys,
+        }
     }
 
     /// Approximate bytes held: the base's and the levels' buffers.
