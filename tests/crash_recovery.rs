@@ -8,6 +8,10 @@
 //! Every fifth round re-snapshots the source (`ALTER SOURCE ... RESNAPSHOT`) and kills during
 //! that snapshot, so snapshot resumption is exercised again and again.
 //!
+//! The server runs with `HEADWATER_IMAGE_MIN_CHANGES=200`, so checkpoints write table images
+//! (`state::image`) over and over and kills land before, during and after them; the harness
+//! checks that images were written.
+//!
 //! `HEADWATER_CRASH_KILLS` sets the number of kills (default 6; the long mode is e.g. 100).
 
 mod common;
@@ -150,6 +154,8 @@ async fn wait_checkpoints(c: &tokio_postgres::Client, n: u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_nine_at_random_moments_loses_and_doubles_nothing() {
     let kills: usize = std::env::var("HEADWATER_CRASH_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(6);
+    // Inherited by every server this test starts.
+    std::env::set_var("HEADWATER_IMAGE_MIN_CHANGES", "200");
     let db = MariaDb::start().await;
     let mut my = db.root().await;
     my.query_drop(
@@ -262,9 +268,13 @@ async fn kill_nine_at_random_moments_loses_and_doubles_nothing() {
     if snapshot_kills > 0 {
         assert!(resumed > 0, "a kill during the snapshot did not resume from the stored chunks\n{}", tail(&log));
     }
+    let images = std::fs::read_dir(data.join("images"))
+        .map(|d| d.filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().ends_with(".img")).count())
+        .unwrap_or(0);
+    assert!(images > 0, "no table image was written (state::image); the restarts did not exercise them");
     eprintln!(
         "survived {kills} kill -9 ({snapshot_kills} during the snapshot, {resumed} snapshot resumes), {} upstream \
-         transactions",
+         transactions, {images} table images on disk at the end",
         done.load(Ordering::SeqCst)
     );
     hw.stop();

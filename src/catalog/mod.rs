@@ -197,6 +197,22 @@ impl Catalog {
         self.objects.write().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Every table whose rows are stored (not views' results), or `None` when the catalog is
+    /// being changed right now: a checkpoint asks without waiting (it holds the checkpoint
+    /// lock, which DDL may be waiting for) and tries again at the next one.
+    pub fn try_stored_tables(&self) -> Option<Vec<Arc<TableState>>> {
+        let objects = self.objects.try_read().ok()?;
+        let tables = objects
+            .by_name
+            .values()
+            .filter_map(|o| match &o.relation {
+                Some(Relation::Table { state, .. }) if state.is_durable() => Some(state.clone()),
+                _ => None,
+            })
+            .collect();
+        Some(tables)
+    }
+
     /// Looks an object up by namespace and name.
     pub fn get(&self, ns: Namespace, name: &str) -> Option<CatalogObject> {
         self.read().by_name.get(&(ns, name.to_string())).cloned()
@@ -360,7 +376,7 @@ impl Catalog {
         for v in victims {
             batch.delete(keys::catalog_entry(v.entry.id));
             if let Some(Relation::Table { state, .. }) = &v.relation {
-                state.delete_all(&mut batch);
+                state.delete_all(self.store.as_ref(), &mut batch)?;
             }
             if v.object_type() == ObjectType::Source {
                 batch.delete(keys::source_progress(v.entry.id));

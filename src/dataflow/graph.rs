@@ -202,6 +202,13 @@ impl Dataflow {
         Ok(())
     }
 
+    /// Runs `f` between two commits (none is in progress: every change staged in the store is
+    /// also in memory, in tables and views): a checkpoint's cut ([`crate::state::checkpoint::ImageCut`]).
+    pub fn between_commits<R>(&self, f: impl FnOnce() -> R) -> R {
+        let _inner = self.lock();
+        f()
+    }
+
     /// Gives `table` new columns (see [`TableState::plan_widen`]), with `extra` (its new
     /// catalog entry, a source's progress) in the same atomic store batch. Serialised with
     /// commits. No view changes: each reads the columns it was compiled with (its `Scan`

@@ -4,7 +4,7 @@
 //! - `hw_catalog.source_tables`: one row per captured table — state, rows copied, chunks
 //!   done/total, snapshot rows/s, last error.
 //! - `hw_catalog.checkpoints`: one row — checkpoints written, when the last one was, what it
-//!   wrote (keys, bytes) and how long it took, what is staged for the next, the last error.
+//!   wrote (keys, bytes) and how long it took, what is staged for the next, the last error, table images written.
 //! - `hw_catalog.sinks`: one row per sink — relation, topic, envelope, delivery, state,
 //!   messages sent, commits waiting (and how old the oldest is), the last error.
 //! - `hw_catalog.relations`: one row per table and materialized view — its source (captured
@@ -189,6 +189,7 @@ fn checkpoints_table(c: &CheckpointStats) -> datafusion::error::Result<RecordBat
         field("staged_keys", DataType::UInt64),
         field("staged_bytes", DataType::UInt64),
         field("last_error", DataType::Utf8),
+        field("images", DataType::UInt64),
     ]));
     let at = c.last_at.map(|t| chrono::DateTime::<chrono::Utc>::from(t).format("%Y-%m-%d %H:%M:%S%.3f+00").to_string());
     let n = |v: u64| -> ArrayRef { Arc::new(UInt64Array::from(vec![v])) };
@@ -203,6 +204,7 @@ fn checkpoints_table(c: &CheckpointStats) -> datafusion::error::Result<RecordBat
         n(c.staged_keys as u64),
         n(c.staged_bytes as u64),
         Arc::new(StringArray::from(vec![c.last_error.clone()])),
+        n(c.images),
     ];
     RecordBatch::try_new(schema, columns).map_err(Into::into)
 }

@@ -61,7 +61,9 @@ use crate::dataflow::Dataflow;
 use crate::error::{Error, Result};
 use crate::sink::SinkRegistry;
 use crate::source::SourceRegistry;
-use crate::state::{CheckpointedStore, StateStore};
+use crate::state::checkpoint::ImageCut;
+use crate::state::table::PinnedRows;
+use crate::state::{CheckpointedStore, StateStore, TableState};
 
 /// The name of the one database (DataFusion catalog) Headwater serves.
 pub const DATABASE: &str = "headwater";
@@ -87,6 +89,36 @@ pub struct Engine {
     users: Arc<Users>,
     parser: SqlParser,
     base: SessionState,
+    image_cut: std::sync::OnceLock<Arc<dyn ImageCut>>,
+}
+
+/// Which tables a checkpoint images, pinned at its cut ([`ImageCut`]): the catalog's stored
+/// tables whose image is due, taken between two commits.
+struct TableImages {
+    catalog: std::sync::Weak<Catalog>,
+    dataflow: std::sync::Weak<Dataflow>,
+}
+
+impl ImageCut for TableImages {
+    fn cut(&self, take: &mut dyn FnMut() -> bool) -> Vec<(Arc<TableState>, PinnedRows)> {
+        let (Some(catalog), Some(dataflow)) = (self.catalog.upgrade(), self.dataflow.upgrade()) else {
+            take();
+            return Vec::new();
+        };
+        let tables = catalog.try_stored_tables().unwrap_or_default();
+        dataflow.between_commits(|| {
+            if !take() {
+                return Vec::new();
+            }
+            let due = tables.into_iter().filter(|t| t.image_due());
+            due.map(|t| {
+                t.mark_imaged();
+                let pinned = t.pin();
+                (t, pinned)
+            })
+            .collect()
+        })
+    }
 }
 
 impl Engine {
@@ -101,7 +133,17 @@ impl Engine {
         let dataflow = Arc::new(Dataflow::new(store_of(&catalog)));
         let base = base_context(&catalog, &dataflow, &sources, &sinks, &checkpoints, &users).await?.state();
         let parser = SqlParser::new();
-        let engine = Arc::new(Engine { catalog, sources, sinks, dataflow, checkpoints, users, parser, base });
+        let engine = Arc::new(Engine {
+            catalog,
+            sources,
+            sinks,
+            dataflow,
+            checkpoints,
+            users,
+            parser,
+            base,
+            image_cut: std::sync::OnceLock::new(),
+        });
         let session = engine.session();
         for entry in engine.catalog.stored_entries()? {
             let mut stmts = engine.parser.parse(&entry.create_sql)?;
@@ -114,6 +156,14 @@ impl Engine {
                 .map_err(|e| Error::Storage(format!("cannot restore {} \"{}\": {e}", entry.create_sql, entry.name)))?;
         }
         tracing::info!(objects = engine.catalog.stored_entries()?.len(), "catalog restored");
+        engine.checkpoints.remove_unused_images()?;
+        let images: Arc<dyn ImageCut> = Arc::new(TableImages {
+            catalog: Arc::downgrade(&engine.catalog),
+            dataflow: Arc::downgrade(&engine.dataflow),
+        });
+        engine.checkpoints.set_image_cut(Arc::downgrade(&images));
+        // The store holds the cut weakly (no cycle); the engine keeps it alive.
+        let _ = engine.image_cut.set(images);
         sources::start_all(&engine)?;
         Ok(engine)
     }

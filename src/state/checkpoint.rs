@@ -16,15 +16,24 @@
 //! - **Reads never go back in time.** While a checkpoint is being written its batch stays
 //!   readable (`in_flight`) until the durable store has it.
 //!
+//! - **Images.** A checkpoint may also replace a table's rows in the store by an image file
+//!   ([`super::image`]): the table is pinned by [`ImageCut`] at the very point the staged
+//!   writes are taken (no commit in progress), so the image holds exactly the commits of this
+//!   checkpoint and those before; the batch then points `i/<table>` at it and deletes the
+//!   table's delta rather than writing it.
+//!
 //! A checkpoint that fails (disk full, I/O error) puts its writes back and marks the store
 //! failed: from then on every `apply` is refused, so nothing is acknowledged that could not be
 //! made durable; the server stops with the error (see `server`).
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, Instant, SystemTime};
 
+use super::image::{ImageRecord, Images};
+use super::keys;
 use super::store::{StateStore, WriteBatch};
+use super::table::{PinnedRows, TableState};
 use crate::dataflow::FastMap;
 use crate::error::{Error, Result};
 
@@ -60,11 +69,25 @@ pub struct CheckpointStats {
     pub staged_keys: usize,
     pub staged_bytes: usize,
     pub last_error: Option<String>,
+    /// Table images written since the server started.
+    pub images: u64,
+}
+
+/// How a checkpoint finds the tables to image, pinned at its cut (implemented by the engine,
+/// which knows the tables and serialises commits).
+pub trait ImageCut: Send + Sync {
+    /// Calls `take` (which takes the staged writes, and says whether there were any) at a
+    /// point where no commit is in progress, so every staged write is in memory and every
+    /// write in memory is staged or durable; returns, pinned at that same point, the tables
+    /// whose image is due ([`super::image::due`]), each marked as imaged.
+    fn cut(&self, take: &mut dyn FnMut() -> bool) -> Vec<(Arc<TableState>, PinnedRows)>;
 }
 
 /// A [`StateStore`] that stages writes in memory and checkpoints them to `durable`.
 pub struct CheckpointedStore {
     durable: Arc<dyn StateStore>,
+    images: Option<Images>,
+    image_cut: OnceLock<Weak<dyn ImageCut>>,
     staged: Mutex<Staged>,
     /// One checkpoint at a time, so batches reach the durable store in commit order.
     writer: Mutex<()>,
@@ -86,8 +109,19 @@ fn entry_bytes(k: &[u8], v: &Option<Vec<u8>>) -> usize {
 impl CheckpointedStore {
     /// Stages over `durable`, which holds the last checkpoint.
     pub fn new(durable: Arc<dyn StateStore>) -> Self {
+        let images = durable.images_dir().map(|dir| Images::open(&dir));
+        let images = match images.transpose() {
+            Ok(images) => images,
+            Err(e) => {
+                // A checkpoint will fail on the same directory; without images it still works.
+                tracing::error!(error = %e, "table images disabled");
+                None
+            }
+        };
         CheckpointedStore {
             durable,
+            images,
+            image_cut: OnceLock::new(),
             staged: Mutex::new(Staged { generation: 1, ..Staged::default() }),
             writer: Mutex::new(()),
             stats: Mutex::new(CheckpointStats::default()),
@@ -100,26 +134,40 @@ impl CheckpointedStore {
     /// is on disk. Returns the number of keys written (0: nothing was staged).
     pub fn checkpoint(&self) -> Result<usize> {
         let _writer = lock(&self.writer);
-        let batch = {
+        let mut taken: Option<Result<(Arc<Writes>, u64)>> = None;
+        let mut take = || {
             let mut s = lock(&self.staged);
             if let Some(e) = &s.failed {
-                return Err(Error::Storage(e.clone()));
+                taken = Some(Err(Error::Storage(e.clone())));
+                return false;
             }
             if s.writes.is_empty() {
-                return Ok(0);
+                return false;
             }
             s.bytes = 0;
             let batch = Arc::new(std::mem::take(&mut s.writes));
             s.in_flight = Some(batch.clone());
             let generation = s.generation;
             s.generation += 1;
-            (batch, generation)
+            taken = Some(Ok((batch, generation)));
+            true
         };
-        let (batch, generation) = batch;
+        let cut = self.images.as_ref().and(self.image_cut.get().and_then(Weak::upgrade));
+        let due = match cut {
+            Some(cut) => cut.cut(&mut take),
+            None => {
+                take();
+                Vec::new()
+            }
+        };
+        let Some(taken) = taken else { return Ok(0) };
+        let (batch, generation) = taken?;
         let started = Instant::now();
         let mut write = WriteBatch::default();
         let mut bytes = 0;
-        let mut sorted: Vec<(&Vec<u8>, &Option<Vec<u8>>)> = batch.iter().collect();
+        let imaged: Vec<Vec<u8>> = due.iter().map(|(t, _)| keys::table_rows(t.id())).collect();
+        let mut sorted: Vec<(&Vec<u8>, &Option<Vec<u8>>)> =
+            batch.iter().filter(|(k, _)| !imaged.iter().any(|p| k.starts_with(p))).collect();
         sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
         for (k, v) in sorted {
             bytes += entry_bytes(k, v);
@@ -128,12 +176,20 @@ impl CheckpointedStore {
                 None => write.delete(k.clone()),
             }
         }
-        let result = self.durable.apply(write).and_then(|()| self.durable.flush());
+        let result = self.write_images(&due, &mut write).and_then(|files| {
+            self.durable.apply(write)?;
+            self.durable.flush()?;
+            Ok(files)
+        });
         let mut s = lock(&self.staged);
         s.in_flight = None;
         let mut stats = lock(&self.stats);
         match result {
-            Ok(()) => {
+            Ok(files) => {
+                for old in files.iter().filter_map(|(_, old)| old.as_deref()) {
+                    self.images.as_ref().expect("images were written").remove(old);
+                }
+                stats.images += files.len() as u64;
                 stats.count += 1;
                 stats.last_at = Some(SystemTime::now());
                 stats.last_duration = started.elapsed();
@@ -162,6 +218,54 @@ impl CheckpointedStore {
                 Err(Error::Storage(message))
             }
         }
+    }
+
+    /// Writes the image of each table in `due` (pinned at the cut of checkpoint `generation`)
+    /// and puts into `write` what points the store at it: `i/<table>` set, the table's
+    /// durable delta deleted (its staged rows are already left out). Returns each new image
+    /// file with the one it replaces.
+    fn write_images(
+        &self,
+        due: &[(Arc<TableState>, PinnedRows)],
+        write: &mut WriteBatch,
+    ) -> Result<Vec<(String, Option<String>)>> {
+        let Some(images) = &self.images else { return Ok(Vec::new()) };
+        let mut files = Vec::with_capacity(due.len());
+        for (table, pinned) in due {
+            let started = Instant::now();
+            let old = self.durable.get(&keys::image(table.id()))?.map(|v| ImageRecord::decode(&v)).transpose()?;
+            let seq = old.as_ref().map_or(1, |o| o.seq + 1);
+            let record = table.write_image(pinned, images, seq)?;
+            let mut delta = 0usize;
+            self.durable.scan_prefix_each(&keys::table_rows(table.id()), &mut |k, _| {
+                write.delete(k.to_vec());
+                delta += 1;
+                Ok(())
+            })?;
+            write.put(keys::image(table.id()), record.encode());
+            tracing::debug!(table = table.name(), rows = record.entries, delta, elapsed = ?started.elapsed(), "table image written");
+            let old = old.map(|o| o.file).filter(|f| *f != record.file);
+            files.push((record.file, old));
+        }
+        Ok(files)
+    }
+
+    /// Makes checkpoints write table images, finding the tables through `cut` (the engine,
+    /// once it is open). Without it, or on a store without images, every row stays in the
+    /// store.
+    pub fn set_image_cut(&self, cut: Weak<dyn ImageCut>) {
+        let _ = self.image_cut.set(cut);
+    }
+
+    /// Removes image files that no `i/` record names (a crash between writing an image and
+    /// the checkpoint that would have used it; dropped tables), at start-up.
+    pub fn remove_unused_images(&self) -> Result<()> {
+        let Some(images) = &self.images else { return Ok(()) };
+        let mut current = std::collections::HashSet::new();
+        for (_, v) in self.scan_prefix(keys::IMAGES)? {
+            current.insert(ImageRecord::decode(&v)?.file);
+        }
+        images.retain(&current)
     }
 
     /// The checkpoint counters, with the current staged size.
@@ -275,6 +379,10 @@ impl StateStore for CheckpointedStore {
 
     fn staged_bytes(&self) -> usize {
         lock(&self.staged).bytes
+    }
+
+    fn images(&self) -> Option<&Images> {
+        self.images.as_ref()
     }
 }
 

@@ -3,7 +3,8 @@
 //! ```text
 //! <data-dir>/headwater.json   marker: {"format": 1} — a directory without it is not ours
 //! <data-dir>/headwater.lock   held (flock) by the running server, holds its pid
-//! <data-dir>/fjall/           format 2: the fjall store (catalog, rows, source offsets)
+//! <data-dir>/fjall/           formats 2 and 3: the fjall store (catalog, rows, source offsets)
+//! <data-dir>/images/          format 3: table images (state::image)
 //! <data-dir>/state/           format 1: the same in sled (still opened; new directories get 2)
 //! ```
 //! Opening refuses, with a message that says what to do: a directory holding other files (a
@@ -21,10 +22,15 @@ use crate::error::{Error, Result};
 
 /// Format 1: the store is sled, under `state/`.
 pub const FORMAT_SLED: u32 = 1;
-/// Format 2: the store is fjall, under `fjall/` (what new data directories get).
+/// Format 2: the store is fjall, under `fjall/`; every row of every table is in it.
 pub const FORMAT_FJALL: u32 = 2;
+/// Format 3 (what new data directories get): format 2 plus table images under `images/`,
+/// which hold a table's rows as of a checkpoint, the store only what changed since
+/// ([`super::image`]). Format 2 directories stay format 2 (no images), so an older binary
+/// still opens them.
+pub const FORMAT_IMAGES: u32 = 3;
 /// The formats this binary reads.
-const KNOWN: [u32; 2] = [FORMAT_SLED, FORMAT_FJALL];
+const KNOWN: [u32; 3] = [FORMAT_SLED, FORMAT_FJALL, FORMAT_IMAGES];
 
 const MARKER: &str = "headwater.json";
 const LOCK: &str = "headwater.lock";
@@ -58,7 +64,7 @@ impl DataDir {
             Ok(bytes) => {
                 let m: Marker = serde_json::from_slice(&bytes).map_err(|e| {
                     Error::Storage(format!(
-                        "{} is damaged ({e}); it should read {{\"format\": {FORMAT_FJALL}, ...}}",
+                        "{} is damaged ({e}); it should read {{\"format\": {FORMAT_IMAGES}, ...}}",
                         marker.display()
                     ))
                 })?;
@@ -138,7 +144,7 @@ fn lock(dir: &Path) -> Result<File> {
 /// checks the store's own format record, so that a store that lost its files (damage, a
 /// wrong copy) is refused rather than coming up empty as if nothing was lost.
 pub fn open_store(dir: &Path) -> Result<std::sync::Arc<dyn super::StateStore>> {
-    let data_dir = DataDir::open(dir, FORMAT_FJALL)?;
+    let data_dir = DataDir::open(dir, FORMAT_IMAGES)?;
     let store: std::sync::Arc<dyn super::StateStore> = match data_dir.format {
         FORMAT_SLED => std::sync::Arc::new(super::SledStore::open_in(data_dir)?),
         _ => std::sync::Arc::new(super::fjall_store::FjallStore::open_in(data_dir)?),

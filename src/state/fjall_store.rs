@@ -1,4 +1,5 @@
-//! The store on fjall (an LSM tree), data format 2 — what new data directories get.
+//! The store on fjall (an LSM tree), data formats 2 and 3 (3, what new data directories get,
+//! adds table images next to it: [`super::image`]).
 //!
 //! Chosen over sled (format 1, still opened) on measurements (`benches/recovery.rs`,
 //! `docs/benchmarks.md`): a checkpoint is one atomic batch, and fjall writes large batches
@@ -26,7 +27,7 @@ fn storage(e: impl std::fmt::Display) -> Error {
 impl FjallStore {
     /// Opens (or creates) a fjall store in `dir` ([`DataDir::open`] checks and locks it).
     pub fn open(dir: &Path) -> Result<Self> {
-        Self::open_in(DataDir::open(dir, super::datadir::FORMAT_FJALL)?)
+        Self::open_in(DataDir::open(dir, super::datadir::FORMAT_IMAGES)?)
     }
 
     /// Opens fjall in an opened, locked data directory.
@@ -44,6 +45,10 @@ impl FjallStore {
 }
 
 impl StateStore for FjallStore {
+    fn images_dir(&self) -> Option<std::path::PathBuf> {
+        (self._dir.format >= super::datadir::FORMAT_IMAGES).then(|| self._dir.path.join("images"))
+    }
+
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         Ok(self.rows.get(key).map_err(storage)?.map(|v| v.to_vec()))
     }

@@ -4,7 +4,9 @@
 //! c/<entry id: u64 BE>            catalog entry (JSON), replayed in id order at start-up
 //! m/format                        the store's format version (u32 BE)
 //! m/next_id                       the next catalog id (u64 BE)
-//! r/<table id: u64 BE><row key>   one row of a table: count (i64 LE) ++ row (Arrow row format)
+//! r/<table id: u64 BE><row key>   one row of a table: count (i64 LE) ++ row (Arrow row format);
+//!                                 with an image (i/), only rows changed since it, count 0 = deleted
+//! i/<table id: u64 BE>            the table's current image file (JSON; state::image)
 //! s/<source id: u64 BE>           a source's progress (binlog position, streaming tables; JSON)
 //! u/<user name>                  a user: SCRAM salt and salted password (JSON; catalog::users)
 //! k/<sink id: u64 BE>/s           a sink's progress (acknowledged outbox entry, snapshot done; JSON)
@@ -20,6 +22,9 @@ pub const FORMAT: &[u8] = b"m/format";
 pub const NEXT_ID: &[u8] = b"m/next_id";
 /// Prefix of table rows.
 pub const ROWS: &[u8] = b"r/";
+/// Prefix of table image records (`state::image`).
+pub const IMAGES: &[u8] = b"i/";
+
 /// Prefix of source progress (binlog offsets), written with the rows they produced.
 pub const SOURCES: &[u8] = b"s/";
 
@@ -82,5 +87,12 @@ pub fn table_rows(table_id: u64) -> Vec<u8> {
 pub fn row(table_id: u64, row_key: &[u8]) -> Vec<u8> {
     let mut k = table_rows(table_id);
     k.extend_from_slice(row_key);
+    k
+}
+
+/// Key of the image record of table `table_id`.
+pub fn image(table_id: u64) -> Vec<u8> {
+    let mut k = IMAGES.to_vec();
+    k.extend_from_slice(&table_id.to_be_bytes());
     k
 }

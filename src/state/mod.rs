@@ -7,7 +7,9 @@
 //!   backs unit tests. The keyspace layout is in [`keys`].
 //! - [`checkpoint::CheckpointedStore`] sits between the engine and the durable store (fjall; sled in format-1 directories): commits
 //!   stage their writes in memory, and a checkpoint (every `--checkpoint-interval`, on DDL,
-//!   on local DML, at shutdown) writes what changed since the last one in one atomic batch.
+//!   on local DML, at shutdown) writes what changed since the last one in one atomic batch,
+//!   and from time to time a table's whole rows as an [`image`] file, so a restart reads a
+//!   table sequentially and the store holds only what changed since.
 //! - [`table::TableState`] keeps the rows of one table (local, and later captured upstream
 //!   tables) in memory, keyed by the primary key encoded with Arrow's row format, and applies
 //!   weighted changes ([`crate::dataflow::ChangeBatch`]) to it. [`table::commit`] applies the
@@ -20,6 +22,7 @@
 pub mod checkpoint;
 pub mod datadir;
 pub mod fjall_store;
+pub mod image;
 pub mod index;
 pub mod keys;
 pub mod store;

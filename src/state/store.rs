@@ -63,6 +63,16 @@ pub trait StateStore: Send + Sync + 'static {
     }
     /// Applies a batch atomically.
     fn apply(&self, batch: WriteBatch) -> Result<()>;
+    /// Where table images live next to this store, when its data directory keeps them
+    /// (format 3; see [`super::image`]); `None`: every row is in the store.
+    fn images_dir(&self) -> Option<std::path::PathBuf> {
+        None
+    }
+    /// The table images of this store ([`super::checkpoint::CheckpointedStore`] has them when
+    /// its durable store has an [`StateStore::images_dir`]).
+    fn images(&self) -> Option<&super::image::Images> {
+        None
+    }
     /// Waits until everything applied so far is on disk.
     fn flush(&self) -> Result<()>;
     /// Bytes applied but not yet on disk (a staging store: see

@@ -1,5 +1,6 @@
 //! The rows of one table, keyed, weighted, and durable through the [`StateStore`].
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockWriteGuard};
 
 use datafusion::arrow::array::{new_null_array, Array, ArrayRef, Scalar};
@@ -10,6 +11,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::scalar::ScalarValue;
 
+use super::image::{self, ImageRecord, Images};
 use super::index::{Entry, EntryRef, RowIndex};
 use super::keys;
 use super::store::{StateStore, WriteBatch};
@@ -24,12 +26,32 @@ fn encode_entry(e: EntryRef<'_>) -> Vec<u8> {
     v
 }
 
+/// What a table with an image stores for a deleted key (the image still holds it): a count
+/// of 0 and no row.
+const TOMBSTONE: [u8; 8] = [0; 8];
+
+/// [`TOMBSTONE`], for the image tests.
+#[cfg(test)]
+pub(crate) fn tests_tombstone() -> [u8; 8] {
+    TOMBSTONE
+}
+
 fn decode_entry(bytes: &[u8]) -> Result<EntryRef<'_>> {
     if bytes.len() < 8 {
         return Err(Error::Storage("row value shorter than its header".into()));
     }
     let count = i64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"));
     Ok(EntryRef { row: &bytes[8..], count })
+}
+
+/// Adds a row as the store holds it to `builder`, unless it is a tombstone; a damaged value
+/// is kept in `failed` (the image reader's callback cannot return it).
+fn push_stored(builder: &mut super::index::IndexBuilder, key: &[u8], value: &[u8], failed: &mut Option<Error>) {
+    match decode_entry(value) {
+        Ok(e) if e.count == 0 => {}
+        Ok(e) => builder.push(key, e),
+        Err(e) => *failed = Some(e),
+    }
 }
 
 /// How the rows of a table are encoded: its Arrow schema and the row format over all its
@@ -163,6 +185,14 @@ pub struct TableState {
     durable: bool,
     rows: RwLock<Rows>,
     snapshot: Mutex<Option<(u64, RecordBatch)>>,
+    /// The table's rows are an image plus what changed since ([`super::image`]): a deleted
+    /// key is stored as a tombstone. Changed only under the dataflow's commit lock.
+    has_image: AtomicBool,
+    /// Keys written to the store since the last image (or since the table was created):
+    /// what a restart reads besides the image, and what makes the next image due.
+    changed_since_image: AtomicUsize,
+    /// Set by DROP before its batch is staged: no image is written for the table after it.
+    dropped: AtomicBool,
 }
 
 impl std::fmt::Debug for TableState {
@@ -194,6 +224,9 @@ impl TableState {
             durable: true,
             rows: RwLock::new(Rows { index: RowIndex::new(multiset), version: 0, layout }),
             snapshot: Mutex::new(None),
+            has_image: AtomicBool::new(false),
+            changed_since_image: AtomicUsize::new(0),
+            dropped: AtomicBool::new(false),
         })
     }
 
@@ -201,6 +234,11 @@ impl TableState {
     pub fn in_memory(mut self) -> Self {
         self.durable = false;
         self
+    }
+
+    /// False for a view's output (its rows are never stored).
+    pub fn is_durable(&self) -> bool {
+        self.durable
     }
 
     /// True when the table's primary key (or, for multisets, the whole row) orders the rows:
@@ -212,14 +250,52 @@ impl TableState {
         }
     }
 
-    /// Loads the rows of this table from the store (at start-up), replacing what it held.
+    /// Loads the rows of this table from the store (at start-up), replacing what it held: its
+    /// image, if it has one, merged with the rows changed since (tombstones drop a key).
     pub fn load(&self, store: &dyn StateStore) -> Result<()> {
         let prefix = keys::table_rows(self.id);
         let mut builder = RowIndex::builder(self.is_multiset());
-        store.scan_prefix_each(&prefix, &mut |k, v| {
-            builder.push(&k[prefix.len()..], decode_entry(v)?);
-            Ok(())
-        })?;
+        let record = store.get(&keys::image(self.id))?.map(|v| ImageRecord::decode(&v)).transpose()?;
+        let mut changed = 0;
+        match record {
+            None => store.scan_prefix_each(&prefix, &mut |k, v| {
+                changed += 1;
+                let entry = decode_entry(v)?;
+                if entry.count != 0 {
+                    builder.push(&k[prefix.len()..], entry);
+                }
+                Ok(())
+            })?,
+            Some(record) => {
+                let images = store.images().ok_or_else(|| {
+                    Error::Storage(format!(
+                        "table {} has an image ({}) but the data directory keeps none",
+                        self.name, record.file
+                    ))
+                })?;
+                let delta = store.scan_prefix(&prefix)?;
+                changed = delta.len();
+                let mut delta = delta.iter().map(|(k, v)| (&k[prefix.len()..], v)).peekable();
+                let mut failed = None;
+                images.read(self.id, &record, &mut |key, entry| {
+                    while let Some((k, v)) = delta.next_if(|(k, _)| *k < key) {
+                        push_stored(&mut builder, k, v, &mut failed);
+                    }
+                    match delta.next_if(|(k, _)| *k == key) {
+                        Some((k, v)) => push_stored(&mut builder, k, v, &mut failed),
+                        None => builder.push(key, entry),
+                    }
+                })?;
+                for (k, v) in delta {
+                    push_stored(&mut builder, k, v, &mut failed);
+                }
+                if let Some(e) = failed {
+                    return Err(e);
+                }
+                self.has_image.store(true, Ordering::SeqCst);
+            }
+        }
+        self.changed_since_image.store(changed, Ordering::SeqCst);
         let index = builder.finish();
         let mut rows = self.write_rows();
         rows.index = index;
@@ -349,12 +425,40 @@ impl TableState {
             return;
         }
         for (k, slot) in &planned.updates {
-            let key = keys::row(self.id, k);
             match &slot.new {
-                Some(e) => batch.put(key, encode_entry(e.borrowed())),
-                None => batch.delete(key),
+                Some(e) => batch.put(keys::row(self.id, k), encode_entry(e.borrowed())),
+                None => self.stage_delete(k, batch),
             }
         }
+        self.changed_since_image.fetch_add(planned.updates.len(), Ordering::SeqCst);
+    }
+
+    /// Stages the removal of `key`: a tombstone when the table's image holds it, else a delete.
+    fn stage_delete(&self, key: &[u8], batch: &mut WriteBatch) {
+        match self.has_image.load(Ordering::SeqCst) {
+            true => batch.put(keys::row(self.id, key), TOMBSTONE.to_vec()),
+            false => batch.delete(keys::row(self.id, key)),
+        }
+    }
+
+    /// True when a checkpoint should write an image of this table now
+    /// ([`image::due`]); never for a view's output or a dropped table.
+    pub fn image_due(&self) -> bool {
+        self.durable
+            && !self.dropped.load(Ordering::SeqCst)
+            && image::due(self.read_rows().index.len(), self.changed_since_image.load(Ordering::SeqCst))
+    }
+
+    /// Records that the table's rows as of now go into an image (the checkpoint's cut, under
+    /// the commit lock): from now on deletions are tombstones, and the delta starts empty.
+    pub fn mark_imaged(&self) {
+        self.has_image.store(true, Ordering::SeqCst);
+        self.changed_since_image.store(0, Ordering::SeqCst);
+    }
+
+    /// Writes `pinned` (this table at a checkpoint's cut) as the table's image number `seq`.
+    pub fn write_image(&self, pinned: &PinnedRows, images: &Images, seq: u64) -> Result<ImageRecord> {
+        images.write(self.id, seq, self.is_multiset(), pinned.index.len(), pinned.index.iter())
     }
 
     /// Makes `planned` visible in memory. Commits to one table are serialised (the dataflow's
@@ -433,13 +537,14 @@ impl TableState {
                 Some(_) => k,
                 None => {
                     if self.durable {
-                        batch.delete(keys::row(self.id, k));
+                        self.stage_delete(k, batch);
                     }
                     &row
                 }
             };
             if self.durable {
                 batch.put(keys::row(self.id, key), encode_entry(entry));
+                self.changed_since_image.fetch_add(1, Ordering::SeqCst);
             }
             builder.push(key, entry);
         }
@@ -466,11 +571,17 @@ impl TableState {
         self.read_rows().index.memory_bytes()
     }
 
-    /// Removes every row of this table from the store (DROP TABLE), in `batch`.
-    pub fn delete_all(&self, batch: &mut WriteBatch) {
-        for (key, _) in self.read_rows().index.iter() {
-            batch.delete(keys::row(self.id, key));
-        }
+    /// Removes every row of this table from the store (DROP TABLE), in `batch`: what the
+    /// store holds under the table (rows, tombstones) and its image record. No image is
+    /// written for the table from now on; its file goes at the next start.
+    pub fn delete_all(&self, store: &dyn StateStore, batch: &mut WriteBatch) -> Result<()> {
+        self.dropped.store(true, Ordering::SeqCst);
+        store.scan_prefix_each(&keys::table_rows(self.id), &mut |k, _| {
+            batch.delete(k.to_vec());
+            Ok(())
+        })?;
+        batch.delete(keys::image(self.id));
+        Ok(())
     }
 
     /// The primary key's column indexes (`None`: a multiset).
