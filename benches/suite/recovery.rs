@@ -153,20 +153,18 @@ pub fn main() {
         }),
         ("fjall + table images (format 3)", |d| Arc::new(FjallStore::open(d).unwrap())),
     ];
+    let figures: Vec<(&str, Figures)> = stores.into_iter().map(|(name, open)| (name, measure(name, n, open))).collect();
+    let without_images =
+        figures.iter().find(|(name, _)| name.contains("format 2")).map_or(f64::NAN, |(_, f)| f.restart_s);
     let mut lines = Vec::new();
     let mut restarts = Vec::new();
-    let mut without_images = f64::NAN;
-    for (name, open) in stores {
-        let f = measure(name, n, open);
+    for (name, f) in figures {
         for (changed, ms, min, max, bytes) in &f.incremental {
             lines.push(format!(
                 "| {name} | {changed} of {n} | {ms:.2} ms ({min:.2}–{max:.2}) | {bytes} | {:.0} ms | {:.0}× |",
                 f.full_ms,
                 f.full_ms / ms
             ));
-        }
-        if name.contains("format 2") {
-            without_images = f.restart_s;
         }
         restarts.push(format!(
             "| {name} | {:.0} ms | {:.3} s | {} | {:.3} s | {:.2}× |",

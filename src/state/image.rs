@@ -28,7 +28,7 @@
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -100,42 +100,64 @@ pub struct Images {
     dir: PathBuf,
 }
 
-/// Writes through to `inner` and keeps a CRC of what went by.
-struct Checksummed<W> {
-    inner: W,
+/// Collects what is written into blocks, each checksummed and written to `file` once.
+struct Checksummed {
+    file: File,
+    buf: Vec<u8>,
     crc: crc32fast::Hasher,
 }
 
-impl<W: Write> Checksummed<W> {
+impl Checksummed {
     fn put(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        self.crc.update(bytes);
-        self.inner.write_all(bytes)
-    }
-}
-
-impl<R: Read> Checksummed<R> {
-    fn take(&mut self, bytes: &mut [u8]) -> std::io::Result<()> {
-        self.inner.read_exact(bytes)?;
-        self.crc.update(bytes);
+        self.buf.extend_from_slice(bytes);
+        if self.buf.len() >= BLOCK {
+            self.flush()?;
+        }
         Ok(())
     }
 
-    fn u32(&mut self) -> std::io::Result<u32> {
-        let mut b = [0; 4];
-        self.take(&mut b)?;
-        Ok(u32::from_le_bytes(b))
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.crc.update(&self.buf);
+        self.file.write_all(&self.buf)?;
+        self.buf.clear();
+        Ok(())
     }
+}
 
-    fn u64(&mut self) -> std::io::Result<u64> {
-        let mut b = [0; 8];
-        self.take(&mut b)?;
-        Ok(u64::from_le_bytes(b))
-    }
+/// An image's data read in large blocks, each checksummed once: entries are parsed in place.
+struct Blocks {
+    buf: Vec<u8>,
+    /// The unparsed bytes are `buf[pos..end]`.
+    pos: usize,
+    end: usize,
+    /// Data bytes of the file (before its checksum) not read yet.
+    left: u64,
+    crc: crc32fast::Hasher,
+}
 
-    /// Reads `len` bytes into `buf` (reused between entries).
-    fn bytes(&mut self, buf: &mut Vec<u8>, len: u32) -> std::io::Result<()> {
-        buf.resize(len as usize, 0);
-        self.take(buf)
+/// Bytes read from an image at a time.
+const BLOCK: usize = 1 << 20;
+
+impl Blocks {
+    /// The next `n` unparsed bytes (reading more of `file` if needed), not consumed.
+    fn need(&mut self, file: &mut File, n: usize) -> std::io::Result<&[u8]> {
+        if self.end - self.pos < n {
+            self.buf.copy_within(self.pos..self.end, 0);
+            self.end -= self.pos;
+            self.pos = 0;
+            let want = (n - self.end).max(BLOCK).min(usize::try_from(self.left).unwrap_or(usize::MAX));
+            if self.buf.len() < self.end + want {
+                self.buf.resize(self.end + want, 0);
+            }
+            file.read_exact(&mut self.buf[self.end..self.end + want])?;
+            self.crc.update(&self.buf[self.end..self.end + want]);
+            self.end += want;
+            self.left -= want as u64;
+            if self.end < n {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+        }
+        Ok(&self.buf[self.pos..self.pos + n])
     }
 }
 
@@ -166,7 +188,7 @@ impl Images {
         let tmp = path.with_extension("tmp");
         let io = |e: std::io::Error| Error::Storage(format!("cannot write the table image {}: {e}", tmp.display()));
         let out = File::create(&tmp).map_err(io)?;
-        let mut w = Checksummed { inner: BufWriter::with_capacity(1 << 20, out), crc: crc32fast::Hasher::new() };
+        let mut w = Checksummed { file: out, buf: Vec::with_capacity(BLOCK + 4096), crc: crc32fast::Hasher::new() };
         w.put(MAGIC).map_err(io)?;
         w.put(&table.to_le_bytes()).map_err(io)?;
         w.put(&[u8::from(multiset)]).map_err(io)?;
@@ -185,9 +207,9 @@ impl Images {
         if written != len as u64 {
             return Err(Error::Internal(format!("table image of {table}: {written} entries, expected {len}")));
         }
-        let crc = w.crc.clone().finalize();
-        w.inner.write_all(&crc.to_le_bytes()).map_err(io)?;
-        let out = w.inner.into_inner().map_err(|e| io(e.into_error()))?;
+        w.flush().map_err(io)?;
+        let Checksummed { file: mut out, crc, .. } = w;
+        out.write_all(&crc.finalize().to_le_bytes()).map_err(io)?;
         out.sync_all().map_err(io)?;
         drop(out);
         std::fs::rename(&tmp, &path).map_err(io)?;
@@ -207,36 +229,44 @@ impl Images {
             ))
         };
         let io = |e: std::io::Error| damaged(e.to_string());
-        let file = File::open(&path).map_err(io)?;
-        let mut r = Checksummed { inner: BufReader::with_capacity(1 << 20, file), crc: crc32fast::Hasher::new() };
-        let mut magic = [0u8; 8];
-        r.take(&mut magic).map_err(io)?;
-        if &magic != MAGIC {
+        let mut file = File::open(&path).map_err(io)?;
+        let data = file.metadata().map_err(io)?.len().checked_sub(4).ok_or_else(|| damaged("truncated".into()))?;
+        let mut r = Blocks { buf: Vec::new(), pos: 0, end: 0, left: data, crc: crc32fast::Hasher::new() };
+        let header = r.need(&mut file, 25).map_err(io)?;
+        if &header[..8] != MAGIC {
             return Err(damaged("not an image file".into()));
         }
-        let id = r.u64().map_err(io)?;
-        let mut flags = [0u8];
-        r.take(&mut flags).map_err(io)?;
-        let multiset = flags[0] == 1;
-        let len = r.u64().map_err(io)?;
+        let id = u64::from_le_bytes(header[8..16].try_into().expect("8 bytes"));
+        let multiset = header[16] == 1;
+        let len = u64::from_le_bytes(header[17..25].try_into().expect("8 bytes"));
+        r.pos += 25;
         if id != table || len != record.entries {
             return Err(damaged(format!("it holds {len} rows of table {id}, expected {} of {table}", record.entries)));
         }
-        let (mut key, mut row) = (Vec::new(), Vec::new());
+        let u32_at = |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes")) as usize;
         for _ in 0..len {
-            let n = r.u32().map_err(io)?;
-            r.bytes(&mut key, n).map_err(io)?;
+            let key_len = u32_at(r.need(&mut file, 4).map_err(io)?, 0);
+            let mut size = 4 + key_len;
+            let row_len = match multiset {
+                true => 0,
+                false => u32_at(r.need(&mut file, size + 4).map_err(io)?, size),
+            };
             if !multiset {
-                let n = r.u32().map_err(io)?;
-                r.bytes(&mut row, n).map_err(io)?;
+                size += 4 + row_len;
             }
-            let count = r.u64().map_err(io)? as i64;
-            let row = if multiset { &key[..] } else { &row[..] };
-            each(&key, EntryRef { row, count });
+            let entry = r.need(&mut file, size + 8).map_err(io)?;
+            let key = &entry[4..4 + key_len];
+            let row = if multiset { key } else { &entry[size - row_len..size] };
+            let count = i64::from_le_bytes(entry[size..size + 8].try_into().expect("8 bytes"));
+            each(key, EntryRef { row, count });
+            r.pos += size + 8;
         }
-        let expected = r.crc.clone().finalize();
+        if r.pos != r.end || r.left != 0 {
+            return Err(damaged("bytes after the last row".into()));
+        }
+        let expected = r.crc.finalize();
         let mut stored = [0u8; 4];
-        r.inner.read_exact(&mut stored).map_err(io)?;
+        file.read_exact(&mut stored).map_err(io)?;
         if u32::from_le_bytes(stored) != expected {
             return Err(damaged("checksum mismatch".into()));
         }

@@ -38,8 +38,15 @@ pub fn command(data_dir: &Path, port: u16, log: &Path, extra: &[&str]) -> Comman
 impl HwProcess {
     /// Starts the server and waits until it accepts Postgres connections (60 s deadline).
     pub async fn start(data_dir: &Path, log: &Path, extra: &[&str]) -> HwProcess {
+        Self::start_with_env(data_dir, log, extra, &[]).await
+    }
+
+    /// [`HwProcess::start`] with environment variables set for the server.
+    pub async fn start_with_env(data_dir: &Path, log: &Path, extra: &[&str], env: &[(&str, &str)]) -> HwProcess {
         let port = free_port();
-        let mut child = command(data_dir, port, log, extra).spawn().expect("spawn headwater");
+        let mut cmd = command(data_dir, port, log, extra);
+        cmd.envs(env.iter().copied());
+        let mut child = cmd.spawn().expect("spawn headwater");
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = child.try_wait().unwrap() {

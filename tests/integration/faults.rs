@@ -198,6 +198,31 @@ async fn bad_data_directories_are_refused_with_a_clear_message() {
     }
     expect_refusal(&damaged, "state").await;
 
+    // A damaged table image (state::image): one flipped byte is found by its checksum.
+    let imaged = tmp.path().join("imaged");
+    let server = HwProcess::start_with_env(
+        &imaged,
+        &tmp.path().join("imaged.log"),
+        &[],
+        &[("HEADWATER_IMAGE_MIN_CHANGES", "1")],
+    )
+    .await;
+    {
+        let c = server.client().await;
+        c.batch_execute("CREATE TABLE big (id INT PRIMARY KEY, v TEXT); INSERT INTO big SELECT i, 'row ' || i FROM generate_series(1, 2000) AS s(i)")
+            .await
+            .unwrap();
+        let images = joined_rows(&c, "SELECT images FROM hw_catalog.checkpoints").await;
+        assert_eq!(images, ["1"], "the INSERT's checkpoint wrote an image");
+    }
+    assert!(server.stop().success());
+    let image = walk(&imaged.join("images")).into_iter().find(|p| p.extension().is_some_and(|e| e == "img")).unwrap();
+    let mut bytes = std::fs::read(&image).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 1;
+    std::fs::write(&image, bytes).unwrap();
+    expect_refusal(&imaged, "table image").await;
+
     // The original is intact and still serves its rows.
     let again = HwProcess::start(&data, &tmp.path().join("again.log"), &[]).await;
     let c = again.client().await;
