@@ -86,7 +86,7 @@ fn measure(name: &str, n: i64, open: Open) -> Figures {
     let store = Arc::new(CheckpointedStore::new(open(&dir)));
     let table = Arc::new(TableState::new(1, "orders", schema(), Some(vec![0])).unwrap());
     let cut: Arc<dyn ImageCut> = Arc::new(One(table.clone()));
-    store.set_image_cut(Arc::downgrade(&cut));
+    store.set_image_cut(cut);
     for chunk in (0..n).collect::<Vec<_>>().chunks(100_000) {
         commit(store.as_ref(), &[(&table, &rows(chunk, 0))]).unwrap();
     }
@@ -119,7 +119,6 @@ fn measure(name: &str, n: i64, open: Open) -> Figures {
         println!("{name}: checkpoint after {changed} changed rows: {ms:.2} ms (min {min:.2}, max {max:.2})");
         incremental.push((changed, ms, min, max, bytes));
     }
-    drop(cut);
     drop(table);
     drop(store);
     let mut restart = Vec::new();

@@ -89,7 +89,6 @@ pub struct Engine {
     users: Arc<Users>,
     parser: SqlParser,
     base: SessionState,
-    image_cut: std::sync::OnceLock<Arc<dyn ImageCut>>,
 }
 
 /// Which tables a checkpoint images, pinned at its cut ([`ImageCut`]): the catalog's stored
@@ -133,17 +132,7 @@ impl Engine {
         let dataflow = Arc::new(Dataflow::new(store_of(&catalog)));
         let base = base_context(&catalog, &dataflow, &sources, &sinks, &checkpoints, &users).await?.state();
         let parser = SqlParser::new();
-        let engine = Arc::new(Engine {
-            catalog,
-            sources,
-            sinks,
-            dataflow,
-            checkpoints,
-            users,
-            parser,
-            base,
-            image_cut: std::sync::OnceLock::new(),
-        });
+        let engine = Arc::new(Engine { catalog, sources, sinks, dataflow, checkpoints, users, parser, base });
         let session = engine.session();
         for entry in engine.catalog.stored_entries()? {
             let mut stmts = engine.parser.parse(&entry.create_sql)?;
@@ -161,9 +150,8 @@ impl Engine {
             catalog: Arc::downgrade(&engine.catalog),
             dataflow: Arc::downgrade(&engine.dataflow),
         });
-        engine.checkpoints.set_image_cut(Arc::downgrade(&images));
-        // The store holds the cut weakly (no cycle); the engine keeps it alive.
-        let _ = engine.image_cut.set(images);
+        // The cut holds the engine's parts weakly: no cycle through the store.
+        engine.checkpoints.set_image_cut(images);
         sources::start_all(&engine)?;
         Ok(engine)
     }

@@ -27,7 +27,7 @@
 //! made durable; the server stops with the error (see `server`).
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::image::{ImageRecord, Images};
@@ -87,7 +87,7 @@ pub trait ImageCut: Send + Sync {
 pub struct CheckpointedStore {
     durable: Arc<dyn StateStore>,
     images: Option<Images>,
-    image_cut: OnceLock<Weak<dyn ImageCut>>,
+    image_cut: OnceLock<Arc<dyn ImageCut>>,
     staged: Mutex<Staged>,
     /// One checkpoint at a time, so batches reach the durable store in commit order.
     writer: Mutex<()>,
@@ -113,7 +113,8 @@ impl CheckpointedStore {
         let images = match images.transpose() {
             Ok(images) => images,
             Err(e) => {
-                // A checkpoint will fail on the same directory; without images it still works.
+                // Checkpoints keep every row in the store; a table that has an image cannot
+                // load, and says so.
                 tracing::error!(error = %e, "table images disabled");
                 None
             }
@@ -152,7 +153,7 @@ impl CheckpointedStore {
             taken = Some(Ok((batch, generation)));
             true
         };
-        let cut = self.images.as_ref().and(self.image_cut.get().and_then(Weak::upgrade));
+        let cut = self.images.as_ref().and(self.image_cut.get());
         let due = match cut {
             Some(cut) => cut.cut(&mut take),
             None => {
@@ -236,12 +237,7 @@ impl CheckpointedStore {
             let old = self.durable.get(&keys::image(table.id()))?.map(|v| ImageRecord::decode(&v)).transpose()?;
             let seq = old.as_ref().map_or(1, |o| o.seq + 1);
             let record = table.write_image(pinned, images, seq)?;
-            let mut delta = 0usize;
-            self.durable.scan_prefix_each(&keys::table_rows(table.id()), &mut |k, _| {
-                write.delete(k.to_vec());
-                delta += 1;
-                Ok(())
-            })?;
+            let delta = write.delete_prefix(self.durable.as_ref(), &keys::table_rows(table.id()))?;
             write.put(keys::image(table.id()), record.encode());
             tracing::debug!(table = table.name(), rows = record.entries, delta, elapsed = ?started.elapsed(), "table image written");
             let old = old.map(|o| o.file).filter(|f| *f != record.file);
@@ -251,9 +247,9 @@ impl CheckpointedStore {
     }
 
     /// Makes checkpoints write table images, finding the tables through `cut` (the engine,
-    /// once it is open). Without it, or on a store without images, every row stays in the
-    /// store.
-    pub fn set_image_cut(&self, cut: Weak<dyn ImageCut>) {
+    /// once it is open; it must not hold this store strongly). Without it, or on a store
+    /// without images, every row stays in the store.
+    pub fn set_image_cut(&self, cut: Arc<dyn ImageCut>) {
         let _ = self.image_cut.set(cut);
     }
 

@@ -219,7 +219,13 @@ impl Images {
 
     /// Calls `each` with every entry of the image `record` of table `table`, in key order, and
     /// checks the file's checksum at its end (an error then: nothing read may be used).
-    pub fn read(&self, table: u64, record: &ImageRecord, each: &mut dyn FnMut(&[u8], EntryRef<'_>)) -> Result<()> {
+    /// `each` may stop the read with an error, which is returned.
+    pub fn read(
+        &self,
+        table: u64,
+        record: &ImageRecord,
+        each: &mut dyn FnMut(&[u8], EntryRef<'_>) -> Result<()>,
+    ) -> Result<()> {
         let path = self.path(&record.file);
         let damaged = |what: String| {
             Error::Storage(format!(
@@ -258,7 +264,7 @@ impl Images {
             let key = &entry[4..4 + key_len];
             let row = if multiset { key } else { &entry[size - row_len..size] };
             let count = i64::from_le_bytes(entry[size..size + 8].try_into().expect("8 bytes"));
-            each(key, EntryRef { row, count });
+            each(key, EntryRef { row, count })?;
             r.pos += size + 8;
         }
         if r.pos != r.end || r.left != 0 {
@@ -311,7 +317,10 @@ mod tests {
 
     fn read_all(images: &Images, table: u64, record: &ImageRecord) -> Result<Entries> {
         let mut got = Vec::new();
-        images.read(table, record, &mut |k, e| got.push((k.to_vec(), e.row.to_vec(), e.count)))?;
+        images.read(table, record, &mut |k, e| {
+            got.push((k.to_vec(), e.row.to_vec(), e.count));
+            Ok(())
+        })?;
         Ok(got)
     }
 
@@ -395,7 +404,6 @@ mod restart_tests {
         store: Arc<CheckpointedStore>,
         keyed: Arc<TableState>,
         multiset: Arc<TableState>,
-        _cut: Arc<dyn ImageCut>,
     }
 
     fn open(dir: &std::path::Path) -> Open {
@@ -406,8 +414,8 @@ mod restart_tests {
         multiset.load(store.as_ref()).unwrap();
         store.remove_unused_images().unwrap();
         let cut: Arc<dyn ImageCut> = Arc::new(All(vec![keyed.clone(), multiset.clone()]));
-        store.set_image_cut(Arc::downgrade(&cut));
-        Open { store, keyed, multiset, _cut: cut }
+        store.set_image_cut(cut);
+        Open { store, keyed, multiset }
     }
 
     type Model = BTreeMap<(i32, String), i64>;

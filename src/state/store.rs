@@ -25,6 +25,17 @@ impl WriteBatch {
         self.ops.push((key, None));
     }
 
+    /// Removes every key `store` holds under `prefix`; returns how many.
+    pub fn delete_prefix(&mut self, store: &dyn StateStore, prefix: &[u8]) -> Result<usize> {
+        let mut n = 0;
+        store.scan_prefix_each(prefix, &mut |k, _| {
+            self.delete(k.to_vec());
+            n += 1;
+            Ok(())
+        })?;
+        Ok(n)
+    }
+
     /// Appends the operations of `other` (they win over earlier ones on the same key).
     pub fn extend(&mut self, other: WriteBatch) {
         self.ops.extend(other.ops);

@@ -44,14 +44,13 @@ fn decode_entry(bytes: &[u8]) -> Result<EntryRef<'_>> {
     Ok(EntryRef { row: &bytes[8..], count })
 }
 
-/// Adds a row as the store holds it to `builder`, unless it is a tombstone; a damaged value
-/// is kept in `failed` (the image reader's callback cannot return it).
-fn push_stored(builder: &mut super::index::IndexBuilder, key: &[u8], value: &[u8], failed: &mut Option<Error>) {
-    match decode_entry(value) {
-        Ok(e) if e.count == 0 => {}
-        Ok(e) => builder.push(key, e),
-        Err(e) => *failed = Some(e),
+/// Adds a row as the store holds it to `builder`, unless it is a tombstone.
+fn push_stored(builder: &mut super::index::IndexBuilder, key: &[u8], value: &[u8]) -> Result<()> {
+    let entry = decode_entry(value)?;
+    if entry.count != 0 {
+        builder.push(key, entry);
     }
+    Ok(())
 }
 
 /// How the rows of a table are encoded: its Arrow schema and the row format over all its
@@ -260,11 +259,7 @@ impl TableState {
         match record {
             None => store.scan_prefix_each(&prefix, &mut |k, v| {
                 changed += 1;
-                let entry = decode_entry(v)?;
-                if entry.count != 0 {
-                    builder.push(&k[prefix.len()..], entry);
-                }
-                Ok(())
+                push_stored(&mut builder, &k[prefix.len()..], v)
             })?,
             Some(record) => {
                 let images = store.images().ok_or_else(|| {
@@ -276,21 +271,20 @@ impl TableState {
                 let delta = store.scan_prefix(&prefix)?;
                 changed = delta.len();
                 let mut delta = delta.iter().map(|(k, v)| (&k[prefix.len()..], v)).peekable();
-                let mut failed = None;
                 images.read(self.id, &record, &mut |key, entry| {
                     while let Some((k, v)) = delta.next_if(|(k, _)| *k < key) {
-                        push_stored(&mut builder, k, v, &mut failed);
+                        push_stored(&mut builder, k, v)?;
                     }
                     match delta.next_if(|(k, _)| *k == key) {
-                        Some((k, v)) => push_stored(&mut builder, k, v, &mut failed),
-                        None => builder.push(key, entry),
+                        Some((k, v)) => push_stored(&mut builder, k, v),
+                        None => {
+                            builder.push(key, entry);
+                            Ok(())
+                        }
                     }
                 })?;
                 for (k, v) in delta {
-                    push_stored(&mut builder, k, v, &mut failed);
-                }
-                if let Some(e) = failed {
-                    return Err(e);
+                    push_stored(&mut builder, k, v)?;
                 }
                 self.has_image.store(true, Ordering::SeqCst);
             }
@@ -576,10 +570,7 @@ impl TableState {
     /// written for the table from now on; its file goes at the next start.
     pub fn delete_all(&self, store: &dyn StateStore, batch: &mut WriteBatch) -> Result<()> {
         self.dropped.store(true, Ordering::SeqCst);
-        store.scan_prefix_each(&keys::table_rows(self.id), &mut |k, _| {
-            batch.delete(k.to_vec());
-            Ok(())
-        })?;
+        batch.delete_prefix(store, &keys::table_rows(self.id))?;
         batch.delete(keys::image(self.id));
         Ok(())
     }
