@@ -187,10 +187,11 @@ pub fn main() {
              | Headwater: same, p99 | {p99:.2} | |\n\n\
              Creating the view over the loaded tables took {create_s:.2} s (differential-dataflow: {dd_load_s:.2} s \
              to load both inputs and compute the first result). State: {} bytes in the operators \
-             ({:.0} bytes per input row: each join side indexes its rows by key) plus {} bytes for the \
-             {} result rows. The base tables themselves hold their rows once more (a row index: a sorted \
+             ({:.0} bytes per input row: the `order_extension` side indexes its rows with channel 'web' by key; \
+             the `orders` side joins on its table's primary key, so it probes the table's rows and keeps none) \
+             plus {} bytes for the {} result rows. The base tables hold their rows in a row index: a sorted \
              run of Arrow-row-format bytes plus recent changes, merged into the run when they reach an eighth of \
-             it: for the 1M-row `orders` a merge every ~60 rounds, included in the figures).\n",
+             it: for the 1M-row `orders` a merge every ~60 rounds, included in the figures.\n",
             report::machine(),
             base.runs,
             base.median / inc.median,

@@ -82,6 +82,37 @@ pub fn compile(plan: &LogicalPlan) -> Result<Compiled> {
     Ok((root, tables))
 }
 
+/// The stored relation `plan` reads and which of its columns each output column is, when
+/// `plan` only selects columns of it (a scan under plain-column projections and aliases):
+/// its rows are then the relation's rows, one for one.
+fn table_columns(plan: &LogicalPlan) -> Option<(Arc<TableState>, Vec<usize>)> {
+    match plan {
+        LogicalPlan::TableScan(scan) if scan.fetch.is_none() => {
+            let provider = source_as_provider(&scan.source).ok()?;
+            let state = provider.downcast_ref::<LocalTable>()?.state().clone();
+            let columns = match &scan.projection {
+                Some(p) => p.clone(),
+                None => (0..scan.projected_schema.fields().len()).collect(),
+            };
+            Some((state, columns))
+        }
+        LogicalPlan::SubqueryAlias(a) => table_columns(&a.input),
+        LogicalPlan::Projection(p) => {
+            let (state, inner) = table_columns(&p.input)?;
+            let columns = p
+                .expr
+                .iter()
+                .map(|e| match e.clone().unalias() {
+                    Expr::Column(c) => p.input.schema().index_of_column(&c).ok().map(|i| inner[i]),
+                    _ => None,
+                })
+                .collect::<Option<Vec<usize>>>()?;
+            Some((state, columns))
+        }
+        _ => None,
+    }
+}
+
 fn physical(expr: &Expr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr>> {
     let mut subquery = false;
     expr.apply(|e| {
@@ -239,7 +270,7 @@ fn node(plan: &LogicalPlan, tables: &mut Vec<Arc<TableState>>) -> Result<Box<dyn
             let left = Side::new(node(&j.left, tables)?, left_keys)?;
             let right = Side::new(node(&j.right, tables)?, right_keys)?;
             let nulls_equal = j.null_equality == NullEquality::NullEqualsNull;
-            let join = Join::new(
+            let mut join = Join::new(
                 left,
                 right,
                 j.join_type,
@@ -248,7 +279,12 @@ fn node(plan: &LogicalPlan, tables: &mut Vec<Arc<TableState>>) -> Result<Box<dyn
                 nullable(pair.as_arrow()),
                 arrow_schema(plan),
             )?;
-            Box::new(if j.null_aware { join.null_aware()? } else { join })
+            if j.null_aware {
+                Box::new(join.null_aware()?)
+            } else {
+                join.back_sides([table_columns(&j.left), table_columns(&j.right)]);
+                Box::new(join)
+            }
         }
         LogicalPlan::EmptyRelation(e) => {
             let schema = arrow_schema(plan);

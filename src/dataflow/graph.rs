@@ -48,7 +48,9 @@ struct View {
 /// change).
 struct Pending {
     id: u64,
+    inputs: Vec<Arc<TableState>>,
     input_ids: HashSet<u64>,
+    /// Each queued commit's deltas, with the inputs' rows after it ([`Deltas::after`]).
     queue: Vec<Deltas>,
 }
 
@@ -111,7 +113,7 @@ impl Dataflow {
             .chain(inner.taps.iter().map(|(_, t)| t.relation()))
             .collect();
         let mut planned: Vec<(&TableState, Planned)> = Vec::with_capacity(changes.len());
-        let mut deltas: Deltas = HashMap::new();
+        let mut deltas = Deltas::default();
         for (table, change) in changes {
             if change.is_empty() {
                 continue;
@@ -177,11 +179,13 @@ impl Dataflow {
         for i in tapped {
             inner.taps[i].1.committed(generation);
         }
-        for pending in inner.pending.iter_mut() {
+        let mut queued = Vec::new();
+        for (i, pending) in inner.pending.iter_mut().enumerate() {
             let mine: Deltas =
                 deltas.iter().filter(|(id, _)| pending.input_ids.contains(id)).map(|(k, v)| (*k, v.clone())).collect();
             if !mine.is_empty() {
                 pending.queue.push(mine);
+                queued.push(i);
             }
         }
         let written: Vec<&TableState> = planned.iter().map(|(t, _)| *t).collect();
@@ -194,6 +198,12 @@ impl Dataflow {
             for (table, p) in outputs {
                 table.apply_planned(p);
             }
+        }
+        // The inputs' rows after this commit, for the views that will replay it.
+        for i in queued {
+            let pending = &mut inner.pending[i];
+            let after = pending.inputs.iter().map(|t| (t.id(), t.pin())).collect();
+            pending.queue.last_mut().expect("queued above").set_after(after);
         }
         // Still the only writer (`inner` is held), but readers may pin again meanwhile.
         for table in written.into_iter().chain(outputs_written.iter().map(|t| t.as_ref())) {
@@ -236,7 +246,7 @@ impl Dataflow {
         let input_ids: HashSet<u64> = inputs.iter().map(|t| t.id()).collect();
         let pins = {
             let mut inner = self.lock();
-            inner.pending.push(Pending { id, input_ids: input_ids.clone(), queue: Vec::new() });
+            inner.pending.push(Pending { id, inputs: inputs.clone(), input_ids: input_ids.clone(), queue: Vec::new() });
             self.pin(&inputs)
         };
         let initial = initial_deltas(&inputs, &pins);
@@ -364,13 +374,14 @@ fn fill(root: &mut Box<dyn Operator>, deltas: &Deltas, output: &TableState) -> R
     Ok(())
 }
 
-/// Every input's rows as one insert-only delta.
+/// Every input's rows as one insert-only delta, replayed (the rows after it are the pins).
 fn initial_deltas(inputs: &[Arc<TableState>], pins: &HashMap<u64, PinnedRows>) -> Result<Deltas> {
-    let mut deltas = HashMap::new();
+    let mut deltas = Deltas::default();
     for t in inputs {
         let rows = t.snapshot_of(&pins[&t.id()])?;
         deltas.insert(t.id(), ChangeBatch::uniform(rows, 1));
     }
+    deltas.set_after(pins.clone());
     Ok(deltas)
 }
 

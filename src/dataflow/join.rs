@@ -24,6 +24,12 @@
 //! An update of a side's index groups the delta's rows by key (deletions first), so each key
 //! is found once: an update's −old +new replaces the row in place.
 //!
+//! A side that reads a stored relation's columns as they are (a scan, maybe projected) and
+//! joins on that relation's whole primary key keeps no index: its rows *are* the relation's
+//! rows under the same key ([`TableRows`]), so the side probes a pin of them. That removes an
+//! index update from every commit of the relation and the side's copy of its rows (the join
+//! of a table with its extension table on the primary key: `orders ⋈ order_extension`).
+//!
 //! `NOT IN (subquery)` is a null-aware anti join, whose output also depends on the right side
 //! as a whole; see [`null_aware`].
 
@@ -45,6 +51,8 @@ use super::operator::{conform, evaluate, indent, take_rows, Deltas, Operator};
 use super::{consolidate, ApplyMode, ChangeBatch, FastMap};
 use crate::error::{Error, Result};
 use crate::state::index::Key;
+use crate::state::table::PinnedRows;
+use crate::state::TableState;
 
 /// One input of a join and its index.
 pub struct Side {
@@ -53,8 +61,71 @@ pub struct Side {
     schema: SchemaRef,
     rows: RowConverter,
     /// Keys inline (most join keys are a few bytes): a probe reads no second allocation.
+    /// Empty when the side is backed by its relation's rows.
     index: FastMap<Key, Group>,
     bytes: usize,
+    backed: Option<TableRows>,
+}
+
+/// A join side whose rows are a stored relation's rows keyed by the join key (its primary
+/// key, in the same row format): the side probes the relation's rows instead of an index.
+///
+/// Which rows: a step starts from the relation's rows *before* the commit, which for a live
+/// commit are its current rows (the dataflow applies a commit to tables only after every view
+/// has stepped); after the side's own delta, the rows *after* it, which a live step computes
+/// (a private copy with the delta applied) only when the rest of the step reads them. A
+/// replayed commit (a view's first fill, the commits queued meanwhile) carries the rows after
+/// it ([`Deltas::after`]), and the rows before are the previous replay's after.
+struct TableRows {
+    table: Arc<TableState>,
+    /// The relation's column for each of the side's columns.
+    columns: Vec<usize>,
+    /// The rows the step has reached (`None`: no rows, before a view's first fill).
+    now: Option<PinnedRows>,
+    /// Set while a live step skipped computing the rows after the side's delta: `now` is
+    /// stale and nothing may read it.
+    stale: bool,
+    /// Replaying: the rows after the step being replayed.
+    after: Option<PinnedRows>,
+}
+
+impl TableRows {
+    /// Positions the side before this step's commit.
+    fn begin(&mut self, inputs: &Deltas) {
+        self.stale = false;
+        match inputs.after(self.table.id()) {
+            Some(after) => {
+                // Replaying: before is the previous replay's after (none before the fill).
+                self.now = self.after.replace(after.clone());
+            }
+            None => {
+                self.after = None;
+                self.now = Some(self.table.pin());
+            }
+        }
+    }
+
+    /// Moves past the side's delta. `needed`: the rest of the step reads the rows after it.
+    fn advance(&mut self, inputs: &Deltas, needed: bool) -> Result<()> {
+        if let Some(after) = &self.after {
+            self.now = Some(after.clone());
+            return Ok(());
+        }
+        if !needed {
+            self.stale = true;
+            return Ok(());
+        }
+        let (Some(before), Some(change)) = (&self.now, inputs.get(&self.table.id())) else {
+            return Err(Error::Internal("a table-backed join side stepped without its table's change".into()));
+        };
+        self.now = Some(self.table.apply_to_pinned(before, change)?);
+        Ok(())
+    }
+
+    fn get(&self, key: &[u8]) -> Option<(&[u8], i64)> {
+        debug_assert!(!self.stale, "a table-backed join side read after a skipped advance");
+        self.now.as_ref().and_then(|p| p.get(key)).map(|e| (e.row, e.count))
+    }
 }
 
 /// The rows of one join key.
@@ -126,11 +197,14 @@ impl Side {
     pub fn new(input: Box<dyn Operator>, keys: Vec<Arc<dyn PhysicalExpr>>) -> Result<Self> {
         let schema = input.schema();
         let rows = RowConverter::new(schema.fields().iter().map(|f| SortField::new(f.data_type().clone())).collect())?;
-        Ok(Side { input, keys, schema, rows, index: FastMap::default(), bytes: 0 })
+        Ok(Side { input, keys, schema, rows, index: FastMap::default(), bytes: 0, backed: None })
     }
 
     /// The rows stored under `key`, with multiplicities (no allocation: called per probe).
     fn matches<'a>(&'a self, key: &[u8]) -> Matches<'a> {
+        if let Some(t) = &self.backed {
+            return Matches::One(t.get(key));
+        }
         match self.index.get(key) {
             None => Matches::One(None),
             Some(Group::One(row, n)) => Matches::One(Some((row.as_ref(), *n))),
@@ -141,7 +215,10 @@ impl Side {
     /// Applies `change` to the index. The rows are grouped by key (deletions first), so each
     /// key is found once however many rows it has in the change (an update's −old +new
     /// replaces the row in place).
-    fn update(&mut self, change: &ChangeBatch, keys: &Keys) -> Result<()> {
+    fn update(&mut self, change: &ChangeBatch, keys: &Keys, inputs: &Deltas, needed: bool) -> Result<()> {
+        if let Some(t) = &mut self.backed {
+            return t.advance(inputs, needed);
+        }
         let rows = self.rows.convert_columns(change.data.columns())?;
         let mut order: Vec<(&[u8], bool, usize)> = (0..change.len())
             .filter(|&i| !keys.null[i])
@@ -181,9 +258,34 @@ impl Side {
     }
 
     fn decode(&self, rows: &[&[u8]]) -> Result<Vec<ArrayRef>> {
+        if let Some(t) = &self.backed {
+            return match &t.now {
+                Some(pin) if !rows.is_empty() => pin.decode_columns(rows, &t.columns),
+                _ => Ok(self.schema.fields().iter().map(|f| new_null_array(f.data_type(), 0)).collect()),
+            };
+        }
         let parser = self.rows.parser();
         Ok(self.rows.convert_rows(rows.iter().map(|r| parser.parse(r)))?)
     }
+}
+
+/// Whether `side`, reading `columns` of `table`, can probe the table's rows: its key
+/// expressions are the table's primary key columns in order, typed as the join's keys.
+fn backable(side: &Side, table: &TableState, columns: &[usize], key_types: &[DataType]) -> bool {
+    use datafusion::physical_expr::expressions::Column;
+    let schema = table.schema();
+    let Some(pk) = table.key_columns() else { return false };
+    let same_columns = columns.len() == side.schema.fields().len()
+        && columns
+            .iter()
+            .zip(side.schema.fields())
+            .all(|(&c, f)| schema.fields().get(c).is_some_and(|t| t.data_type() == f.data_type()));
+    same_columns
+        && pk.len() == side.keys.len()
+        && side.keys.iter().zip(pk).zip(key_types).all(|((k, &p), t)| {
+            k.downcast_ref::<Column>().is_some_and(|c| columns.get(c.index()) == Some(&p))
+                && schema.field(p).data_type() == t
+        })
 }
 
 /// The rows of one key of a [`Side`].
@@ -266,6 +368,24 @@ impl Join {
             pair_schema,
             schema,
         })
+    }
+
+    /// Backs each side given as `(relation, columns)` — the side's rows are those columns of
+    /// the relation's rows, one per side column — by the relation's rows ([`TableRows`]),
+    /// when the side's join key is the relation's whole primary key in key order and of the
+    /// same types (so both encode keys alike). Returns how many sides it backed.
+    pub fn back_sides(&mut self, sides: [Option<(Arc<TableState>, Vec<usize>)>; 2]) -> usize {
+        let [left, right] = sides;
+        let mut backed = 0;
+        for (side, source) in [(&mut self.left, left), (&mut self.right, right)] {
+            let Some((table, columns)) = source else { continue };
+            if self.null_aware.is_some() || !backable(side, &table, &columns, &self.key_types) {
+                continue;
+            }
+            side.backed = Some(TableRows { table, columns, now: None, stale: false, after: None });
+            backed += 1;
+        }
+        backed
     }
 
     fn side(&self, w: Which) -> &Side {
@@ -540,10 +660,15 @@ impl Operator for Join {
         if dl.is_none() && dr.is_none() {
             return Ok(None);
         }
+        for side in [&mut self.left, &mut self.right] {
+            if let Some(t) = &mut side.backed {
+                t.begin(inputs);
+            }
+        }
         let kl = dl.as_ref().map(|d| self.keys(Which::Left, d)).transpose()?;
         let kr = dr.as_ref().map(|d| self.keys(Which::Right, d)).transpose()?;
         if self.null_aware.is_some() {
-            return self.step_null_aware(dl, dr, kl, kr);
+            return self.step_null_aware(dl, dr, kl, kr, inputs);
         }
         // Per preserved side, the keys whose partners the other side's delta changes: there
         // the kept rows are computed before and after; elsewhere from the side's own delta.
@@ -566,9 +691,12 @@ impl Operator for Join {
             for (w, want, skip) in preserved.iter().filter(|(w, ..)| *w == which) {
                 parts.extend(self.preserved_linear(*w, *want, d, k, skip)?);
             }
+            // Whether the rest of the step reads this side after its delta: the right side's
+            // delta probes the left; the preserved parts read both.
+            let needed = !preserved.is_empty() || (which == Which::Left && dr.is_some());
             match which {
-                Which::Left => self.left.update(d, k)?,
-                Which::Right => self.right.update(d, k)?,
+                Which::Left => self.left.update(d, k, inputs, needed)?,
+                Which::Right => self.right.update(d, k, inputs, needed)?,
             }
         }
         for (w, want, keys) in &preserved {
@@ -589,14 +717,18 @@ impl Operator for Join {
     fn explain(&self, depth: usize, out: &mut Vec<String>) {
         let on: Vec<String> = self.left.keys.iter().zip(&self.right.keys).map(|(l, r)| format!("{l} = {r}")).collect();
         let filter = self.filter.as_ref().map(|f| format!(" filter {f}")).unwrap_or_default();
+        let state = |s: &Side| match &s.backed {
+            Some(t) => format!("the rows of {}", t.table.name()),
+            None => format!("{} keys", s.index.len()),
+        };
         out.push(format!(
-            "{}{:?}Join on [{}]{} (state: left {} keys, right {} keys, {} bytes)",
+            "{}{:?}Join on [{}]{} (state: left {}, right {}, {} bytes)",
             indent(depth),
             self.kind,
             on.join(", "),
             filter,
-            self.left.index.len(),
-            self.right.index.len(),
+            state(&self.left),
+            state(&self.right),
             self.left.bytes + self.right.bytes
         ));
         self.left.input.explain(depth + 1, out);

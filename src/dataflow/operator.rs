@@ -21,9 +21,53 @@ use datafusion::physical_expr::PhysicalExpr;
 
 use super::{ApplyMode, ChangeBatch};
 use crate::error::{Error, Result};
+use crate::state::table::PinnedRows;
 
-/// The deltas of one commit, by table (or view) id.
-pub type Deltas = HashMap<u64, ChangeBatch>;
+/// The deltas of one commit, by table (or view) id (the map derefs to them), and, for a
+/// commit a view replays rather than sees live, its inputs' rows after it.
+///
+/// A live commit steps the views before it applies to any table, so an operator reading an
+/// input's current rows reads them as of *before* the commit (a join side backed by its
+/// table's rows, [`super::join`]). A view's first fill and the commits queued while it fills
+/// are stepped later, when the tables have moved on: those carry each input's rows after the
+/// commit in [`Deltas::after`].
+#[derive(Clone, Default)]
+pub struct Deltas {
+    changes: HashMap<u64, ChangeBatch>,
+    after: HashMap<u64, PinnedRows>,
+}
+
+impl Deltas {
+    /// Input `id`'s rows after this commit, when the commit is replayed (see the type).
+    pub fn after(&self, id: u64) -> Option<&PinnedRows> {
+        self.after.get(&id)
+    }
+
+    /// Marks the commit as replayed: `after` holds every input's rows after it.
+    pub fn set_after(&mut self, after: HashMap<u64, PinnedRows>) {
+        self.after = after;
+    }
+}
+
+impl std::ops::Deref for Deltas {
+    type Target = HashMap<u64, ChangeBatch>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.changes
+    }
+}
+
+impl std::ops::DerefMut for Deltas {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.changes
+    }
+}
+
+impl FromIterator<(u64, ChangeBatch)> for Deltas {
+    fn from_iter<I: IntoIterator<Item = (u64, ChangeBatch)>>(iter: I) -> Self {
+        Deltas { changes: iter.into_iter().collect(), after: HashMap::new() }
+    }
+}
 
 /// One node of a view's dataflow.
 pub trait Operator: Send + Sync {

@@ -119,6 +119,18 @@ impl PinnedRows {
     pub fn schema(&self) -> SchemaRef {
         self.layout.schema.clone()
     }
+
+    /// The stored row under `key` (the primary key in Arrow row format, as
+    /// a [`RowConverter`] over the key columns with default sort options encodes it).
+    pub fn get(&self, key: &[u8]) -> Option<EntryRef<'_>> {
+        self.index.get(key)
+    }
+
+    /// `columns` of stored rows (as [`PinnedRows::get`] returns them), decoded.
+    pub fn decode_columns(&self, rows: &[&[u8]], columns: &[usize]) -> Result<Vec<ArrayRef>> {
+        let batch = self.layout.decode(rows.iter().copied())?;
+        Ok(columns.iter().map(|&c| batch.column(c).clone()).collect())
+    }
 }
 
 /// A table about to gain columns: its rows re-encoded with the new layout. Made by

@@ -21,7 +21,7 @@
 
 use std::collections::BTreeSet;
 
-use super::{ChangeBatch, FastMap, Join, Keys, Which};
+use super::{ChangeBatch, Deltas, FastMap, Join, Keys, Which};
 use crate::error::{Error, Result};
 
 /// The state a null-aware anti join keeps beyond the anti join's.
@@ -70,6 +70,7 @@ impl Join {
         dr: Option<ChangeBatch>,
         kl: Option<Keys>,
         kr: Option<Keys>,
+        inputs: &Deltas,
     ) -> Result<Option<ChangeBatch>> {
         let state = self.null_aware.as_ref().expect("null-aware join");
         let before = Mode::of(state.right_rows, state.right_nulls);
@@ -100,11 +101,11 @@ impl Join {
             if local && after == Mode::All {
                 parts.push(self.output_alone(Which::Left, d.data.columns().to_vec(), d.weights.clone())?);
             }
-            self.left.update(d, k)?;
+            self.left.update(d, k, inputs, true)?;
             self.update_left_nulls(d, k)?;
         }
         if let (Some(d), Some(k)) = (&dr, &kr) {
-            self.right.update(d, k)?;
+            self.right.update(d, k, inputs, true)?;
         }
         let state = self.null_aware.as_mut().expect("null-aware join");
         state.right_rows = right_rows;
