@@ -373,19 +373,16 @@ impl Join {
     /// Backs each side given as `(relation, columns)` — the side's rows are those columns of
     /// the relation's rows, one per side column — by the relation's rows ([`TableRows`]),
     /// when the side's join key is the relation's whole primary key in key order and of the
-    /// same types (so both encode keys alike). Returns how many sides it backed.
-    pub fn back_sides(&mut self, sides: [Option<(Arc<TableState>, Vec<usize>)>; 2]) -> usize {
+    /// same types (so both encode keys alike).
+    pub fn back_sides(&mut self, sides: [Option<(Arc<TableState>, Vec<usize>)>; 2]) {
         let [left, right] = sides;
-        let mut backed = 0;
         for (side, source) in [(&mut self.left, left), (&mut self.right, right)] {
             let Some((table, columns)) = source else { continue };
             if self.null_aware.is_some() || !backable(side, &table, &columns, &self.key_types) {
                 continue;
             }
             side.backed = Some(TableRows { table, columns, now: None, stale: false, after: None });
-            backed += 1;
         }
-        backed
     }
 
     fn side(&self, w: Which) -> &Side {

@@ -188,15 +188,32 @@ async fn rows(session: &Session, sql: &str) -> Vec<String> {
     out
 }
 
-async fn run_case(ops: Vec<Op>, create_views_after: usize) {
+/// An in-memory engine with the tables `a` and `b`, and `fill` (SQL) run on them.
+async fn engine_with_tables(fill: &str) -> Arc<Engine> {
     let engine =
         Engine::open(Arc::new(CheckpointedStore::new(Arc::new(MemoryStore::default())))).await.expect("engine opens");
+    engine
+        .session()
+        .execute_sql(&format!(
+            "CREATE TABLE a (id INT PRIMARY KEY, k INT, v INT); CREATE TABLE b (id INT PRIMARY KEY, k INT, w INT); {fill}"
+        ))
+        .await
+        .unwrap();
+    engine
+}
+
+/// Creates the [`VIEWS`] named `names`.
+async fn create_views(s: &Session, names: &[&str]) {
+    for (name, query) in VIEWS.iter().filter(|(n, _)| names.contains(n)) {
+        s.execute_sql(&format!("CREATE MATERIALIZED VIEW {name} AS {query}"))
+            .await
+            .unwrap_or_else(|e| panic!("create {name}: {e}"));
+    }
+}
+
+async fn run_case(ops: Vec<Op>, create_views_after: usize) {
+    let engine = engine_with_tables("").await;
     let s = engine.session();
-    s.execute_sql(
-        "CREATE TABLE a (id INT PRIMARY KEY, k INT, v INT); CREATE TABLE b (id INT PRIMARY KEY, k INT, w INT)",
-    )
-    .await
-    .unwrap();
     let mut created = false;
     for (step, op) in ops.iter().enumerate() {
         if step == create_views_after.min(ops.len() - 1) && !created {
@@ -242,17 +259,9 @@ proptest! {
 #[tokio::test]
 async fn primary_key_join_sides_read_the_tables_rows() {
     let engine =
-        Engine::open(Arc::new(CheckpointedStore::new(Arc::new(MemoryStore::default())))).await.expect("engine opens");
+        engine_with_tables("INSERT INTO a VALUES (1, 1, 10), (2, 1, 20); INSERT INTO b VALUES (1, 2, 5)").await;
     let s = engine.session();
-    s.execute_sql(
-        "CREATE TABLE a (id INT PRIMARY KEY, k INT, v INT); CREATE TABLE b (id INT PRIMARY KEY, k INT, w INT); \
-         INSERT INTO a VALUES (1, 1, 10), (2, 1, 20); INSERT INTO b VALUES (1, 2, 5)",
-    )
-    .await
-    .unwrap();
-    for (name, query) in VIEWS.iter().filter(|(n, _)| n.starts_with("v_pk_inner") || n.starts_with("v_pk_one_side")) {
-        s.execute_sql(&format!("CREATE MATERIALIZED VIEW {name} AS {query}")).await.unwrap();
-    }
+    create_views(&s, &["v_pk_inner", "v_pk_one_side"]).await;
     let explain = rows(&s, "EXPLAIN MATERIALIZED VIEW v_pk_inner").await.join("\n");
     assert!(explain.contains("left the rows of a, right the rows of b, 0 bytes"), "{explain}");
     let explain = rows(&s, "EXPLAIN MATERIALIZED VIEW v_pk_one_side").await.join("\n");
@@ -272,16 +281,12 @@ async fn primary_key_join_sides_read_the_tables_rows() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn views_created_under_writes_equal_recomputation() {
     use std::sync::atomic::{AtomicBool, Ordering};
-    let engine =
-        Engine::open(Arc::new(CheckpointedStore::new(Arc::new(MemoryStore::default())))).await.expect("engine opens");
-    let s = engine.session();
-    s.execute_sql(
-        "CREATE TABLE a (id INT PRIMARY KEY, k INT, v INT); CREATE TABLE b (id INT PRIMARY KEY, k INT, w INT); \
-         INSERT INTO a SELECT i, i % 7, i % 11 FROM generate_series(1, 20000) AS t(i); \
+    let engine = engine_with_tables(
+        "INSERT INTO a SELECT i, i % 7, i % 11 FROM generate_series(1, 20000) AS t(i); \
          INSERT INTO b SELECT i, i % 5, i % 13 FROM generate_series(1, 20000, 2) AS t(i)",
     )
-    .await
-    .unwrap();
+    .await;
+    let s = engine.session();
     let stop = Arc::new(AtomicBool::new(false));
     let writer = {
         let (w, stop) = (engine.session(), stop.clone());
@@ -306,9 +311,7 @@ async fn views_created_under_writes_equal_recomputation() {
     // (No join on `k` alone: over these rows it would be nearly a cross join.)
     let names =
         ["v_pk_inner", "v_pk_left", "v_pk_full_residual", "v_pk_one_side", "v_pk_semi", "v_pk_agg", "v_pk_self"];
-    for (name, query) in VIEWS.iter().filter(|(n, _)| names.contains(n)) {
-        s.execute_sql(&format!("CREATE MATERIALIZED VIEW {name} AS {query}")).await.unwrap();
-    }
+    create_views(&s, &names).await;
     stop.store(true, Ordering::Relaxed);
     let commits = writer.await.unwrap();
     assert!(commits > 0, "the writer committed nothing");
