@@ -130,7 +130,7 @@ impl Aggregate {
     }
 
     /// The aggregate values of a group (or of an empty input, for `None`).
-    fn values(&self, group: Option<&Group>) -> Result<Vec<ScalarValue>> {
+    fn values(&self, group: Option<&Group>) -> Result<Vec<Out>> {
         let empty;
         let group = match group {
             Some(g) => g,
@@ -268,37 +268,152 @@ impl AggInput {
     }
 }
 
+/// One finished aggregate value. The linear kinds and `count(DISTINCT)` finish to a plain
+/// number of the output type, so a commit's outputs are built straight into Arrow arrays;
+/// the rest (and any output type not listed) go through `ScalarValue`.
+#[derive(Debug, Clone)]
+enum Out {
+    Null,
+    I64(i64),
+    U64(u64),
+    F64(f64),
+    /// At the output type's precision and scale.
+    Dec(i128),
+    Scalar(ScalarValue),
+}
+
+impl PartialEq for Out {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Out::Null, Out::Null) => true,
+            (Out::I64(a), Out::I64(b)) => a == b,
+            (Out::U64(a), Out::U64(b)) => a == b,
+            // Bitwise, as `ScalarValue` compares floats: NaN equals NaN, 0.0 is not -0.0.
+            (Out::F64(a), Out::F64(b)) => a.to_bits() == b.to_bits(),
+            (Out::Dec(a), Out::Dec(b)) => a == b,
+            (Out::Scalar(a), Out::Scalar(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Out {
+    fn into_scalar(self, data_type: &DataType) -> Result<ScalarValue> {
+        Ok(match (self, data_type) {
+            (Out::Null, t) => ScalarValue::try_from(t)?,
+            (Out::I64(v), _) => ScalarValue::Int64(Some(v)),
+            (Out::U64(v), _) => ScalarValue::UInt64(Some(v)),
+            (Out::F64(v), _) => ScalarValue::Float64(Some(v)),
+            (Out::Dec(v), DataType::Decimal128(p, s)) => ScalarValue::Decimal128(Some(v), *p, *s),
+            (Out::Dec(_), t) => return Err(Error::Internal(format!("a decimal aggregate value for {t}"))),
+            (Out::Scalar(v), _) => v,
+        })
+    }
+}
+
+/// The column of `values`, all of `data_type`.
+fn out_column(data_type: &DataType, values: Vec<Out>) -> Result<ArrayRef> {
+    use datafusion::arrow::array::{Decimal128Array, Float64Array, Int64Array, UInt64Array};
+    if values.is_empty() {
+        return Ok(datafusion::arrow::array::new_empty_array(data_type));
+    }
+    macro_rules! plain {
+        ($variant:ident, $array:ty) => {{
+            let mut ok = true;
+            let column: $array = values
+                .iter()
+                .map(|v| match v {
+                    Out::$variant(v) => Some(*v),
+                    Out::Null => None,
+                    _ => {
+                        ok = false;
+                        None
+                    }
+                })
+                .collect();
+            if ok {
+                return Ok(Arc::new(column));
+            }
+        }};
+    }
+    match data_type {
+        DataType::Int64 => plain!(I64, Int64Array),
+        DataType::UInt64 => plain!(U64, UInt64Array),
+        DataType::Float64 => plain!(F64, Float64Array),
+        DataType::Decimal128(p, s) => {
+            let mut ok = true;
+            let column: Decimal128Array = values
+                .iter()
+                .map(|v| match v {
+                    Out::Dec(v) => Some(*v),
+                    Out::Null => None,
+                    _ => {
+                        ok = false;
+                        None
+                    }
+                })
+                .collect();
+            if ok {
+                return Ok(Arc::new(column.with_precision_and_scale(*p, *s)?));
+            }
+        }
+        _ => {}
+    }
+    let scalars = values.into_iter().map(|v| v.into_scalar(data_type)).collect::<Result<Vec<_>>>()?;
+    Ok(ScalarValue::iter_to_array(scalars)?)
+}
+
+/// `v` at `data_type`'s decimal precision, if it is a decimal type of scale `scale` and `v`
+/// fits its precision (else `None`: the caller casts, which reports the overflow).
+fn decimal_at(v: i128, scale: i8, data_type: &DataType) -> Option<Out> {
+    match data_type {
+        DataType::Decimal128(p, s) if *s == scale && *p <= 38 && v.unsigned_abs() < 10u128.pow(*p as u32) => {
+            Some(Out::Dec(v))
+        }
+        _ => None,
+    }
+}
+
 /// The SQL value of one accumulator.
-fn finish(spec: &AggSpec, acc: &Acc) -> Result<ScalarValue> {
+fn finish(spec: &AggSpec, acc: &Acc) -> Result<Out> {
     let null = || ScalarValue::try_from(&spec.output_type);
+    let out = &spec.output_type;
     let value = match (acc, &spec.kind) {
+        (Acc::Count(n), _) if *out == DataType::Int64 => return Ok(Out::I64(*n)),
         (Acc::Count(n), _) => ScalarValue::Int64(Some(*n)),
-        (Acc::Sum { n: 0, .. }, _) => null()?,
-        (Acc::Sum { int, float, n }, AggKind::Sum(scale)) => match scale {
+        (Acc::Sum { n: 0, .. }, _) => return Ok(Out::Null),
+        (Acc::Sum { float, .. }, AggKind::Sum(None)) if *out == DataType::Float64 => return Ok(Out::F64(*float)),
+        (Acc::Sum { int, float, .. }, AggKind::Sum(scale)) => match scale {
             None => ScalarValue::Float64(Some(*float)),
-            Some(s) => match spec.output_type {
-                DataType::Int64 => ScalarValue::Int64(Some(
-                    i64::try_from(*int).map_err(|_| out_of_range("bigint out of range in sum"))?,
-                )),
+            Some(s) => match out {
+                DataType::Int64 => {
+                    return Ok(Out::I64(i64::try_from(*int).map_err(|_| out_of_range("bigint out of range in sum"))?))
+                }
                 DataType::UInt64 => {
-                    ScalarValue::UInt64(Some(u64::try_from(*int).map_err(|_| out_of_range("sum out of range"))?))
+                    return Ok(Out::U64(u64::try_from(*int).map_err(|_| out_of_range("sum out of range"))?))
                 }
-                _ => {
-                    let _ = n;
-                    ScalarValue::Decimal128(Some(*int), 38, *s)
-                }
+                _ => match decimal_at(*int, *s, out) {
+                    Some(v) => return Ok(v),
+                    None => ScalarValue::Decimal128(Some(*int), 38, *s),
+                },
             },
         },
-        (Acc::Sum { int, float, n }, AggKind::Avg(scale)) => match (scale, &spec.output_type) {
+        (Acc::Sum { int, float, n }, AggKind::Avg(scale)) => match (scale, out) {
             (Some(s), DataType::Decimal128(_, ts)) => {
                 let mul = 10i128.pow((*ts - *s).max(0) as u32);
                 let v = int.checked_mul(mul).ok_or_else(|| out_of_range("avg overflows"))? / *n as i128;
-                ScalarValue::Decimal128(Some(v), 38, *ts)
+                match decimal_at(v, *ts, out) {
+                    Some(v) => return Ok(v),
+                    None => ScalarValue::Decimal128(Some(v), 38, *ts),
+                }
             }
+            (Some(s), DataType::Float64) => return Ok(Out::F64(*int as f64 / 10f64.powi(*s as i32) / *n as f64)),
             (Some(s), _) => ScalarValue::Float64(Some(*int as f64 / 10f64.powi(*s as i32) / *n as f64)),
+            (None, DataType::Float64) => return Ok(Out::F64(*float / *n as f64)),
             (None, _) => ScalarValue::Float64(Some(*float / *n as f64)),
         },
         (Acc::Sum { .. }, _) => return Err(Error::Internal("a sum accumulator for another aggregate".into())),
+        (Acc::Values(map), AggKind::CountDistinct) if *out == DataType::Int64 => return Ok(Out::I64(map.len() as i64)),
         (Acc::Values(map), kind) => {
             let format = spec.values.as_ref().expect("multiset kinds have a format");
             let decode = |keys: Vec<&Vec<u8>>| -> Result<Vec<ArrayRef>> {
@@ -341,9 +456,9 @@ fn finish(spec: &AggSpec, acc: &Acc) -> Result<ScalarValue> {
         }
     };
     if value.data_type() == spec.output_type {
-        Ok(value)
+        Ok(Out::Scalar(value))
     } else {
-        Ok(value.cast_to(&spec.output_type)?)
+        Ok(Out::Scalar(value.cast_to(&spec.output_type)?))
     }
 }
 
@@ -363,7 +478,7 @@ impl Operator for Aggregate {
         };
         keys_before.sort_unstable();
         keys_before.dedup();
-        let mut old: Vec<Option<Vec<ScalarValue>>> = Vec::with_capacity(keys_before.len());
+        let mut old: Vec<Option<Vec<Out>>> = Vec::with_capacity(keys_before.len());
         for &k in &keys_before {
             old.push(match self.state.get(k) {
                 Some(g) if g.rows > 0 || self.is_global() => Some(self.values(Some(g))?),
@@ -375,7 +490,7 @@ impl Operator for Aggregate {
             self.apply(c, rows.as_ref())?;
         }
         let mut out_keys: Vec<&[u8]> = Vec::new();
-        let mut out_values: Vec<Vec<ScalarValue>> = Vec::new();
+        let mut out_values: Vec<Vec<Out>> = Vec::new();
         let mut weights: Vec<i64> = Vec::new();
         let mut emptied: Vec<Vec<u8>> = Vec::new();
         for (k, before) in keys_before.iter().zip(old) {
@@ -413,14 +528,14 @@ impl Operator for Aggregate {
             let parser = self.group_format.parser();
             self.group_format.convert_rows(out_keys.iter().map(|k| parser.parse(k)))?
         };
-        for a in 0..self.aggs.len() {
-            let values: Vec<ScalarValue> = out_values.iter().map(|v| v[a].clone()).collect();
-            let array = if values.is_empty() {
-                datafusion::arrow::array::new_empty_array(&self.aggs[a].output_type)
-            } else {
-                ScalarValue::iter_to_array(values)?
-            };
-            columns.push(array);
+        let mut per_agg: Vec<Vec<Out>> = (0..self.aggs.len()).map(|_| Vec::with_capacity(rows)).collect();
+        for values in out_values {
+            for (column, v) in per_agg.iter_mut().zip(values) {
+                column.push(v);
+            }
+        }
+        for (spec, values) in self.aggs.iter().zip(per_agg) {
+            columns.push(out_column(&spec.output_type, values)?);
         }
         for k in emptied {
             if let Some(g) = self.state.remove(&k) {

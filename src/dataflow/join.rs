@@ -689,8 +689,11 @@ impl Operator for Join {
                 parts.extend(self.preserved_linear(*w, *want, d, k, skip)?);
             }
             // Whether the rest of the step reads this side after its delta: the right side's
-            // delta probes the left; the preserved parts read both.
-            let needed = !preserved.is_empty() || (which == Which::Left && dr.is_some());
+            // delta probes the left; the preserved parts after the deltas read both sides,
+            // under the keys the other side's delta touches (none when only one side changed:
+            // a semi join fed by one side alone is linear and reads neither afterwards).
+            let needed =
+                (which == Which::Left && dr.is_some()) || preserved.iter().any(|(_, _, keys)| !keys.is_empty());
             match which {
                 Which::Left => self.left.update(d, k, inputs, needed)?,
                 Which::Right => self.right.update(d, k, inputs, needed)?,

@@ -156,21 +156,47 @@ struct Slot {
     new: Option<Entry>,
 }
 
-/// The keys a change touches, looked up once each in `index`.
-#[derive(Default)]
-struct Working(FastMap<Vec<u8>, Slot>);
+/// The distinct keys a change touches, each looked up once in the index, all of them in one
+/// batch ([`RowIndex::get_many`]), and where each row of the change finds its key's slot.
+struct Working<'k> {
+    keys: Vec<&'k [u8]>,
+    slots: Vec<Slot>,
+    /// Per row of the change, its key's position in `keys`.
+    of_row: Vec<usize>,
+}
 
-impl Working {
-    fn slot(&mut self, index: &RowIndex, key: Vec<u8>) -> &mut Slot {
-        self.0.entry(key).or_insert_with_key(|k| {
-            let old = index.get(k).map(EntryRef::to_entry);
-            Slot { new: old.clone(), old }
-        })
+impl<'k> Working<'k> {
+    /// The slots of `keys`, one per row of the change.
+    fn new(index: &RowIndex, keys: impl Iterator<Item = &'k [u8]>) -> Self {
+        let mut at: FastMap<&'k [u8], usize> = FastMap::default();
+        let mut distinct: Vec<&'k [u8]> = Vec::new();
+        let of_row = keys
+            .map(|k| {
+                *at.entry(k).or_insert_with(|| {
+                    distinct.push(k);
+                    distinct.len() - 1
+                })
+            })
+            .collect();
+        let slots = index
+            .get_many(&distinct)
+            .into_iter()
+            .map(|e| {
+                let old = e.map(EntryRef::to_entry);
+                Slot { new: old.clone(), old }
+            })
+            .collect();
+        Working { keys: distinct, slots, of_row }
+    }
+
+    /// The slot of row `i`'s key.
+    fn slot(&mut self, i: usize) -> &mut Slot {
+        &mut self.slots[self.of_row[i]]
     }
 
     /// The keys whose entry changes.
     fn changed(self) -> Vec<(Vec<u8>, Slot)> {
-        self.0.into_iter().filter(|(_, s)| s.old != s.new).collect()
+        self.keys.into_iter().zip(self.slots).filter(|(_, s)| s.old != s.new).map(|(k, s)| (k.to_vec(), s)).collect()
     }
 }
 
@@ -626,17 +652,23 @@ impl TableState {
             return self.plan_upsert(rows, change, &encoded);
         }
         let checked = change.mode == ApplyMode::Checked;
-        let mut working = Working::default();
-        match (&self.key_columns, &self.key_format) {
+        let key_rows = match (&self.key_columns, &self.key_format) {
             (Some(key_cols), Some(key_format)) => {
                 let key_arrays: Vec<ArrayRef> = key_cols.iter().map(|&i| change.data.column(i).clone()).collect();
-                let keys = key_format.convert_columns(&key_arrays)?;
+                Some(key_format.convert_columns(&key_arrays)?)
+            }
+            _ => None,
+        };
+        let keys = key_rows.as_ref().unwrap_or(&encoded);
+        let mut working = Working::new(&rows.index, keys.iter().map(|k| k.data()));
+        match &key_rows {
+            Some(_) => {
                 for pass_deletes in [true, false] {
                     for (i, &w) in change.weights.iter().enumerate() {
                         if (w < 0) != pass_deletes {
                             continue;
                         }
-                        let slot = working.slot(&rows.index, keys.row(i).as_ref().to_vec());
+                        let slot = working.slot(i);
                         if w < 0 {
                             match &slot.new {
                                 Some(e) if !checked || e.row.as_ref() == encoded.row(i).as_ref() => {}
@@ -656,10 +688,10 @@ impl TableState {
                     }
                 }
             }
-            _ => {
+            None => {
                 for (i, &w) in change.weights.iter().enumerate() {
                     let row = encoded.row(i).data();
-                    let slot = working.slot(&rows.index, row.to_vec());
+                    let slot = working.slot(i);
                     let count = slot.new.as_ref().map_or(0, |e| e.count) + w;
                     if count < 0 && checked {
                         return Err(self.changed_meanwhile());
@@ -697,16 +729,16 @@ impl TableState {
             }
             _ => None,
         };
-        let mut working = Working::default();
+        let mut working = Working::new(&rows.index, keys.as_ref().unwrap_or(encoded).iter().map(|k| k.data()));
         for (i, &w) in change.weights.iter().enumerate() {
             let row = encoded.row(i).data();
             match &keys {
-                Some(keys) => {
-                    let slot = working.slot(&rows.index, keys.row(i).as_ref().to_vec());
+                Some(_) => {
+                    let slot = working.slot(i);
                     slot.new = (w > 0).then(|| Entry { row: row.into(), count: 1 });
                 }
                 None => {
-                    let slot = working.slot(&rows.index, row.to_vec());
+                    let slot = working.slot(i);
                     let count = (slot.new.as_ref().map_or(0, |e| e.count) + w).max(0);
                     slot.new = (count > 0).then(|| Entry { row: row.into(), count });
                 }
