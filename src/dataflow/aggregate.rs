@@ -317,50 +317,29 @@ fn out_column(data_type: &DataType, values: Vec<Out>) -> Result<ArrayRef> {
     if values.is_empty() {
         return Ok(datafusion::arrow::array::new_empty_array(data_type));
     }
-    macro_rules! plain {
-        ($variant:ident, $array:ty) => {{
-            let mut ok = true;
-            let column: $array = values
-                .iter()
-                .map(|v| match v {
-                    Out::$variant(v) => Some(*v),
-                    Out::Null => None,
-                    _ => {
-                        ok = false;
-                        None
-                    }
-                })
-                .collect();
-            if ok {
-                return Ok(Arc::new(column));
-            }
-        }};
-    }
-    match data_type {
-        DataType::Int64 => plain!(I64, Int64Array),
-        DataType::UInt64 => plain!(U64, UInt64Array),
-        DataType::Float64 => plain!(F64, Float64Array),
-        DataType::Decimal128(p, s) => {
-            let mut ok = true;
-            let column: Decimal128Array = values
-                .iter()
-                .map(|v| match v {
-                    Out::Dec(v) => Some(*v),
-                    Out::Null => None,
-                    _ => {
-                        ok = false;
-                        None
-                    }
-                })
-                .collect();
-            if ok {
-                return Ok(Arc::new(column.with_precision_and_scale(*p, *s)?));
-            }
-        }
-        _ => {}
+    let column: Option<ArrayRef> = match data_type {
+        DataType::Int64 => plain(&values, |v| if let Out::I64(v) = v { Some(*v) } else { None })
+            .map(|c| Arc::new(Int64Array::from(c)) as ArrayRef),
+        DataType::UInt64 => plain(&values, |v| if let Out::U64(v) = v { Some(*v) } else { None })
+            .map(|c| Arc::new(UInt64Array::from(c)) as ArrayRef),
+        DataType::Float64 => plain(&values, |v| if let Out::F64(v) = v { Some(*v) } else { None })
+            .map(|c| Arc::new(Float64Array::from(c)) as ArrayRef),
+        DataType::Decimal128(p, s) => match plain(&values, |v| if let Out::Dec(v) = v { Some(*v) } else { None }) {
+            Some(c) => Some(Arc::new(Decimal128Array::from(c).with_precision_and_scale(*p, *s)?)),
+            None => None,
+        },
+        _ => None,
+    };
+    if let Some(column) = column {
+        return Ok(column);
     }
     let scalars = values.into_iter().map(|v| v.into_scalar(data_type)).collect::<Result<Vec<_>>>()?;
     Ok(ScalarValue::iter_to_array(scalars)?)
+}
+
+/// The values as one primitive column when each is `Null` or what `pick` takes (else `None`).
+fn plain<T>(values: &[Out], pick: fn(&Out) -> Option<T>) -> Option<Vec<Option<T>>> {
+    values.iter().map(|v| if matches!(v, Out::Null) { Some(None) } else { pick(v).map(Some) }).collect()
 }
 
 /// `v` at `data_type`'s decimal precision, if it is a decimal type of scale `scale` and `v`
