@@ -1,7 +1,9 @@
 //! GROUP BY with retractable aggregates (also DISTINCT, which is a GROUP BY without aggregates).
 //!
 //! State: per group (key in Arrow's row format) the group's row count and one accumulator per
-//! aggregate. Delta rule: for every group the commit touches, output `−old_row +new_row`
+//! aggregate, held in a slab (`groups`) that a map from key to slot indexes. A commit looks each
+//! distinct group of its change up once, then applies its rows and finishes its outputs by
+//! slot, with no further hashing. Delta rule: for every group the commit touches, output `−old_row +new_row`
 //! (rows that did not change cancel; a group whose count drops to 0 disappears; a global
 //! aggregate always has its one row, whose value over no input is the SQL one: `count` 0,
 //! the others NULL).
@@ -92,7 +94,11 @@ pub struct Aggregate {
     pub groups: Vec<Arc<dyn PhysicalExpr>>,
     pub aggs: Vec<AggSpec>,
     group_format: RowConverter,
-    state: FastMap<Vec<u8>, Group>,
+    /// Group key → slot in `groups`.
+    index: FastMap<Vec<u8>, u32>,
+    groups_state: Vec<Group>,
+    /// Slots of emptied groups, reused before `groups_state` grows.
+    free: Vec<u32>,
     started: bool,
     schema: SchemaRef,
     bytes: usize,
@@ -109,7 +115,18 @@ impl Aggregate {
         let group_fields =
             schema.fields().iter().take(groups.len()).map(|f| SortField::new(f.data_type().clone())).collect();
         let group_format = RowConverter::new(group_fields)?;
-        Ok(Aggregate { input, groups, aggs, group_format, state: FastMap::default(), started: false, schema, bytes: 0 })
+        Ok(Aggregate {
+            input,
+            groups,
+            aggs,
+            group_format,
+            index: FastMap::default(),
+            groups_state: Vec::new(),
+            free: Vec::new(),
+            started: false,
+            schema,
+            bytes: 0,
+        })
     }
 
     fn is_global(&self) -> bool {
@@ -151,8 +168,29 @@ impl Aggregate {
         Ok(Some(self.group_format.convert_columns(&arrays)?))
     }
 
-    /// Adds `change`, whose group keys are `keys`, to the groups.
-    fn apply(&mut self, change: &ChangeBatch, keys: Option<&Rows>) -> Result<()> {
+    /// The slot of group `key`, made (empty) if the group is new.
+    fn slot_or_insert(&mut self, key: &[u8]) -> u32 {
+        if let Some(&slot) = self.index.get(key) {
+            return slot;
+        }
+        self.bytes += key.len() + 64 + 32 * self.aggs.len();
+        let group = self.new_group();
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.groups_state[slot as usize] = group;
+                slot
+            }
+            None => {
+                self.groups_state.push(group);
+                (self.groups_state.len() - 1) as u32
+            }
+        };
+        self.index.insert(key.to_vec(), slot);
+        slot
+    }
+
+    /// Adds `change` to the groups: row `i` goes to slot `slot_of_row[i]`.
+    fn apply(&mut self, change: &ChangeBatch, slot_of_row: &[u32]) -> Result<()> {
         let data = &change.data;
         let mut inputs = Vec::with_capacity(self.aggs.len());
         for spec in &self.aggs {
@@ -163,19 +201,15 @@ impl Aggregate {
             };
             inputs.push(AggInput::new(spec, args, mask)?);
         }
-        for (i, &w) in change.weights.iter().enumerate() {
-            let key: &[u8] = keys.map_or(&[], |k| k.row(i).data());
-            if !self.state.contains_key(key) {
-                self.bytes += key.len() + 64 + 32 * self.aggs.len();
-                let g = self.new_group();
-                self.state.insert(key.to_vec(), g);
-            }
-            let group = self.state.get_mut(key).expect("inserted above");
+        let mut bytes = self.bytes as i64;
+        for ((i, &w), &slot) in change.weights.iter().enumerate().zip(slot_of_row) {
+            let group = &mut self.groups_state[slot as usize];
             group.rows += w;
             for ((spec, input), acc) in self.aggs.iter().zip(&inputs).zip(group.accs.iter_mut()) {
-                self.bytes = (self.bytes as i64 + input.add(spec, acc, i, w)?) as usize;
+                bytes += input.add(spec, acc, i, w)?;
             }
         }
+        self.bytes = bytes.max(0) as usize;
         Ok(())
     }
 }
@@ -449,31 +483,54 @@ impl Operator for Aggregate {
         if change.is_none() && !(first && self.is_global()) {
             return Ok(None);
         }
-        // Old output of every group this change touches, computed before it applies.
+        // The distinct groups this change touches, in order of first appearance, and each
+        // input row's position among them.
         let rows = change.as_ref().map(|c| self.group_keys(c)).transpose()?.flatten();
-        let mut keys_before: Vec<&[u8]> = match &rows {
-            Some(rows) => rows.iter().map(|r| r.data()).collect(),
-            None => vec![&[]],
+        let n = change.as_ref().map_or(0, |c| c.weights.len());
+        let (keys, of_row): (Vec<&[u8]>, Vec<u32>) = match &rows {
+            Some(rows) => {
+                let mut position: FastMap<&[u8], u32> = FastMap::default();
+                position.reserve(n);
+                let mut keys = Vec::new();
+                let of_row = rows
+                    .iter()
+                    .map(|r| {
+                        *position.entry(r.data()).or_insert_with(|| {
+                            keys.push(r.data());
+                            (keys.len() - 1) as u32
+                        })
+                    })
+                    .collect();
+                (keys, of_row)
+            }
+            None => (vec![&[]], vec![0; n]),
         };
-        keys_before.sort_unstable();
-        keys_before.dedup();
-        let mut old: Vec<Option<Vec<Out>>> = Vec::with_capacity(keys_before.len());
-        for &k in &keys_before {
-            old.push(match self.state.get(k) {
+        // Each group's old output, computed before the change applies, and its slot (one
+        // lookup per group; a change gives every group it touches a slot).
+        let mut old: Vec<Option<Vec<Out>>> = Vec::with_capacity(keys.len());
+        let mut slots: Vec<Option<u32>> = Vec::with_capacity(keys.len());
+        for &k in &keys {
+            let slot = self.index.get(k).copied();
+            old.push(match slot.map(|s| &self.groups_state[s as usize]) {
                 Some(g) if g.rows > 0 || self.is_global() => Some(self.values(Some(g))?),
                 None if self.is_global() && !first => Some(self.values(None)?),
                 _ => None,
             });
+            slots.push(match (slot, &change) {
+                (None, Some(_)) => Some(self.slot_or_insert(k)),
+                _ => slot,
+            });
         }
         if let Some(c) = &change {
-            self.apply(c, rows.as_ref())?;
+            let slot_of_row: Vec<u32> = of_row.iter().map(|&d| slots[d as usize].expect("a change gives a slot")).collect();
+            self.apply(c, &slot_of_row)?;
         }
         let mut out_keys: Vec<&[u8]> = Vec::new();
         let mut out_values: Vec<Vec<Out>> = Vec::new();
         let mut weights: Vec<i64> = Vec::new();
-        let mut emptied: Vec<Vec<u8>> = Vec::new();
-        for (k, before) in keys_before.iter().zip(old) {
-            let group = self.state.get(*k);
+        let mut emptied: Vec<(&[u8], u32)> = Vec::new();
+        for ((k, before), slot) in keys.iter().zip(old).zip(&slots) {
+            let group = slot.map(|s| &self.groups_state[s as usize]);
             if let Some(g) = group {
                 if g.rows < 0 {
                     return Err(Error::Internal("aggregate group count went negative".into()));
@@ -484,8 +541,10 @@ impl Operator for Aggregate {
                 None if self.is_global() => Some(self.values(None)?),
                 _ => None,
             };
-            if group.is_some_and(|g| g.rows == 0) && !self.is_global() {
-                emptied.push(k.to_vec());
+            if let (Some(g), Some(s)) = (group, slot) {
+                if g.rows == 0 && !self.is_global() {
+                    emptied.push((k, *s));
+                }
             }
             if before == after {
                 continue;
@@ -516,10 +575,12 @@ impl Operator for Aggregate {
         for (spec, values) in self.aggs.iter().zip(per_agg) {
             columns.push(out_column(&spec.output_type, values)?);
         }
-        for k in emptied {
-            if let Some(g) = self.state.remove(&k) {
+        for (k, slot) in emptied {
+            if self.index.remove(k).is_some() {
+                let g = std::mem::replace(&mut self.groups_state[slot as usize], Group { rows: 0, accs: Vec::new() });
                 let held: usize = g.accs.iter().map(|a| if let Acc::Values(m) = a { m.len() } else { 0 }).sum();
                 self.bytes = self.bytes.saturating_sub(k.len() + 64 + 32 * self.aggs.len() + held * 40);
+                self.free.push(slot);
             }
         }
         let data = conform(&self.schema, columns, rows)?;
@@ -542,7 +603,7 @@ impl Operator for Aggregate {
             indent(depth),
             groups.join(", "),
             aggs.join(", "),
-            self.state.len(),
+            self.index.len(),
             self.bytes
         ));
         self.input.explain(depth + 1, out);

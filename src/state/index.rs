@@ -411,7 +411,7 @@ impl IndexBuilder {
     pub fn finish(self) -> RowIndex {
         let rows_are_keys = self.rows_are_keys;
         let run = self.finish_run();
-        RowIndex { len: run.len(), base: Arc::new(run), levels: Vec::new(), recent: 0, filter: None, rows_are_keys }
+        RowIndex { len: run.len(), base: Arc::new(run), levels: Vec::new(), recent: 0, filter: None, merging: 0, rows_are_keys }
     }
 }
 
@@ -497,8 +497,37 @@ pub struct RowIndex {
     /// ([`RowIndex::pinned`]), so that the writer's next change does not copy it. `None`: not
     /// tracked, every lookup searches the levels.
     filter: Option<Arc<RecentFilter>>,
+    /// The oldest `merging` levels are being merged into a new base ([`RowIndex::begin_merge`]):
+    /// newer levels are not merged into them, so they stay the runs the merge read.
+    merging: usize,
     len: usize,
     rows_are_keys: bool,
+}
+
+/// A merge of a [`RowIndex`]'s base and oldest levels into a new base, run away from the
+/// index ([`RowIndex::begin_merge`], [`MergeJob::run`], [`RowIndex::finish_merge`]): commits
+/// go on adding levels meanwhile, and only the install takes the writer's attention.
+pub struct MergeJob {
+    base: Arc<Run>,
+    levels: Vec<Arc<Run>>,
+    rows_are_keys: bool,
+}
+
+impl MergeJob {
+    /// The merged base: every level of the job folded over the job's base.
+    pub fn run(&self) -> MergedBase {
+        MergedBase(merge_all(&self.base, &self.levels, Run::default(), self.rows_are_keys))
+    }
+}
+
+/// The result of [`MergeJob::run`].
+pub struct MergedBase(Run);
+
+/// The runs a merge replaced ([`RowIndex::finish_merge`]): freeing a large run takes
+/// milliseconds, so the caller drops this outside any lock (pins may still share them).
+pub struct Retired {
+    _base: Arc<Run>,
+    _levels: Vec<Arc<Run>>,
 }
 
 impl RowIndex {
@@ -607,6 +636,8 @@ impl RowIndex {
             self.levels.clear();
             self.recent = 0;
             self.filter = None;
+            // A merge under way read the old base: `finish_merge` will see that and drop it.
+            self.merging = 0;
             return;
         }
         if self.levels.is_empty() && self.filter.is_none() {
@@ -623,7 +654,7 @@ impl RowIndex {
         self.levels.push(Arc::new(level));
         // Keep the sizes falling geometrically: a level at least half its elder's size joins it.
         while let [.., older, newer] = self.levels.as_slice() {
-            if older.len() > 2 * newer.len() {
+            if older.len() > 2 * newer.len() || self.levels.len() - 2 < self.merging {
                 break;
             }
             let merged = merge_runs(older, newer, true, self.rows_are_keys);
@@ -637,11 +668,7 @@ impl RowIndex {
     /// folded newest first, so each merge copies the smaller side's entries about once: the
     /// cost is linear in the levels' size, plus the one merge into the base.
     fn all_levels_over(&self, top: Run) -> Run {
-        let mut acc = top;
-        for level in self.levels.iter().rev() {
-            acc = merge_runs(level, &acc, true, self.rows_are_keys);
-        }
-        merge_runs(&self.base, &acc, false, self.rows_are_keys)
+        merge_all(&self.base, &self.levels, top, self.rows_are_keys)
     }
 
     /// Appends `updates` to the base in place when they are all new keys sorting after every
@@ -695,6 +722,58 @@ impl RowIndex {
         MIN_RECENT.max(self.base.len() / 8)
     }
 
+    /// Starts merging the base and every level into a new base, when the levels have grown
+    /// enough ([`RowIndex::needs_merge`]) and no merge is under way. Until
+    /// [`RowIndex::finish_merge`] installs it, the index works as before, and changes made
+    /// meanwhile stay levels above the merged ones.
+    pub fn begin_merge(&mut self) -> Option<MergeJob> {
+        if !self.needs_merge() {
+            return None;
+        }
+        self.start_merge()
+    }
+
+    /// [`RowIndex::begin_merge`] however few the recent changes.
+    fn start_merge(&mut self) -> Option<MergeJob> {
+        if self.merging > 0 {
+            return None;
+        }
+        self.merging = self.levels.len();
+        Some(MergeJob { base: self.base.clone(), levels: self.levels.clone(), rows_are_keys: self.rows_are_keys })
+    }
+
+    /// Installs `merged`, the result of `job`, in place of the runs the job read, unless the
+    /// index has meanwhile been rebuilt without them (a bulk change replaced the base); then
+    /// it is dropped. Returns the runs replaced, for the caller to free outside any lock.
+    pub fn finish_merge(&mut self, job: MergeJob, merged: MergedBase) -> Option<Retired> {
+        let n = job.levels.len();
+        let same = Arc::ptr_eq(&self.base, &job.base)
+            && self.merging == n
+            && self.levels.len() >= n
+            && self.levels.iter().zip(&job.levels).all(|(a, b)| Arc::ptr_eq(a, b));
+        if !same {
+            return None;
+        }
+        self.merging = 0;
+        let old_base = std::mem::replace(&mut self.base, Arc::new(merged.0));
+        let old_levels: Vec<Arc<Run>> = self.levels.drain(..n).collect();
+        self.recent = self.levels.iter().map(|l| l.len()).sum();
+        // The filter held the merged levels' keys too: rebuilt from the levels left.
+        self.filter = (!self.levels.is_empty()).then(|| {
+            let mut filter = RecentFilter::new(self.merge_threshold());
+            for h in self.levels.iter().flat_map(|l| &l.heads) {
+                filter.insert(*h);
+            }
+            Arc::new(filter)
+        });
+        Some(Retired { _base: old_base, _levels: old_levels })
+    }
+
+    /// Gives up a merge begun by [`RowIndex::begin_merge`] whose job will never finish.
+    pub fn abandon_merge(&mut self) {
+        self.merging = 0;
+    }
+
     /// The same entries with everything in one base run.
     pub fn merged(&self) -> RowIndex {
         let base = self.all_levels_over(Run::default());
@@ -704,6 +783,7 @@ impl RowIndex {
             levels: Vec::new(),
             recent: 0,
             filter: None,
+            merging: 0,
             rows_are_keys: self.rows_are_keys,
         }
     }
@@ -712,6 +792,17 @@ impl RowIndex {
     pub fn memory_bytes(&self) -> usize {
         std::iter::once(&self.base).chain(&self.levels).map(|run| run.bytes()).sum()
     }
+}
+
+/// `base` with `levels` (oldest first) and then `top` merged over it. The levels are folded
+/// newest first, so each merge copies the smaller side's entries about once: the cost is
+/// linear in the levels' size, plus the one merge into the base.
+fn merge_all(base: &Run, levels: &[Arc<Run>], top: Run, rows_are_keys: bool) -> Run {
+    let mut acc = top;
+    for level in levels.iter().rev() {
+        acc = merge_runs(level, &acc, true, rows_are_keys);
+    }
+    merge_runs(base, &acc, false, rows_are_keys)
 }
 
 /// The entries of a [`RowIndex`] in key order: its runs merged, the newest entry of a key
@@ -842,10 +933,13 @@ mod tests {
         fn batched_levels_match_a_btreemap(
             batches in prop::collection::vec(prop::collection::btree_map(prop::collection::vec(0u8..6, 0..3), any::<bool>(), 1..20), 1..60),
             merge_at in 0usize..60,
+            background in prop::collection::vec((0usize..60, 0usize..8), 0..4),
         ) {
             let mut index = RowIndex::new(false);
             let mut model: BTreeMap<Vec<u8>, Entry> = BTreeMap::new();
             let mut pins = Vec::new();
+            // Background merges: begun after batch `at`, installed `after` batches later.
+            let mut job: Option<(MergeJob, MergedBase, usize)> = None;
             for (n, batch) in batches.into_iter().enumerate() {
                 let updates: Vec<_> = batch
                     .into_iter()
@@ -860,7 +954,25 @@ mod tests {
                     })
                     .collect();
                 index.set_all(updates);
-                prop_assert!(index.levels.windows(2).all(|w| w[0].len() > 2 * w[1].len()), "level sizes fall geometrically");
+                prop_assert!(
+                    index.levels[index.merging..].windows(2).all(|w| w[0].len() > 2 * w[1].len()),
+                    "level sizes above a merge fall geometrically"
+                );
+                if job.as_ref().is_some_and(|(.., due)| *due <= n) {
+                    let (j, merged, _) = job.take().expect("checked");
+                    let levels = j.levels.len();
+                    let before = index.levels.len();
+                    if index.finish_merge(j, merged).is_some() {
+                        prop_assert_eq!(index.levels.len(), before - levels);
+                    }
+                    check(&index, &model);
+                }
+                if let Some(&(_, after)) = background.iter().find(|(at, _)| *at == n) {
+                    if let Some(j) = index.start_merge() {
+                        let merged = j.run();
+                        job = Some((j, merged, n + after));
+                    }
+                }
                 if n == merge_at {
                     index = index.merged();
                 }
@@ -974,7 +1086,11 @@ mod tests {
         };
         apply(&mut index, &mut model, 0..20_000, u32::MAX, true); // all in one run
         apply(&mut index, &mut model, 15_000..16_000, 3, false); // recent changes on top
+        // A background merge of those is under way when the bulk batch replaces the base.
+        let job = index.start_merge().expect("no merge under way");
+        let merged = job.run();
         apply(&mut index, &mut model, 10_000..30_000, 4, true); // overlaps both
+        assert!(index.finish_merge(job, merged).is_none(), "a merge of replaced runs is dropped");
         check(&index, &model);
         assert!(index.levels.is_empty(), "the bulk batch went to the run");
     }

@@ -220,7 +220,8 @@ pub struct TableState {
     /// False for the output of a materialized view: its rows are derived, so they live in
     /// memory only and are recomputed from the inputs at start-up.
     durable: bool,
-    rows: RwLock<Rows>,
+    /// Shared with a background merge of the table's index ([`TableState::compact`]).
+    rows: Arc<RwLock<Rows>>,
     snapshot: Mutex<Option<(u64, RecordBatch)>>,
     /// The table's rows are an image plus what changed since ([`super::image`]): a deleted
     /// key is stored as a tombstone. Changed only under the dataflow's commit lock.
@@ -259,7 +260,7 @@ impl TableState {
             key_columns,
             key_format,
             durable: true,
-            rows: RwLock::new(Rows { index: RowIndex::new(multiset), version: 0, layout }),
+            rows: Arc::new(RwLock::new(Rows { index: RowIndex::new(multiset), version: 0, layout })),
             snapshot: Mutex::new(None),
             has_image: AtomicBool::new(false),
             changed_since_image: AtomicUsize::new(0),
@@ -503,30 +504,25 @@ impl TableState {
     }
 
     /// Folds the recent changes into one sorted run when they have grown large (see
-    /// [`RowIndex::needs_merge`]). The merge runs on a clone, without the lock, so readers and
-    /// pins never wait for it; the writer calls this after a commit, while it is still the only
-    /// writer of the table.
+    /// [`RowIndex::needs_merge`]), on a background thread: the merge reads runs that never
+    /// change, so commits go on adding levels above them and readers never wait; only the
+    /// install takes the lock, for a moment. The writer calls this after a commit.
     pub fn compact(&self) {
-        let (version, index) = {
-            let rows = self.read_rows();
-            if !rows.index.needs_merge() {
-                return;
-            }
-            (rows.version, rows.index.clone())
+        let Some(job) = self.write_rows().index.begin_merge() else {
+            return;
         };
-        let merged = index.merged();
-        let replaced = {
-            let mut rows = self.write_rows();
-            // Same rows, so the version (and the snapshot cached for it) stays.
-            (rows.version == version).then(|| std::mem::replace(&mut rows.index, merged))
+        let rows = self.rows.clone();
+        let merge = move || {
+            let merged = job.run();
+            let retired = rows.write().unwrap_or_else(|p| p.into_inner()).index.finish_merge(job, merged);
+            // Freed here, outside the lock.
+            drop(retired);
         };
-        // Freeing the old run and every recent change takes milliseconds for a large table:
-        // not on the commit path (pins may still share them; the last owner frees).
-        if let Some(old) = replaced {
-            let freed = std::thread::Builder::new().name("hw-free".into()).spawn(move || drop((old, index)));
-            if let Err(e) = freed {
-                tracing::debug!("freeing a merged table index inline: {e}");
-            }
+        if let Err(e) = std::thread::Builder::new().name("hw-merge".into()).spawn(merge) {
+            // No thread to be had: the merge is simply not done now. The levels stay marked
+            // as merging, so make them plain levels again.
+            tracing::warn!("merging a table's recent changes: {e}");
+            self.write_rows().index.abandon_merge();
         }
     }
 
