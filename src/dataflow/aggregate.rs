@@ -522,7 +522,8 @@ impl Operator for Aggregate {
             });
         }
         if let Some(c) = &change {
-            let slot_of_row: Vec<u32> = of_row.iter().map(|&d| slots[d as usize].expect("a change gives a slot")).collect();
+            let slot_of_row: Vec<u32> =
+                of_row.iter().map(|&d| slots[d as usize].expect("a change gives a slot")).collect();
             self.apply(c, &slot_of_row)?;
         }
         let mut out_keys: Vec<&[u8]> = Vec::new();

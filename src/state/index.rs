@@ -411,7 +411,15 @@ impl IndexBuilder {
     pub fn finish(self) -> RowIndex {
         let rows_are_keys = self.rows_are_keys;
         let run = self.finish_run();
-        RowIndex { len: run.len(), base: Arc::new(run), levels: Vec::new(), recent: 0, filter: None, merging: 0, rows_are_keys }
+        RowIndex {
+            len: run.len(),
+            base: Arc::new(run),
+            levels: Vec::new(),
+            recent: 0,
+            filter: None,
+            merging: 0,
+            rows_are_keys,
+        }
     }
 }
 
@@ -1086,7 +1094,7 @@ mod tests {
         };
         apply(&mut index, &mut model, 0..20_000, u32::MAX, true); // all in one run
         apply(&mut index, &mut model, 15_000..16_000, 3, false); // recent changes on top
-        // A background merge of those is under way when the bulk batch replaces the base.
+                                                                 // A background merge of those is under way when the bulk batch replaces the base.
         let job = index.start_merge().expect("no merge under way");
         let merged = job.run();
         apply(&mut index, &mut model, 10_000..30_000, 4, true); // overlaps both
