@@ -191,7 +191,8 @@ pub fn main() {
              the `orders` side joins on its table's primary key, so it probes the table's rows and keeps none) \
              plus {} bytes for the {} result rows. The base tables hold their rows in a row index: a sorted \
              run of Arrow-row-format bytes plus recent changes, merged into the run when they reach an eighth of \
-             it: for the 1M-row `orders` a merge every ~60 rounds, included in the figures.\n",
+             it, on a background thread (for the 1M-row `orders` about every 60 rounds; commits meanwhile add \
+             levels above the ones being merged, and only the install takes the table's lock).\n",
             report::machine(),
             base.runs,
             base.median / inc.median,
