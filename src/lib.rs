@@ -41,7 +41,9 @@
 //! - [`dataflow`]: change batches, the commit path, incremental view operators.
 //! - [`state`]: durable key-value store and in-memory table state.
 //! - [`error`]: the one error type, with SQLSTATEs.
+//! - [`alloc`]: the allocator's settings (how long freed memory is kept).
 
+pub mod alloc;
 pub mod catalog;
 pub mod dataflow;
 pub mod error;

@@ -65,6 +65,7 @@ struct ServeArgs {
 }
 
 fn main() -> std::process::ExitCode {
+    headwater::alloc::tune();
     let cli = Cli::parse();
     let ServeArgs {
         listen,

@@ -37,6 +37,7 @@ const BENCHMARKS: &[(&str, fn())] = &[
 ];
 
 fn main() {
+    headwater::alloc::tune();
     // `cargo bench` passes `--bench`; `cargo test --bench` passes nothing; names select.
     let names: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     for name in &names {

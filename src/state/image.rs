@@ -217,6 +217,16 @@ impl Images {
         Ok(ImageRecord { file, entries: written, seq })
     }
 
+    /// The bytes of the keys and rows of image `record` together (each entry's lengths and
+    /// count, the header and the checksum left out), from the file's size: what a load
+    /// reserves up front ([`super::index::IndexBuilder::expect`]). `None` when the file
+    /// cannot be read (the read that follows says why).
+    pub fn payload_bytes(&self, record: &ImageRecord, multiset: bool) -> Option<usize> {
+        let len = std::fs::metadata(self.path(&record.file)).ok()?.len() as usize;
+        let per_entry = if multiset { 4 + 8 } else { 4 + 4 + 8 };
+        len.checked_sub(4 + 25 + per_entry * record.entries as usize)
+    }
+
     /// Calls `each` with every entry of the image `record` of table `table`, in key order, and
     /// checks the file's checksum at its end (an error then: nothing read may be used).
     /// `each` may stop the read with an error, which is returned.

@@ -341,6 +341,9 @@ pub struct IndexBuilder {
     rows_are_keys: bool,
     /// Set once an entry arrives out of order; [`IndexBuilder::finish`] then sorts.
     unsorted: bool,
+    /// How many entries are coming and the bytes of their keys and rows together
+    /// ([`IndexBuilder::expect`]); the first push sizes the buffers from it.
+    expected: Option<(usize, usize)>,
 }
 
 impl IndexBuilder {
@@ -373,8 +376,29 @@ impl IndexBuilder {
         }
     }
 
+    /// Says that about `entries` entries whose keys and rows take `payload` bytes together are
+    /// coming (a table image knows both): the buffers are then made that size at the first
+    /// push, keys sized after the first key, instead of doubling as they fill — each doubling
+    /// copies everything pushed so far and faults in fresh pages, and the final shrink copies
+    /// once more. Sizes that turn out short only fall back to doubling.
+    pub fn expect(&mut self, entries: usize, payload: usize) {
+        self.expected = Some((entries, payload));
+    }
+
     /// Adds an entry (a key given twice keeps its last entry).
     pub fn push(&mut self, key: &[u8], entry: EntryRef<'_>) {
+        if let Some((entries, payload)) = self.expected.take() {
+            let run = &mut self.run;
+            let keys = (key.len() * entries).min(payload);
+            run.heads.reserve(entries);
+            run.fences.reserve(entries.div_ceil(FENCE));
+            run.key_ends.reserve(entries);
+            run.keys.reserve(keys);
+            if !self.rows_are_keys {
+                run.row_ends.reserve(entries);
+                run.rows.reserve(payload - keys);
+            }
+        }
         if let Some(last) = self.run.last_key() {
             self.unsorted |= last >= key;
         }
@@ -388,7 +412,12 @@ impl IndexBuilder {
             let mut order: Vec<usize> = (0..run.len()).collect();
             // Stable, so among equal keys the last pushed stays last and wins below.
             order.sort_by(|&a, &b| run.key(a).cmp(run.key(b)));
-            let mut sorted = IndexBuilder { run: Run::default(), rows_are_keys: self.rows_are_keys, unsorted: false };
+            let mut sorted = IndexBuilder {
+                run: Run::default(),
+                rows_are_keys: self.rows_are_keys,
+                unsorted: false,
+                expected: None,
+            };
             for (n, &i) in order.iter().enumerate() {
                 if order.get(n + 1).is_some_and(|&next| run.key(next) == run.key(i)) {
                     continue;
@@ -441,7 +470,7 @@ fn merge_runs(older: &Run, newer: &Run, keep_tombstones: bool, rows_are_keys: bo
         // Most runs hold no count other than 1, and then none at all.
         counts: Vec::new(),
     };
-    let mut builder = IndexBuilder { run, rows_are_keys, unsorted: false };
+    let mut builder = IndexBuilder { run, rows_are_keys, unsorted: false, expected: None };
     let mut next = 0;
     for i in 0..newer.len() {
         let mut at = next;
@@ -546,7 +575,7 @@ impl RowIndex {
 
     /// A builder for an index with these entries.
     pub fn builder(rows_are_keys: bool) -> IndexBuilder {
-        IndexBuilder { run: Run::default(), rows_are_keys, unsorted: false }
+        IndexBuilder { run: Run::default(), rows_are_keys, unsorted: false, expected: None }
     }
 
     /// Number of keys.

@@ -309,6 +309,10 @@ impl TableState {
                 })?;
                 let delta = store.scan_prefix(&prefix)?;
                 changed = delta.len();
+                if let Some(payload) = images.payload_bytes(&record, self.is_multiset()) {
+                    let stored: usize = delta.iter().map(|(k, v)| k.len() - prefix.len() + v.len()).sum();
+                    builder.expect(record.entries as usize + delta.len(), payload + stored);
+                }
                 let mut delta = delta.iter().map(|(k, v)| (&k[prefix.len()..], v)).peekable();
                 images.read(self.id, &record, &mut |key, entry| {
                     while let Some((k, v)) = delta.next_if(|(k, _)| *k < key) {
