@@ -708,6 +708,12 @@ impl RowIndex {
         merge_all(&self.base, &self.levels, top, self.rows_are_keys)
     }
 
+    /// True when `key` sorts after every key the index holds or has a tombstone for: such a
+    /// key is certainly absent, with no lookup.
+    pub fn sorts_after_all(&self, key: &[u8]) -> bool {
+        std::iter::once(&self.base).chain(&self.levels).all(|run| run.last_key().is_none_or(|l| l < key))
+    }
+
     /// Appends `updates` to the base in place when they are all new keys sorting after every
     /// key held (a snapshot or a bulk load arriving in key order) and no pin shares the base.
     fn try_append(&mut self, updates: &mut [(Vec<u8>, Option<Entry>, bool)]) -> bool {
@@ -715,8 +721,7 @@ impl RowIndex {
             return false;
         }
         updates.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let first = updates[0].0.as_slice();
-        if std::iter::once(&self.base).chain(&self.levels).any(|run| run.last_key().is_some_and(|l| l >= first)) {
+        if !self.sorts_after_all(&updates[0].0) {
             return false;
         }
         let rows_are_keys = self.rows_are_keys;

@@ -250,13 +250,15 @@ impl Cell {
 pub fn cell_from_text(kind: &Kind, raw: Option<&[u8]>) -> Result<Cell> {
     let Some(raw) = raw else { return Ok(Cell::Null) };
     let text = || String::from_utf8_lossy(raw).into_owned();
+    // Parsed values are read in place (no String per value: the snapshot's hot path).
+    let parsed = || String::from_utf8_lossy(raw);
     let bad = || Error::Internal(format!("cannot decode {kind:?} value {:?}", String::from_utf8_lossy(raw)));
     Ok(match kind {
-        Kind::Int16 | Kind::Int32 | Kind::MediumInt | Kind::Int64 => Cell::Int(text().parse().map_err(|_| bad())?),
+        Kind::Int16 | Kind::Int32 | Kind::MediumInt | Kind::Int64 => Cell::Int(parsed().parse().map_err(|_| bad())?),
         Kind::Decimal { .. } | Kind::DecimalText => Cell::Text(text()),
-        Kind::Float32 => Cell::Float(text().parse().map_err(|_| bad())?),
-        Kind::Float64 => Cell::Double(text().parse().map_err(|_| bad())?),
-        Kind::Date | Kind::DateTime | Kind::Timestamp => parse_datetime(&text()).ok_or_else(bad)?,
+        Kind::Float32 => Cell::Float(parsed().parse().map_err(|_| bad())?),
+        Kind::Float64 => Cell::Double(parsed().parse().map_err(|_| bad())?),
+        Kind::Date | Kind::DateTime | Kind::Timestamp => parse_datetime(&parsed()).ok_or_else(bad)?,
         Kind::Time { .. } => Cell::Text(text()),
         Kind::Text { .. } | Kind::Enum { .. } | Kind::Set { .. } => Cell::Text(text()),
         Kind::Bit => Cell::UInt(be_u64(raw)),
@@ -550,20 +552,26 @@ impl ColumnBuilder {
     }
 }
 
-/// Exact decimal text → scaled integer.
+/// Exact decimal text → scaled integer (digits past `scale` are cut, as the column's scale
+/// never has more). Accumulated digit by digit: no String per value.
 fn parse_decimal(t: &str, scale: i8) -> Option<i128> {
     let (neg, t) = match t.strip_prefix('-') {
         Some(r) => (true, r),
-        None => (false, t),
+        None => (false, t.strip_prefix('+').unwrap_or(t)),
     };
     let (int, frac) = t.split_once('.').unwrap_or((t, ""));
     let scale = scale.max(0) as usize;
-    let mut digits = String::with_capacity(int.len() + scale);
-    digits.push_str(if int.is_empty() { "0" } else { int });
     let frac = if frac.len() > scale { &frac[..scale] } else { frac };
-    digits.push_str(frac);
-    digits.extend(std::iter::repeat_n('0', scale - frac.len()));
-    let v: i128 = digits.parse().ok()?;
+    let mut v: i128 = 0;
+    for b in int.bytes().chain(frac.bytes()) {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add(i128::from(b - b'0'))?;
+    }
+    for _ in frac.len()..scale {
+        v = v.checked_mul(10)?;
+    }
     Some(if neg { -v } else { v })
 }
 
@@ -691,6 +699,13 @@ mod tests {
     #[test]
     fn decimals_and_dates_are_exact() {
         assert_eq!(parse_decimal("-12.5", 3), Some(-12500));
+        assert_eq!(parse_decimal(".5", 2), Some(50));
+        assert_eq!(parse_decimal("7.", 1), Some(70));
+        assert_eq!(parse_decimal("1.239", 2), Some(123));
+        assert_eq!(parse_decimal("0", 0), Some(0));
+        assert_eq!(parse_decimal("1e5", 0), None);
+        assert_eq!(parse_decimal("1.2.3", 2), None);
+        assert_eq!(parse_decimal("99999999999999999999999999999999999999999", 0), None);
         assert_eq!(parse_decimal("18446744073709551615", 0), Some(18446744073709551615));
         assert_eq!(days_from_civil(1970, 1, 2), Some(1));
         assert_eq!(days_from_civil(0, 0, 0), None);
