@@ -168,11 +168,8 @@ impl Aggregate {
         Ok(Some(self.group_format.convert_columns(&arrays)?))
     }
 
-    /// The slot of group `key`, made (empty) if the group is new.
-    fn slot_or_insert(&mut self, key: &[u8]) -> u32 {
-        if let Some(&slot) = self.index.get(key) {
-            return slot;
-        }
+    /// A slot for the new (empty) group `key`, which the caller looked up and did not find.
+    fn insert_group(&mut self, key: &[u8]) -> u32 {
         self.bytes += key.len() + 64 + 32 * self.aggs.len();
         let group = self.new_group();
         let slot = match self.free.pop() {
@@ -517,7 +514,7 @@ impl Operator for Aggregate {
                 _ => None,
             });
             slots.push(match (slot, &change) {
-                (None, Some(_)) => Some(self.slot_or_insert(k)),
+                (None, Some(_)) => Some(self.insert_group(k)),
                 _ => slot,
             });
         }

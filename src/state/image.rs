@@ -38,6 +38,8 @@ use crate::error::{Error, Result};
 
 const MAGIC: &[u8; 8] = b"HWIMAGE1";
 const EXTENSION: &str = "img";
+/// Bytes before the first entry: the magic, the table id, the multiset flag, the entry count.
+const HEADER: usize = 8 + 8 + 1 + 8;
 
 /// Which image holds a table's rows (the value of `i/<table id>`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -224,7 +226,7 @@ impl Images {
     pub fn payload_bytes(&self, record: &ImageRecord, multiset: bool) -> Option<usize> {
         let len = std::fs::metadata(self.path(&record.file)).ok()?.len() as usize;
         let per_entry = if multiset { 4 + 8 } else { 4 + 4 + 8 };
-        len.checked_sub(4 + 25 + per_entry * record.entries as usize)
+        len.checked_sub(4 + HEADER + per_entry * record.entries as usize)
     }
 
     /// Calls `each` with every entry of the image `record` of table `table`, in key order, and
@@ -248,14 +250,14 @@ impl Images {
         let mut file = File::open(&path).map_err(io)?;
         let data = file.metadata().map_err(io)?.len().checked_sub(4).ok_or_else(|| damaged("truncated".into()))?;
         let mut r = Blocks { buf: Vec::new(), pos: 0, end: 0, left: data, crc: crc32fast::Hasher::new() };
-        let header = r.need(&mut file, 25).map_err(io)?;
+        let header = r.need(&mut file, HEADER).map_err(io)?;
         if &header[..8] != MAGIC {
             return Err(damaged("not an image file".into()));
         }
         let id = u64::from_le_bytes(header[8..16].try_into().expect("8 bytes"));
         let multiset = header[16] == 1;
         let len = u64::from_le_bytes(header[17..25].try_into().expect("8 bytes"));
-        r.pos += 25;
+        r.pos += HEADER;
         if id != table || len != record.entries {
             return Err(damaged(format!("it holds {len} rows of table {id}, expected {} of {table}", record.entries)));
         }

@@ -412,12 +412,7 @@ impl IndexBuilder {
             let mut order: Vec<usize> = (0..run.len()).collect();
             // Stable, so among equal keys the last pushed stays last and wins below.
             order.sort_by(|&a, &b| run.key(a).cmp(run.key(b)));
-            let mut sorted = IndexBuilder {
-                run: Run::default(),
-                rows_are_keys: self.rows_are_keys,
-                unsorted: false,
-                expected: None,
-            };
+            let mut sorted = RowIndex::builder(self.rows_are_keys);
             for (n, &i) in order.iter().enumerate() {
                 if order.get(n + 1).is_some_and(|&next| run.key(next) == run.key(i)) {
                     continue;
@@ -1128,7 +1123,8 @@ mod tests {
         };
         apply(&mut index, &mut model, 0..20_000, u32::MAX, true); // all in one run
         apply(&mut index, &mut model, 15_000..16_000, 3, false); // recent changes on top
-                                                                 // A background merge of those is under way when the bulk batch replaces the base.
+
+        // A background merge of those is under way when the bulk batch replaces the base.
         let job = index.start_merge().expect("no merge under way");
         let merged = job.run();
         apply(&mut index, &mut model, 10_000..30_000, 4, true); // overlaps both
