@@ -730,6 +730,25 @@ impl RowIndex {
         true
     }
 
+    /// Makes room in the base for `entries` more appended entries of about `key_bytes` and
+    /// `row_bytes` each, when no pin shares it: a snapshot in key order that announces its
+    /// size grows the base's buffers once instead of doubling them, where every doubling
+    /// copies the buffer into fresh memory the kernel must zero (a third of a large
+    /// snapshot's CPU before).
+    pub fn reserve_appends(&mut self, entries: usize, key_bytes: usize, row_bytes: usize) {
+        let rows_are_keys = self.rows_are_keys;
+        let Some(run) = Arc::get_mut(&mut self.base) else { return };
+        // Only a hint: what the allocator refuses (an estimate far too high) is not reserved.
+        let _ = run.heads.try_reserve(entries);
+        let _ = run.fences.try_reserve(entries / FENCE + 1);
+        let _ = run.key_ends.try_reserve(entries);
+        let _ = run.keys.try_reserve(entries.saturating_mul(key_bytes));
+        if !rows_are_keys {
+            let _ = run.row_ends.try_reserve(entries);
+            let _ = run.rows.try_reserve(entries.saturating_mul(row_bytes));
+        }
+    }
+
     /// Every entry in key order.
     pub fn iter(&self) -> Iter<'_> {
         self.cursors(|_| 0)

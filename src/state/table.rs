@@ -88,6 +88,9 @@ struct Rows {
     /// Bumped by every commit; tags the cached snapshot.
     version: u64,
     layout: Arc<Layout>,
+    /// Rows a bulk load in key order announced ([`TableState::expect_rows`]): the first
+    /// commit that appends to the empty table sizes its buffers for them.
+    expected: usize,
 }
 
 /// The version of rows only one transaction sees ([`TableState::apply_to_pinned`]): commits
@@ -260,7 +263,7 @@ impl TableState {
             key_columns,
             key_format,
             durable: true,
-            rows: Arc::new(RwLock::new(Rows { index: RowIndex::new(multiset), version: 0, layout })),
+            rows: Arc::new(RwLock::new(Rows { index: RowIndex::new(multiset), version: 0, layout, expected: 0 })),
             snapshot: Mutex::new(None),
             has_image: AtomicBool::new(false),
             changed_since_image: AtomicUsize::new(0),
@@ -415,7 +418,8 @@ impl TableState {
     /// the table before it commits. Checked as a commit is (23505, 23502, deleted rows must be
     /// there); nothing is stored, and no other session sees these rows.
     pub fn apply_to_pinned(&self, pinned: &PinnedRows, change: &ChangeBatch) -> Result<PinnedRows> {
-        let mut rows = Rows { index: pinned.index.clone(), version: PRIVATE_VERSION, layout: pinned.layout.clone() };
+        let mut rows =
+            Rows { index: pinned.index.clone(), version: PRIVATE_VERSION, layout: pinned.layout.clone(), expected: 0 };
         let updates = self.plan(&rows, change)?;
         rows.index.set_all(updates.into_iter().map(|(k, slot)| (k, slot.new, slot.old.is_some())).collect());
         Ok(PinnedRows { index: rows.index, version: PRIVATE_VERSION, layout: rows.layout })
@@ -501,10 +505,34 @@ impl TableState {
     /// Makes `planned` visible in memory. Commits to one table are serialised (the dataflow's
     /// lock), so the entries `planned` saw are still the current ones.
     pub fn apply_planned(&self, planned: Planned) {
-        let updates = planned.updates.into_iter().map(|(k, slot)| (k, slot.new, slot.old.is_some())).collect();
         let mut rows = self.write_rows();
+        if rows.expected > 0 && rows.index.is_empty() && !planned.updates.is_empty() {
+            // Size the buffers from this first batch's average entry.
+            let n = planned.updates.len();
+            let key_bytes: usize = planned.updates.iter().map(|(k, _)| k.len()).sum();
+            let row_bytes: usize = planned.updates.iter().map(|(_, s)| s.new.as_ref().map_or(0, |e| e.row.len())).sum();
+            // A little over the average, so that an estimate that is right is not missed by
+            // a few rows (which would double the buffers after all).
+            let (key_bytes, row_bytes) = ((key_bytes * 9).div_ceil(8 * n), (row_bytes * 9).div_ceil(8 * n));
+            let expected = rows.expected.max(n);
+            rows.index.reserve_appends(expected, key_bytes, row_bytes);
+            rows.expected = 0;
+        }
+        let updates = planned.updates.into_iter().map(|(k, slot)| (k, slot.new, slot.old.is_some())).collect();
         rows.index.set_all(updates);
         rows.version += 1;
+    }
+
+    /// Announces a bulk load of about `rows` rows in key order into this table (a snapshot,
+    /// from the upstream's row estimate): if the table is still empty when the first of them
+    /// arrive, its buffers are sized for all of them at once.
+    pub fn expect_rows(&self, rows: usize) {
+        let mut r = self.write_rows();
+        if r.index.is_empty() {
+            // Estimates (InnoDB's TABLE_ROWS) can be off either way; a tenth more costs
+            // little and saves a doubling when the estimate is a bit low.
+            r.expected = rows.saturating_add(rows / 10);
+        }
     }
 
     /// Folds the recent changes into one sorted run when they have grown large (see

@@ -93,6 +93,8 @@ pub enum Message {
         position: BinlogPosition,
         replay_from: Option<BinlogPosition>,
         chunks_total: u64,
+        /// The upstream's estimate of the table's rows (InnoDB's `TABLE_ROWS`), if any.
+        rows_estimate: Option<u64>,
     },
     /// A chunk of a snapshot; `last_key` is its last row's key (text values) when the
     /// snapshot is read in key order and can be resumed after it.
@@ -931,7 +933,10 @@ impl Runner {
                 }
             }
             Message::TableError { table, message } => self.fail_unit(phases, table, message),
-            Message::SnapshotStart { table: u, position, replay_from, chunks_total } => {
+            Message::SnapshotStart { table: u, position, replay_from, chunks_total, rows_estimate } => {
+                if let Some(n) = rows_estimate {
+                    src.tables[self.units[u].table].state.expect_rows(n as usize);
+                }
                 let name = self.units[u].progress_name();
                 let resumed_from = progress.resume.get(&name).map(|r| r.at.clone());
                 // Bracketed by watermarks, a keyed table's view lies somewhere after

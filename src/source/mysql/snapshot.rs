@@ -236,7 +236,9 @@ pub async fn snapshot_table(task: SnapshotTask, reads: &Semaphore, tx: mpsc::Sen
         .map_err(upstream)?
         .flatten();
     let chunks_total = estimate.unwrap_or(0).div_ceil(chunk_size as u64).max(1);
-    tx.send(Message::SnapshotStart { table: idx, position, replay_from, chunks_total }).await.map_err(closed)?;
+    tx.send(Message::SnapshotStart { table: idx, position, replay_from, chunks_total, rows_estimate: estimate })
+        .await
+        .map_err(closed)?;
 
     let upstream_columns = spec.upstream_indexes();
     let columns: Vec<String> =
@@ -244,68 +246,95 @@ pub async fn snapshot_table(task: SnapshotTask, reads: &Semaphore, tx: mpsc::Sen
     // Where each local key column is among the selected columns.
     let selected = |local: usize| upstream_columns.iter().position(|&i| i == local).unwrap_or(local);
     let select = format!("SELECT {} FROM {}", columns.join(", "), quote_upstream(&spec.database, &unit.upstream_table));
-    let chunk = Chunker { unit: &unit, schema: &schema, idx, tx: &tx };
-    match resume_key(&spec) {
-        // Key-ordered chunks, one query each (`WHERE key > last ORDER BY key LIMIT n`) in the
-        // same transaction, so every chunk is part of the same consistent view; the read
-        // permit is held per query, so tables take turns (no table waits for a big one).
-        Some(key) => {
-            let order: Vec<&str> = key.iter().map(|&i| columns[selected(i)].as_str()).collect();
-            let mut after = after.filter(|a| a.len() == key.len());
-            loop {
-                let mut sql = select.clone();
-                if let Some(after) = &after {
-                    sql.push_str(&format!(" WHERE {}", after_condition(&spec, &key, after)?));
+    // Chunks are turned into Arrow batches by a task of their own, so the next chunk's query
+    // runs upstream (and its rows are parsed here) while the previous one is converted.
+    let (rows_tx, rows_rx) = mpsc::channel(1);
+    let chunker = Chunker { unit: unit.clone(), schema, idx, tx: tx.clone() };
+    let converter = tokio::spawn(chunker.run(rows_rx));
+    let read = async {
+        match resume_key(&spec) {
+            // Key-ordered chunks, one query each (`WHERE key > last ORDER BY key LIMIT n`) in
+            // the same transaction, so every chunk is part of the same consistent view; the
+            // read permit is held per query, so tables take turns (no table waits for a big
+            // one).
+            Some(key) => {
+                let order: Vec<&str> = key.iter().map(|&i| columns[selected(i)].as_str()).collect();
+                let mut after = after.filter(|a| a.len() == key.len());
+                loop {
+                    let mut sql = select.clone();
+                    if let Some(after) = &after {
+                        sql.push_str(&format!(" WHERE {}", after_condition(&spec, &key, after)?));
+                    }
+                    sql.push_str(&format!(" ORDER BY {} LIMIT {chunk_size}", order.join(", ")));
+                    let rows: Vec<mysql_async::Row> = {
+                        let _permit = reads.acquire().await.map_err(|_| Error::Internal("semaphore closed".into()))?;
+                        conn.query(sql).await.map_err(upstream)?
+                    };
+                    let Some(last) = rows.last() else { break };
+                    let last_key: Vec<Vec<u8>> = key.iter().map(|&i| raw_bytes(last, selected(i))).collect();
+                    let full = rows.len() == chunk_size;
+                    rows_tx.send((rows, Some(last_key.clone()))).await.map_err(closed)?;
+                    if !full {
+                        break;
+                    }
+                    after = Some(last_key);
                 }
-                sql.push_str(&format!(" ORDER BY {} LIMIT {chunk_size}", order.join(", ")));
-                let rows: Vec<mysql_async::Row> = {
-                    let _permit = reads.acquire().await.map_err(|_| Error::Internal("semaphore closed".into()))?;
-                    conn.query(sql).await.map_err(upstream)?
-                };
-                let Some(last) = rows.last() else { break };
-                let last_key: Vec<Vec<u8>> = key.iter().map(|&i| raw_bytes(last, selected(i))).collect();
-                let full = rows.len() == chunk_size;
-                chunk.send(&rows, Some(last_key.clone())).await?;
-                if !full {
-                    break;
-                }
-                after = Some(last_key);
             }
-        }
-        // No usable key: one unordered read, sent in batches (a crash starts it over).
-        None => {
-            let _permit = reads.acquire().await.map_err(|_| Error::Internal("semaphore closed".into()))?;
-            let mut result = conn.query_iter(select).await.map_err(upstream)?;
-            let mut batch = Vec::with_capacity(chunk_size);
-            if let Some(mut rows) = result.stream::<mysql_async::Row>().await.map_err(upstream)? {
-                while let Some(row) = rows.next().await {
-                    batch.push(row.map_err(upstream)?);
-                    if batch.len() == chunk_size {
-                        chunk.send(&std::mem::take(&mut batch), None).await?;
+            // No usable key: one unordered read, sent in batches (a crash starts it over).
+            None => {
+                let _permit = reads.acquire().await.map_err(|_| Error::Internal("semaphore closed".into()))?;
+                let mut result = conn.query_iter(select).await.map_err(upstream)?;
+                let mut batch = Vec::with_capacity(chunk_size);
+                if let Some(mut rows) = result.stream::<mysql_async::Row>().await.map_err(upstream)? {
+                    while let Some(row) = rows.next().await {
+                        batch.push(row.map_err(upstream)?);
+                        if batch.len() == chunk_size {
+                            rows_tx.send((std::mem::take(&mut batch), None)).await.map_err(closed)?;
+                        }
                     }
                 }
-            }
-            drop(result);
-            if !batch.is_empty() {
-                chunk.send(&batch, None).await?;
+                drop(result);
+                if !batch.is_empty() {
+                    rows_tx.send((batch, None)).await.map_err(closed)?;
+                }
             }
         }
-    }
+        drop(rows_tx);
+        Ok::<_, Error>(())
+    };
+    let read = read.await;
+    // The converter's own error explains a closed channel better than the reader's.
+    let converted = converter.await.map_err(|e| Error::Internal(format!("snapshot converter: {e}")))?;
+    converted?;
+    read?;
     conn.query_drop("COMMIT").await.map_err(upstream)?;
     tx.send(Message::SnapshotDone { table: idx }).await.map_err(closed)?;
     Ok(())
 }
 
-/// Turns rows of one unit's snapshot query into a chunk for the applier.
-struct Chunker<'a> {
-    unit: &'a Unit,
-    schema: &'a SchemaRef,
+/// Turns rows of one unit's snapshot query into chunks for the applier, in order.
+struct Chunker {
+    unit: Unit,
+    schema: SchemaRef,
     idx: usize,
-    tx: &'a mpsc::Sender<Message>,
+    tx: mpsc::Sender<Message>,
 }
 
-impl Chunker<'_> {
-    async fn send(&self, rows: &[mysql_async::Row], last_key: Option<Vec<Vec<u8>>>) -> Result<()> {
+/// Rows of one chunk, and the key of its last row (`None` for an unordered read).
+type RawChunk = (Vec<mysql_async::Row>, Option<Vec<Vec<u8>>>);
+
+impl Chunker {
+    /// Converts and forwards every chunk until the reader closes `chunks`.
+    async fn run(self, mut chunks: mpsc::Receiver<RawChunk>) -> Result<()> {
+        while let Some((rows, last_key)) = chunks.recv().await {
+            let batch = self.convert(&rows)?;
+            drop(rows);
+            self.tx.send(Message::SnapshotRows { table: self.idx, batch, last_key }).await.map_err(closed)?;
+        }
+        Ok(())
+    }
+
+    fn convert(&self, rows: &[mysql_async::Row]) -> Result<RecordBatch> {
         let spec = &self.unit.spec;
         let upstream_columns = spec.upstream_indexes();
         let fixed = spec.fixed_cells(&self.unit.upstream_table);
@@ -322,8 +351,7 @@ impl Chunker<'_> {
                 builders[*i].append(value.clone())?;
             }
         }
-        let batch = finish(self.schema, &mut builders)?;
-        self.tx.send(Message::SnapshotRows { table: self.idx, batch, last_key }).await.map_err(closed)
+        finish(&self.schema, &mut builders)
     }
 }
 
