@@ -154,6 +154,10 @@ struct Objects {
 pub struct Catalog {
     store: Arc<dyn StateStore>,
     objects: RwLock<Objects>,
+    /// The tables whose rows are stored, apart from `objects` so that a checkpoint's image cut
+    /// reads them without waiting for DDL (which may hold `objects` while it waits for that
+    /// checkpoint); held only to copy or change the list.
+    stored: std::sync::Mutex<Vec<Arc<TableState>>>,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -170,7 +174,11 @@ impl Catalog {
             Some(_) => return Err(Error::Storage("corrupt catalog id counter".into())),
             None => 1,
         };
-        Ok(Catalog { store, objects: RwLock::new(Objects { next_id, ..Default::default() }) })
+        Ok(Catalog {
+            store,
+            objects: RwLock::new(Objects { next_id, ..Default::default() }),
+            stored: Default::default(),
+        })
     }
 
     /// The store the catalog and the tables live in.
@@ -197,20 +205,12 @@ impl Catalog {
         self.objects.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Every table whose rows are stored (not views' results), or `None` when the catalog is
-    /// being changed right now: a checkpoint asks without waiting (it holds the checkpoint
-    /// lock, which DDL may be waiting for) and tries again at the next one.
-    pub fn try_stored_tables(&self) -> Option<Vec<Arc<TableState>>> {
-        let objects = self.objects.try_read().ok()?;
-        let tables = objects
-            .by_name
-            .values()
-            .filter_map(|o| match &o.relation {
-                Some(Relation::Table { state, .. }) if state.is_durable() => Some(state.clone()),
-                _ => None,
-            })
-            .collect();
-        Some(tables)
+    /// Every table whose rows are stored (not views' results). Never waits for DDL: a
+    /// checkpoint asks while it holds the checkpoint lock, which DDL may be waiting for, and
+    /// must see every table a commit may have left rows of for its image
+    /// (`TableState::write_planned`).
+    pub fn stored_tables(&self) -> Vec<Arc<TableState>> {
+        self.stored.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Looks an object up by namespace and name.
@@ -329,6 +329,11 @@ impl Catalog {
         }
         objects.next_id = objects.next_id.max(id + 1);
         let object = CatalogObject { entry, relation };
+        if let Some(Relation::Table { state, .. }) = &object.relation {
+            if state.is_durable() {
+                self.stored.lock().unwrap_or_else(|p| p.into_inner()).push(state.clone());
+            }
+        }
         objects.by_name.insert((ns, name.to_string()), object.clone());
         Ok(object)
     }
@@ -386,6 +391,8 @@ impl Catalog {
         for v in victims {
             objects.by_name.remove(&(v.object_type().namespace(), v.entry.name.clone()));
         }
+        let gone: Vec<u64> = victims.iter().map(|v| v.entry.id).collect();
+        self.stored.lock().unwrap_or_else(|p| p.into_inner()).retain(|t| !gone.contains(&t.id()));
         Ok(())
     }
 }

@@ -113,6 +113,7 @@ impl Dataflow {
             .chain(inner.taps.iter().map(|(_, t)| t.relation()))
             .collect();
         let mut planned: Vec<(&TableState, Planned)> = Vec::with_capacity(changes.len());
+        let defer = self.store.defers_rows_to_images();
         let mut deltas = Deltas::default();
         for (table, change) in changes {
             if change.is_empty() {
@@ -125,7 +126,7 @@ impl Dataflow {
                     deltas.insert(table.id(), d);
                 }
             }
-            table.write_planned(&p, &mut extra);
+            table.write_planned(&p, &mut extra, defer);
             planned.push((*table, p));
         }
         let mut outputs: Vec<(Arc<TableState>, Planned)> = Vec::new();

@@ -104,12 +104,12 @@ impl ImageCut for TableImages {
             take();
             return Vec::new();
         };
-        let tables = catalog.try_stored_tables().unwrap_or_default();
         dataflow.between_commits(|| {
             if !take() {
                 return Vec::new();
             }
-            let due = tables.into_iter().filter(|t| t.image_due());
+            // Listed at the cut: a table a commit left rows of for this image is here.
+            let due = catalog.stored_tables().into_iter().filter(|t| t.image_due());
             due.map(|t| {
                 t.mark_imaged();
                 let pinned = t.pin();

@@ -49,6 +49,10 @@ struct Staged {
     /// for readers until it is durable.
     in_flight: Option<Arc<Writes>>,
     failed: Option<String>,
+    /// A commit since the last checkpoint left rows out of `writes` for a table image
+    /// ([`WriteBatch::owe_image`]): the next checkpoint runs even with nothing staged, and its
+    /// cut images those tables (they say so: `TableState::image_due`).
+    owes_image: bool,
     /// The number of the checkpoint that will write `writes` (starts at 1).
     generation: u64,
 }
@@ -142,10 +146,11 @@ impl CheckpointedStore {
                 taken = Some(Err(Error::Storage(e.clone())));
                 return false;
             }
-            if s.writes.is_empty() {
+            if s.writes.is_empty() && !s.owes_image {
                 return false;
             }
             s.bytes = 0;
+            s.owes_image = false;
             let batch = Arc::new(std::mem::take(&mut s.writes));
             s.in_flight = Some(batch.clone());
             let generation = s.generation;
@@ -345,6 +350,7 @@ impl StateStore for CheckpointedStore {
         if let Some(e) = &s.failed {
             return Err(Error::Storage(format!("{e}; no more writes are accepted, restart the server")));
         }
+        s.owes_image |= batch.owes_image();
         for (k, v) in batch.into_ops() {
             s.bytes += entry_bytes(&k, &v);
             s.writes.insert(k, v);
@@ -354,10 +360,11 @@ impl StateStore for CheckpointedStore {
 
     fn staged_generation(&self) -> u64 {
         let s = lock(&self.staged);
+        let staged = !s.writes.is_empty() || s.owes_image;
         // A checkpoint in flight holds the previous generation.
-        if s.writes.is_empty() && s.in_flight.is_none() {
+        if !staged && s.in_flight.is_none() {
             0
-        } else if s.writes.is_empty() {
+        } else if !staged {
             s.generation - 1
         } else {
             s.generation
@@ -375,6 +382,12 @@ impl StateStore for CheckpointedStore {
 
     fn staged_bytes(&self) -> usize {
         lock(&self.staged).bytes
+    }
+
+    fn defers_rows_to_images(&self) -> bool {
+        // The same condition under which `checkpoint` cuts images; a failed store takes no
+        // more commits anyway.
+        self.images.is_some() && self.image_cut.get().is_some()
     }
 
     fn images(&self) -> Option<&Images> {

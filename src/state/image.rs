@@ -521,6 +521,43 @@ mod restart_tests {
         assert_eq!(rows(&open(&dir).keyed), expect);
     }
 
+    /// A commit that makes its table's image due stages none of its rows (the image will hold
+    /// them): the checkpoint runs all the same and writes the image; a crash before it loses
+    /// nothing that was claimed durable; a checkpoint that cannot write the image fails the
+    /// store, so no later commit or checkpoint can claim those rows.
+    #[test]
+    fn rows_an_image_will_hold_are_not_staged() {
+        super::set_min_changes_for_tests(8);
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("data");
+        let db = open(&dir);
+        assert!(db.store.defers_rows_to_images());
+        let inserts: Vec<(i32, String, i64)> = (0..100).map(|i| (i, format!("r{i}"), 1)).collect();
+        commit(db.store.as_ref(), &[(&db.keyed, &change(&inserts))]).unwrap();
+        assert_eq!(db.store.stats().staged_keys, 0, "no row staged");
+        assert!(db.store.staged_generation() > 0, "but a checkpoint is owed");
+        // A crash now: nothing was durable, nothing comes back.
+        drop(db);
+        let db = open(&dir);
+        assert!(rows(&db.keyed).is_empty());
+        commit(db.store.as_ref(), &[(&db.keyed, &change(&inserts))]).unwrap();
+        let expect = rows(&db.keyed);
+        db.store.checkpoint().unwrap();
+        assert_eq!(db.store.stats().images, 1);
+        drop(db);
+        let db = open(&dir);
+        assert_eq!(rows(&db.keyed), expect, "the image holds the rows");
+
+        // The image cannot be written: the checkpoint fails and the store takes nothing more.
+        let more: Vec<(i32, String, i64)> = (100..200).map(|i| (i, format!("r{i}"), 1)).collect();
+        commit(db.store.as_ref(), &[(&db.keyed, &change(&more))]).unwrap();
+        std::fs::remove_dir_all(dir.join("images")).unwrap();
+        assert!(db.store.checkpoint().is_err());
+        let later: Vec<(i32, String, i64)> = vec![(500, "x".into(), 1)];
+        assert!(commit(db.store.as_ref(), &[(&db.keyed, &change(&later))]).is_err());
+        assert!(db.store.checkpoint().is_err());
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
         /// After any sequence of commits, checkpoints (several of which write images: the

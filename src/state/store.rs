@@ -12,6 +12,9 @@ use crate::error::{Error, Result};
 #[derive(Debug, Default)]
 pub struct WriteBatch {
     ops: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// Rows of this commit were left out because a table image will hold them
+    /// ([`WriteBatch::owe_image`]).
+    owes_image: bool,
 }
 
 impl WriteBatch {
@@ -39,11 +42,25 @@ impl WriteBatch {
     /// Appends the operations of `other` (they win over earlier ones on the same key).
     pub fn extend(&mut self, other: WriteBatch) {
         self.ops.extend(other.ops);
+        self.owes_image |= other.owes_image;
+    }
+
+    /// Records that rows of this commit were left out of the batch because the next
+    /// checkpoint writes an image of their table, which holds them: only for a store that
+    /// [`StateStore::defers_rows_to_images`]. The checkpoint that takes this batch must run
+    /// even if the batch has no operations.
+    pub fn owe_image(&mut self) {
+        self.owes_image = true;
+    }
+
+    /// True when rows of this commit wait for an image ([`WriteBatch::owe_image`]).
+    pub fn owes_image(&self) -> bool {
+        self.owes_image
     }
 
     /// True when the batch changes nothing.
     pub fn is_empty(&self) -> bool {
-        self.ops.is_empty()
+        self.ops.is_empty() && !self.owes_image
     }
 
     /// The operations, in the order they were added (a later one wins).
@@ -83,6 +100,13 @@ pub trait StateStore: Send + Sync + 'static {
     /// its durable store has an [`StateStore::images_dir`]).
     fn images(&self) -> Option<&super::image::Images> {
         None
+    }
+    /// True when a commit may leave a table's rows out of its batch because the next
+    /// checkpoint writes an image of the table ([`WriteBatch::owe_image`]; see
+    /// `TableState::write_planned`): a checkpointed store with images, whose checkpoints
+    /// image every table that owes one.
+    fn defers_rows_to_images(&self) -> bool {
+        false
     }
     /// Waits until everything applied so far is on disk.
     fn flush(&self) -> Result<()>;

@@ -232,6 +232,9 @@ pub struct TableState {
     /// Keys written to the store since the last image (or since the table was created):
     /// what a restart reads besides the image, and what makes the next image due.
     changed_since_image: AtomicUsize,
+    /// A commit left this table's rows out of the store for the next checkpoint's image
+    /// ([`TableState::write_planned`]): that image is due whatever the counts say.
+    owes_image: AtomicBool,
     /// Set by DROP before its batch is staged: no image is written for the table after it.
     dropped: AtomicBool,
 }
@@ -267,6 +270,7 @@ impl TableState {
             snapshot: Mutex::new(None),
             has_image: AtomicBool::new(false),
             changed_since_image: AtomicUsize::new(0),
+            owes_image: AtomicBool::new(false),
             dropped: AtomicBool::new(false),
         })
     }
@@ -461,9 +465,27 @@ impl TableState {
     }
 
     /// Adds the store writes of `planned` to `batch` (nothing for in-memory tables).
-    pub fn write_planned(&self, planned: &Planned, batch: &mut WriteBatch) {
+    ///
+    /// With `defer` (the store [`defers_rows_to_images`](StateStore::defers_rows_to_images)),
+    /// a change that makes the table's image due writes no rows at all: the next checkpoint
+    /// images the table at its cut, which holds this commit, and would drop the staged rows
+    /// anyway. A snapshot (and any bulk load) so skips staging most of its rows. The batch
+    /// records the debt ([`WriteBatch::owe_image`]) so that the checkpoint runs; should that
+    /// checkpoint fail, the store refuses every later commit and checkpoint, so the rows
+    /// left out are never claimed durable.
+    pub fn write_planned(&self, planned: &Planned, batch: &mut WriteBatch, defer: bool) {
         if !self.durable {
             return;
+        }
+        let changed = self.changed_since_image.fetch_add(planned.updates.len(), Ordering::SeqCst);
+        if defer && !self.dropped.load(Ordering::SeqCst) && !planned.updates.is_empty() {
+            let owed = self.owes_image.load(Ordering::SeqCst)
+                || image::due(self.read_rows().index.len(), changed + planned.updates.len());
+            if owed {
+                self.owes_image.store(true, Ordering::SeqCst);
+                batch.owe_image();
+                return;
+            }
         }
         for (k, slot) in &planned.updates {
             match &slot.new {
@@ -471,7 +493,6 @@ impl TableState {
                 None => self.stage_delete(k, batch),
             }
         }
-        self.changed_since_image.fetch_add(planned.updates.len(), Ordering::SeqCst);
     }
 
     /// Stages the removal of `key`: a tombstone when the table's image holds it, else a delete.
@@ -487,13 +508,15 @@ impl TableState {
     pub fn image_due(&self) -> bool {
         self.durable
             && !self.dropped.load(Ordering::SeqCst)
-            && image::due(self.read_rows().index.len(), self.changed_since_image.load(Ordering::SeqCst))
+            && (self.owes_image.load(Ordering::SeqCst)
+                || image::due(self.read_rows().index.len(), self.changed_since_image.load(Ordering::SeqCst)))
     }
 
     /// Records that the table's rows as of now go into an image (the checkpoint's cut, under
     /// the commit lock): from now on deletions are tombstones, and the delta starts empty.
     pub fn mark_imaged(&self) {
         self.has_image.store(true, Ordering::SeqCst);
+        self.owes_image.store(false, Ordering::SeqCst);
         self.changed_since_image.store(0, Ordering::SeqCst);
     }
 
@@ -862,7 +885,7 @@ pub fn commit_with(
             continue;
         }
         let p = table.plan_change(change)?;
-        table.write_planned(&p, &mut batch);
+        table.write_planned(&p, &mut batch, store.defers_rows_to_images());
         planned.push((*table, p));
     }
     if !batch.is_empty() {
