@@ -77,7 +77,38 @@ async fn run() {
     let baseline = Stats::of(&baseline);
     println!("baseline SELECT * stream: {baseline} rows/s");
 
-    // Headwater: CREATE SOURCE until the table is streaming.
+    // Headwater: CREATE SOURCE until the table is streaming, with the default chunk size
+    // (HEADWATER_BENCH_CHUNK_SIZE tries another).
+    let chunk: usize = std::env::var("HEADWATER_BENCH_CHUNK_SIZE").ok().and_then(|v| v.parse().ok()).unwrap_or(8192);
+
+    // Reference (not a baseline): the snapshot's own queries — key-ordered chunks of `chunk`
+    // rows, each `WHERE id > last ORDER BY id LIMIT n` in one transaction — read through
+    // mysql_async and dropped. The part of the snapshot's time that is reading.
+    let mut chunked = Vec::new();
+    for run in 0..=runs {
+        let start = Instant::now();
+        let mut conn = db.root().await;
+        conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT").await.unwrap();
+        let (mut n, mut last) = (0u64, None::<i64>);
+        loop {
+            let filter = last.map(|l| format!("WHERE id > {l} ")).unwrap_or_default();
+            let rows: Vec<mysql_async::Row> =
+                conn.query(format!("SELECT * FROM bench.t {filter}ORDER BY id LIMIT {chunk}")).await.unwrap();
+            n += rows.len() as u64;
+            let Some(row) = rows.last() else { break };
+            last = Some(row.get(0).unwrap());
+            if rows.len() < chunk {
+                break;
+            }
+        }
+        conn.query_drop("COMMIT").await.unwrap();
+        assert_eq!(n, rows);
+        if run > 0 {
+            chunked.push(rows as f64 / start.elapsed().as_secs_f64());
+        }
+    }
+    let chunked = Stats::of(&chunked);
+    println!("reference: the snapshot's chunked queries alone: {chunked} rows/s");
     let mut snapshot = Vec::new();
     let mut keep = None;
     for run in 0..runs {
@@ -87,7 +118,7 @@ async fn run() {
         c.batch_execute(&db.connection_sql("up")).await.unwrap();
         let start = Instant::now();
         c.batch_execute(&format!(
-            "CREATE SOURCE s FROM MYSQL CONNECTION up FOR TABLES (bench.t) WITH (SERVER_ID = {}, CHUNK_SIZE = 8192)",
+            "CREATE SOURCE s FROM MYSQL CONNECTION up FOR TABLES (bench.t) WITH (SERVER_ID = {}, CHUNK_SIZE = {chunk})",
             100 + run
         ))
         .await
@@ -180,6 +211,7 @@ async fn run() {
          ## MySQL source ({rows} rows, 10 columns: BIGINT, 2×INT, BIGINT, DECIMAL(12,2), DOUBLE, 2×VARCHAR(32), DATETIME, DATE)\n\n\
          | what | rows/s | vs baseline |\n|---|---|---|\n\
          | baseline: `SELECT *` streamed through mysql_async | {baseline} | 1.00× |\n\
+         | reference: the snapshot's own chunked queries ({chunk} rows each, key order, one transaction) read through mysql_async, nothing else | {chunked} | {:.2}× |\n\
          | Headwater snapshot (CREATE SOURCE until streaming; decode to Arrow, apply, checkpoint to the store) | {snapshot} | {:.2}× |\n\n\
          ## Binlog catch-up ({rows} row events: a {rows}-row UPDATE in 100 transactions, MariaDB produced them at {produce:.0} row events/s)\n\n\
          | what | row events/s | vs baseline |\n|---|---|---|\n\
@@ -190,6 +222,7 @@ async fn run() {
          The catch-up is timed from starting a stopped server (a copy of its data directory) until a query with \
          `real_time_recency` sees every change; the same restart with nothing to apply takes {restart:.2} s.\n",
         report::machine(),
+        chunked.median / baseline.median,
         snapshot.median / baseline.median,
         tool.median / decode.median,
         python / decode.median,
