@@ -100,8 +100,11 @@ struct TableImages {
 
 impl ImageCut for TableImages {
     fn cut(&self, take: &mut dyn FnMut() -> bool) -> Vec<(Arc<TableState>, PinnedRows)> {
+        // The engine is gone (after its shutdown, whose last checkpoint has run): nothing is
+        // taken, so nothing is written. Writing the staged batch without the images that
+        // commits may owe (`TableState::write_planned`) could store a source's position
+        // without the rows before it.
         let (Some(catalog), Some(dataflow)) = (self.catalog.upgrade(), self.dataflow.upgrade()) else {
-            take();
             return Vec::new();
         };
         dataflow.between_commits(|| {
