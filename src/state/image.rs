@@ -452,6 +452,11 @@ mod restart_tests {
         ChangeBatch { data, weights: rows.iter().map(|r| r.2).collect(), mode: ApplyMode::Delta }
     }
 
+    /// Rows `(i, "r<i>")` for `i` in `keys`, each with weight `w`.
+    fn named(keys: std::ops::Range<i32>, w: i64) -> Vec<(i32, String, i64)> {
+        keys.map(|i| (i, format!("r{i}"), w)).collect()
+    }
+
     #[derive(Debug, Clone)]
     enum Op {
         /// Keys 0..n set to a value (None: deleted), in both tables.
@@ -478,7 +483,7 @@ mod restart_tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("data");
         let db = open(&dir);
-        let inserts: Vec<(i32, String, i64)> = (0..100).map(|i| (i, format!("r{i}"), 1)).collect();
+        let inserts = named(0..100, 1);
         commit(db.store.as_ref(), &[(&db.keyed, &change(&inserts))]).unwrap();
         db.store.checkpoint().unwrap();
         let stored = |db: &Open| db.store.scan_prefix(&crate::state::keys::table_rows(1)).unwrap();
@@ -490,7 +495,7 @@ mod restart_tests {
         assert_eq!(first.entries, 100);
 
         // Fewer changes than a quarter of the table: the delta, with tombstones.
-        let deletes: Vec<(i32, String, i64)> = (0..10).map(|i| (i, format!("r{i}"), -1)).collect();
+        let deletes = named(0..10, -1);
         commit(db.store.as_ref(), &[(&db.keyed, &change(&deletes))]).unwrap();
         db.store.checkpoint().unwrap();
         let delta = stored(&db);
@@ -532,7 +537,7 @@ mod restart_tests {
         let dir = tmp.path().join("data");
         let db = open(&dir);
         assert!(db.store.defers_rows_to_images());
-        let inserts: Vec<(i32, String, i64)> = (0..100).map(|i| (i, format!("r{i}"), 1)).collect();
+        let inserts = named(0..100, 1);
         commit(db.store.as_ref(), &[(&db.keyed, &change(&inserts))]).unwrap();
         assert_eq!(db.store.stats().staged_keys, 0, "no row staged");
         assert!(db.store.staged_generation() > 0, "but a checkpoint is owed");
@@ -549,7 +554,7 @@ mod restart_tests {
         assert_eq!(rows(&db.keyed), expect, "the image holds the rows");
 
         // The image cannot be written: the checkpoint fails and the store takes nothing more.
-        let more: Vec<(i32, String, i64)> = (100..200).map(|i| (i, format!("r{i}"), 1)).collect();
+        let more = named(100..200, 1);
         commit(db.store.as_ref(), &[(&db.keyed, &change(&more))]).unwrap();
         std::fs::remove_dir_all(dir.join("images")).unwrap();
         assert!(db.store.checkpoint().is_err());
