@@ -32,7 +32,7 @@ use headwater::state::{commit, keys, CheckpointedStore, SledStore, StateStore, T
 struct One(Arc<TableState>);
 
 impl ImageCut for One {
-    fn cut(&self, take: &mut dyn FnMut() -> bool) -> Vec<(Arc<TableState>, PinnedRows)> {
+    fn cut(&self, take: &mut dyn FnMut() -> bool, _images: bool) -> Vec<(Arc<TableState>, PinnedRows)> {
         if !take() || !self.0.image_due() {
             return Vec::new();
         }

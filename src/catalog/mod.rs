@@ -205,7 +205,7 @@ impl Catalog {
         self.objects.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Every table whose rows are stored (not views' results). Never waits for DDL: a
+    /// Every table whose rows are stored (materialized views' results too). Never waits for DDL: a
     /// checkpoint asks while it holds the checkpoint lock, which DDL may be waiting for, and
     /// must see every table a commit may have left rows of for its image
     /// (`TableState::write_planned`).
@@ -385,6 +385,9 @@ impl Catalog {
             }
             if v.object_type() == ObjectType::Source {
                 batch.delete(keys::source_progress(v.entry.id));
+            }
+            if v.object_type() == ObjectType::MaterializedView {
+                batch.delete_prefix(self.store.as_ref(), &keys::view_state(v.entry.id))?;
             }
         }
         self.store.apply(batch)?;

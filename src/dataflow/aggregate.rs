@@ -27,6 +27,7 @@ use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::scalar::ScalarValue;
 
+use super::durable::{count_value, damaged, pair, read_count, split_pair, Dirty, OperatorState, StateWriter};
 use super::operator::{conform, evaluate, indent, Deltas, Operator};
 use super::{ApplyMode, ChangeBatch, FastMap};
 use crate::error::{Error, Result};
@@ -86,6 +87,8 @@ enum Acc {
 struct Group {
     rows: i64,
     accs: Vec<Acc>,
+    /// Changed since the last save (its key is in `Aggregate::dirty`).
+    dirty: bool,
 }
 
 /// GROUP BY `groups` computing `aggs`.
@@ -102,6 +105,8 @@ pub struct Aggregate {
     started: bool,
     schema: SchemaRef,
     bytes: usize,
+    /// Entries changed since the last save ([`durable`](super::durable)).
+    dirty: Dirty,
 }
 
 impl Aggregate {
@@ -126,6 +131,7 @@ impl Aggregate {
             started: false,
             schema,
             bytes: 0,
+            dirty: Dirty::default(),
         })
     }
 
@@ -143,7 +149,7 @@ impl Aggregate {
                 _ => Acc::Values(BTreeMap::new()),
             })
             .collect();
-        Group { rows: 0, accs }
+        Group { rows: 0, accs, dirty: false }
     }
 
     /// The aggregate values of a group (or of an empty input, for `None`).
@@ -186,8 +192,14 @@ impl Aggregate {
         slot
     }
 
-    /// Adds `change` to the groups: row `i` goes to slot `slot_of_row[i]`.
-    fn apply(&mut self, change: &ChangeBatch, slot_of_row: &[u32]) -> Result<()> {
+    /// Adds `change` to the groups: row `i` goes to slot `slot_of_row[i]`, whose key is
+    /// `key_of_row(i)`.
+    fn apply<'k>(
+        &mut self,
+        change: &ChangeBatch,
+        slot_of_row: &[u32],
+        key_of_row: &dyn Fn(usize) -> &'k [u8],
+    ) -> Result<()> {
         let data = &change.data;
         let mut inputs = Vec::with_capacity(self.aggs.len());
         for spec in &self.aggs {
@@ -202,8 +214,16 @@ impl Aggregate {
         for ((i, &w), &slot) in change.weights.iter().enumerate().zip(slot_of_row) {
             let group = &mut self.groups_state[slot as usize];
             group.rows += w;
-            for ((spec, input), acc) in self.aggs.iter().zip(&inputs).zip(group.accs.iter_mut()) {
-                bytes += input.add(spec, acc, i, w)?;
+            if !group.dirty {
+                group.dirty = true;
+                self.dirty.mark(|| group_entry(key_of_row(i)), self.bytes);
+            }
+            for (n, ((spec, input), acc)) in self.aggs.iter().zip(&inputs).zip(group.accs.iter_mut()).enumerate() {
+                let (added, value) = input.add(spec, acc, i, w)?;
+                bytes += added;
+                if let Some(v) = value {
+                    self.dirty.mark(|| value_entry(n, key_of_row(i), v), self.bytes);
+                }
             }
         }
         self.bytes = bytes.max(0) as usize;
@@ -250,10 +270,11 @@ impl AggInput {
         self.args.iter().any(|a| a.is_null(i))
     }
 
-    /// Adds row `i` with weight `w` to `acc`; returns the change in state bytes.
-    fn add(&self, spec: &AggSpec, acc: &mut Acc, i: usize, w: i64) -> Result<i64> {
+    /// Adds row `i` with weight `w` to `acc`; returns the change in state bytes and, for a
+    /// multiset, the value whose multiplicity changed.
+    fn add(&self, spec: &AggSpec, acc: &mut Acc, i: usize, w: i64) -> Result<(i64, Option<&[u8]>)> {
         if !self.counts(i) {
-            return Ok(0);
+            return Ok((0, None));
         }
         match acc {
             Acc::Count(n) => {
@@ -277,7 +298,7 @@ impl AggInput {
             }
             Acc::Values(map) => {
                 if spec.kind != AggKind::Generic && self.any_null(i) {
-                    return Ok(0);
+                    return Ok((0, None));
                 }
                 let v = self.values.as_ref().expect("multiset input").row(i).data();
                 match map.get_mut(v) {
@@ -285,17 +306,18 @@ impl AggInput {
                         *n += w;
                         if *n == 0 {
                             map.remove(v);
-                            return Ok(-(v.len() as i64 + 40));
+                            return Ok((-(v.len() as i64 + 40), Some(v)));
                         }
                     }
                     None => {
                         map.insert(v.to_vec(), w);
-                        return Ok(v.len() as i64 + 40);
+                        return Ok((v.len() as i64 + 40, Some(v)));
                     }
                 }
+                return Ok((0, Some(v)));
             }
         }
-        Ok(0)
+        Ok((0, None))
     }
 }
 
@@ -521,7 +543,7 @@ impl Operator for Aggregate {
         if let Some(c) = &change {
             let slot_of_row: Vec<u32> =
                 of_row.iter().map(|&d| slots[d as usize].expect("a change gives a slot")).collect();
-            self.apply(c, &slot_of_row)?;
+            self.apply(c, &slot_of_row, &|i| keys[of_row[i] as usize])?;
         }
         let mut out_keys: Vec<&[u8]> = Vec::new();
         let mut out_values: Vec<Vec<Out>> = Vec::new();
@@ -575,7 +597,8 @@ impl Operator for Aggregate {
         }
         for (k, slot) in emptied {
             if self.index.remove(k).is_some() {
-                let g = std::mem::replace(&mut self.groups_state[slot as usize], Group { rows: 0, accs: Vec::new() });
+                let empty = Group { rows: 0, accs: Vec::new(), dirty: false };
+                let g = std::mem::replace(&mut self.groups_state[slot as usize], empty);
                 let held: usize = g.accs.iter().map(|a| if let Acc::Values(m) = a { m.len() } else { 0 }).sum();
                 self.bytes = self.bytes.saturating_sub(k.len() + 64 + 32 * self.aggs.len() + held * 40);
                 self.free.push(slot);
@@ -609,6 +632,143 @@ impl Operator for Aggregate {
 
     fn state_bytes(&self) -> usize {
         self.bytes + self.input.state_bytes()
+    }
+
+    fn visit_states(&mut self, f: &mut dyn FnMut(&mut dyn OperatorState)) {
+        f(self);
+        self.input.visit_states(f);
+    }
+}
+
+/// The entry of a group: `g` ++ group key.
+fn group_entry(key: &[u8]) -> Box<[u8]> {
+    [b"g", key].concat().into()
+}
+
+/// The entry of one value of aggregate `agg`'s multiset in a group: `v` ++ agg (u16 BE) ++
+/// [`pair`]`(group key, value)`.
+fn value_entry(agg: usize, key: &[u8], value: &[u8]) -> Box<[u8]> {
+    [b"v".as_slice(), &(agg as u16).to_be_bytes(), &pair(key, value)].concat().into()
+}
+
+/// A group's row count then, per aggregate, its linear part (little-endian): `count` its i64,
+/// `sum`/`avg` the i128 sum, the f64 sum and the i64 count; multisets nothing (their values
+/// are entries of their own).
+fn encode_group(group: &Group) -> Vec<u8> {
+    let mut v = group.rows.to_le_bytes().to_vec();
+    for acc in &group.accs {
+        match acc {
+            Acc::Count(n) => v.extend_from_slice(&n.to_le_bytes()),
+            Acc::Sum { int, float, n } => {
+                v.extend_from_slice(&int.to_le_bytes());
+                v.extend_from_slice(&float.to_le_bytes());
+                v.extend_from_slice(&n.to_le_bytes());
+            }
+            Acc::Values(_) => {}
+        }
+    }
+    v
+}
+
+/// Reads [`encode_group`] into a new group's accumulators.
+fn decode_group(group: &mut Group, bytes: &[u8]) -> Result<()> {
+    fn take<const N: usize>(bytes: &mut &[u8]) -> Result<[u8; N]> {
+        let (head, rest) = bytes.split_first_chunk::<N>().ok_or_else(|| damaged("a group is truncated"))?;
+        *bytes = rest;
+        Ok(*head)
+    }
+    let mut bytes = bytes;
+    group.rows = i64::from_le_bytes(take(&mut bytes)?);
+    for acc in &mut group.accs {
+        match acc {
+            Acc::Count(n) => *n = i64::from_le_bytes(take(&mut bytes)?),
+            Acc::Sum { int, float, n } => {
+                *int = i128::from_le_bytes(take(&mut bytes)?);
+                *float = f64::from_le_bytes(take(&mut bytes)?);
+                *n = i64::from_le_bytes(take(&mut bytes)?);
+            }
+            Acc::Values(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Entries: one per group ([`group_entry`], [`encode_group`]) and one per value of a
+/// multiset aggregate ([`value_entry`], its multiplicity).
+impl OperatorState for Aggregate {
+    fn save(&mut self, out: &mut StateWriter<'_>) {
+        let Some(changed) = self.dirty.take(out) else {
+            for (key, &slot) in &self.index {
+                let group = &mut self.groups_state[slot as usize];
+                group.dirty = false;
+                out.put(&group_entry(key), encode_group(group));
+                for (n, acc) in group.accs.iter().enumerate() {
+                    if let Acc::Values(map) = acc {
+                        for (v, count) in map {
+                            out.put(&value_entry(n, key, v), count_value(*count));
+                        }
+                    }
+                }
+            }
+            return;
+        };
+        for entry in changed {
+            match entry.split_first() {
+                Some((b'g', key)) => match self.index.get(key) {
+                    Some(&slot) => {
+                        let group = &mut self.groups_state[slot as usize];
+                        group.dirty = false;
+                        out.put(&entry, encode_group(group));
+                    }
+                    None => out.delete(&entry),
+                },
+                Some((b'v', rest)) => {
+                    let count = value_of(&self.index, &self.groups_state, rest);
+                    match count {
+                        Some(n) => out.put(&entry, count_value(n)),
+                        None => out.delete(&entry),
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn load(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        match key.split_first() {
+            Some((b'g', group_key)) => {
+                let slot = self.insert_group(group_key);
+                decode_group(&mut self.groups_state[slot as usize], value)
+            }
+            Some((b'v', rest)) => {
+                let (agg, rest) = rest.split_first_chunk::<2>().ok_or_else(|| damaged("a value is truncated"))?;
+                let (group_key, v) = split_pair(rest)?;
+                let slot = *self.index.get(group_key).ok_or_else(|| damaged("a value has no group"))?;
+                let group = &mut self.groups_state[slot as usize];
+                let Some(Acc::Values(map)) = group.accs.get_mut(u16::from_be_bytes(*agg) as usize) else {
+                    return Err(damaged("a value of an aggregate without values"));
+                };
+                map.insert(v.to_vec(), read_count(value)?);
+                self.bytes += v.len() + 40;
+                Ok(())
+            }
+            _ => Err(damaged("an aggregate entry of unknown kind")),
+        }
+    }
+
+    fn restored(&mut self) {
+        self.started = true;
+    }
+}
+
+/// The multiplicity of the value a [`value_entry`] (without its `v`) names, if stored.
+fn value_of(index: &FastMap<Vec<u8>, u32>, groups: &[Group], entry: &[u8]) -> Option<i64> {
+    let (agg, rest) = entry.split_first_chunk::<2>()?;
+    let (key, v) = split_pair(rest).ok()?;
+    let group = &groups[*index.get(key)? as usize];
+    match group.accs.get(u16::from_be_bytes(*agg) as usize)? {
+        Acc::Values(map) => map.get(v).copied(),
+        _ => None,
     }
 }
 

@@ -9,12 +9,13 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::logical_expr::LogicalPlan;
 
 use super::compile::compile;
+use super::durable;
 use super::operator::{conform, Deltas, Operator};
 use super::tap::{CommitOrigin, Tap};
 use super::{ApplyMode, ChangeBatch};
 use crate::error::{Error, Result};
 use crate::state::table::{PinnedRows, Planned};
-use crate::state::{StateStore, TableState, WriteBatch};
+use crate::state::{keys, StateStore, TableState, WriteBatch};
 
 /// What EXPLAIN MATERIALIZED VIEW and `hw_catalog.relations` report about a view.
 #[derive(Debug, Clone)]
@@ -30,6 +31,8 @@ pub struct ViewInfo {
     pub rows: i64,
     /// Bytes held by the result rows.
     pub result_bytes: usize,
+    /// Loaded from the store at start-up rather than computed from its inputs.
+    pub loaded: bool,
 }
 
 struct View {
@@ -37,6 +40,13 @@ struct View {
     name: String,
     /// DataFusion's optimized plan, kept to rebuild the operators if a commit fails halfway.
     plan: LogicalPlan,
+    /// The plan as printed with its schema: what the saved state is valid for ([`durable`]).
+    plan_text: String,
+    /// The store holds this view's operator state as of the last cut (else the next cut
+    /// saves it whole: a new view, rebuilt operators).
+    saved: bool,
+    /// Loaded at start-up ([`ViewInfo::loaded`]).
+    loaded: bool,
     root: Box<dyn Operator>,
     inputs: Vec<Arc<TableState>>,
     input_ids: HashSet<u64>,
@@ -140,6 +150,7 @@ impl Dataflow {
             match step_view(view, &deltas) {
                 Ok(Some((delta, p))) => {
                     deltas.insert(view.id, delta);
+                    view.output.write_planned(&p, &mut extra, defer);
                     outputs.push((view.output.clone(), p));
                 }
                 Ok(None) => {}
@@ -213,11 +224,32 @@ impl Dataflow {
         Ok(())
     }
 
-    /// Runs `f` between two commits (none is in progress: every change staged in the store is
-    /// also in memory, in tables and views): a checkpoint's cut ([`crate::state::checkpoint::ImageCut`]).
-    pub fn between_commits<R>(&self, f: impl FnOnce() -> R) -> R {
-        let _inner = self.lock();
-        f()
+    /// A checkpoint's cut ([`crate::state::checkpoint::ImageCut`]): between two commits (none
+    /// is in progress: every change staged in the store is also in memory, in tables and
+    /// views), stages what changed in each view's operator state since the last cut
+    /// ([`durable::save`]), then runs `f` with the views' results (stored tables the cut may
+    /// image, listed here because a view goes live before its catalog entry is written).
+    pub fn checkpoint_cut<R>(&self, f: impl FnOnce(Vec<Arc<TableState>>) -> R) -> R {
+        let mut inner = self.lock();
+        let mut batch = WriteBatch::default();
+        let mut saved = Vec::new();
+        for (i, view) in inner.views.iter_mut().enumerate() {
+            if view.output.is_dropped() {
+                continue;
+            }
+            let fresh = !view.saved;
+            match durable::save(view.id, &view.plan_text, view.root.as_mut(), fresh, self.store.as_ref(), &mut batch) {
+                Ok(()) => saved.push(i),
+                Err(e) => tracing::error!(view = %view.name, error = %e, "cannot save the view's state"),
+            }
+        }
+        // Staged with the cut's writes; should that fail (the store refuses writes for good
+        // after a failed checkpoint), the views save themselves whole the next time.
+        let staged = batch.is_empty() || self.store.apply(batch).is_ok();
+        for i in saved {
+            inner.views[i].saved = staged;
+        }
+        f(inner.views.iter().map(|v| v.output.clone()).collect())
     }
 
     /// Gives `table` new columns (see [`TableState::plan_widen`]), with `extra` (its new
@@ -242,24 +274,77 @@ impl Dataflow {
     /// Compiles `plan` into operators, fills `output` from the current contents of the inputs,
     /// and maintains it from then on. Writers keep going meanwhile: what they commit during
     /// the initial computation is queued and replayed before the view goes live.
-    pub fn create_view(&self, id: u64, name: &str, plan: LogicalPlan, output: Arc<TableState>) -> Result<()> {
+    ///
+    /// `restore` (at start-up, before any commit): the view's result and operator state are
+    /// loaded from the store when it holds them for this very plan ([`durable::load`]);
+    /// otherwise the view is computed, and what the store held for it replaced.
+    pub fn create_view(
+        &self,
+        id: u64,
+        name: &str,
+        plan: LogicalPlan,
+        output: Arc<TableState>,
+        restore: bool,
+    ) -> Result<()> {
         let (mut root, inputs) = compile(&plan)?;
+        let plan_text = durable::plan_text(&plan);
         let input_ids: HashSet<u64> = inputs.iter().map(|t| t.id()).collect();
+        if restore && durable::load(id, &plan_text, root.as_mut(), self.store.as_ref())? {
+            output.load(self.store.as_ref())?;
+            let view = View {
+                id,
+                name: name.to_string(),
+                plan,
+                plan_text,
+                saved: true,
+                loaded: true,
+                root,
+                inputs,
+                input_ids,
+                output,
+            };
+            tracing::info!(view = name, rows = view.output.row_count(), "materialized view loaded");
+            self.lock().views.push(view);
+            return Ok(());
+        }
+        // Rows and state a previous view of this id left (a restore that recomputes, or an id
+        // reserved before a crash) go before the new ones are staged.
+        let mut batch = WriteBatch::default();
+        batch.delete_prefix(self.store.as_ref(), &keys::table_rows(id))?;
+        batch.delete(keys::image(id));
+        durable::forget(id, self.store.as_ref(), &mut batch)?;
+        self.store.apply(batch)?;
         let pins = {
             let mut inner = self.lock();
             inner.pending.push(Pending { id, inputs: inputs.clone(), input_ids: input_ids.clone(), queue: Vec::new() });
             self.pin(&inputs)
         };
+        let store = self.store.as_ref();
         let initial = initial_deltas(&inputs, &pins);
-        let result = initial.and_then(|init| fill(&mut root, &init, &output));
+        let result = initial.and_then(|init| fill(&mut root, &init, &output, store));
         let mut inner = self.lock();
         let slot = inner.pending.iter().position(|p| p.id == id).expect("registered above");
         let pending = inner.pending.remove(slot);
         result.map_err(|e| Error::view_failed(name, e))?;
         for deltas in pending.queue {
-            fill(&mut root, &deltas, &output).map_err(|e| Error::view_failed(name, e))?;
+            fill(&mut root, &deltas, &output, store).map_err(|e| Error::view_failed(name, e))?;
         }
-        inner.views.push(View { id, name: name.to_string(), plan, root, inputs, input_ids, output });
+        if restore {
+            tracing::info!(view = name, "materialized view recomputed: no saved state for its plan");
+        }
+        let view = View {
+            id,
+            name: name.to_string(),
+            plan,
+            plan_text,
+            saved: false,
+            loaded: false,
+            root,
+            inputs,
+            input_ids,
+            output,
+        };
+        inner.views.push(view);
         Ok(())
     }
 
@@ -305,6 +390,7 @@ impl Dataflow {
             state_bytes: view.root.state_bytes(),
             rows: view.output.row_count(),
             result_bytes: view.output.memory_bytes(),
+            loaded: view.loaded,
         })
     }
 
@@ -363,12 +449,16 @@ fn as_output(output: &TableState, out: ChangeBatch) -> Result<ChangeBatch> {
     Ok(ChangeBatch { data, weights: out.weights, mode: ApplyMode::Delta })
 }
 
-/// Steps `root` and applies its output to the (not yet visible) `output`.
-fn fill(root: &mut Box<dyn Operator>, deltas: &Deltas, output: &TableState) -> Result<()> {
+/// Steps `root` and applies its output to the (not yet visible) `output`, staging its rows.
+fn fill(root: &mut Box<dyn Operator>, deltas: &Deltas, output: &TableState, store: &dyn StateStore) -> Result<()> {
     if let Some(out) = guarded_step(root, deltas)? {
         if !out.is_empty() {
             let out = as_output(output, out)?;
-            output.apply_planned(output.plan_change(&out)?);
+            let planned = output.plan_change(&out)?;
+            let mut batch = WriteBatch::default();
+            output.write_planned(&planned, &mut batch, store.defers_rows_to_images());
+            store.apply(batch)?;
+            output.apply_planned(planned);
             output.compact();
         }
     }
@@ -397,7 +487,10 @@ fn rebuild(view: &mut View) {
         Ok(root)
     };
     match attempt() {
-        Ok(root) => view.root = root,
+        Ok(root) => {
+            view.root = root;
+            view.saved = false;
+        }
         Err(e) => tracing::error!(view = %view.name, error = %e, "cannot rebuild view after a failed commit"),
     }
 }

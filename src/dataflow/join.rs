@@ -47,6 +47,7 @@ use datafusion::arrow::row::{RowConverter, Rows, SortField};
 use datafusion::common::JoinType;
 use datafusion::physical_expr::PhysicalExpr;
 
+use super::durable::{count_value, damaged, pair, read_count, split_pair, Dirty, OperatorState, StateWriter};
 use super::operator::{conform, evaluate, indent, take_rows, Deltas, Operator};
 use super::{consolidate, ApplyMode, ChangeBatch, FastMap};
 use crate::error::{Error, Result};
@@ -65,6 +66,8 @@ pub struct Side {
     index: FastMap<Key, Group>,
     bytes: usize,
     backed: Option<TableRows>,
+    /// Rows changed since the last save ([`durable`](super::durable)).
+    dirty: Dirty,
 }
 
 /// A join side whose rows are a stored relation's rows keyed by the join key (its primary
@@ -197,7 +200,16 @@ impl Side {
     pub fn new(input: Box<dyn Operator>, keys: Vec<Arc<dyn PhysicalExpr>>) -> Result<Self> {
         let schema = input.schema();
         let rows = RowConverter::new(schema.fields().iter().map(|f| SortField::new(f.data_type().clone())).collect())?;
-        Ok(Side { input, keys, schema, rows, index: FastMap::default(), bytes: 0, backed: None })
+        Ok(Side {
+            input,
+            keys,
+            schema,
+            rows,
+            index: FastMap::default(),
+            bytes: 0,
+            backed: None,
+            dirty: Dirty::default(),
+        })
     }
 
     /// The rows stored under `key`, with multiplicities (no allocation: called per probe).
@@ -240,6 +252,7 @@ impl Side {
             };
             for (row, w) in changes {
                 self.bytes = Group::apply(&mut group, row, w, self.bytes);
+                self.dirty.mark(|| pair(key, row), self.bytes);
             }
             match (group, slot) {
                 (Some(g), Ok(mut slot)) => *slot.get_mut() = g,
@@ -737,5 +750,69 @@ impl Operator for Join {
 
     fn state_bytes(&self) -> usize {
         self.left.bytes + self.right.bytes + self.left.input.state_bytes() + self.right.input.state_bytes()
+    }
+
+    /// The left side's index, the right side's, the null-aware part if any, then the inputs.
+    fn visit_states(&mut self, f: &mut dyn FnMut(&mut dyn OperatorState)) {
+        f(&mut self.left);
+        f(&mut self.right);
+        if let Some(n) = &mut self.null_aware {
+            f(n);
+        }
+        self.left.input.visit_states(f);
+        self.right.input.visit_states(f);
+    }
+}
+
+impl Group {
+    /// The multiplicity of `row` in this key's rows.
+    fn count(&self, row: &[u8]) -> Option<i64> {
+        match self {
+            Group::One(r, n) => (r.as_ref() == row).then_some(*n),
+            Group::Many(rows) => rows.get(row).copied(),
+        }
+    }
+}
+
+/// Entries: one per row of the index, [`pair`]`(join key, row)`, its multiplicity. A side
+/// backed by its relation's rows stores nothing.
+impl OperatorState for Side {
+    fn save(&mut self, out: &mut StateWriter<'_>) {
+        let Some(changed) = self.dirty.take(out) else {
+            for (key, group) in &self.index {
+                let rows: Vec<(&[u8], i64)> = match group {
+                    Group::One(r, n) => vec![(r.as_ref(), *n)],
+                    Group::Many(rows) => rows.iter().map(|(r, n)| (r.as_ref(), *n)).collect(),
+                };
+                for (row, n) in rows {
+                    out.put(&pair(key, row), count_value(n));
+                }
+            }
+            return;
+        };
+        for entry in changed {
+            let Ok((key, row)) = split_pair(&entry) else { continue };
+            match self.index.get(key).and_then(|g| g.count(row)) {
+                Some(n) => out.put(&entry, count_value(n)),
+                None => out.delete(&entry),
+            }
+        }
+    }
+
+    fn load(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        let (key, row) = split_pair(key)?;
+        let n = read_count(value)?;
+        let slot = self.index.entry(Key::from_slice(key));
+        let mut group = match slot {
+            Occupied(mut slot) => Some(std::mem::replace(slot.get_mut(), Group::One(Box::default(), 0))),
+            Vacant(_) => {
+                self.bytes += key.len() + ROW_OVERHEAD;
+                None
+            }
+        };
+        self.bytes = Group::apply(&mut group, row, n, self.bytes);
+        let group = group.ok_or_else(|| damaged("a join row with multiplicity 0"))?;
+        self.index.insert(Key::from_slice(key), group);
+        Ok(())
     }
 }

@@ -20,9 +20,13 @@
 //! optimized `LogicalPlan` ([`compile`]); expressions are DataFusion `PhysicalExpr`s evaluated
 //! on the change batches. Each operator documents its delta rule and is tested against
 //! recomputing its SQL with DataFusion (`tests/integration/views_oracle.rs`).
+//!
+//! A view's result is a stored table and its operators' state is saved at every checkpoint's
+//! cut, what changed only ([`durable`]): a restart loads views rather than recomputing them.
 
 pub mod aggregate;
 pub mod compile;
+pub mod durable;
 mod graph;
 pub mod join;
 pub mod operator;

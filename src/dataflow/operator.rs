@@ -19,6 +19,7 @@ use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::physical_expr::PhysicalExpr;
 
+use super::durable::OperatorState;
 use super::{ApplyMode, ChangeBatch};
 use crate::error::{Error, Result};
 use crate::state::table::PinnedRows;
@@ -82,6 +83,9 @@ pub trait Operator: Send + Sync {
     fn explain(&self, depth: usize, out: &mut Vec<String>);
     /// Bytes of state kept by this subtree (approximate, for reporting).
     fn state_bytes(&self) -> usize;
+    /// Calls `f` with each stateful operator of this subtree, parents before children (the
+    /// order numbers their saved state: [`super::durable`]).
+    fn visit_states(&mut self, f: &mut dyn FnMut(&mut dyn OperatorState));
 }
 
 /// `schema` with every field nullable.
@@ -167,6 +171,8 @@ impl Operator for Scan {
     fn state_bytes(&self) -> usize {
         0
     }
+
+    fn visit_states(&mut self, _f: &mut dyn FnMut(&mut dyn OperatorState)) {}
 }
 
 /// Evaluates expressions row by row.
@@ -200,6 +206,10 @@ impl Operator for Project {
 
     fn state_bytes(&self) -> usize {
         self.input.state_bytes()
+    }
+
+    fn visit_states(&mut self, f: &mut dyn FnMut(&mut dyn OperatorState)) {
+        self.input.visit_states(f)
     }
 }
 
@@ -235,6 +245,10 @@ impl Operator for Filter {
 
     fn state_bytes(&self) -> usize {
         self.input.state_bytes()
+    }
+
+    fn visit_states(&mut self, f: &mut dyn FnMut(&mut dyn OperatorState)) {
+        self.input.visit_states(f)
     }
 }
 
@@ -277,6 +291,10 @@ impl Operator for Union {
     fn state_bytes(&self) -> usize {
         self.inputs.iter().map(|i| i.state_bytes()).sum()
     }
+
+    fn visit_states(&mut self, f: &mut dyn FnMut(&mut dyn OperatorState)) {
+        self.inputs.iter_mut().for_each(|i| i.visit_states(f))
+    }
 }
 
 /// Rows that never change (VALUES, SELECT without FROM): emitted by the first step.
@@ -302,6 +320,24 @@ impl Operator for Constant {
 
     fn state_bytes(&self) -> usize {
         0
+    }
+
+    fn visit_states(&mut self, f: &mut dyn FnMut(&mut dyn OperatorState)) {
+        f(self)
+    }
+}
+
+/// A constant's state is whether its rows were emitted: it saves nothing, and a restored
+/// one has emitted them (they are in the restored result).
+impl OperatorState for Constant {
+    fn save(&mut self, _out: &mut super::durable::StateWriter<'_>) {}
+
+    fn load(&mut self, _key: &[u8], _value: &[u8]) -> Result<()> {
+        Ok(())
+    }
+
+    fn restored(&mut self) {
+        self.rows = None;
     }
 }
 

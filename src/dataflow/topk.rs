@@ -25,6 +25,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::physical_expr::PhysicalExpr;
 
+use super::durable::{count_value, pair, read_count, split_pair, Dirty, OperatorState, StateWriter};
 use super::operator::{conform, evaluate, indent, Deltas, Operator};
 use super::{ApplyMode, ChangeBatch, FastMap};
 use crate::error::Result;
@@ -69,6 +70,8 @@ pub struct TopK {
     partitions: FastMap<Box<[u8]>, Partition>,
     bytes: usize,
     schema: SchemaRef,
+    /// Rows changed since the last save ([`durable`](super::durable)).
+    dirty: Dirty,
 }
 
 /// Per stored row: the boxed bytes' header, allocator and B-tree slot overhead.
@@ -126,6 +129,7 @@ impl TopK {
             partitions: FastMap::default(),
             bytes: 0,
             schema,
+            dirty: Dirty::default(),
         })
     }
 
@@ -236,6 +240,7 @@ impl Operator for TopK {
             if !t.may_change && t.boundary.as_deref().is_some_and(|last| row <= last) {
                 t.may_change = true;
             }
+            self.dirty.mark(|| pair(pk, row), self.bytes);
             let n = p.rows.entry(row.into()).or_insert(0);
             if *n == 0 {
                 self.bytes += row.len() + ROW_OVERHEAD;
@@ -304,5 +309,48 @@ impl Operator for TopK {
 
     fn state_bytes(&self) -> usize {
         self.bytes + self.input.state_bytes()
+    }
+
+    fn visit_states(&mut self, f: &mut dyn FnMut(&mut dyn OperatorState)) {
+        f(self);
+        self.input.visit_states(f);
+    }
+}
+
+/// Entries: one per row of a partition, [`pair`]`(partition key, row)`, its multiplicity.
+/// The windows are not stored: each is its partition's first rows.
+impl OperatorState for TopK {
+    fn save(&mut self, out: &mut StateWriter<'_>) {
+        let Some(changed) = self.dirty.take(out) else {
+            for (pk, p) in &self.partitions {
+                for (row, n) in &p.rows {
+                    out.put(&pair(pk, row), count_value(*n));
+                }
+            }
+            return;
+        };
+        for entry in changed {
+            let Ok((pk, row)) = split_pair(&entry) else { continue };
+            match self.partitions.get(pk).and_then(|p| p.rows.get(row)) {
+                Some(n) => out.put(&entry, count_value(*n)),
+                None => out.delete(&entry),
+            }
+        }
+    }
+
+    fn load(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        let (pk, row) = split_pair(key)?;
+        let n = read_count(value)?;
+        self.partitions.entry(pk.into()).or_default().rows.insert(row.into(), n);
+        self.bytes += row.len() + ROW_OVERHEAD;
+        Ok(())
+    }
+
+    fn restored(&mut self) {
+        let shown: Vec<(Box<[u8]>, Window)> =
+            self.partitions.iter().map(|(pk, p)| (pk.clone(), self.window(&p.rows))).collect();
+        for (pk, window) in shown {
+            self.partitions.get_mut(&pk).expect("listed above").shown = window;
+        }
     }
 }

@@ -91,15 +91,16 @@ pub struct Engine {
     base: SessionState,
 }
 
-/// Which tables a checkpoint images, pinned at its cut ([`ImageCut`]): the catalog's stored
-/// tables whose image is due, taken between two commits.
+/// A checkpoint's cut ([`ImageCut`]): the views' changed operator state staged, then the
+/// catalog's stored tables and the views' results whose image is due, taken between two
+/// commits.
 struct TableImages {
     catalog: std::sync::Weak<Catalog>,
     dataflow: std::sync::Weak<Dataflow>,
 }
 
 impl ImageCut for TableImages {
-    fn cut(&self, take: &mut dyn FnMut() -> bool) -> Vec<(Arc<TableState>, PinnedRows)> {
+    fn cut(&self, take: &mut dyn FnMut() -> bool, images: bool) -> Vec<(Arc<TableState>, PinnedRows)> {
         // The engine is gone (after its shutdown, whose last checkpoint has run): nothing is
         // taken, so nothing is written. Writing the staged batch without the images that
         // commits may owe (`TableState::write_planned`) could store a source's position
@@ -107,12 +108,18 @@ impl ImageCut for TableImages {
         let (Some(catalog), Some(dataflow)) = (self.catalog.upgrade(), self.dataflow.upgrade()) else {
             return Vec::new();
         };
-        dataflow.between_commits(|| {
-            if !take() {
+        dataflow.checkpoint_cut(|results| {
+            if !take() || !images {
                 return Vec::new();
             }
             // Listed at the cut: a table a commit left rows of for this image is here.
-            let due = catalog.stored_tables().into_iter().filter(|t| t.image_due());
+            let mut tables = catalog.stored_tables();
+            for r in results {
+                if !tables.iter().any(|t| t.id() == r.id()) {
+                    tables.push(r);
+                }
+            }
+            let due = tables.into_iter().filter(|t| t.image_due());
             due.map(|t| {
                 t.mark_imaged();
                 let pinned = t.pin();

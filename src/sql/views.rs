@@ -4,8 +4,10 @@
 //! A materialized view is planned by DataFusion like any query (analyzed, then optimized),
 //! checked for what cannot be maintained, compiled into operators by
 //! [`crate::dataflow::compile`], filled from its inputs and registered with the
-//! [`Dataflow`](crate::dataflow::Dataflow). Its result is an in-memory [`TableState`] that
-//! queries read like a table; at start-up the view is recomputed from its (durable) inputs.
+//! [`Dataflow`](crate::dataflow::Dataflow). Its result is a stored [`TableState`] that queries
+//! read like a table; at start-up the view's result and operator state are loaded from the
+//! store ([`crate::dataflow::durable`]), or the view is recomputed from its inputs when its
+//! plan no longer prints the same.
 
 use std::sync::Arc;
 
@@ -75,9 +77,9 @@ pub(super) async fn create_materialized_view(
         }
     }
     let id = restore.unwrap_or_else(|| catalog.reserve_id());
-    let output = Arc::new(TableState::new(id, &name, schema, None)?.in_memory());
+    let output = Arc::new(TableState::new(id, &name, schema, None)?);
     let dataflow = s.engine().dataflow().clone();
-    dataflow.create_view(id, &name, plan, output.clone())?;
+    dataflow.create_view(id, &name, plan, output.clone(), restore.is_some())?;
     let provider = Arc::new(LocalTable::new(output.clone(), Constraints::default(), Vec::new()));
     let relation = Relation::Table { state: output, provider };
     let created = match restore {
@@ -109,5 +111,9 @@ pub(super) fn explain_view(s: &Session, name: &str) -> Result<QueryResult> {
         "State: {} bytes in operators, {} bytes for {} result rows ({} bytes per result row)",
         info.state_bytes, info.result_bytes, info.rows, per_row
     ));
+    lines.push(
+        if info.loaded { "Start-up: loaded from the last checkpoint" } else { "Start-up: computed from its inputs" }
+            .to_string(),
+    );
     QueryResult::text_rows(&["dataflow"], lines.into_iter().map(|l| vec![l]).collect())
 }

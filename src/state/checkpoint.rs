@@ -77,14 +77,16 @@ pub struct CheckpointStats {
     pub images: u64,
 }
 
-/// How a checkpoint finds the tables to image, pinned at its cut (implemented by the engine,
-/// which knows the tables and serialises commits).
+/// How a checkpoint finds its cut: the point its staged writes end at, where views stage
+/// their operator state and the tables to image are pinned (implemented by the engine, which
+/// knows the tables and views and serialises commits).
 pub trait ImageCut: Send + Sync {
     /// Calls `take` (which takes the staged writes, and says whether there were any) at a
     /// point where no commit is in progress, so every staged write is in memory and every
-    /// write in memory is staged or durable; returns, pinned at that same point, the tables
-    /// whose image is due ([`super::image::due`]), each marked as imaged.
-    fn cut(&self, take: &mut dyn FnMut() -> bool) -> Vec<(Arc<TableState>, PinnedRows)>;
+    /// write in memory is staged or durable; when `images` (the store keeps table images),
+    /// returns, pinned at that same point, the tables whose image is due
+    /// ([`super::image::due`]), each marked as imaged.
+    fn cut(&self, take: &mut dyn FnMut() -> bool, images: bool) -> Vec<(Arc<TableState>, PinnedRows)>;
 }
 
 /// A [`StateStore`] that stages writes in memory and checkpoints them to `durable`.
@@ -158,9 +160,8 @@ impl CheckpointedStore {
             taken = Some(Ok((batch, generation)));
             true
         };
-        let cut = self.images.as_ref().and(self.image_cut.get());
-        let due = match cut {
-            Some(cut) => cut.cut(&mut take),
+        let due = match self.image_cut.get() {
+            Some(cut) => cut.cut(&mut take, self.images.is_some()),
             None => {
                 take();
                 Vec::new()
@@ -251,9 +252,9 @@ impl CheckpointedStore {
         Ok(files)
     }
 
-    /// Makes checkpoints write table images, finding the tables through `cut` (the engine,
-    /// once it is open; it must not hold this store strongly). Without it, or on a store
-    /// without images, every row stays in the store.
+    /// Makes checkpoints take their writes through `cut` (the engine, once it is open; it
+    /// must not hold this store strongly), which stages views' state and finds the tables to
+    /// image. Without it, or on a store without images, every row stays in the store.
     pub fn set_image_cut(&self, cut: Arc<dyn ImageCut>) {
         let _ = self.image_cut.set(cut);
     }

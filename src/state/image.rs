@@ -399,7 +399,7 @@ mod restart_tests {
     struct All(Vec<Arc<TableState>>);
 
     impl ImageCut for All {
-        fn cut(&self, take: &mut dyn FnMut() -> bool) -> Vec<(Arc<TableState>, PinnedRows)> {
+        fn cut(&self, take: &mut dyn FnMut() -> bool, _images: bool) -> Vec<(Arc<TableState>, PinnedRows)> {
             if !take() {
                 return Vec::new();
             }

@@ -7,6 +7,9 @@
 //! r/<table id: u64 BE><row key>   one row of a table: count (i64 LE) ++ row (Arrow row format);
 //!                                 with an image (i/), only rows changed since it, count 0 = deleted
 //! i/<table id: u64 BE>            the table's current image file (JSON; state::image)
+//! o/<view id: u64 BE><op: u16 BE><entry>
+//!                                 a materialized view's operator state, one entry per group,
+//!                                 join row, ...; op FFFF holds the state's plan (dataflow::durable)
 //! s/<source id: u64 BE>           a source's progress (binlog position, streaming tables; JSON)
 //! u/<user name>                  a user: SCRAM salt and salted password (JSON; catalog::users)
 //! k/<sink id: u64 BE>/s           a sink's progress (acknowledged outbox entry, snapshot done; JSON)
@@ -24,6 +27,9 @@ pub const NEXT_ID: &[u8] = b"m/next_id";
 pub const ROWS: &[u8] = b"r/";
 /// Prefix of table image records (`state::image`).
 pub const IMAGES: &[u8] = b"i/";
+
+/// Prefix of materialized views' operator state (`dataflow::durable`).
+pub const VIEW_STATE: &[u8] = b"o/";
 
 /// Prefix of source progress (binlog offsets), written with the rows they produced.
 pub const SOURCES: &[u8] = b"s/";
@@ -94,5 +100,19 @@ pub fn row(table_id: u64, row_key: &[u8]) -> Vec<u8> {
 pub fn image(table_id: u64) -> Vec<u8> {
     let mut k = IMAGES.to_vec();
     k.extend_from_slice(&table_id.to_be_bytes());
+    k
+}
+
+/// Prefix of everything view `view_id`'s operators store.
+pub fn view_state(view_id: u64) -> Vec<u8> {
+    let mut k = VIEW_STATE.to_vec();
+    k.extend_from_slice(&view_id.to_be_bytes());
+    k
+}
+
+/// Prefix of the state of operator `op` (preorder number) of view `view_id`.
+pub fn operator_state(view_id: u64, op: u16) -> Vec<u8> {
+    let mut k = view_state(view_id);
+    k.extend_from_slice(&op.to_be_bytes());
     k
 }

@@ -503,8 +503,13 @@ impl TableState {
         }
     }
 
+    /// True when this table was dropped ([`TableState::delete_all`]).
+    pub fn is_dropped(&self) -> bool {
+        self.dropped.load(Ordering::SeqCst)
+    }
+
     /// True when a checkpoint should write an image of this table now
-    /// ([`image::due`]); never for a view's output or a dropped table.
+    /// ([`image::due`]); never for an in-memory or dropped table.
     pub fn image_due(&self) -> bool {
         self.durable
             && !self.dropped.load(Ordering::SeqCst)

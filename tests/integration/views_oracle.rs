@@ -111,6 +111,12 @@ enum Op {
         value: Option<i32>,
         insert: bool,
     },
+    /// The engine stops and a new one opens the same store: views are loaded from their saved
+    /// state (`dataflow::durable`), and `whole` makes every operator save itself whole at the
+    /// cuts before (as after a bulk change) instead of entry by entry.
+    Restart {
+        whole: bool,
+    },
 }
 
 fn lit(v: Option<i32>) -> String {
@@ -142,6 +148,7 @@ impl Op {
                 "BEGIN; INSERT INTO a VALUES ({id}, {v}, {v}); INSERT INTO b VALUES ({id}, {v}, {v}); COMMIT",
                 v = lit(*value)
             ),
+            Op::Restart { .. } => "-- restart".into(),
             Op::Both { id, value, insert: false } => format!(
                 "BEGIN; UPDATE a SET v = {v} WHERE id = {id}; DELETE FROM b WHERE id = {id} + 1; \
                  UPDATE b SET w = {v}, id = {id} + 1 WHERE id = {id}; COMMIT",
@@ -166,6 +173,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (table, small()).prop_map(|(table, k)| Op::Delete { table, k }),
         2 => (table, 0..40i32).prop_map(|(table, id)| Op::DeleteId { table, id }),
         2 => (0..40i32, small(), any::<bool>()).prop_map(|(id, value, insert)| Op::Both { id, value, insert }),
+        1 => any::<bool>().prop_map(|whole| Op::Restart { whole }),
     ]
 }
 
@@ -188,10 +196,19 @@ async fn rows(session: &Session, sql: &str) -> Vec<String> {
     out
 }
 
+/// An engine over `store` (in memory), opened as at start-up.
+async fn open(store: &Arc<MemoryStore>) -> Arc<Engine> {
+    Engine::open(Arc::new(CheckpointedStore::new(store.clone()))).await.expect("engine opens")
+}
+
 /// An in-memory engine with the tables `a` and `b`, and `fill` (SQL) run on them.
 async fn engine_with_tables(fill: &str) -> Arc<Engine> {
-    let engine =
-        Engine::open(Arc::new(CheckpointedStore::new(Arc::new(MemoryStore::default())))).await.expect("engine opens");
+    engine_in(&Arc::new(MemoryStore::default()), fill).await
+}
+
+/// [`engine_with_tables`] over `store`.
+async fn engine_in(store: &Arc<MemoryStore>, fill: &str) -> Arc<Engine> {
+    let engine = open(store).await;
     engine
         .session()
         .execute_sql(&format!(
@@ -212,10 +229,25 @@ async fn create_views(s: &Session, names: &[&str]) {
 }
 
 async fn run_case(ops: Vec<Op>, create_views_after: usize) {
-    let engine = engine_with_tables("").await;
-    let s = engine.session();
+    let store = Arc::new(MemoryStore::default());
+    let mut engine = engine_in(&store, "").await;
+    let mut s = engine.session();
     let mut created = false;
     for (step, op) in ops.iter().enumerate() {
+        if let Op::Restart { whole } = op {
+            headwater::dataflow::durable::set_min_recorded_for_tests(if *whole { 0 } else { usize::MAX });
+            // Every statement was made durable before it returned; the old engine is idle.
+            drop(s);
+            drop(engine);
+            engine = open(&store).await;
+            s = engine.session();
+            if created {
+                for view in engine.dataflow().views() {
+                    assert!(view.loaded, "view {} was recomputed at a restart, not loaded\nops: {ops:#?}", view.name);
+                }
+            }
+            continue;
+        }
         if step == create_views_after.min(ops.len() - 1) && !created {
             // Views created over tables that already have rows: initialised from them.
             for (name, query) in VIEWS {

@@ -22,6 +22,7 @@
 use std::collections::BTreeSet;
 
 use super::{ChangeBatch, Deltas, FastMap, Join, Keys, Which};
+use crate::dataflow::durable::{count_value, damaged, read_count, Dirty, OperatorState, StateWriter};
 use crate::error::{Error, Result};
 
 /// The state a null-aware anti join keeps beyond the anti join's.
@@ -32,6 +33,47 @@ pub struct NullAware {
     /// Rows of the right side, and those whose key is NULL.
     right_rows: i64,
     right_nulls: i64,
+    /// `left_nulls` rows changed since the last save, and whether the counts did.
+    dirty: Dirty,
+    counts_dirty: bool,
+}
+
+/// Entries: `c` the right side's row count and NULL-key count (i64 LE each); `n` ++ row per
+/// left row with a NULL key, its multiplicity.
+impl OperatorState for NullAware {
+    fn save(&mut self, out: &mut StateWriter<'_>) {
+        let changed = self.dirty.take(out);
+        if std::mem::take(&mut self.counts_dirty) || changed.is_none() {
+            out.put(b"c", [self.right_rows.to_le_bytes(), self.right_nulls.to_le_bytes()].concat());
+        }
+        let Some(changed) = changed else {
+            for (row, n) in &self.left_nulls {
+                out.put(&[b"n", row.as_ref()].concat(), count_value(*n));
+            }
+            return;
+        };
+        for entry in changed {
+            match self.left_nulls.get(&entry[1..]) {
+                Some(n) => out.put(&entry, count_value(*n)),
+                None => out.delete(&entry),
+            }
+        }
+    }
+
+    fn load(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        match key.split_first() {
+            Some((b'c', _)) => {
+                let (rows, nulls) = value.split_at_checked(8).ok_or_else(|| damaged("null-aware counts"))?;
+                self.right_rows = read_count(rows)?;
+                self.right_nulls = read_count(nulls)?;
+            }
+            Some((b'n', row)) => {
+                self.left_nulls.insert(row.into(), read_count(value)?);
+            }
+            _ => return Err(damaged("a null-aware entry of unknown kind")),
+        }
+        Ok(())
+    }
 }
 
 /// What the output is, given the right side.
@@ -108,6 +150,7 @@ impl Join {
             self.right.update(d, k, inputs, true)?;
         }
         let state = self.null_aware.as_mut().expect("null-aware join");
+        state.counts_dirty |= (state.right_rows, state.right_nulls) != (right_rows, right_nulls);
         state.right_rows = right_rows;
         state.right_nulls = right_nulls;
         if !local {
@@ -123,12 +166,14 @@ impl Join {
             return Ok(());
         }
         let rows = self.left.rows.convert_columns(change.data.columns())?;
-        let nulls = &mut self.null_aware.as_mut().expect("null-aware join").left_nulls;
+        let state = self.null_aware.as_mut().expect("null-aware join");
+        let nulls = &mut state.left_nulls;
         for (i, &w) in change.weights.iter().enumerate() {
             if !keys.null[i] {
                 continue;
             }
             let row = rows.row(i).data();
+            state.dirty.mark(|| [b"n", row].concat().into(), nulls.len() * 64);
             let n = nulls.entry(row.into()).or_insert(0);
             *n += w;
             if *n == 0 {
