@@ -1,9 +1,10 @@
 //! Crash harness: MariaDB under a random transactional workload, the real `headwater` binary
 //! `kill -9`ed at random moments — during the snapshot, while streaming, during checkpoints
 //! (every 100 ms, so most kills land near one) — and restarted. After every restart every
-//! captured table and a materialized view over them equal the oracle computed by MariaDB
-//! itself, and a table whose snapshot had finished (and been checkpointed) is not snapshotted
-//! again.
+//! captured table and the materialized views over them (an aggregate, a join under an
+//! aggregate, a top-k) equal the oracle computed by MariaDB itself, and a table whose snapshot
+//! had finished (and been checkpointed) is not snapshotted again. Views come back from their
+//! saved state (`dataflow::durable`), which the harness checks in the log.
 //!
 //! Every fifth round re-snapshots the source (`ALTER SOURCE ... RESNAPSHOT`) and kills during
 //! that snapshot, so snapshot resumption is exercised again and again.
@@ -93,7 +94,7 @@ async fn hw_rows(c: &tokio_postgres::Client, sql: &str) -> Option<Vec<String>> {
     Some(rows)
 }
 
-const CHECKS: [(&str, &str, &str); 4] = [
+const CHECKS: [(&str, &str, &str); 6] = [
     (
         "orders",
         "SELECT id, customer, amount, status FROM orders",
@@ -105,6 +106,16 @@ const CHECKS: [(&str, &str, &str); 4] = [
         "totals",
         "SELECT customer, n, total FROM totals",
         "SELECT customer, count(*), sum(amount) FROM crash.orders WHERE status <> 'cancelled' GROUP BY customer",
+    ),
+    (
+        "pairs",
+        "SELECT customer, n FROM pairs",
+        "SELECT o.customer, count(*) FROM crash.orders o JOIN crash.events e ON e.v = o.customer GROUP BY o.customer",
+    ),
+    (
+        "top_orders",
+        "SELECT id, amount FROM top_orders",
+        "SELECT id, amount FROM crash.orders ORDER BY amount DESC, id LIMIT 5",
     ),
 ];
 
@@ -188,7 +199,10 @@ async fn kill_nine_at_random_moments_loses_and_doubles_nothing() {
             "CREATE SOURCE crash FROM MYSQL CONNECTION shop_db FOR TABLES (crash.orders, crash.events, crash.log_nopk) \
              WITH (SERVER_ID = 7301, CHUNK_SIZE = 500, SNAPSHOT_PARALLELISM = 1); \
              CREATE MATERIALIZED VIEW totals AS SELECT customer, count(*) AS n, sum(amount) AS total \
-             FROM orders WHERE status <> 'cancelled' GROUP BY customer",
+             FROM orders WHERE status <> 'cancelled' GROUP BY customer; \
+             CREATE MATERIALIZED VIEW pairs AS SELECT o.customer, count(*) AS n \
+             FROM orders o JOIN events e ON e.v = o.customer GROUP BY o.customer; \
+             CREATE MATERIALIZED VIEW top_orders AS SELECT id, amount FROM orders ORDER BY amount DESC, id LIMIT 5",
         )
         .await
         .unwrap();
@@ -272,9 +286,11 @@ async fn kill_nine_at_random_moments_loses_and_doubles_nothing() {
         .map(|d| d.filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().ends_with(".img")).count())
         .unwrap_or(0);
     assert!(images > 0, "no table image was written (state::image); the restarts did not exercise them");
+    let loaded = text.matches("materialized view loaded").count();
+    assert!(loaded > 0, "no restart loaded a view from its saved state (dataflow::durable)\n{}", tail(&log));
     eprintln!(
         "survived {kills} kill -9 ({snapshot_kills} during the snapshot, {resumed} snapshot resumes), {} upstream \
-         transactions, {images} table images on disk at the end",
+         transactions, {images} table images on disk at the end, {loaded} views loaded at restarts",
         done.load(Ordering::SeqCst)
     );
     hw.stop();

@@ -23,6 +23,7 @@ mod mysql_source;
 mod recovery;
 mod serving;
 mod sink;
+mod view_restart;
 mod views;
 
 /// Every benchmark, in the order a full run takes them.

@@ -196,4 +196,5 @@ pub fn main() {
         restarts.join("\n")
     );
     report::write_section("recovery", &body);
+    report::write_section("view-restart", &crate::view_restart::measure());
 }
