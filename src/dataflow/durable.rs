@@ -15,6 +15,12 @@
 //! - When an operator's changes since the last cut grow past half its state (a view's first
 //!   fill, a bulk load), it stops recording them and writes itself whole at the next cut,
 //!   after deleting what the store held for it: cheaper than a log of every change.
+//! - An operator whose state is an index of its input's rows (a join side, a top-k), fed by
+//!   stored relations through stateless operators only (scans, projections, filters), is not
+//!   saved at all: its state would repeat rows the store already holds, and every change would
+//!   be written twice. At start-up it is rebuilt from those relations, which are loaded before
+//!   ([`OperatorState::rebuilds`]) — a sequential pass over rows in memory, cheaper than
+//!   reading the same number of entries back from the store.
 //! - Entry `o/<view id>FFFF` holds the text of the view's optimized plan with its schema (and
 //!   the state's format). Operators are numbered in tree order, so a restart whose plan
 //!   prints the same — the same SQL over the same input schemas, the same Headwater — finds
@@ -26,7 +32,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::operator::Operator;
+use super::operator::{Deltas, Operator};
 use crate::error::{Error, Result};
 use crate::state::{keys, StateStore, WriteBatch};
 
@@ -67,6 +73,23 @@ pub trait OperatorState {
     /// Called once every entry is loaded: the operator is now as it was at the cut, after at
     /// least one step (a view's first fill steps every operator).
     fn restored(&mut self) {}
+    /// True when the operator saves nothing and is rebuilt from its input at start-up instead
+    /// ([`OperatorState::rebuild`]); only for an input subtree without state of its own.
+    fn rebuilds(&self) -> bool {
+        false
+    }
+    /// Rebuilds the state from `inputs`, the whole contents of the view's inputs as one
+    /// insert-only commit (at start-up, after every operator is loaded).
+    fn rebuild(&mut self, _inputs: &Deltas) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// True when `op` keeps no state: nothing under it is saved or rebuilt.
+pub fn stateless(op: &mut dyn Operator) -> bool {
+    let mut any = false;
+    op.visit_states(&mut |_| any = true);
+    !any
 }
 
 /// Where an operator's [`OperatorState::save`] writes: its own entries in a checkpoint's batch.
@@ -141,13 +164,20 @@ impl Dirty {
     /// The changed entries to write (`None`: write every entry, after [`StateWriter::whole`]),
     /// and a fresh start for the next interval.
     pub fn take(&mut self, out: &mut StateWriter<'_>) -> Option<Vec<Box<[u8]>>> {
-        let keys = std::mem::take(&mut self.keys);
-        self.bytes = 0;
-        if std::mem::take(&mut self.all) || out.must_write_all() {
+        let keys = self.take_changes();
+        if keys.is_none() || out.must_write_all() {
             out.whole();
             return None;
         }
-        Some(keys)
+        keys
+    }
+
+    /// [`Dirty::take`] for an operator of several parts, which decides itself whether to
+    /// write whole: `None` when this part recorded too much to list.
+    pub fn take_changes(&mut self) -> Option<Vec<Box<[u8]>>> {
+        self.bytes = 0;
+        let keys = std::mem::take(&mut self.keys);
+        (!std::mem::take(&mut self.all)).then_some(keys)
     }
 }
 
@@ -237,15 +267,23 @@ pub fn save(
     error.map_or(Ok(()), Err)
 }
 
-/// Loads view `view`'s operator state into `root` (freshly compiled from `plan`). `false`:
-/// nothing is stored for this plan, and `root` is untouched.
-pub fn load(view: u64, plan: &str, root: &mut dyn Operator, store: &dyn StateStore) -> Result<bool> {
+/// Loads view `view`'s operator state into `root` (freshly compiled from `plan`), and
+/// rebuilds the operators that are not saved from `inputs` (the view's inputs' contents,
+/// computed only if one is). `false`: nothing is stored for this plan, and `root` is untouched.
+pub fn load(
+    view: u64,
+    plan: &str,
+    root: &mut dyn Operator,
+    store: &dyn StateStore,
+    inputs: &dyn Fn() -> Result<Deltas>,
+) -> Result<bool> {
     let Some(entry) = store.get(&plan_key(view))? else { return Ok(false) };
     let entry: PlanEntry = serde_json::from_slice(&entry).map_err(|e| damaged(&e.to_string()))?;
     if entry != (PlanEntry { format: FORMAT, plan: plan.to_string() }) {
         return Ok(false);
     }
     let mut result = Ok(());
+    let mut rebuilt = false;
     each_state(root, &mut |n, op| {
         if result.is_err() {
             return;
@@ -253,8 +291,20 @@ pub fn load(view: u64, plan: &str, root: &mut dyn Operator, store: &dyn StateSto
         let prefix = keys::operator_state(view, n);
         result = store.scan_prefix_each(&prefix, &mut |k, v| op.load(&k[prefix.len()..], v));
         op.restored();
+        rebuilt |= op.rebuilds();
     });
-    result.map(|()| true)
+    result?;
+    if rebuilt {
+        let inputs = inputs()?;
+        let mut result = Ok(());
+        root.visit_states(&mut |op| {
+            if result.is_ok() && op.rebuilds() {
+                result = op.rebuild(&inputs);
+            }
+        });
+        result?;
+    }
+    Ok(true)
 }
 
 /// Stages the removal of everything view `view`'s operators stored (DROP, or a recompute).

@@ -289,7 +289,8 @@ impl Dataflow {
         let (mut root, inputs) = compile(&plan)?;
         let plan_text = durable::plan_text(&plan);
         let input_ids: HashSet<u64> = inputs.iter().map(|t| t.id()).collect();
-        if restore && durable::load(id, &plan_text, root.as_mut(), self.store.as_ref())? {
+        let contents = || initial_deltas(&inputs, &self.pin(&inputs));
+        if restore && durable::load(id, &plan_text, root.as_mut(), self.store.as_ref(), &contents)? {
             output.load(self.store.as_ref())?;
             let view = View {
                 id,

@@ -68,6 +68,10 @@ pub struct Side {
     backed: Option<TableRows>,
     /// Rows changed since the last save ([`durable`](super::durable)).
     dirty: Dirty,
+    /// The input keeps no state (see [`Join::rebuilds_side`]).
+    input_stateless: bool,
+    /// The index is saved (changes recorded), rather than rebuilt or absent.
+    saved: bool,
 }
 
 /// A join side whose rows are a stored relation's rows keyed by the join key (its primary
@@ -197,7 +201,8 @@ impl Group {
 
 impl Side {
     /// A join input with its key expressions.
-    pub fn new(input: Box<dyn Operator>, keys: Vec<Arc<dyn PhysicalExpr>>) -> Result<Self> {
+    pub fn new(mut input: Box<dyn Operator>, keys: Vec<Arc<dyn PhysicalExpr>>) -> Result<Self> {
+        let input_stateless = super::durable::stateless(input.as_mut());
         let schema = input.schema();
         let rows = RowConverter::new(schema.fields().iter().map(|f| SortField::new(f.data_type().clone())).collect())?;
         Ok(Side {
@@ -209,6 +214,9 @@ impl Side {
             bytes: 0,
             backed: None,
             dirty: Dirty::default(),
+            input_stateless,
+            // Settled by the join, which knows whether the side is saved.
+            saved: true,
         })
     }
 
@@ -252,7 +260,9 @@ impl Side {
             };
             for (row, w) in changes {
                 self.bytes = Group::apply(&mut group, row, w, self.bytes);
-                self.dirty.mark(|| pair(key, row), self.bytes);
+                if self.saved {
+                    self.dirty.mark(|| pair(key, row), self.bytes);
+                }
             }
             match (group, slot) {
                 (Some(g), Ok(mut slot)) => *slot.get_mut() = g,
@@ -369,7 +379,7 @@ impl Join {
         let key_types =
             left.keys.iter().map(|k| Ok(evaluate(k, &probe)?.data_type().clone())).collect::<Result<Vec<_>>>()?;
         let key_format = RowConverter::new(key_types.iter().map(|t| SortField::new(t.clone())).collect())?;
-        Ok(Join {
+        let mut join = Join {
             left,
             right,
             kind,
@@ -380,7 +390,9 @@ impl Join {
             key_types,
             pair_schema,
             schema,
-        })
+        };
+        join.settle_saving();
+        Ok(join)
     }
 
     /// Backs each side given as `(relation, columns)` — the side's rows are those columns of
@@ -395,6 +407,28 @@ impl Join {
                 continue;
             }
             side.backed = Some(TableRows { table, columns, now: None, stale: false, after: None });
+        }
+        self.settle_saving();
+    }
+
+    /// True when side `w` keeps an index that is rebuilt from its input at start-up rather
+    /// than saved ([`durable`](super::durable)): its input keeps no state (the index repeats
+    /// stored rows), it is not backed by its relation's rows, and the join is not null-aware
+    /// (whose left rows with a NULL key are saved with the index they complete).
+    fn rebuilds_side(&self, w: Which) -> bool {
+        let side = self.side(w);
+        side.input_stateless && side.backed.is_none() && self.null_aware.is_none()
+    }
+
+    /// Marks which sides record their changes to be saved (after backing and null-awareness
+    /// are settled).
+    fn settle_saving(&mut self) {
+        for w in [Which::Left, Which::Right] {
+            let saved = !self.rebuilds_side(w) && self.side(w).backed.is_none();
+            match w {
+                Which::Left => self.left.saved = saved,
+                Which::Right => self.right.saved = saved,
+            }
         }
     }
 
@@ -752,13 +786,8 @@ impl Operator for Join {
         self.left.bytes + self.right.bytes + self.left.input.state_bytes() + self.right.input.state_bytes()
     }
 
-    /// The left side's index, the right side's, the null-aware part if any, then the inputs.
     fn visit_states(&mut self, f: &mut dyn FnMut(&mut dyn OperatorState)) {
-        f(&mut self.left);
-        f(&mut self.right);
-        if let Some(n) = &mut self.null_aware {
-            f(n);
-        }
+        f(self);
         self.left.input.visit_states(f);
         self.right.input.visit_states(f);
     }
@@ -774,24 +803,25 @@ impl Group {
     }
 }
 
-/// Entries: one per row of the index, [`pair`]`(join key, row)`, its multiplicity. A side
-/// backed by its relation's rows stores nothing.
-impl OperatorState for Side {
-    fn save(&mut self, out: &mut StateWriter<'_>) {
-        let Some(changed) = self.dirty.take(out) else {
-            for (key, group) in &self.index {
-                let rows: Vec<(&[u8], i64)> = match group {
-                    Group::One(r, n) => vec![(r.as_ref(), *n)],
-                    Group::Many(rows) => rows.iter().map(|(r, n)| (r.as_ref(), *n)).collect(),
-                };
-                for (row, n) in rows {
-                    out.put(&pair(key, row), count_value(n));
-                }
+impl Side {
+    /// Writes every row of the index under `tag`.
+    fn save_all(&self, tag: u8, out: &mut StateWriter<'_>) {
+        for (key, group) in &self.index {
+            let rows: Vec<(&[u8], i64)> = match group {
+                Group::One(r, n) => vec![(r.as_ref(), *n)],
+                Group::Many(rows) => rows.iter().map(|(r, n)| (r.as_ref(), *n)).collect(),
+            };
+            for (row, n) in rows {
+                out.put(&[&[tag], pair(key, row).as_ref()].concat(), count_value(n));
             }
-            return;
-        };
+        }
+    }
+
+    /// Writes the rows `changed` lists ([`pair`]s) under `tag`.
+    fn save_changed(&self, tag: u8, changed: Vec<Box<[u8]>>, out: &mut StateWriter<'_>) {
         for entry in changed {
             let Ok((key, row)) = split_pair(&entry) else { continue };
+            let entry = [&[tag], entry.as_ref()].concat();
             match self.index.get(key).and_then(|g| g.count(row)) {
                 Some(n) => out.put(&entry, count_value(n)),
                 None => out.delete(&entry),
@@ -799,6 +829,7 @@ impl OperatorState for Side {
         }
     }
 
+    /// Adds a saved row ([`pair`]`(join key, row)`) back.
     fn load(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
         let (key, row) = split_pair(key)?;
         let n = read_count(value)?;
@@ -813,6 +844,66 @@ impl OperatorState for Side {
         self.bytes = Group::apply(&mut group, row, n, self.bytes);
         let group = group.ok_or_else(|| damaged("a join row with multiplicity 0"))?;
         self.index.insert(Key::from_slice(key), group);
+        Ok(())
+    }
+}
+
+/// Entries: `L`/`R` ++ [`pair`]`(join key, row)` per row of the left/right index, its
+/// multiplicity; for a null-aware join `C` (the right side's row and NULL-key counts, i64 LE
+/// each) and `N` ++ row per left row with a NULL key. A side backed by its relation's rows
+/// stores nothing, nor does a side rebuilt from its input ([`Join::rebuilds_side`]). When one
+/// part has recorded too many changes to list, the join writes itself whole.
+impl OperatorState for Join {
+    fn save(&mut self, out: &mut StateWriter<'_>) {
+        let left = self.left.dirty.take_changes();
+        let right = self.right.dirty.take_changes();
+        let nulls = self.null_aware.as_mut().map(|n| (n.dirty.take_changes(), std::mem::take(&mut n.counts_dirty)));
+        let whole = out.must_write_all()
+            || left.is_none()
+            || right.is_none()
+            || nulls.as_ref().is_some_and(|(rows, _)| rows.is_none());
+        if whole {
+            out.whole();
+        }
+        for (tag, side, changed) in [(b'L', &self.left, left), (b'R', &self.right, right)] {
+            match changed {
+                _ if !side.saved => {}
+                Some(changed) if !whole => side.save_changed(tag, changed, out),
+                _ => side.save_all(tag, out),
+            }
+        }
+        if let (Some(state), Some((changed, counts))) = (&self.null_aware, nulls) {
+            state.save(whole, changed, counts, out);
+        }
+    }
+
+    fn load(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        match key.split_first() {
+            Some((b'L', rest)) => self.left.load(rest, value),
+            Some((b'R', rest)) => self.right.load(rest, value),
+            Some((b'C' | b'N', _)) => match &mut self.null_aware {
+                Some(state) => state.load(key, value),
+                None => Err(damaged("null-aware state of a join that is not")),
+            },
+            _ => Err(damaged("a join entry of unknown kind")),
+        }
+    }
+
+    fn rebuilds(&self) -> bool {
+        [Which::Left, Which::Right].into_iter().any(|w| self.rebuilds_side(w))
+    }
+
+    fn rebuild(&mut self, inputs: &Deltas) -> Result<()> {
+        for w in [Which::Left, Which::Right] {
+            if !self.rebuilds_side(w) {
+                continue;
+            }
+            let side = if w == Which::Left { &mut self.left } else { &mut self.right };
+            let Some(change) = side.input.step(inputs)? else { continue };
+            let keys = self.keys(w, &change)?;
+            let side = if w == Which::Left { &mut self.left } else { &mut self.right };
+            side.update(&change, &keys, inputs, false)?;
+        }
         Ok(())
     }
 }

@@ -72,6 +72,8 @@ pub struct TopK {
     schema: SchemaRef,
     /// Rows changed since the last save ([`durable`](super::durable)).
     dirty: Dirty,
+    /// The input keeps no state: the rows are rebuilt from it at start-up, never saved.
+    rebuilds: bool,
 }
 
 /// Per stored row: the boxed bytes' header, allocator and B-tree slot overhead.
@@ -105,6 +107,8 @@ impl TopK {
         ranked: bool,
         schema: SchemaRef,
     ) -> Result<Self> {
+        let mut input = input;
+        let rebuilds = super::durable::stateless(input.as_mut());
         let input_schema = input.schema();
         let probe = RecordBatch::new_empty(input_schema.clone());
         let key_types =
@@ -130,6 +134,7 @@ impl TopK {
             bytes: 0,
             schema,
             dirty: Dirty::default(),
+            rebuilds,
         })
     }
 
@@ -240,7 +245,9 @@ impl Operator for TopK {
             if !t.may_change && t.boundary.as_deref().is_some_and(|last| row <= last) {
                 t.may_change = true;
             }
-            self.dirty.mark(|| pair(pk, row), self.bytes);
+            if !self.rebuilds {
+                self.dirty.mark(|| pair(pk, row), self.bytes);
+            }
             let n = p.rows.entry(row.into()).or_insert(0);
             if *n == 0 {
                 self.bytes += row.len() + ROW_OVERHEAD;
@@ -318,9 +325,13 @@ impl Operator for TopK {
 }
 
 /// Entries: one per row of a partition, [`pair`]`(partition key, row)`, its multiplicity.
-/// The windows are not stored: each is its partition's first rows.
+/// The windows are not stored: each is its partition's first rows. Over a stateless input
+/// (a table's rows, filtered) nothing is stored: the rows are the input's, rebuilt from it.
 impl OperatorState for TopK {
     fn save(&mut self, out: &mut StateWriter<'_>) {
+        if self.rebuilds {
+            return;
+        }
         let Some(changed) = self.dirty.take(out) else {
             for (pk, p) in &self.partitions {
                 for (row, n) in &p.rows {
@@ -344,6 +355,14 @@ impl OperatorState for TopK {
         self.partitions.entry(pk.into()).or_default().rows.insert(row.into(), n);
         self.bytes += row.len() + ROW_OVERHEAD;
         Ok(())
+    }
+
+    fn rebuilds(&self) -> bool {
+        self.rebuilds
+    }
+
+    fn rebuild(&mut self, inputs: &Deltas) -> Result<()> {
+        self.step(inputs).map(drop)
     }
 
     fn restored(&mut self) {

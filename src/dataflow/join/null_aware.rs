@@ -22,7 +22,7 @@
 use std::collections::BTreeSet;
 
 use super::{ChangeBatch, Deltas, FastMap, Join, Keys, Which};
-use crate::dataflow::durable::{count_value, damaged, read_count, Dirty, OperatorState, StateWriter};
+use crate::dataflow::durable::{count_value, damaged, read_count, Dirty, StateWriter};
 use crate::error::{Error, Result};
 
 /// The state a null-aware anti join keeps beyond the anti join's.
@@ -34,40 +34,43 @@ pub struct NullAware {
     right_rows: i64,
     right_nulls: i64,
     /// `left_nulls` rows changed since the last save, and whether the counts did.
-    dirty: Dirty,
-    counts_dirty: bool,
+    pub(super) dirty: Dirty,
+    pub(super) counts_dirty: bool,
 }
 
-/// Entries: `c` the right side's row count and NULL-key count (i64 LE each); `n` ++ row per
-/// left row with a NULL key, its multiplicity.
-impl OperatorState for NullAware {
-    fn save(&mut self, out: &mut StateWriter<'_>) {
-        let changed = self.dirty.take(out);
-        if std::mem::take(&mut self.counts_dirty) || changed.is_none() {
-            out.put(b"c", [self.right_rows.to_le_bytes(), self.right_nulls.to_le_bytes()].concat());
+impl NullAware {
+    /// Writes the counts if they changed (or `whole`), and the left rows with a NULL key that
+    /// `changed` lists (all of them when `None` or `whole`).
+    pub(super) fn save(&self, whole: bool, changed: Option<Vec<Box<[u8]>>>, counts: bool, out: &mut StateWriter<'_>) {
+        if whole || counts {
+            out.put(b"C", [self.right_rows.to_le_bytes(), self.right_nulls.to_le_bytes()].concat());
         }
-        let Some(changed) = changed else {
-            for (row, n) in &self.left_nulls {
-                out.put(&[b"n", row.as_ref()].concat(), count_value(*n));
+        match changed {
+            Some(changed) if !whole => {
+                for entry in changed {
+                    match self.left_nulls.get(&entry[1..]) {
+                        Some(n) => out.put(&entry, count_value(*n)),
+                        None => out.delete(&entry),
+                    }
+                }
             }
-            return;
-        };
-        for entry in changed {
-            match self.left_nulls.get(&entry[1..]) {
-                Some(n) => out.put(&entry, count_value(*n)),
-                None => out.delete(&entry),
+            _ => {
+                for (row, n) in &self.left_nulls {
+                    out.put(&[b"N", row.as_ref()].concat(), count_value(*n));
+                }
             }
         }
     }
 
-    fn load(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+    /// Adds a saved `C` or `N` entry back.
+    pub(super) fn load(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
         match key.split_first() {
-            Some((b'c', _)) => {
+            Some((b'C', _)) => {
                 let (rows, nulls) = value.split_at_checked(8).ok_or_else(|| damaged("null-aware counts"))?;
                 self.right_rows = read_count(rows)?;
                 self.right_nulls = read_count(nulls)?;
             }
-            Some((b'n', row)) => {
+            Some((b'N', row)) => {
                 self.left_nulls.insert(row.into(), read_count(value)?);
             }
             _ => return Err(damaged("a null-aware entry of unknown kind")),
@@ -103,6 +106,7 @@ impl Join {
             return Err(Error::Internal("a null-aware join must be a left anti join on one key".into()));
         }
         self.null_aware = Some(NullAware::default());
+        self.settle_saving();
         Ok(self)
     }
 
@@ -173,7 +177,7 @@ impl Join {
                 continue;
             }
             let row = rows.row(i).data();
-            state.dirty.mark(|| [b"n", row].concat().into(), nulls.len() * 64);
+            state.dirty.mark(|| [b"N", row].concat().into(), nulls.len() * 64);
             let n = nulls.entry(row.into()).or_insert(0);
             *n += w;
             if *n == 0 {
