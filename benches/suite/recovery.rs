@@ -32,8 +32,8 @@ use headwater::state::{commit, keys, CheckpointedStore, SledStore, StateStore, T
 struct One(Arc<TableState>);
 
 impl ImageCut for One {
-    fn cut(&self, take: &mut dyn FnMut() -> bool, _images: bool) -> Vec<(Arc<TableState>, PinnedRows)> {
-        if !take() || !self.0.image_due() {
+    fn cut(&self, take: &mut dyn FnMut() -> bool, images: bool) -> Vec<(Arc<TableState>, PinnedRows)> {
+        if !take() || !images || !self.0.image_due() {
             return Vec::new();
         }
         self.0.mark_imaged();

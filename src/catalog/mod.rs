@@ -330,9 +330,7 @@ impl Catalog {
         objects.next_id = objects.next_id.max(id + 1);
         let object = CatalogObject { entry, relation };
         if let Some(Relation::Table { state, .. }) = &object.relation {
-            if state.is_durable() {
-                self.stored.lock().unwrap_or_else(|p| p.into_inner()).push(state.clone());
-            }
+            self.stored.lock().unwrap_or_else(|p| p.into_inner()).push(state.clone());
         }
         objects.by_name.insert((ns, name.to_string()), object.clone());
         Ok(object)

@@ -167,6 +167,9 @@ impl CheckpointedStore {
                 Vec::new()
             }
         };
+        // Without images a table's staged rows are its only copy: none may be left out (a cut
+        // must not list tables then; should one, its list is ignored).
+        let due = if self.images.is_some() { due } else { Vec::new() };
         let Some(taken) = taken else { return Ok(0) };
         let (batch, generation) = taken?;
         let started = Instant::now();

@@ -220,9 +220,6 @@ pub struct TableState {
     name: String,
     key_columns: Option<Vec<usize>>,
     key_format: Option<RowConverter>,
-    /// False for the output of a materialized view: its rows are derived, so they live in
-    /// memory only and are recomputed from the inputs at start-up.
-    durable: bool,
     /// Shared with a background merge of the table's index ([`TableState::compact`]).
     rows: Arc<RwLock<Rows>>,
     snapshot: Mutex<Option<(u64, RecordBatch)>>,
@@ -265,7 +262,6 @@ impl TableState {
             name: name.to_string(),
             key_columns,
             key_format,
-            durable: true,
             rows: Arc::new(RwLock::new(Rows { index: RowIndex::new(multiset), version: 0, layout, expected: 0 })),
             snapshot: Mutex::new(None),
             has_image: AtomicBool::new(false),
@@ -273,17 +269,6 @@ impl TableState {
             owes_image: AtomicBool::new(false),
             dropped: AtomicBool::new(false),
         })
-    }
-
-    /// Marks the table as derived (a view's output): its rows are never written to the store.
-    pub fn in_memory(mut self) -> Self {
-        self.durable = false;
-        self
-    }
-
-    /// False for a view's output (its rows are never stored).
-    pub fn is_durable(&self) -> bool {
-        self.durable
     }
 
     /// True when the table's primary key (or, for multisets, the whole row) orders the rows:
@@ -474,9 +459,6 @@ impl TableState {
     /// checkpoint fail, the store refuses every later commit and checkpoint, so the rows
     /// left out are never claimed durable.
     pub fn write_planned(&self, planned: &Planned, batch: &mut WriteBatch, defer: bool) {
-        if !self.durable {
-            return;
-        }
         let changed = self.changed_since_image.fetch_add(planned.updates.len(), Ordering::SeqCst);
         if defer && !self.dropped.load(Ordering::SeqCst) && !planned.updates.is_empty() {
             let owed = self.owes_image.load(Ordering::SeqCst)
@@ -509,10 +491,9 @@ impl TableState {
     }
 
     /// True when a checkpoint should write an image of this table now
-    /// ([`image::due`]); never for an in-memory or dropped table.
+    /// ([`image::due`]); never for a dropped table.
     pub fn image_due(&self) -> bool {
-        self.durable
-            && !self.dropped.load(Ordering::SeqCst)
+        !self.dropped.load(Ordering::SeqCst)
             && (self.owes_image.load(Ordering::SeqCst)
                 || image::due(self.read_rows().index.len(), self.changed_since_image.load(Ordering::SeqCst)))
     }
@@ -624,16 +605,12 @@ impl TableState {
             let key = match self.key_columns {
                 Some(_) => k,
                 None => {
-                    if self.durable {
-                        self.stage_delete(k, batch);
-                    }
+                    self.stage_delete(k, batch);
                     &row
                 }
             };
-            if self.durable {
-                batch.put(keys::row(self.id, key), encode_entry(entry));
-                self.changed_since_image.fetch_add(1, Ordering::SeqCst);
-            }
+            batch.put(keys::row(self.id, key), encode_entry(entry));
+            self.changed_since_image.fetch_add(1, Ordering::SeqCst);
             builder.push(key, entry);
         }
         Ok(Widening { layout, index: builder.finish() })
