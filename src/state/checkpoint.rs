@@ -141,6 +141,8 @@ impl CheckpointedStore {
     /// is on disk. Returns the number of keys written (0: nothing was staged).
     pub fn checkpoint(&self) -> Result<usize> {
         let _writer = lock(&self.writer);
+        // From the cut on: views stage their state there, holding commits back.
+        let started = Instant::now();
         let mut taken: Option<Result<(Arc<Writes>, u64)>> = None;
         let mut take = || {
             let mut s = lock(&self.staged);
@@ -172,7 +174,6 @@ impl CheckpointedStore {
         let due = if self.images.is_some() { due } else { Vec::new() };
         let Some(taken) = taken else { return Ok(0) };
         let (batch, generation) = taken?;
-        let started = Instant::now();
         let mut write = WriteBatch::default();
         let mut bytes = 0;
         let imaged: Vec<Vec<u8>> = due.iter().map(|(t, _)| keys::table_rows(t.id())).collect();
