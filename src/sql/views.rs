@@ -94,7 +94,8 @@ pub(super) async fn create_materialized_view(
     Ok(QueryResult::command(TAG))
 }
 
-/// `EXPLAIN MATERIALIZED VIEW name`: one row per operator, then the state sizes.
+/// `EXPLAIN MATERIALIZED VIEW name`: one row per operator, how the view came back at
+/// start-up, then the state sizes.
 pub(super) fn explain_view(s: &Session, name: &str) -> Result<QueryResult> {
     let obj = s.engine().catalog().get(Namespace::Relation, name).ok_or_else(|| Error::UndefinedTable(name.into()))?;
     if obj.object_type() != ObjectType::MaterializedView {
@@ -107,13 +108,13 @@ pub(super) fn explain_view(s: &Session, name: &str) -> Result<QueryResult> {
         .ok_or_else(|| Error::Internal(format!("materialized view {name} is not running")))?;
     let mut lines = info.dataflow.clone();
     let per_row = if info.rows > 0 { (info.state_bytes + info.result_bytes) as i64 / info.rows } else { 0 };
-    lines.push(format!(
-        "State: {} bytes in operators, {} bytes for {} result rows ({} bytes per result row)",
-        info.state_bytes, info.result_bytes, info.rows, per_row
-    ));
     lines.push(
         if info.loaded { "Start-up: loaded from the last checkpoint" } else { "Start-up: computed from its inputs" }
             .to_string(),
     );
+    lines.push(format!(
+        "State: {} bytes in operators, {} bytes for {} result rows ({} bytes per result row)",
+        info.state_bytes, info.result_bytes, info.rows, per_row
+    ));
     QueryResult::text_rows(&["dataflow"], lines.into_iter().map(|l| vec![l]).collect())
 }

@@ -191,6 +191,7 @@ async fn materialized_view_refusals_name_the_construct() {
     let lines: Vec<String> =
         c.query("EXPLAIN MATERIALIZED VIEW inv", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
     assert!(lines.iter().any(|l| l.contains("Scan t")), "{lines:?}");
+    assert!(lines.iter().any(|l| l == "Start-up: computed from its inputs"), "{lines:?}");
     assert!(lines.last().is_some_and(|l| l.contains("bytes per result row")), "{lines:?}");
 }
 
