@@ -31,9 +31,11 @@
 //! of a table with its extension table on the primary key: `orders ⋈ order_extension`).
 //!
 //! `NOT IN (subquery)` is a null-aware anti join, whose output also depends on the right side
-//! as a whole; see [`null_aware`].
+//! as a whole; see [`null_aware`]. What of a join's state is saved at checkpoints, and what is
+//! rebuilt from its inputs at start-up: [`saved`].
 
 mod null_aware;
+mod saved;
 
 use std::collections::hash_map::Entry::{Occupied, Vacant};
 use std::collections::BTreeSet;
@@ -47,7 +49,7 @@ use datafusion::arrow::row::{RowConverter, Rows, SortField};
 use datafusion::common::JoinType;
 use datafusion::physical_expr::PhysicalExpr;
 
-use super::durable::{count_value, damaged, pair, read_count, split_pair, Dirty, OperatorState, StateWriter};
+use super::durable::{pair, Dirty, OperatorState};
 use super::operator::{conform, evaluate, indent, take_rows, Deltas, Operator};
 use super::{consolidate, ApplyMode, ChangeBatch, FastMap};
 use crate::error::{Error, Result};
@@ -790,120 +792,5 @@ impl Operator for Join {
         f(self);
         self.left.input.visit_states(f);
         self.right.input.visit_states(f);
-    }
-}
-
-impl Group {
-    /// The multiplicity of `row` in this key's rows.
-    fn count(&self, row: &[u8]) -> Option<i64> {
-        match self {
-            Group::One(r, n) => (r.as_ref() == row).then_some(*n),
-            Group::Many(rows) => rows.get(row).copied(),
-        }
-    }
-}
-
-impl Side {
-    /// Writes every row of the index under `tag`.
-    fn save_all(&self, tag: u8, out: &mut StateWriter<'_>) {
-        for (key, group) in &self.index {
-            let rows: Vec<(&[u8], i64)> = match group {
-                Group::One(r, n) => vec![(r.as_ref(), *n)],
-                Group::Many(rows) => rows.iter().map(|(r, n)| (r.as_ref(), *n)).collect(),
-            };
-            for (row, n) in rows {
-                out.put(&[&[tag], pair(key, row).as_ref()].concat(), count_value(n));
-            }
-        }
-    }
-
-    /// Writes the rows `changed` lists ([`pair`]s) under `tag`.
-    fn save_changed(&self, tag: u8, changed: Vec<Box<[u8]>>, out: &mut StateWriter<'_>) {
-        for entry in changed {
-            let Ok((key, row)) = split_pair(&entry) else { continue };
-            let entry = [&[tag], entry.as_ref()].concat();
-            match self.index.get(key).and_then(|g| g.count(row)) {
-                Some(n) => out.put(&entry, count_value(n)),
-                None => out.delete(&entry),
-            }
-        }
-    }
-
-    /// Adds a saved row ([`pair`]`(join key, row)`) back.
-    fn load(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
-        let (key, row) = split_pair(key)?;
-        let n = read_count(value)?;
-        let slot = self.index.entry(Key::from_slice(key));
-        let mut group = match slot {
-            Occupied(mut slot) => Some(std::mem::replace(slot.get_mut(), Group::One(Box::default(), 0))),
-            Vacant(_) => {
-                self.bytes += key.len() + ROW_OVERHEAD;
-                None
-            }
-        };
-        self.bytes = Group::apply(&mut group, row, n, self.bytes);
-        let group = group.ok_or_else(|| damaged("a join row with multiplicity 0"))?;
-        self.index.insert(Key::from_slice(key), group);
-        Ok(())
-    }
-}
-
-/// Entries: `L`/`R` ++ [`pair`]`(join key, row)` per row of the left/right index, its
-/// multiplicity; for a null-aware join `C` (the right side's row and NULL-key counts, i64 LE
-/// each) and `N` ++ row per left row with a NULL key. A side backed by its relation's rows
-/// stores nothing, nor does a side rebuilt from its input ([`Join::rebuilds_side`]). When one
-/// part has recorded too many changes to list, the join writes itself whole.
-impl OperatorState for Join {
-    fn save(&mut self, out: &mut StateWriter<'_>) {
-        let left = self.left.dirty.take_changes();
-        let right = self.right.dirty.take_changes();
-        let nulls = self.null_aware.as_mut().map(|n| (n.dirty.take_changes(), std::mem::take(&mut n.counts_dirty)));
-        let whole = out.must_write_all()
-            || left.is_none()
-            || right.is_none()
-            || nulls.as_ref().is_some_and(|(rows, _)| rows.is_none());
-        if whole {
-            out.whole();
-        }
-        for (tag, side, changed) in [(b'L', &self.left, left), (b'R', &self.right, right)] {
-            match changed {
-                _ if !side.saved => {}
-                Some(changed) if !whole => side.save_changed(tag, changed, out),
-                _ => side.save_all(tag, out),
-            }
-        }
-        if let (Some(state), Some((changed, counts))) = (&self.null_aware, nulls) {
-            state.save(whole, changed, counts, out);
-        }
-    }
-
-    fn load(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
-        match key.split_first() {
-            Some((b'L', rest)) => self.left.load(rest, value),
-            Some((b'R', rest)) => self.right.load(rest, value),
-            Some((b'C' | b'N', _)) => match &mut self.null_aware {
-                Some(state) => state.load(key, value),
-                None => Err(damaged("null-aware state of a join that is not")),
-            },
-            _ => Err(damaged("a join entry of unknown kind")),
-        }
-    }
-
-    fn rebuilds(&self) -> bool {
-        [Which::Left, Which::Right].into_iter().any(|w| self.rebuilds_side(w))
-    }
-
-    fn rebuild(&mut self, inputs: &Deltas) -> Result<()> {
-        for w in [Which::Left, Which::Right] {
-            if !self.rebuilds_side(w) {
-                continue;
-            }
-            let side = if w == Which::Left { &mut self.left } else { &mut self.right };
-            let Some(change) = side.input.step(inputs)? else { continue };
-            let keys = self.keys(w, &change)?;
-            let side = if w == Which::Left { &mut self.left } else { &mut self.right };
-            side.update(&change, &keys, inputs, false)?;
-        }
-        Ok(())
     }
 }
