@@ -190,8 +190,8 @@ pub fn main() {
          Checkpoint cost grows with what changed, not with the state. A restart reads every row once (the \
          tables are served from memory): with images, sequentially from one file per table plus what changed \
          since it from the store (at most a quarter of the table); after it, the binlog since the last \
-         checkpoint is replayed (at most `--checkpoint-interval` of upstream changes) and each materialized \
-         view is recomputed from its inputs (see the view figures above for recompute times).",
+         checkpoint is replayed (at most `--checkpoint-interval` of upstream changes). Materialized views are \
+         loaded the same way, results and operator state (\"Views across a restart\" below).",
         lines.join("\n"),
         restarts.join("\n")
     );

@@ -274,11 +274,18 @@ impl Catalog {
     }
 
     /// Takes the next id for an object whose runtime side must exist before its entry (a
-    /// materialized view computes its contents first); pass it to [`Catalog::create_reserved`].
-    pub fn reserve_id(&self) -> u64 {
+    /// materialized view computes its contents first, and stores its rows under the id); pass
+    /// it to [`Catalog::create_reserved`]. The id is stored as taken at once, so that a CREATE
+    /// that fails or a crash before the entry is written never hands it out again: rows the
+    /// view left under it cannot turn up in a later object.
+    pub fn reserve_id(&self) -> Result<u64> {
         let mut objects = self.write();
-        objects.next_id += 1;
-        objects.next_id - 1
+        let id = objects.next_id;
+        let mut batch = WriteBatch::default();
+        batch.put(keys::NEXT_ID.to_vec(), (id + 1).to_be_bytes().to_vec());
+        self.store.apply(batch)?;
+        objects.next_id = id + 1;
+        Ok(id)
     }
 
     /// [`Catalog::create`] with an id from [`Catalog::reserve_id`]; the entry is persisted.
@@ -434,6 +441,18 @@ mod tests {
             Ok(None)
         });
         assert!(next.is_ok());
+    }
+
+    #[test]
+    fn a_reserved_id_is_never_handed_out_again() {
+        let store: Arc<dyn StateStore> = Arc::new(MemoryStore::default());
+        let c = Catalog::new(store.clone()).unwrap();
+        let reserved = c.reserve_id().unwrap();
+        // Its CREATE failed (or the server stopped) before the entry was written.
+        let reopened = Catalog::new(store).unwrap();
+        assert!(reopened.stored_entries().unwrap().is_empty());
+        let next = view(&reopened, "t", &[]);
+        assert!(next.entry.id > reserved, "id {reserved} was handed out again");
     }
 
     #[test]

@@ -27,7 +27,7 @@ use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::scalar::ScalarValue;
 
-use super::durable::{count_value, damaged, pair, read_count, split_pair, Dirty, OperatorState, StateWriter};
+use super::durable::{count_value, damaged, pair, read_multiplicity, split_pair, Dirty, OperatorState, StateWriter};
 use super::operator::{conform, evaluate, indent, Deltas, Operator};
 use super::{ApplyMode, ChangeBatch, FastMap};
 use crate::error::{Error, Result};
@@ -748,7 +748,7 @@ impl OperatorState for Aggregate {
                 let Some(Acc::Values(map)) = group.accs.get_mut(u16::from_be_bytes(*agg) as usize) else {
                     return Err(damaged("a value of an aggregate without values"));
                 };
-                map.insert(v.to_vec(), read_count(value)?);
+                map.insert(v.to_vec(), read_multiplicity(value)?);
                 self.bytes += v.len() + 40;
                 Ok(())
             }

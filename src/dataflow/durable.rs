@@ -12,8 +12,8 @@
 //!   view's operators for those entries ([`save`]) and stages them. A checkpoint therefore
 //!   writes the groups, join rows and partition rows that changed since the previous one,
 //!   each once, never the whole state.
-//! - When an operator's changes since the last cut grow past half its state (a view's first
-//!   fill, a bulk load), it stops recording them and writes itself whole at the next cut,
+//! - When the entries an operator changed since the last cut grow past half its state and
+//!   past 1 MiB (a view's first fill, a bulk load), it stops recording them and writes itself whole at the next cut,
 //!   after deleting what the store held for it: cheaper than a log of every change.
 //! - An operator whose state is an index of its input's rows (a join side, a top-k), fed by
 //!   stored relations through stateless operators only (scans, projections, filters), is not
@@ -23,12 +23,16 @@
 //!   reading the same number of entries back from the store.
 //! - Entry `o/<view id>FFFF` holds the text of the view's optimized plan with its schema (and
 //!   the state's format). Operators are numbered in tree order, so a restart whose plan
-//!   prints the same — the same SQL over the same input schemas, the same Headwater — finds
-//!   each operator's state under its number ([`load`]). Any other plan (an input gained
-//!   columns the view reads through `*`, a new planner) recomputes the view from its inputs
-//!   and saves it whole, as at CREATE.
+//!   prints the same — the same SQL over the same input schemas, the same Headwater version
+//!   (which decides how a plan compiles to operators) — finds each operator's state under its
+//!   number ([`load`]). Any other plan (an input gained columns the view reads through `*`,
+//!   an upgrade) recomputes the view from its inputs and saves it whole, as at CREATE; so
+//!   does a view that reads a view which was recomputed (its saved state matches the old
+//!   rows), and a view whose state does not decode (logged: the state is derived data).
 //!
 //! Operators number their own entries; each documents its encoding.
+
+use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
@@ -136,11 +140,11 @@ impl StateWriter<'_> {
     }
 }
 
-/// The entries an operator changed since its last save, or "all of them" once recording them
-/// would cost more than writing the operator whole.
+/// The entries an operator changed since its last save, each once however often it changed,
+/// or "all of them" once listing them would cost more than writing the operator whole.
 #[derive(Default)]
 pub struct Dirty {
-    keys: Vec<Box<[u8]>>,
+    keys: HashSet<Box<[u8]>>,
     bytes: usize,
     all: bool,
 }
@@ -152,11 +156,13 @@ impl Dirty {
             return;
         }
         let key = key();
-        self.bytes += key.len() + 24;
-        self.keys.push(key);
+        let len = key.len();
+        if self.keys.insert(key) {
+            self.bytes += len + 32;
+        }
         if self.bytes > min_recorded().max(state_bytes / 2) {
             self.all = true;
-            self.keys = Vec::new();
+            self.keys = HashSet::new();
             self.bytes = 0;
         }
     }
@@ -177,7 +183,7 @@ impl Dirty {
     pub fn take_changes(&mut self) -> Option<Vec<Box<[u8]>>> {
         self.bytes = 0;
         let keys = std::mem::take(&mut self.keys);
-        (!std::mem::take(&mut self.all)).then_some(keys)
+        (!std::mem::take(&mut self.all)).then(|| keys.into_iter().collect())
     }
 }
 
@@ -205,7 +211,15 @@ pub fn count_value(n: i64) -> Vec<u8> {
     n.to_le_bytes().to_vec()
 }
 
-/// A stored multiplicity.
+/// A stored row's multiplicity: never 0 (a row that is gone has no entry).
+pub fn read_multiplicity(value: &[u8]) -> Result<i64> {
+    match read_count(value)? {
+        0 => Err(damaged("a row with multiplicity 0")),
+        n => Ok(n),
+    }
+}
+
+/// A stored count.
 pub fn read_count(value: &[u8]) -> Result<i64> {
     let bytes: [u8; 8] = value.try_into().map_err(|_| damaged("a count is not 8 bytes"))?;
     Ok(i64::from_le_bytes(bytes))
@@ -219,7 +233,16 @@ pub fn damaged(what: &str) -> Error {
 #[derive(Serialize, Deserialize, PartialEq)]
 struct PlanEntry {
     format: u32,
+    /// The Headwater version that compiled the plan (absent before 2026-12-06: recomputes).
+    #[serde(default)]
+    version: String,
     plan: String,
+}
+
+impl PlanEntry {
+    fn now(plan: &str) -> PlanEntry {
+        PlanEntry { format: FORMAT, version: env!("CARGO_PKG_VERSION").to_string(), plan: plan.to_string() }
+    }
 }
 
 /// What a view's saved state is valid for: its optimized plan, printed with its schema.
@@ -253,8 +276,7 @@ pub fn save(
 ) -> Result<()> {
     if fresh {
         batch.delete_prefix(store, &keys::view_state(view))?;
-        let entry = PlanEntry { format: FORMAT, plan: plan.to_string() };
-        batch.put(plan_key(view), serde_json::to_vec(&entry).expect("serializable"));
+        batch.put(plan_key(view), serde_json::to_vec(&PlanEntry::now(plan)).expect("serializable"));
     }
     let mut error = None;
     each_state(root, &mut |n, op| {
@@ -279,7 +301,7 @@ pub fn load(
 ) -> Result<bool> {
     let Some(entry) = store.get(&plan_key(view))? else { return Ok(false) };
     let entry: PlanEntry = serde_json::from_slice(&entry).map_err(|e| damaged(&e.to_string()))?;
-    if entry != (PlanEntry { format: FORMAT, plan: plan.to_string() }) {
+    if entry != PlanEntry::now(plan) {
         return Ok(false);
     }
     let mut result = Ok(());

@@ -47,6 +47,9 @@ struct View {
     saved: bool,
     /// Loaded at start-up ([`ViewInfo::loaded`]).
     loaded: bool,
+    /// Its operators could not be rebuilt after a failed commit: their state is not saved
+    /// any more, and what the store held is deleted, so a restart recomputes the view.
+    abandoned: bool,
     root: Box<dyn Operator>,
     inputs: Vec<Arc<TableState>>,
     input_ids: HashSet<u64>,
@@ -234,13 +237,20 @@ impl Dataflow {
         let mut batch = WriteBatch::default();
         let mut saved = Vec::new();
         for (i, view) in inner.views.iter_mut().enumerate() {
-            if view.output.is_dropped() {
-                continue;
-            }
-            let fresh = !view.saved;
-            match durable::save(view.id, &view.plan_text, view.root.as_mut(), fresh, self.store.as_ref(), &mut batch) {
+            let store = self.store.as_ref();
+            let staged = match view.abandoned {
+                true if view.saved => continue,
+                true => durable::forget(view.id, store, &mut batch),
+                false => durable::save(view.id, &view.plan_text, view.root.as_mut(), !view.saved, store, &mut batch),
+            };
+            match staged {
                 Ok(()) => saved.push(i),
-                Err(e) => tracing::error!(view = %view.name, error = %e, "cannot save the view's state"),
+                Err(e) => {
+                    // What was staged is partial and the changes recorded are consumed:
+                    // the next cut writes the view whole.
+                    view.saved = false;
+                    tracing::error!(view = %view.name, error = %e, "cannot save the view's state");
+                }
             }
         }
         // Staged with the cut's writes; should that fail (the store refuses writes for good
@@ -286,67 +296,121 @@ impl Dataflow {
         output: Arc<TableState>,
         restore: bool,
     ) -> Result<()> {
-        let (mut root, inputs) = compile(&plan)?;
-        let plan_text = durable::plan_text(&plan);
-        let input_ids: HashSet<u64> = inputs.iter().map(|t| t.id()).collect();
-        let contents = || initial_deltas(&inputs, &self.pin(&inputs));
-        if restore && durable::load(id, &plan_text, root.as_mut(), self.store.as_ref(), &contents)? {
-            output.load(self.store.as_ref())?;
-            let view = View {
-                id,
-                name: name.to_string(),
-                plan,
-                plan_text,
-                saved: true,
-                loaded: true,
-                root,
-                inputs,
-                input_ids,
-                output,
-            };
-            tracing::info!(view = name, rows = view.output.row_count(), "materialized view loaded");
-            self.lock().views.push(view);
-            return Ok(());
-        }
-        // Rows and state a previous view of this id left (a restore that recomputes, or an id
-        // reserved before a crash) go before the new ones are staged.
-        let mut batch = WriteBatch::default();
-        batch.delete_prefix(self.store.as_ref(), &keys::table_rows(id))?;
-        batch.delete(keys::image(id));
-        durable::forget(id, self.store.as_ref(), &mut batch)?;
-        self.store.apply(batch)?;
-        let pins = {
-            let mut inner = self.lock();
-            inner.pending.push(Pending { id, inputs: inputs.clone(), input_ids: input_ids.clone(), queue: Vec::new() });
-            self.pin(&inputs)
-        };
-        let store = self.store.as_ref();
-        let initial = initial_deltas(&inputs, &pins);
-        let result = initial.and_then(|init| fill(&mut root, &init, &output, store));
-        let mut inner = self.lock();
-        let slot = inner.pending.iter().position(|p| p.id == id).expect("registered above");
-        let pending = inner.pending.remove(slot);
-        result.map_err(|e| Error::view_failed(name, e))?;
-        for deltas in pending.queue {
-            fill(&mut root, &deltas, &output, store).map_err(|e| Error::view_failed(name, e))?;
-        }
-        if restore {
-            tracing::info!(view = name, "materialized view recomputed: no saved state for its plan");
-        }
-        let view = View {
+        let (root, inputs) = compile(&plan)?;
+        let input_ids = inputs.iter().map(|t| t.id()).collect();
+        let mut view = View {
             id,
             name: name.to_string(),
+            plan_text: durable::plan_text(&plan),
             plan,
-            plan_text,
             saved: false,
             loaded: false,
+            abandoned: false,
             root,
             inputs,
             input_ids,
             output,
         };
+        if restore {
+            match self.load_view(&mut view) {
+                Ok(true) => {
+                    tracing::info!(view = name, rows = view.output.row_count(), "materialized view loaded");
+                    self.lock().views.push(view);
+                    return Ok(());
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    // The state is derived data: computing it again loses nothing.
+                    tracing::warn!(view = name, error = %e, "cannot load the materialized view's saved state");
+                    view.root = compile(&view.plan)?.0;
+                    view.output.clear();
+                }
+            }
+        }
+        let computed = self.compute(&mut view);
+        // The commits queued meanwhile are replayed under the lock that makes the view live.
+        let mut inner = self.lock();
+        let queue = inner.pending.iter().position(|p| p.id == id).map(|slot| inner.pending.remove(slot).queue);
+        let store = self.store.as_ref();
+        let replayed = computed.and_then(|()| {
+            queue.into_iter().flatten().try_for_each(|deltas| fill(&mut view.root, &deltas, &view.output, store))
+        });
+        if let Err(e) = replayed {
+            drop(inner);
+            self.delete_stored(id);
+            return Err(Error::view_failed(name, e));
+        }
+        if restore {
+            tracing::info!(view = name, "materialized view recomputed from its inputs");
+        }
         inner.views.push(view);
         Ok(())
+    }
+
+    /// Loads `view`'s result and operator state when the store holds them for its plan and
+    /// every view it reads was loaded too (one recomputed since its state was saved may hold
+    /// other rows: a float sum added in another order). `false`: nothing was loaded.
+    fn load_view(&self, view: &mut View) -> Result<bool> {
+        let inputs_loaded = {
+            let inner = self.lock();
+            view.inputs.iter().all(|t| inner.views.iter().find(|v| v.id == t.id()).is_none_or(|v| v.loaded))
+        };
+        if !inputs_loaded {
+            return Ok(false);
+        }
+        let store = self.store.as_ref();
+        let inputs = &view.inputs;
+        let contents = || initial_deltas(inputs, &self.pin(inputs));
+        if !durable::load(view.id, &view.plan_text, view.root.as_mut(), store, &contents)? {
+            return Ok(false);
+        }
+        view.output.load(store)?;
+        view.loaded = true;
+        view.saved = true;
+        Ok(true)
+    }
+
+    /// Computes `view` from its inputs' current rows, replacing what the store held for its
+    /// id. Commits from then on queue for it ([`Pending`]): the caller replays them.
+    fn compute(&self, view: &mut View) -> Result<()> {
+        let store = self.store.as_ref();
+        // Rows and state a previous view of this id left (a restore that recomputes).
+        let mut batch = WriteBatch::default();
+        batch.delete_prefix(store, &keys::table_rows(view.id))?;
+        batch.delete(keys::image(view.id));
+        durable::forget(view.id, store, &mut batch)?;
+        store.apply(batch)?;
+        let pins = {
+            let mut inner = self.lock();
+            inner.pending.push(Pending {
+                id: view.id,
+                inputs: view.inputs.clone(),
+                input_ids: view.input_ids.clone(),
+                queue: Vec::new(),
+            });
+            self.pin(&view.inputs)
+        };
+        let initial = initial_deltas(&view.inputs, &pins)?;
+        fill(&mut view.root, &initial, &view.output, store)
+    }
+
+    /// Deletes what view `id` stored (rows, image record, operator state), in a batch of its
+    /// own: for a view that never got a catalog entry (its CREATE failed), so that its rows
+    /// do not linger. A failure is only logged: the id is never handed out again
+    /// ([`crate::catalog::Catalog::reserve_id`]), so nothing would read them.
+    fn delete_stored(&self, id: u64) {
+        let store = self.store.as_ref();
+        let mut batch = WriteBatch::default();
+        let staged = batch
+            .delete_prefix(store, &keys::table_rows(id))
+            .and_then(|_| durable::forget(id, store, &mut batch))
+            .and_then(|_| {
+                batch.delete(keys::image(id));
+                store.apply(batch)
+            });
+        if let Err(e) = staged {
+            tracing::warn!(view = id, error = %e, "cannot delete the stored rows of a view whose CREATE failed");
+        }
     }
 
     /// Starts feeding `tap` every commit's delta of its relation, and returns the relation's
@@ -373,9 +437,21 @@ impl Dataflow {
         self.lock().taps.retain(|(id, _)| *id != sink_id);
     }
 
-    /// Stops maintaining a view (DROP).
-    pub fn drop_view(&self, id: u64) {
+    /// Stops maintaining view `id`, which went live but whose catalog entry could not be
+    /// written (its CREATE failed), and deletes what it stored.
+    pub fn discard_view(&self, id: u64) {
         self.lock().views.retain(|v| v.id != id);
+        self.delete_stored(id);
+    }
+
+    /// Stops maintaining views `ids` once `delete` (which deletes their catalog entries, rows
+    /// and state) succeeded, all under the commit lock: no commit or checkpoint cut can write
+    /// for them between the store scan that lists what to delete and their removal.
+    pub fn drop_views(&self, ids: &[u64], delete: impl FnOnce() -> Result<()>) -> Result<()> {
+        let mut inner = self.lock();
+        delete()?;
+        inner.views.retain(|v| !ids.contains(&v.id));
+        Ok(())
     }
 
     /// The dataflow and state sizes of a view.
@@ -492,6 +568,10 @@ fn rebuild(view: &mut View) {
             view.root = root;
             view.saved = false;
         }
-        Err(e) => tracing::error!(view = %view.name, error = %e, "cannot rebuild view after a failed commit"),
+        Err(e) => {
+            view.abandoned = true;
+            view.saved = false;
+            tracing::error!(view = %view.name, error = %e, "cannot rebuild view after a failed commit: its state is no longer saved, a restart recomputes it");
+        }
     }
 }

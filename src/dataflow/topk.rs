@@ -25,7 +25,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::physical_expr::PhysicalExpr;
 
-use super::durable::{count_value, pair, read_count, split_pair, Dirty, OperatorState, StateWriter};
+use super::durable::{count_value, pair, read_multiplicity, split_pair, Dirty, OperatorState, StateWriter};
 use super::operator::{conform, evaluate, indent, Deltas, Operator};
 use super::{ApplyMode, ChangeBatch, FastMap};
 use crate::error::Result;
@@ -351,7 +351,7 @@ impl OperatorState for TopK {
 
     fn load(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
         let (pk, row) = split_pair(key)?;
-        let n = read_count(value)?;
+        let n = read_multiplicity(value)?;
         self.partitions.entry(pk.into()).or_default().rows.insert(row.into(), n);
         self.bytes += row.len() + ROW_OVERHEAD;
         Ok(())

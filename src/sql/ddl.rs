@@ -229,19 +229,23 @@ pub(super) async fn drop_objects(
             s.engine().sources().stop(&v.entry.name).await;
         }
     }
-    catalog.drop_objects(&victims)?;
-    release(s, &victims).await?;
+    drop_and_release(s, &victims).await?;
     Ok(QueryResult::command(&format!("DROP {}", object_type.sql_name())))
 }
 
-/// Stops the runtime side of dropped objects: views stop being maintained, sinks stop and
-/// their outboxes go.
-pub(super) async fn release(s: &Session, victims: &[CatalogObject]) -> Result<()> {
+/// Removes `victims` (dependents first) from the catalog and the store, then stops their
+/// runtime side: views stop being maintained, sinks stop and their outboxes go.
+///
+/// The views among them leave the dataflow under its commit lock, in the same step as their
+/// stored rows and state are deleted ([`Dataflow::drop_views`](crate::dataflow::Dataflow::drop_views)): a commit or checkpoint cut
+/// after the delete would otherwise write rows or state for a view that no longer exists.
+pub(super) async fn drop_and_release(s: &Session, victims: &[CatalogObject]) -> Result<()> {
+    let views: Vec<u64> =
+        victims.iter().filter(|v| v.object_type() == ObjectType::MaterializedView).map(|v| v.entry.id).collect();
+    s.engine().dataflow().drop_views(&views, || s.engine().catalog().drop_objects(victims))?;
     for v in victims {
-        match v.object_type() {
-            ObjectType::MaterializedView => s.engine().dataflow().drop_view(v.entry.id),
-            ObjectType::Sink => super::sinks::release_sink(s, v.entry.id, &v.entry.name).await?,
-            _ => {}
+        if v.object_type() == ObjectType::Sink {
+            super::sinks::release_sink(s, v.entry.id, &v.entry.name).await?;
         }
     }
     Ok(())

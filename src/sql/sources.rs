@@ -348,8 +348,7 @@ pub(super) async fn alter_source(s: &Session, name: &str, action: &AlterSourceAc
             s.engine().sources().stop(name).await;
             victims.sort_by_key(|v| std::cmp::Reverse(v.entry.id));
             victims.dedup_by_key(|v| v.entry.id);
-            catalog.drop_objects(&victims)?;
-            super::ddl::release(s, &victims).await?;
+            super::ddl::drop_and_release(s, &victims).await?;
             forget = names.clone();
             mysql::forget_tables(catalog.store().as_ref(), src.entry.id, &forget)?;
         }

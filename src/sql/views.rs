@@ -76,7 +76,10 @@ pub(super) async fn create_materialized_view(
             });
         }
     }
-    let id = restore.unwrap_or_else(|| catalog.reserve_id());
+    let id = match restore {
+        Some(id) => id,
+        None => catalog.reserve_id()?,
+    };
     let output = Arc::new(TableState::new(id, &name, schema, None)?);
     let dataflow = s.engine().dataflow().clone();
     dataflow.create_view(id, &name, plan, output.clone(), restore.is_some())?;
@@ -88,7 +91,7 @@ pub(super) async fn create_materialized_view(
         None => catalog.create_reserved(ObjectType::MaterializedView, &name, create_sql, depends_on, id, relation),
     };
     if let Err(e) = created {
-        dataflow.drop_view(id);
+        dataflow.discard_view(id);
         return Err(e);
     }
     Ok(QueryResult::command(TAG))

@@ -449,7 +449,7 @@ impl TableState {
         Ok(ChangeBatch { data, weights, mode: ApplyMode::Delta })
     }
 
-    /// Adds the store writes of `planned` to `batch` (nothing for in-memory tables).
+    /// Adds the store writes of `planned` to `batch`.
     ///
     /// With `defer` (the store [`defers_rows_to_images`](StateStore::defers_rows_to_images)),
     /// a change that makes the table's image due writes no rows at all: the next checkpoint

@@ -228,7 +228,12 @@ async fn create_views(s: &Session, names: &[&str]) {
     }
 }
 
+/// Held by the tests that set or depend on how views save their state
+/// (`set_min_recorded_for_tests` is process-wide; the tests of this binary run in parallel).
+static SAVE_MODE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn run_case(ops: Vec<Op>, create_views_after: usize) {
+    let _save_mode = SAVE_MODE.lock().await;
     let store = Arc::new(MemoryStore::default());
     let mut engine = engine_in(&store, "").await;
     let mut s = engine.session();
@@ -362,6 +367,8 @@ async fn views_created_under_writes_equal_recomputation() {
 /// and keeps being maintained.
 #[tokio::test]
 async fn view_checkpoints_write_what_changed() {
+    let _save_mode = SAVE_MODE.lock().await;
+    headwater::dataflow::durable::set_min_recorded_for_tests(usize::MAX);
     let store = Arc::new(MemoryStore::default());
     let checkpoints = Arc::new(CheckpointedStore::new(store.clone()));
     let engine = Engine::open(checkpoints.clone()).await.unwrap();
@@ -393,5 +400,89 @@ async fn view_checkpoints_write_what_changed() {
     s.execute_sql("DELETE FROM a WHERE k = 5; UPDATE a SET v = v + 1 WHERE k = 6").await.unwrap();
     for (name, query) in VIEWS.iter().filter(|(n, _)| ["v_agg", "v_distinct", "v_rank"].contains(n)) {
         assert_eq!(rows(&s, &format!("SELECT * FROM {name}")).await, rows(&s, query).await, "view {name}");
+    }
+}
+
+/// Views, their names and whether each was loaded at start-up.
+fn loaded(engine: &Engine) -> std::collections::BTreeMap<String, bool> {
+    engine.dataflow().views().into_iter().map(|v| (v.name, v.loaded)).collect()
+}
+
+/// A view whose saved state does not decode is recomputed at start-up (the state is derived
+/// data: the server starts, and the log says so), and so is every view that reads it (its own
+/// state matches the rows that view had); views beside them load. All keep being maintained,
+/// and the next restart loads them all again.
+#[tokio::test]
+async fn views_over_unusable_state_are_recomputed() {
+    use headwater::state::{keys, StateStore, WriteBatch};
+    let store = Arc::new(MemoryStore::default());
+    let engine = engine_in(&store, "INSERT INTO a SELECT i, i % 10, i FROM generate_series(1, 1000) AS t(i)").await;
+    let s = engine.session();
+    let views = [
+        ("sums", "SELECT k, sum(v) AS total, count(*) AS n FROM a GROUP BY k"),
+        ("big", "SELECT k, total FROM sums WHERE n > 95"),
+        ("tops", "SELECT k, max(v) AS top FROM a GROUP BY k"),
+    ];
+    for (name, query) in views {
+        s.execute_sql(&format!("CREATE MATERIALIZED VIEW {name} AS {query}")).await.unwrap();
+    }
+    let sums = engine.dataflow().views().into_iter().find(|v| v.name == "sums").unwrap().id;
+    drop((s, engine));
+    let mut batch = WriteBatch::default();
+    batch.put([keys::operator_state(sums, 0), b"Z?".to_vec()].concat(), vec![1, 2, 3]);
+    store.apply(batch).unwrap();
+
+    let engine = open(&store).await;
+    let expected = [("big", false), ("sums", false), ("tops", true)].map(|(n, l)| (n.to_string(), l));
+    assert_eq!(loaded(&engine), expected.into_iter().collect());
+    let s = engine.session();
+    s.execute_sql("UPDATE a SET v = v + 1 WHERE k = 3; DELETE FROM a WHERE id < 100").await.unwrap();
+    for (name, query) in views {
+        assert_eq!(rows(&s, &format!("SELECT * FROM {name}")).await, rows(&s, query).await, "view {name}");
+    }
+    drop((s, engine));
+    let engine = open(&store).await;
+    assert!(loaded(&engine).values().all(|l| *l), "not every view loaded: {:?}", loaded(&engine));
+    let s = engine.session();
+    for (name, query) in views {
+        assert_eq!(rows(&s, &format!("SELECT * FROM {name}")).await, rows(&s, query).await, "view {name}");
+    }
+}
+
+/// DROP MATERIALIZED VIEW deletes the view's result rows and operator state from the store,
+/// while writes go on.
+#[tokio::test]
+async fn dropped_views_leave_nothing_stored() {
+    use headwater::state::{keys, StateStore};
+    let store = Arc::new(MemoryStore::default());
+    let engine = engine_in(&store, "INSERT INTO a SELECT i, i % 10, i FROM generate_series(1, 1000) AS t(i)").await;
+    let s = engine.session();
+    s.execute_sql("CREATE MATERIALIZED VIEW sums AS SELECT k, sum(v) AS total FROM a GROUP BY k").await.unwrap();
+    s.execute_sql("CREATE MATERIALIZED VIEW top_sums AS SELECT * FROM sums ORDER BY total DESC LIMIT 3").await.unwrap();
+    let ids: Vec<u64> = engine.dataflow().views().into_iter().map(|v| v.id).collect();
+    let count = |prefix: Vec<u8>| {
+        let mut n = 0;
+        store
+            .scan_prefix_each(&prefix, &mut |_, _| {
+                n += 1;
+                Ok(())
+            })
+            .unwrap();
+        n
+    };
+    assert!(ids.iter().all(|id| count(keys::view_state(*id)) > 0), "views saved no state");
+    let writer = engine.session();
+    let writes = async {
+        for i in 0..50 {
+            writer.execute_sql(&format!("UPDATE a SET v = v + 1 WHERE id = {}", i + 1)).await.unwrap();
+        }
+    };
+    let dropping = async { s.execute_sql("DROP MATERIALIZED VIEW sums CASCADE").await.unwrap() };
+    tokio::join!(writes, dropping);
+    assert!(engine.dataflow().views().is_empty());
+    drop((s, writer, engine));
+    for id in ids {
+        assert_eq!(count(keys::view_state(id)), 0, "view {id} left operator state");
+        assert_eq!(count(keys::table_rows(id)), 0, "view {id} left result rows");
     }
 }

@@ -22,7 +22,7 @@
 use std::collections::BTreeSet;
 
 use super::{ChangeBatch, Deltas, FastMap, Join, Keys, Which};
-use crate::dataflow::durable::{count_value, damaged, read_count, Dirty, StateWriter};
+use crate::dataflow::durable::{count_value, damaged, read_count, read_multiplicity, Dirty, StateWriter};
 use crate::error::{Error, Result};
 
 /// The state a null-aware anti join keeps beyond the anti join's.
@@ -71,7 +71,7 @@ impl NullAware {
                 self.right_nulls = read_count(nulls)?;
             }
             Some((b'N', row)) => {
-                self.left_nulls.insert(row.into(), read_count(value)?);
+                self.left_nulls.insert(row.into(), read_multiplicity(value)?);
             }
             _ => return Err(damaged("a null-aware entry of unknown kind")),
         }

@@ -5,7 +5,7 @@
 use std::collections::hash_map::Entry::{Occupied, Vacant};
 
 use super::{Group, Join, Side, Which, ROW_OVERHEAD};
-use crate::dataflow::durable::{count_value, damaged, pair, read_count, split_pair, OperatorState, StateWriter};
+use crate::dataflow::durable::{count_value, damaged, pair, read_multiplicity, split_pair, OperatorState, StateWriter};
 use crate::dataflow::operator::Deltas;
 use crate::error::Result;
 use crate::state::index::Key;
@@ -49,7 +49,7 @@ impl Side {
     /// Adds a saved row ([`pair`]`(join key, row)`) back.
     fn load(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
         let (key, row) = split_pair(key)?;
-        let n = read_count(value)?;
+        let n = read_multiplicity(value)?;
         let slot = self.index.entry(Key::from_slice(key));
         let mut group = match slot {
             Occupied(mut slot) => Some(std::mem::replace(slot.get_mut(), Group::One(Box::default(), 0))),
