@@ -127,6 +127,14 @@ impl StateWriter<'_> {
         self.batch.put(self.key(key), value);
     }
 
+    /// Sets entry `key` to the multiplicity `n`, or removes it (`None`: the row is gone).
+    pub fn put_count(&mut self, key: &[u8], n: Option<i64>) {
+        match n {
+            Some(n) => self.put(key, count_value(n)),
+            None => self.delete(key),
+        }
+    }
+
     /// Removes entry `key`.
     pub fn delete(&mut self, key: &[u8]) {
         self.batch.delete(self.key(key));
@@ -311,7 +319,15 @@ pub fn load(
             return;
         }
         let prefix = keys::operator_state(view, n);
-        result = store.scan_prefix_each(&prefix, &mut |k, v| op.load(&k[prefix.len()..], v));
+        result = store.scan_prefix_each(&prefix, &mut |k, v| {
+            let entry = &k[prefix.len()..];
+            op.load(entry, v).map_err(|e| match e {
+                Error::Storage(m) => {
+                    Error::Storage(format!("{m} (operator {n}, entry {:?})", &entry[..entry.len().min(32)]))
+                }
+                e => e,
+            })
+        });
         op.restored();
         rebuilt |= op.rebuilds();
     });

@@ -427,15 +427,19 @@ impl Join {
     fn settle_saving(&mut self) {
         for w in [Which::Left, Which::Right] {
             let saved = !self.rebuilds_side(w) && self.side(w).backed.is_none();
-            match w {
-                Which::Left => self.left.saved = saved,
-                Which::Right => self.right.saved = saved,
-            }
+            self.side_mut(w).saved = saved;
         }
     }
 
     fn side(&self, w: Which) -> &Side {
         self.sides(w).0
+    }
+
+    fn side_mut(&mut self, w: Which) -> &mut Side {
+        match w {
+            Which::Left => &mut self.left,
+            Which::Right => &mut self.right,
+        }
     }
 
     /// Side `w` and the other side.

@@ -342,10 +342,7 @@ impl OperatorState for TopK {
         };
         for entry in changed {
             let Ok((pk, row)) = split_pair(&entry) else { continue };
-            match self.partitions.get(pk).and_then(|p| p.rows.get(row)) {
-                Some(n) => out.put(&entry, count_value(*n)),
-                None => out.delete(&entry),
-            }
+            out.put_count(&entry, self.partitions.get(pk).and_then(|p| p.rows.get(row)).copied());
         }
     }
 

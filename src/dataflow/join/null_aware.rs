@@ -48,10 +48,7 @@ impl NullAware {
         match changed {
             Some(changed) if !whole => {
                 for entry in changed {
-                    match self.left_nulls.get(&entry[1..]) {
-                        Some(n) => out.put(&entry, count_value(*n)),
-                        None => out.delete(&entry),
-                    }
+                    out.put_count(&entry, self.left_nulls.get(&entry[1..]).copied());
                 }
             }
             _ => {

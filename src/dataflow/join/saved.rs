@@ -39,10 +39,7 @@ impl Side {
         for entry in changed {
             let Ok((key, row)) = split_pair(&entry) else { continue };
             let entry = [&[tag], entry.as_ref()].concat();
-            match self.index.get(key).and_then(|g| g.count(row)) {
-                Some(n) => out.put(&entry, count_value(n)),
-                None => out.delete(&entry),
-            }
+            out.put_count(&entry, self.index.get(key).and_then(|g| g.count(row)));
         }
     }
 
@@ -115,11 +112,9 @@ impl OperatorState for Join {
             if !self.rebuilds_side(w) {
                 continue;
             }
-            let side = if w == Which::Left { &mut self.left } else { &mut self.right };
-            let Some(change) = side.input.step(inputs)? else { continue };
+            let Some(change) = self.side_mut(w).input.step(inputs)? else { continue };
             let keys = self.keys(w, &change)?;
-            let side = if w == Which::Left { &mut self.left } else { &mut self.right };
-            side.update(&change, &keys, inputs, false)?;
+            self.side_mut(w).update(&change, &keys, inputs, false)?;
         }
         Ok(())
     }
