@@ -337,7 +337,7 @@ impl Dataflow {
         });
         if let Err(e) = replayed {
             drop(inner);
-            self.delete_stored(id);
+            self.delete_failed(id);
             return Err(Error::view_failed(name, e));
         }
         if restore {
@@ -375,11 +375,7 @@ impl Dataflow {
     fn compute(&self, view: &mut View) -> Result<()> {
         let store = self.store.as_ref();
         // Rows and state a previous view of this id left (a restore that recomputes).
-        let mut batch = WriteBatch::default();
-        batch.delete_prefix(store, &keys::table_rows(view.id))?;
-        batch.delete(keys::image(view.id));
-        durable::forget(view.id, store, &mut batch)?;
-        store.apply(batch)?;
+        self.delete_stored(view.id)?;
         let pins = {
             let mut inner = self.lock();
             inner.pending.push(Pending {
@@ -395,20 +391,21 @@ impl Dataflow {
     }
 
     /// Deletes what view `id` stored (rows, image record, operator state), in a batch of its
-    /// own: for a view that never got a catalog entry (its CREATE failed), so that its rows
-    /// do not linger. A failure is only logged: the id is never handed out again
-    /// ([`crate::catalog::Catalog::reserve_id`]), so nothing would read them.
-    fn delete_stored(&self, id: u64) {
+    /// own: before the view is computed, and after its CREATE failed.
+    fn delete_stored(&self, id: u64) -> Result<()> {
         let store = self.store.as_ref();
         let mut batch = WriteBatch::default();
-        let staged = batch
-            .delete_prefix(store, &keys::table_rows(id))
-            .and_then(|_| durable::forget(id, store, &mut batch))
-            .and_then(|_| {
-                batch.delete(keys::image(id));
-                store.apply(batch)
-            });
-        if let Err(e) = staged {
+        batch.delete_prefix(store, &keys::table_rows(id))?;
+        batch.delete(keys::image(id));
+        durable::forget(id, store, &mut batch)?;
+        store.apply(batch)
+    }
+
+    /// [`Dataflow::delete_stored`] for a view whose CREATE failed, so that its rows do not
+    /// linger. A failure is only logged: the id is never handed out again
+    /// ([`crate::catalog::Catalog::reserve_id`]), so nothing would read them.
+    fn delete_failed(&self, id: u64) {
+        if let Err(e) = self.delete_stored(id) {
             tracing::warn!(view = id, error = %e, "cannot delete the stored rows of a view whose CREATE failed");
         }
     }
@@ -441,7 +438,7 @@ impl Dataflow {
     /// written (its CREATE failed), and deletes what it stored.
     pub fn discard_view(&self, id: u64) {
         self.lock().views.retain(|v| v.id != id);
-        self.delete_stored(id);
+        self.delete_failed(id);
     }
 
     /// Stops maintaining views `ids` once `delete` (which deletes their catalog entries, rows

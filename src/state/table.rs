@@ -485,11 +485,6 @@ impl TableState {
         }
     }
 
-    /// True when this table was dropped ([`TableState::delete_all`]).
-    pub fn is_dropped(&self) -> bool {
-        self.dropped.load(Ordering::SeqCst)
-    }
-
     /// True when a checkpoint should write an image of this table now
     /// ([`image::due`]); never for a dropped table.
     pub fn image_due(&self) -> bool {
