@@ -77,10 +77,64 @@ pub enum Error {
     /// A bug: an invariant of Headwater itself does not hold (XX000).
     #[error("internal error: {0}")]
     Internal(String),
-    /// Maintaining a materialized view failed on this write (e.g. division by zero in its
-    /// query); the write is refused and nothing changed. SQLSTATE and hint are the cause's.
+    /// Maintaining a materialized view failed (creating it, or computing it again); the
+    /// SQLSTATE and hint are the cause's.
     #[error("materialized view \"{view}\": {cause}")]
     InView { view: String, cause: Box<Error> },
+    /// A read of a materialized view whose query fails on some rows of its inputs (a view's
+    /// errors are data: `dataflow::errors`); the SQLSTATE is the first error's (22012 for a
+    /// division by zero, ...).
+    #[error("{}", view_errors_message(.0))]
+    ViewErrored(std::sync::Arc<ViewErrors>),
+}
+
+/// A runtime error of a materialized view's query on one row of its input, kept as data
+/// until the row goes away (`dataflow::errors`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+pub struct RowError {
+    /// The SQLSTATE of the error.
+    pub sqlstate: String,
+    /// The error's message, as a query would report it ("division by zero").
+    pub message: String,
+    /// Where: the expression and the row it failed on.
+    pub context: String,
+}
+
+/// What a read of an errored view (or of a view reading one) reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViewErrors {
+    /// The view that holds the errors (the one read, or a view it reads).
+    pub view: String,
+    /// How many rows fail.
+    pub count: i64,
+    /// The first of them.
+    pub first: RowError,
+}
+
+fn view_errors_message(e: &ViewErrors) -> String {
+    let more = match e.count {
+        1 => String::new(),
+        n => format!("; {} more row(s) fail too", n - 1),
+    };
+    format!("{} (materialized view \"{}\", {}{})", e.first.message, e.view, e.first.context, more)
+}
+
+/// `code` as a `&'static str`: the SQLSTATEs of errors read back from the store are interned
+/// (there are a few hundred codes at most; anything that is not a code is XX000).
+pub fn intern_sqlstate(code: &str) -> &'static str {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+    static CODES: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    if code.len() != 5 || !code.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()) {
+        return "XX000";
+    }
+    let mut codes = CODES.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(c) = codes.get(code) {
+        return c;
+    }
+    let leaked: &'static str = Box::leak(code.to_string().into_boxed_str());
+    codes.insert(leaked);
+    leaked
 }
 
 impl Error {
@@ -111,6 +165,7 @@ impl Error {
             Error::Canceled => "57014",
             Error::Internal(_) => "XX000",
             Error::InView { cause, .. } => cause.sqlstate(),
+            Error::ViewErrored(e) => intern_sqlstate(&e.first.sqlstate),
         }
     }
 
@@ -132,6 +187,12 @@ impl Error {
             Error::InView { view, cause } => Some(cause.hint().unwrap_or_else(|| {
                 format!("The write was refused so that the view stays correct; fix the row or DROP MATERIALIZED VIEW {view}.")
             })),
+            Error::ViewErrored(e) => Some(format!(
+                "The view's query fails on rows of its inputs; the error goes away by itself when they are deleted or \
+                 updated. SELECT * FROM hw_catalog.views shows it; to ignore such rows, change the query (NULLIF, CASE) \
+                 and create the view again (DROP MATERIALIZED VIEW {})."
+                , e.view
+            )),
             _ => None,
         }
     }
@@ -200,6 +261,7 @@ impl From<DataFusionError> for Error {
                 Some(Error::Storage(m)) => Error::Storage(m.clone()),
                 Some(Error::Internal(m)) => Error::Internal(m.clone()),
                 Some(Error::Canceled) => Error::Canceled,
+                Some(Error::ViewErrored(v)) => Error::ViewErrored(v.clone()),
                 _ => Error::Query(e),
             },
             _ => Error::Query(e),

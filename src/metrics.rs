@@ -13,7 +13,8 @@
 //!   per captured table `source_table_state{state}`, `source_table_rows_copied`,
 //!   `source_table_chunks_done`, `source_table_chunks_total`;
 //! - tables and materialized views: `relation_rows`, `relation_memory_bytes`,
-//!   `relation_operator_bytes`;
+//!   `relation_operator_bytes`; per materialized view `view_errors` (rows its query fails
+//!   on) and `view_state{state}`; `views_errored` (views whose reads report an error);
 //! - checkpoints: `checkpoints_total`, `checkpoint_last_duration_seconds`,
 //!   `checkpoint_last_bytes`, `checkpoint_written_bytes_total`, `checkpoint_staged_bytes`,
 //!   `checkpoint_failing`;
@@ -134,6 +135,21 @@ impl Collector for EngineCollector {
             }
         }
         for f in [&rows, &memory, &operators] {
+            gauges(&mut encoder, f)?;
+        }
+
+        let mut view_errors = Family::new("view_errors", "Rows of its inputs on which a materialized view's query fails");
+        let mut view_state = Family::new("view_state", "A materialized view's state (1 for the current one)");
+        let mut errored = Family::new("views_errored", "Materialized views whose reads report an error");
+        let mut n_errored = 0.0;
+        for v in engine.dataflow().views() {
+            let state = crate::sql::hw_catalog::view_state(&v);
+            view_errors.add(vec![("view", v.name.clone())], v.error_count as f64);
+            view_state.add(vec![("view", v.name.clone()), ("state", state.to_string())], 1.0);
+            n_errored += if state == "running" { 0.0 } else { 1.0 };
+        }
+        errored.add(Vec::new(), n_errored);
+        for f in [&view_errors, &view_state, &errored] {
             gauges(&mut encoder, f)?;
         }
 

@@ -30,6 +30,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::scalar::ScalarValue;
 
 use super::durable::{Dirty, OperatorState};
+use super::errors::{screen, ErrorDelta};
 use super::operator::{conform, evaluate, indent, Deltas, Operator};
 use super::{ApplyMode, ChangeBatch, FastMap};
 use crate::error::{Error, Result};
@@ -169,6 +170,11 @@ impl Aggregate {
             }
         };
         self.aggs.iter().zip(&group.accs).map(|(spec, acc)| finish(spec, acc)).collect()
+    }
+
+    /// Every expression evaluated on the input: group keys, arguments, filters.
+    fn expressions(&self) -> impl Iterator<Item = &Arc<dyn PhysicalExpr>> {
+        self.groups.iter().chain(self.aggs.iter().flat_map(|a| a.args.iter().chain(&a.filter)))
     }
 
     /// The group keys of `change`'s rows (`None` for a global aggregate).
@@ -501,10 +507,12 @@ fn finish(spec: &AggSpec, acc: &Acc) -> Result<Out> {
 }
 
 impl Operator for Aggregate {
-    fn step(&mut self, inputs: &Deltas) -> Result<Option<ChangeBatch>> {
+    fn step(&mut self, inputs: &Deltas, errors: &mut ErrorDelta) -> Result<Option<ChangeBatch>> {
         let first = !self.started;
         self.started = true;
-        let change = self.input.step(inputs)?;
+        let change = self.input.step(inputs, errors)?;
+        // Rows on which a group key, an argument or a FILTER fails are errors, in no group.
+        let change = change.map(|c| screen(self.expressions(), c, errors)).transpose()?;
         if change.is_none() && !(first && self.is_global()) {
             return Ok(None);
         }

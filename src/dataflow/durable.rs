@@ -29,6 +29,8 @@
 //!   an upgrade) recomputes the view from its inputs and saves it whole, as at CREATE; so
 //!   does a view that reads a view which was recomputed (its saved state matches the old
 //!   rows), and a view whose state does not decode (logged: the state is derived data).
+//! - Entries `o/<view id>FFFE<error>` hold the view's errors ([`super::errors`]) with their
+//!   counts, saved like an operator's entries.
 //!
 //! Operators number their own entries; each documents its encoding.
 
@@ -36,6 +38,7 @@ use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
+use super::errors::ErrorSet;
 use super::operator::{Deltas, Operator};
 use crate::error::{Error, Result};
 use crate::state::{keys, StateStore, WriteBatch};
@@ -45,6 +48,9 @@ const FORMAT: u32 = 1;
 
 /// The operator number of the plan entry.
 const PLAN_ENTRY: u16 = u16::MAX;
+
+/// The operator number under which the view's errors are saved ([`super::errors::ErrorSet`]).
+const ERRORS_ENTRY: u16 = u16::MAX - 1;
 
 /// Changes recorded since the last save, in bytes, below which an operator keeps recording
 /// them whatever its size.
@@ -278,6 +284,7 @@ pub fn save(
     view: u64,
     plan: &str,
     root: &mut dyn Operator,
+    errors: &mut ErrorSet,
     fresh: bool,
     store: &dyn StateStore,
     batch: &mut WriteBatch,
@@ -287,13 +294,15 @@ pub fn save(
         batch.put(plan_key(view), serde_json::to_vec(&PlanEntry::now(plan)).expect("serializable"));
     }
     let mut error = None;
-    each_state(root, &mut |n, op| {
+    let mut save_one = |n: u16, op: &mut dyn OperatorState| {
         let mut out = StateWriter { prefix: keys::operator_state(view, n), batch, store, fresh, error: None };
         op.save(&mut out);
         if let Some(e) = out.error {
             error.get_or_insert(e);
         }
-    });
+    };
+    each_state(root, &mut save_one);
+    save_one(ERRORS_ENTRY, errors);
     error.map_or(Ok(()), Err)
 }
 
@@ -304,6 +313,7 @@ pub fn load(
     view: u64,
     plan: &str,
     root: &mut dyn Operator,
+    errors: &mut ErrorSet,
     store: &dyn StateStore,
     inputs: &dyn Fn() -> Result<Deltas>,
 ) -> Result<bool> {
@@ -314,7 +324,7 @@ pub fn load(
     }
     let mut result = Ok(());
     let mut rebuilt = false;
-    each_state(root, &mut |n, op| {
+    let mut load_one = |n: u16, op: &mut dyn OperatorState| {
         if result.is_err() {
             return;
         }
@@ -330,7 +340,9 @@ pub fn load(
         });
         op.restored();
         rebuilt |= op.rebuilds();
-    });
+    };
+    each_state(root, &mut load_one);
+    load_one(ERRORS_ENTRY, errors);
     result?;
     if rebuilt {
         let inputs = inputs()?;

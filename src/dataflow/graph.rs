@@ -2,6 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::datatypes::SchemaRef;
@@ -10,10 +11,11 @@ use datafusion::logical_expr::LogicalPlan;
 
 use super::compile::compile;
 use super::durable;
+use super::errors::{ErrorDelta, ErrorSet};
 use super::operator::{conform, Deltas, Operator};
 use super::tap::{CommitOrigin, Tap};
 use super::{ApplyMode, ChangeBatch};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, RowError, ViewErrors};
 use crate::state::table::{PinnedRows, Planned};
 use crate::state::{keys, StateStore, TableState, WriteBatch};
 
@@ -33,6 +35,14 @@ pub struct ViewInfo {
     pub result_bytes: usize,
     /// Loaded from the store at start-up rather than computed from its inputs.
     pub loaded: bool,
+    /// Rows of its inputs on which the view's query fails ([`super::errors`]).
+    pub error_count: i64,
+    /// What a read of the view reports: its own first error, its failure, or that of a view
+    /// it reads.
+    pub errors: Option<Arc<ViewErrors>>,
+    /// The view stopped being maintained (an error no single row explains); it is computed
+    /// again from its inputs at their next change.
+    pub failed: bool,
 }
 
 struct View {
@@ -54,6 +64,43 @@ struct View {
     inputs: Vec<Arc<TableState>>,
     input_ids: HashSet<u64>,
     output: Arc<TableState>,
+    /// The rows of its inputs on which its query fails ([`super::errors`]).
+    errors: ErrorSet,
+    /// Set when a step failed in a way no row explains (an accumulator overflowed, a bug):
+    /// the operators' state is unusable and the view is not maintained until a recompute
+    /// from its inputs succeeds ([`Dataflow::commit_from`] retries at the inputs' next
+    /// change, backing off).
+    failed: Option<Failure>,
+    /// What reads of the view report, as last published.
+    published: Option<Arc<ViewErrors>>,
+}
+
+/// A view that stopped being maintained.
+struct Failure {
+    error: RowError,
+    /// No recompute is tried before this.
+    retry_at: Instant,
+    /// The wait after the next failed try.
+    backoff: Duration,
+}
+
+/// The first wait before a failed view is computed again, and the longest.
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+const LAST_RETRY: Duration = Duration::from_secs(60);
+
+impl Failure {
+    fn new(error: &Error) -> Failure {
+        Failure {
+            error: RowError {
+                sqlstate: error.sqlstate().to_string(),
+                message: error.to_string(),
+                context: "the view stopped being maintained; it is computed again from its inputs when they change"
+                    .into(),
+            },
+            retry_at: Instant::now(),
+            backoff: FIRST_RETRY,
+        }
+    }
 }
 
 /// A view being created: the commits that happen while its initial contents are computed
@@ -144,25 +191,47 @@ impl Dataflow {
         }
         let mut outputs: Vec<(Arc<TableState>, Planned)> = Vec::new();
         let mut stepped: Vec<usize> = Vec::new();
-        let mut failure = None;
+        // Per stepped view: its errors' delta, or (a recompute) its errors replaced whole;
+        // and the views whose step failed outright. Applied once the commit is durable.
+        let mut view_errors: Vec<(usize, ErrorDelta, bool)> = Vec::new();
+        let mut failures: Vec<(usize, Error)> = Vec::new();
+        let mut recovered: Vec<usize> = Vec::new();
         for (i, view) in inner.views.iter_mut().enumerate() {
             if !view.input_ids.iter().any(|id| deltas.contains_key(id)) {
                 continue;
             }
-            stepped.push(i);
-            match step_view(view, &deltas) {
+            let mut errors = ErrorDelta::default();
+            let result = match &view.failed {
+                Some(f) if Instant::now() < f.retry_at => continue,
+                Some(_) => {
+                    stepped.push(i);
+                    let r = recompute_view(view, &deltas, &mut errors);
+                    if r.is_ok() {
+                        recovered.push(i);
+                    }
+                    view_errors.push((i, errors, true));
+                    r
+                }
+                None => {
+                    stepped.push(i);
+                    let r = step_view(view, &deltas, &mut errors);
+                    view_errors.push((i, errors, false));
+                    r
+                }
+            };
+            match result {
                 Ok(Some((delta, p))) => {
                     deltas.insert(view.id, delta);
                     view.output.write_planned(&p, &mut extra, defer);
                     outputs.push((view.output.clone(), p));
                 }
                 Ok(None) => {}
-                Err(e) => {
-                    failure = Some(Error::view_failed(&view.name, e));
-                    break;
-                }
+                // A view's failure is the view's: the commit goes on without it, and views
+                // reading it keep what they had (its result does not change) and report it.
+                Err(e) => failures.push((i, Error::view_failed(&view.name, e))),
             }
         }
+        let mut failure = None;
         let mut tapped = Vec::new();
         if failure.is_none() {
             for (i, (_, tap)) in inner.taps.iter_mut().enumerate() {
@@ -183,8 +252,15 @@ impl Dataflow {
             }
         }
         if let Some(e) = failure {
+            let failed: HashSet<usize> = failures.iter().map(|(i, _)| *i).collect();
             for i in stepped {
-                rebuild(&mut inner.views[i]);
+                let view = &mut inner.views[i];
+                match (view.failed.is_some(), failed.contains(&i)) {
+                    // Not computed again: it stays failed, with the same result.
+                    (true, _) => {}
+                    (false, true) => fail(view, &failures.iter().find(|(f, _)| *f == i).expect("listed").1),
+                    (false, false) => rebuild(view),
+                }
             }
             for i in tapped {
                 inner.taps[i].1.aborted();
@@ -194,6 +270,34 @@ impl Dataflow {
         for i in tapped {
             inner.taps[i].1.committed(generation);
         }
+        let mut errors_changed = !failures.is_empty() || !recovered.is_empty();
+        for (i, errors, whole) in view_errors {
+            let view = &mut inner.views[i];
+            if whole {
+                errors_changed |= !view.errors.is_empty();
+                view.errors.clear();
+            }
+            errors_changed |= view.errors.apply(errors);
+        }
+        for i in recovered {
+            let view = &mut inner.views[i];
+            tracing::info!(view = %view.name, "materialized view computed again: it is maintained again");
+            view.failed = None;
+            view.saved = false;
+        }
+        for (i, e) in &failures {
+            let view = &mut inner.views[*i];
+            match &mut view.failed {
+                // A recompute that failed again: wait longer before the next.
+                Some(f) => {
+                    f.retry_at = Instant::now() + f.backoff;
+                    f.backoff = (f.backoff * 2).min(LAST_RETRY);
+                    tracing::warn!(view = %view.name, error = %e, retry_in = ?f.backoff, "materialized view still fails");
+                }
+                None => fail(view, e),
+            }
+        }
+        let published = errors_changed.then(|| effective_errors(&mut inner.views)).unwrap_or_default();
         let mut queued = Vec::new();
         for (i, pending) in inner.pending.iter_mut().enumerate() {
             let mine: Deltas =
@@ -212,6 +316,9 @@ impl Dataflow {
             }
             for (table, p) in outputs {
                 table.apply_planned(p);
+            }
+            for (output, errors) in published {
+                output.set_errors(errors);
             }
         }
         // The inputs' rows after this commit, for the views that will replay it.
@@ -238,10 +345,20 @@ impl Dataflow {
         let mut saved = Vec::new();
         for (i, view) in inner.views.iter_mut().enumerate() {
             let store = self.store.as_ref();
-            let staged = match view.abandoned {
+            // A failed view's operators are unusable: what the store holds is deleted once,
+            // so a restart computes the view again.
+            let staged = match view.abandoned || view.failed.is_some() {
                 true if view.saved => continue,
                 true => durable::forget(view.id, store, &mut batch),
-                false => durable::save(view.id, &view.plan_text, view.root.as_mut(), !view.saved, store, &mut batch),
+                false => durable::save(
+                    view.id,
+                    &view.plan_text,
+                    view.root.as_mut(),
+                    &mut view.errors,
+                    !view.saved,
+                    store,
+                    &mut batch,
+                ),
             };
             match staged {
                 Ok(()) => saved.push(i),
@@ -310,12 +427,22 @@ impl Dataflow {
             inputs,
             input_ids,
             output,
+            errors: ErrorSet::default(),
+            failed: None,
+            published: None,
         };
         if restore {
             match self.load_view(&mut view) {
                 Ok(true) => {
-                    tracing::info!(view = name, rows = view.output.row_count(), "materialized view loaded");
-                    self.lock().views.push(view);
+                    tracing::info!(
+                        view = name,
+                        rows = view.output.row_count(),
+                        errors = view.errors.count(),
+                        "materialized view loaded"
+                    );
+                    let mut inner = self.lock();
+                    inner.views.push(view);
+                    self.publish_errors(&mut inner);
                     return Ok(());
                 }
                 Ok(false) => {}
@@ -323,28 +450,62 @@ impl Dataflow {
                     // The state is derived data: computing it again loses nothing.
                     tracing::warn!(view = name, error = %e, "cannot load the materialized view's saved state");
                     view.root = compile(&view.plan)?.0;
+                    view.errors = ErrorSet::default();
                     view.output.clear();
                 }
             }
         }
-        let computed = self.compute(&mut view);
+        let computed = self.compute(&mut view).and_then(|()| match view.errors.first() {
+            // Like Postgres, CREATE refuses a query that fails on the rows there are; from
+            // then on, rows that make it fail are the view's errors.
+            Some(first) if !restore => Err(super::errors::as_statement_error(first)),
+            _ => Ok(()),
+        });
         // The commits queued meanwhile are replayed under the lock that makes the view live.
         let mut inner = self.lock();
         let queue = inner.pending.iter().position(|p| p.id == id).map(|slot| inner.pending.remove(slot).queue);
         let store = self.store.as_ref();
         let replayed = computed.and_then(|()| {
-            queue.into_iter().flatten().try_for_each(|deltas| fill(&mut view.root, &deltas, &view.output, store))
+            queue.into_iter().flatten().try_for_each(|deltas| {
+                fill(&mut view.root, &deltas, &view.output, &mut view.errors, store)
+            })
         });
-        if let Err(e) = replayed {
-            drop(inner);
-            self.delete_failed(id);
-            return Err(Error::view_failed(name, e));
-        }
-        if restore {
-            tracing::info!(view = name, "materialized view recomputed from its inputs");
+        match replayed {
+            Ok(()) if restore => tracing::info!(
+                view = name,
+                errors = view.errors.count(),
+                "materialized view recomputed from its inputs"
+            ),
+            Ok(()) => {}
+            Err(e) if restore => {
+                // At start-up a view that cannot be computed must not keep the server down:
+                // it starts failed, empty, and is computed again when its inputs change.
+                drop(inner);
+                self.delete_failed(id);
+                view.output.clear();
+                view.errors = ErrorSet::default();
+                fail(&mut view, &Error::view_failed(name, e));
+                inner = self.lock();
+            }
+            Err(e) => {
+                drop(inner);
+                self.delete_failed(id);
+                return Err(Error::view_failed(name, e));
+            }
         }
         inner.views.push(view);
+        self.publish_errors(&mut inner);
         Ok(())
+    }
+
+    /// Publishes what reads of each view report after a view came or went (commits publish
+    /// their own changes).
+    fn publish_errors(&self, inner: &mut Inner) {
+        let changed = effective_errors(&mut inner.views);
+        let _published = self.publish.write().unwrap_or_else(|p| p.into_inner());
+        for (output, errors) in changed {
+            output.set_errors(errors);
+        }
     }
 
     /// Loads `view`'s result and operator state when the store holds them for its plan and
@@ -361,7 +522,7 @@ impl Dataflow {
         let store = self.store.as_ref();
         let inputs = &view.inputs;
         let contents = || initial_deltas(inputs, &self.pin(inputs));
-        if !durable::load(view.id, &view.plan_text, view.root.as_mut(), store, &contents)? {
+        if !durable::load(view.id, &view.plan_text, view.root.as_mut(), &mut view.errors, store, &contents)? {
             return Ok(false);
         }
         view.output.load(store)?;
@@ -387,7 +548,7 @@ impl Dataflow {
             self.pin(&view.inputs)
         };
         let initial = initial_deltas(&view.inputs, &pins)?;
-        fill(&mut view.root, &initial, &view.output, store)
+        fill(&mut view.root, &initial, &view.output, &mut view.errors, store)
     }
 
     /// Deletes what view `id` stored (rows, image record, operator state), in a batch of its
@@ -461,10 +622,13 @@ impl Dataflow {
             id: view.id,
             name: view.name.clone(),
             dataflow,
-            state_bytes: view.root.state_bytes(),
+            state_bytes: view.root.state_bytes() + view.errors.bytes(),
             rows: view.output.row_count(),
             result_bytes: view.output.memory_bytes(),
             loaded: view.loaded,
+            error_count: view.errors.count(),
+            errors: view.published.clone(),
+            failed: view.failed.is_some(),
         })
     }
 
@@ -494,8 +658,8 @@ impl Dataflow {
 }
 
 /// Runs one view's operators on a commit's deltas and plans the change to its result.
-fn step_view(view: &mut View, deltas: &Deltas) -> Result<Option<(ChangeBatch, Planned)>> {
-    let Some(out) = guarded_step(&mut view.root, deltas)? else { return Ok(None) };
+fn step_view(view: &mut View, deltas: &Deltas, errors: &mut ErrorDelta) -> Result<Option<(ChangeBatch, Planned)>> {
+    let Some(out) = guarded_step(&mut view.root, deltas, errors)? else { return Ok(None) };
     if out.is_empty() {
         return Ok(None);
     }
@@ -504,10 +668,77 @@ fn step_view(view: &mut View, deltas: &Deltas) -> Result<Option<(ChangeBatch, Pl
     Ok(Some((out, planned)))
 }
 
+/// A failed view computed again, within a commit: fresh operators fed its inputs' rows as of
+/// before the commit, then the commit's deltas; its result changes by what it should hold
+/// now minus what it held when it failed. `errors`: all of its errors (they replace the old).
+fn recompute_view(view: &mut View, deltas: &Deltas, errors: &mut ErrorDelta) -> Result<Option<(ChangeBatch, Planned)>> {
+    let (root, _) = compile(&view.plan)?;
+    view.root = root;
+    let pins = view.inputs.iter().map(|t| (t.id(), t.pin())).collect();
+    let initial = initial_deltas(&view.inputs, &pins)?;
+    let mut parts = Vec::new();
+    parts.extend(guarded_step(&mut view.root, &initial, errors)?);
+    parts.extend(guarded_step(&mut view.root, deltas, errors)?);
+    let mut parts: Vec<ChangeBatch> = parts.into_iter().map(|p| as_output(&view.output, p)).collect::<Result<_>>()?;
+    let old = view.output.snapshot()?;
+    parts.push(ChangeBatch::uniform(old, -1));
+    let schema = view.output.schema();
+    let data = datafusion::arrow::compute::concat_batches(&schema, parts.iter().map(|p| &p.data))?;
+    let weights = parts.into_iter().flat_map(|p| p.weights).collect();
+    let out = super::consolidate(ChangeBatch { data, weights, mode: ApplyMode::Delta })?;
+    if out.is_empty() {
+        return Ok(None);
+    }
+    let planned = view.output.plan_change(&out)?;
+    Ok(Some((out, planned)))
+}
+
+/// Stops maintaining `view` after `error`: its operators' state is unusable (a step failed
+/// halfway), its result stays as it was, reads report the error, and its inputs' next change
+/// computes it again.
+fn fail(view: &mut View, error: &Error) {
+    tracing::error!(view = %view.name, error = %error, "materialized view stopped: computed again when its inputs change");
+    view.failed = Some(Failure::new(error));
+    view.saved = false;
+}
+
+/// What reads of each view report now that errors changed: a view's failure, else its own
+/// first error, else that of the first view it reads that reports one. Returns the views
+/// whose report changed (to publish with the commit).
+fn effective_errors(views: &mut [View]) -> Vec<(Arc<TableState>, Option<Arc<ViewErrors>>)> {
+    let mut reported: HashMap<u64, Option<Arc<ViewErrors>>> = HashMap::new();
+    let mut changed = Vec::new();
+    for view in views.iter_mut() {
+        let own = match (&view.failed, view.errors.first()) {
+            (Some(f), _) => {
+                Some(ViewErrors { view: view.name.clone(), count: 1 + view.errors.count(), first: f.error.clone() })
+            }
+            (None, Some(first)) => {
+                Some(ViewErrors { view: view.name.clone(), count: view.errors.count(), first: first.clone() })
+            }
+            (None, None) => None,
+        };
+        let now = match own {
+            Some(own) => Some(Arc::new(own)),
+            None => {
+                let mut inputs: Vec<u64> = view.input_ids.iter().copied().collect();
+                inputs.sort_unstable();
+                inputs.into_iter().find_map(|id| reported.get(&id).cloned().flatten())
+            }
+        };
+        if now != view.published {
+            view.published = now.clone();
+            changed.push((view.output.clone(), now.clone()));
+        }
+        reported.insert(view.id, now);
+    }
+    changed
+}
+
 /// [`Operator::step`], with a panic inside an operator (or a DataFusion kernel it calls)
-/// turned into an error: the commit fails and the view is rebuilt, the server keeps serving.
-fn guarded_step(root: &mut Box<dyn Operator>, deltas: &Deltas) -> Result<Option<ChangeBatch>> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| root.step(deltas))).unwrap_or_else(|panic| {
+/// turned into an error: the view fails, the server keeps serving.
+fn guarded_step(root: &mut Box<dyn Operator>, deltas: &Deltas, errors: &mut ErrorDelta) -> Result<Option<ChangeBatch>> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| root.step(deltas, errors))).unwrap_or_else(|panic| {
         let what = panic
             .downcast_ref::<String>()
             .cloned()
@@ -523,9 +754,19 @@ fn as_output(output: &TableState, out: ChangeBatch) -> Result<ChangeBatch> {
     Ok(ChangeBatch { data, weights: out.weights, mode: ApplyMode::Delta })
 }
 
-/// Steps `root` and applies its output to the (not yet visible) `output`, staging its rows.
-fn fill(root: &mut Box<dyn Operator>, deltas: &Deltas, output: &TableState, store: &dyn StateStore) -> Result<()> {
-    if let Some(out) = guarded_step(root, deltas)? {
+/// Steps `root` and applies its output to the (not yet visible) `output`, staging its rows;
+/// its errors go to `errors`.
+fn fill(
+    root: &mut Box<dyn Operator>,
+    deltas: &Deltas,
+    output: &TableState,
+    errors: &mut ErrorSet,
+    store: &dyn StateStore,
+) -> Result<()> {
+    let mut delta = ErrorDelta::default();
+    let out = guarded_step(root, deltas, &mut delta)?;
+    errors.apply(delta);
+    if let Some(out) = out {
         if !out.is_empty() {
             let out = as_output(output, out)?;
             let planned = output.plan_change(&out)?;
@@ -551,13 +792,13 @@ fn initial_deltas(inputs: &[Arc<TableState>], pins: &HashMap<u64, PinnedRows>) -
 }
 
 /// After a failed commit, recompiles a view's operators from its inputs, which the failed
-/// commit did not change (its result did not change either).
+/// commit did not change (its result and errors did not change either).
 fn rebuild(view: &mut View) {
     let attempt = || -> Result<Box<dyn Operator>> {
         let (mut root, _) = compile(&view.plan)?;
         let pins = view.inputs.iter().map(|t| (t.id(), t.pin())).collect();
         let init = initial_deltas(&view.inputs, &pins)?;
-        guarded_step(&mut root, &init)?;
+        guarded_step(&mut root, &init, &mut ErrorDelta::default())?;
         Ok(root)
     };
     match attempt() {

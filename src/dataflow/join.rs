@@ -30,6 +30,12 @@
 //! index update from every commit of the relation and the side's copy of its rows (the join
 //! of a table with its extension table on the primary key: `orders ⋈ order_extension`).
 //!
+//! Errors ([`super::errors`]): a delta row whose join key fails to evaluate becomes an error
+//! and never reaches the index. A pair on which the residual predicate fails does not match
+//! and is an error of the pair delta `ΔL ⋈ R_old + L_new ⋈ ΔR` (inner and outer joins), so
+//! it is retracted with the pair; semi and anti joins have no pair delta, so there such a
+//! pair fails the step (the view then stops, errored, until a recompute succeeds).
+//!
 //! `NOT IN (subquery)` is a null-aware anti join, whose output also depends on the right side
 //! as a whole; see [`null_aware`]. What of a join's state is saved at checkpoints, and what is
 //! rebuilt from its inputs at start-up: [`saved`].
@@ -50,6 +56,7 @@ use datafusion::common::JoinType;
 use datafusion::physical_expr::PhysicalExpr;
 
 use super::durable::{pair, Dirty, OperatorState};
+use super::errors::{as_statement_error, failing_rows, rows_except, screen, ErrorDelta};
 use super::operator::{conform, evaluate, indent, take_rows, Deltas, Operator};
 use super::{consolidate, ApplyMode, ChangeBatch, FastMap};
 use crate::error::{Error, Result};
@@ -479,33 +486,59 @@ impl Join {
     }
 
     /// `left ++ right` rows, filtered by the residual predicate; the mask says which pairs
-    /// pass.
+    /// pass. A pair on which the predicate fails does not pass; with `errors` (the pairs'
+    /// weights and where their errors go), it becomes an error: the pair delta of the inner
+    /// part records the errors of every pair. Outer joins' matched tests read the same mask
+    /// without recording; semi and anti joins have no pair delta, so there a failing pair
+    /// fails the step.
     fn pairs(
         &self,
         left: Vec<ArrayRef>,
         right: Vec<ArrayRef>,
         rows: usize,
+        errors: Option<(&[i64], &mut ErrorDelta)>,
     ) -> Result<(RecordBatch, Option<BooleanArray>)> {
         let mut columns = left;
         columns.extend(right);
         let batch = conform(&self.pair_schema, columns, rows)?;
-        let mask = match &self.filter {
-            Some(f) => {
-                let m = evaluate(f, &batch)?;
-                Some(
-                    m.as_any()
-                        .downcast_ref::<BooleanArray>()
-                        .ok_or_else(|| Error::Internal("join filter is not boolean".into()))?
-                        .clone(),
-                )
-            }
-            None => None,
+        let Some(f) = &self.filter else { return Ok((batch, None)) };
+        let boolean = |m: ArrayRef| -> Result<BooleanArray> {
+            Ok(m.as_any()
+                .downcast_ref::<BooleanArray>()
+                .ok_or_else(|| Error::Internal("join filter is not boolean".into()))?
+                .clone())
         };
-        Ok((batch, mask))
+        let whole = match evaluate(f, &batch) {
+            Ok(m) => return Ok((batch, Some(boolean(m)?))),
+            Err(e) => e,
+        };
+        let failing = failing_rows(std::slice::from_ref(f), &batch);
+        if failing.is_empty() {
+            return Err(whole);
+        }
+        match errors {
+            Some((weights, errors)) => failing.iter().for_each(|(row, e)| errors.push(e.clone(), weights[*row])),
+            None if self.inner_like() => {}
+            None => return Err(as_statement_error(&failing[0].1)),
+        }
+        let keep = rows_except(rows, &failing);
+        let kept = take_rows(batch.columns(), &keep)?;
+        let passed = boolean(evaluate(f, &conform(&self.pair_schema, kept, keep.len())?)?)?;
+        let mut mask = vec![false; rows];
+        for (k, &i) in keep.iter().enumerate() {
+            mask[i as usize] = passed.is_valid(k) && passed.value(k);
+        }
+        Ok((batch, Some(BooleanArray::from(mask))))
     }
 
     /// Δ of one side joined with the other side's current index.
-    fn join_delta(&self, w: Which, change: &ChangeBatch, keys: &Keys) -> Result<Option<ChangeBatch>> {
+    fn join_delta(
+        &self,
+        w: Which,
+        change: &ChangeBatch,
+        keys: &Keys,
+        errors: &mut ErrorDelta,
+    ) -> Result<Option<ChangeBatch>> {
         let (_, other) = self.sides(w);
         let mut idx: Vec<u32> = Vec::new();
         let mut partners: Vec<&[u8]> = Vec::new();
@@ -526,8 +559,12 @@ impl Join {
         let mine = take_rows(change.data.columns(), &idx)?;
         let theirs = other.decode(&partners)?;
         let rows = weights.len();
-        let (batch, mask) =
-            if w == Which::Left { self.pairs(mine, theirs, rows)? } else { self.pairs(theirs, mine, rows)? };
+        let errors = Some((weights.as_slice(), errors));
+        let (batch, mask) = if w == Which::Left {
+            self.pairs(mine, theirs, rows, errors)?
+        } else {
+            self.pairs(theirs, mine, rows, errors)?
+        };
         let change = ChangeBatch { data: batch, weights, mode: ApplyMode::Delta };
         Ok(Some(match mask {
             Some(m) => super::operator::filter_change(&change, &m)?,
@@ -618,7 +655,8 @@ impl Join {
             let mine = take_rows(change.data.columns(), &pair_rows)?;
             let theirs = other.decode(&pair_partners)?;
             let n = pair_rows.len();
-            let (_, mask) = if w == Which::Left { self.pairs(mine, theirs, n)? } else { self.pairs(theirs, mine, n)? };
+            let (_, mask) =
+                if w == Which::Left { self.pairs(mine, theirs, n, None)? } else { self.pairs(theirs, mine, n, None)? };
             let mask = mask.expect("pairs are tested only with a filter");
             let mut passed = vec![false; change.len()];
             for (k, &i) in pair_rows.iter().enumerate() {
@@ -651,7 +689,7 @@ impl Join {
         let a = mine.decode(&mine_rows)?;
         let b = other.decode(&other_rows)?;
         let n = mine_rows.len();
-        let (_, mask) = if w == Which::Left { self.pairs(a, b, n)? } else { self.pairs(b, a, n)? };
+        let (_, mask) = if w == Which::Left { self.pairs(a, b, n, None)? } else { self.pairs(b, a, n, None)? };
         let mask = mask.expect("called with a filter");
         Ok((0..rows.len())
             .map(|i| {
@@ -704,9 +742,11 @@ impl Join {
 }
 
 impl Operator for Join {
-    fn step(&mut self, inputs: &Deltas) -> Result<Option<ChangeBatch>> {
-        let dl = self.left.input.step(inputs)?;
-        let dr = self.right.input.step(inputs)?;
+    fn step(&mut self, inputs: &Deltas, errors: &mut ErrorDelta) -> Result<Option<ChangeBatch>> {
+        let dl = self.left.input.step(inputs, errors)?;
+        let dr = self.right.input.step(inputs, errors)?;
+        let dl = dl.map(|d| screen(&self.left.keys, d, errors)).transpose()?;
+        let dr = dr.map(|d| screen(&self.right.keys, d, errors)).transpose()?;
         if dl.is_none() && dr.is_none() {
             return Ok(None);
         }
@@ -735,7 +775,7 @@ impl Operator for Join {
         for (which, delta, keys) in [(Which::Left, &dl, &kl), (Which::Right, &dr, &kr)] {
             let (Some(d), Some(k)) = (delta, keys) else { continue };
             if self.inner_like() {
-                parts.extend(self.join_delta(which, d, k)?);
+                parts.extend(self.join_delta(which, d, k, errors)?);
             }
             parts.extend(self.null_key_part(which, d, k)?);
             for (w, want, skip) in preserved.iter().filter(|(w, ..)| *w == which) {

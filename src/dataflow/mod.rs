@@ -27,6 +27,7 @@
 pub mod aggregate;
 pub mod compile;
 pub mod durable;
+pub mod errors;
 mod graph;
 pub mod join;
 pub mod operator;

@@ -9,6 +9,9 @@
 //! - [`Filter`]: Δ(σ p) = σ p (Δin) (NULL counts as false, like WHERE);
 //! - [`Union`]: Δ(A ⊎ B) = ΔA ⊎ ΔB (UNION ALL; UNION is a DISTINCT above it);
 //! - [`Constant`]: a VALUES list or a `SELECT` without FROM: its rows once, at creation.
+//!
+//! Rows on which an expression fails become errors instead of output rows
+//! ([`super::errors`]): Δerrors = the failing rows of Δin, linear as well.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,6 +23,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::physical_expr::PhysicalExpr;
 
 use super::durable::OperatorState;
+use super::errors::{evaluate_guarded, ErrorDelta};
 use super::{ApplyMode, ChangeBatch};
 use crate::error::{Error, Result};
 use crate::state::table::PinnedRows;
@@ -74,7 +78,9 @@ impl FromIterator<(u64, ChangeBatch)> for Deltas {
 pub trait Operator: Send + Sync {
     /// The output delta for this commit's input deltas (`None`: nothing changed). Stateful
     /// operators update their state as they go.
-    fn step(&mut self, inputs: &Deltas) -> Result<Option<ChangeBatch>>;
+    /// Rows of the input deltas on which an expression fails leave the delta and become
+    /// `errors` ([`super::errors`]).
+    fn step(&mut self, inputs: &Deltas, errors: &mut ErrorDelta) -> Result<Option<ChangeBatch>>;
     /// The schema of the output rows (every field nullable: internal batches never rely on it).
     fn schema(&self) -> SchemaRef;
     /// The ids of the tables and views this subtree reads.
@@ -144,7 +150,7 @@ pub struct Scan {
 }
 
 impl Operator for Scan {
-    fn step(&mut self, inputs: &Deltas) -> Result<Option<ChangeBatch>> {
+    fn step(&mut self, inputs: &Deltas, _errors: &mut ErrorDelta) -> Result<Option<ChangeBatch>> {
         let Some(change) = inputs.get(&self.table) else { return Ok(None) };
         let columns = match &self.projection {
             Some(p) => p.iter().map(|&i| change.data.column(i).clone()).collect(),
@@ -183,9 +189,9 @@ pub struct Project {
 }
 
 impl Operator for Project {
-    fn step(&mut self, inputs: &Deltas) -> Result<Option<ChangeBatch>> {
-        let Some(change) = self.input.step(inputs)? else { return Ok(None) };
-        let columns = self.exprs.iter().map(|e| evaluate(e, &change.data)).collect::<Result<Vec<_>>>()?;
+    fn step(&mut self, inputs: &Deltas, errors: &mut ErrorDelta) -> Result<Option<ChangeBatch>> {
+        let Some(change) = self.input.step(inputs, errors)? else { return Ok(None) };
+        let (change, columns) = evaluate_guarded(&self.exprs, change, errors)?;
         let data = conform(&self.schema, columns, change.len())?;
         Ok(Some(ChangeBatch { data, weights: change.weights, mode: ApplyMode::Delta }))
     }
@@ -220,9 +226,10 @@ pub struct Filter {
 }
 
 impl Operator for Filter {
-    fn step(&mut self, inputs: &Deltas) -> Result<Option<ChangeBatch>> {
-        let Some(change) = self.input.step(inputs)? else { return Ok(None) };
-        let mask = evaluate(&self.predicate, &change.data)?;
+    fn step(&mut self, inputs: &Deltas, errors: &mut ErrorDelta) -> Result<Option<ChangeBatch>> {
+        let Some(change) = self.input.step(inputs, errors)? else { return Ok(None) };
+        let (change, mut mask) = evaluate_guarded(std::slice::from_ref(&self.predicate), change, errors)?;
+        let mask = mask.pop().expect("one predicate");
         let mask = mask
             .as_any()
             .downcast_ref::<BooleanArray>()
@@ -259,11 +266,11 @@ pub struct Union {
 }
 
 impl Operator for Union {
-    fn step(&mut self, inputs: &Deltas) -> Result<Option<ChangeBatch>> {
+    fn step(&mut self, inputs: &Deltas, errors: &mut ErrorDelta) -> Result<Option<ChangeBatch>> {
         let mut batches = Vec::new();
         let mut weights = Vec::new();
         for input in &mut self.inputs {
-            if let Some(c) = input.step(inputs)? {
+            if let Some(c) = input.step(inputs, errors)? {
                 batches.push(conform(&self.schema, c.data.columns().to_vec(), c.len())?);
                 weights.extend(c.weights);
             }
@@ -304,7 +311,7 @@ pub struct Constant {
 }
 
 impl Operator for Constant {
-    fn step(&mut self, _inputs: &Deltas) -> Result<Option<ChangeBatch>> {
+    fn step(&mut self, _inputs: &Deltas, _errors: &mut ErrorDelta) -> Result<Option<ChangeBatch>> {
         Ok(self.rows.take().map(|data| ChangeBatch::uniform(data, 1)))
     }
 

@@ -26,6 +26,7 @@ use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::physical_expr::PhysicalExpr;
 
 use super::durable::{count_value, pair, read_multiplicity, split_pair, Dirty, OperatorState, StateWriter};
+use super::errors::{screen, ErrorDelta};
 use super::operator::{conform, evaluate, indent, Deltas, Operator};
 use super::{ApplyMode, ChangeBatch, FastMap};
 use crate::error::Result;
@@ -206,8 +207,10 @@ impl TopK {
 }
 
 impl Operator for TopK {
-    fn step(&mut self, inputs: &Deltas) -> Result<Option<ChangeBatch>> {
-        let Some(delta) = self.input.step(inputs)? else { return Ok(None) };
+    fn step(&mut self, inputs: &Deltas, errors: &mut ErrorDelta) -> Result<Option<ChangeBatch>> {
+        let Some(delta) = self.input.step(inputs, errors)? else { return Ok(None) };
+        // Rows on which a sort or partition key fails are errors, in no partition.
+        let delta = screen(self.keys.iter().map(|k| &k.expr).chain(&self.partition_by), delta, errors)?;
         let empty = || Some(ChangeBatch::uniform(RecordBatch::new_empty(self.schema.clone()), 1));
         if delta.is_empty() {
             return Ok(empty());
@@ -359,7 +362,8 @@ impl OperatorState for TopK {
     }
 
     fn rebuild(&mut self, inputs: &Deltas) -> Result<()> {
-        self.step(inputs).map(drop)
+        // The errors of the rows screened out were loaded with the view.
+        self.step(inputs, &mut ErrorDelta::default()).map(drop)
     }
 
     fn restored(&mut self) {

@@ -9,6 +9,10 @@
 //!   messages sent, commits waiting (and how old the oldest is), the last error.
 //! - `hw_catalog.relations`: one row per table and materialized view — its source (captured
 //!   tables), rows, and the memory its state holds (rows, plus a view's operator state).
+//! - `hw_catalog.views`: one row per materialized view — its state (`running`, `errored`:
+//!   its query fails on rows of its inputs, `input errored`: a view it reads is errored,
+//!   `failed`: it stopped and is computed again when its inputs change), how many rows fail,
+//!   the error a read reports (SQLSTATE, message, where) and which view holds it.
 //!
 //! The same figures are exported for Prometheus by [`crate::metrics`].
 
@@ -22,13 +26,13 @@ use datafusion::catalog::{SchemaProvider, TableProvider};
 use datafusion::datasource::MemTable;
 
 use crate::catalog::{Catalog, Relation};
-use crate::dataflow::Dataflow;
+use crate::dataflow::{Dataflow, ViewInfo};
 use crate::sink::{SinkRegistry, SinkStatus};
 use crate::source::{SourceRegistry, SourceStatus};
 use crate::sql::parser::ObjectType;
 use crate::state::{CheckpointStats, CheckpointedStore};
 
-const TABLES: [&str; 5] = ["sources", "source_tables", "checkpoints", "sinks", "relations"];
+const TABLES: [&str; 6] = ["sources", "source_tables", "checkpoints", "sinks", "relations", "views"];
 
 /// The `hw_catalog` schema.
 pub struct HwCatalogSchema {
@@ -273,6 +277,47 @@ fn relations_table(sizes: &[RelationSize]) -> datafusion::error::Result<RecordBa
     RecordBatch::try_new(schema, columns).map_err(Into::into)
 }
 
+/// A view's state as `hw_catalog.views` and the metrics name it.
+pub fn view_state(v: &ViewInfo) -> &'static str {
+    match (&v.errors, v.failed) {
+        (_, true) => "failed",
+        (Some(e), false) if e.view == v.name => "errored",
+        (Some(_), false) => "input errored",
+        (None, false) => "running",
+    }
+}
+
+fn views_table(views: &[ViewInfo]) -> datafusion::error::Result<RecordBatch> {
+    let schema: SchemaRef = Arc::new(Schema::new(vec![
+        field("name", DataType::Utf8),
+        field("state", DataType::Utf8),
+        field("error_count", DataType::Int64),
+        field("error_sqlstate", DataType::Utf8),
+        field("error", DataType::Utf8),
+        field("error_context", DataType::Utf8),
+        field("error_view", DataType::Utf8),
+        field("rows", DataType::Int64),
+        field("operator_bytes", DataType::UInt64),
+        field("startup", DataType::Utf8),
+    ]));
+    let text = |f: &dyn Fn(&ViewInfo) -> Option<String>| -> ArrayRef {
+        Arc::new(views.iter().map(f).collect::<StringArray>())
+    };
+    let columns: Vec<ArrayRef> = vec![
+        text(&|v| Some(v.name.clone())),
+        text(&|v| Some(view_state(v).to_string())),
+        Arc::new(views.iter().map(|v| Some(v.error_count + i64::from(v.failed))).collect::<Int64Array>()),
+        text(&|v| v.errors.as_ref().map(|e| e.first.sqlstate.clone())),
+        text(&|v| v.errors.as_ref().map(|e| e.first.message.clone())),
+        text(&|v| v.errors.as_ref().map(|e| e.first.context.clone())),
+        text(&|v| v.errors.as_ref().map(|e| e.view.clone())),
+        Arc::new(views.iter().map(|v| Some(v.rows)).collect::<Int64Array>()),
+        Arc::new(views.iter().map(|v| Some(v.state_bytes as u64)).collect::<UInt64Array>()),
+        text(&|v| Some(if v.loaded { "loaded" } else { "computed" }.to_string())),
+    ];
+    RecordBatch::try_new(schema, columns).map_err(Into::into)
+}
+
 #[async_trait]
 impl SchemaProvider for HwCatalogSchema {
     fn table_names(&self) -> Vec<String> {
@@ -293,6 +338,7 @@ impl SchemaProvider for HwCatalogSchema {
                 };
                 relations_table(&sizes)?
             }
+            "views" => views_table(&self.dataflow.upgrade().map(|d| d.views()).unwrap_or_default())?,
             _ => return Ok(None),
         };
         Ok(Some(Arc::new(MemTable::try_new(batch.schema(), vec![vec![batch]])?)))

@@ -171,10 +171,12 @@ impl PointQuery {
             }
             values.push(cast.to_array()?);
         }
+        let pinned = self.state.pin();
+        pinned.readable()?;
         let batch = if matches_nothing {
             RecordBatch::new_empty(self.schema.clone())
         } else {
-            let found = self.state.lookup(&self.state.pin(), &values)?;
+            let found = self.state.lookup(&pinned, &values)?;
             let columns = self.projection.iter().map(|&c| found.column(c).clone()).collect();
             match RecordBatch::try_new(self.schema.clone(), columns) {
                 Ok(b) => b,

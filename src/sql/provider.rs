@@ -131,6 +131,8 @@ impl TableProvider for LocalTable {
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
         let id = self.state.id();
         let pinned = PINNED.try_with(|p| p.get(&id).cloned()).ok().flatten().unwrap_or_else(|| self.state.pin());
+        // A view whose query fails on some rows answers with its error, not with rows.
+        pinned.readable().map_err(|e| DataFusionError::External(Box::new(e)))?;
         let prefix = self.lookup_prefix(filters)?;
         let batch =
             if prefix.is_empty() { self.state.snapshot_of(&pinned) } else { self.state.lookup(&pinned, &prefix) }

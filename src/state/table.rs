@@ -16,7 +16,7 @@ use super::index::{Entry, EntryRef, RowIndex};
 use super::keys;
 use super::store::{StateStore, WriteBatch};
 use crate::dataflow::{ApplyMode, ChangeBatch, FastMap};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, ViewErrors};
 
 /// An entry as the store holds it: its count (little-endian) then its row.
 fn encode_entry(e: EntryRef<'_>) -> Vec<u8> {
@@ -91,6 +91,9 @@ struct Rows {
     /// Rows a bulk load in key order announced ([`TableState::expect_rows`]): the first
     /// commit that appends to the empty table sizes its buffers for them.
     expected: usize,
+    /// For a materialized view's result: the errors a read reports instead of the rows
+    /// ([`TableState::set_errors`]).
+    errors: Option<Arc<ViewErrors>>,
 }
 
 /// The version of rows only one transaction sees ([`TableState::apply_to_pinned`]): commits
@@ -105,9 +108,19 @@ pub struct PinnedRows {
     index: RowIndex,
     version: u64,
     layout: Arc<Layout>,
+    errors: Option<Arc<ViewErrors>>,
 }
 
 impl PinnedRows {
+    /// The errors of a materialized view's result as of the pin: a read must report them
+    /// rather than return its rows ([`Error::ViewErrored`]).
+    pub fn readable(&self) -> Result<()> {
+        match &self.errors {
+            Some(e) => Err(Error::ViewErrored(e.clone())),
+            None => Ok(()),
+        }
+    }
+
     /// Number of distinct stored rows (keys).
     pub fn len(&self) -> usize {
         self.index.len()
@@ -262,7 +275,7 @@ impl TableState {
             name: name.to_string(),
             key_columns,
             key_format,
-            rows: Arc::new(RwLock::new(Rows { index: RowIndex::new(multiset), version: 0, layout, expected: 0 })),
+            rows: Arc::new(RwLock::new(Rows { index: RowIndex::new(multiset), version: 0, layout, expected: 0, errors: None })),
             snapshot: Mutex::new(None),
             has_image: AtomicBool::new(false),
             changed_since_image: AtomicUsize::new(0),
@@ -359,7 +372,12 @@ impl TableState {
     /// The current rows, frozen (see [`PinnedRows`]).
     pub fn pin(&self) -> PinnedRows {
         let rows = self.read_rows();
-        PinnedRows { index: rows.index.pinned(), version: rows.version, layout: rows.layout.clone() }
+        PinnedRows {
+            index: rows.index.pinned(),
+            version: rows.version,
+            layout: rows.layout.clone(),
+            errors: rows.errors.clone(),
+        }
     }
 
     /// All rows as one batch, consistent as of the last commit. Cached until the next write.
@@ -408,10 +426,16 @@ impl TableState {
     /// there); nothing is stored, and no other session sees these rows.
     pub fn apply_to_pinned(&self, pinned: &PinnedRows, change: &ChangeBatch) -> Result<PinnedRows> {
         let mut rows =
-            Rows { index: pinned.index.clone(), version: PRIVATE_VERSION, layout: pinned.layout.clone(), expected: 0 };
+            Rows {
+                index: pinned.index.clone(),
+                version: PRIVATE_VERSION,
+                layout: pinned.layout.clone(),
+                expected: 0,
+                errors: None,
+            };
         let updates = self.plan(&rows, change)?;
         rows.index.set_all(updates.into_iter().map(|(k, slot)| (k, slot.new, slot.old.is_some())).collect());
-        Ok(PinnedRows { index: rows.index, version: PRIVATE_VERSION, layout: rows.layout })
+        Ok(PinnedRows { index: rows.index, version: PRIVATE_VERSION, layout: rows.layout, errors: None })
     }
 
     /// Checks `change` against the current rows; nothing changes until
@@ -617,6 +641,17 @@ impl TableState {
         rows.index = widening.index;
         rows.layout = widening.layout;
         rows.version += 1;
+    }
+
+    /// Sets what reads of this materialized view's result report instead of its rows
+    /// (`None`: the rows), published with a commit.
+    pub fn set_errors(&self, errors: Option<Arc<ViewErrors>>) {
+        self.write_rows().errors = errors;
+    }
+
+    /// What reads report instead of the rows, if anything.
+    pub fn errors(&self) -> Option<Arc<ViewErrors>> {
+        self.read_rows().errors.clone()
     }
 
     /// Replaces every row (a view rebuilt from its inputs), in memory.

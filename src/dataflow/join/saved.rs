@@ -6,6 +6,7 @@ use std::collections::hash_map::Entry::{Occupied, Vacant};
 
 use super::{Group, Join, Side, Which, ROW_OVERHEAD};
 use crate::dataflow::durable::{count_value, damaged, pair, read_multiplicity, split_pair, OperatorState, StateWriter};
+use crate::dataflow::errors::{screen, ErrorDelta};
 use crate::dataflow::operator::Deltas;
 use crate::error::Result;
 use crate::state::index::Key;
@@ -112,7 +113,10 @@ impl OperatorState for Join {
             if !self.rebuilds_side(w) {
                 continue;
             }
-            let Some(change) = self.side_mut(w).input.step(inputs)? else { continue };
+            // Rows whose errors the view loaded are screened out again, as when they came.
+            let mut errors = ErrorDelta::default();
+            let Some(change) = self.side_mut(w).input.step(inputs, &mut errors)? else { continue };
+            let change = screen(&self.side(w).keys, change, &mut errors)?;
             let keys = self.keys(w, &change)?;
             self.side_mut(w).update(&change, &keys, inputs, false)?;
         }
