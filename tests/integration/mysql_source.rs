@@ -288,3 +288,70 @@ async fn snapshot_chunks_interleave_across_tables() {
         "SELECT (SELECT count(*) FROM big1) AS a, (SELECT count(*) FROM big2) AS b, (SELECT sum(v) FROM small) AS c";
     assert_eq!(hw_rows(&hw, counts).await, vec![vec!["30000", "30000", "55"]]);
 }
+
+/// The outage of issue 29: one upstream row a view's query fails on (a zero divisor) must not
+/// stop the source. Both captured tables keep streaming, the other view stays fresh, reads of
+/// the view report the error (SQLSTATE, the expression and the row), `hw_catalog.views` and
+/// the metrics show it; across a restart it stays; fixing the row upstream clears it and the
+/// view is right again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_row_upstream_errors_its_view_and_stops_nothing() {
+    let db = MariaDb::start().await;
+    let mut my = db.root().await;
+    my.query_drop(
+        "CREATE DATABASE s; CREATE TABLE s.t (id INT PRIMARY KEY, a INT, b INT); \
+         CREATE TABLE s.u (id INT PRIMARY KEY, x VARCHAR(10)); \
+         INSERT INTO s.t VALUES (1, 10, 2), (2, 9, 3); INSERT INTO s.u VALUES (1, 'one')",
+    )
+    .await
+    .unwrap();
+    let (mut server, hw) = common::with_source(&db, "CREATE SOURCE s FROM MYSQL CONNECTION up FOR SCHEMAS (s)").await;
+    wait_for(&hw, "SELECT count(*) FROM t", &["2"]).await;
+    hw.batch_execute(
+        "CREATE MATERIALIZED VIEW q AS SELECT id, a / b AS r FROM t; \
+         CREATE MATERIALIZED VIEW q_total AS SELECT sum(r) AS total FROM q; \
+         CREATE MATERIALIZED VIEW t_count AS SELECT count(*) AS n FROM t",
+    )
+    .await
+    .unwrap();
+    wait_for(&hw, "SELECT id, r FROM q ORDER BY id", &["1|5", "2|3"]).await;
+
+    my.query_drop("INSERT INTO s.t VALUES (3, 7, 0); INSERT INTO s.u VALUES (2, 'two')").await.unwrap();
+    // Both tables, and the view that does not fail, keep streaming.
+    wait_for(&hw, "SELECT count(*) FROM u", &["2"]).await;
+    wait_for(&hw, "SELECT n FROM t_count", &["3"]).await;
+    wait_for(&hw, "SELECT name, state, error_count FROM hw_catalog.views WHERE name = 'q'", &["q|errored|1"]).await;
+    let err = hw.simple_query("SELECT * FROM q").await.expect_err("an errored view answers with its error");
+    let db_err = err.as_db_error().expect("a server error");
+    assert_eq!(db_err.code().code(), "22012");
+    assert!(db_err.message().contains("division by zero"), "{}", db_err.message());
+    assert!(db_err.message().contains("id = 3, a = 7, b = 0"), "the row is named: {}", db_err.message());
+    assert!(db_err.hint().is_some_and(|h| h.contains("hw_catalog.views")), "{:?}", db_err.hint());
+    let err = hw.simple_query("SELECT * FROM q_total").await.expect_err("a view on an errored view is errored");
+    assert_eq!(err.as_db_error().map(|e| e.code().code()), Some("22012"));
+    assert_eq!(
+        common::joined_rows(&hw, "SELECT state, error_view FROM hw_catalog.views WHERE name = 'q_total'").await,
+        vec!["input errored|q"]
+    );
+    let (_, metrics) = server.http_get("/metrics").await;
+    for line in ["headwater_view_errors{view=\"q\"} 1", "headwater_views_errored 2"] {
+        assert!(metrics.lines().any(|l| l.starts_with(line)), "no {line:?} in\n{metrics}");
+    }
+    let sources = common::joined_rows(&hw, "SELECT state, last_error FROM hw_catalog.sources").await;
+    assert_eq!(sources, vec!["streaming|NULL"]);
+
+    // A restart keeps the error (and the source goes on from where it was).
+    server.restart().await;
+    let hw = server.client().await;
+    wait_for(&hw, "SELECT name, state, error_count FROM hw_catalog.views WHERE name = 'q'", &["q|errored|1"]).await;
+    my.query_drop("INSERT INTO s.u VALUES (3, 'three')").await.unwrap();
+    wait_for(&hw, "SELECT count(*) FROM u", &["3"]).await;
+
+    // Fixed upstream: the error is retracted with the row, and the view is right again.
+    my.query_drop("UPDATE s.t SET b = 7 WHERE id = 3").await.unwrap();
+    wait_for(&hw, "SELECT id, r FROM q ORDER BY id", &["1|5", "2|3", "3|1"]).await;
+    wait_for(&hw, "SELECT total FROM q_total", &["9"]).await;
+    wait_for(&hw, "SELECT state, error_count FROM hw_catalog.views WHERE name = 'q'", &["running|0"]).await;
+    let (_, metrics) = server.http_get("/metrics").await;
+    assert!(metrics.lines().any(|l| l.starts_with("headwater_views_errored 0")), "{metrics}");
+}
