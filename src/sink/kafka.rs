@@ -121,6 +121,8 @@ pub(crate) struct Worker {
     pub(crate) snapshot: Option<(RecordBatch, u64)>,
     /// The checkpoint generation that makes the snapshot's rows durable.
     pub(crate) snapshot_generation: u64,
+    /// The relation: while it is an errored view, nothing is sent ([`Worker::wait_unerrored`]).
+    pub(crate) relation: Arc<crate::state::TableState>,
 }
 
 impl Worker {
@@ -193,6 +195,9 @@ impl Worker {
                 // before goes first, then the snapshot (consumers converge on the latest row).
                 self.send_ready(&producer, Some(base))?;
             }
+            if !self.wait_unerrored() {
+                return Ok(());
+            }
             self.shared.status().state = "snapshotting".into();
             self.send_snapshot(&producer)?;
         }
@@ -202,9 +207,41 @@ impl Worker {
             s.last_error = None;
         }
         while !self.shared.stopped() {
+            if !self.wait_unerrored() {
+                return Ok(());
+            }
             self.send_ready(&producer, None)?;
         }
         Ok(())
+    }
+
+    /// Waits while the relation is a materialized view whose reads report an error
+    /// (`dataflow::errors`): its changes meanwhile leave out the rows its query fails on, so
+    /// they stay in the outbox, state `paused` with the error, and go (in order, exactly once)
+    /// when the error is retracted. False when the sink was stopped meanwhile.
+    fn wait_unerrored(&self) -> bool {
+        let mut paused = false;
+        while let Some(e) = self.relation.errors() {
+            if self.shared.stopped() {
+                return false;
+            }
+            if !paused {
+                paused = true;
+                let error = crate::error::Error::ViewErrored(e).to_string();
+                tracing::warn!(sink = %self.config.name, %error, "sink paused: its relation is errored");
+                let mut s = self.shared.status();
+                s.state = "paused".into();
+                s.last_error = Some(error);
+            }
+            self.shared.pause(Duration::from_millis(100));
+        }
+        if paused {
+            tracing::info!(sink = %self.config.name, "sink resumed: its relation's error was retracted");
+            let mut s = self.shared.status();
+            s.state = "running".into();
+            s.last_error = None;
+        }
+        !self.shared.stopped()
     }
 
     /// Creates the topics when missing (if asked) and checks the sink's topic exists.

@@ -21,6 +21,10 @@
 //!    transactions: entries are deleted after the broker acknowledged them, and a crash in
 //!    between sends them again.
 //!
+//! A sink from a materialized view whose reads report an error (`dataflow::errors`) pauses:
+//! its entries wait in the outbox, `hw_catalog.sinks` says `paused` with the error, and they
+//! are sent once the error is retracted.
+//!
 //! The first thing a sink sends is a snapshot of its relation, taken at the same commit as
 //! its first delta ([`Dataflow::add_tap`](crate::dataflow::Dataflow::add_tap)); with
 //! exactly-once it is one Kafka transaction, so consumers never see half of it.
@@ -291,6 +295,7 @@ impl SinkRegistry {
             progress,
             snapshot,
             snapshot_generation: generation,
+            relation: relation.clone(),
         };
         let thread = std::thread::Builder::new().name(format!("sink-{name}")).spawn(move || worker.run());
         let thread = match thread {

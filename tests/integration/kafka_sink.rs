@@ -375,3 +375,48 @@ async fn broker_outage_is_visible_and_loses_nothing() {
     ids.sort();
     assert_eq!(ids, (0..=20).collect::<Vec<_>>(), "every row exactly once after the outage");
 }
+
+/// A sink from a view whose query fails on a row pauses (hw_catalog.sinks: `paused` with the
+/// error), holds what the view commits meanwhile, and once the row is fixed sends it all,
+/// exactly once: the topic converges to the view.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sink_from_an_errored_view_pauses_and_resumes_exactly_once() {
+    let kafka = MockKafka::start();
+    kafka.topic("ratios", 1);
+    let server = TestServer::start().await;
+    let c = server.client().await;
+    exec(
+        &c,
+        &format!(
+            "CREATE TABLE t (id INT PRIMARY KEY, a INT, b INT); INSERT INTO t VALUES (1, 10, 2);
+             CREATE MATERIALIZED VIEW ratios AS SELECT id, a / b AS r FROM t;
+             CREATE CONNECTION k TO KAFKA (BROKER '{}');
+             CREATE SINK ratios_out FROM ratios INTO KAFKA CONNECTION k (TOPIC 'ratios') KEY (id) ENVELOPE UPSERT;",
+            kafka.bootstrap()
+        ),
+    )
+    .await;
+    wait_sent(&c, "ratios_out", 1).await;
+    exec(&c, "INSERT INTO t VALUES (2, 5, 0)").await;
+    common::wait_for_rows(
+        &c,
+        "SELECT state, last_error LIKE 'division by zero%' FROM hw_catalog.sinks WHERE name = 'ratios_out'",
+        &["paused|t"],
+    )
+    .await;
+    // Changes the view commits while errored wait in the outbox.
+    exec(&c, "INSERT INTO t VALUES (3, 9, 3); UPDATE t SET a = 20 WHERE id = 1").await;
+    common::wait_for_rows(&c, "SELECT pending_commits > 0 FROM hw_catalog.sinks", &["t"]).await;
+    let sent = kafka.consume_all("ratios", true).len();
+    assert_eq!(sent, 1, "nothing is sent while the view is errored");
+    exec(&c, "UPDATE t SET b = 1 WHERE id = 2").await;
+    wait_sent(&c, "ratios_out", 4).await;
+    let records = kafka.consume_all("ratios", true);
+    let (last, _) = per_key(&records);
+    let want: BTreeMap<String, Option<Value>> = [(1, 10), (2, 5), (3, 3)]
+        .into_iter()
+        .map(|(id, r)| (json!({ "id": id }).to_string(), Some(json!({ "id": id, "r": r }))))
+        .collect();
+    assert_eq!(last, want, "the topic converges to the view");
+    assert_eq!(records.len(), 4, "the snapshot row, then 3 changes, each once: {records:?}");
+}
