@@ -90,12 +90,15 @@ const LAST_RETRY: Duration = Duration::from_secs(60);
 
 impl Failure {
     fn new(error: &Error) -> Failure {
+        let error = match error {
+            Error::InView { cause, .. } => cause.as_ref(),
+            e => e,
+        };
         Failure {
             error: RowError {
                 sqlstate: error.sqlstate().to_string(),
                 message: error.to_string(),
-                context: "the view stopped being maintained; it is computed again from its inputs when they change"
-                    .into(),
+                context: "it stopped being maintained, and is computed again from its inputs when they change".into(),
             },
             retry_at: Instant::now(),
             backoff: FIRST_RETRY,
@@ -668,17 +671,26 @@ fn step_view(view: &mut View, deltas: &Deltas, errors: &mut ErrorDelta) -> Resul
     Ok(Some((out, planned)))
 }
 
-/// A failed view computed again, within a commit: fresh operators fed its inputs' rows as of
-/// before the commit, then the commit's deltas; its result changes by what it should hold
-/// now minus what it held when it failed. `errors`: all of its errors (they replace the old).
+/// A failed view computed again, within a commit: fresh operators fed its inputs' rows as
+/// of after the commit (the rows before it, with the commit's deltas applied: the rows that
+/// made it fail may be the ones this commit removes); its result changes by what it should
+/// hold now minus what it held when it failed. `errors`: all of its errors (they replace the
+/// old ones).
 fn recompute_view(view: &mut View, deltas: &Deltas, errors: &mut ErrorDelta) -> Result<Option<(ChangeBatch, Planned)>> {
     let (root, _) = compile(&view.plan)?;
     view.root = root;
-    let pins = view.inputs.iter().map(|t| (t.id(), t.pin())).collect();
-    let initial = initial_deltas(&view.inputs, &pins)?;
+    let mut after = HashMap::new();
+    for t in &view.inputs {
+        let pinned = t.pin();
+        let pinned = match deltas.get(&t.id()) {
+            Some(delta) => t.apply_to_pinned(&pinned, delta)?,
+            None => pinned,
+        };
+        after.insert(t.id(), pinned);
+    }
+    let initial = initial_deltas(&view.inputs, &after)?;
     let mut parts = Vec::new();
     parts.extend(guarded_step(&mut view.root, &initial, errors)?);
-    parts.extend(guarded_step(&mut view.root, deltas, errors)?);
     let mut parts: Vec<ChangeBatch> = parts.into_iter().map(|p| as_output(&view.output, p)).collect::<Result<_>>()?;
     let old = view.output.snapshot()?;
     parts.push(ChangeBatch::uniform(old, -1));
