@@ -138,7 +138,8 @@ impl Collector for EngineCollector {
             gauges(&mut encoder, f)?;
         }
 
-        let mut view_errors = Family::new("view_errors", "Rows of its inputs on which a materialized view's query fails");
+        let mut view_errors =
+            Family::new("view_errors", "Rows of its inputs on which a materialized view's query fails");
         let mut view_state = Family::new("view_state", "A materialized view's state (1 for the current one)");
         let mut errored = Family::new("views_errored", "Materialized views whose reads report an error");
         let mut n_errored = 0.0;

@@ -337,12 +337,13 @@ mod tests {
     use proptest::prelude::*;
 
     fn batch(a: &[i32], b: &[i32]) -> RecordBatch {
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("a", DataType::Int32, true),
-            Field::new("b", DataType::Int32, true),
-        ]));
-        RecordBatch::try_new(schema, vec![Arc::new(Int32Array::from(a.to_vec())), Arc::new(Int32Array::from(b.to_vec()))])
-            .unwrap()
+        let schema =
+            Arc::new(Schema::new(vec![Field::new("a", DataType::Int32, true), Field::new("b", DataType::Int32, true)]));
+        RecordBatch::try_new(
+            schema,
+            vec![Arc::new(Int32Array::from(a.to_vec())), Arc::new(Int32Array::from(b.to_vec()))],
+        )
+        .unwrap()
     }
 
     fn a_over_b(schema: &Schema) -> Arc<dyn PhysicalExpr> {

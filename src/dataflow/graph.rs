@@ -2,12 +2,14 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::logical_expr::LogicalPlan;
+
+mod failures;
 
 use super::compile::compile;
 use super::durable;
@@ -15,9 +17,10 @@ use super::errors::{ErrorDelta, ErrorSet};
 use super::operator::{conform, Deltas, Operator};
 use super::tap::{CommitOrigin, Tap};
 use super::{ApplyMode, ChangeBatch};
-use crate::error::{Error, Result, RowError, ViewErrors};
+use crate::error::{Error, Result, ViewErrors};
 use crate::state::table::{PinnedRows, Planned};
 use crate::state::{keys, StateStore, TableState, WriteBatch};
+use failures::{effective_errors, fail, recompute_view, Failure, LAST_RETRY};
 
 /// What EXPLAIN MATERIALIZED VIEW and `hw_catalog.relations` report about a view.
 #[derive(Debug, Clone)]
@@ -73,37 +76,6 @@ struct View {
     failed: Option<Failure>,
     /// What reads of the view report, as last published.
     published: Option<Arc<ViewErrors>>,
-}
-
-/// A view that stopped being maintained.
-struct Failure {
-    error: RowError,
-    /// No recompute is tried before this.
-    retry_at: Instant,
-    /// The wait after the next failed try.
-    backoff: Duration,
-}
-
-/// The first wait before a failed view is computed again, and the longest.
-const FIRST_RETRY: Duration = Duration::from_secs(1);
-const LAST_RETRY: Duration = Duration::from_secs(60);
-
-impl Failure {
-    fn new(error: &Error) -> Failure {
-        let error = match error {
-            Error::InView { cause, .. } => cause.as_ref(),
-            e => e,
-        };
-        Failure {
-            error: RowError {
-                sqlstate: error.sqlstate().to_string(),
-                message: error.to_string(),
-                context: "it stopped being maintained, and is computed again from its inputs when they change".into(),
-            },
-            retry_at: Instant::now(),
-            backoff: FIRST_RETRY,
-        }
-    }
 }
 
 /// A view being created: the commits that happen while its initial contents are computed
@@ -300,7 +272,7 @@ impl Dataflow {
                 None => fail(view, e),
             }
         }
-        let published = errors_changed.then(|| effective_errors(&mut inner.views)).unwrap_or_default();
+        let published = if errors_changed { effective_errors(&mut inner.views) } else { Vec::new() };
         let mut queued = Vec::new();
         for (i, pending) in inner.pending.iter_mut().enumerate() {
             let mine: Deltas =
@@ -469,9 +441,10 @@ impl Dataflow {
         let queue = inner.pending.iter().position(|p| p.id == id).map(|slot| inner.pending.remove(slot).queue);
         let store = self.store.as_ref();
         let replayed = computed.and_then(|()| {
-            queue.into_iter().flatten().try_for_each(|deltas| {
-                fill(&mut view.root, &deltas, &view.output, &mut view.errors, store)
-            })
+            queue
+                .into_iter()
+                .flatten()
+                .try_for_each(|deltas| fill(&mut view.root, &deltas, &view.output, &mut view.errors, store))
         });
         match replayed {
             Ok(()) if restore => tracing::info!(
@@ -669,82 +642,6 @@ fn step_view(view: &mut View, deltas: &Deltas, errors: &mut ErrorDelta) -> Resul
     let out = as_output(&view.output, out)?;
     let planned = view.output.plan_change(&out)?;
     Ok(Some((out, planned)))
-}
-
-/// A failed view computed again, within a commit: fresh operators fed its inputs' rows as
-/// of after the commit (the rows before it, with the commit's deltas applied: the rows that
-/// made it fail may be the ones this commit removes); its result changes by what it should
-/// hold now minus what it held when it failed. `errors`: all of its errors (they replace the
-/// old ones).
-fn recompute_view(view: &mut View, deltas: &Deltas, errors: &mut ErrorDelta) -> Result<Option<(ChangeBatch, Planned)>> {
-    let (root, _) = compile(&view.plan)?;
-    view.root = root;
-    let mut after = HashMap::new();
-    for t in &view.inputs {
-        let pinned = t.pin();
-        let pinned = match deltas.get(&t.id()) {
-            Some(delta) => t.apply_to_pinned(&pinned, delta)?,
-            None => pinned,
-        };
-        after.insert(t.id(), pinned);
-    }
-    let initial = initial_deltas(&view.inputs, &after)?;
-    let mut parts = Vec::new();
-    parts.extend(guarded_step(&mut view.root, &initial, errors)?);
-    let mut parts: Vec<ChangeBatch> = parts.into_iter().map(|p| as_output(&view.output, p)).collect::<Result<_>>()?;
-    let old = view.output.snapshot()?;
-    parts.push(ChangeBatch::uniform(old, -1));
-    let schema = view.output.schema();
-    let data = datafusion::arrow::compute::concat_batches(&schema, parts.iter().map(|p| &p.data))?;
-    let weights = parts.into_iter().flat_map(|p| p.weights).collect();
-    let out = super::consolidate(ChangeBatch { data, weights, mode: ApplyMode::Delta })?;
-    if out.is_empty() {
-        return Ok(None);
-    }
-    let planned = view.output.plan_change(&out)?;
-    Ok(Some((out, planned)))
-}
-
-/// Stops maintaining `view` after `error`: its operators' state is unusable (a step failed
-/// halfway), its result stays as it was, reads report the error, and its inputs' next change
-/// computes it again.
-fn fail(view: &mut View, error: &Error) {
-    tracing::error!(view = %view.name, error = %error, "materialized view stopped: computed again when its inputs change");
-    view.failed = Some(Failure::new(error));
-    view.saved = false;
-}
-
-/// What reads of each view report now that errors changed: a view's failure, else its own
-/// first error, else that of the first view it reads that reports one. Returns the views
-/// whose report changed (to publish with the commit).
-fn effective_errors(views: &mut [View]) -> Vec<(Arc<TableState>, Option<Arc<ViewErrors>>)> {
-    let mut reported: HashMap<u64, Option<Arc<ViewErrors>>> = HashMap::new();
-    let mut changed = Vec::new();
-    for view in views.iter_mut() {
-        let own = match (&view.failed, view.errors.first()) {
-            (Some(f), _) => {
-                Some(ViewErrors { view: view.name.clone(), count: 1 + view.errors.count(), first: f.error.clone() })
-            }
-            (None, Some(first)) => {
-                Some(ViewErrors { view: view.name.clone(), count: view.errors.count(), first: first.clone() })
-            }
-            (None, None) => None,
-        };
-        let now = match own {
-            Some(own) => Some(Arc::new(own)),
-            None => {
-                let mut inputs: Vec<u64> = view.input_ids.iter().copied().collect();
-                inputs.sort_unstable();
-                inputs.into_iter().find_map(|id| reported.get(&id).cloned().flatten())
-            }
-        };
-        if now != view.published {
-            view.published = now.clone();
-            changed.push((view.output.clone(), now.clone()));
-        }
-        reported.insert(view.id, now);
-    }
-    changed
 }
 
 /// [`Operator::step`], with a panic inside an operator (or a DataFusion kernel it calls)

@@ -275,7 +275,13 @@ impl TableState {
             name: name.to_string(),
             key_columns,
             key_format,
-            rows: Arc::new(RwLock::new(Rows { index: RowIndex::new(multiset), version: 0, layout, expected: 0, errors: None })),
+            rows: Arc::new(RwLock::new(Rows {
+                index: RowIndex::new(multiset),
+                version: 0,
+                layout,
+                expected: 0,
+                errors: None,
+            })),
             snapshot: Mutex::new(None),
             has_image: AtomicBool::new(false),
             changed_since_image: AtomicUsize::new(0),
@@ -425,14 +431,13 @@ impl TableState {
     /// the table before it commits. Checked as a commit is (23505, 23502, deleted rows must be
     /// there); nothing is stored, and no other session sees these rows.
     pub fn apply_to_pinned(&self, pinned: &PinnedRows, change: &ChangeBatch) -> Result<PinnedRows> {
-        let mut rows =
-            Rows {
-                index: pinned.index.clone(),
-                version: PRIVATE_VERSION,
-                layout: pinned.layout.clone(),
-                expected: 0,
-                errors: None,
-            };
+        let mut rows = Rows {
+            index: pinned.index.clone(),
+            version: PRIVATE_VERSION,
+            layout: pinned.layout.clone(),
+            expected: 0,
+            errors: None,
+        };
         let updates = self.plan(&rows, change)?;
         rows.index.set_all(updates.into_iter().map(|(k, slot)| (k, slot.new, slot.old.is_some())).collect());
         Ok(PinnedRows { index: rows.index, version: PRIVATE_VERSION, layout: rows.layout, errors: None })
