@@ -262,6 +262,7 @@ impl From<DataFusionError> for Error {
                 Some(Error::Internal(m)) => Error::Internal(m.clone()),
                 Some(Error::Canceled) => Error::Canceled,
                 Some(Error::ViewErrored(v)) => Error::ViewErrored(v.clone()),
+                Some(Error::FeatureNotSupported(m)) => Error::FeatureNotSupported(m.clone()),
                 _ => Error::Query(e),
             },
             _ => Error::Query(e),

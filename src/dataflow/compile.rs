@@ -76,7 +76,8 @@ pub type Compiled = (Box<dyn Operator>, Vec<Arc<TableState>>);
 /// The operator tree for `plan` and the stored relations it reads.
 pub fn compile(plan: &LogicalPlan) -> Result<Compiled> {
     let mut tables = Vec::new();
-    let root = node(plan, &mut tables)?;
+    let plan = super::scalar_subquery::as_joins(plan.clone())?;
+    let root = node(&plan, &mut tables)?;
     tables.sort_by_key(|t: &Arc<TableState>| t.id());
     tables.dedup_by_key(|t| t.id());
     Ok((root, tables))
@@ -121,7 +122,8 @@ fn physical(expr: &Expr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr>> {
     })?;
     if subquery {
         return Err(refuse(
-            "a subquery that cannot be turned into a join (e.g. an uncorrelated scalar subquery: join with it instead)",
+            "a subquery that cannot be turned into a join (e.g. a scalar subquery inside a join condition or an \
+             aggregate's argument: join with it instead)",
         ));
     }
     Ok(create_physical_expr(expr, schema, &ExecutionProps::new(), &PhysicalPlanningContext::default())?)

@@ -31,6 +31,7 @@ pub mod errors;
 mod graph;
 pub mod join;
 pub mod operator;
+pub mod scalar_subquery;
 pub mod tap;
 pub mod topk;
 

@@ -46,6 +46,12 @@ const VIEWS: &[(&str, &str)] = &[
     ("v_intersect", "SELECT k FROM a INTERSECT SELECT k FROM b"),
     ("v_except", "SELECT k FROM a EXCEPT SELECT k FROM b"),
     ("v_scalar", "SELECT id FROM a WHERE v > (SELECT min(w) FROM b WHERE b.k = a.k)"),
+    // Uncorrelated scalar subqueries (`dataflow::scalar_subquery`): in WHERE, HAVING, the select
+    // list; over an empty table (NULL), under HAVING (no row: NULL).
+    ("v_scalar_where", "SELECT id, v FROM a WHERE v > (SELECT avg(w) FROM b)"),
+    ("v_scalar_having", "SELECT k, sum(v) AS s FROM a GROUP BY k HAVING sum(v) > (SELECT sum(w) / 4 FROM b)"),
+    ("v_scalar_select", "SELECT id, (SELECT max(w) FROM b) AS top, (SELECT count(*) FROM b WHERE w > 2) AS n FROM a"),
+    ("v_scalar_empty", "SELECT id, (SELECT max(w) FROM b HAVING count(*) > 3) AS top FROM a"),
     ("v_cross", "SELECT a.id, b.id AS bid FROM a CROSS JOIN b WHERE a.k > 2 AND b.k < 1"),
     ("v_join_agg", "SELECT a.k, count(*) AS n, sum(b.w) AS total FROM a JOIN b ON a.k = b.k GROUP BY a.k"),
     (
