@@ -19,8 +19,6 @@
 //! a filter (`HAVING`) or a sort. The join's delta rule makes a change of the subquery's value
 //! re-emit every input row (−old +new), the cost of that value changing.
 
-use std::sync::Arc;
-
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::Column;
 use datafusion::logical_expr::{Expr, JoinType, LogicalPlan, LogicalPlanBuilder};
@@ -86,7 +84,7 @@ fn rewrite(node: LogicalPlan, next: &mut usize) -> datafusion::error::Result<Tra
                 let column: Column = sub.schema().columns().into_iter().next().ok_or_else(|| {
                     datafusion::error::DataFusionError::Plan("a scalar subquery without a column".into())
                 })?;
-                joined = LogicalPlanBuilder::from(std::mem::replace(&mut joined, LogicalPlan::default()))
+                joined = LogicalPlanBuilder::from(std::mem::take(&mut joined))
                     .join_on(sub, JoinType::Left, [datafusion::logical_expr::lit(true)])?
                     .build()?;
                 Ok(Transformed::yes(Expr::Column(column)))
