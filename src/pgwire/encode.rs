@@ -63,6 +63,50 @@ fn in_time_zone(schema: &SchemaRef, zone: &str) -> Option<SchemaRef> {
     Some(Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone())))
 }
 
+/// Significant digits a `numeric` value can be sent with: arrow-pg encodes through
+/// rust_decimal, whose 96-bit mantissa holds 28 (and some 29-digit) numbers.
+const MAX_SENT_DIGITS: u32 = 28;
+
+/// A decimal type some of whose values may not fit [`MAX_SENT_DIGITS`].
+fn wide_decimal(dt: &DataType) -> bool {
+    matches!(dt, DataType::Decimal128(p, _) if u32::from(*p) > MAX_SENT_DIGITS)
+}
+
+/// Decimal columns whose values need more than [`MAX_SENT_DIGITS`] digits, rounded to the
+/// fractional digits that fit the largest of them (a product of unconstrained `NUMERIC`s has
+/// scale 30: `1.5 * 2.25 * 3` is sent as `10.125000000000000000000000`, where it would be
+/// unreadable). Values whose integer part alone needs more are left as they are (the encoder
+/// then fails with 22003, as an out-of-range value).
+fn decimals_as_sent(batch: RecordBatch) -> datafusion::error::Result<RecordBatch> {
+    use datafusion::arrow::array::{Array, Decimal128Array};
+    let schema = batch.schema();
+    let mut fields = Vec::with_capacity(schema.fields().len());
+    let mut columns = Vec::with_capacity(schema.fields().len());
+    for (f, c) in schema.fields().iter().zip(batch.columns()) {
+        let (DataType::Decimal128(_, scale), Some(values)) =
+            (f.data_type(), c.as_any().downcast_ref::<Decimal128Array>())
+        else {
+            fields.push(f.as_ref().clone());
+            columns.push(c.clone());
+            continue;
+        };
+        let largest = values.iter().flatten().map(|v| v.unsigned_abs()).max().unwrap_or(0);
+        let digits = if largest == 0 { 1 } else { largest.ilog10() + 1 };
+        let scale = (*scale).max(0) as u32;
+        if digits <= MAX_SENT_DIGITS || scale == 0 {
+            fields.push(f.as_ref().clone());
+            columns.push(c.clone());
+            continue;
+        }
+        let integer_digits = digits.saturating_sub(scale);
+        let fits = MAX_SENT_DIGITS.saturating_sub(integer_digits).min(scale) as i8;
+        let dt = DataType::Decimal128(38, fits);
+        columns.push(cast(c, &dt)?);
+        fields.push(f.as_ref().clone().with_data_type(dt));
+    }
+    Ok(RecordBatch::try_new(Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone())), columns)?)
+}
+
 fn relabel(batch: RecordBatch, schema: &SchemaRef) -> datafusion::error::Result<RecordBatch> {
     let columns = batch
         .columns()
@@ -142,6 +186,7 @@ pub fn response(result: QueryResult, format: &Format, session: &Session) -> PgWi
             let text_tz: Arc<[bool]> =
                 fields.iter().map(|f| f.format() == FieldFormat::Text && *f.datatype() == Type::TIMESTAMPTZ).collect();
             let zone = text_tz.iter().any(|b| *b).then(|| options_zone.clone());
+            let wide_decimals = schema.fields().iter().any(|f| wide_decimal(f.data_type()));
             let rows = stream
                 .map(move |batch| {
                     let batch = match &shown {
@@ -152,6 +197,7 @@ pub fn response(result: QueryResult, format: &Format, session: &Session) -> PgWi
                         Some(z) => batch.and_then(|b| with_timestamptz_text(b, &text_tz, z)),
                         None => batch,
                     };
+                    let batch = if wide_decimals { batch.and_then(decimals_as_sent) } else { batch };
                     let rows: Box<dyn Iterator<Item = PgWireResult<DataRow>> + Send + Sync> = match batch {
                         Ok(b) if fix_text => {
                             let fixes = fixes.clone();
