@@ -191,7 +191,24 @@ fn node(plan: &LogicalPlan, tables: &mut Vec<Arc<TableState>>) -> Result<Box<dyn
             let Some(fetch) = fetch else { return Err(refuse("OFFSET without LIMIT")) };
             match l.input.as_ref() {
                 LogicalPlan::Sort(s) => top_k(s, skip, fetch, tables)?,
-                _ => return Err(refuse("LIMIT without ORDER BY (which rows it keeps is arbitrary)")),
+                // SQL leaves which rows are kept unspecified; a view must keep the same ones
+                // every time: those that come first ordered by all their columns (ascending,
+                // NULLs first), the order top-k breaks ties with anyway.
+                input => {
+                    // The optimizer pushed the limit into the scans below as a hint ("any
+                    // `fetch` rows"); the top-k chooses the rows, so they read everything.
+                    let input = input
+                        .clone()
+                        .transform_down(|n| match n {
+                            LogicalPlan::TableScan(mut scan) if scan.fetch.is_some() => {
+                                scan.fetch = None;
+                                Ok(datafusion::common::tree_node::Transformed::yes(LogicalPlan::TableScan(scan)))
+                            }
+                            n => Ok(datafusion::common::tree_node::Transformed::no(n)),
+                        })?
+                        .data;
+                    Box::new(TopK::new(node(&input, tables)?, Vec::new(), skip, fetch)?)
+                }
             }
         }
         LogicalPlan::Union(u) => {
