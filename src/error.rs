@@ -74,6 +74,10 @@ pub enum Error {
     /// The client cancelled the statement (a cancel request, Ctrl-C in psql) (57014).
     #[error("canceling statement due to user request")]
     Canceled,
+    /// A statement nests deeper than the server walks (54001): thousands of chained operators,
+    /// parentheses or set operations. Split it, or build the list with `IN (...)`/`VALUES`.
+    #[error("{0}")]
+    TooComplex(String),
     /// A bug: an invariant of Headwater itself does not hold (XX000).
     #[error("internal error: {0}")]
     Internal(String),
@@ -163,6 +167,7 @@ impl Error {
             Error::Storage(_) => "58030",
             Error::SourceLost(_) => "55000",
             Error::Canceled => "57014",
+            Error::TooComplex(_) => "54001",
             Error::Internal(_) => "XX000",
             Error::InView { cause, .. } => cause.sqlstate(),
             Error::ViewErrored(e) => intern_sqlstate(&e.first.sqlstate),
@@ -183,6 +188,9 @@ impl Error {
                 Some(format!("{} depend(s) on it; use DROP ... CASCADE to drop them too.", dependents.join(", ")))
             }
             Error::Storage(_) => Some("Check the data directory (--data-dir): disk space and permissions.".into()),
+            Error::TooComplex(_) => Some(
+                "Split the statement, or write long lists as IN (...) or VALUES rather than chains of operators.".into(),
+            ),
             Error::Internal(_) => Some("This is a bug in Headwater; please report it with the statement.".into()),
             Error::InView { view, cause } => Some(cause.hint().unwrap_or_else(|| {
                 format!("The write was refused so that the view stays correct; fix the row or DROP MATERIALIZED VIEW {view}.")

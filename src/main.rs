@@ -87,7 +87,15 @@ fn main() -> std::process::ExitCode {
     });
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 
-    let runtime = match tokio::runtime::Runtime::new() {
+    // Deep statements (a sum of thousands of terms, thousands of UNION ALLs) are trees that
+    // parsing, rewriting and planning walk recursively: threads get stacks far beyond the
+    // 2 MiB default (reserved, touched only as deep as a statement goes), and the parser
+    // refuses statements nested deeper than they can hold (54001, `sql::parser`).
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(headwater::sql::STACK_BYTES)
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the async runtime: {e}");

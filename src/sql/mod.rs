@@ -50,7 +50,7 @@ use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider, SchemaProvider
 use datafusion::execution::SessionState;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
-pub use parser::{HwStatement, SqlParser};
+pub use parser::{HwStatement, SqlParser, MAX_NESTING, STACK_BYTES};
 pub use point::PointQuery;
 pub use result::QueryResult;
 pub use session::Session;

@@ -11,6 +11,7 @@
 mod common;
 
 mod faults;
+mod hostile;
 mod kafka_sink;
 mod mysql_ddl;
 mod mysql_oracle;
