@@ -247,6 +247,11 @@ impl Dataflow {
         }
         let mut errors_changed = !failures.is_empty() || !recovered.is_empty();
         for (i, errors, whole) in view_errors {
+            // A step that failed halfway emitted part of its errors: the recompute that
+            // brings the view back replaces them whole.
+            if failures.iter().any(|(f, _)| *f == i) {
+                continue;
+            }
             let view = &mut inner.views[i];
             if whole {
                 errors_changed |= !view.errors.is_empty();

@@ -28,7 +28,9 @@ use crate::state::TableState;
 
 const TAG: &str = "CREATE MATERIALIZED VIEW";
 
-/// `CREATE MATERIALIZED VIEW [IF NOT EXISTS] name [(columns)] AS query`.
+/// `CREATE [OR REPLACE] MATERIALIZED VIEW [IF NOT EXISTS] name [(columns)] AS query`. OR
+/// REPLACE of a view others read is refused (2BP01); the new query is planned and checked
+/// before the old view is dropped, and the old view is created again if the new one fails.
 pub(super) async fn create_materialized_view(
     s: &Session,
     cv: &CreateView,
@@ -36,16 +38,28 @@ pub(super) async fn create_materialized_view(
 ) -> Result<QueryResult> {
     let name = relation_name(&cv.name)?;
     let catalog = s.engine().catalog();
+    let mut replaced = None;
     if let Some(existing) = catalog.get(Namespace::Relation, &name) {
         if cv.if_not_exists && existing.object_type() == ObjectType::MaterializedView {
             return Ok(QueryResult::command(TAG));
         }
-        if cv.or_replace {
-            return Err(Error::FeatureNotSupported(
-                "CREATE OR REPLACE MATERIALIZED VIEW (DROP MATERIALIZED VIEW, then CREATE it again)".into(),
-            ));
+        if !cv.or_replace || restore.is_some() {
+            return Err(Error::duplicate(existing.object_type().noun(), name));
         }
-        return Err(Error::duplicate(existing.object_type().noun(), name));
+        if existing.object_type() != ObjectType::MaterializedView {
+            return Err(Error::WrongObjectType { name, expected: "materialized view" });
+        }
+        // Views and sinks reading it were built for its old columns (as CREATE OR REPLACE
+        // VIEW in Postgres, which refuses to change what dependents read).
+        let dependents = catalog.dependents(&name);
+        if !dependents.is_empty() {
+            return Err(Error::DependentObjects {
+                kind: "materialized view",
+                name,
+                dependents: dependents.iter().map(|d| format!("{} {}", d.object_type().noun(), d.entry.name)).collect(),
+            });
+        }
+        replaced = Some(existing);
     }
     let mut normalized = cv.clone();
     normalized.if_not_exists = false;
@@ -76,6 +90,19 @@ pub(super) async fn create_materialized_view(
             });
         }
     }
+    // The new query planned and checked: the old view goes, and comes back if the new one
+    // cannot be created (its query fails on the rows there are, ...).
+    if let Some(old) = &replaced {
+        super::ddl::drop_and_release(s, std::slice::from_ref(old)).await?;
+        let created = Box::pin(create_materialized_view(s, &normalized_create(cv), None)).await;
+        if let Err(e) = &created {
+            if let Err(again) = Box::pin(s.execute_sql(&old.entry.create_sql)).await {
+                tracing::error!(view = %name, error = %again, "cannot bring back the view CREATE OR REPLACE failed to replace");
+            }
+            tracing::warn!(view = %name, error = %e, "CREATE OR REPLACE MATERIALIZED VIEW failed; the old view is back");
+        }
+        return created;
+    }
     let id = match restore {
         Some(id) => id,
         None => catalog.reserve_id()?,
@@ -95,6 +122,14 @@ pub(super) async fn create_materialized_view(
         return Err(e);
     }
     Ok(QueryResult::command(TAG))
+}
+
+/// `cv` without OR REPLACE and IF NOT EXISTS: the CREATE that replaces a view.
+fn normalized_create(cv: &CreateView) -> CreateView {
+    let mut plain = cv.clone();
+    plain.or_replace = false;
+    plain.if_not_exists = false;
+    plain
 }
 
 /// `EXPLAIN MATERIALIZED VIEW name`: one row per operator, how the view came back at
