@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{new_empty_array, ArrayRef, RecordBatch, RecordBatchOptions};
-use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::default_table_source::source_as_provider;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::{DFSchema, JoinType, NullEquality};
@@ -223,7 +223,24 @@ fn node(plan: &LogicalPlan, tables: &mut Vec<Arc<TableState>>) -> Result<Box<dyn
             let input = node(input, tables)?;
             Box::new(Aggregate::new(input, groups, Vec::new(), schema)?)
         }
-        LogicalPlan::Distinct(Distinct::On(_)) => return Err(refuse("DISTINCT ON")),
+        LogicalPlan::Distinct(Distinct::On(d)) => {
+            // DISTINCT ON (e) ... ORDER BY e, x: for each value of e, the first row by the
+            // ORDER BY (without one, by the whole row) — a top-1 per partition; the rank the
+            // ranked top-k appends is not selected.
+            let input_schema = d.input.schema();
+            let partition_by = d.on_expr.iter().map(|e| physical(e, input_schema)).collect::<Result<Vec<_>>>()?;
+            let keys = match &d.sort_expr {
+                Some(order_by) => sort_keys(order_by, input_schema)?,
+                None => Vec::new(),
+            };
+            let mut fields: Vec<Field> =
+                nullable(input_schema.as_arrow()).fields().iter().map(|f| f.as_ref().clone()).collect();
+            fields.push(Field::new("__hw_rank", DataType::UInt64, true));
+            let input = node(&d.input, tables)?;
+            let ranked = TopK::ranked(input, partition_by, keys, 1, Arc::new(Schema::new(fields)))?;
+            let exprs = d.select_expr.iter().map(|e| physical(e, input_schema)).collect::<Result<Vec<_>>>()?;
+            Box::new(Project { input: Box::new(ranked), exprs, schema: arrow_schema(plan) })
+        }
         LogicalPlan::Aggregate(a) => {
             let in_schema = a.input.schema();
             let in_arrow: Schema = in_schema.as_arrow().clone();

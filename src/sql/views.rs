@@ -79,7 +79,7 @@ pub(super) async fn create_materialized_view(
     let analyzed =
         state.analyzer().execute_and_check(view.input.as_ref().clone(), state.config_options(), |_, _| {})?;
     check_maintainable(&analyzed)?;
-    let plan = state.optimizer().optimize(analyzed, &state, |_, _| {})?;
+    let plan = optimize(analyzed, &state)?;
     let schema = nullable(plan.schema().as_arrow());
     let mut seen = std::collections::HashSet::new();
     for f in schema.fields() {
@@ -122,6 +122,24 @@ pub(super) async fn create_materialized_view(
         return Err(e);
     }
     Ok(QueryResult::command(TAG))
+}
+
+/// DataFusion's optimizer, except that `DISTINCT ON` stays as it is (rather than becoming
+/// `first_value(... ORDER BY ...)` aggregates): the dataflow maintains it as a top-1 per
+/// partition. Plans without it are optimized exactly as before.
+fn optimize(plan: LogicalPlan, state: &datafusion::execution::SessionState) -> Result<LogicalPlan> {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::logical_expr::Distinct;
+    let mut distinct_on = false;
+    plan.apply(|n| {
+        distinct_on |= matches!(n, LogicalPlan::Distinct(Distinct::On(_)));
+        Ok(if distinct_on { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
+    })?;
+    if !distinct_on {
+        return Ok(state.optimizer().optimize(plan, state, |_, _| {})?);
+    }
+    let rules = state.optimizer().rules.iter().filter(|r| r.name() != "replace_distinct_aggregate").cloned().collect();
+    Ok(datafusion::optimizer::Optimizer::with_rules(rules).optimize(plan, state, |_, _| {})?)
 }
 
 /// `cv` without OR REPLACE and IF NOT EXISTS: the CREATE that replaces a view.

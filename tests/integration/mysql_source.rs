@@ -280,7 +280,9 @@ async fn snapshot_chunks_interleave_across_tables() {
     )
     .await;
     for row in &big {
-        assert_eq!(row[1], "snapshotting", "{big:?}");
+        // Not done (a big table may not have taken its first turn yet on a loaded machine:
+        // `pending`; what matters is that the small one did not wait for them).
+        assert!(row[1] == "snapshotting" || row[1] == "pending", "{big:?}");
         assert!(row[2].parse::<u64>().unwrap() < 300, "{big:?}");
     }
     wait_for(&hw, "SELECT count(*) FROM hw_catalog.source_tables WHERE state = 'streaming'", &["3"]).await;
@@ -349,9 +351,10 @@ async fn a_bad_row_upstream_errors_its_view_and_stops_nothing() {
 
     // Fixed upstream: the error is retracted with the row, and the view is right again.
     my.query_drop("UPDATE s.t SET b = 7 WHERE id = 3").await.unwrap();
+    // (Reads fail until the fix arrives: wait on the catalog, then read.)
+    wait_for(&hw, "SELECT state, error_count FROM hw_catalog.views WHERE name = 'q'", &["running|0"]).await;
     wait_for(&hw, "SELECT id, r FROM q ORDER BY id", &["1|5", "2|3", "3|1"]).await;
     wait_for(&hw, "SELECT total FROM q_total", &["9"]).await;
-    wait_for(&hw, "SELECT state, error_count FROM hw_catalog.views WHERE name = 'q'", &["running|0"]).await;
     let (_, metrics) = server.http_get("/metrics").await;
     assert!(metrics.lines().any(|l| l.starts_with("headwater_views_errored 0")), "{metrics}");
 }

@@ -71,6 +71,9 @@ const VIEWS: &[(&str, &str)] = &[
         "v_rank_first",
         "SELECT id FROM (SELECT id, row_number() OVER (PARTITION BY k ORDER BY v NULLS FIRST, id) AS rn FROM a) t WHERE rn = 1",
     ),
+    // DISTINCT ON: the first row of each group by the ORDER BY (a top-1 per partition).
+    ("v_distinct_on", "SELECT DISTINCT ON (k) k, id, v FROM a ORDER BY k, v DESC NULLS LAST, id"),
+    ("v_distinct_on_expr", "SELECT DISTINCT ON (k % 2) id, w FROM b ORDER BY k % 2, w NULLS FIRST, id DESC"),
     ("v_rank_global", "SELECT id, rn FROM (SELECT id, row_number() OVER (ORDER BY id DESC) AS rn FROM b) t WHERE rn < 3"),
     // Joins on a primary key: those sides probe the table's own rows (no index of their own).
     ("v_pk_inner", "SELECT a.id, a.v, b.w FROM a JOIN b ON b.id = a.id"),
