@@ -220,22 +220,7 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 async fn rows(session: &Session, sql: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for result in session.execute_sql(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}")) {
-        if let QueryResult::Rows { stream, .. } = result {
-            let batches: Vec<RecordBatch> = stream.try_collect().await.expect("query runs");
-            for b in batches {
-                let options = FormatOptions::default().with_null("NULL");
-                let formatters: Vec<ArrayFormatter> =
-                    b.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &options).unwrap()).collect();
-                for r in 0..b.num_rows() {
-                    out.push(formatters.iter().map(|f| f.value(r).to_string()).collect::<Vec<_>>().join("|"));
-                }
-            }
-        }
-    }
-    out.sort();
-    out
+    try_rows(session, sql).await.unwrap_or_else(|sqlstate| panic!("{sql}: failed with {sqlstate}"))
 }
 
 /// An engine over `store` (in memory), opened as at start-up.
