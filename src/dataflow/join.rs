@@ -41,13 +41,14 @@
 //! rebuilt from its inputs at start-up: [`saved`].
 
 mod null_aware;
+mod pairs;
 mod saved;
 
 use std::collections::hash_map::Entry::{Occupied, Vacant};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{new_null_array, Array, ArrayRef, BooleanArray};
+use datafusion::arrow::array::{new_null_array, Array, ArrayRef};
 use datafusion::arrow::compute::{cast, concat_batches};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
@@ -56,7 +57,7 @@ use datafusion::common::JoinType;
 use datafusion::physical_expr::PhysicalExpr;
 
 use super::durable::{pair, Dirty, OperatorState};
-use super::errors::{as_statement_error, failing_rows, rows_except, screen, ErrorDelta};
+use super::errors::{screen, ErrorDelta};
 use super::operator::{conform, evaluate, indent, take_rows, Deltas, Operator};
 use super::{consolidate, ApplyMode, ChangeBatch, FastMap};
 use crate::error::{Error, Result};
@@ -483,52 +484,6 @@ impl Join {
             JoinType::RightSemi => vec![(Which::Right, true)],
             _ => vec![],
         }
-    }
-
-    /// `left ++ right` rows, filtered by the residual predicate; the mask says which pairs
-    /// pass. A pair on which the predicate fails does not pass; with `errors` (the pairs'
-    /// weights and where their errors go), it becomes an error: the pair delta of the inner
-    /// part records the errors of every pair. Outer joins' matched tests read the same mask
-    /// without recording; semi and anti joins have no pair delta, so there a failing pair
-    /// fails the step.
-    fn pairs(
-        &self,
-        left: Vec<ArrayRef>,
-        right: Vec<ArrayRef>,
-        rows: usize,
-        errors: Option<(&[i64], &mut ErrorDelta)>,
-    ) -> Result<(RecordBatch, Option<BooleanArray>)> {
-        let mut columns = left;
-        columns.extend(right);
-        let batch = conform(&self.pair_schema, columns, rows)?;
-        let Some(f) = &self.filter else { return Ok((batch, None)) };
-        let boolean = |m: ArrayRef| -> Result<BooleanArray> {
-            Ok(m.as_any()
-                .downcast_ref::<BooleanArray>()
-                .ok_or_else(|| Error::Internal("join filter is not boolean".into()))?
-                .clone())
-        };
-        let whole = match evaluate(f, &batch) {
-            Ok(m) => return Ok((batch, Some(boolean(m)?))),
-            Err(e) => e,
-        };
-        let failing = failing_rows(std::slice::from_ref(f), &batch);
-        if failing.is_empty() {
-            return Err(whole);
-        }
-        match errors {
-            Some((weights, errors)) => failing.iter().for_each(|(row, e)| errors.push(e.clone(), weights[*row])),
-            None if self.inner_like() => {}
-            None => return Err(as_statement_error(&failing[0].1)),
-        }
-        let keep = rows_except(rows, &failing);
-        let kept = take_rows(batch.columns(), &keep)?;
-        let passed = boolean(evaluate(f, &conform(&self.pair_schema, kept, keep.len())?)?)?;
-        let mut mask = vec![false; rows];
-        for (k, &i) in keep.iter().enumerate() {
-            mask[i as usize] = passed.is_valid(k) && passed.value(k);
-        }
-        Ok((batch, Some(BooleanArray::from(mask))))
     }
 
     /// Δ of one side joined with the other side's current index.

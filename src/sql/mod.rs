@@ -28,6 +28,7 @@ mod dml;
 mod dml_clauses;
 pub mod functions;
 pub mod hw_catalog;
+mod limits;
 mod literals;
 mod naming;
 pub mod parser;
@@ -50,7 +51,8 @@ use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider, SchemaProvider
 use datafusion::execution::SessionState;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
-pub use parser::{HwStatement, SqlParser, MAX_NESTING, STACK_BYTES};
+pub use limits::{MAX_NESTING, STACK_BYTES};
+pub use parser::{HwStatement, SqlParser};
 pub use point::PointQuery;
 pub use result::QueryResult;
 pub use session::Session;

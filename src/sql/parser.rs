@@ -13,7 +13,6 @@ use std::sync::Arc;
 
 use datafusion::sql::sqlparser::ast::{Expr, Statement, Value};
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
-use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
 use datafusion::sql::sqlparser::tokenizer::Token;
 use datafusion_pg_catalog::sql::rules::SqlStatementRewriteRule;
@@ -197,12 +196,12 @@ impl SqlParser {
         if let Some(q) = super::client_queries::recognise(sql) {
             return Ok(vec![HwStatement::ClientQuery(q)]);
         }
-        check_tokens(sql)?;
+        super::limits::check_tokens(sql)?;
         let sql = &*super::compat::rewrite(sql);
         let mut statements = self.parse_rewritten(sql)?;
         for s in &mut statements {
             if let HwStatement::Sql(stmt) = s {
-                check_depth(stmt)?;
+                super::limits::check_depth(stmt)?;
                 super::compat::rewrite_statement(stmt);
             }
         }
@@ -266,90 +265,6 @@ impl SqlParser {
             }
         }
         Ok((out, any_extension))
-    }
-}
-
-/// Stack reserved for each thread that parses and plans statements (set on the server's
-/// runtime): syntax trees are walked recursively (cloned, rewritten, converted to plans,
-/// dropped), about 1 KiB per level in a release build and a few in a debug one; the limits
-/// below keep a statement within it.
-pub const STACK_BYTES: usize = 64 << 20;
-
-/// The deepest expression a statement may hold (`1 + 1 + ... + 1` chains one level per
-/// operator). Postgres refuses deep statements with 54001 too (its limit is its stack,
-/// `max_stack_depth`); here the planner's work also grows with the square of the depth, so
-/// the limit bounds planning time as well as the stack.
-pub const MAX_NESTING: usize = 1_000;
-
-/// Tokens that may add a level to the syntax tree, counted over a whole statement text before
-/// it is parsed, so that no tree deeper than the stack holds is ever built.
-const MAX_DEEPENING_TOKENS: usize = 20_000;
-
-fn too_complex(what: &str) -> Error {
-    Error::TooComplex(format!("statement too complex: {what}"))
-}
-
-/// Refuses `sql` when it holds more than [`MAX_DEEPENING_TOKENS`] operators, parentheses and
-/// set operations (54001). A text shorter than that cannot, so the usual statement costs one
-/// comparison; longer ones are tokenized and counted.
-fn check_tokens(sql: &str) -> Result<()> {
-    if sql.len() <= MAX_DEEPENING_TOKENS {
-        return Ok(());
-    }
-    let tokens = datafusion::sql::sqlparser::tokenizer::Tokenizer::new(&PostgreSqlDialect {}, sql)
-        .tokenize()
-        .map_err(|e| Error::Syntax(e.to_string()))?;
-    let deepening = tokens
-        .iter()
-        .filter(|t| match t {
-            Token::Word(w) if w.quote_style.is_none() => matches!(
-                w.keyword,
-                Keyword::AND
-                    | Keyword::OR
-                    | Keyword::NOT
-                    | Keyword::CASE
-                    | Keyword::UNION
-                    | Keyword::EXCEPT
-                    | Keyword::INTERSECT
-                    | Keyword::SELECT
-            ),
-            Token::Word(_) | Token::Number(..) | Token::SingleQuotedString(_) | Token::Comma => false,
-            Token::Whitespace(_) | Token::SemiColon | Token::RParen | Token::RBracket | Token::Period => false,
-            // Operators, opening parentheses and brackets, casts.
-            _ => true,
-        })
-        .count();
-    if deepening > MAX_DEEPENING_TOKENS {
-        return Err(too_complex(&format!(
-            "{deepening} operators, parentheses and set operations (at most {MAX_DEEPENING_TOKENS})"
-        )));
-    }
-    Ok(())
-}
-
-/// Refuses a statement whose expressions nest deeper than [`MAX_NESTING`] (54001).
-fn check_depth(stmt: &Statement) -> Result<()> {
-    use datafusion::sql::sqlparser::ast::{Visit, Visitor};
-    use std::ops::ControlFlow;
-    struct Depth(usize);
-    impl Visitor for Depth {
-        type Break = ();
-        fn pre_visit_expr(&mut self, _: &Expr) -> ControlFlow<()> {
-            self.0 += 1;
-            if self.0 > MAX_NESTING {
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
-            }
-        }
-        fn post_visit_expr(&mut self, _: &Expr) -> ControlFlow<()> {
-            self.0 -= 1;
-            ControlFlow::Continue(())
-        }
-    }
-    match stmt.visit(&mut Depth(0)) {
-        ControlFlow::Break(()) => Err(too_complex(&format!("expressions nest more than {MAX_NESTING} levels deep"))),
-        ControlFlow::Continue(()) => Ok(()),
     }
 }
 
