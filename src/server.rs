@@ -117,6 +117,8 @@ impl Server {
     pub async fn start_on(config: &Config, durable: Arc<dyn StateStore>) -> Result<Server> {
         let store = Arc::new(CheckpointedStore::new(durable));
         let engine = Engine::open(store.clone()).await?;
+        // Temporal filters' rows enter and leave views as time passes.
+        engine.dataflow().start_clock();
         let wire = wire_options(config, &engine).await?;
         let listener = TcpListener::bind(&config.listen)
             .await

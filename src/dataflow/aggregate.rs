@@ -14,7 +14,10 @@
 //! - `min`, `max`, `count(DISTINCT)`, `bool_and`, `bool_or`: the multiset of the argument's
 //!   values in an ordered map (value → multiplicity), so deleting the minimum finds the next;
 //! - everything else (`string_agg`, `array_agg`, `sum(DISTINCT)`, ...): the same multiset,
-//!   fed in value order to DataFusion's own accumulator for the groups that changed.
+//!   fed in value order to DataFusion's own accumulator for the groups that changed. An
+//!   ordered aggregate (`string_agg(x, ',' ORDER BY y)`, `percentile_cont(..) WITHIN GROUP`)
+//!   keeps its ORDER BY values beside its arguments in the multiset, and its accumulator
+//!   orders by them (ties in the ORDER BY come in the multiset's order: the same every time).
 //!
 //! What a checkpoint saves of it, and how: [`saved`].
 
@@ -59,6 +62,7 @@ pub enum AggKind {
 /// One aggregate of the operator.
 pub struct AggSpec {
     pub kind: AggKind,
+    /// The arguments, then (for an ordered `Generic` aggregate) the ORDER BY expressions.
     pub args: Vec<Arc<dyn PhysicalExpr>>,
     pub filter: Option<Arc<dyn PhysicalExpr>>,
     pub output_type: DataType,
@@ -69,11 +73,13 @@ pub struct AggSpec {
 }
 
 impl AggSpec {
-    /// An aggregate over `args` (already evaluated against the operator's input).
+    /// `function` over the operator's input; `ordering`: its ORDER BY expressions, fed to its
+    /// accumulator after the arguments (`arg_types` has the types of both).
     pub fn new(
         kind: AggKind,
         function: Arc<AggregateFunctionExpr>,
         filter: Option<Arc<dyn PhysicalExpr>>,
+        ordering: Vec<Arc<dyn PhysicalExpr>>,
         arg_types: &[DataType],
     ) -> Result<Self> {
         let output_type = function.field().data_type().clone();
@@ -81,7 +87,9 @@ impl AggSpec {
             AggKind::Count | AggKind::Sum(_) | AggKind::Avg(_) => None,
             _ => Some(RowConverter::new(arg_types.iter().map(|t| SortField::new(t.clone())).collect())?),
         };
-        Ok(AggSpec { kind, args: function.expressions(), filter, output_type, function, values })
+        let mut args = function.expressions();
+        args.extend(ordering);
+        Ok(AggSpec { kind, args, filter, output_type, function, values })
     }
 }
 

@@ -17,14 +17,16 @@ use datafusion::execution::context::ExecutionProps;
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion::logical_expr::{Distinct, Expr, LogicalPlan, Volatility};
 use datafusion::physical_expr::aggregate::LoweredAggregateBuilder;
-use datafusion::physical_expr::expressions::lit;
+use datafusion::physical_expr::expressions::{lit, Column};
 use datafusion::physical_expr::{create_physical_expr, PhysicalExpr};
 use datafusion::scalar::ScalarValue;
 
 use super::aggregate::{AggKind, AggSpec, Aggregate};
 use super::join::{Join, Side};
 use super::operator::{nullable, Constant, Filter, Operator, Project, Scan, Union};
+use super::temporal::{bound, calls_mz_now, TemporalFilter, MZ_NOW};
 use super::topk::{SortKey, TopK};
+use super::window::Window;
 use crate::error::{Error, Result};
 use crate::sql::provider::LocalTable;
 use crate::state::TableState;
@@ -34,27 +36,30 @@ fn refuse(what: impl Into<String>) -> Error {
 }
 
 /// Refuses plans whose result depends on something other than their inputs' rows: functions
-/// that are not immutable (`now()`, `random()`), window functions, parameters. Checked on the
-/// analyzed plan, before the optimizer folds `now()` into a constant.
+/// that are not immutable (`random()`, `now()` outside a temporal filter: [`super::temporal`]
+/// turned those inside into `mz_now()`), parameters. Checked on the analyzed plan, before the
+/// optimizer folds `now()` into a constant.
 pub fn check_maintainable(plan: &LogicalPlan) -> Result<()> {
     let mut problem: Option<Error> = None;
     plan.apply_with_subqueries(|node| {
         for expr in node.expressions() {
             expr.apply(|e| {
                 match e {
+                    // The engine clock of temporal filters (`compile` checks where it is).
+                    Expr::ScalarFunction(f) if f.func.name() == MZ_NOW => return Ok(TreeNodeRecursion::Continue),
                     Expr::ScalarFunction(f) if f.func.signature().volatility != Volatility::Immutable => {
+                        let hint = if matches!(f.func.name(), "now" | "current_timestamp") {
+                            "; a temporal filter in WHERE, such as t > now() - INTERVAL '1 hour', is maintained as \
+                             time passes"
+                        } else {
+                            ""
+                        };
+                        let place = if hint.is_empty() { "" } else { " outside a temporal filter" };
                         problem = Some(refuse(format!(
-                            "{}() (its result changes over time or between calls, so the view would go stale)",
+                            "{}(){place} (its result changes over time or between calls, so the view would go \
+                             stale{hint})",
                             f.func.name()
                         )));
-                    }
-                    // Only the top-k form (`compile` checks the shape around it).
-                    Expr::WindowFunction(w) if row_number(w).is_some() => return Ok(TreeNodeRecursion::Continue),
-                    Expr::WindowFunction(w) => {
-                        problem = Some(refuse(format!(
-                            "window functions (OVER) other than ROW_NUMBER() filtered by rank <= n: {}()",
-                            w.fun.name()
-                        )))
                     }
                     Expr::Placeholder(p) => problem = Some(refuse(format!("parameter {}", p.id))),
                     _ => return Ok(TreeNodeRecursion::Continue),
@@ -115,6 +120,12 @@ fn table_columns(plan: &LogicalPlan) -> Option<(Arc<TableState>, Vec<usize>)> {
 }
 
 fn physical(expr: &Expr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr>> {
+    if calls_mz_now(expr) {
+        return Err(refuse(format!(
+            "now() in {expr} (only a temporal filter can use it: a comparison of a row's time with now() plus or \
+             minus an interval, in an AND of WHERE or HAVING)"
+        )));
+    }
     let mut subquery = false;
     expr.apply(|e| {
         subquery |= matches!(e, Expr::ScalarSubquery(_) | Expr::Exists(_) | Expr::InSubquery(_));
@@ -167,16 +178,12 @@ fn node(plan: &LogicalPlan, tables: &mut Vec<Arc<TableState>>) -> Result<Box<dyn
                         _ => top,
                     }
                 }
+                None if calls_mz_now(&f.predicate) => return temporal_filter(f, tables),
                 None => node(&f.input, tables)?,
             };
             Box::new(Filter { input, predicate: physical(&f.predicate, f.input.schema())? })
         }
-        LogicalPlan::Window(_) => {
-            return Err(refuse(
-                "window functions (OVER); ROW_NUMBER() OVER (PARTITION BY ... ORDER BY ...) filtered by \
-                 rank <= n (a top-k per group) is the form a view can maintain",
-            ))
-        }
+        LogicalPlan::Window(w) => window(w, arrow_schema(plan), tables)?,
         LogicalPlan::SubqueryAlias(s) => node(&s.input, tables)?,
         // ORDER BY alone is ignored (a view is a set); with LIMIT it is a top-k.
         LogicalPlan::Sort(s) => match s.fetch {
@@ -267,19 +274,19 @@ fn node(plan: &LogicalPlan, tables: &mut Vec<Arc<TableState>>) -> Result<Box<dyn
                     .map(|x| x.data_type(&in_arrow))
                     .collect::<std::result::Result<Vec<_>, _>>()?;
                 let kind = aggregate_kind(function.fun().name(), function.is_distinct(), &arg_types);
-                if !order_by.is_empty() {
-                    let first = function.expressions().first().map(|x| x.to_string());
-                    let sorted_by_first = order_by.len() == 1
-                        && !order_by[0].options.descending
-                        && Some(order_by[0].expr.to_string()) == first;
-                    if kind != AggKind::Generic || !sorted_by_first {
-                        return Err(refuse(format!(
-                            "{}(... ORDER BY ...) other than ascending by its first argument",
-                            function.fun().name()
-                        )));
+                // An ordered aggregate (`string_agg(x, ',' ORDER BY y)`, `array_agg(.. ORDER BY
+                // ..)`, `percentile_cont(..) WITHIN GROUP (ORDER BY ..)`) gets the ORDER BY values
+                // after its arguments and orders by them itself, as in DataFusion's own plans;
+                // for the aggregates maintained otherwise, order does not matter.
+                let mut arg_types = arg_types;
+                let mut ordering = Vec::new();
+                if kind == AggKind::Generic {
+                    for o in &order_by {
+                        arg_types.push(o.expr.data_type(&in_arrow)?);
+                        ordering.push(o.expr.clone());
                     }
                 }
-                aggs.push(AggSpec::new(kind, function, filter, &arg_types)?);
+                aggs.push(AggSpec::new(kind, function, filter, ordering, &arg_types)?);
             }
             let input = node(&a.input, tables)?;
             Box::new(Aggregate::new(input, groups, aggs, arrow_schema(plan))?)
@@ -402,15 +409,76 @@ fn project(p: &datafusion::logical_expr::Projection, input: Box<dyn Operator>) -
 }
 
 /// The window (and its plan node) under `plan`: `plan` itself or below a projection.
+/// Only a window of one `row_number()`.
 fn ranked_window(plan: &LogicalPlan) -> Option<(&LogicalPlan, &datafusion::logical_expr::Window)> {
-    match plan {
-        LogicalPlan::Window(w) => Some((plan, w)),
+    let (plan, w) = match plan {
+        LogicalPlan::Window(w) => (plan, w),
         LogicalPlan::Projection(p) => match p.input.as_ref() {
-            LogicalPlan::Window(w) => Some((p.input.as_ref(), w)),
-            _ => None,
+            LogicalPlan::Window(w) => (p.input.as_ref(), w),
+            _ => return None,
         },
-        _ => None,
+        _ => return None,
+    };
+    let [expr] = w.window_expr.as_slice() else { return None };
+    let Expr::WindowFunction(f) = strip_alias(expr) else { return None };
+    row_number(f).map(|_| (plan, w))
+}
+
+fn strip_alias(expr: &Expr) -> &Expr {
+    match expr {
+        Expr::Alias(a) => strip_alias(&a.expr),
+        e => e,
     }
+}
+
+/// The window functions of `w`: one [`Window`] operator per distinct PARTITION BY and ORDER BY
+/// (each appends its functions' columns to its input's), then the columns in `w`'s order.
+fn window(
+    w: &datafusion::logical_expr::Window,
+    schema: SchemaRef,
+    tables: &mut Vec<Arc<TableState>>,
+) -> Result<Box<dyn Operator>> {
+    type Spec = (Vec<Expr>, Vec<datafusion::logical_expr::SortExpr>);
+    let input_schema = w.input.schema();
+    let width = input_schema.fields().len();
+    let mut groups: Vec<(Spec, Vec<usize>)> = Vec::new();
+    for (i, e) in w.window_expr.iter().enumerate() {
+        let Expr::WindowFunction(f) = strip_alias(e) else {
+            return Err(Error::Internal(format!("window expression {e} is not a window function")));
+        };
+        let spec = (f.params.partition_by.clone(), f.params.order_by.clone());
+        match groups.iter_mut().find(|(s, _)| *s == spec) {
+            Some((_, members)) => members.push(i),
+            None => groups.push((spec, vec![i])),
+        }
+    }
+    let mut op = node(&w.input, tables)?;
+    let mut fields: Vec<Field> = schema.fields()[..width].iter().map(|f| f.as_ref().clone()).collect();
+    // Where each window expression's column ends up.
+    let mut position = vec![0; w.window_expr.len()];
+    for ((partition_by, order_by), members) in groups {
+        let partition_by = partition_by.iter().map(|e| physical(e, input_schema)).collect::<Result<Vec<_>>>()?;
+        let keys = sort_keys(&order_by, input_schema)?;
+        let mut functions = Vec::with_capacity(members.len());
+        for &i in &members {
+            functions.push(datafusion::physical_planner::create_window_expr(
+                &w.window_expr[i],
+                input_schema,
+                &ExecutionProps::new(),
+                &PhysicalPlanningContext::default(),
+            )?);
+            position[i] = fields.len();
+            fields.push(schema.field(width + i).clone());
+        }
+        op = Box::new(Window::new(op, partition_by, keys, functions, Arc::new(Schema::new(fields.clone())))?);
+    }
+    if position.iter().enumerate().all(|(i, &p)| p == width + i) {
+        return Ok(op);
+    }
+    let columns = (0..width).chain(position);
+    let exprs: Vec<Arc<dyn PhysicalExpr>> =
+        columns.map(|c| Arc::new(Column::new(fields[c].name(), c)) as Arc<dyn PhysicalExpr>).collect();
+    Ok(Box::new(Project { input: op, exprs, schema }))
 }
 
 /// `n` when `predicate` is `rank <= n`, `rank < n + 1` or `rank = 1` (either side, casts
@@ -492,4 +560,23 @@ fn sort_keys(order_by: &[datafusion::logical_expr::SortExpr], schema: &DFSchema)
             })
         })
         .collect()
+}
+
+/// A filter with temporal conjuncts ([`super::temporal`]): the others filter first, then the
+/// rows pass while their time bounds hold.
+fn temporal_filter(
+    f: &datafusion::logical_expr::Filter,
+    tables: &mut Vec<Arc<TableState>>,
+) -> Result<Box<dyn Operator>> {
+    use datafusion::logical_expr::utils::{conjunction, split_conjunction};
+    let schema = f.input.schema();
+    let (temporal, plain): (Vec<&Expr>, Vec<&Expr>) =
+        split_conjunction(&f.predicate).into_iter().partition(|c| calls_mz_now(c));
+    let plan = |e: &Expr| physical(e, schema);
+    let bounds = temporal.into_iter().map(|c| bound(c, &plan)).collect::<Result<Vec<_>>>()?;
+    let mut input = node(&f.input, tables)?;
+    if let Some(rest) = conjunction(plain.into_iter().cloned()) {
+        input = Box::new(Filter { input, predicate: physical(&rest, schema)? });
+    }
+    Ok(Box::new(TemporalFilter::new(input, bounds)?))
 }

@@ -44,7 +44,7 @@ use crate::error::{Error, Result};
 use crate::state::{keys, StateStore, WriteBatch};
 
 /// Version of the entries' encodings: a restart with a different one recomputes views.
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 
 /// The operator number of the plan entry.
 const PLAN_ENTRY: u16 = u16::MAX;
@@ -92,6 +92,11 @@ pub trait OperatorState {
     /// insert-only commit (at start-up, after every operator is loaded).
     fn rebuild(&mut self, _inputs: &Deltas) -> Result<()> {
         Ok(())
+    }
+    /// The engine time at which the operator has output due although no input changes (a
+    /// temporal filter's next row to enter or leave, [`super::temporal`]).
+    fn wakes_at(&self) -> Option<i64> {
+        None
     }
 }
 

@@ -232,6 +232,16 @@ pub fn failing_rows(exprs: &[Arc<dyn PhysicalExpr>], batch: &RecordBatch) -> Vec
     failing.into_iter().map(|(row, error)| (row, error_of(batch, row, error))).collect()
 }
 
+/// The error of a window function that fails on a whole partition (a running sum that
+/// overflows fails on the partition, not on one row), named by the partition's first row.
+pub fn partition_error(function: &str, error: Error, partition: &RecordBatch) -> RowError {
+    RowError {
+        sqlstate: error.sqlstate().to_string(),
+        message: error.to_string(),
+        context: format!("in {function}, on the partition of the row {}", row_text(partition, 0)),
+    }
+}
+
 /// A row error as an error of the statement that met it (where it cannot be kept as data).
 pub fn as_statement_error(error: &RowError) -> Error {
     Error::DataException {

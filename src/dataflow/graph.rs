@@ -11,6 +11,7 @@ use datafusion::logical_expr::LogicalPlan;
 
 mod failures;
 
+use super::clock::{Clock, GRANULARITY};
 use super::compile::compile;
 use super::durable;
 use super::errors::{ErrorDelta, ErrorSet};
@@ -76,6 +77,8 @@ struct View {
     failed: Option<Failure>,
     /// What reads of the view report, as last published.
     published: Option<Arc<ViewErrors>>,
+    /// When its operators next have output due without an input change (temporal filters).
+    wakes_at: Option<i64>,
 }
 
 /// A view being created: the commits that happen while its initial contents are computed
@@ -102,6 +105,8 @@ struct Inner {
 pub struct Dataflow {
     store: Arc<dyn StateStore>,
     inner: Mutex<Inner>,
+    /// The time each commit is made at ([`super::clock`]).
+    clock: Clock,
     /// Held for writing while a commit changes tables in memory; queries hold it for reading
     /// while they pin the tables they read.
     publish: RwLock<()>,
@@ -110,7 +115,48 @@ pub struct Dataflow {
 impl Dataflow {
     /// A dataflow with no views, writing to `store`.
     pub fn new(store: Arc<dyn StateStore>) -> Self {
-        Dataflow { store, inner: Mutex::new(Inner::default()), publish: RwLock::new(()) }
+        Dataflow { store, inner: Mutex::new(Inner::default()), clock: Clock::default(), publish: RwLock::new(()) }
+    }
+
+    /// The engine clock temporal filters are maintained against.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// The earliest engine time at which a view has rows to add or remove although no
+    /// input changes (a temporal filter's next event).
+    pub fn next_wake(&self) -> Option<i64> {
+        self.lock().views.iter().filter_map(|v| v.wakes_at).min()
+    }
+
+    /// A commit of nothing but the passing of time: steps the views that have events due
+    /// ([`super::clock`]).
+    pub fn tick(&self) -> Result<()> {
+        self.commit(&[], WriteBatch::default())
+    }
+
+    /// Starts the task that ticks the engine clock every [`GRANULARITY`] while a view has
+    /// events due; it ends with the dataflow.
+    pub fn start_clock(self: &Arc<Self>) {
+        let dataflow = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(GRANULARITY);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                interval.tick().await;
+                let Some(dataflow) = dataflow.upgrade() else { return };
+                if !dataflow.next_wake().is_some_and(|t| t <= dataflow.clock.now()) {
+                    continue;
+                }
+                match tokio::task::spawn_blocking(move || dataflow.tick()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "the commit of a clock tick failed; the next tick retries")
+                    }
+                    Err(e) => tracing::error!(error = %e, "the clock tick panicked"),
+                }
+            }
+        });
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -149,7 +195,7 @@ impl Dataflow {
             .collect();
         let mut planned: Vec<(&TableState, Planned)> = Vec::with_capacity(changes.len());
         let defer = self.store.defers_rows_to_images();
-        let mut deltas = Deltas::default();
+        let mut deltas = Deltas::at(self.clock.now());
         for (table, change) in changes {
             if change.is_empty() {
                 continue;
@@ -172,7 +218,8 @@ impl Dataflow {
         let mut failures: Vec<(usize, Error)> = Vec::new();
         let mut recovered: Vec<usize> = Vec::new();
         for (i, view) in inner.views.iter_mut().enumerate() {
-            if !view.input_ids.iter().any(|id| deltas.contains_key(id)) {
+            let due = view.wakes_at.is_some_and(|t| t <= deltas.now());
+            if !due && !view.input_ids.iter().any(|id| deltas.contains_key(id)) {
                 continue;
             }
             let mut errors = ErrorDelta::default();
@@ -234,7 +281,7 @@ impl Dataflow {
                     // Not computed again: it stays failed, with the same result.
                     (true, _) => {}
                     (false, true) => fail(view, &failures.iter().find(|(f, _)| *f == i).expect("listed").1),
-                    (false, false) => rebuild(view),
+                    (false, false) => rebuild(view, deltas.now()),
                 }
             }
             for i in tapped {
@@ -259,6 +306,10 @@ impl Dataflow {
             }
             errors_changed |= view.errors.apply(errors);
         }
+        for &i in &stepped {
+            let view = &mut inner.views[i];
+            view.wakes_at = wakes_at(view.root.as_mut());
+        }
         for i in recovered {
             let view = &mut inner.views[i];
             tracing::info!(view = %view.name, "materialized view computed again: it is maintained again");
@@ -280,8 +331,9 @@ impl Dataflow {
         let published = if errors_changed { effective_errors(&mut inner.views) } else { Vec::new() };
         let mut queued = Vec::new();
         for (i, pending) in inner.pending.iter_mut().enumerate() {
-            let mine: Deltas =
+            let mut mine: Deltas =
                 deltas.iter().filter(|(id, _)| pending.input_ids.contains(id)).map(|(k, v)| (*k, v.clone())).collect();
+            mine.set_now(deltas.now());
             if !mine.is_empty() {
                 pending.queue.push(mine);
                 queued.push(i);
@@ -410,6 +462,7 @@ impl Dataflow {
             errors: ErrorSet::default(),
             failed: None,
             published: None,
+            wakes_at: None,
         };
         if restore {
             match self.load_view(&mut view) {
@@ -420,6 +473,7 @@ impl Dataflow {
                         errors = view.errors.count(),
                         "materialized view loaded"
                     );
+                    view.wakes_at = wakes_at(view.root.as_mut());
                     let mut inner = self.lock();
                     inner.views.push(view);
                     self.publish_errors(&mut inner);
@@ -474,6 +528,7 @@ impl Dataflow {
                 return Err(Error::view_failed(name, e));
             }
         }
+        view.wakes_at = wakes_at(view.root.as_mut());
         inner.views.push(view);
         self.publish_errors(&mut inner);
         Ok(())
@@ -502,7 +557,7 @@ impl Dataflow {
         }
         let store = self.store.as_ref();
         let inputs = &view.inputs;
-        let contents = || initial_deltas(inputs, &self.pin(inputs));
+        let contents = || initial_deltas(inputs, &self.pin(inputs), self.clock.now());
         if !durable::load(view.id, &view.plan_text, view.root.as_mut(), &mut view.errors, store, &contents)? {
             return Ok(false);
         }
@@ -528,7 +583,7 @@ impl Dataflow {
             });
             self.pin(&view.inputs)
         };
-        let initial = initial_deltas(&view.inputs, &pins)?;
+        let initial = initial_deltas(&view.inputs, &pins, self.clock.now())?;
         fill(&mut view.root, &initial, &view.output, &mut view.errors, store)
     }
 
@@ -694,9 +749,21 @@ fn fill(
     Ok(())
 }
 
+/// The earliest time an operator of `root` has output due without an input change.
+fn wakes_at(root: &mut dyn Operator) -> Option<i64> {
+    let mut at: Option<i64> = None;
+    root.visit_states(&mut |op| {
+        if let Some(t) = op.wakes_at() {
+            at = Some(at.map_or(t, |a| a.min(t)));
+        }
+    });
+    at
+}
+
 /// Every input's rows as one insert-only delta, replayed (the rows after it are the pins).
-fn initial_deltas(inputs: &[Arc<TableState>], pins: &HashMap<u64, PinnedRows>) -> Result<Deltas> {
-    let mut deltas = Deltas::default();
+/// `now`: the engine clock's reading.
+fn initial_deltas(inputs: &[Arc<TableState>], pins: &HashMap<u64, PinnedRows>, now: i64) -> Result<Deltas> {
+    let mut deltas = Deltas::at(now);
     for t in inputs {
         let rows = t.snapshot_of(&pins[&t.id()])?;
         deltas.insert(t.id(), ChangeBatch::uniform(rows, 1));
@@ -707,11 +774,11 @@ fn initial_deltas(inputs: &[Arc<TableState>], pins: &HashMap<u64, PinnedRows>) -
 
 /// After a failed commit, recompiles a view's operators from its inputs, which the failed
 /// commit did not change (its result and errors did not change either).
-fn rebuild(view: &mut View) {
+fn rebuild(view: &mut View, now: i64) {
     let attempt = || -> Result<Box<dyn Operator>> {
         let (mut root, _) = compile(&view.plan)?;
         let pins = view.inputs.iter().map(|t| (t.id(), t.pin())).collect();
-        let init = initial_deltas(&view.inputs, &pins)?;
+        let init = initial_deltas(&view.inputs, &pins, now)?;
         guarded_step(&mut root, &init, &mut ErrorDelta::default())?;
         Ok(root)
     };

@@ -25,6 +25,7 @@
 //! cut, what changed only ([`durable`]): a restart loads views rather than recomputing them.
 
 pub mod aggregate;
+pub mod clock;
 pub mod compile;
 pub mod durable;
 pub mod errors;
@@ -32,8 +33,11 @@ mod graph;
 pub mod join;
 pub mod operator;
 pub mod scalar_subquery;
+pub mod sorted;
 pub mod tap;
+pub mod temporal;
 pub mod topk;
+pub mod window;
 
 use std::collections::HashMap;
 

@@ -40,9 +40,26 @@ use crate::state::table::PinnedRows;
 pub struct Deltas {
     changes: HashMap<u64, ChangeBatch>,
     after: HashMap<u64, PinnedRows>,
+    /// The engine clock's reading for this commit ([`super::clock`]).
+    now: i64,
 }
 
 impl Deltas {
+    /// No changes yet, in a commit at `now` (the engine clock, [`super::clock`]).
+    pub fn at(now: i64) -> Self {
+        Deltas { now, ..Deltas::default() }
+    }
+
+    /// The engine clock's reading for this commit: what temporal filters compare with.
+    pub fn now(&self) -> i64 {
+        self.now
+    }
+
+    /// Sets the commit's clock reading.
+    pub fn set_now(&mut self, now: i64) {
+        self.now = now;
+    }
+
     /// Input `id`'s rows after this commit, when the commit is replayed (see the type).
     pub fn after(&self, id: u64) -> Option<&PinnedRows> {
         self.after.get(&id)
@@ -70,7 +87,7 @@ impl std::ops::DerefMut for Deltas {
 
 impl FromIterator<(u64, ChangeBatch)> for Deltas {
     fn from_iter<I: IntoIterator<Item = (u64, ChangeBatch)>>(iter: I) -> Self {
-        Deltas { changes: iter.into_iter().collect(), after: HashMap::new() }
+        Deltas { changes: iter.into_iter().collect(), after: HashMap::new(), now: 0 }
     }
 }
 

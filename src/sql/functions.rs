@@ -49,6 +49,8 @@ pub fn register_global(ctx: &SessionContext) {
     // Postgres's templates, not chrono's (DataFusion's to_char takes strftime formats).
     ctx.register_udf(ScalarUDF::from(super::to_char::ToChar::new()));
     ctx.register_udf(ScalarUDF::new_from_impl(PgTypeof { signature: Signature::any(1, Volatility::Immutable) }));
+    // The engine clock's function (temporal filters in materialized views).
+    ctx.register_udf(crate::dataflow::temporal::mz_now());
     let version = version_string();
     ctx.register_udf(create_udf(
         "version",

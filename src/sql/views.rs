@@ -78,6 +78,7 @@ pub(super) async fn create_materialized_view(
     let state = s.context().state();
     let analyzed =
         state.analyzer().execute_and_check(view.input.as_ref().clone(), state.config_options(), |_, _| {})?;
+    let analyzed = crate::dataflow::temporal::mark_now(analyzed)?;
     check_maintainable(&analyzed)?;
     let plan = optimize(analyzed, &state)?;
     let schema = nullable(plan.schema().as_arrow());

@@ -5,6 +5,7 @@
 pub mod kafka;
 pub mod mariadb;
 pub mod process;
+pub mod tpch;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

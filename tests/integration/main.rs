@@ -21,5 +21,6 @@ mod mysql_types;
 mod observability;
 mod point_lookups;
 mod sqllogictests;
+mod tpch;
 mod views_oracle;
 mod wire;

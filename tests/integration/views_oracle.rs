@@ -2,7 +2,7 @@
 //! sequences (NULL keys, duplicate rows, emptied groups, key updates), and after every
 //! statement each view must equal its query run from scratch by DataFusion over the same
 //! tables. The views cover every operator: inner/left/right/full joins with residual
-//! predicates, semi/anti joins from IN/EXISTS, null-aware anti joins from NOT IN, top-k (ORDER BY ... LIMIT/OFFSET, and per group: row_number() OVER (PARTITION BY ...) <= n), grouped and global aggregates, DISTINCT,
+//! predicates, semi/anti joins from IN/EXISTS, null-aware anti joins from NOT IN, top-k (ORDER BY ... LIMIT/OFFSET, and per group: row_number() OVER (PARTITION BY ...) <= n), window functions, grouped, ordered and global aggregates, DISTINCT,
 //! UNION [ALL], INTERSECT, EXCEPT, scalar subqueries, cross joins, projections with CASE/casts/functions, and views on views.
 //!
 //! Views whose expressions fail on some rows ([`ERROR_VIEWS`]) must fail to read exactly when
@@ -75,6 +75,51 @@ const VIEWS: &[(&str, &str)] = &[
     ("v_distinct_on", "SELECT DISTINCT ON (k) k, id, v FROM a ORDER BY k, v DESC NULLS LAST, id"),
     ("v_distinct_on_expr", "SELECT DISTINCT ON (k % 2) id, w FROM b ORDER BY k % 2, w NULLS FIRST, id DESC"),
     ("v_rank_global", "SELECT id, rn FROM (SELECT id, row_number() OVER (ORDER BY id DESC) AS rn FROM b) t WHERE rn < 3"),
+    // Window functions (`dataflow::window`): every partition a change touches is evaluated
+    // again. Orders are total (ending in the key `id`) where the function sees row order;
+    // rank-like functions and RANGE frames give peers equal values, so ties need no tie-break.
+    (
+        "w_rank",
+        "SELECT id, k, v, rank() OVER (PARTITION BY k ORDER BY v NULLS FIRST) AS r, \
+         dense_rank() OVER (PARTITION BY k ORDER BY v NULLS FIRST) AS dr, \
+         percent_rank() OVER (PARTITION BY k ORDER BY v NULLS FIRST) AS pr, \
+         cume_dist() OVER (PARTITION BY k ORDER BY v NULLS FIRST) AS cd FROM a",
+    ),
+    (
+        "w_lag",
+        "SELECT id, lag(v) OVER (PARTITION BY k ORDER BY id) AS prev, \
+         lead(v, 2, -1) OVER (PARTITION BY k ORDER BY id) AS next2, \
+         row_number() OVER (PARTITION BY k ORDER BY id DESC) AS rn FROM a",
+    ),
+    (
+        "w_frames",
+        "SELECT id, sum(v) OVER (PARTITION BY k ORDER BY id) AS running, sum(v) OVER (PARTITION BY k) AS total, \
+         count(v) OVER (PARTITION BY k ORDER BY id ROWS BETWEEN 1 PRECEDING AND 1 FOLLOWING) AS near, \
+         max(v) OVER (PARTITION BY k ORDER BY v RANGE BETWEEN 1 PRECEDING AND CURRENT ROW) AS top FROM a",
+    ),
+    (
+        "w_values",
+        "SELECT id, first_value(w) OVER (ORDER BY id) AS f, \
+         last_value(w) OVER (ORDER BY id ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS l, \
+         nth_value(w, 2) OVER (ORDER BY id) AS second, ntile(3) OVER (ORDER BY id) AS third FROM b",
+    ),
+    // Two windows with different partitions (two operators), and a filter on a rank.
+    (
+        "w_mixed",
+        "SELECT id, count(*) OVER (PARTITION BY k) AS in_k, avg(w) OVER (PARTITION BY w > 2 ORDER BY id) AS m FROM b",
+    ),
+    (
+        "w_top_rank",
+        "SELECT id, k, r FROM (SELECT id, k, rank() OVER (PARTITION BY k ORDER BY v DESC NULLS LAST) AS r FROM a) t \
+         WHERE r <= 2",
+    ),
+    ("w_over_agg", "SELECT k, count(*) AS n, sum(count(*)) OVER (ORDER BY k NULLS FIRST) AS cum FROM b GROUP BY k"),
+    // Ordered aggregates: the ORDER BY is kept beside the arguments.
+    (
+        "v_ordered_agg",
+        "SELECT k, string_agg(CAST(id AS TEXT), ',' ORDER BY v DESC NULLS LAST, id) AS ids, \
+         array_agg(v ORDER BY id) AS vs, percentile_cont(0.5) WITHIN GROUP (ORDER BY v) AS med FROM a GROUP BY k",
+    ),
     // Joins on a primary key: those sides probe the table's own rows (no index of their own).
     ("v_pk_inner", "SELECT a.id, a.v, b.w FROM a JOIN b ON b.id = a.id"),
     ("v_pk_left", "SELECT a.id, a.k, b.w FROM a LEFT JOIN b ON a.id = b.id"),
@@ -102,6 +147,8 @@ const ERROR_VIEWS: &[(&str, &str)] = &[
     ("e_join_residual", "SELECT a.id, b.id AS bid FROM a JOIN b ON a.k = b.k AND a.v / b.w > 0"),
     ("e_left_residual", "SELECT a.id, b.id AS bid FROM a LEFT JOIN b ON a.k = b.k AND 10 / b.w > a.v"),
     ("e_topk", "SELECT id, v FROM a ORDER BY 10 / v, id LIMIT 3"),
+    ("e_window", "SELECT id, sum(10 / v) OVER (PARTITION BY k ORDER BY id) AS s FROM a"),
+    ("e_window_key", "SELECT id, rank() OVER (PARTITION BY 10 / v ORDER BY id) AS r FROM a"),
     ("e_on_view", "SELECT count(*) AS n, sum(q) AS s FROM e_project"),
 ];
 
@@ -118,6 +165,28 @@ const DETERMINED_VIEWS: &[(&str, &str, &str)] = &[
         "SELECT w, k FROM b ORDER BY k NULLS FIRST, w NULLS FIRST LIMIT 2 OFFSET 1",
     ),
 ];
+
+/// Temporal filters (`dataflow::temporal`), on an engine clock the test moves in minutes from
+/// the epoch ([`Op::Tick`]): each compared with its query where `now()` is the clock's time.
+const TEMPORAL_VIEWS: &[(&str, &str)] = &[
+    ("t_recent", "SELECT id, k FROM a WHERE to_timestamp(id * 60) > now() - INTERVAL '10 minutes'"),
+    (
+        "t_window",
+        "SELECT k, count(*) AS n FROM b WHERE to_timestamp(id * 60) <= mz_now() \
+         AND to_timestamp((id + 5) * 60) >= current_timestamp AND w IS NOT NULL GROUP BY k",
+    ),
+];
+
+/// A temporal view's query at clock time `minutes`.
+fn at_time(query: &str, minutes: i64) -> String {
+    let t = format!("to_timestamp({})", minutes * 60);
+    query.replace("mz_now()", &t).replace("now()", &t).replace("current_timestamp", &t)
+}
+
+/// Moves the engine's clock to `minutes` after the epoch.
+fn set_clock(engine: &Engine, minutes: i64) {
+    engine.dataflow().clock().freeze(Some(minutes * 60_000_000));
+}
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -159,6 +228,10 @@ enum Op {
     Restart {
         whole: bool,
     },
+    /// The engine clock moves forward by `minutes` and the dataflow ticks.
+    Tick {
+        minutes: i64,
+    },
 }
 
 fn lit(v: Option<i32>) -> String {
@@ -191,6 +264,7 @@ impl Op {
                 v = lit(*value)
             ),
             Op::Restart { .. } => "-- restart".into(),
+            Op::Tick { minutes } => format!("-- {minutes} minutes pass"),
             Op::Both { id, value, insert: false } => format!(
                 "BEGIN; UPDATE a SET v = {v} WHERE id = {id}; DELETE FROM b WHERE id = {id} + 1; \
                  UPDATE b SET w = {v}, id = {id} + 1 WHERE id = {id}; COMMIT",
@@ -216,6 +290,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (table, 0..40i32).prop_map(|(table, id)| Op::DeleteId { table, id }),
         2 => (0..40i32, small(), any::<bool>()).prop_map(|(id, value, insert)| Op::Both { id, value, insert }),
         1 => any::<bool>().prop_map(|whole| Op::Restart { whole }),
+        2 => (0..8i64).prop_map(|minutes| Op::Tick { minutes }),
     ]
 }
 
@@ -293,6 +368,8 @@ async fn run_case(ops: Vec<Op>, create_views_after: usize) {
     let _save_mode = SAVE_MODE.lock().await;
     let store = Arc::new(MemoryStore::default());
     let mut engine = engine_in(&store, "").await;
+    let mut minutes = 0;
+    set_clock(&engine, minutes);
     let mut s = engine.session();
     for (name, query) in ERROR_VIEWS {
         s.execute_sql(&format!("CREATE MATERIALIZED VIEW {name} AS {query}"))
@@ -307,6 +384,7 @@ async fn run_case(ops: Vec<Op>, create_views_after: usize) {
             drop(s);
             drop(engine);
             engine = open(&store).await;
+            set_clock(&engine, minutes);
             s = engine.session();
             for view in engine.dataflow().views() {
                 assert!(view.loaded, "view {} was recomputed at a restart, not loaded\nops: {ops:#?}", view.name);
@@ -314,10 +392,17 @@ async fn run_case(ops: Vec<Op>, create_views_after: usize) {
             check_error_views(&s, &format!("after the restart at step {step}\nops: {ops:#?}")).await;
             continue;
         }
+        if let Op::Tick { minutes: passing } = op {
+            minutes += passing;
+            set_clock(&engine, minutes);
+            engine.dataflow().tick().expect("a tick commits");
+        }
         if step == create_views_after.min(ops.len() - 1) && !created {
             // Views created over tables that already have rows: initialised from them.
-            for (name, query) in
-                VIEWS.iter().chain(DETERMINED_VIEWS.iter().map(|(n, q, _)| (*n, *q)).collect::<Vec<_>>().iter())
+            for (name, query) in VIEWS
+                .iter()
+                .chain(DETERMINED_VIEWS.iter().map(|(n, q, _)| (*n, *q)).collect::<Vec<_>>().iter())
+                .chain(TEMPORAL_VIEWS)
             {
                 s.execute_sql(&format!("CREATE MATERIALIZED VIEW {name} AS {query}"))
                     .await
@@ -335,6 +420,16 @@ async fn run_case(ops: Vec<Op>, create_views_after: usize) {
                 let view = rows(&s, &format!("SELECT * FROM {name}")).await;
                 let fresh = rows(&s, query).await;
                 assert_eq!(view, fresh, "view {name} after step {step} ({})\nops: {ops:#?}", op.sql());
+            }
+            for (name, query) in TEMPORAL_VIEWS {
+                let view = rows(&s, &format!("SELECT * FROM {name}")).await;
+                let fresh = rows(&s, &at_time(query, minutes)).await;
+                assert_eq!(
+                    view,
+                    fresh,
+                    "view {name} at minute {minutes}, after step {step} ({})\nops: {ops:#?}",
+                    op.sql()
+                );
             }
             for (name, _, reference) in DETERMINED_VIEWS {
                 let view = rows(&s, &format!("SELECT * FROM {name}")).await;

@@ -65,7 +65,7 @@ pub(super) fn recompute_view(
         };
         after.insert(t.id(), pinned);
     }
-    let initial = initial_deltas(&view.inputs, &after)?;
+    let initial = initial_deltas(&view.inputs, &after, deltas.now())?;
     let mut parts = Vec::new();
     parts.extend(guarded_step(&mut view.root, &initial, errors)?);
     let mut parts: Vec<ChangeBatch> = parts.into_iter().map(|p| as_output(&view.output, p)).collect::<Result<_>>()?;
