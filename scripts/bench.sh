@@ -13,6 +13,8 @@
 #                 mariadb-binlog and python-mysql-replication
 #   views         join + aggregate view maintenance vs DataFusion recompute and
 #                 differential-dataflow
+#   windows       lag + running sum view: 1k-row delta into 1M rows vs DataFusion recompute
+#   tpch          the 22 TPC-H queries as views over MariaDB: refresh round vs recompute
 #   freshness     MariaDB commit → visible in a view at a steady 5k transactions/s (p50/p99/max)
 #   serving       pgbench point SELECTs on a view vs the same on PostgreSQL
 #   memory        resident memory and state bytes per row (table, join view, aggregate view)
@@ -26,7 +28,7 @@ cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib.sh
 source scripts/lib.sh
 
-all=(mysql_source views freshness serving memory recovery sink)
+all=(mysql_source views windows tpch freshness serving memory recovery sink)
 quick=0
 names=()
 for arg in "$@"; do

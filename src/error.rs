@@ -74,6 +74,9 @@ pub enum Error {
     /// The client cancelled the statement (a cancel request, Ctrl-C in psql) (57014).
     #[error("canceling statement due to user request")]
     Canceled,
+    /// The statement ran longer than the session's `statement_timeout` (57014).
+    #[error("canceling statement due to statement timeout")]
+    StatementTimeout,
     /// A statement nests deeper than the server walks (54001): thousands of chained operators,
     /// parentheses or set operations. Split it, or build the list with `IN (...)`/`VALUES`.
     #[error("{0}")]
@@ -166,7 +169,7 @@ impl Error {
             Error::Query(e) => datafusion_sqlstate(e),
             Error::Storage(_) => "58030",
             Error::SourceLost(_) => "55000",
-            Error::Canceled => "57014",
+            Error::Canceled | Error::StatementTimeout => "57014",
             Error::TooComplex(_) => "54001",
             Error::Internal(_) => "XX000",
             Error::InView { cause, .. } => cause.sqlstate(),
@@ -192,6 +195,11 @@ impl Error {
                 "Split the statement, or write long lists as IN (...) or VALUES rather than chains of operators.".into(),
             ),
             Error::Internal(_) => Some("This is a bug in Headwater; please report it with the statement.".into()),
+            Error::StatementTimeout => Some(
+                "The session's statement_timeout stopped it; SET statement_timeout = 0 (or a longer one) to let it \
+                 run longer."
+                    .into(),
+            ),
             Error::InView { view, cause } => Some(cause.hint().unwrap_or_else(|| {
                 format!("The write was refused so that the view stays correct; fix the row or DROP MATERIALIZED VIEW {view}.")
             })),
@@ -269,6 +277,7 @@ impl From<DataFusionError> for Error {
                 Some(Error::Storage(m)) => Error::Storage(m.clone()),
                 Some(Error::Internal(m)) => Error::Internal(m.clone()),
                 Some(Error::Canceled) => Error::Canceled,
+                Some(Error::StatementTimeout) => Error::StatementTimeout,
                 Some(Error::ViewErrored(v)) => Error::ViewErrored(v.clone()),
                 Some(Error::FeatureNotSupported(m)) => Error::FeatureNotSupported(m.clone()),
                 _ => Error::Query(e),

@@ -16,6 +16,8 @@ mod common;
 mod mariadb;
 mod postgres;
 mod report;
+#[path = "../../tests/common/tpch.rs"]
+mod tpch_data;
 
 mod freshness;
 mod memory;
@@ -23,13 +25,17 @@ mod mysql_source;
 mod recovery;
 mod serving;
 mod sink;
+mod tpch;
 mod view_restart;
 mod views;
+mod windows;
 
 /// Every benchmark, in the order a full run takes them.
 const BENCHMARKS: &[(&str, fn())] = &[
     ("mysql_source", mysql_source::main),
     ("views", views::main),
+    ("windows", windows::main),
+    ("tpch", tpch::main),
     ("freshness", freshness::main),
     ("serving", serving::main),
     ("memory", memory::main),

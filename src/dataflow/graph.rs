@@ -145,7 +145,7 @@ impl Dataflow {
             loop {
                 interval.tick().await;
                 let Some(dataflow) = dataflow.upgrade() else { return };
-                if !dataflow.next_wake().is_some_and(|t| t <= dataflow.clock.now()) {
+                if dataflow.next_wake().is_none_or(|t| t > dataflow.clock.now()) {
                     continue;
                 }
                 match tokio::task::spawn_blocking(move || dataflow.tick()).await {

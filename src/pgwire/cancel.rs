@@ -1,4 +1,5 @@
-//! Cancel requests (`pg_cancel_backend` from a driver, Ctrl-C in psql).
+//! Cancel requests (`pg_cancel_backend` from a driver, Ctrl-C in psql), and
+//! `statement_timeout`, which stops a statement the same way.
 //!
 //! A client cancels by opening a new connection that sends only the (pid, secret key) it got
 //! at startup. [`Cancels`] maps those to the connection's [`CancelToken`]. A statement notes
@@ -103,18 +104,32 @@ impl CancelHandler for Cancels {
     }
 }
 
-/// Rows that stop with 57014 when the statement is cancelled.
+/// Resolves at `deadline` (never without one): a statement's `statement_timeout`.
+pub async fn expires(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Rows that stop with 57014 when the statement is cancelled or its `deadline` passes.
 pub fn cancellable(
     stream: SendableRecordBatchStream,
     token: Arc<CancelToken>,
     start: u64,
+    deadline: Option<tokio::time::Instant>,
 ) -> SendableRecordBatchStream {
-    Box::pin(Cancellable { inner: stream, cancelled: Some(Box::pin(token.cancelled_since(start))) })
+    Box::pin(Cancellable {
+        inner: stream,
+        cancelled: Some(Box::pin(token.cancelled_since(start))),
+        expired: Box::pin(expires(deadline)),
+    })
 }
 
 struct Cancellable {
     inner: SendableRecordBatchStream,
     cancelled: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    expired: Pin<Box<dyn Future<Output = ()> + Send>>,
 }
 
 impl Stream for Cancellable {
@@ -124,9 +139,16 @@ impl Stream for Cancellable {
         let Some(cancelled) = self.cancelled.as_mut() else {
             return Poll::Ready(None);
         };
-        if cancelled.poll_unpin(cx).is_ready() {
+        let stopped = if cancelled.poll_unpin(cx).is_ready() {
+            Some(Error::Canceled)
+        } else if self.expired.poll_unpin(cx).is_ready() {
+            Some(Error::StatementTimeout)
+        } else {
+            None
+        };
+        if let Some(error) = stopped {
             self.cancelled = None;
-            return Poll::Ready(Some(Err(DataFusionError::External(Box::new(Error::Canceled)))));
+            return Poll::Ready(Some(Err(DataFusionError::External(Box::new(error)))));
         }
         let next = self.inner.as_mut().poll_next(cx);
         if matches!(next, Poll::Ready(None)) {

@@ -124,17 +124,20 @@ const REPORTED: &[(&str, &str)] = &[
 ];
 
 impl StatementParser {
-    /// Executes one statement; a cancel request stops it with 57014, also while its rows stream.
+    /// Executes one statement; a cancel request or the session's `statement_timeout` stops it
+    /// with 57014, also while its rows stream.
     async fn run<C>(&self, client: &mut C, stmt: &HwStatement, params: Option<&ParamValues>) -> Result<QueryResult>
     where
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let start = self.token.epoch();
+        let deadline = self.session.statement_timeout().map(|d| tokio::time::Instant::now() + d);
         let reported = matches!(stmt, HwStatement::Sql(s) if changes_settings(s)).then(|| self.reported());
         let result = tokio::select! {
             r = self.session.execute(stmt, params) => r?,
             _ = self.token.clone().cancelled_since(start) => return Err(Error::Canceled),
+            _ = super::cancel::expires(deadline) => return Err(Error::StatementTimeout),
         };
         if let Some(before) = reported {
             for ((name, value), (_, old)) in self.reported().into_iter().zip(before) {
@@ -149,7 +152,8 @@ impl StatementParser {
         }
         Ok(match result {
             QueryResult::Rows { schema, stream } => {
-                QueryResult::Rows { schema, stream: super::cancel::cancellable(stream, self.token.clone(), start) }
+                let stream = super::cancel::cancellable(stream, self.token.clone(), start, deadline);
+                QueryResult::Rows { schema, stream }
             }
             other => other,
         })

@@ -94,6 +94,11 @@ impl Session {
         self.read_settings().get(name).ok()
     }
 
+    /// The session's `statement_timeout` (`None`: no limit).
+    pub fn statement_timeout(&self) -> Option<std::time::Duration> {
+        self.read_settings().statement_timeout()
+    }
+
     fn read_settings(&self) -> std::sync::RwLockReadGuard<'_, Settings> {
         self.settings.read().unwrap_or_else(|p| p.into_inner())
     }

@@ -41,7 +41,11 @@ const DEFAULTS: &[(&str, &str, &str)] = &[
     ("server_version", SERVER_VERSION, "The Postgres version Headwater is compatible with."),
     ("server_version_num", SERVER_VERSION_NUM, "server_version as a number."),
     ("standard_conforming_strings", "on", "Backslashes in '' strings are literal."),
-    ("statement_timeout", "0", "Accepted for compatibility."),
+    (
+        "statement_timeout",
+        "0",
+        "Longest a statement may run, in ms or with a unit ('5s'); 0 means no limit. Longer ones stop with 57014.",
+    ),
     (
         "synchronous_commit",
         "on",
@@ -116,7 +120,7 @@ impl Settings {
                 }
                 "UTF8".to_string()
             }
-            "real_time_recency_timeout" => {
+            "real_time_recency_timeout" | "statement_timeout" => {
                 parse_duration(value).ok_or_else(|| {
                     Error::InvalidParameterValue(format!(
                         "invalid value for parameter \"{n}\": \"{value}\" (expected a duration like '10s' or '500ms')"
@@ -190,6 +194,11 @@ impl Settings {
         )
     }
 
+    /// The session's `statement_timeout` (`None`: no limit).
+    pub fn statement_timeout(&self) -> Option<std::time::Duration> {
+        self.values.get("statement_timeout").and_then(|v| parse_duration(v)).filter(|d| !d.is_zero())
+    }
+
     /// Whether `real_time_recency` is on.
     pub fn real_time_recency(&self) -> bool {
         self.values.get("real_time_recency").is_some_and(|v| v == "on")
@@ -252,6 +261,7 @@ pub fn parse_duration(v: &str) -> Option<std::time::Duration> {
         "s" | "sec" => num * 1e3,
         "min" => num * 60e3,
         "h" => num * 3600e3,
+        "d" => num * 86_400e3,
         _ => return None,
     };
     Some(std::time::Duration::from_micros((ms * 1e3) as u64))

@@ -56,3 +56,35 @@ async fn deep_statements_are_answered_or_refused_and_the_server_lives() {
     let other = hw.client().await;
     assert_eq!(outcome(&other, "SELECT 1").await, "ok");
 }
+
+/// `statement_timeout` bounds a statement (issue 30: it was accepted and ignored): a query
+/// that would run for hours stops with 57014 and a hint, in both protocols, while rows
+/// stream and before; the limit is per session, and 0 lifts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statement_timeout_stops_long_statements() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hw = HwProcess::start(&tmp.path().join("data"), &tmp.path().join("log"), &[]).await;
+    let c = hw.client().await;
+    let endless = "SELECT count(*) FROM generate_series(1, 100000000000)";
+    c.batch_execute("SET statement_timeout = '300ms'").await.unwrap();
+    let started = std::time::Instant::now();
+    let err = c.simple_query(endless).await.expect_err("stopped by the timeout");
+    let db = err.as_db_error().expect("a server error");
+    assert_eq!(db.code().code(), "57014", "{}", db.message());
+    assert!(db.message().contains("statement timeout"), "{}", db.message());
+    assert!(db.hint().is_some());
+    // Stopped, not finished: counting 1e11 rows takes hours.
+    assert!(started.elapsed() < std::time::Duration::from_secs(60), "took {:?}", started.elapsed());
+    // The extended protocol too.
+    let err = c.query(endless, &[]).await.expect_err("stopped by the timeout");
+    assert_eq!(err.as_db_error().map(|d| d.code().code()), Some("57014"));
+    // Statements within the limit run; another session has no limit; SHOW and bad values.
+    assert_eq!(outcome(&c, "SELECT 1").await, "ok");
+    let shown = c.simple_query("SHOW statement_timeout").await.unwrap();
+    assert!(shown.iter().any(|m| matches!(m, tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some("300ms"))));
+    assert_eq!(outcome(&c, "SET statement_timeout = 'soon'").await, "22023");
+    let other = hw.client().await;
+    assert_eq!(outcome(&other, "SELECT count(*) FROM generate_series(1, 1000)").await, "ok");
+    c.batch_execute("SET statement_timeout = 0").await.unwrap();
+    assert_eq!(outcome(&c, "SELECT count(*) FROM generate_series(1, 1000)").await, "ok");
+}
