@@ -59,6 +59,12 @@ struct ServeArgs {
     /// Address for Prometheus to scrape `GET /metrics` (e.g. `127.0.0.1:6876`); off by default.
     #[arg(long, env = "HEADWATER_METRICS_LISTEN")]
     metrics_listen: Option<String>,
+    /// Most client sessions at once; one more gets 53300 "too many clients".
+    #[arg(long, env = "HEADWATER_MAX_CONNECTIONS", default_value_t = 256)]
+    max_connections: usize,
+    /// Longest a client may take to log in (`30s`, `1m`); slower ones are disconnected.
+    #[arg(long, env = "HEADWATER_AUTHENTICATION_TIMEOUT", default_value = "60s", value_parser = headwater::parse_duration)]
+    authentication_timeout: std::time::Duration,
     /// Log filter: error, warn, info, debug, trace, or a tracing filter like `headwater=debug`.
     #[arg(long, env = "HEADWATER_LOG_LEVEL", default_value = "info")]
     log_level: String,
@@ -76,6 +82,8 @@ fn main() -> std::process::ExitCode {
         tls_cert,
         tls_key,
         metrics_listen,
+        max_connections,
+        authentication_timeout,
         log_level,
     } = match cli.command {
         Some(Command::Serve(args)) => args,
@@ -103,7 +111,16 @@ fn main() -> std::process::ExitCode {
         }
     };
     let tls = tls_cert.zip(tls_key);
-    let config = Config { checkpoint_interval, auth, users_file, tls, metrics_listen, ..Config::new(listen, data_dir) };
+    let config = Config {
+        checkpoint_interval,
+        auth,
+        users_file,
+        tls,
+        metrics_listen,
+        max_connections,
+        authentication_timeout,
+        ..Config::new(listen, data_dir)
+    };
     match runtime.block_on(run(config)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

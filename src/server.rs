@@ -32,6 +32,11 @@ pub struct Config {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Address of the Prometheus endpoint, `GET /metrics` (`--metrics-listen`; off when unset).
     pub metrics_listen: Option<String>,
+    /// Most client sessions at once (`--max-connections`, default 256); one more is refused
+    /// with 53300.
+    pub max_connections: usize,
+    /// Longest a client may take to log in (`--authentication-timeout`, default 60 s).
+    pub authentication_timeout: Duration,
 }
 
 impl Config {
@@ -45,6 +50,8 @@ impl Config {
             users_file: None,
             tls: None,
             metrics_listen: None,
+            max_connections: 256,
+            authentication_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -90,7 +97,12 @@ async fn wire_options(config: &Config, engine: &Arc<Engine>) -> Result<WireOptio
         Some((cert, key)) => Some(crate::pgwire::tls::acceptor(cert, key)?),
         None => None,
     };
-    Ok(WireOptions { auth: config.auth, tls })
+    Ok(WireOptions {
+        auth: config.auth,
+        tls,
+        max_connections: config.max_connections,
+        authentication_timeout: config.authentication_timeout,
+    })
 }
 
 /// A running server: its address, and the handle that stops it.

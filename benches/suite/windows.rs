@@ -129,9 +129,9 @@ pub fn main() {
             "## Window functions: lag + running sum over {rows} rows in partitions of ~{PARTITION_ROWS}\n\n\
              `{VIEW}`. Reproduce with `scripts/bench.sh windows` (`HEADWATER_BENCH_ROWS` changes the size). \
              Machine: {}.\n\n\
-             | what | cold: first run in a fresh process, ms | warm, ms: median (min–max) | Headwater vs this (cold, warm) |\n\
+             | what | cold: first run in a fresh process, ms | warm, ms: median (min–max) | its time ÷ Headwater's (cold, warm) |\n\
              |---|---|---|---|\n\
-             | baseline: DataFusion computing the query from in-memory Arrow batches | {base_cold:.1} | {base_warm:.1} | {:.0}×, {:.0}× faster |\n\
+             | baseline: DataFusion computing the query from in-memory Arrow batches | {base_cold:.1} | {base_warm:.1} | {:.1}×, {:.1}× |\n\
              | Headwater: commit of {DELTA} updated rows (2,000 weighted rows) through the dataflow — table + view ({} rounds) | {cold:.1} | {warm:.2} | |\n\n\
              A change evaluates only the partitions it touches (here ≤ {DELTA} of {partitions}, ~{PARTITION_ROWS} rows \
              each, before and after the change) and emits the rows whose values moved. Creating the view over the \

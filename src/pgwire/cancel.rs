@@ -38,7 +38,8 @@ impl CancelToken {
         self.epoch.load(Ordering::SeqCst)
     }
 
-    fn cancel(&self) {
+    /// Stops the statement running now (and one starting at this instant).
+    pub fn cancel(&self) {
         self.epoch.fetch_add(1, Ordering::SeqCst);
         self.notify.notify_waiters();
     }
@@ -81,6 +82,19 @@ impl Drop for Registration {
 }
 
 impl Cancels {
+    /// Cancels what the session given `pid` and `secret` runs, if there is one.
+    pub fn cancel(&self, pid: i32, secret: &[u8]) {
+        let key = (pid, secret.to_vec());
+        let token = self.tokens.lock().unwrap_or_else(|p| p.into_inner()).get(&key).and_then(Weak::upgrade);
+        match token {
+            Some(t) => {
+                tracing::info!(pid, "cancel request");
+                t.cancel();
+            }
+            None => tracing::debug!(pid, "cancel request for no known session"),
+        }
+    }
+
     /// Makes `token` reachable by a CancelRequest carrying `pid` and `secret`.
     pub fn register(self: &Arc<Self>, pid: i32, secret: Vec<u8>, token: &Arc<CancelToken>) -> Registration {
         let key = (pid, secret);
@@ -92,15 +106,7 @@ impl Cancels {
 #[async_trait]
 impl CancelHandler for Cancels {
     async fn on_cancel_request(&self, request: CancelRequest) {
-        let key = (request.pid, request.secret_key.to_bytes().to_vec());
-        let token = self.tokens.lock().unwrap_or_else(|p| p.into_inner()).get(&key).and_then(Weak::upgrade);
-        match token {
-            Some(t) => {
-                tracing::info!(pid = request.pid, "cancel request");
-                t.cancel();
-            }
-            None => tracing::debug!(pid = request.pid, "cancel request for no known session"),
-        }
+        self.cancel(request.pid, &request.secret_key.to_bytes());
     }
 }
 

@@ -1,7 +1,8 @@
 //! One connection's handlers: simple and extended query protocol over one [`Session`].
 
 use std::fmt::Debug;
-use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, OnceLock};
 
 use arrow_pg::datatypes::df::deserialize_parameters;
 use arrow_pg::datatypes::{arrow_schema_to_pg_fields, into_pg_type};
@@ -27,6 +28,7 @@ use super::cancel::{CancelToken, Cancels};
 use super::encode::{error, error_info, response};
 use super::startup::{AuthMode, Startup};
 use crate::error::{Error, Result};
+use crate::sql::activity::Backend;
 use crate::sql::{HwStatement, QueryResult, Session};
 
 /// A statement prepared with Parse: parsed once, described once.
@@ -39,6 +41,17 @@ pub struct Prepared {
     point: Option<Arc<crate::sql::PointQuery>>,
 }
 
+/// What the accept loop and the handlers share about one connection.
+#[derive(Default)]
+pub struct Lifecycle {
+    /// The client has logged in (`--authentication-timeout` no longer applies).
+    pub authenticated: AtomicBool,
+    /// `pg_terminate_backend`: the accept loop closes the connection.
+    pub terminate: tokio::sync::Notify,
+    /// The session as `pg_stat_activity` lists it, once logged in.
+    pub backend: OnceLock<Arc<Backend>>,
+}
+
 /// Everything pgwire needs for one client connection.
 pub struct Connection {
     parser: Arc<StatementParser>,
@@ -47,12 +60,13 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Handlers over a fresh session, authenticating with `auth`.
-    pub fn new(session: Session, auth: AuthMode, cancels: Arc<Cancels>) -> Self {
+    /// Handlers over a fresh session, authenticating with `auth`; `life` is shared with the
+    /// accept loop.
+    pub fn new(session: Session, auth: AuthMode, cancels: Arc<Cancels>, life: Arc<Lifecycle>) -> Self {
         let session = Arc::new(session);
         let token = Arc::new(CancelToken::default());
-        let startup = Arc::new(Startup::new(auth, session.clone(), cancels.clone(), token.clone()));
-        Connection { parser: Arc::new(StatementParser { session, token }), startup, cancels }
+        let startup = Arc::new(Startup::new(auth, session.clone(), cancels.clone(), token.clone(), life.clone()));
+        Connection { parser: Arc::new(StatementParser { session, token, life }), startup, cancels }
     }
 }
 
@@ -101,6 +115,7 @@ impl ErrorHandler for LoginErrors {
 pub struct StatementParser {
     session: Arc<Session>,
     token: Arc<CancelToken>,
+    life: Arc<Lifecycle>,
 }
 
 /// The `oid[]` parameter of a [`HwStatement::ClientQuery`], as a list of BIGINT.
@@ -127,6 +142,27 @@ impl StatementParser {
     /// Executes one statement; a cancel request or the session's `statement_timeout` stops it
     /// with 57014, also while its rows stream.
     async fn run<C>(&self, client: &mut C, stmt: &HwStatement, params: Option<&ParamValues>) -> Result<QueryResult>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let backend = self.life.backend.get();
+        if let Some(b) = backend {
+            b.started(activity_text(stmt));
+        }
+        let result = self.run_statement(client, stmt, params).await;
+        if let Some(b) = backend {
+            b.finished();
+        }
+        result
+    }
+
+    async fn run_statement<C>(
+        &self,
+        client: &mut C,
+        stmt: &HwStatement,
+        params: Option<&ParamValues>,
+    ) -> Result<QueryResult>
     where
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
@@ -162,6 +198,29 @@ impl StatementParser {
     fn reported(&self) -> Vec<(&'static str, String)> {
         REPORTED.iter().map(|(wire, name)| (*wire, self.session.setting(name).unwrap_or_default())).collect()
     }
+}
+
+/// A statement as `pg_stat_activity` shows it: its text, cut at 1,024 bytes (Postgres's
+/// `track_activity_query_size`), with no password in it.
+fn activity_text(stmt: &HwStatement) -> String {
+    use datafusion::sql::sqlparser::ast::Statement;
+    let mut text = match stmt {
+        HwStatement::Sql(s) => match s.as_ref() {
+            Statement::CreateRole { .. } => "CREATE ROLE ... (options hidden)".to_string(),
+            Statement::AlterRole { .. } => "ALTER ROLE ... (options hidden)".to_string(),
+            other => other.to_string(),
+        },
+        HwStatement::CreateConnection { name, .. } => format!("CREATE CONNECTION {name} ... (options hidden)"),
+        _ => "(a Headwater statement)".to_string(),
+    };
+    if text.len() > 1024 {
+        let mut cut = 1024;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+    }
+    text
 }
 
 fn changes_settings(stmt: &datafusion::sql::sqlparser::ast::Statement) -> bool {
@@ -244,7 +303,7 @@ impl ExtendedQueryHandler for StatementParser {
     type QueryParser = StatementParser;
 
     fn query_parser(&self) -> Arc<Self::QueryParser> {
-        Arc::new(StatementParser { session: self.session.clone(), token: self.token.clone() })
+        Arc::new(StatementParser { session: self.session.clone(), token: self.token.clone(), life: self.life.clone() })
     }
 
     /// Binds a portal like pgwire's default, but leaves BindComplete in the write buffer

@@ -13,10 +13,12 @@ mod batched;
 mod cancel;
 mod encode;
 mod handler;
+mod limits;
 mod startup;
 pub mod tls;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -24,20 +26,43 @@ use tokio::task::JoinSet;
 
 pub use startup::AuthMode;
 
+/// Connections over `--max-connections` being answered at once; more are closed unanswered.
+const MAX_REFUSALS: usize = 64;
+
 use crate::sql::Engine;
 
 /// How the listener treats clients.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct WireOptions {
     /// `--auth`.
     pub auth: AuthMode,
     /// `--tls-cert`/`--tls-key`, loaded ([`tls::acceptor`]).
     pub tls: Option<pgwire::tokio::TlsAcceptor>,
+    /// `--max-connections`: sessions beyond it are refused with 53300.
+    pub max_connections: usize,
+    /// `--authentication-timeout`: a client not logged in by then is disconnected.
+    pub authentication_timeout: Duration,
+}
+
+impl Default for WireOptions {
+    fn default() -> Self {
+        WireOptions {
+            auth: AuthMode::default(),
+            tls: None,
+            max_connections: 256,
+            authentication_timeout: Duration::from_secs(60),
+        }
+    }
 }
 
 impl std::fmt::Debug for WireOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WireOptions").field("auth", &self.auth).field("tls", &self.tls.is_some()).finish()
+        f.debug_struct("WireOptions")
+            .field("auth", &self.auth)
+            .field("tls", &self.tls.is_some())
+            .field("max_connections", &self.max_connections)
+            .field("authentication_timeout", &self.authentication_timeout)
+            .finish()
     }
 }
 
@@ -50,17 +75,40 @@ pub async fn serve(
 ) {
     let cancels = Arc::new(cancel::Cancels::default());
     let mut sessions = JoinSet::new();
+    // Connections over the limit, each told so (bounded: past it they are just closed).
+    let mut refusals = JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((socket, peer)) => {
+                    if sessions.len() >= options.max_connections {
+                        if refusals.len() < MAX_REFUSALS {
+                            refusals.spawn(limits::refuse_too_many(socket, peer, options.max_connections, cancels.clone()));
+                        }
+                        continue;
+                    }
                     let _ = socket.set_nodelay(true);
-                    let conn = Arc::new(handler::Connection::new(engine.session(), options.auth, cancels.clone()));
+                    let life = Arc::new(handler::Lifecycle::default());
+                    let conn = Arc::new(handler::Connection::new(
+                        engine.session(),
+                        options.auth,
+                        cancels.clone(),
+                        life.clone(),
+                    ));
                     let tls = options.tls.clone();
+                    let timeout = options.authentication_timeout;
                     sessions.spawn(async move {
                         tracing::debug!(%peer, "session started");
-                        if let Err(e) = pgwire::tokio::process_socket(socket, tls, conn).await {
-                            tracing::debug!(%peer, "session ended with error: {e}");
+                        let session = pgwire::tokio::process_socket(socket, tls, conn);
+                        let session = limits::logged_in_within(session, &life.authenticated, timeout, peer);
+                        tokio::select! {
+                            ended = session => if let Err(e) = ended {
+                                tracing::debug!(%peer, "session ended with error: {e}");
+                            },
+                            // Dropping the session closes its socket.
+                            _ = life.terminate.notified() => {
+                                tracing::info!(%peer, "session terminated by pg_terminate_backend");
+                            }
                         }
                     });
                 }
@@ -70,6 +118,7 @@ pub async fn serve(
                 }
             },
             Some(_) = sessions.join_next(), if !sessions.is_empty() => {}
+            Some(_) = refusals.join_next(), if !refusals.is_empty() => {}
             _ = shutdown.changed() => break,
         }
     }

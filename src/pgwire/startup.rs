@@ -24,7 +24,9 @@ use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 
 use super::cancel::{CancelToken, Cancels};
+use super::handler::Lifecycle;
 use crate::catalog::users::{UserRecord, Users};
+use crate::sql::activity::Backend;
 use crate::sql::settings::SERVER_VERSION;
 use crate::sql::Session;
 
@@ -59,8 +61,14 @@ pub enum Startup {
 
 impl Startup {
     /// The handler for `mode` over `session`.
-    pub fn new(mode: AuthMode, session: Arc<Session>, cancels: Arc<Cancels>, token: Arc<CancelToken>) -> Self {
-        let parameters = SessionParameters { session: session.clone(), cancels, token };
+    pub fn new(
+        mode: AuthMode,
+        session: Arc<Session>,
+        cancels: Arc<Cancels>,
+        token: Arc<CancelToken>,
+        life: Arc<Lifecycle>,
+    ) -> Self {
+        let parameters = SessionParameters { session: session.clone(), cancels, token, life };
         match mode {
             AuthMode::Trust => Startup::Trust(TrustStartup { parameters }),
             AuthMode::Password => {
@@ -121,16 +129,38 @@ pub struct SessionParameters {
     session: Arc<Session>,
     cancels: Arc<Cancels>,
     token: Arc<CancelToken>,
+    /// Marked logged in here, and given the session's `pg_stat_activity` entry.
+    life: Arc<Lifecycle>,
 }
 
 impl ServerParameterProvider for SessionParameters {
     fn server_parameters<C: ClientInfo>(&self, client: &C) -> Option<HashMap<String, String>> {
+        self.life.authenticated.store(true, std::sync::atomic::Ordering::SeqCst);
         let (pid, key) = client.pid_and_secret_key();
         let registration = self.cancels.register(pid, key.to_bytes().to_vec(), &self.token);
         client.session_extensions().insert(registration);
         let metadata = client.metadata();
         self.session.apply_startup(metadata.get(METADATA_USER).map(String::as_str), metadata);
         let setting = |name: &str, default: &str| self.session.setting(name).unwrap_or_else(|| default.to_string());
+        // Listed in pg_stat_activity under the pid the client was given (cancel requests and
+        // pg_cancel_backend name the same session).
+        self.session.set_pid(pid);
+        let token = self.token.clone();
+        let life = Arc::downgrade(&self.life);
+        let backend = Arc::new(Backend::new(
+            pid,
+            setting("session_authorization", ""),
+            setting("application_name", ""),
+            Some(client.socket_addr()),
+            Box::new(move || token.cancel()),
+            Box::new(move || {
+                if let Some(life) = life.upgrade() {
+                    life.terminate.notify_one();
+                }
+            }),
+        ));
+        let _ = self.life.backend.set(backend.clone());
+        client.session_extensions().insert(self.session.engine().activity().register(backend));
         let mut p = DefaultServerParameterProvider::default();
         p.server_version = SERVER_VERSION.to_string();
         p.time_zone = setting("timezone", "UTC");

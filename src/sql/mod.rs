@@ -21,6 +21,7 @@
 //! [`Engine`] is what all sessions share: the catalog, the parser and a template DataFusion
 //! state with every function registered once.
 
+pub mod activity;
 mod client_queries;
 mod compat;
 mod ddl;
@@ -84,6 +85,8 @@ pub fn quote_ident(name: &str) -> String {
 /// What every session shares.
 pub struct Engine {
     catalog: Arc<Catalog>,
+    /// What every client session is doing (`pg_stat_activity`).
+    activity: Arc<activity::Activity>,
     sources: Arc<SourceRegistry>,
     sinks: Arc<SinkRegistry>,
     dataflow: Arc<Dataflow>,
@@ -142,9 +145,10 @@ impl Engine {
         let sinks = Arc::new(SinkRegistry::default());
         let users = Arc::new(Users::load(store_of(&catalog))?);
         let dataflow = Arc::new(Dataflow::new(store_of(&catalog)));
-        let base = base_context(&catalog, &dataflow, &sources, &sinks, &checkpoints, &users).await?.state();
+        let activity = Arc::new(activity::Activity::default());
+        let base = base_context(&catalog, &dataflow, &sources, &sinks, &checkpoints, &users, &activity).await?.state();
         let parser = SqlParser::new();
-        let engine = Arc::new(Engine { catalog, sources, sinks, dataflow, checkpoints, users, parser, base });
+        let engine = Arc::new(Engine { catalog, activity, sources, sinks, dataflow, checkpoints, users, parser, base });
         let session = engine.session();
         for entry in engine.catalog.stored_entries()? {
             let mut stmts = engine.parser.parse(&entry.create_sql)?;
@@ -171,6 +175,11 @@ impl Engine {
     /// A new session (one per client connection).
     pub fn session(self: &Arc<Self>) -> Session {
         Session::new(self.clone(), self.base.clone())
+    }
+
+    /// What every client session is doing.
+    pub fn activity(&self) -> &Arc<activity::Activity> {
+        &self.activity
     }
 
     /// The shared catalog.
@@ -281,6 +290,7 @@ async fn base_context(
     sinks: &Arc<SinkRegistry>,
     checkpoints: &Arc<CheckpointedStore>,
     users: &Arc<Users>,
+    activity: &Arc<activity::Activity>,
 ) -> Result<SessionContext> {
     let mut config = SessionConfig::new()
         .with_default_catalog_and_schema(DATABASE, "public")
@@ -308,10 +318,15 @@ async fn base_context(
     let database = ctx.catalog(DATABASE).ok_or_else(|| Error::Internal("database catalog missing".into()))?;
     let oids = Arc::new(pg_catalog::oids::RelationOids::default());
     if let Some(pg) = database.schema("pg_catalog") {
-        database
-            .register_schema("pg_catalog", Arc::new(pg_catalog::PgCatalogOverlay::new(pg, catalog, oids.clone())))?;
+        database.register_schema(
+            "pg_catalog",
+            Arc::new(pg_catalog::PgCatalogOverlay::new(pg, catalog, oids.clone(), activity)),
+        )?;
     }
     functions::register_global(&ctx);
+    for f in activity::functions(activity) {
+        ctx.register_udf(f);
+    }
     pg_catalog::functions::register(&ctx, catalog, &oids);
     let _ = db.information_schema.set(pg_catalog::information_schema::schema(&ctx).await?);
     Ok(ctx)

@@ -46,6 +46,8 @@ pub struct Session {
     settings: Arc<RwLock<Settings>>,
     /// The open transaction block (`BEGIN` ... `COMMIT`), see [`super::transaction`].
     tx: std::sync::Mutex<Option<Transaction>>,
+    /// The process id the client was given at login (`pg_backend_pid()`; 0 in-process).
+    pid: Arc<std::sync::atomic::AtomicI32>,
 }
 
 impl Session {
@@ -55,7 +57,14 @@ impl Session {
         ctx.register_udf(functions::current_setting(settings.clone()));
         ctx.register_udf(functions::session_user(settings.clone()));
         ctx.register_udf(functions::set_config(settings.clone()));
-        Session { engine, ctx, settings, tx: Default::default() }
+        let pid = Arc::new(std::sync::atomic::AtomicI32::new(0));
+        ctx.register_udf(super::activity::backend_pid(pid.clone()));
+        Session { engine, ctx, settings, tx: Default::default(), pid }
+    }
+
+    /// Records the process id the client was given at login.
+    pub fn set_pid(&self, pid: i32) {
+        self.pid.store(pid, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The engine this session belongs to.

@@ -229,31 +229,37 @@ pub fn queries(scale: f64) -> Vec<(&'static str, String)> {
 /// RF1 (new sales), round `round`: `orders` new orders, each a copy of an existing order under
 /// a new key with its line items (MariaDB statements, one transaction).
 pub fn refresh_insert(round: u32, orders: u32) -> String {
-    let base = 10_000_000 * (round as i64 + 1);
-    format!(
-        "START TRANSACTION; \
-         INSERT INTO orders SELECT o_orderkey + {base}, o_custkey, o_orderstatus, o_totalprice, \
-           o_orderdate + INTERVAL {round} DAY, o_orderpriority, o_clerk, o_shippriority, o_comment \
-           FROM orders WHERE o_orderkey < {base} ORDER BY o_orderkey LIMIT {orders}; \
-         INSERT INTO lineitem SELECT l_orderkey + {base}, l_partkey, l_suppkey, l_linenumber, l_quantity, \
-           l_extendedprice, l_discount, l_tax, l_returnflag, l_linestatus, l_shipdate + INTERVAL {round} DAY, \
-           l_commitdate, l_receiptdate, l_shipinstruct, l_shipmode, l_comment \
-           FROM lineitem WHERE l_orderkey IN (SELECT o_orderkey - {base} FROM orders WHERE o_orderkey > {base}); \
-         COMMIT"
-    )
+    format!("START TRANSACTION; {}; COMMIT", new_sales(round, orders))
 }
 
 /// RF2 (old sales removed): deletes the `orders` oldest original orders left and their line
 /// items (one transaction).
 pub fn refresh_delete(orders: u32) -> String {
+    format!("START TRANSACTION; {}; COMMIT", old_sales_removed(orders))
+}
+
+/// RF1's statements, without their transaction.
+pub fn new_sales(round: u32, orders: u32) -> String {
+    let base = 10_000_000 * (round as i64 + 1);
     format!(
-        "START TRANSACTION; \
-         CREATE TEMPORARY TABLE IF NOT EXISTS rf2_keys (k INT PRIMARY KEY); DELETE FROM rf2_keys; \
+        "INSERT INTO orders SELECT o_orderkey + {base}, o_custkey, o_orderstatus, o_totalprice, \
+           o_orderdate + INTERVAL {round} DAY, o_orderpriority, o_clerk, o_shippriority, o_comment \
+           FROM orders WHERE o_orderkey < {base} ORDER BY o_orderkey LIMIT {orders}; \
+         INSERT INTO lineitem SELECT l_orderkey + {base}, l_partkey, l_suppkey, l_linenumber, l_quantity, \
+           l_extendedprice, l_discount, l_tax, l_returnflag, l_linestatus, l_shipdate + INTERVAL {round} DAY, \
+           l_commitdate, l_receiptdate, l_shipinstruct, l_shipmode, l_comment \
+           FROM lineitem WHERE l_orderkey IN (SELECT o_orderkey - {base} FROM orders WHERE o_orderkey > {base})"
+    )
+}
+
+/// RF2's statements, without their transaction.
+pub fn old_sales_removed(orders: u32) -> String {
+    format!(
+        "CREATE TEMPORARY TABLE IF NOT EXISTS rf2_keys (k INT PRIMARY KEY); DELETE FROM rf2_keys; \
          INSERT INTO rf2_keys SELECT o_orderkey FROM orders WHERE o_orderkey < 10000000 \
            ORDER BY o_orderkey LIMIT {orders}; \
          DELETE FROM lineitem WHERE l_orderkey IN (SELECT k FROM rf2_keys); \
-         DELETE FROM orders WHERE o_orderkey IN (SELECT k FROM rf2_keys); \
-         COMMIT"
+         DELETE FROM orders WHERE o_orderkey IN (SELECT k FROM rf2_keys)"
     )
 }
 

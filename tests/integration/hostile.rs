@@ -88,3 +88,147 @@ async fn statement_timeout_stops_long_statements() {
     c.batch_execute("SET statement_timeout = 0").await.unwrap();
     assert_eq!(outcome(&c, "SELECT count(*) FROM generate_series(1, 1000)").await, "ok");
 }
+
+/// Connection limits (issue 30: 20,000 idle half-open connections locked everyone out): past
+/// `--max-connections` a client gets FATAL 53300 and the others are unaffected; a cancel
+/// request still gets through a full server; a client that does not log in within
+/// `--authentication-timeout` is disconnected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_limits_hold_and_half_open_clients_are_cut_off() {
+    use tokio::io::AsyncReadExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let extra = ["--max-connections", "2", "--authentication-timeout", "1s"];
+    let hw = HwProcess::start(&tmp.path().join("data"), &tmp.path().join("log"), &extra).await;
+    let connect = || {
+        let mut c = tokio_postgres::Config::new();
+        c.host("127.0.0.1").port(hw.port).user("tester").dbname("headwater");
+        async move {
+            let (client, conn) = c.connect(tokio_postgres::NoTls).await?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            Ok::<_, tokio_postgres::Error>(client)
+        }
+    };
+    // The probes of HwProcess::start may still be closing: wait for two sessions.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let first = loop {
+        match connect().await {
+            Ok(c) => break c,
+            Err(e) => assert!(std::time::Instant::now() < deadline, "cannot connect: {e}"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let second = loop {
+        match connect().await {
+            Ok(c) => break c,
+            Err(e) => assert!(std::time::Instant::now() < deadline, "cannot connect: {e}"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let Err(refused) = connect().await else { panic!("a third session is over the limit") };
+    let db = refused.as_db_error().expect("told why");
+    assert_eq!(db.code().code(), "53300", "{}", db.message());
+    assert!(db.message().contains("too many clients"), "{}", db.message());
+    assert_eq!(outcome(&first, "SELECT 1").await, "ok", "the others are served");
+
+    // Ctrl-C on a full server: the cancel request still stops the statement.
+    let cancel = second.cancel_token();
+    let running =
+        tokio::spawn(async move { second.simple_query("SELECT count(*) FROM generate_series(1, 100000000000)").await });
+    let stopped = loop {
+        cancel.cancel_query(tokio_postgres::NoTls).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if running.is_finished() {
+            break running.await.unwrap();
+        }
+        assert!(std::time::Instant::now() < deadline, "the cancel request did not get through");
+    };
+    let err = stopped.expect_err("cancelled");
+    assert_eq!(err.as_db_error().map(|d| d.code().code()), Some("57014"));
+
+    // A client that connects and says nothing is cut off after the authentication timeout
+    // (the log says so; a socket that met the full server instead is closed too: try again).
+    drop(first);
+    loop {
+        let mut silent = tokio::net::TcpStream::connect(("127.0.0.1", hw.port)).await.unwrap();
+        let mut buf = [0u8; 64];
+        let read = tokio::time::timeout(std::time::Duration::from_secs(30), silent.read(&mut buf)).await;
+        assert!(read.is_ok(), "a silent client was not disconnected within 30 s");
+        if common::process::tail(&hw.log).contains("did not log in within --authentication-timeout") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no authentication timeout:\n{}", common::process::tail(&hw.log));
+    }
+    // Room again for a real client.
+    let again = loop {
+        match connect().await {
+            Ok(c) => break c,
+            Err(e) => assert!(std::time::Instant::now() < deadline, "cannot connect again: {e}"),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(outcome(&again, "SELECT 1").await, "ok");
+}
+
+/// `pg_stat_activity`, `pg_cancel_backend` and `pg_terminate_backend` (issue 30: none
+/// existed): a session sees what the others run, under the pid their drivers cancel with;
+/// it can stop their statements or close their connections; no password shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_are_listed_cancelled_and_terminated_by_pid() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hw = HwProcess::start(&tmp.path().join("data"), &tmp.path().join("log"), &[]).await;
+    let admin = hw.client().await;
+    let connect_as = |app: &'static str| {
+        let mut c = tokio_postgres::Config::new();
+        c.host("127.0.0.1").port(hw.port).user("tester").dbname("headwater").application_name(app);
+        async move {
+            let (client, conn) = c.connect(tokio_postgres::NoTls).await.unwrap();
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            client
+        }
+    };
+    let worker = connect_as("worker").await;
+    let idle = connect_as("idler").await;
+    idle.batch_execute("CREATE USER someone PASSWORD 'hunter2-secret'").await.unwrap();
+    let long = "SELECT count(*) FROM generate_series(1, 100000000000)";
+    let running = tokio::spawn(async move { worker.simple_query(long).await });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let pid = loop {
+        let rows = common::text_rows(
+            &admin,
+            "SELECT pid, state, usename FROM pg_stat_activity WHERE application_name = 'worker' AND query LIKE \
+             '%generate_series%'",
+        )
+        .await;
+        if let Some(row) = rows.iter().find(|r| r[1] == "active") {
+            assert_eq!(row[2], "tester");
+            break row[0].clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "the running statement never showed: {rows:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let own = common::text_rows(&admin, "SELECT pg_backend_pid()").await;
+    assert_ne!(own[0][0], pid, "pg_backend_pid() is this session's own pid");
+    let everyone = common::text_rows(&admin, "SELECT query FROM pg_stat_activity").await;
+    assert!(everyone.len() >= 3, "{everyone:?}");
+    assert!(!everyone.iter().any(|r| r[0].contains("hunter2")), "a password showed: {everyone:?}");
+
+    let cancelled = common::text_rows(&admin, &format!("SELECT pg_cancel_backend({pid})")).await;
+    assert_eq!(cancelled[0][0], "t");
+    let err = running.await.unwrap().expect_err("cancelled by pg_cancel_backend");
+    assert_eq!(err.as_db_error().map(|d| d.code().code()), Some("57014"));
+    let none = common::text_rows(&admin, "SELECT pg_cancel_backend(2147483000)").await;
+    assert_eq!(none[0][0], "f", "no such session");
+
+    let idle_pid = common::text_rows(&admin, "SELECT pid FROM pg_stat_activity WHERE application_name = 'idler'").await;
+    let idle_pid = idle_pid[0][0].clone();
+    let terminated = common::text_rows(&admin, &format!("SELECT pg_terminate_backend({idle_pid})")).await;
+    assert_eq!(terminated[0][0], "t");
+    assert!(idle.simple_query("SELECT 1").await.is_err(), "a terminated session's connection is closed");
+    common::wait_for_rows(&admin, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'idler'", &["0"])
+        .await;
+    assert_eq!(outcome(&admin, "SELECT 1").await, "ok");
+}

@@ -23,6 +23,7 @@ pub mod functions;
 pub mod information_schema;
 mod keys;
 pub mod oids;
+mod stat_activity;
 
 use std::sync::{Arc, Weak};
 
@@ -34,6 +35,7 @@ use datafusion::error::Result as DfResult;
 use datafusion::scalar::ScalarValue;
 
 use crate::catalog::{Catalog, Relation};
+use crate::sql::activity::Activity;
 use crate::sql::parser::ObjectType;
 use oids::RelationOids;
 
@@ -43,6 +45,7 @@ pub struct Overlay {
     inner: Arc<dyn SchemaProvider>,
     catalog: Weak<Catalog>,
     oids: Arc<RelationOids>,
+    activity: Weak<Activity>,
 }
 
 /// The `pg_catalog` schema with Headwater's tables in place of the crate's.
@@ -53,18 +56,30 @@ pub struct PgCatalogOverlay {
 
 impl PgCatalogOverlay {
     /// Wraps the crate's `pg_catalog` schema.
-    pub fn new(inner: Arc<dyn SchemaProvider>, catalog: &Arc<Catalog>, oids: Arc<RelationOids>) -> Self {
-        PgCatalogOverlay { shared: Arc::new(Overlay { inner, catalog: Arc::downgrade(catalog), oids }) }
+    pub fn new(
+        inner: Arc<dyn SchemaProvider>,
+        catalog: &Arc<Catalog>,
+        oids: Arc<RelationOids>,
+        activity: &Arc<Activity>,
+    ) -> Self {
+        let activity = Arc::downgrade(activity);
+        PgCatalogOverlay { shared: Arc::new(Overlay { inner, catalog: Arc::downgrade(catalog), oids, activity }) }
     }
 }
 
 #[async_trait]
 impl SchemaProvider for PgCatalogOverlay {
     fn table_names(&self) -> Vec<String> {
-        self.shared.inner.table_names()
+        let mut names = self.shared.inner.table_names();
+        names.push(STAT_ACTIVITY.to_string());
+        names
     }
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
+        if name == STAT_ACTIVITY {
+            let activity = self.shared.activity.upgrade().unwrap_or_default();
+            return Ok(Some(Arc::new(stat_activity::table(&activity)?)));
+        }
         let Some(inner) = self.shared.inner.table(name).await? else { return Ok(None) };
         let shared = self.shared.clone();
         Ok(Some(match name {
@@ -77,9 +92,12 @@ impl SchemaProvider for PgCatalogOverlay {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.shared.inner.table_exist(name)
+        name == STAT_ACTIVITY || self.shared.inner.table_exist(name)
     }
 }
+
+/// The sessions table, which the crate does not have.
+const STAT_ACTIVITY: &str = "pg_stat_activity";
 
 /// One relation of the `public` schema as the crate's `pg_class` numbers it.
 #[derive(Debug, Clone)]
