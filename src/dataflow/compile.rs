@@ -16,12 +16,11 @@ use datafusion::common::{DFSchema, JoinType, NullEquality};
 use datafusion::execution::context::ExecutionProps;
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion::logical_expr::{Distinct, Expr, LogicalPlan, Volatility};
-use datafusion::physical_expr::aggregate::LoweredAggregateBuilder;
 use datafusion::physical_expr::expressions::{lit, Column};
 use datafusion::physical_expr::{create_physical_expr, PhysicalExpr};
 use datafusion::scalar::ScalarValue;
 
-use super::aggregate::{AggKind, AggSpec, Aggregate};
+use super::aggregate::{AggKind, Aggregate};
 use super::join::{Join, Side};
 use super::operator::{nullable, Constant, Filter, Operator, Project, Scan, Union};
 use super::temporal::{bound, calls_mz_now, TemporalFilter, MZ_NOW};
@@ -29,6 +28,8 @@ use super::topk::{SortKey, TopK};
 use super::window::Window;
 use crate::error::{Error, Result};
 use crate::sql::provider::LocalTable;
+
+mod grouping;
 use crate::state::TableState;
 
 fn refuse(what: impl Into<String>) -> Error {
@@ -249,45 +250,17 @@ fn node(plan: &LogicalPlan, tables: &mut Vec<Arc<TableState>>) -> Result<Box<dyn
             Box::new(Project { input: Box::new(ranked), exprs, schema: arrow_schema(plan) })
         }
         LogicalPlan::Aggregate(a) => {
-            let in_schema = a.input.schema();
-            let in_arrow: Schema = in_schema.as_arrow().clone();
+            if let [Expr::GroupingSet(sets)] = a.group_expr.as_slice() {
+                return grouping::grouping_sets(a, sets, arrow_schema(plan), tables);
+            }
             let mut groups = Vec::new();
             for g in &a.group_expr {
                 if matches!(g, Expr::GroupingSet(_)) {
-                    return Err(refuse("GROUPING SETS / ROLLUP / CUBE"));
+                    return Err(refuse("GROUPING SETS / ROLLUP / CUBE beside other GROUP BY expressions"));
                 }
-                groups.push(physical(g, in_schema)?);
+                groups.push(physical(g, a.input.schema())?);
             }
-            let mut aggs = Vec::new();
-            for e in &a.aggr_expr {
-                let e = match e {
-                    Expr::Alias(a) => a.expr.as_ref(),
-                    e => e,
-                };
-                let props = ExecutionProps::new();
-                let context = PhysicalPlanningContext::default();
-                let lowered = LoweredAggregateBuilder::new(e, in_schema, &in_arrow, &props, &context).build()?;
-                let (function, filter, order_by) = (lowered.aggregate, lowered.filter, lowered.order_bys);
-                let arg_types = function
-                    .expressions()
-                    .iter()
-                    .map(|x| x.data_type(&in_arrow))
-                    .collect::<std::result::Result<Vec<_>, _>>()?;
-                let kind = aggregate_kind(function.fun().name(), function.is_distinct(), &arg_types);
-                // An ordered aggregate (`string_agg(x, ',' ORDER BY y)`, `array_agg(.. ORDER BY
-                // ..)`, `percentile_cont(..) WITHIN GROUP (ORDER BY ..)`) gets the ORDER BY values
-                // after its arguments and orders by them itself, as in DataFusion's own plans;
-                // for the aggregates maintained otherwise, order does not matter.
-                let mut arg_types = arg_types;
-                let mut ordering = Vec::new();
-                if kind == AggKind::Generic {
-                    for o in &order_by {
-                        arg_types.push(o.expr.data_type(&in_arrow)?);
-                        ordering.push(o.expr.clone());
-                    }
-                }
-                aggs.push(AggSpec::new(kind, function, filter, ordering, &arg_types)?);
-            }
+            let aggs = grouping::aggregates(a)?;
             let input = node(&a.input, tables)?;
             Box::new(Aggregate::new(input, groups, aggs, arrow_schema(plan))?)
         }

@@ -146,15 +146,20 @@ impl StatementParser {
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let backend = self.life.backend.get();
-        if let Some(b) = backend {
-            b.started(activity_text(stmt));
+        let Some(backend) = self.life.backend.get().cloned() else {
+            return self.run_statement(client, stmt, params).await;
+        };
+        backend.started(activity_text(stmt));
+        match self.run_statement(client, stmt, params).await {
+            // Active until its rows are sent: that is where a query does most of its work.
+            Ok(QueryResult::Rows { schema, stream }) => {
+                Ok(QueryResult::Rows { schema, stream: Box::pin(Tracked { inner: stream, backend }) })
+            }
+            other => {
+                backend.finished();
+                other
+            }
         }
-        let result = self.run_statement(client, stmt, params).await;
-        if let Some(b) = backend {
-            b.finished();
-        }
-        result
     }
 
     async fn run_statement<C>(
@@ -197,6 +202,36 @@ impl StatementParser {
 
     fn reported(&self) -> Vec<(&'static str, String)> {
         REPORTED.iter().map(|(wire, name)| (*wire, self.session.setting(name).unwrap_or_default())).collect()
+    }
+}
+
+/// A statement's rows, marking the session idle in `pg_stat_activity` once they are all sent
+/// (or abandoned).
+struct Tracked {
+    inner: datafusion::execution::SendableRecordBatchStream,
+    backend: Arc<Backend>,
+}
+
+impl futures::Stream for Tracked {
+    type Item = datafusion::error::Result<datafusion::arrow::record_batch::RecordBatch>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.inner.as_mut().poll_next(cx)
+    }
+}
+
+impl datafusion::execution::RecordBatchStream for Tracked {
+    fn schema(&self) -> datafusion::arrow::datatypes::SchemaRef {
+        self.inner.schema()
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.backend.finished();
     }
 }
 

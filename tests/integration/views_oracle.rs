@@ -114,6 +114,14 @@ const VIEWS: &[(&str, &str)] = &[
          WHERE r <= 2",
     ),
     ("w_over_agg", "SELECT k, count(*) AS n, sum(count(*)) OVER (ORDER BY k NULLS FIRST) AS cum FROM b GROUP BY k"),
+    // Grouping sets: a union of one aggregate per set, the grand total a global aggregate
+    // (one row over an empty table), duplicate sets told apart by the grouping id.
+    (
+        "g_rollup",
+        "SELECT k, v % 2 AS parity, count(*) AS n, sum(v) AS s, grouping(k) AS gk FROM a GROUP BY ROLLUP(k, v % 2)",
+    ),
+    ("g_cube", "SELECT k, w, count(*) AS n FROM b GROUP BY CUBE(k, w)"),
+    ("g_sets", "SELECT k, w, max(id) AS top FROM b GROUP BY GROUPING SETS ((k), (w), (k), ())"),
     // Ordered aggregates: the ORDER BY is kept beside the arguments.
     (
         "v_ordered_agg",
