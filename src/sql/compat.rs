@@ -49,6 +49,7 @@ pub fn rewrite(sql: &str) -> Cow<'_, str> {
 /// `{}`, `array_agg` gives NULL.
 pub fn rewrite_statement(stmt: &mut Statement) {
     let _ = stmt.visit(&mut FromFunctions);
+    let _ = stmt.visit(&mut QualifyOwnPgTables);
     if let Statement::Query(q) = stmt {
         series_in_select_list(q.body.as_mut());
     }
@@ -503,6 +504,31 @@ fn array_subquery(e: &Expr) -> Option<Expr> {
         .ok()?;
     select.projection = vec![SelectItem::UnnamedExpr(aggregate)];
     Some(Expr::Subquery(q))
+}
+
+/// `pg_stat_activity`, which Headwater adds to `pg_catalog` (datafusion-pg-catalog qualifies
+/// its own tables): unqualified, it names the `pg_catalog` table, as on Postgres where
+/// `pg_catalog` comes first in every search path. Here because both parsing paths (catalog
+/// queries go through the crate's own rules) end in [`rewrite_statement`].
+struct QualifyOwnPgTables;
+
+impl VisitorMut for QualifyOwnPgTables {
+    type Break = ();
+
+    fn pre_visit_table_factor(&mut self, table: &mut TableFactor) -> ControlFlow<()> {
+        use datafusion::sql::sqlparser::ast::{Ident, ObjectName, ObjectNamePart};
+        if let TableFactor::Table { name, args: None, .. } = table {
+            if let [ObjectNamePart::Identifier(ident)] = name.0.as_slice() {
+                if ident.value.eq_ignore_ascii_case("pg_stat_activity") {
+                    *name = ObjectName(vec![
+                        ObjectNamePart::Identifier(Ident::new("pg_catalog")),
+                        ObjectNamePart::Identifier(Ident::new("pg_stat_activity")),
+                    ]);
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    }
 }
 
 #[cfg(test)]

@@ -163,37 +163,6 @@ impl Default for SqlParser {
     }
 }
 
-/// `pg_stat_activity`, which Headwater adds to `pg_catalog` (the crate's tables are qualified
-/// by its own rule): unqualified, it names the `pg_catalog` table, as on Postgres where
-/// `pg_catalog` comes first in every search path.
-#[derive(Debug)]
-struct QualifyOwnPgTables;
-
-impl SqlStatementRewriteRule for QualifyOwnPgTables {
-    fn rewrite(&self, mut s: Statement) -> Statement {
-        use datafusion::sql::sqlparser::ast::{Ident, ObjectName, ObjectNamePart, TableFactor, VisitMut, VisitorMut};
-        struct Qualify;
-        impl VisitorMut for Qualify {
-            type Break = ();
-            fn pre_visit_table_factor(&mut self, table: &mut TableFactor) -> std::ops::ControlFlow<()> {
-                if let TableFactor::Table { name, args: None, .. } = table {
-                    if let [ObjectNamePart::Identifier(ident)] = name.0.as_slice() {
-                        if ident.value.eq_ignore_ascii_case("pg_stat_activity") {
-                            *name = ObjectName(vec![
-                                ObjectNamePart::Identifier(Ident::new("pg_catalog")),
-                                ObjectNamePart::Identifier(Ident::new("pg_stat_activity")),
-                            ]);
-                        }
-                    }
-                }
-                std::ops::ControlFlow::Continue(())
-            }
-        }
-        let _ = s.visit(&mut Qualify);
-        s
-    }
-}
-
 impl SqlParser {
     /// A parser with datafusion-pg-catalog's rewrite rules loaded.
     pub fn new() -> Self {
@@ -234,11 +203,6 @@ impl SqlParser {
             if let HwStatement::Sql(stmt) = s {
                 super::limits::check_depth(stmt)?;
                 super::compat::rewrite_statement(stmt);
-                // Both parsing paths (catalog queries go through the crate's own rules).
-                **stmt = QualifyOwnPgTables.rewrite(std::mem::replace(
-                    stmt.as_mut(),
-                    Statement::Commit { chain: false, end: false, modifier: None },
-                ));
             }
         }
         Ok(statements)
