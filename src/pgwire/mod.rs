@@ -101,15 +101,18 @@ pub async fn serve(
                         tracing::debug!(%peer, "session started");
                         let session = pgwire::tokio::process_socket(socket, tls, conn);
                         let session = limits::logged_in_within(session, &life.authenticated, timeout, peer);
+                        // Biased: a terminated session must not serve one more statement
+                        // because its socket happened to be ready in the same wake-up.
                         tokio::select! {
-                            ended = session => if let Err(e) = ended {
-                                tracing::debug!(%peer, "session ended with error: {e}");
-                            },
-                            // Dropping the session closes its socket.
+                            biased;
                             _ = life.terminate.notified() => {
                                 tracing::info!(%peer, "session terminated by pg_terminate_backend");
                             }
+                            ended = session => if let Err(e) = ended {
+                                tracing::debug!(%peer, "session ended with error: {e}");
+                            },
                         }
+                        // Dropping the session closes its socket.
                     });
                 }
                 Err(e) => {
