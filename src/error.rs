@@ -81,6 +81,10 @@ pub enum Error {
     /// parentheses or set operations. Split it, or build the list with `IN (...)`/`VALUES`.
     #[error("{0}")]
     TooComplex(String),
+    /// The session's role lacks a privilege the statement needs (42501): "permission denied
+    /// for table t", "must be owner of ...". The hint names the grant that would allow it.
+    #[error("{message}")]
+    InsufficientPrivilege { message: String, hint: String },
     /// A bug: an invariant of Headwater itself does not hold (XX000).
     #[error("internal error: {0}")]
     Internal(String),
@@ -171,6 +175,7 @@ impl Error {
             Error::SourceLost(_) => "55000",
             Error::Canceled | Error::StatementTimeout => "57014",
             Error::TooComplex(_) => "54001",
+            Error::InsufficientPrivilege { .. } => "42501",
             Error::Internal(_) => "XX000",
             Error::InView { cause, .. } => cause.sqlstate(),
             Error::ViewErrored(e) => intern_sqlstate(&e.first.sqlstate),
@@ -187,6 +192,10 @@ impl Error {
             Error::InFailedTransaction => {
                 Some("Run ROLLBACK (or ROLLBACK TO SAVEPOINT) to end the failed transaction.".into())
             }
+            Error::DependentObjects { kind: "role", dependents, .. } => Some(format!(
+                "{}; give them another owner (ALTER ... OWNER TO) or drop them first.",
+                dependents.join(", ")
+            )),
             Error::DependentObjects { dependents, .. } => {
                 Some(format!("{} depend(s) on it; use DROP ... CASCADE to drop them too.", dependents.join(", ")))
             }
@@ -194,6 +203,7 @@ impl Error {
             Error::TooComplex(_) => Some(
                 "Split the statement, or write long lists as IN (...) or VALUES rather than chains of operators.".into(),
             ),
+            Error::InsufficientPrivilege { hint, .. } => Some(hint.clone()),
             Error::Internal(_) => Some("This is a bug in Headwater; please report it with the statement.".into()),
             Error::StatementTimeout => Some(
                 "The session's statement_timeout stopped it; SET statement_timeout = 0 (or a longer one) to let it \

@@ -11,6 +11,7 @@
 //! Names: tables and views share one namespace (like Postgres relations); connections,
 //! sources and sinks each have their own.
 
+pub mod privileges;
 pub mod users;
 
 use std::collections::BTreeMap;
@@ -158,6 +159,8 @@ pub struct Catalog {
     /// reads them without waiting for DDL (which may hold `objects` while it waits for that
     /// checkpoint); held only to copy or change the list.
     stored: std::sync::Mutex<Vec<Arc<TableState>>>,
+    /// Owners and grants, removed with their objects.
+    privileges: privileges::Privileges,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -175,10 +178,21 @@ impl Catalog {
             None => 1,
         };
         Ok(Catalog {
+            privileges: privileges::Privileges::load(store.clone())?,
             store,
             objects: RwLock::new(Objects { next_id, ..Default::default() }),
             stored: Default::default(),
         })
+    }
+
+    /// Owners and grants of the objects.
+    pub fn privileges(&self) -> &privileges::Privileges {
+        &self.privileges
+    }
+
+    /// The object with id `id`, if it exists.
+    pub fn by_id(&self, id: u64) -> Option<CatalogObject> {
+        self.read().by_name.values().find(|o| o.entry.id == id).cloned()
     }
 
     /// The store the catalog and the tables live in.
@@ -383,6 +397,8 @@ impl Catalog {
     pub fn drop_objects(&self, victims: &[CatalogObject]) -> Result<()> {
         let mut objects = self.write();
         let mut batch = WriteBatch::default();
+        let ids: Vec<u64> = victims.iter().map(|v| v.entry.id).collect();
+        privileges::Privileges::delete_into(&ids, &mut batch);
         for v in victims {
             batch.delete(keys::catalog_entry(v.entry.id));
             if let Some(Relation::Table { state, .. }) = &v.relation {
@@ -396,6 +412,7 @@ impl Catalog {
             }
         }
         self.store.apply(batch)?;
+        self.privileges.forget(&ids);
         for v in victims {
             objects.by_name.remove(&(v.object_type().namespace(), v.entry.name.clone()));
         }

@@ -114,6 +114,9 @@ impl StartupHandler for TrustStartup {
         if let PgWireFrontendMessage::Startup(ref startup) = message {
             protocol_negotiation(client, startup).await?;
             save_startup_parameters_to_metadata(client, startup);
+            if let Some(user) = client.metadata().get(METADATA_USER) {
+                may_log_in(self.parameters.session.engine().users(), user)?;
+            }
             let (pid, key) = PIDS.generate(client);
             client.set_pid_and_secret_key(pid, key);
             finish_authentication(client, &self.parameters).await?;
@@ -169,10 +172,24 @@ impl ServerParameterProvider for SessionParameters {
         let mut params = p.server_parameters(client)?;
         params.insert("application_name".into(), setting("application_name", ""));
         params.insert("IntervalStyle".into(), setting("intervalstyle", "postgres"));
-        params.insert("is_superuser".into(), "on".into());
+        let superuser = crate::sql::access::identity(&self.session).superuser;
+        params.insert("is_superuser".into(), if superuser { "on" } else { "off" }.into());
         params.insert("session_authorization".into(), setting("session_authorization", ""));
         Some(params)
     }
+}
+
+/// FATAL 28000 for a role without LOGIN (`CREATE ROLE` without it, or `ALTER ROLE .. NOLOGIN`).
+fn may_log_in(users: &Users, user: &str) -> PgWireResult<()> {
+    if users.get(user).is_some_and(|r| !r.login) {
+        tracing::info!(user, "login refused: role has no LOGIN");
+        return Err(PgWireError::UserError(Box::new(pgwire::error::ErrorInfo::new(
+            "FATAL".into(),
+            "28000".into(),
+            format!("role \"{user}\" is not permitted to log in"),
+        ))));
+    }
+    Ok(())
 }
 
 /// SCRAM secrets of the users. An unknown user gets a random secret, so the exchange runs to
@@ -189,6 +206,7 @@ static DECOY: LazyLock<UserRecord> =
 impl AuthSource for UsersAuthSource {
     async fn get_password(&self, login: &LoginInfo) -> PgWireResult<Password> {
         let user = login.user().ok_or(PgWireError::UserNameRequired)?;
+        may_log_in(&self.users, user)?;
         let record = self.users.get(user);
         let secret = record.as_ref().and_then(UserRecord::scram_secret).or_else(|| DECOY.scram_secret());
         let (salt, salted) = secret.ok_or_else(|| PgWireError::InvalidPassword(user.to_string()))?;

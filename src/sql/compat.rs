@@ -20,6 +20,10 @@ use datafusion::sql::sqlparser::parser::Parser;
 const REWRITES: &[(&str, &str)] = &[
     // psql `\d+`: the table's reloptions plus its TOAST table's; Headwater has neither.
     ("c.reloptions || array(select 'toast.' || x from pg_catalog.unnest(tc.reloptions) x)", "CAST(NULL AS TEXT[])"),
+    // psql `\dp`: column privileges; Headwater grants on whole relations, `attacl` is NULL.
+    ("pg_catalog.array_to_string(attacl, E'\\n  ')", "attacl"),
+    // ... and row-level policies: there are none (`pg_policy` is empty).
+    ("WHERE oid = ANY (polroles)", "WHERE FALSE"),
 ];
 
 /// Grafana's search-path test (`CASE WHEN trim(s[i]) = '"$user"' THEN user ...`) is in

@@ -21,6 +21,7 @@
 //! [`Engine`] is what all sessions share: the catalog, the parser and a template DataFusion
 //! state with every function registered once.
 
+pub mod access;
 pub mod activity;
 mod client_queries;
 mod compat;
@@ -94,6 +95,7 @@ pub struct Engine {
     users: Arc<Users>,
     parser: SqlParser,
     base: SessionState,
+    oids: Arc<pg_catalog::oids::RelationOids>,
 }
 
 /// A checkpoint's cut ([`ImageCut`]): the views' changed operator state staged, then the
@@ -146,9 +148,12 @@ impl Engine {
         let users = Arc::new(Users::load(store_of(&catalog))?);
         let dataflow = Arc::new(Dataflow::new(store_of(&catalog)));
         let activity = Arc::new(activity::Activity::default());
-        let base = base_context(&catalog, &dataflow, &sources, &sinks, &checkpoints, &users, &activity).await?.state();
+        let oids = Arc::new(pg_catalog::oids::RelationOids::default());
+        let base =
+            base_context(&catalog, &dataflow, &sources, &sinks, &checkpoints, &users, &activity, &oids).await?.state();
         let parser = SqlParser::new();
-        let engine = Arc::new(Engine { catalog, activity, sources, sinks, dataflow, checkpoints, users, parser, base });
+        let engine =
+            Arc::new(Engine { catalog, activity, sources, sinks, dataflow, checkpoints, users, parser, base, oids });
         let session = engine.session();
         for entry in engine.catalog.stored_entries()? {
             let mut stmts = engine.parser.parse(&entry.create_sql)?;
@@ -180,6 +185,11 @@ impl Engine {
     /// What every client session is doing.
     pub fn activity(&self) -> &Arc<activity::Activity> {
         &self.activity
+    }
+
+    /// The oids `pg_class` gave the relations (for functions that take one).
+    pub(crate) fn oids(&self) -> &Arc<pg_catalog::oids::RelationOids> {
+        &self.oids
     }
 
     /// The shared catalog.
@@ -283,6 +293,7 @@ impl CatalogProvider for Database {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn base_context(
     catalog: &Arc<Catalog>,
     dataflow: &Arc<Dataflow>,
@@ -291,6 +302,7 @@ async fn base_context(
     checkpoints: &Arc<CheckpointedStore>,
     users: &Arc<Users>,
     activity: &Arc<activity::Activity>,
+    oids: &Arc<pg_catalog::oids::RelationOids>,
 ) -> Result<SessionContext> {
     let mut config = SessionConfig::new()
         .with_default_catalog_and_schema(DATABASE, "public")
@@ -316,7 +328,6 @@ async fn base_context(
         .map_err(|e| Error::Internal(format!("pg_catalog setup failed: {e}")))?;
     // What the crate cannot know (materialized views, primary keys, typmods): `pg_catalog`.
     let database = ctx.catalog(DATABASE).ok_or_else(|| Error::Internal("database catalog missing".into()))?;
-    let oids = Arc::new(pg_catalog::oids::RelationOids::default());
     if let Some(pg) = database.schema("pg_catalog") {
         database.register_schema(
             "pg_catalog",
@@ -327,7 +338,7 @@ async fn base_context(
     for f in activity::functions(activity) {
         ctx.register_udf(f);
     }
-    pg_catalog::functions::register(&ctx, catalog, &oids);
-    let _ = db.information_schema.set(pg_catalog::information_schema::schema(&ctx).await?);
+    pg_catalog::functions::register(&ctx, catalog, oids);
+    let _ = db.information_schema.set(pg_catalog::information_schema::schema(&ctx, catalog).await?);
     Ok(ctx)
 }

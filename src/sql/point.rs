@@ -138,6 +138,11 @@ impl PointQuery {
     }
 
     /// True while the catalog still resolves the relation's name to the rows this query reads.
+    /// The relation it reads.
+    pub fn relation(&self) -> &str {
+        &self.relation
+    }
+
     pub fn is_current(&self, catalog: &Catalog) -> bool {
         catalog.resolves_to(&self.relation, &self.state)
     }

@@ -48,6 +48,8 @@ pub struct Session {
     tx: std::sync::Mutex<Option<Transaction>>,
     /// The process id the client was given at login (`pg_backend_pid()`; 0 in-process).
     pid: Arc<std::sync::atomic::AtomicI32>,
+    /// Whether the user was a role when the session logged in (`access::identity`).
+    login_role: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Session {
@@ -59,7 +61,18 @@ impl Session {
         ctx.register_udf(functions::set_config(settings.clone()));
         let pid = Arc::new(std::sync::atomic::AtomicI32::new(0));
         ctx.register_udf(super::activity::backend_pid(pid.clone()));
-        Session { engine, ctx, settings, tx: Default::default(), pid }
+        let login_role = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let asker = super::pg_catalog::privileges::Asker {
+            users: Arc::downgrade(engine.users()),
+            catalog: Arc::downgrade(engine.catalog()),
+            oids: engine.oids().clone(),
+            settings: settings.clone(),
+            login_role: login_role.clone(),
+        };
+        for f in super::pg_catalog::privileges::functions(asker) {
+            ctx.register_udf(f);
+        }
+        Session { engine, ctx, settings, tx: Default::default(), pid, login_role }
     }
 
     /// Records the process id the client was given at login.
@@ -77,13 +90,25 @@ impl Session {
         self.read_settings().get("session_authorization").ok()
     }
 
+    /// Whether the session's user was a role when it logged in (one dropped since keeps no
+    /// privileges; a trust-mode name that never was a role has a superuser's).
+    pub fn logged_in_as_role(&self) -> bool {
+        self.login_role.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Applies what the client sent at startup: its user, and settings such as `TimeZone`,
     /// `DateStyle`, `application_name`, `extra_float_digits` (JDBC sends these). Unknown or
     /// invalid values are ignored, as a startup packet cannot fail a statement.
     pub fn apply_startup(&self, user: Option<&str>, parameters: &HashMap<String, String>) {
+        if let Some(u) = user {
+            let known = self.engine.users().get(u).is_some();
+            self.login_role.store(known, std::sync::atomic::Ordering::Relaxed);
+        }
         let mut s = self.settings.write().unwrap_or_else(|p| p.into_inner());
         if let Some(u) = user {
             s.set_session_user(u);
+            let superuser = super::access::identity_of(self.engine.users(), Some(u.to_string()), true).superuser;
+            s.set_superuser(superuser || !self.logged_in_as_role());
         }
         // `options` carries `-c name=value` (or `--name=value`) pairs, as libpq's PGOPTIONS.
         let from_options = parameters.get("options").map(|o| startup_options(o)).unwrap_or_default();
@@ -149,7 +174,8 @@ impl Session {
         if block == Some(true) && !ends_failed_block(stmt) {
             return Err(Error::InFailedTransaction);
         }
-        let result = match self.execute_inner(stmt, params).await {
+        let first_new_id = self.engine.catalog().next_id();
+        let result = match self.checked(stmt, params).await {
             Ok(result) => result,
             Err(e) => {
                 // As in Postgres, an error fails the whole block.
@@ -166,10 +192,16 @@ impl Session {
             }
             Durability::None => false,
         };
+        super::access::record_owner(self, stmt, first_new_id)?;
         if durable_now {
             self.engine.make_durable().await?;
         }
         Ok(result)
+    }
+
+    async fn checked(&self, stmt: &HwStatement, params: Option<&ParamValues>) -> Result<QueryResult> {
+        super::access::check_statement(self, stmt)?;
+        self.execute_inner(stmt, params).await
     }
 
     async fn execute_inner(&self, stmt: &HwStatement, params: Option<&ParamValues>) -> Result<QueryResult> {
@@ -189,11 +221,18 @@ impl Session {
             HwStatement::ShowObjects(t) => ddl::show_objects(self, *t),
             HwStatement::ShowCreate { object_type, name } => ddl::show_create(self, *object_type, name),
             HwStatement::ExplainView(name) => super::views::explain_view(self, name),
-            HwStatement::CreateUser { name, if_not_exists, password } => {
-                users::create_user(self, name, *if_not_exists, password.as_ref())
+            HwStatement::CreateUser { name, if_not_exists, password, login, attributes } => {
+                users::create_user(self, name, *if_not_exists, password.as_ref(), *login, attributes)
             }
-            HwStatement::AlterUser { name, password } => {
-                users::alter_user(self, name, password.as_ref().map(|p| p.as_ref()))
+            HwStatement::AlterUser { name, password, attributes } => {
+                users::alter_user(self, name, password.as_ref().map(|p| p.as_ref()), attributes)
+            }
+            HwStatement::Grant(g) => super::access::grant(self, g),
+            HwStatement::GrantRoles { roles, members, revoke } => {
+                super::access::grant_roles(self, roles, members, *revoke)
+            }
+            HwStatement::AlterOwner { object_type, name, owner } => {
+                super::access::alter_owner(self, *object_type, name, owner)
             }
             HwStatement::DropUsers { names, if_exists } => users::drop_users(self, names, *if_exists),
             HwStatement::ClientQuery(q) => q.execute(params),
@@ -300,6 +339,7 @@ impl Session {
         if block_wrote || self.read_settings().real_time_recency() || !point.is_current(self.engine.catalog()) {
             return Ok(None);
         }
+        super::access::require_select(self, point.relation())?;
         point.execute(params)
     }
 

@@ -143,6 +143,11 @@ impl Settings {
         Ok(())
     }
 
+    /// Records whether the session's user is a superuser (`SHOW is_superuser`), at login.
+    pub fn set_superuser(&mut self, superuser: bool) {
+        self.values.insert("is_superuser".into(), if superuser { "on" } else { "off" }.into());
+    }
+
     /// Records the user the session logged in as (`session_user`, `SHOW session_authorization`).
     pub fn set_session_user(&mut self, user: &str) {
         self.values.insert("session_authorization".into(), user.to_string());
@@ -154,9 +159,13 @@ impl Settings {
             None => {
                 // RESET ALL (and DISCARD ALL) keep who the session is.
                 let user = self.values.get("session_authorization").cloned();
+                let superuser = self.values.get("is_superuser").cloned();
                 *self = Settings::default();
                 if let Some(u) = user {
                     self.set_session_user(&u);
+                }
+                if let Some(v) = superuser {
+                    self.values.insert("is_superuser".into(), v);
                 }
             }
             Some(name) => {

@@ -8,53 +8,82 @@ use datafusion_pg_catalog::pg_catalog::context::{PgCatalogContextProvider, Role}
 
 use super::parser::Secret;
 use super::{QueryResult, Session};
-use crate::catalog::users::Users;
+use crate::catalog::users::{RoleAttributes, Users};
 use crate::error::{Error, Result};
 
 /// The name of the user every server has: the one trust-mode clients are shown as owner.
 pub const BOOTSTRAP_USER: &str = "headwater";
 
-/// `CREATE USER name [PASSWORD 'pw']`.
+/// `CREATE USER|ROLE name [PASSWORD 'pw'] [SUPERUSER] [LOGIN] ...` (privileges checked by
+/// `access::check_statement`).
 pub(super) fn create_user(
     s: &Session,
     name: &str,
     if_not_exists: bool,
     password: Option<&Secret>,
+    login: bool,
+    attributes: &RoleAttributes,
 ) -> Result<QueryResult> {
     check_name(name)?;
     let users = s.engine().users();
     if if_not_exists && users.get(name).is_some() {
         return Ok(QueryResult::command("CREATE ROLE"));
     }
-    users.create(name, password.map(|p| p.0.as_str()))?;
+    users.create(name, password.map(|p| p.0.as_str()), login, attributes)?;
     tracing::info!(user = name, "user created");
     Ok(QueryResult::command("CREATE ROLE"))
 }
 
-/// `ALTER USER name PASSWORD 'pw' | PASSWORD NULL`; other attributes change nothing.
-pub(super) fn alter_user(s: &Session, name: &str, password: Option<Option<&Secret>>) -> Result<QueryResult> {
+/// `ALTER USER name PASSWORD 'pw' | PASSWORD NULL | SUPERUSER | LOGIN ...`.
+pub(super) fn alter_user(
+    s: &Session,
+    name: &str,
+    password: Option<Option<&Secret>>,
+    attributes: &RoleAttributes,
+) -> Result<QueryResult> {
     let users = s.engine().users();
-    match password {
-        Some(pw) => users.set_password(name, pw.map(|p| p.0.as_str()))?,
-        None if users.get(name).is_none() => return Err(Error::undefined("role", name)),
-        None => {}
+    if users.get(name).is_none() {
+        return Err(Error::undefined("role", name));
+    }
+    if let Some(pw) = password {
+        users.set_password(name, pw.map(|p| p.0.as_str()))?;
+    }
+    if !attributes.is_empty() {
+        users.set_attributes(name, attributes)?;
     }
     Ok(QueryResult::command("ALTER ROLE"))
 }
 
-/// `DROP USER [IF EXISTS] name, ...`: all or nothing.
+/// `DROP USER [IF EXISTS] name, ...`: all or nothing; a role that owns objects cannot be
+/// dropped (2BP01), its grants go with it.
 pub(super) fn drop_users(s: &Session, names: &[String], if_exists: bool) -> Result<QueryResult> {
     let users = s.engine().users();
+    let catalog = s.engine().catalog();
     for name in names {
         if users.get(name).is_none() && !if_exists {
             return Err(Error::undefined("role", name));
         }
         if Some(name.as_str()) == s.user().as_deref() {
-            return Err(Error::InvalidParameterValue(format!("current user \"{name}\" cannot be dropped")));
+            return Err(Error::DataException {
+                sqlstate: "55006",
+                message: format!("current user \"{name}\" cannot be dropped"),
+            });
+        }
+        let owned: Vec<String> = catalog
+            .privileges()
+            .objects_of(name)
+            .into_iter()
+            .filter_map(|id| catalog.by_id(id))
+            .map(|o| format!("owner of {} {}", o.object_type().noun(), o.entry.name))
+            .collect();
+        if !owned.is_empty() {
+            return Err(Error::DependentObjects { kind: "role", name: name.clone(), dependents: owned });
         }
     }
     for name in names {
-        users.drop_user(name)?;
+        if users.drop_user(name)? {
+            catalog.privileges().revoke_all_from(name)?;
+        }
     }
     Ok(QueryResult::command("DROP ROLE"))
 }
@@ -68,7 +97,7 @@ fn check_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// The users as datafusion-pg-catalog's `pg_roles` lists them (all superusers who can log in).
+/// The users as datafusion-pg-catalog's `pg_roles` lists them, with their attributes.
 /// Weak: the crate's catalog tables form a reference cycle with the catalog list, and a strong
 /// reference would keep the state store (and its directory lock) alive after shutdown.
 #[derive(Debug, Clone)]
@@ -85,16 +114,22 @@ impl PgCatalogContextProvider for UserRoles {
     }
 
     async fn role(&self, name: &str) -> Option<Role> {
+        let record = self.0.upgrade().and_then(|u| u.get(name));
+        // The bootstrap user (or a trust-mode name) acts as a superuser.
+        let (superuser, login, createdb, createrole, member_of) = match record {
+            Some(r) => (r.superuser, r.login, r.createdb, r.createrole, r.member_of),
+            None => (true, true, true, true, vec![]),
+        };
         Some(Role {
             name: name.to_string(),
-            is_superuser: true,
-            can_login: true,
-            can_create_db: true,
-            can_create_role: true,
-            can_create_user: true,
+            is_superuser: superuser,
+            can_login: login,
+            can_create_db: createdb || superuser,
+            can_create_role: createrole || superuser,
+            can_create_user: createrole || superuser,
             can_replication: false,
             grants: vec![],
-            inherited_roles: vec![],
+            inherited_roles: member_of,
         })
     }
 }

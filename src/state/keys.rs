@@ -12,6 +12,7 @@
 //!                                 join row, ...; op FFFF holds the state's plan (dataflow::durable)
 //! s/<source id: u64 BE>           a source's progress (binlog position, streaming tables; JSON)
 //! u/<user name>                  a user: SCRAM salt and salted password (JSON; catalog::users)
+//! g/<object id: u64 BE>           an object's owner and grants (JSON; catalog::privileges)
 //! k/<sink id: u64 BE>/s           a sink's progress (acknowledged outbox entry, snapshot done; JSON)
 //! k/<sink id: u64 BE>/o/<seq BE>  a sink's outbox: the messages of one commit, not yet acknowledged
 //! ```
@@ -36,6 +37,21 @@ pub const SOURCES: &[u8] = b"s/";
 
 /// Prefix of users (`catalog::users`), keyed by name.
 pub const USERS: &[u8] = b"u/";
+
+/// Prefix of access-control lists (`catalog::privileges`), keyed by object id.
+pub const ACLS: &[u8] = b"g/";
+
+/// Key of object `id`'s access-control list.
+pub fn acl(id: u64) -> Vec<u8> {
+    let mut k = ACLS.to_vec();
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
+/// The object id of an [`acl`] key.
+pub fn acl_id(key: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(key.strip_prefix(ACLS)?.try_into().ok()?))
+}
 
 /// Prefix of sink state (progress and outbox), written with the commits that produced it.
 pub const SINKS: &[u8] = b"k/";

@@ -20,6 +20,7 @@ mod mysql_source;
 mod mysql_types;
 mod observability;
 mod point_lookups;
+mod privileges;
 mod sqllogictests;
 mod temporal;
 mod tpch;

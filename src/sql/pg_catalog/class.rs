@@ -30,6 +30,8 @@ impl PgClass {
         // `reloptions` (always NULL here), which the crate leaves out and SQLAlchemy reads.
         let mut fields: Vec<Field> = inner.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
         fields.push(Field::new("reloptions", DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))), true));
+        // `relacl` (psql's `\dp`): the grants, as `aclitem` text.
+        fields.push(Field::new("relacl", DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))), true));
         PgClass { inner, schema: Arc::new(Schema::new(fields)), shared }
     }
 }
@@ -105,9 +107,25 @@ fn correct(schema: &SchemaRef, batch: RecordBatch, ours: &HashMap<i32, &PublicRe
     columns[kind_idx] = Arc::new(kinds);
     columns[index_idx] = Arc::new(has_index);
     columns.push(datafusion::arrow::array::new_null_array(
-        schema.field(schema.fields().len() - 1).data_type(),
+        schema.field(schema.fields().len() - 2).data_type(),
         batch.num_rows(),
     ));
+    let acls: Vec<ScalarValue> = (0..batch.num_rows())
+        .map(|i| match ours_at(i).and_then(|r| r.acl.as_ref()) {
+            Some(items) => {
+                let items: Vec<ScalarValue> = items.iter().map(|s| ScalarValue::Utf8(Some(s.clone()))).collect();
+                ScalarValue::List(ScalarValue::new_list_nullable(&items, &DataType::Utf8))
+            }
+            None => {
+                ScalarValue::try_from(schema.field(schema.fields().len() - 1).data_type()).unwrap_or(ScalarValue::Null)
+            }
+        })
+        .collect();
+    columns.push(if acls.is_empty() {
+        datafusion::arrow::array::new_empty_array(schema.field(schema.fields().len() - 1).data_type())
+    } else {
+        ScalarValue::iter_to_array(acls)?
+    });
     Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
 

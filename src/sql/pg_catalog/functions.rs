@@ -82,7 +82,7 @@ impl ScalarUDFImpl for RowFunction {
     }
 }
 
-fn udf(
+pub(in crate::sql) fn udf(
     name: &'static str,
     arities: &[usize],
     returns: DataType,
@@ -93,7 +93,7 @@ fn udf(
 }
 
 /// An oid argument: an integer, or text holding one (`'16388'::oid` may arrive as text).
-fn oid_arg(v: &ScalarValue) -> Option<i32> {
+pub(in crate::sql) fn oid_arg(v: &ScalarValue) -> Option<i32> {
     match v {
         ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => s.parse().ok(),
         v if v.is_null() => None,

@@ -13,6 +13,7 @@ use datafusion::catalog::{MemorySchemaProvider, SchemaProvider};
 use datafusion::datasource::ViewTable;
 use datafusion::prelude::SessionContext;
 
+use crate::catalog::Catalog;
 use crate::error::{Error, Result};
 
 /// The Postgres type name `information_schema.columns.data_type` shows for a `pg_type.typname`.
@@ -110,8 +111,12 @@ const VIEWS: &[(&str, &str)] = &[
 ];
 
 /// Plans the views and returns the schema that holds them.
-pub async fn schema(ctx: &SessionContext) -> Result<Arc<dyn SchemaProvider>> {
+pub async fn schema(ctx: &SessionContext, catalog: &Arc<Catalog>) -> Result<Arc<dyn SchemaProvider>> {
     let schema = Arc::new(MemorySchemaProvider::new());
+    for name in ["table_privileges", "role_table_grants"] {
+        let grants = super::privileges::TablePrivileges::new(Arc::downgrade(catalog));
+        schema.register_table(name.to_string(), Arc::new(grants))?;
+    }
     for (name, sql) in VIEWS {
         let sql = sql.replace("{DATA_TYPE}", DATA_TYPE);
         let plan = ctx

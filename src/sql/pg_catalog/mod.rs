@@ -23,6 +23,7 @@ pub mod functions;
 pub mod information_schema;
 mod keys;
 pub mod oids;
+pub mod privileges;
 mod stat_activity;
 
 use std::sync::{Arc, Weak};
@@ -109,6 +110,8 @@ pub struct PublicRelation {
     pub key: Option<Vec<usize>>,
     pub schema: Option<SchemaRef>,
     pub kind: Option<ObjectType>,
+    /// `relacl`: `None` while nothing was granted (default privileges).
+    pub acl: Option<Vec<String>>,
 }
 
 impl Overlay {
@@ -152,10 +155,14 @@ impl Overlay {
                     }
                     _ => (None, None),
                 };
+                let acl = match (&catalog, &object) {
+                    (Some(c), Some(o)) => crate::sql::access::acl_items(c, o),
+                    _ => None,
+                };
                 let kind = object.map(|o| o.object_type());
                 // Only tables have primary keys (a materialized view's stored key is internal).
                 let key = key.filter(|_| kind == Some(ObjectType::Table));
-                out.push(PublicRelation { oid: oids.value(i), namespace: ns.value(i), name, key, schema, kind });
+                out.push(PublicRelation { oid: oids.value(i), namespace: ns.value(i), name, key, schema, kind, acl });
             }
         }
         self.oids.refresh(&out);

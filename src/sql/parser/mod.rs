@@ -7,6 +7,8 @@
 //! through [`PostgresCompatibilityParser`], which rewrites what psql and drivers send
 //! (`::regclass`, `OPERATOR(pg_catalog.~)`, ...) into SQL DataFusion plans.
 
+pub mod roles;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
@@ -18,6 +20,7 @@ use datafusion::sql::sqlparser::tokenizer::Token;
 use datafusion_pg_catalog::sql::rules::SqlStatementRewriteRule;
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 
+use crate::catalog::users::RoleAttributes;
 use crate::error::{Error, Result};
 use crate::source::mysql::schema::{TableRef, TableSelection};
 
@@ -90,12 +93,19 @@ pub enum HwStatement {
     CreateSink(Box<SinkStatement>),
     /// `EXPLAIN MATERIALIZED VIEW name`: the view's dataflow and state sizes.
     ExplainView(String),
-    /// `CREATE USER|ROLE [IF NOT EXISTS] name [[WITH] PASSWORD 'pw' | LOGIN | SUPERUSER ...]`
-    CreateUser { name: String, if_not_exists: bool, password: Option<Secret> },
-    /// `ALTER USER|ROLE name [WITH] PASSWORD 'pw' | PASSWORD NULL` (other role options accepted)
-    AlterUser { name: String, password: Option<Option<Secret>> },
+    /// `CREATE USER|ROLE [IF NOT EXISTS] name [[WITH] PASSWORD 'pw' | LOGIN | SUPERUSER ...]`;
+    /// `login` is the default a USER (true) or ROLE (false) gets without LOGIN/NOLOGIN.
+    CreateUser { name: String, if_not_exists: bool, password: Option<Secret>, login: bool, attributes: RoleAttributes },
+    /// `ALTER USER|ROLE name [WITH] PASSWORD 'pw' | PASSWORD NULL | SUPERUSER | LOGIN ...`
+    AlterUser { name: String, password: Option<Option<Secret>>, attributes: RoleAttributes },
     /// `DROP USER|ROLE [IF EXISTS] name, ...`
     DropUsers { names: Vec<String>, if_exists: bool },
+    /// `GRANT privileges ON objects TO roles` / `REVOKE privileges ON objects FROM roles`
+    Grant(roles::GrantStatement),
+    /// `GRANT role, ... TO member, ...` / `REVOKE role, ... FROM member, ...`
+    GrantRoles { roles: Vec<String>, members: Vec<String>, revoke: bool },
+    /// `ALTER TABLE|VIEW|MATERIALIZED VIEW|SOURCE|SINK|CONNECTION name OWNER TO role`
+    AlterOwner { object_type: ObjectType, name: String, owner: String },
     /// A driver's fixed query answered without DataFusion (asyncpg's type introspection).
     ClientQuery(super::client_queries::ClientQuery),
     /// A Headwater statement whose feature is not built yet (`CREATE SINK`, ...).
@@ -310,9 +320,15 @@ fn parse_extension(p: &mut Parser) -> Result<Option<HwStatement>> {
     };
     match first.as_str() {
         "CREATE" | "ALTER" | "DROP" if matches!(word_at(p, 1).as_deref(), Some("USER" | "ROLE")) => {
+            let login = word_at(p, 1).as_deref() == Some("USER");
             skip(p, 2);
-            parse_user_statement(p, &first).map(Some)
+            roles::parse_user_statement(p, &first, login).map(Some)
         }
+        "GRANT" | "REVOKE" => {
+            skip(p, 1);
+            roles::parse_grant(p, first == "REVOKE").map(Some)
+        }
+        "ALTER" if roles::is_alter_owner(p) => roles::parse_alter_owner(p).map(Some),
         "SHOW" => {
             if word_at(p, 1).as_deref() == Some("CREATE") {
                 let Some((object_type, n)) = object_type_at(p, 2, false) else {
@@ -378,58 +394,6 @@ fn parse_extension(p: &mut Parser) -> Result<Option<HwStatement>> {
             Ok(Some(HwStatement::DropObjects { object_type, names, if_exists, cascade }))
         }
         _ => Ok(None),
-    }
-}
-
-/// The rest of `CREATE|ALTER|DROP USER|ROLE` (`verb` is the first word). Role attributes other
-/// than PASSWORD are accepted and ignored: every Headwater user may do everything.
-fn parse_user_statement(p: &mut Parser, verb: &str) -> Result<HwStatement> {
-    use datafusion::sql::sqlparser::keywords::Keyword;
-    if verb == "DROP" {
-        let if_exists = p.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
-        let names = p.parse_comma_separated(|p| Ok(role_name(p.parse_identifier()?)))?;
-        return Ok(HwStatement::DropUsers { names, if_exists });
-    }
-    let if_not_exists = verb == "CREATE" && p.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
-    let name = role_name(p.parse_identifier()?);
-    let _ = p.parse_keyword(Keyword::WITH);
-    let mut password: Option<Option<Secret>> = None;
-    loop {
-        match word_at(p, 0).as_deref() {
-            Some("PASSWORD") => {
-                p.next_token();
-                let value = match p.next_token().token {
-                    Token::SingleQuotedString(s) => Some(Secret(s)),
-                    Token::Word(w) if w.value.eq_ignore_ascii_case("NULL") => None,
-                    other => return Err(Error::Syntax(format!("expected a quoted password or NULL, found: {other}"))),
-                };
-                password = Some(value);
-            }
-            Some("ENCRYPTED") | Some("UNENCRYPTED") => {
-                p.next_token();
-            }
-            Some(
-                "LOGIN" | "NOLOGIN" | "SUPERUSER" | "NOSUPERUSER" | "CREATEDB" | "NOCREATEDB" | "CREATEROLE"
-                | "NOCREATEROLE" | "INHERIT" | "NOINHERIT" | "REPLICATION" | "NOREPLICATION" | "BYPASSRLS"
-                | "NOBYPASSRLS",
-            ) => {
-                p.next_token();
-            }
-            _ => break,
-        }
-    }
-    match verb {
-        "CREATE" => Ok(HwStatement::CreateUser { name, if_not_exists, password: password.flatten() }),
-        _ => Ok(HwStatement::AlterUser { name, password }),
-    }
-}
-
-/// A role name as Postgres folds it: unquoted names are lower-cased.
-fn role_name(ident: datafusion::sql::sqlparser::ast::Ident) -> String {
-    if ident.quote_style.is_some() {
-        ident.value
-    } else {
-        ident.value.to_lowercase()
     }
 }
 
@@ -702,14 +666,14 @@ mod tests {
 
     #[test]
     fn user_statements() {
-        let HwStatement::CreateUser { name, if_not_exists, password } =
+        let HwStatement::CreateUser { name, if_not_exists, password, .. } =
             one("CREATE USER Alice WITH LOGIN PASSWORD 's3cret'")
         else {
             panic!("not CREATE USER")
         };
         assert_eq!((name.as_str(), if_not_exists, password.map(|p| p.0)), ("alice", false, Some("s3cret".into())));
         assert!(matches!(one("CREATE ROLE IF NOT EXISTS \"Bob\" NOLOGIN"),
-            HwStatement::CreateUser { name, if_not_exists: true, password: None } if name == "Bob"));
+            HwStatement::CreateUser { name, if_not_exists: true, password: None, .. } if name == "Bob"));
         assert!(matches!(one("ALTER USER alice PASSWORD NULL"), HwStatement::AlterUser { password: Some(None), .. }));
         assert!(matches!(one("DROP ROLE IF EXISTS a, b"),
             HwStatement::DropUsers { names, if_exists: true } if names == ["a", "b"]));
