@@ -290,6 +290,12 @@ impl From<DataFusionError> for Error {
                 Some(Error::StatementTimeout) => Error::StatementTimeout,
                 Some(Error::ViewErrored(v)) => Error::ViewErrored(v.clone()),
                 Some(Error::FeatureNotSupported(m)) => Error::FeatureNotSupported(m.clone()),
+                Some(Error::DataException { sqlstate, message }) => {
+                    Error::DataException { sqlstate, message: message.clone() }
+                }
+                Some(Error::InsufficientPrivilege { message, hint }) => {
+                    Error::InsufficientPrivilege { message: message.clone(), hint: hint.clone() }
+                }
                 _ => Error::Query(e),
             },
             _ => Error::Query(e),

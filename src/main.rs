@@ -65,9 +65,32 @@ struct ServeArgs {
     /// Longest a client may take to log in (`30s`, `1m`); slower ones are disconnected.
     #[arg(long, env = "HEADWATER_AUTHENTICATION_TIMEOUT", default_value = "60s", value_parser = headwater::parse_duration)]
     authentication_timeout: std::time::Duration,
+    /// The key that encrypts secrets (CREATE SECRET, connection passwords) at rest: a file
+    /// holding 32 bytes in base64 or a passphrase. Default: `<data-dir>/secrets.key`, created
+    /// 0600. `$HEADWATER_SECRETS_KEY` (the key itself) takes precedence.
+    #[arg(long, env = "HEADWATER_SECRETS_KEY_FILE")]
+    secrets_key_file: Option<PathBuf>,
     /// Log filter: error, warn, info, debug, trace, or a tracing filter like `headwater=debug`.
     #[arg(long, env = "HEADWATER_LOG_LEVEL", default_value = "info")]
     log_level: String,
+}
+
+/// The log filter of `--log-level`, with the libraries that log statement text at debug
+/// (sqlparser logs every statement it parses, passwords of CREATE USER and CREATE
+/// CONNECTION included) held at info unless the filter names them.
+fn log_filter(level: &str) -> tracing_subscriber::EnvFilter {
+    let mut filter = tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|e| {
+        eprintln!("invalid --log-level {level:?}: {e}; using info");
+        tracing_subscriber::EnvFilter::new("info")
+    });
+    for quiet in ["sqlparser", "datafusion_sql", "datafusion_pg_catalog", "pgwire", "mysql_async", "rdkafka"] {
+        if !level.contains(quiet) {
+            if let Ok(directive) = format!("{quiet}=info").parse() {
+                filter = filter.add_directive(directive);
+            }
+        }
+    }
+    filter
 }
 
 fn main() -> std::process::ExitCode {
@@ -84,15 +107,19 @@ fn main() -> std::process::ExitCode {
         metrics_listen,
         max_connections,
         authentication_timeout,
+        secrets_key_file,
         log_level,
     } = match cli.command {
         Some(Command::Serve(args)) => args,
         None => cli.serve,
     };
-    let filter = tracing_subscriber::EnvFilter::try_new(&log_level).unwrap_or_else(|e| {
-        eprintln!("invalid --log-level {log_level:?}: {e}; using info");
-        tracing_subscriber::EnvFilter::new("info")
-    });
+    // Files the server creates (the store, images, the secrets key) are its own: 0600, in a
+    // data directory that `state::datadir` keeps at 0700.
+    // SAFETY: umask only sets the process's file-creation mask; no memory is involved.
+    unsafe {
+        libc::umask(0o077);
+    }
+    let filter = log_filter(&log_level);
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 
     // Deep statements (a sum of thousands of terms, thousands of UNION ALLs) are trees that
@@ -119,6 +146,7 @@ fn main() -> std::process::ExitCode {
         metrics_listen,
         max_connections,
         authentication_timeout,
+        secrets_key_file,
         ..Config::new(listen, data_dir)
     };
     match runtime.block_on(run(config)) {

@@ -37,6 +37,9 @@ pub struct Config {
     pub max_connections: usize,
     /// Longest a client may take to log in (`--authentication-timeout`, default 60 s).
     pub authentication_timeout: Duration,
+    /// The key that encrypts secrets (`--secrets-key-file`; default `<data-dir>/secrets.key`,
+    /// or `$HEADWATER_SECRETS_KEY`): see `catalog::secrets`.
+    pub secrets_key_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -52,6 +55,7 @@ impl Config {
             metrics_listen: None,
             max_connections: 256,
             authentication_timeout: Duration::from_secs(60),
+            secrets_key_file: None,
         }
     }
 }
@@ -128,7 +132,13 @@ impl Server {
     /// for embedding, and for tests that inject storage faults.
     pub async fn start_on(config: &Config, durable: Arc<dyn StateStore>) -> Result<Server> {
         let store = Arc::new(CheckpointedStore::new(durable));
-        let engine = Engine::open(store.clone()).await?;
+        let key = if config.data_dir.is_dir() || config.secrets_key_file.is_some() {
+            crate::catalog::secrets::SecretKey::load(&config.data_dir, config.secrets_key_file.as_deref())?
+        } else {
+            tracing::warn!("no data directory: secrets are encrypted with a key that lives as long as this process");
+            crate::catalog::secrets::SecretKey::ephemeral()
+        };
+        let engine = Engine::open_with_key(store.clone(), Arc::new(key)).await?;
         // Temporal filters' rows enter and leave views as time passes.
         engine.dataflow().start_clock();
         let wire = wire_options(config, &engine).await?;

@@ -12,6 +12,7 @@
 //! sources and sinks each have their own.
 
 pub mod privileges;
+pub mod secrets;
 pub mod users;
 
 use std::collections::BTreeMap;
@@ -31,6 +32,7 @@ pub enum Namespace {
     Connection,
     Source,
     Sink,
+    Secret,
 }
 
 impl ObjectType {
@@ -39,6 +41,7 @@ impl ObjectType {
         match self {
             ObjectType::Table | ObjectType::View | ObjectType::MaterializedView => Namespace::Relation,
             ObjectType::Connection => Namespace::Connection,
+            ObjectType::Secret => Namespace::Secret,
             ObjectType::Source => Namespace::Source,
             ObjectType::Sink => Namespace::Sink,
         }
@@ -49,6 +52,7 @@ impl ObjectType {
         match self {
             ObjectType::Source => format!("source:{name}"),
             ObjectType::Connection => format!("connection:{name}"),
+            ObjectType::Secret => format!("secret:{name}"),
             ObjectType::Sink => format!("sink:{name}"),
             _ => name.to_string(),
         }
@@ -63,6 +67,7 @@ impl ObjectType {
             ObjectType::Source => "source",
             ObjectType::Sink => "sink",
             ObjectType::Connection => "connection",
+            ObjectType::Secret => "secret",
         }
     }
 }
@@ -94,6 +99,7 @@ pub enum StoredType {
     Source,
     Sink,
     Connection,
+    Secret,
 }
 
 impl From<ObjectType> for StoredType {
@@ -105,6 +111,7 @@ impl From<ObjectType> for StoredType {
             ObjectType::Source => StoredType::Source,
             ObjectType::Sink => StoredType::Sink,
             ObjectType::Connection => StoredType::Connection,
+            ObjectType::Secret => StoredType::Secret,
         }
     }
 }
@@ -118,6 +125,7 @@ impl From<StoredType> for ObjectType {
             StoredType::Source => ObjectType::Source,
             StoredType::Sink => ObjectType::Sink,
             StoredType::Connection => ObjectType::Connection,
+            StoredType::Secret => ObjectType::Secret,
         }
     }
 }

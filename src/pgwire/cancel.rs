@@ -119,16 +119,19 @@ pub async fn expires(deadline: Option<tokio::time::Instant>) {
 }
 
 /// Rows that stop with 57014 when the statement is cancelled or its `deadline` passes.
+/// `gone` completes when the client disconnected: the rows stop being computed.
 pub fn cancellable(
     stream: SendableRecordBatchStream,
     token: Arc<CancelToken>,
     start: u64,
     deadline: Option<tokio::time::Instant>,
+    gone: Pin<Box<dyn Future<Output = ()> + Send>>,
 ) -> SendableRecordBatchStream {
     Box::pin(Cancellable {
         inner: stream,
         cancelled: Some(Box::pin(token.cancelled_since(start))),
         expired: Box::pin(expires(deadline)),
+        gone,
     })
 }
 
@@ -136,6 +139,7 @@ struct Cancellable {
     inner: SendableRecordBatchStream,
     cancelled: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
     expired: Pin<Box<dyn Future<Output = ()> + Send>>,
+    gone: Pin<Box<dyn Future<Output = ()> + Send>>,
 }
 
 impl Stream for Cancellable {
@@ -146,6 +150,9 @@ impl Stream for Cancellable {
             return Poll::Ready(None);
         };
         let stopped = if cancelled.poll_unpin(cx).is_ready() {
+            Some(Error::Canceled)
+        } else if self.gone.poll_unpin(cx).is_ready() {
+            tracing::info!("client disconnected; its running statement was stopped");
             Some(Error::Canceled)
         } else if self.expired.poll_unpin(cx).is_ready() {
             Some(Error::StatementTimeout)

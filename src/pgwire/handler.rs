@@ -50,6 +50,9 @@ pub struct Lifecycle {
     pub terminate: tokio::sync::Notify,
     /// The session as `pg_stat_activity` lists it, once logged in.
     pub backend: OnceLock<Arc<Backend>>,
+    /// A second handle on the client's socket, to notice while a statement runs that the
+    /// client went away ([`super::peer`]).
+    pub peer: OnceLock<super::peer::Peer>,
 }
 
 /// Everything pgwire needs for one client connection.
@@ -101,6 +104,7 @@ impl ErrorHandler for LoginErrors {
         if let PgWireError::InvalidPassword(_) = error {
             let user = client.metadata().get(pgwire::api::METADATA_USER).cloned().unwrap_or_default();
             tracing::info!(user, peer = %client.socket_addr(), "password authentication failed");
+            super::throttle::THROTTLE.failed(&client.socket_addr().ip().to_string());
             let info = pgwire::error::ErrorInfo::new(
                 "FATAL".into(),
                 "28P01".into(),
@@ -176,10 +180,29 @@ impl StatementParser {
         let deadline = self.session.statement_timeout().map(|d| tokio::time::Instant::now() + d);
         let reported = matches!(stmt, HwStatement::Sql(s) if changes_settings(s)).then(|| self.reported());
         let result = tokio::select! {
-            r = self.session.execute(stmt, params) => r?,
-            _ = self.token.clone().cancelled_since(start) => return Err(Error::Canceled),
-            _ = super::cancel::expires(deadline) => return Err(Error::StatementTimeout),
+            r = self.session.execute(stmt, params) => r,
+            _ = self.token.clone().cancelled_since(start) => Err(Error::Canceled),
+            _ = super::cancel::expires(deadline) => Err(Error::StatementTimeout),
+            // The client is gone: the statement stops (its future is dropped) instead of
+            // running on for no one.
+            _ = super::peer::closed(self.life.peer.get()) => {
+                tracing::info!("client disconnected; its running statement was stopped");
+                Err(Error::Canceled)
+            }
         };
+        // Notices go first, as Postgres sends them while the statement runs (also when it
+        // then fails: a warning about stale input explains the error that follows).
+        for notice in self.session.take_notices() {
+            let mut info =
+                pgwire::error::ErrorInfo::new(notice.severity.to_string(), notice.code.to_string(), notice.message);
+            info.detail = notice.detail;
+            info.hint = notice.hint;
+            client
+                .feed(PgWireBackendMessage::NoticeResponse(info.into()))
+                .await
+                .map_err(|e| Error::Internal(format!("cannot send a notice: {}", PgWireError::from(e))))?;
+        }
+        let result = result?;
         if let Some(before) = reported {
             for ((name, value), (_, old)) in self.reported().into_iter().zip(before) {
                 if value != old {
@@ -193,7 +216,9 @@ impl StatementParser {
         }
         Ok(match result {
             QueryResult::Rows { schema, stream } => {
-                let stream = super::cancel::cancellable(stream, self.token.clone(), start, deadline);
+                let life = self.life.clone();
+                let gone = Box::pin(async move { super::peer::closed(life.peer.get()).await });
+                let stream = super::cancel::cancellable(stream, self.token.clone(), start, deadline, gone);
                 QueryResult::Rows { schema, stream }
             }
             other => other,

@@ -14,7 +14,9 @@ mod cancel;
 mod encode;
 mod handler;
 mod limits;
+mod peer;
 mod startup;
+mod throttle;
 pub mod tls;
 
 use std::sync::Arc;
@@ -89,6 +91,9 @@ pub async fn serve(
                     }
                     let _ = socket.set_nodelay(true);
                     let life = Arc::new(handler::Lifecycle::default());
+                    if let Some(peer) = peer::Peer::of(&socket) {
+                        let _ = life.peer.set(peer);
+                    }
                     let conn = Arc::new(handler::Connection::new(
                         engine.session(),
                         options.auth,

@@ -72,7 +72,10 @@ impl Startup {
         match mode {
             AuthMode::Trust => Startup::Trust(TrustStartup { parameters }),
             AuthMode::Password => {
-                let users = UsersAuthSource { users: session.engine().users().clone() };
+                let users = UsersAuthSource {
+                    users: session.engine().users().clone(),
+                    key: session.engine().secrets().clone(),
+                };
                 Startup::Scram(
                     SASLAuthStartupHandler::new(Arc::new(parameters))
                         .with_scram(ScramAuth::new(Arc::new(users)))
@@ -139,6 +142,7 @@ pub struct SessionParameters {
 impl ServerParameterProvider for SessionParameters {
     fn server_parameters<C: ClientInfo>(&self, client: &C) -> Option<HashMap<String, String>> {
         self.life.authenticated.store(true, std::sync::atomic::Ordering::SeqCst);
+        super::throttle::THROTTLE.succeeded(&client.socket_addr().ip().to_string());
         let (pid, key) = client.pid_and_secret_key();
         let registration = self.cancels.register(pid, key.to_bytes().to_vec(), &self.token);
         client.session_extensions().insert(registration);
@@ -192,27 +196,42 @@ fn may_log_in(users: &Users, user: &str) -> PgWireResult<()> {
     Ok(())
 }
 
-/// SCRAM secrets of the users. An unknown user gets a random secret, so the exchange runs to
-/// the end and fails like a wrong password (28P01) without telling which users exist.
+/// SCRAM secrets of the users. A name that is not a user (or has no password) gets a secret
+/// derived from the server's key and the name: the exchange runs to the end and fails like a
+/// wrong password (28P01), and the salt it shows is the same at every attempt, as a real
+/// user's is, so that probing cannot tell which users exist. Each attempt from an address
+/// that failed recently waits first ([`super::throttle::LoginThrottle`]).
 #[derive(Debug)]
 struct UsersAuthSource {
     users: Arc<Users>,
+    key: Arc<crate::catalog::secrets::SecretKey>,
 }
 
-static DECOY: LazyLock<UserRecord> =
-    LazyLock::new(|| UserRecord::new(Some(&pgwire::api::auth::sasl::scram::random_nonce())));
+impl UsersAuthSource {
+    /// A stable, unguessable stand-in for a user without a SCRAM secret.
+    fn decoy(&self, user: &str) -> (Vec<u8>, Vec<u8>) {
+        use base64::Engine as _;
+        let salt_bytes = self.key.derive(format!("scram-salt:{user}").as_bytes());
+        // The shape of a real salt: base64 text of 18 bytes (pgwire's random_nonce).
+        let salt = base64::engine::general_purpose::STANDARD.encode(&salt_bytes[..18]).into_bytes();
+        (salt, self.key.derive(format!("scram-secret:{user}").as_bytes()).to_vec())
+    }
+}
 
 #[async_trait]
 impl AuthSource for UsersAuthSource {
     async fn get_password(&self, login: &LoginInfo) -> PgWireResult<Password> {
         let user = login.user().ok_or(PgWireError::UserNameRequired)?;
+        super::throttle::THROTTLE.wait(login.host()).await;
         may_log_in(&self.users, user)?;
         let record = self.users.get(user);
-        let secret = record.as_ref().and_then(UserRecord::scram_secret).or_else(|| DECOY.scram_secret());
-        let (salt, salted) = secret.ok_or_else(|| PgWireError::InvalidPassword(user.to_string()))?;
-        if record.is_none() {
-            tracing::info!(user, "login refused: no such user");
-        }
+        let (salt, salted) = match record.as_ref().and_then(UserRecord::scram_secret) {
+            Some(secret) => secret,
+            None => {
+                tracing::info!(user, "login refused: no such user, or no password");
+                self.decoy(user)
+            }
+        };
         Ok(Password::new(Some(salt), salted))
     }
 }

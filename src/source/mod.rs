@@ -160,6 +160,24 @@ impl SourceRegistry {
         }
     }
 
+    /// The captured tables that are not kept up to date: (source, table, error). A table of a
+    /// source in `error` counts, with the source's error. Cheap when there are none (no copy
+    /// of the statuses), as every query asks.
+    pub fn stale_tables(&self) -> Vec<(String, String, String)> {
+        let mut out = Vec::new();
+        for (source, h) in self.map().iter() {
+            let status = h.probe.status.lock().unwrap_or_else(|p| p.into_inner());
+            let source_failed = status.state == "error";
+            for t in &status.tables {
+                if source_failed || t.state == "error" {
+                    let why = t.last_error.clone().or_else(|| status.last_error.clone()).unwrap_or_default();
+                    out.push((source.clone(), t.name.clone(), why));
+                }
+            }
+        }
+        out
+    }
+
     /// A copy of every source's status.
     pub fn statuses(&self) -> Vec<SourceStatus> {
         self.map().values().map(|h| h.probe.status.lock().unwrap_or_else(|p| p.into_inner()).clone()).collect()

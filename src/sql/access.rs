@@ -182,7 +182,24 @@ pub fn check_statement(s: &Session, stmt: &HwStatement) -> Result<()> {
     let named = |ns: Namespace, name: &str| catalog.get(ns, name);
     match stmt {
         HwStatement::Sql(st) => check_standard(s, &who, st),
-        HwStatement::CreateConnection { .. } => require_create(s, &who),
+        HwStatement::CreateConnection { options, .. } => {
+            require_create(s, &who)?;
+            // A connection that names a secret needs its owner's consent: secrets are used
+            // only by their owners.
+            for (key, name) in options {
+                if key.ends_with(super::parser::SECRET_REFERENCE) {
+                    if let Some(secret) = named(Namespace::Secret, name) {
+                        require_owner(s, &who, &secret)?;
+                    }
+                }
+            }
+            Ok(())
+        }
+        HwStatement::CreateSecret { .. } => require_create(s, &who),
+        HwStatement::AlterSecret { name, .. } => match named(Namespace::Secret, name) {
+            Some(obj) => require_owner(s, &who, &obj),
+            None => Ok(()),
+        },
         HwStatement::CreateSource { connection, .. } => {
             require_create(s, &who)?;
             match named(Namespace::Connection, connection) {
@@ -391,6 +408,7 @@ pub fn created_object(stmt: &HwStatement) -> Option<(Namespace, String)> {
         HwStatement::CreateConnection { name, .. } => Some((Namespace::Connection, name.clone())),
         HwStatement::CreateSource { name, .. } => Some((Namespace::Source, name.clone())),
         HwStatement::CreateSink(sink) => Some((Namespace::Sink, sink.name.clone())),
+        HwStatement::CreateSecret { name, .. } => Some((Namespace::Secret, name.clone())),
         _ => None,
     }
 }
@@ -416,7 +434,7 @@ pub fn grantable(object_type: ObjectType) -> &'static [Privilege] {
             &[Insert, Select, Update, Delete, Truncate, References, Trigger]
         }
         ObjectType::Connection => &[Usage],
-        ObjectType::Source | ObjectType::Sink => &[],
+        ObjectType::Source | ObjectType::Sink | ObjectType::Secret => &[],
     }
 }
 

@@ -128,7 +128,8 @@ impl Activity {
         self.backends.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
     }
 
-    fn get(&self, pid: i32) -> Option<Arc<Backend>> {
+    /// The session with `pid`.
+    pub fn get(&self, pid: i32) -> Option<Arc<Backend>> {
         self.backends.lock().unwrap_or_else(|p| p.into_inner()).get(&pid).cloned()
     }
 
@@ -143,11 +144,17 @@ impl Activity {
     }
 }
 
-/// `pg_cancel_backend(pid)` and `pg_terminate_backend(pid)` over `activity`: true when the
-/// session exists (Postgres warns and returns false otherwise).
-pub fn functions(activity: &Arc<Activity>) -> Vec<ScalarUDF> {
-    let make = |name: &str, act: fn(&Activity, i32) -> bool| {
+/// Whether the asking session may signal sessions of the user given (Postgres: a superuser,
+/// or a member of that user's role).
+pub type MaySignal = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// `pg_cancel_backend(pid)` and `pg_terminate_backend(pid)` over `activity`, for one session:
+/// true when the session exists (Postgres warns and returns false otherwise); 42501 for a
+/// session of a user the caller may not signal.
+pub fn functions(activity: &Arc<Activity>, may_signal: MaySignal) -> Vec<ScalarUDF> {
+    let make = |name: &'static str, act: fn(&Activity, i32) -> bool| {
         let activity = Arc::downgrade(activity);
+        let may_signal = may_signal.clone();
         // An integer literal is BIGINT here, a pid column INT: both are taken.
         let signature = Signature::one_of(
             vec![TypeSignature::Exact(vec![DataType::Int32]), TypeSignature::Exact(vec![DataType::Int64])],
@@ -161,15 +168,32 @@ pub fn functions(activity: &Arc<Activity>) -> Vec<ScalarUDF> {
                 let pids = ColumnarValue::values_to_arrays(args)?;
                 let pids: ArrayRef = datafusion::arrow::compute::cast(&pids[0], &DataType::Int64)?;
                 let pids = pids.as_any().downcast_ref::<Int64Array>().expect("cast to Int64");
-                let activity = activity.upgrade();
-                let out: BooleanArray = pids
-                    .iter()
-                    .map(|pid| {
-                        let pid = i32::try_from(pid?).ok()?;
-                        Some(activity.as_ref().is_some_and(|a| act(a, pid)))
-                    })
-                    .collect();
-                Ok(ColumnarValue::Array(Arc::new(out)))
+                let Some(activity) = activity.upgrade() else {
+                    return Ok(ColumnarValue::Array(Arc::new(BooleanArray::from(vec![false; pids.len()]))));
+                };
+                let mut out = Vec::with_capacity(pids.len());
+                for pid in pids.iter() {
+                    let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) else {
+                        out.push(None);
+                        continue;
+                    };
+                    if let Some(target) = activity.get(pid) {
+                        if !may_signal(&target.user) {
+                            let what = if name == "pg_cancel_backend" { "cancel query" } else { "terminate process" };
+                            return Err(datafusion::error::DataFusionError::External(Box::new(
+                                crate::error::Error::InsufficientPrivilege {
+                                    message: format!("permission denied to {what}"),
+                                    hint: format!(
+                                        "Only superusers and members of role \"{}\" may signal its sessions.",
+                                        target.user
+                                    ),
+                                },
+                            )));
+                        }
+                    }
+                    out.push(Some(act(&activity, pid)));
+                }
+                Ok(ColumnarValue::Array(Arc::new(BooleanArray::from(out))))
             }),
         ))
     };

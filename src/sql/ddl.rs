@@ -190,7 +190,10 @@ pub(super) async fn drop_objects(
     for name in names {
         let Some(obj) = catalog.get(object_type.namespace(), name) else {
             if if_exists {
-                tracing::debug!("{} \"{name}\" does not exist, skipping", object_type.noun());
+                s.notice(crate::sql::Notice::info(format!(
+                    "{} \"{name}\" does not exist, skipping",
+                    object_type.noun()
+                )));
                 continue;
             }
             return Err(match object_type.namespace() {
@@ -224,6 +227,12 @@ pub(super) async fn drop_objects(
     }
     // Dependents before what they depend on: newest first. Running sources stop first.
     victims.sort_by_key(|v| std::cmp::Reverse(v.entry.id));
+    let named: Vec<u64> = victims
+        .iter()
+        .filter(|v| v.object_type() == object_type && names.contains(&v.entry.name))
+        .map(|v| v.entry.id)
+        .collect();
+    cascade_notice(s, &victims, &named);
     for v in &victims {
         if v.object_type() == ObjectType::Source {
             s.engine().sources().stop(&v.entry.name).await;
@@ -231,6 +240,26 @@ pub(super) async fn drop_objects(
     }
     drop_and_release(s, &victims).await?;
     Ok(QueryResult::command(&format!("DROP {}", object_type.sql_name())))
+}
+
+/// Postgres's NOTICE for what a CASCADE drops besides the objects named (`named` ids): "drop
+/// cascades to materialized view v", or "drop cascades to 3 other objects" with one line per
+/// object in its DETAIL.
+pub(super) fn cascade_notice(s: &Session, victims: &[CatalogObject], named: &[u64]) {
+    let others: Vec<String> = victims
+        .iter()
+        .filter(|v| !named.contains(&v.entry.id))
+        .map(|v| format!("drop cascades to {} {}", v.object_type().noun(), v.entry.name))
+        .collect();
+    match others.len() {
+        0 => {}
+        1 => s.notice(crate::sql::Notice::info(others[0].clone())),
+        n => {
+            let mut notice = crate::sql::Notice::info(format!("drop cascades to {n} other objects"));
+            notice.detail = Some(others.join("\n"));
+            s.notice(notice);
+        }
+    }
 }
 
 /// Removes `victims` (dependents first) from the catalog and the store, then stops their
@@ -270,12 +299,28 @@ pub(super) fn create_connection(
             (&["BROKER", "BROKERS", "SECURITY_PROTOCOL", "SASL_MECHANISMS", "SASL_USERNAME", "SASL_PASSWORD"], &[])
         }
     };
-    for k in options.keys() {
-        if !allowed.contains(&k.as_str()) {
+    let mut depends_on = Vec::new();
+    for (k, v) in options {
+        let plain = k.strip_suffix(super::parser::SECRET_REFERENCE);
+        if !allowed.contains(&plain.unwrap_or(k)) {
             return Err(Error::InvalidParameterValue(format!(
                 "unknown {kind} connection option {k} (valid options: {})",
                 allowed.join(", ")
             )));
+        }
+        if let Some(plain) = plain {
+            if !plain.contains("PASSWORD") {
+                return Err(Error::InvalidParameterValue(format!("option {plain} cannot name a SECRET")));
+            }
+            if catalog.get(Namespace::Secret, v).is_none() {
+                return Err(Error::undefined("secret", v.clone()));
+            }
+            depends_on.push(ObjectType::Secret.dependency_key(v));
+        }
+        if options.contains_key(&format!("{}{}", plain.unwrap_or(k), super::parser::SECRET_REFERENCE))
+            && plain.is_none()
+        {
+            return Err(Error::Syntax(format!("option {k} given twice")));
         }
     }
     for r in required {
@@ -290,8 +335,17 @@ pub(super) fn create_connection(
         port.parse::<u16>()
             .map_err(|_| Error::InvalidParameterValue(format!("PORT must be a number from 1 to 65535, got {port}")))?;
     }
-    let create_sql = connection_sql(name, kind, options, false);
-    catalog.create(ObjectType::Connection, name, create_sql, vec![], restore, |_| Ok(None))?;
+    // Inline passwords are stored encrypted; one stored in clear by an older version is
+    // encrypted now, and its entry written again.
+    let sealed = super::secrets::seal_options(s.engine().secrets(), options);
+    let create_sql = connection_sql(name, kind, &sealed, false);
+    let obj = catalog.create(ObjectType::Connection, name, create_sql, depends_on, restore, |_| Ok(None))?;
+    if restore.is_some() && sealed != *options {
+        let mut batch = crate::state::WriteBatch::default();
+        crate::catalog::Catalog::write_entry(&obj.entry, &mut batch)?;
+        catalog.store().apply(batch)?;
+        tracing::info!(connection = name, "connection password encrypted at rest");
+    }
     Ok(QueryResult::command("CREATE CONNECTION"))
 }
 
@@ -299,7 +353,10 @@ fn connection_sql(name: &str, kind: ConnectionKind, options: &BTreeMap<String, S
     let opts: Vec<String> = options
         .iter()
         .map(|(k, v)| {
-            let secret = k.contains("PASSWORD");
+            if k.ends_with(super::parser::SECRET_REFERENCE) {
+                return format!("{k} {}", crate::sql::quote_ident(v));
+            }
+            let secret = super::secrets::is_secret_option(k);
             let v = if redact && secret { "********".to_string() } else { v.replace('\'', "''") };
             if k == "PORT" {
                 format!("{k} {v}")
@@ -346,7 +403,9 @@ pub(super) fn show_create(s: &Session, t: ObjectType, name: &str) -> Result<Quer
     if obj.object_type() != t {
         return Err(Error::WrongObjectType { name: name.to_string(), expected: t.noun() });
     }
-    let sql = if t == ObjectType::Connection {
+    let sql = if t == ObjectType::Secret {
+        format!("CREATE SECRET {} AS '********'", crate::sql::quote_ident(name))
+    } else if t == ObjectType::Connection {
         match s.parse(&obj.entry.create_sql)?.pop() {
             Some(super::HwStatement::CreateConnection { name, kind, options, .. }) => {
                 connection_sql(&name, kind, &options, true)

@@ -46,6 +46,10 @@ pub fn register_global(ctx: &SessionContext) {
             Ok(ColumnarValue::Array(Arc::new(out)))
         }),
     ));
+    // repeat/lpad/rpad refuse values past 1 GB (54000) before they allocate them.
+    for f in super::limits::SizeChecked::functions() {
+        ctx.register_udf(f);
+    }
     // Postgres's templates, not chrono's (DataFusion's to_char takes strftime formats).
     ctx.register_udf(ScalarUDF::from(super::to_char::ToChar::new()));
     ctx.register_udf(ScalarUDF::new_from_impl(PgTypeof { signature: Signature::any(1, Volatility::Immutable) }));

@@ -92,3 +92,112 @@ pub(super) fn check_depth(stmt: &Statement) -> Result<()> {
         ControlFlow::Continue(()) => Ok(()),
     }
 }
+
+/// The largest value a function may build: Postgres's 1 GB (`MaxAllocSize`), past which
+/// `repeat`, `lpad`, `rpad` fail with 54000 "requested length too large" (issue 30:
+/// `repeat('x', 2000000000)` drove the server past 6 GB).
+pub const MAX_VALUE_BYTES: u64 = (1 << 30) - 1;
+
+/// DataFusion's `repeat`, `lpad` or `rpad`, refusing before it allocates a value larger than
+/// [`MAX_VALUE_BYTES`].
+#[derive(Debug)]
+pub struct SizeChecked {
+    inner: std::sync::Arc<datafusion::logical_expr::ScalarUDF>,
+    /// `lpad`/`rpad` (the length argument is in characters, up to 4 bytes each) rather than
+    /// `repeat` (the count multiplies the string's bytes).
+    pad: bool,
+}
+
+impl PartialEq for SizeChecked {
+    fn eq(&self, other: &Self) -> bool {
+        self.inner.name() == other.inner.name()
+    }
+}
+
+impl Eq for SizeChecked {}
+
+impl std::hash::Hash for SizeChecked {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.inner.name().hash(state)
+    }
+}
+
+impl SizeChecked {
+    /// The three functions, checked.
+    pub fn functions() -> Vec<datafusion::logical_expr::ScalarUDF> {
+        use datafusion::functions::{string, unicode};
+        [(string::repeat(), false), (unicode::lpad(), true), (unicode::rpad(), true)]
+            .into_iter()
+            .map(|(inner, pad)| datafusion::logical_expr::ScalarUDF::new_from_impl(SizeChecked { inner, pad }))
+            .collect()
+    }
+
+    fn check(&self, args: &[datafusion::logical_expr::ColumnarValue]) -> datafusion::error::Result<()> {
+        use datafusion::arrow::array::{Array, Int64Array};
+        use datafusion::arrow::datatypes::DataType;
+        let (Some(text), Some(n)) = (args.first(), args.get(1)) else { return Ok(()) };
+        let arrays = datafusion::logical_expr::ColumnarValue::values_to_arrays(&[text.clone(), n.clone()])?;
+        let lengths = datafusion::arrow::compute::cast(&arrays[1], &DataType::Int64)?;
+        let Some(lengths) = lengths.as_any().downcast_ref::<Int64Array>() else { return Ok(()) };
+        let texts = datafusion::arrow::compute::cast(&arrays[0], &DataType::LargeUtf8)?;
+        let texts = texts.as_any().downcast_ref::<datafusion::arrow::array::LargeStringArray>();
+        for i in 0..lengths.len() {
+            if lengths.is_null(i) || lengths.value(i) <= 0 {
+                continue;
+            }
+            let n = lengths.value(i) as u64;
+            let bytes = if self.pad {
+                n.saturating_mul(4)
+            } else {
+                let len = texts.filter(|t| !t.is_null(i)).map_or(0, |t| t.value(i).len() as u64);
+                n.saturating_mul(len)
+            };
+            if bytes > MAX_VALUE_BYTES {
+                return Err(datafusion::error::DataFusionError::External(Box::new(Error::DataException {
+                    sqlstate: "54000",
+                    message: "requested length too large".into(),
+                })));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl datafusion::logical_expr::ScalarUDFImpl for SizeChecked {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn signature(&self) -> &datafusion::logical_expr::Signature {
+        self.inner.signature()
+    }
+
+    fn return_type(
+        &self,
+        arg_types: &[datafusion::arrow::datatypes::DataType],
+    ) -> datafusion::error::Result<datafusion::arrow::datatypes::DataType> {
+        self.inner.return_type(arg_types)
+    }
+
+    fn return_field_from_args(
+        &self,
+        args: datafusion::logical_expr::ReturnFieldArgs,
+    ) -> datafusion::error::Result<datafusion::arrow::datatypes::FieldRef> {
+        self.inner.return_field_from_args(args)
+    }
+
+    fn coerce_types(
+        &self,
+        arg_types: &[datafusion::arrow::datatypes::DataType],
+    ) -> datafusion::error::Result<Vec<datafusion::arrow::datatypes::DataType>> {
+        self.inner.inner().coerce_types(arg_types)
+    }
+
+    fn invoke_with_args(
+        &self,
+        args: datafusion::logical_expr::ScalarFunctionArgs,
+    ) -> datafusion::error::Result<datafusion::logical_expr::ColumnarValue> {
+        self.check(&args.args)?;
+        self.inner.invoke_with_args(args)
+    }
+}

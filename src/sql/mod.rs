@@ -38,6 +38,7 @@ mod pg_catalog;
 mod point;
 pub mod provider;
 mod result;
+mod secrets;
 mod session;
 pub mod settings;
 mod sinks;
@@ -56,9 +57,10 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 pub use limits::{MAX_NESTING, STACK_BYTES};
 pub use parser::{HwStatement, SqlParser};
 pub use point::PointQuery;
-pub use result::QueryResult;
+pub use result::{Notice, QueryResult};
 pub use session::Session;
 
+use crate::catalog::secrets::SecretKey;
 use crate::catalog::users::Users;
 use crate::catalog::Catalog;
 use crate::dataflow::Dataflow;
@@ -96,6 +98,8 @@ pub struct Engine {
     parser: SqlParser,
     base: SessionState,
     oids: Arc<pg_catalog::oids::RelationOids>,
+    /// The key secrets are stored under (`catalog::secrets`).
+    secrets: Arc<SecretKey>,
 }
 
 /// A checkpoint's cut ([`ImageCut`]): the views' changed operator state staged, then the
@@ -141,6 +145,12 @@ impl Engine {
     /// Opens the catalog in `store` and replays it: every table, view and connection created
     /// before comes back, tables with their rows.
     pub async fn open(store: Arc<CheckpointedStore>) -> Result<Arc<Self>> {
+        Self::open_with_key(store, Arc::new(SecretKey::ephemeral())).await
+    }
+
+    /// [`Engine::open`] with the key that encrypts secrets (the server's, kept outside the
+    /// store; `open` uses one that lives as long as the process).
+    pub async fn open_with_key(store: Arc<CheckpointedStore>, secrets: Arc<SecretKey>) -> Result<Arc<Self>> {
         let checkpoints = store.clone();
         let catalog = Arc::new(Catalog::new(store)?);
         let sources = Arc::new(SourceRegistry::default());
@@ -152,8 +162,19 @@ impl Engine {
         let base =
             base_context(&catalog, &dataflow, &sources, &sinks, &checkpoints, &users, &activity, &oids).await?.state();
         let parser = SqlParser::new();
-        let engine =
-            Arc::new(Engine { catalog, activity, sources, sinks, dataflow, checkpoints, users, parser, base, oids });
+        let engine = Arc::new(Engine {
+            catalog,
+            activity,
+            sources,
+            sinks,
+            dataflow,
+            checkpoints,
+            users,
+            parser,
+            base,
+            oids,
+            secrets,
+        });
         let session = engine.session();
         for entry in engine.catalog.stored_entries()? {
             let mut stmts = engine.parser.parse(&entry.create_sql)?;
@@ -185,6 +206,11 @@ impl Engine {
     /// What every client session is doing.
     pub fn activity(&self) -> &Arc<activity::Activity> {
         &self.activity
+    }
+
+    /// The key secrets are encrypted with.
+    pub fn secrets(&self) -> &Arc<SecretKey> {
+        &self.secrets
     }
 
     /// The oids `pg_class` gave the relations (for functions that take one).
@@ -335,9 +361,6 @@ async fn base_context(
         )?;
     }
     functions::register_global(&ctx);
-    for f in activity::functions(activity) {
-        ctx.register_udf(f);
-    }
     pg_catalog::functions::register(&ctx, catalog, oids);
     let _ = db.information_schema.set(pg_catalog::information_schema::schema(&ctx, catalog).await?);
     Ok(ctx)

@@ -10,6 +10,30 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 
 use crate::error::Result;
 
+/// A message for the client beside a statement's result (a Postgres NoticeResponse): what
+/// `DROP ... CASCADE` dropped too, a read of a table whose source is in error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    /// `NOTICE` or `WARNING`.
+    pub severity: &'static str,
+    pub code: &'static str,
+    pub message: String,
+    pub detail: Option<String>,
+    pub hint: Option<String>,
+}
+
+impl Notice {
+    /// A NOTICE (SQLSTATE 00000).
+    pub fn info(message: String) -> Self {
+        Notice { severity: "NOTICE", code: "00000", message, detail: None, hint: None }
+    }
+
+    /// A WARNING with `code`.
+    pub fn warning(code: &'static str, message: String, hint: Option<String>) -> Self {
+        Notice { severity: "WARNING", code, message, detail: None, hint }
+    }
+}
+
 /// The outcome of one statement.
 pub enum QueryResult {
     /// Rows, streamed.

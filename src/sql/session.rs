@@ -50,6 +50,8 @@ pub struct Session {
     pid: Arc<std::sync::atomic::AtomicI32>,
     /// Whether the user was a role when the session logged in (`access::identity`).
     login_role: Arc<std::sync::atomic::AtomicBool>,
+    /// Notices the running statement produced, for the wire to send before its result.
+    notices: std::sync::Mutex<Vec<super::Notice>>,
 }
 
 impl Session {
@@ -69,10 +71,23 @@ impl Session {
             settings: settings.clone(),
             login_role: login_role.clone(),
         };
+        let signals: super::activity::MaySignal = {
+            let (users, settings, login_role) = (Arc::downgrade(engine.users()), settings.clone(), login_role.clone());
+            Arc::new(move |target: &str| {
+                let Some(users) = users.upgrade() else { return false };
+                let me = settings.read().unwrap_or_else(|p| p.into_inner()).get("session_authorization").ok();
+                let who = super::access::identity_of(&users, me, login_role.load(std::sync::atomic::Ordering::Relaxed));
+                who.superuser || who.roles.iter().any(|r| r == target)
+            })
+        };
+        for f in super::activity::functions(engine.activity(), signals.clone()) {
+            ctx.register_udf(f);
+        }
+        ctx.state_ref().write().config_mut().set_extension(Arc::new(super::pg_catalog::stat_activity::Viewer(signals)));
         for f in super::pg_catalog::privileges::functions(asker) {
             ctx.register_udf(f);
         }
-        Session { engine, ctx, settings, tx: Default::default(), pid, login_role }
+        Session { engine, ctx, settings, tx: Default::default(), pid, login_role, notices: Default::default() }
     }
 
     /// Records the process id the client was given at login.
@@ -88,6 +103,16 @@ impl Session {
     /// The user this session logged in as.
     pub fn user(&self) -> Option<String> {
         self.read_settings().get("session_authorization").ok()
+    }
+
+    /// Queues a notice for the client (sent before the statement's result).
+    pub fn notice(&self, notice: super::Notice) {
+        self.notices.lock().unwrap_or_else(|p| p.into_inner()).push(notice);
+    }
+
+    /// The notices queued since the last call.
+    pub fn take_notices(&self) -> Vec<super::Notice> {
+        std::mem::take(&mut *self.notices.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Whether the session's user was a role when it logged in (one dropped since keeps no
@@ -227,6 +252,10 @@ impl Session {
             HwStatement::AlterUser { name, password, attributes } => {
                 users::alter_user(self, name, password.as_ref().map(|p| p.as_ref()), attributes)
             }
+            HwStatement::CreateSecret { name, if_not_exists, value } => {
+                super::secrets::create_secret(self, name, *if_not_exists, value, None)
+            }
+            HwStatement::AlterSecret { name, value } => super::secrets::alter_secret(self, name, value),
             HwStatement::Grant(g) => super::access::grant(self, g),
             HwStatement::GrantRoles { roles, members, revoke } => {
                 super::access::grant_roles(self, roles, members, *revoke)
@@ -327,6 +356,9 @@ impl Session {
                 sources::restore_source(self, entry, &name, &connection, &selection, &options)
             }
             HwStatement::CreateSink(stmt) => sinks::create_sink(self, &stmt, id).map(drop),
+            HwStatement::CreateSecret { name, value, .. } => {
+                super::secrets::create_secret(self, &name, false, &value, id).map(drop)
+            }
             other => Err(Error::Storage(format!("unexpected catalog statement {other:?}"))),
         }
     }
@@ -336,7 +368,11 @@ impl Session {
     /// sources first, or a parameter does not fit the key exactly.
     pub async fn execute_point(&self, point: &PointQuery, params: Option<&ParamValues>) -> Result<Option<QueryResult>> {
         let block_wrote = self.transaction(|tx| tx.is_some_and(|t| t.has_writes()));
-        if block_wrote || self.read_settings().real_time_recency() || !point.is_current(self.engine.catalog()) {
+        if block_wrote
+            || self.read_settings().real_time_recency()
+            || !point.is_current(self.engine.catalog())
+            || !self.engine.sources().stale_tables().is_empty()
+        {
             return Ok(None);
         }
         super::access::require_select(self, point.relation())?;
@@ -366,6 +402,7 @@ impl Session {
             }
             other => other?,
         };
+        self.warn_stale(&plan, recency.is_some())?;
         if let Some(point) = PointQuery::recognize(&plan) {
             if let Some(result) = self.execute_point(&point, params).await? {
                 return Ok(result);
@@ -470,6 +507,18 @@ impl Session {
 
     /// The sources whose tables a plan reads, directly or through (materialized) views.
     fn sources_read(&self, plan: &LogicalPlan) -> Result<Vec<String>> {
+        let mut sources: Vec<String> = Vec::new();
+        for (_, source) in self.captured_read(plan)? {
+            if !sources.contains(&source) {
+                sources.push(source);
+            }
+        }
+        Ok(sources)
+    }
+
+    /// The captured tables a plan reads, directly or through (materialized) views, with
+    /// their sources.
+    fn captured_read(&self, plan: &LogicalPlan) -> Result<Vec<(String, String)>> {
         let mut relations: Vec<String> = Vec::new();
         plan.apply_with_subqueries(|node| {
             if let LogicalPlan::TableScan(scan) = node {
@@ -479,7 +528,7 @@ impl Session {
             }
             Ok(TreeNodeRecursion::Continue)
         })?;
-        let mut sources = Vec::new();
+        let mut captured = Vec::new();
         let mut seen = std::collections::HashSet::new();
         while let Some(name) = relations.pop() {
             if !seen.insert(name.clone()) {
@@ -488,14 +537,41 @@ impl Session {
             let Some(obj) = self.engine.catalog().get(crate::catalog::Namespace::Relation, &name) else { continue };
             for d in &obj.entry.depends_on {
                 match d.strip_prefix("source:") {
-                    Some(src) if !sources.iter().any(|s: &String| s == src) => sources.push(src.to_string()),
-                    Some(_) => {}
+                    Some(src) => captured.push((name.clone(), src.to_string())),
                     None if !d.contains(':') => relations.push(d.clone()),
                     None => {}
                 }
             }
         }
-        Ok(sources)
+        Ok(captured)
+    }
+
+    /// A read of a captured table its source no longer keeps up to date (issue 30: such a
+    /// table answered silently stale): a WARNING per table, or under `real_time_recency`,
+    /// which promises fresh answers, an error (55000).
+    fn warn_stale(&self, plan: &LogicalPlan, recency: bool) -> Result<()> {
+        let stale = self.engine.sources().stale_tables();
+        if stale.is_empty() {
+            return Ok(());
+        }
+        for (table, source) in self.captured_read(plan)? {
+            let Some((_, _, why)) = stale.iter().find(|(s, t, _)| *s == source && *t == table) else { continue };
+            let message = format!(
+                "table \"{table}\" is stale: source \"{source}\" stopped applying upstream changes to it: {why}"
+            );
+            if recency {
+                return Err(Error::SourceLost(format!("{message} (real_time_recency is on)")));
+            }
+            self.notice(super::Notice::warning(
+                "01000",
+                message,
+                Some(format!(
+                    "The rows are as of when it stopped; SELECT * FROM hw_catalog.source_tables shows the error. \
+                     ALTER SOURCE {source} RESNAPSHOT (or DROP TABLE and ADD TABLE) captures it again."
+                )),
+            ));
+        }
+        Ok(())
     }
 
     /// Parameter types and result columns of a statement, for the extended protocol.

@@ -102,7 +102,9 @@ pub(super) fn create_sink(s: &Session, stmt: &SinkStatement, restore: Option<u64
         .get(Namespace::Connection, &stmt.connection)
         .ok_or_else(|| Error::undefined("connection", &stmt.connection))?;
     let conn_options = match s.parse(&conn.entry.create_sql)?.pop() {
-        Some(HwStatement::CreateConnection { kind: ConnectionKind::Kafka, options, .. }) => options,
+        Some(HwStatement::CreateConnection { kind: ConnectionKind::Kafka, options, .. }) => {
+            super::secrets::resolve_options(s, &options)?
+        }
         Some(HwStatement::CreateConnection { kind, .. }) => {
             return Err(Error::InvalidParameterValue(format!(
                 "connection \"{}\" is a {kind} connection; a Kafka sink needs a KAFKA connection",

@@ -27,7 +27,9 @@ fn mysql_connection(s: &Session, name: &str) -> Result<BTreeMap<String, String>>
     let obj =
         s.engine().catalog().get(Namespace::Connection, name).ok_or_else(|| Error::undefined("connection", name))?;
     match s.parse(&obj.entry.create_sql)?.pop() {
-        Some(HwStatement::CreateConnection { kind: ConnectionKind::Mysql, options, .. }) => Ok(options),
+        Some(HwStatement::CreateConnection { kind: ConnectionKind::Mysql, options, .. }) => {
+            super::secrets::resolve_options(s, &options)
+        }
         Some(HwStatement::CreateConnection { kind, .. }) => Err(Error::InvalidParameterValue(format!(
             "connection \"{name}\" is a {kind} connection; a MySQL source needs a MYSQL connection"
         ))),
@@ -348,6 +350,8 @@ pub(super) async fn alter_source(s: &Session, name: &str, action: &AlterSourceAc
             s.engine().sources().stop(name).await;
             victims.sort_by_key(|v| std::cmp::Reverse(v.entry.id));
             victims.dedup_by_key(|v| v.entry.id);
+            let named: Vec<u64> = owned.iter().filter(|t| names.contains(&t.entry.name)).map(|t| t.entry.id).collect();
+            super::ddl::cascade_notice(s, &victims, &named);
             super::ddl::drop_and_release(s, &victims).await?;
             forget = names.clone();
             mysql::forget_tables(catalog.store().as_ref(), src.entry.id, &forget)?;

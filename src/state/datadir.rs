@@ -3,6 +3,7 @@
 //! ```text
 //! <data-dir>/headwater.json   marker: {"format": 1} — a directory without it is not ours
 //! <data-dir>/headwater.lock   held (flock) by the running server, holds its pid
+//! <data-dir>/secrets.key      the key secrets are encrypted with, 0600 (unless given elsewhere)
 //! <data-dir>/fjall/           formats 2 and 3: the fjall store (catalog, rows, source offsets)
 //! <data-dir>/images/          format 3: table images (state::image)
 //! <data-dir>/state/           format 1: the same in sled (still opened; new directories get 2)
@@ -10,7 +11,7 @@
 //! Opening refuses, with a message that says what to do: a directory holding other files (a
 //! typo in `--data-dir` must not make Headwater write into someone's home directory), a data
 //! format this binary does not know, and a directory another server has open (two writers
-//! would corrupt it).
+//! would corrupt it). The directory is kept at mode 0700.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
@@ -33,6 +34,8 @@ pub const FORMAT_IMAGES: u32 = 3;
 const KNOWN: [u32; 3] = [FORMAT_SLED, FORMAT_FJALL, FORMAT_IMAGES];
 
 const MARKER: &str = "headwater.json";
+/// The secrets key's file, when the operator gives no other (`catalog::secrets`).
+pub const SECRETS_KEY: &str = "secrets.key";
 const LOCK: &str = "headwater.lock";
 
 #[derive(Serialize, Deserialize)]
@@ -57,6 +60,12 @@ impl DataDir {
     pub fn open(dir: &Path, new_format: u32) -> Result<DataDir> {
         let io = |what: &str, e: std::io::Error| Error::Storage(format!("{what} {}: {e}", dir.display()));
         std::fs::create_dir_all(dir).map_err(|e| io("cannot create the data directory", e))?;
+        // Its files hold the data and the secrets key: only the server's user may enter it.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| io("cannot make private (0700) the data directory", e))?;
+        }
         let lock = lock(dir)?;
         let marker = dir.join(MARKER);
         let mut created = false;
@@ -84,7 +93,7 @@ impl DataDir {
                     .map_err(|e| io("cannot list", e))?
                     .filter_map(|e| e.ok())
                     .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| n != LOCK)
+                    .filter(|n| n != LOCK && n != SECRETS_KEY)
                     .collect();
                 if !foreign.is_empty() {
                     return Err(Error::Storage(format!(

@@ -67,6 +67,25 @@ impl TestServer {
         client
     }
 
+    /// A client whose notices and warnings (NoticeResponse) are collected in the returned list.
+    pub async fn client_with_notices(
+        &self,
+    ) -> (tokio_postgres::Client, std::sync::Arc<std::sync::Mutex<Vec<tokio_postgres::error::DbError>>>) {
+        let (client, mut conn) = self.pg_config().connect(tokio_postgres::NoTls).await.expect("connect");
+        let notices = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = notices.clone();
+        tokio::spawn(async move {
+            use futures::StreamExt;
+            let mut messages = futures::stream::poll_fn(move |cx| conn.poll_message(cx));
+            while let Some(Ok(m)) = messages.next().await {
+                if let tokio_postgres::AsyncMessage::Notice(n) = m {
+                    sink.lock().unwrap().push(n);
+                }
+            }
+        });
+        (client, notices)
+    }
+
     /// Stops the server (flushing its state) and starts a new one on the same data dir.
     pub async fn restart(&mut self) {
         if let Some(s) = self.server.take() {

@@ -232,3 +232,49 @@ async fn sessions_are_listed_cancelled_and_terminated_by_pid() {
         .await;
     assert_eq!(outcome(&admin, "SELECT 1").await, "ok");
 }
+
+/// A client that disconnects while its statement runs (issue 30: the statement kept a core
+/// busy for no one): the statement stops and the session goes; values a function would make
+/// larger than 1 GB are refused before they are built (54000), as Postgres does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_departed_client_stops_its_statement_and_huge_values_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hw = HwProcess::start(&tmp.path().join("data"), &tmp.path().join("log"), &[]).await;
+    let admin = hw.client().await;
+    let mut c = tokio_postgres::Config::new();
+    c.host("127.0.0.1").port(hw.port).user("tester").dbname("headwater").application_name("leaver");
+    let (leaver, conn) = c.connect(tokio_postgres::NoTls).await.unwrap();
+    let connection = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let running =
+        tokio::spawn(async move { leaver.simple_query("SELECT count(*) FROM generate_series(1, 100000000000)").await });
+    common::wait_for_rows(
+        &admin,
+        "SELECT state FROM pg_stat_activity WHERE application_name = 'leaver' AND query LIKE '%generate_series%'",
+        &["active"],
+    )
+    .await;
+    // The client goes away without a word (its socket closes).
+    running.abort();
+    connection.abort();
+    common::wait_for_rows(&admin, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'leaver'", &["0"])
+        .await;
+    let log = std::fs::read_to_string(tmp.path().join("log")).unwrap();
+    assert!(log.contains("client disconnected; its running statement was stopped"), "{log}");
+
+    for sql in [
+        "SELECT repeat('x', 2000000000)",
+        "SELECT length(repeat('abc', 400000000))",
+        "SELECT lpad('x', 2147483647, 'y')",
+        "SELECT rpad('x', 300000000)",
+    ] {
+        let e = admin.simple_query(sql).await.expect_err(sql);
+        let d = e.as_db_error().unwrap_or_else(|| panic!("{sql}: {e}"));
+        assert_eq!((d.code().code(), d.message()), ("54000", "requested length too large"), "{sql}");
+    }
+    assert_eq!(
+        common::joined_rows(&admin, "SELECT length(repeat('ab', 1000)), length(lpad('x', 5))").await,
+        ["2000|5"]
+    );
+}

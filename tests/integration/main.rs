@@ -21,6 +21,7 @@ mod mysql_types;
 mod observability;
 mod point_lookups;
 mod privileges;
+mod secrets;
 mod sqllogictests;
 mod temporal;
 mod tpch;

@@ -17,7 +17,7 @@ async fn ddl_restarts_and_drop_source() {
     .await
     .unwrap();
     let server = TestServer::start().await;
-    let hw = server.client().await;
+    let (hw, notices) = server.client_with_notices().await;
     hw.batch_execute(&db.connection_sql("up")).await.unwrap();
     hw.batch_execute("CREATE SOURCE s FROM MYSQL CONNECTION up FOR SCHEMAS (d)").await.unwrap();
     wait_for(&hw, "SELECT table_name, state FROM hw_catalog.source_tables ORDER BY 1", &["a|streaming", "b|streaming"])
@@ -30,7 +30,28 @@ async fn ddl_restarts_and_drop_source() {
         .unwrap();
     hw.batch_execute("SET real_time_recency = on").await.unwrap();
     assert_eq!(rows(&hw, "SELECT id FROM b ORDER BY id").await, vec!["1", "2", "3"]);
+    // `a` is stale: under real_time_recency a read of it fails and says why (issue 30: it
+    // answered stale rows without a word); without, it answers with a WARNING.
+    let err = hw.batch_execute("SELECT id FROM a").await.unwrap_err();
+    let db_err = err.as_db_error().expect("a server error");
+    assert_eq!(db_err.code().code(), "55000", "{err:?}");
+    assert!(db_err.message().contains("table \"a\" is stale") && db_err.message().contains("changed type"), "{err:?}");
+    hw.batch_execute("SET real_time_recency = off").await.unwrap();
+    notices.lock().unwrap().clear();
     assert_eq!(rows(&hw, "SELECT id FROM a ORDER BY id").await, vec!["1"], "no mis-decoded row of `a`");
+    {
+        let seen = notices.lock().unwrap();
+        assert!(
+            seen.iter().any(|n| n.severity() == "WARNING" && n.message().contains("table \"a\" is stale")),
+            "{seen:?}"
+        );
+    }
+    hw.batch_execute("CREATE MATERIALIZED VIEW a_count AS SELECT count(*) AS n FROM a").await.unwrap();
+    notices.lock().unwrap().clear();
+    assert_eq!(rows(&hw, "SELECT n FROM a_count").await, vec!["1"]);
+    assert!(notices.lock().unwrap().iter().any(|n| n.message().contains("\"a\" is stale")), "through a view too");
+    hw.batch_execute("DROP MATERIALIZED VIEW a_count").await.unwrap();
+    hw.batch_execute("SET real_time_recency = on").await.unwrap();
     let a = rows(&hw, "SELECT state, last_error FROM hw_catalog.source_tables WHERE table_name = 'a'").await;
     assert!(a[0].starts_with("error|") && a[0].contains("changed type") && a[0].contains("DROP TABLE"), "{a:?}");
 
@@ -59,13 +80,24 @@ async fn ddl_restarts_and_drop_source() {
     my.query_drop("INSERT INTO d.a VALUES (3, 3000000000)").await.unwrap();
     my.query_drop("INSERT INTO d.b VALUES (12, 12)").await.unwrap();
     wait_for(&hw, "SELECT id FROM b ORDER BY id", &["10", "11", "12"]).await;
+    hw.batch_execute("SET real_time_recency = off").await.unwrap();
     assert_eq!(rows(&hw, "SELECT id FROM a ORDER BY id").await, vec!["1"], "no row of `a` with the old type");
 
     // DROP SOURCE refuses while a view reads its tables; CASCADE drops everything.
     hw.batch_execute("CREATE VIEW big_b AS SELECT id FROM b WHERE v > 5").await.unwrap();
     let err = hw.batch_execute("DROP SOURCE s").await.unwrap_err();
     assert_eq!(err.code().map(|c| c.code()), Some("2BP01"), "{err:?}");
+    notices.lock().unwrap().clear();
     hw.batch_execute("DROP SOURCE s CASCADE").await.unwrap();
+    {
+        // Postgres's NOTICE for what CASCADE took along, one line per object.
+        let seen = notices.lock().unwrap();
+        let cascade = seen.iter().find(|n| n.message() == "drop cascades to 3 other objects").expect("a NOTICE");
+        let detail = cascade.detail().unwrap_or_default();
+        for line in ["drop cascades to view big_b", "drop cascades to table a", "drop cascades to table b"] {
+            assert!(detail.contains(line), "{detail}");
+        }
+    }
     assert_eq!(rows(&hw, "SHOW TABLES").await, vec!["local"]);
     assert!(rows(&hw, "SHOW VIEWS").await.is_empty());
     assert!(rows(&hw, "SELECT * FROM hw_catalog.sources").await.is_empty());

@@ -224,6 +224,15 @@ async fn role_attributes_govern_logins_and_role_management() {
     assert_eq!(outcome(&worker, "CREATE TABLE t (id INT)").await, "42501");
     builder.batch_execute("GRANT SELECT ON mine TO PUBLIC").await.unwrap();
     assert_eq!(common::joined_rows(&manager, "SELECT id FROM mine").await, ["1"]);
+    // Other roles' sessions: listed, their statements hidden, not to be signalled.
+    let admin_pid = common::text_rows(&admin, "SELECT pg_backend_pid()").await[0][0].clone();
+    let seen =
+        common::joined_rows(&builder, &format!("SELECT query FROM pg_stat_activity WHERE pid = {admin_pid}")).await;
+    assert_eq!(seen, ["<insufficient privilege>"]);
+    assert_eq!(outcome(&builder, &format!("SELECT pg_cancel_backend({admin_pid})")).await, "42501");
+    assert_eq!(outcome(&builder, &format!("SELECT pg_terminate_backend({admin_pid})")).await, "42501");
+    let seen = common::joined_rows(&admin, "SELECT query FROM pg_stat_activity WHERE usename = 'builder'").await;
+    assert!(seen.len() == 1 && seen[0].contains("pg_terminate_backend"), "a superuser sees it: {seen:?}");
     let roles = common::joined_rows(
         &admin,
         "SELECT rolname, rolsuper, rolcanlogin, rolcreaterole FROM pg_roles \
@@ -231,4 +240,73 @@ async fn role_attributes_govern_logins_and_role_management() {
     )
     .await;
     assert_eq!(roles, ["admin|t|t|t", "manager|f|t|t", "nologin|f|f|f"]);
+}
+
+/// The salt the server shows in SCRAM's first message for `user` (a raw exchange: the
+/// client libraries hide it).
+async fn scram_salt(port: u16, user: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let mut body = Vec::new();
+    body.extend_from_slice(&196608i32.to_be_bytes());
+    for (k, v) in [("user", user), ("database", "headwater")] {
+        body.extend_from_slice(k.as_bytes());
+        body.push(0);
+        body.extend_from_slice(v.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    let mut msg = ((body.len() + 4) as i32).to_be_bytes().to_vec();
+    msg.extend_from_slice(&body);
+    s.write_all(&msg).await.unwrap();
+    async fn read(s: &mut tokio::net::TcpStream) -> (u8, Vec<u8>) {
+        let tag = s.read_u8().await.unwrap();
+        let len = s.read_i32().await.unwrap() as usize;
+        let mut buf = vec![0; len - 4];
+        s.read_exact(&mut buf).await.unwrap();
+        (tag, buf)
+    }
+    let (tag, buf) = read(&mut s).await;
+    assert_eq!((tag, &buf[..4]), (b'R', &10i32.to_be_bytes()[..]), "AuthenticationSASL");
+    let first = b"n,,n=,r=abcdefghijklmnopqrstuvwx";
+    let mut body = b"SCRAM-SHA-256\0".to_vec();
+    body.extend_from_slice(&(first.len() as i32).to_be_bytes());
+    body.extend_from_slice(first);
+    let mut msg = vec![b'p'];
+    msg.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+    msg.extend_from_slice(&body);
+    s.write_all(&msg).await.unwrap();
+    let (tag, buf) = read(&mut s).await;
+    assert_eq!((tag, &buf[..4]), (b'R', &11i32.to_be_bytes()[..]), "AuthenticationSASLContinue");
+    let text = String::from_utf8(buf[4..].to_vec()).unwrap();
+    text.split(',').find_map(|f| f.strip_prefix("s=")).expect("a salt").to_string()
+}
+
+/// Unknown user names are answered like real ones (issue 30: every unknown name got the same
+/// salt within a run, real users each their own), and failed logins slow the next attempts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_users_look_like_real_ones_and_guessing_slows_down() {
+    let mut hw = Secure::start().await;
+    let real = scram_salt(hw.port, "admin").await;
+    let ghost = scram_salt(hw.port, "ghost").await;
+    let other = scram_salt(hw.port, "phantom").await;
+    assert_eq!(ghost.len(), real.len(), "the same shape");
+    assert_ne!(ghost, other, "per name");
+    assert_eq!(scram_salt(hw.port, "ghost").await, ghost, "stable, as a real user's");
+    hw.restart().await;
+    assert_eq!(scram_salt(hw.port, "ghost").await, ghost, "stable across restarts");
+    assert_eq!(scram_salt(hw.port, "admin").await, real);
+
+    // Failed logins: the fourth attempt waits at least 100 + 200 + 400 ms in all.
+    let started = std::time::Instant::now();
+    for _ in 0..4 {
+        let e = hw.try_login("admin", "wrong").await.expect_err("a wrong password");
+        assert_eq!(e.as_db_error().map(|d| d.code().code()), Some("28P01"));
+    }
+    assert!(started.elapsed() >= std::time::Duration::from_millis(700), "{:?}", started.elapsed());
+    // The right password still works (after its wait), and resets the count.
+    hw.login("admin", "adm1n-pw").await;
+    let started = std::time::Instant::now();
+    hw.login("admin", "adm1n-pw").await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
 }

@@ -33,6 +33,7 @@ pub enum ObjectType {
     Source,
     Sink,
     Connection,
+    Secret,
 }
 
 impl ObjectType {
@@ -45,6 +46,7 @@ impl ObjectType {
             ObjectType::Source => "SOURCE",
             ObjectType::Sink => "SINK",
             ObjectType::Connection => "CONNECTION",
+            ObjectType::Secret => "SECRET",
         }
     }
 }
@@ -104,6 +106,10 @@ pub enum HwStatement {
     Grant(roles::GrantStatement),
     /// `GRANT role, ... TO member, ...` / `REVOKE role, ... FROM member, ...`
     GrantRoles { roles: Vec<String>, members: Vec<String>, revoke: bool },
+    /// `CREATE SECRET [IF NOT EXISTS] name AS 'value'` (Materialize's spelling)
+    CreateSecret { name: String, if_not_exists: bool, value: Secret },
+    /// `ALTER SECRET name AS 'value'`
+    AlterSecret { name: String, value: Secret },
     /// `ALTER TABLE|VIEW|MATERIALIZED VIEW|SOURCE|SINK|CONNECTION name OWNER TO role`
     AlterOwner { object_type: ObjectType, name: String, owner: String },
     /// A driver's fixed query answered without DataFusion (asyncpg's type introspection).
@@ -301,6 +307,8 @@ fn object_type_at(p: &Parser, n: usize, plural: bool) -> Option<(ObjectType, usi
         Some((ObjectType::Sink, 1))
     } else if one("CONNECTION") {
         Some((ObjectType::Connection, 1))
+    } else if one("SECRET") {
+        Some((ObjectType::Secret, 1))
     } else {
         None
     }
@@ -357,8 +365,25 @@ fn parse_extension(p: &mut Parser) -> Result<Option<HwStatement>> {
                 skip(p, 2);
                 parse_create_sink(p).map(|s| Some(HwStatement::CreateSink(Box::new(s))))
             }
+            Some("SECRET") => {
+                skip(p, 2);
+                let if_not_exists = p.parse_keywords(&[
+                    datafusion::sql::sqlparser::keywords::Keyword::IF,
+                    datafusion::sql::sqlparser::keywords::Keyword::NOT,
+                    datafusion::sql::sqlparser::keywords::Keyword::EXISTS,
+                ]);
+                let name = object_name(p)?;
+                let value = secret_value(p)?;
+                Ok(Some(HwStatement::CreateSecret { name, if_not_exists, value }))
+            }
             _ => Ok(None),
         },
+        "ALTER" if word_at(p, 1).as_deref() == Some("SECRET") => {
+            skip(p, 2);
+            let name = object_name(p)?;
+            let value = secret_value(p)?;
+            Ok(Some(HwStatement::AlterSecret { name, value }))
+        }
         "EXPLAIN" if word_at(p, 1).as_deref() == Some("MATERIALIZED") && word_at(p, 2).as_deref() == Some("VIEW") => {
             skip(p, 3);
             Ok(Some(HwStatement::ExplainView(object_name(p)?)))
@@ -370,6 +395,7 @@ fn parse_extension(p: &mut Parser) -> Result<Option<HwStatement>> {
         "DROP" => {
             let object_type = match word_at(p, 1).as_deref() {
                 Some("CONNECTION") => ObjectType::Connection,
+                Some("SECRET") => ObjectType::Secret,
                 Some("SOURCE") => ObjectType::Source,
                 Some("SINK") => ObjectType::Sink,
                 _ => return Ok(None),
@@ -626,11 +652,36 @@ fn parse_create_connection(p: &mut Parser) -> Result<HwStatement> {
     Ok(HwStatement::CreateConnection { name, if_not_exists, kind, options })
 }
 
-/// `( KEY [=] value, ... )` with upper-cased keys; values are literals or identifiers.
+/// `AS 'value'` of CREATE/ALTER SECRET.
+fn secret_value(p: &mut Parser) -> Result<Secret> {
+    expect_word(p, "AS")?;
+    match p.next_token().token {
+        Token::SingleQuotedString(s)
+        | Token::EscapedStringLiteral(s)
+        | Token::DollarQuotedString(datafusion::sql::sqlparser::ast::DollarQuotedString { value: s, .. }) => {
+            Ok(Secret(s))
+        }
+        other => Err(Error::Syntax(format!("expected the secret as a quoted string after AS, found: {other}"))),
+    }
+}
+
+/// The key suffix that marks an option naming a secret: `PASSWORD SECRET name` is stored
+/// as key `PASSWORD SECRET`, value `name`.
+pub const SECRET_REFERENCE: &str = " SECRET";
+
+/// `( KEY [=] value, ... )` with upper-cased keys; values are literals or identifiers;
+/// `KEY SECRET name` refers to a secret (key [`SECRET_REFERENCE`]-suffixed).
 fn parse_options(p: &mut Parser) -> Result<BTreeMap<String, String>> {
     p.expect_token(&Token::LParen)?;
     let pairs = p.parse_comma_separated(|p| {
         let key = p.parse_identifier()?.value.to_ascii_uppercase();
+        if word_at(p, 0).as_deref() == Some("SECRET")
+            && !matches!(p.peek_nth_token(1).token, Token::Comma | Token::RParen)
+        {
+            p.next_token();
+            let name = object_name(p).map_err(to_parser_error)?;
+            return Ok((format!("{key}{SECRET_REFERENCE}"), name));
+        }
         let _ = p.consume_token(&Token::Eq);
         let value = match p.parse_expr()? {
             Expr::Value(v) => match v.value {

@@ -24,7 +24,7 @@ pub mod information_schema;
 mod keys;
 pub mod oids;
 pub mod privileges;
-mod stat_activity;
+pub mod stat_activity;
 
 use std::sync::{Arc, Weak};
 
@@ -78,8 +78,7 @@ impl SchemaProvider for PgCatalogOverlay {
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
         if name == STAT_ACTIVITY {
-            let activity = self.shared.activity.upgrade().unwrap_or_default();
-            return Ok(Some(Arc::new(stat_activity::table(&activity)?)));
+            return Ok(Some(Arc::new(stat_activity::StatActivity { activity: self.shared.activity.clone() })));
         }
         let Some(inner) = self.shared.inner.table(name).await? else { return Ok(None) };
         let shared = self.shared.clone();

@@ -47,8 +47,42 @@ pub fn schema() -> SchemaRef {
     ]))
 }
 
-/// The sessions now, as a table.
-pub fn table(activity: &Activity) -> DfResult<MemTable> {
+/// Which sessions' statements the reading session may see (a DataFusion config extension
+/// each session sets): Postgres shows other roles' queries to superusers and members only.
+pub struct Viewer(pub crate::sql::activity::MaySignal);
+
+/// `pg_stat_activity`, read per scan (so per reading session).
+#[derive(Debug)]
+pub struct StatActivity {
+    pub activity: std::sync::Weak<Activity>,
+}
+
+#[async_trait::async_trait]
+impl datafusion::catalog::TableProvider for StatActivity {
+    fn schema(&self) -> SchemaRef {
+        schema()
+    }
+
+    fn table_type(&self) -> datafusion::datasource::TableType {
+        datafusion::datasource::TableType::View
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn datafusion::catalog::Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[datafusion::logical_expr::Expr],
+        limit: Option<usize>,
+    ) -> DfResult<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+        let viewer = state.config().get_extension::<Viewer>();
+        let activity = self.activity.upgrade().unwrap_or_default();
+        table(&activity, viewer.as_deref())?.scan(state, projection, filters, limit).await
+    }
+}
+
+/// The sessions now, as a table; other roles' statements hidden from `viewer` unless it may
+/// see them.
+pub fn table(activity: &Activity, viewer: Option<&Viewer>) -> DfResult<MemTable> {
     let schema = schema();
     let ts = |micros: Option<i64>| ScalarValue::TimestampMicrosecond(micros, Some("UTC".into()));
     let rows: Vec<Vec<(&str, ScalarValue)>> = activity
@@ -56,6 +90,17 @@ pub fn table(activity: &Activity) -> DfResult<MemTable> {
         .iter()
         .map(|b| {
             let doing = b.doing();
+            if viewer.is_some_and(|v| !(v.0)(&b.user)) {
+                return vec![
+                    ("datname", ScalarValue::Utf8(Some(super::super::DATABASE.to_string()))),
+                    ("pid", ScalarValue::Int32(Some(b.pid))),
+                    ("usename", ScalarValue::Utf8(Some(b.user.clone()))),
+                    ("application_name", ScalarValue::Utf8(Some(b.application_name.clone()))),
+                    ("backend_start", ts(Some(b.backend_start))),
+                    ("query", ScalarValue::Utf8(Some("<insufficient privilege>".into()))),
+                    ("backend_type", ScalarValue::Utf8(Some("client backend".into()))),
+                ];
+            }
             vec![
                 ("datname", ScalarValue::Utf8(Some(super::super::DATABASE.to_string()))),
                 ("pid", ScalarValue::Int32(Some(b.pid))),
