@@ -204,6 +204,11 @@ impl Error {
                 "Split the statement, or write long lists as IN (...) or VALUES rather than chains of operators.".into(),
             ),
             Error::InsufficientPrivilege { hint, .. } => Some(hint.clone()),
+            Error::Query(e) if matches!(e.find_root(), DataFusionError::ResourcesExhausted(_)) => Some(
+                "The statement needed more memory than --query-memory-limit allows (or than --memory-limit has left \
+                 beside the other statements); narrow it, or raise the limit."
+                    .into(),
+            ),
             Error::Internal(_) => Some("This is a bug in Headwater; please report it with the statement.".into()),
             Error::StatementTimeout => Some(
                 "The session's statement_timeout stopped it; SET statement_timeout = 0 (or a longer one) to let it \
@@ -356,6 +361,8 @@ fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
             ArrowError::CastError(m) if m.contains("overflow") || m.contains("too large") => "22003",
             ArrowError::CastError(_) | ArrowError::ParseError(_) => "22P02",
             ArrowError::ComputeError(m) if m.contains("verflow") => "22003",
+            // A NUMERIC(p,s) value past its precision (Postgres: "numeric field overflow").
+            ArrowError::InvalidArgumentError(m) if m.contains("too large to store") => "22003",
             _ => "XX000",
         },
         DataFusionError::Execution(msg) => {
@@ -365,6 +372,15 @@ fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
                 "22003"
             } else if msg.contains("Cannot cast") || msg.contains("Error parsing") {
                 "22P02"
+            } else if msg.contains("too large to store") {
+                "22003"
+            } else if msg.contains("no valid cast exists") {
+                // A VALUES row whose type fits no column (Postgres: "column ... is of type ...
+                // but expression is of type ...").
+                "42804"
+            } else if msg.contains("NTILE requires a positive integer") {
+                // Postgres: "argument of ntile must be greater than zero".
+                "22014"
             } else {
                 "XX000"
             }

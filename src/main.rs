@@ -70,9 +70,22 @@ struct ServeArgs {
     /// 0600. `$HEADWATER_SECRETS_KEY` (the key itself) takes precedence.
     #[arg(long, env = "HEADWATER_SECRETS_KEY_FILE")]
     secrets_key_file: Option<PathBuf>,
+    /// Operator memory (hash tables, sorts, aggregate states) one statement may hold: `4GB`,
+    /// `512MB`, or a share of physical memory like `25%` (the default). Past it: 53200.
+    #[arg(long, env = "HEADWATER_QUERY_MEMORY_LIMIT", default_value = "25%", value_parser = memory_size)]
+    query_memory_limit: usize,
+    /// Operator memory all statements together may hold (default `50%` of physical memory).
+    #[arg(long, env = "HEADWATER_MEMORY_LIMIT", default_value = "50%", value_parser = memory_size)]
+    memory_limit: usize,
     /// Log filter: error, warn, info, debug, trace, or a tracing filter like `headwater=debug`.
     #[arg(long, env = "HEADWATER_LOG_LEVEL", default_value = "info")]
     log_level: String,
+}
+
+/// A memory size flag (`4GB`, `25%` of physical memory).
+fn memory_size(text: &str) -> Result<usize, String> {
+    let physical = headwater::sql::memory::physical_memory().unwrap_or(8 << 30);
+    headwater::sql::memory::parse_size(text, physical)
 }
 
 /// The log filter of `--log-level`, with the libraries that log statement text at debug
@@ -108,6 +121,8 @@ fn main() -> std::process::ExitCode {
         max_connections,
         authentication_timeout,
         secrets_key_file,
+        query_memory_limit,
+        memory_limit,
         log_level,
     } = match cli.command {
         Some(Command::Serve(args)) => args,
@@ -147,6 +162,8 @@ fn main() -> std::process::ExitCode {
         max_connections,
         authentication_timeout,
         secrets_key_file,
+        query_memory_limit: Some(query_memory_limit),
+        memory_limit: Some(memory_limit),
         ..Config::new(listen, data_dir)
     };
     match runtime.block_on(run(config)) {

@@ -40,6 +40,11 @@ pub struct Config {
     /// The key that encrypts secrets (`--secrets-key-file`; default `<data-dir>/secrets.key`,
     /// or `$HEADWATER_SECRETS_KEY`): see `catalog::secrets`.
     pub secrets_key_file: Option<PathBuf>,
+    /// Bytes of operator memory one statement may hold (`--query-memory-limit`; default a
+    /// quarter of physical memory) and all statements together (`--memory-limit`; default
+    /// half): `sql::memory`.
+    pub query_memory_limit: Option<usize>,
+    pub memory_limit: Option<usize>,
 }
 
 impl Config {
@@ -56,6 +61,8 @@ impl Config {
             max_connections: 256,
             authentication_timeout: Duration::from_secs(60),
             secrets_key_file: None,
+            query_memory_limit: None,
+            memory_limit: None,
         }
     }
 }
@@ -139,6 +146,11 @@ impl Server {
             crate::catalog::secrets::SecretKey::ephemeral()
         };
         let engine = Engine::open_with_key(store.clone(), Arc::new(key)).await?;
+        let physical = crate::sql::memory::physical_memory().unwrap_or(8 << 30);
+        let server_bytes = config.memory_limit.unwrap_or(physical / 2);
+        let query_bytes = config.query_memory_limit.unwrap_or(physical / 4);
+        tracing::info!(query_bytes, server_bytes, "memory limits of statements");
+        engine.limit_memory(crate::sql::memory::MemoryLimits::new(query_bytes, server_bytes));
         // Temporal filters' rows enter and leave views as time passes.
         engine.dataflow().start_clock();
         let wire = wire_options(config, &engine).await?;

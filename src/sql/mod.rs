@@ -28,10 +28,12 @@ mod compat;
 mod ddl;
 mod dml;
 mod dml_clauses;
+mod freshness;
 pub mod functions;
 pub mod hw_catalog;
 mod limits;
 mod literals;
+pub mod memory;
 mod naming;
 pub mod parser;
 mod pg_catalog;
@@ -100,6 +102,8 @@ pub struct Engine {
     oids: Arc<pg_catalog::oids::RelationOids>,
     /// The key secrets are stored under (`catalog::secrets`).
     secrets: Arc<SecretKey>,
+    /// Memory limits of statements (none until the server sets them: restore is unlimited).
+    memory: std::sync::OnceLock<memory::MemoryLimits>,
 }
 
 /// A checkpoint's cut ([`ImageCut`]): the views' changed operator state staged, then the
@@ -174,6 +178,7 @@ impl Engine {
             base,
             oids,
             secrets,
+            memory: Default::default(),
         });
         let session = engine.session();
         for entry in engine.catalog.stored_entries()? {
@@ -206,6 +211,16 @@ impl Engine {
     /// What every client session is doing.
     pub fn activity(&self) -> &Arc<activity::Activity> {
         &self.activity
+    }
+
+    /// Holds the statements of sessions created from now on to `limits` (`sql::memory`).
+    pub fn limit_memory(&self, limits: memory::MemoryLimits) {
+        let _ = self.memory.set(limits);
+    }
+
+    /// The memory limits, once set.
+    pub fn memory_limits(&self) -> Option<&memory::MemoryLimits> {
+        self.memory.get()
     }
 
     /// The key secrets are encrypted with.

@@ -56,7 +56,10 @@ pub struct Session {
 
 impl Session {
     pub(super) fn new(engine: Arc<Engine>, state: SessionState) -> Self {
-        let ctx = SessionContext::new_with_state(state);
+        let ctx = match engine.memory_limits() {
+            Some(limits) => with_memory_pool(state, limits.session_pool()),
+            None => SessionContext::new_with_state(state),
+        };
         let settings = Arc::new(RwLock::new(Settings::default()));
         ctx.register_udf(functions::current_setting(settings.clone()));
         ctx.register_udf(functions::session_user(settings.clone()));
@@ -505,75 +508,6 @@ impl Session {
         Ok(QueryResult::TransactionEnd("COMMIT".into()))
     }
 
-    /// The sources whose tables a plan reads, directly or through (materialized) views.
-    fn sources_read(&self, plan: &LogicalPlan) -> Result<Vec<String>> {
-        let mut sources: Vec<String> = Vec::new();
-        for (_, source) in self.captured_read(plan)? {
-            if !sources.contains(&source) {
-                sources.push(source);
-            }
-        }
-        Ok(sources)
-    }
-
-    /// The captured tables a plan reads, directly or through (materialized) views, with
-    /// their sources.
-    fn captured_read(&self, plan: &LogicalPlan) -> Result<Vec<(String, String)>> {
-        let mut relations: Vec<String> = Vec::new();
-        plan.apply_with_subqueries(|node| {
-            if let LogicalPlan::TableScan(scan) = node {
-                if scan.table_name.schema().is_none_or(|s| s == "public") {
-                    relations.push(scan.table_name.table().to_string());
-                }
-            }
-            Ok(TreeNodeRecursion::Continue)
-        })?;
-        let mut captured = Vec::new();
-        let mut seen = std::collections::HashSet::new();
-        while let Some(name) = relations.pop() {
-            if !seen.insert(name.clone()) {
-                continue;
-            }
-            let Some(obj) = self.engine.catalog().get(crate::catalog::Namespace::Relation, &name) else { continue };
-            for d in &obj.entry.depends_on {
-                match d.strip_prefix("source:") {
-                    Some(src) => captured.push((name.clone(), src.to_string())),
-                    None if !d.contains(':') => relations.push(d.clone()),
-                    None => {}
-                }
-            }
-        }
-        Ok(captured)
-    }
-
-    /// A read of a captured table its source no longer keeps up to date (issue 30: such a
-    /// table answered silently stale): a WARNING per table, or under `real_time_recency`,
-    /// which promises fresh answers, an error (55000).
-    fn warn_stale(&self, plan: &LogicalPlan, recency: bool) -> Result<()> {
-        let stale = self.engine.sources().stale_tables();
-        if stale.is_empty() {
-            return Ok(());
-        }
-        for (table, source) in self.captured_read(plan)? {
-            let Some((_, _, why)) = stale.iter().find(|(s, t, _)| *s == source && *t == table) else { continue };
-            let message = format!(
-                "table \"{table}\" is stale: source \"{source}\" stopped applying upstream changes to it: {why}"
-            );
-            if recency {
-                return Err(Error::SourceLost(format!("{message} (real_time_recency is on)")));
-            }
-            self.notice(super::Notice::warning(
-                "01000",
-                message,
-                Some(format!(
-                    "The rows are as of when it stopped; SELECT * FROM hw_catalog.source_tables shows the error. \
-                     ALTER SOURCE {source} RESNAPSHOT (or DROP TABLE and ADD TABLE) captures it again."
-                )),
-            ));
-        }
-        Ok(())
-    }
-
     /// Parameter types and result columns of a statement, for the extended protocol.
     pub async fn describe(&self, stmt: &HwStatement) -> Result<Described> {
         let sql = match stmt {
@@ -709,6 +643,40 @@ fn tables_read(plan: &LogicalPlan, out: &mut Vec<Arc<TableState>>) -> Result<()>
         Ok(TreeNodeRecursion::Continue)
     })?;
     Ok(())
+}
+
+/// A context over `state` whose statements draw on `pool`. The builder that swaps the runtime
+/// re-registers functions from the state's map, where a built-in's alias (`date_format`) still
+/// names the built-in we replaced (`to_char`); registering each function under its own name
+/// again restores ours.
+fn with_memory_pool(
+    state: SessionState,
+    pool: Arc<dyn datafusion::execution::memory_pool::MemoryPool>,
+) -> SessionContext {
+    let mut runtime = state.runtime_env().as_ref().clone();
+    runtime.memory_pool = pool;
+    let own = |map: &HashMap<String, Arc<datafusion::logical_expr::ScalarUDF>>| {
+        map.iter().filter(|(k, f)| k.as_str() == f.name()).map(|(_, f)| f.clone()).collect::<Vec<_>>()
+    };
+    let scalars = own(state.scalar_functions());
+    let aggregates: Vec<_> =
+        state.aggregate_functions().iter().filter(|(k, f)| k.as_str() == f.name()).map(|(_, f)| f.clone()).collect();
+    let windows: Vec<_> =
+        state.window_functions().iter().filter(|(k, f)| k.as_str() == f.name()).map(|(_, f)| f.clone()).collect();
+    let rebuilt = datafusion::execution::SessionStateBuilder::new_from_existing(state)
+        .with_runtime_env(Arc::new(runtime))
+        .build();
+    let ctx = SessionContext::new_with_state(rebuilt);
+    for f in scalars {
+        ctx.register_udf(f.as_ref().clone());
+    }
+    for f in aggregates {
+        ctx.register_udaf(f.as_ref().clone());
+    }
+    for f in windows {
+        ctx.register_udwf(f.as_ref().clone());
+    }
+    ctx
 }
 
 fn rows(schema: SchemaRef) -> Described {

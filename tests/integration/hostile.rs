@@ -278,3 +278,26 @@ async fn a_departed_client_stops_its_statement_and_huge_values_are_refused() {
         ["2000|5"]
     );
 }
+
+/// Memory limits (issue 30: `array_agg` over 1e9 rows drove the server past 6 GB): a statement
+/// past `--query-memory-limit` fails with 53200 and a hint; the session and the server go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_past_its_memory_limit_fails_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let limits = ["--query-memory-limit", "64MB", "--memory-limit", "256MB"];
+    let hw = HwProcess::start(&tmp.path().join("data"), &tmp.path().join("log"), &limits).await;
+    let c = hw.client().await;
+    let e = c
+        .simple_query("SELECT cardinality(array_agg(x)) FROM generate_series(1, 100000000) AS t(x)")
+        .await
+        .expect_err("past 64 MB");
+    let d = e.as_db_error().unwrap_or_else(|| panic!("not a server error: {e}"));
+    assert_eq!(d.code().code(), "53200", "{d:?}");
+    assert!(d.hint().is_some_and(|h| h.contains("--query-memory-limit")), "{d:?}");
+    assert_eq!(
+        common::joined_rows(&c, "SELECT cardinality(array_agg(x)) FROM generate_series(1, 1000) AS t(x)").await,
+        ["1000"]
+    );
+    let other = hw.client().await;
+    assert_eq!(common::joined_rows(&other, "SELECT 1").await, ["1"]);
+}

@@ -219,7 +219,20 @@ pub fn connection_opts(options: &BTreeMap<String, String>) -> Result<mysql_async
 pub async fn current_position(conn: &mut mysql_async::Conn) -> Result<BinlogPosition> {
     let row: Option<mysql_async::Row> = match conn.query_first("SHOW MASTER STATUS").await {
         Ok(r) => r,
-        Err(_) => conn.query_first("SHOW BINARY LOG STATUS").await.map_err(upstream)?,
+        // MySQL 8.4 removed the old spelling (a syntax error there); any other error is
+        // the answer, and the usual one is a missing grant.
+        Err(mysql_async::Error::Server(e)) if e.code == 1064 => {
+            conn.query_first("SHOW BINARY LOG STATUS").await.map_err(upstream)?
+        }
+        Err(mysql_async::Error::Server(e)) if matches!(e.code, 1227 | 1045 | 1142) => {
+            return Err(Error::InsufficientPrivilege {
+                message: format!("the upstream user may not read the binlog position: {}", e.message),
+                hint: "Grant it upstream: GRANT BINLOG MONITOR, REPLICATION SLAVE, SELECT ON *.* TO 'user'@'%' \
+                       (MariaDB; on MySQL: REPLICATION CLIENT, REPLICATION SLAVE, SELECT)."
+                    .into(),
+            })
+        }
+        Err(e) => return Err(upstream(e)),
     };
     let row = row.ok_or_else(|| Error::InvalidParameterValue(
         "the upstream server has no binary log: start it with log_bin (and binlog_format=ROW, binlog_row_image=FULL)".into(),

@@ -7,13 +7,17 @@
 //! through [`PostgresCompatibilityParser`], which rewrites what psql and drivers send
 //! (`::regclass`, `OPERATOR(pg_catalog.~)`, ...) into SQL DataFusion plans.
 
+mod options;
 pub mod roles;
+
+pub use options::SECRET_REFERENCE;
+use options::{parse_create_connection, parse_options, secret_value};
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use datafusion::sql::sqlparser::ast::{Expr, Statement, Value};
+use datafusion::sql::sqlparser::ast::Statement;
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::{Parser, ParserError};
 use datafusion::sql::sqlparser::tokenizer::Token;
@@ -635,74 +639,6 @@ fn parse_create_sink(p: &mut Parser) -> Result<SinkStatement> {
         }
     }
     Ok(stmt)
-}
-
-fn parse_create_connection(p: &mut Parser) -> Result<HwStatement> {
-    use datafusion::sql::sqlparser::keywords::Keyword;
-    let if_not_exists = p.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
-    let name = object_name(p)?;
-    p.expect_keyword(Keyword::TO)?;
-    let kind = match word_at(p, 0).as_deref() {
-        Some("MYSQL") | Some("MARIADB") => ConnectionKind::Mysql,
-        Some("KAFKA") => ConnectionKind::Kafka,
-        _ => return Err(Error::Syntax(format!("expected MYSQL or KAFKA after TO, found: {}", p.peek_token().token))),
-    };
-    p.next_token();
-    let options = parse_options(p)?;
-    Ok(HwStatement::CreateConnection { name, if_not_exists, kind, options })
-}
-
-/// `AS 'value'` of CREATE/ALTER SECRET.
-fn secret_value(p: &mut Parser) -> Result<Secret> {
-    expect_word(p, "AS")?;
-    match p.next_token().token {
-        Token::SingleQuotedString(s)
-        | Token::EscapedStringLiteral(s)
-        | Token::DollarQuotedString(datafusion::sql::sqlparser::ast::DollarQuotedString { value: s, .. }) => {
-            Ok(Secret(s))
-        }
-        other => Err(Error::Syntax(format!("expected the secret as a quoted string after AS, found: {other}"))),
-    }
-}
-
-/// The key suffix that marks an option naming a secret: `PASSWORD SECRET name` is stored
-/// as key `PASSWORD SECRET`, value `name`.
-pub const SECRET_REFERENCE: &str = " SECRET";
-
-/// `( KEY [=] value, ... )` with upper-cased keys; values are literals or identifiers;
-/// `KEY SECRET name` refers to a secret (key [`SECRET_REFERENCE`]-suffixed).
-fn parse_options(p: &mut Parser) -> Result<BTreeMap<String, String>> {
-    p.expect_token(&Token::LParen)?;
-    let pairs = p.parse_comma_separated(|p| {
-        let key = p.parse_identifier()?.value.to_ascii_uppercase();
-        if word_at(p, 0).as_deref() == Some("SECRET")
-            && !matches!(p.peek_nth_token(1).token, Token::Comma | Token::RParen)
-        {
-            p.next_token();
-            let name = object_name(p).map_err(to_parser_error)?;
-            return Ok((format!("{key}{SECRET_REFERENCE}"), name));
-        }
-        let _ = p.consume_token(&Token::Eq);
-        let value = match p.parse_expr()? {
-            Expr::Value(v) => match v.value {
-                Value::SingleQuotedString(s) | Value::DoubleQuotedString(s) => s,
-                Value::Number(n, _) => n.to_string(),
-                Value::Boolean(b) => b.to_string(),
-                other => return Err(ParserError::ParserError(format!("unexpected option value {other}"))),
-            },
-            Expr::Identifier(i) => i.value,
-            other => return Err(ParserError::ParserError(format!("option {key} must be a literal, found {other}"))),
-        };
-        Ok((key, value))
-    })?;
-    p.expect_token(&Token::RParen)?;
-    let mut options = BTreeMap::new();
-    for (k, v) in pairs {
-        if options.insert(k.clone(), v).is_some() {
-            return Err(Error::Syntax(format!("option {k} given twice")));
-        }
-    }
-    Ok(options)
 }
 
 #[cfg(test)]
