@@ -63,8 +63,11 @@ impl DataDir {
         // Its files hold the data and the secrets key: only the server's user may enter it.
         {
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-                .map_err(|e| io("cannot make private (0700) the data directory", e))?;
+            // A directory the server may write but not chmod (owned by another user) still
+            // opens: the operator chose its permissions.
+            if let Err(e) = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)) {
+                tracing::warn!(dir = %dir.display(), "cannot make the data directory private (0700): {e}");
+            }
         }
         let lock = lock(dir)?;
         let marker = dir.join(MARKER);
