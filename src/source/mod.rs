@@ -169,7 +169,11 @@ impl SourceRegistry {
             let status = h.probe.status.lock().unwrap_or_else(|p| p.into_inner());
             let source_failed = status.state == "error";
             for t in &status.tables {
-                if source_failed || t.state == "error" {
+                // A table merged from shards is stale only when none of its shards streams:
+                // a shard that stopped alone (its shape differs) leaves the others current.
+                let all_stopped = status.tables.iter().filter(|u| u.name == t.name).all(|u| u.state == "error");
+                let listed = out.iter().any(|(s, n, _): &(String, String, String)| s == source && *n == t.name);
+                if (source_failed || (t.state == "error" && all_stopped)) && !listed {
                     let why = t.last_error.clone().or_else(|| status.last_error.clone()).unwrap_or_default();
                     out.push((source.clone(), t.name.clone(), why));
                 }
