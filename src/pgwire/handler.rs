@@ -57,9 +57,9 @@ pub struct Lifecycle {
 
 /// Everything pgwire needs for one client connection.
 pub struct Connection {
-    parser: Arc<StatementParser>,
-    startup: Arc<Startup>,
-    cancels: Arc<Cancels>,
+    pub(super) parser: Arc<StatementParser>,
+    pub(super) startup: Arc<Startup>,
+    pub(super) cancels: Arc<Cancels>,
 }
 
 impl Connection {
@@ -113,6 +113,12 @@ impl ErrorHandler for LoginErrors {
             *error = PgWireError::UserError(Box::new(info));
         }
     }
+}
+
+/// A statement whose text was not UTF-8 (`framing` rewrote it): 22021, as Postgres.
+fn invalid_encoding(message: &str) -> PgWireError {
+    let info = pgwire::error::ErrorInfo::new("ERROR".into(), "22021".into(), message.to_owned());
+    PgWireError::UserError(Box::new(info))
 }
 
 /// Parses for the extended protocol and executes for both protocols.
@@ -297,6 +303,9 @@ impl SimpleQueryHandler for StatementParser {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        if let Some(message) = super::framing::invalid_encoding(query) {
+            return Err(invalid_encoding(message));
+        }
         let statements = self.session.parse(query).map_err(error)?;
         if statements.is_empty() {
             return Ok(vec![Response::EmptyQuery]);
@@ -324,6 +333,9 @@ impl QueryParser for StatementParser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
+        if let Some(message) = super::framing::invalid_encoding(sql) {
+            return Err(invalid_encoding(message));
+        }
         let mut statements = self.session.parse(sql).map_err(error)?;
         if statements.len() > 1 {
             return Err(error(Error::Syntax("cannot insert multiple commands into a prepared statement".into())));

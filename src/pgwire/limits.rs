@@ -54,7 +54,7 @@ pub async fn refuse_too_many(mut socket: TcpStream, peer: SocketAddr, max: usize
 }
 
 /// An ErrorResponse with severity FATAL.
-fn fatal(sqlstate: &str, message: &str) -> Vec<u8> {
+pub(super) fn fatal(sqlstate: &str, message: &str) -> Vec<u8> {
     let mut fields = Vec::new();
     for (kind, value) in [(b'S', "FATAL"), (b'V', "FATAL"), (b'C', sqlstate), (b'M', message)] {
         fields.push(kind);

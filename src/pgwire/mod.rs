@@ -12,9 +12,11 @@
 mod batched;
 mod cancel;
 mod encode;
+mod framing;
 mod handler;
 mod limits;
 mod peer;
+mod socket;
 mod startup;
 mod throttle;
 pub mod tls;
@@ -104,18 +106,10 @@ pub async fn serve(
                     let timeout = options.authentication_timeout;
                     sessions.spawn(async move {
                         tracing::debug!(%peer, "session started");
-                        let session = pgwire::tokio::process_socket(socket, tls, conn);
+                        let session = socket::serve(socket, tls, conn, life.clone());
                         let session = limits::logged_in_within(session, &life.authenticated, timeout, peer);
-                        // Biased: a terminated session must not serve one more statement
-                        // because its socket happened to be ready in the same wake-up.
-                        tokio::select! {
-                            biased;
-                            _ = life.terminate.notified() => {
-                                tracing::info!(%peer, "session terminated by pg_terminate_backend");
-                            }
-                            ended = session => if let Err(e) = ended {
-                                tracing::debug!(%peer, "session ended with error: {e}");
-                            },
+                        if let Err(e) = session.await {
+                            tracing::debug!(%peer, "session ended with error: {e}");
                         }
                         // Dropping the session closes its socket.
                     });

@@ -11,6 +11,7 @@
 mod common;
 
 mod faults;
+mod framing;
 mod hostile;
 mod kafka_sink;
 mod mysql_ddl;
