@@ -210,6 +210,11 @@ impl Error {
                     .into(),
             ),
             Error::Internal(_) => Some("This is a bug in Headwater; please report it with the statement.".into()),
+            Error::Query(_) if self.sqlstate() == "42883" => Some(
+                "No function or operator matches the given name and argument types; you might need to add explicit \
+                 type casts."
+                    .into(),
+            ),
             Error::StatementTimeout => Some(
                 "The session's statement_timeout stopped it; SET statement_timeout = 0 (or a longer one) to let it \
                  run longer."
@@ -322,6 +327,7 @@ fn root_message(e: &DataFusionError) -> String {
         "Invalid argument error: ",
         "This feature is not implemented: ",
         "SQL error: ",
+        "Internal error: ",
     ] {
         while let Some(rest) = msg.strip_prefix(prefix) {
             msg = rest.to_string();
@@ -362,8 +368,20 @@ fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
             ArrowError::CastError(_) | ArrowError::ParseError(_) => "22P02",
             ArrowError::ComputeError(m) if m.contains("verflow") => "22003",
             // A NUMERIC(p,s) value past its precision (Postgres: "numeric field overflow").
-            ArrowError::InvalidArgumentError(m) if m.contains("too large to store") => "22003",
-            _ => "XX000",
+            ArrowError::InvalidArgumentError(m)
+                if m.contains("too large to store") || m.contains("too small to store") =>
+            {
+                "22003"
+            }
+            // A plan shape DataFusion builds an empty batch for (a window partitioned by a
+            // constant subquery): refused, not a crash (found by tests/integration/sql_fuzz.rs).
+            ArrowError::InvalidArgumentError(m) if m.contains("must either specify a row count") => "0A000",
+            // A function's own error raised inside an Arrow kernel.
+            ArrowError::ExternalError(inner) => match inner.downcast_ref::<DataFusionError>() {
+                Some(e) => datafusion_sqlstate(e),
+                None => typing_sqlstate(&inner.to_string()).unwrap_or("XX000"),
+            },
+            other => typing_sqlstate(&other.to_string()).unwrap_or("XX000"),
         },
         DataFusionError::Execution(msg) => {
             if msg.contains("Divide by zero") || msg.contains("division by zero") {
@@ -372,8 +390,12 @@ fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
                 "22003"
             } else if msg.contains("Cannot cast") || msg.contains("Error parsing") {
                 "22P02"
-            } else if msg.contains("too large to store") {
+            } else if msg.contains("too large to store") || msg.contains("too small to store") {
                 "22003"
+            } else if msg.contains("factorial of a negative number") {
+                "2201E"
+            } else if msg.contains("start position must be") {
+                "22011"
             } else if msg.contains("no valid cast exists") {
                 // A VALUES row whose type fits no column (Postgres: "column ... is of type ...
                 // but expression is of type ...").
@@ -382,12 +404,55 @@ fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
                 // Postgres: "argument of ntile must be greater than zero".
                 "22014"
             } else {
-                "XX000"
+                // Execution errors are raised by functions and operators about the values
+                // they were given (DataFusion's own bugs are `Internal`): a value the
+                // statement supplied is wrong, Postgres's 22023.
+                typing_sqlstate(msg).unwrap_or("22023")
             }
         }
+        // DataFusion reports some type errors of what a user wrote as internal ones (found
+        // by tests/integration/sql_fuzz.rs); the rest stay XX000: they are bugs.
+        DataFusionError::Internal(msg) => typing_sqlstate(msg).unwrap_or("XX000"),
+        DataFusionError::External(inner) => typing_sqlstate(&inner.to_string()).unwrap_or("XX000"),
         DataFusionError::Configuration(_) => "22023",
         DataFusionError::ResourcesExhausted(_) => "53200",
         _ => "XX000",
+    }
+}
+
+/// The SQLSTATE of a type error in what the user wrote, recognised by DataFusion's words:
+/// arguments no function or operator accepts (Postgres: 42883 "function ... does not exist",
+/// "operator does not exist"), or a window frame over a type DataFusion cannot range over.
+fn typing_sqlstate(msg: &str) -> Option<&'static str> {
+    const NO_SUCH_SIGNATURE: [&str; 9] = [
+        "Failed to coerce types",
+        "coercion failed",
+        "failed to match any signature",
+        "unsupported data type",
+        "Unsupported data type",
+        "does not support",
+        "Invalid arithmetic operation",
+        "Expected a signed integer literal",
+        "Invalid string/binary operation",
+    ];
+    if NO_SUCH_SIGNATURE.iter().any(|words| msg.contains(words)) {
+        Some("42883")
+    } else if msg.contains("Cannot run range queries on datatype") {
+        Some("0A000")
+    } else if msg.contains("non UTF-8 data") || msg.contains("invalid utf-8") {
+        // bytea read as text (Postgres: "invalid byte sequence for encoding").
+        Some("22021")
+    } else if msg.contains("regex parse error") {
+        Some("2201B")
+    } else if msg.contains("square root of a negative number") {
+        Some("2201F")
+    } else if msg.contains("Expected an integer value") {
+        Some("22023")
+    } else if msg.contains("invalid Unicode scalar value") {
+        // chr() of a negative or too large code point (Postgres: 54000).
+        Some("54000")
+    } else {
+        None
     }
 }
 

@@ -438,8 +438,10 @@ impl Session {
         }
         let pinned = self.pin_read(&plan)?;
         let df = self.ctx.execute_logical_plan(plan).await?;
-        let planned: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let stream = PINNED.scope(pinned, df.execute_stream()).await?;
+        // The executed plan's schema: the unanalyzed one's types can differ (a CASE of an
+        // int and a numeric is typed by its first branch until coercion).
+        let planned = stream.schema();
         let stream = super::naming::shown_stream(&planned, stream);
         Ok(QueryResult::Rows { schema: stream.schema(), stream })
     }

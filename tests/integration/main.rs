@@ -23,6 +23,7 @@ mod observability;
 mod point_lookups;
 mod privileges;
 mod secrets;
+mod sql_fuzz;
 mod sqllogictests;
 mod temporal;
 mod tpch;
