@@ -164,7 +164,7 @@ fn check_typed(phase: Phase, buf: &[u8]) -> Verdict {
         b'Q' => check_query(&mut body, &buf[..len]),
         b'P' => check_parse(&mut body, &buf[..len]),
         b'B' => check_bind(&mut body),
-        b'E' => body.cstring().and_then(|_| body.bytes(4)).map(|_| Verdict::Ready),
+        b'E' => check_execute(&mut body, &buf[..len]),
         b'D' | b'C' => check_target(kind, &mut body),
         b'f' => body.cstring().map(|_| Verdict::Ready),
         b'd' | b'p' => return Verdict::Ready,
@@ -285,6 +285,27 @@ fn format_code(body: &mut Reader) -> Result<(), Verdict> {
     }
 }
 
+/// Execute's row limit: zero or less means all rows (Postgres); pgwire reserves room for as
+/// many rows as the limit says, so a limit past [`MAX_FETCH`] (a 2-billion-row page would
+/// reserve tens of GB and abort the process) is sent on as "all rows".
+fn check_execute(body: &mut Reader, frame: &[u8]) -> Result<Verdict, Verdict> {
+    body.cstring()?;
+    let limit = body.i32()?;
+    if !body.0.is_empty() {
+        return Err(violation("invalid message format"));
+    }
+    if (0..=MAX_FETCH).contains(&limit) {
+        return Ok(Verdict::Ready);
+    }
+    let mut with = frame.to_vec();
+    let at = with.len() - 4;
+    with[at..].copy_from_slice(&0i32.to_be_bytes());
+    Ok(Verdict::Replace { len: frame.len(), with })
+}
+
+/// The largest Execute row limit passed on as it is.
+const MAX_FETCH: i32 = 1 << 20;
+
 fn check_target(kind: u8, body: &mut Reader) -> Result<Verdict, Verdict> {
     let what = body.bytes(1)?[0];
     if what != b'S' && what != b'P' {
@@ -348,6 +369,7 @@ mod tests {
         assert_eq!(check(Phase::Session, &typed(b'B', b"\0\0\0\0\0\x01\xff\xff\xff\xff\0\0")), Verdict::Ready);
         assert_eq!(check(Phase::Session, &typed(b'E', b"\0\0\0\0\0")), Verdict::Ready);
         assert_eq!(check(Phase::Session, &typed(b'D', b"Ss1\0")), Verdict::Ready);
+        assert_eq!(check(Phase::Session, &typed(b'E', b"p\0\0\0\x03\xe8")), Verdict::Ready);
         assert_eq!(check(Phase::Startup, &startup(b"user\0bob\0database\0db\0\0")), Verdict::Ready);
         assert_eq!(check(Phase::Authentication, &typed(b'p', b"secret\0")), Verdict::Ready);
     }
@@ -427,6 +449,16 @@ mod tests {
         let Verdict::Replace { with, .. } = check(Phase::Session, &p) else { panic!("not replaced") };
         assert_eq!(check(Phase::Session, &with), Verdict::Ready);
         assert!(with.ends_with(b"\0\0\x01\0\0\0\x17"), "the parameter types are kept");
+    }
+
+    #[test]
+    fn huge_or_negative_row_limits_mean_all_rows() {
+        for limit in [-1i32, i32::MIN, i32::MAX, MAX_FETCH + 1] {
+            let mut body = b"p\0".to_vec();
+            body.extend_from_slice(&limit.to_be_bytes());
+            let Verdict::Replace { with, .. } = check(Phase::Session, &typed(b'E', &body)) else { panic!("{limit}") };
+            assert_eq!(with, typed(b'E', b"p\0\0\0\0\0"));
+        }
     }
 
     proptest! {

@@ -77,21 +77,22 @@ pub async fn serve(
 /// for 8 bytes, so a shorter packet would hang until the authentication timeout).
 async fn first_packet_refused(tcp: &TcpStream) -> io::Result<Option<(&'static str, String)>> {
     let mut head = [0u8; 4];
-    loop {
+    // Fewer than 4 bytes so far: peek returns at once while any byte is unread (also after
+    // the client closed), so wait a little for the rest, then let the codec deal with it.
+    for _ in 0..100 {
         let n = tcp.peek(&mut head).await?;
         if n == 0 || head[0] == TLS_HANDSHAKE {
             return Ok(None);
         }
         if n == head.len() {
-            break;
+            return Ok(match framing::check(Phase::Startup, &head) {
+                Verdict::Fatal { sqlstate, message } => Some((sqlstate, message)),
+                _ => None,
+            });
         }
-        // Fewer than 4 bytes so far: peek returns at once while any byte is unread.
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    match framing::check(Phase::Startup, &head) {
-        Verdict::Fatal { sqlstate, message } => Ok(Some((sqlstate, message))),
-        _ => Ok(None),
-    }
+    Ok(None)
 }
 
 /// The first byte of a TLS ClientHello (direct TLS, without an SSLRequest).

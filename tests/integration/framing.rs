@@ -175,3 +175,56 @@ async fn a_terminated_session_is_told_why() {
     );
     assert!(read(&mut s).await.is_none(), "closed after FATAL");
 }
+
+/// Random mutations of a valid conversation (startup, simple and extended queries) sent to a
+/// live server: every connection gets answers or a FATAL and is closed or stays usable, the
+/// server never stops serving others. `HEADWATER_WIRE_FUZZ=N` runs N connections (500 here).
+#[tokio::test]
+async fn mutated_conversations_never_stop_the_server() {
+    let runs: usize = std::env::var("HEADWATER_WIRE_FUZZ").ok().and_then(|v| v.parse().ok()).unwrap_or(500);
+    let hw = TestServer::start().await;
+    let port = hw.port();
+    let c = hw.client().await;
+    c.batch_execute("CREATE TABLE w (id INT PRIMARY KEY, t TEXT); INSERT INTO w VALUES (1, 'a'), (2, 'b')")
+        .await
+        .unwrap();
+    let conversation: Vec<u8> = [
+        startup_packet(b"user\0headwater\0database\0headwater\0\0"),
+        typed(b'Q', b"SELECT * FROM w ORDER BY id\0"),
+        typed(b'P', b"s1\0SELECT t FROM w WHERE id = $1\0\0\x01\0\0\0\x17"),
+        typed(b'B', b"\0s1\0\0\x01\0\x01\0\x01\0\0\0\x04\0\0\0\x02\0\x01\0\0"),
+        typed(b'D', b"P\0"),
+        typed(b'E', b"\0\0\0\0\0"),
+        typed(b'S', b""),
+        typed(b'Q', b"INSERT INTO w VALUES (3, 'c') ON CONFLICT (id) DO NOTHING\0"),
+        typed(b'X', b""),
+    ]
+    .concat();
+    let mut rng = crate::common::Rng(0x5eed_f00d);
+    for run in 0..runs {
+        let mut bytes = conversation.clone();
+        for _ in 0..1 + rng.below(4) {
+            if bytes.is_empty() {
+                break;
+            }
+            let at = rng.below(bytes.len() as u64) as usize;
+            match rng.below(4) {
+                0 => bytes[at] = rng.next() as u8,
+                1 => {
+                    bytes.remove(at);
+                }
+                2 => bytes.insert(at, rng.next() as u8),
+                _ => bytes.truncate(at),
+            }
+        }
+        let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let _ = s.write_all(&bytes).await;
+        // Half-close: the server sees the end of what the client sends, answers, and closes.
+        let _ = s.shutdown().await;
+        let mut sink = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut sink)).await;
+        assert!(read.is_ok(), "run {run}: the server neither answered nor closed within 30 s after {bytes:?}");
+    }
+    let rows = c.query("SELECT id FROM w ORDER BY id", &[]).await.expect("the server still serves");
+    assert!(rows.len() >= 2);
+}
