@@ -4,7 +4,6 @@ use std::fmt::Debug;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
 
-use arrow_pg::datatypes::df::deserialize_parameters;
 use arrow_pg::datatypes::{arrow_schema_to_pg_fields, into_pg_type};
 use async_trait::async_trait;
 use datafusion::common::ParamValues;
@@ -113,6 +112,14 @@ impl ErrorHandler for LoginErrors {
             *error = PgWireError::UserError(Box::new(info));
         }
     }
+}
+
+/// `INSERT ... VALUES`: its parameters are only stored (Postgres's assignment casts apply).
+fn only_stores(statement: &HwStatement) -> bool {
+    use datafusion::sql::sqlparser::ast::{SetExpr, Statement};
+    let HwStatement::Sql(stmt) = statement else { return false };
+    let Statement::Insert(insert) = stmt.as_ref() else { return false };
+    insert.source.as_ref().is_some_and(|q| matches!(q.body.as_ref(), SetExpr::Values(_)))
 }
 
 /// A statement whose text was not UTF-8 (`framing` rewrote it): 22021, as Postgres.
@@ -435,7 +442,7 @@ impl ExtendedQueryHandler for StatementParser {
         } else if let HwStatement::ClientQuery(_) = prepared.statement {
             Some(oid_array_parameter(portal)?)
         } else {
-            Some(deserialize_parameters(portal, &types)?)
+            Some(super::params::parameters(portal, &types, only_stores(&prepared.statement))?)
         };
         if let Some(point) = &prepared.point {
             if let Some(rows) = self.session.execute_point(point, params.as_ref()).await.map_err(error)? {

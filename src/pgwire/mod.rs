@@ -15,6 +15,7 @@ mod encode;
 mod framing;
 mod handler;
 mod limits;
+mod params;
 mod peer;
 mod socket;
 mod startup;

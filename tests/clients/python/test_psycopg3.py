@@ -77,6 +77,27 @@ def test_writes_and_errors(dsn):
         conn.execute("DROP TABLE py3_scratch")
 
 
+def test_python_numbers_write_and_compare_money(dsn):
+    """Issue 31: psycopg sends 12.34 as float8 and 5 as int8; Postgres converts them to the
+    NUMERIC column's type (rounding 12.345 to 12.35, as float8_numeric does)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS py3_money")
+        conn.execute("CREATE TABLE py3_money (id INT PRIMARY KEY, amt NUMERIC(12,2))")
+        conn.execute("INSERT INTO py3_money VALUES (%s, %s)", (1, 12.34))
+        conn.execute("INSERT INTO py3_money VALUES (%s, %s)", (2, 5))
+        conn.execute("INSERT INTO py3_money VALUES (%s, %s)", (3, 12.345))
+        conn.execute("UPDATE py3_money SET amt = %s WHERE id = %s", (7.25, 2))
+        rows = conn.execute("SELECT id, amt FROM py3_money WHERE amt > %s ORDER BY id", (1.5,)).fetchall()
+        assert rows == [(1, Decimal("12.34")), (2, Decimal("7.25")), (3, Decimal("12.35"))]
+        assert conn.execute("SELECT id FROM py3_money WHERE amt = %s", (Decimal("7.25"),)).fetchall() == [(2,)]
+        assert conn.execute("SELECT %s::text", (5,)).fetchone()[0] == "5"
+        # A float compared with numeric(12,2) that the column's scale would round: refused
+        # (Postgres compares as floats), never answered differently.
+        with pytest.raises(errors.FeatureNotSupported):
+            conn.execute("SELECT id FROM py3_money WHERE amt > %s", (1.555,))
+        conn.execute("DROP TABLE py3_money")
+
+
 def test_session_settings_and_transactions(dsn):
     with psycopg.connect(dsn) as conn:  # not autocommit: psycopg wraps statements in BEGIN
         conn.execute("SET TIME ZONE 'Asia/Shanghai'")
