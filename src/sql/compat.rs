@@ -53,6 +53,7 @@ pub fn rewrite(sql: &str) -> Cow<'_, str> {
 /// `{}`, `array_agg` gives NULL.
 pub fn rewrite_statement(stmt: &mut Statement) {
     let _ = stmt.visit(&mut FromFunctions);
+    super::rewrites::statement(stmt);
     let _ = stmt.visit(&mut QualifyOwnPgTables);
     if let Statement::Query(q) = stmt {
         series_in_select_list(q.body.as_mut());
@@ -79,7 +80,8 @@ pub fn rewrite_statement(stmt: &mut Statement) {
             .or_else(|| expandarray(e))
             .or_else(|| composite_field(e))
             .or_else(|| regclass_cast(e))
-            .or_else(|| bare_user(e));
+            .or_else(|| bare_user(e))
+            .or_else(|| super::rewrites::expression(e));
         if let Some(rewritten) = rewritten {
             *e = rewritten;
         }

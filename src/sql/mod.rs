@@ -40,6 +40,7 @@ mod pg_catalog;
 mod point;
 pub mod provider;
 mod result;
+mod rewrites;
 mod secrets;
 mod session;
 pub mod settings;

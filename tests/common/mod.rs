@@ -4,6 +4,7 @@
 
 pub mod kafka;
 pub mod mariadb;
+pub mod postgres;
 pub mod process;
 pub mod tpch;
 

@@ -20,6 +20,7 @@ mod mysql_shards;
 mod mysql_source;
 mod mysql_types;
 mod observability;
+mod pg_differential;
 mod point_lookups;
 mod privileges;
 mod secrets;

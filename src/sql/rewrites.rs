@@ -1,0 +1,154 @@
+//! Rewrites that make answers Postgres's where DataFusion's differ (issue 31), applied to
+//! every statement before planning (from [`super::compat::rewrite_statement`], so views get
+//! them too). Each was found by a differential test against PostgreSQL
+//! (`tests/integration/pg_differential.rs`) or is one of the issue's examples.
+
+use std::ops::ControlFlow;
+
+use datafusion::sql::sqlparser::ast::{
+    BinaryOperator, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, LimitClause, ObjectName, Query,
+    Statement, UnaryOperator, VisitMut, VisitorMut,
+};
+
+/// Statement-level rewrites: `FETCH FIRST n ROWS ONLY`.
+pub fn statement(stmt: &mut Statement) {
+    let _ = stmt.visit(&mut FetchAsLimit);
+}
+
+/// Expression rewrites, tried in turn; `None` when none applies.
+pub fn expression(e: &Expr) -> Option<Expr> {
+    row_null_test(e).or_else(|| in_list_of_expressions(e)).or_else(|| function_alias(e))
+}
+
+/// `FETCH FIRST n ROWS ONLY` (the SQL standard's LIMIT; DataFusion: "FETCH clause is not
+/// supported yet") is `LIMIT n`; `FETCH FIRST ROW ONLY` is `LIMIT 1`. `WITH TIES` and
+/// `PERCENT` stay refused (0A000).
+struct FetchAsLimit;
+
+impl VisitorMut for FetchAsLimit {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+        let Some(fetch) = &query.fetch else { return ControlFlow::Continue(()) };
+        if fetch.with_ties || fetch.percent {
+            return ControlFlow::Continue(());
+        }
+        let count = fetch.quantity.clone().unwrap_or_else(|| Expr::value(datafusion::sql::sqlparser::ast::Value::Number("1".into(), false)));
+        match &mut query.limit_clause {
+            None => query.limit_clause = Some(LimitClause::LimitOffset { limit: Some(count), offset: None, limit_by: vec![] }),
+            Some(LimitClause::LimitOffset { limit: limit @ None, .. }) => *limit = Some(count),
+            // LIMIT and FETCH together: left for the planner to refuse.
+            Some(_) => return ControlFlow::Continue(()),
+        }
+        query.fetch = None;
+        ControlFlow::Continue(())
+    }
+}
+
+/// Postgres functions DataFusion knows under another name: `mod(a, b)` is `a % b`,
+/// `variance` is `var_samp`.
+fn function_alias(e: &Expr) -> Option<Expr> {
+    let Expr::Function(f) = e else { return None };
+    let [name] = f.name.0.as_slice() else { return None };
+    let name = name.as_ident()?.value.to_ascii_lowercase();
+    match name.as_str() {
+        "mod" => {
+            let FunctionArguments::List(list) = &f.args else { return None };
+            let [FunctionArg::Unnamed(FunctionArgExpr::Expr(a)), FunctionArg::Unnamed(FunctionArgExpr::Expr(b))] =
+                list.args.as_slice()
+            else {
+                return None;
+            };
+            Some(Expr::Nested(Box::new(Expr::BinaryOp {
+                left: Box::new(a.clone()),
+                op: BinaryOperator::Modulo,
+                right: Box::new(b.clone()),
+            })))
+        }
+        "variance" => {
+            let mut renamed = f.clone();
+            renamed.name = ObjectName::from(vec![Ident::new("var_samp")]);
+            Some(Expr::Function(renamed))
+        }
+        _ => None,
+    }
+}
+
+/// `x IN (a, CASE ... END)`: DataFusion takes a list whose items evaluate to a scalar over
+/// no rows as constants, and a CASE over columns does, so the list was evaluated once over no
+/// rows and every row compared with that (wrong answers, found by
+/// tests/integration/pg_differential.rs). A list with anything but literals is written as
+/// the comparisons it stands for, `(x = a OR x = b)`, which is what IN means in SQL's
+/// three-valued logic; lists of literals keep DataFusion's hash set.
+fn in_list_of_expressions(e: &Expr) -> Option<Expr> {
+    const MAX_EXPANDED: usize = 64;
+    let Expr::InList { expr, list, negated } = e else { return None };
+    let literal = |item: &Expr| {
+        let mut inner = item;
+        loop {
+            match inner {
+                Expr::Value(_) | Expr::TypedString(_) => return true,
+                Expr::Cast { expr, .. } | Expr::UnaryOp { expr, .. } | Expr::Nested(expr) => inner = expr.as_ref(),
+                _ => return false,
+            }
+        }
+    };
+    if list.is_empty() || list.len() > MAX_EXPANDED || list.iter().all(literal) {
+        return None;
+    }
+    let any = list
+        .iter()
+        .map(|item| Expr::BinaryOp { left: expr.clone(), op: BinaryOperator::Eq, right: Box::new(item.clone()) })
+        .reduce(|all, next| Expr::BinaryOp { left: Box::new(all), op: BinaryOperator::Or, right: Box::new(next) })?;
+    let any = Expr::Nested(Box::new(any));
+    Some(if *negated { Expr::Nested(Box::new(Expr::UnaryOp { op: UnaryOperator::Not, expr: Box::new(any) })) } else { any })
+}
+
+/// `(a, b) IS NULL` is true when every field is NULL and `(a, b) IS NOT NULL` when none is
+/// (Postgres, the SQL standard); DataFusion would test the row value itself, which is never
+/// NULL. Found by tests/integration/pg_differential.rs.
+fn row_null_test(e: &Expr) -> Option<Expr> {
+    let (inner, negated) = match e {
+        Expr::IsNull(inner) => (inner.as_ref(), false),
+        Expr::IsNotNull(inner) => (inner.as_ref(), true),
+        _ => return None,
+    };
+    let mut row = inner;
+    while let Expr::Nested(n) = row {
+        row = n.as_ref();
+    }
+    let Expr::Tuple(fields) = row else { return None };
+    let tests = fields.iter().map(|f| {
+        let field = Box::new(f.clone());
+        if negated {
+            Expr::IsNotNull(field)
+        } else {
+            Expr::IsNull(field)
+        }
+    });
+    tests.reduce(|all, next| Expr::BinaryOp { left: Box::new(all), op: BinaryOperator::And, right: Box::new(next) })
+        .map(|e| Expr::Nested(Box::new(e)))
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+
+    fn rewritten(sql: &str) -> String {
+        let mut stmt = Parser::parse_sql(&PostgreSqlDialect {}, sql).unwrap().remove(0);
+        super::super::compat::rewrite_statement(&mut stmt);
+        stmt.to_string()
+    }
+
+    #[test]
+    fn postgres_spellings_become_datafusion_ones() {
+        assert_eq!(rewritten("SELECT x FROM t ORDER BY x FETCH FIRST 2 ROWS ONLY"), "SELECT x FROM t ORDER BY x LIMIT 2");
+        assert_eq!(rewritten("SELECT x FROM t OFFSET 1 ROWS FETCH NEXT ROW ONLY"), "SELECT x FROM t LIMIT 1 OFFSET 1 ROWS");
+        assert!(rewritten("SELECT x FROM t FETCH FIRST 2 ROWS WITH TIES").contains("WITH TIES"));
+        assert_eq!(rewritten("SELECT mod(a, 3), variance(a) FROM t"), "SELECT (a % 3), var_samp(a) FROM t");
+        assert_eq!(rewritten("SELECT (a, b) IS NULL"), "SELECT (a IS NULL AND b IS NULL)");
+        assert_eq!(rewritten("SELECT 1 IN (a, 2)"), "SELECT (1 = a OR 1 = 2)");
+        assert_eq!(rewritten("SELECT 1 IN (2, 3)"), "SELECT 1 IN (2, 3)");
+    }
+}

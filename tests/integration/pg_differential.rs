@@ -1,0 +1,217 @@
+//! Differential tests against a real PostgreSQL (issue 31: answers are Postgres's). The same
+//! tables and rows go into Headwater and into a PostgreSQL the test starts on a free port;
+//! every query runs on both over the simple protocol and the text of the answers must be the
+//! same — the rows (sorted, unless the query orders them), or an error with the same SQLSTATE.
+//!
+//! Two parts: hand-picked queries (the issue's examples and the SQL people write), and
+//! generated ones (random expressions, filters, joins, aggregates over typed columns; seeded,
+//! 400 per run, more with `HEADWATER_DIFF_QUERIES=20000 HEADWATER_DIFF_SEED=7`). What still
+//! differs is listed in docs/sql.md "Differences from PostgreSQL" and kept out of the
+//! generator's grammar.
+
+use crate::common::postgres::Postgres;
+use crate::common::{Rng, TestServer};
+
+const SETUP: &[&str] = &[
+    "CREATE TABLE t1 (id INT PRIMARY KEY, a INT, b BIGINT, s TEXT, f BOOLEAN)",
+    "CREATE TABLE t2 (id INT PRIMARY KEY, a INT, c INT, s TEXT)",
+    "INSERT INTO t1 VALUES (1, 1, 10, 'one', true), (2, 2, 20, 'two', false), (3, NULL, 30, NULL, NULL), \
+     (4, -4, -40, 'Four', true), (5, 2, NULL, '', false), (6, 0, 0, 'six', NULL)",
+    "INSERT INTO t2 VALUES (1, 1, 100, 'x'), (2, 2, 200, 'y'), (3, 3, NULL, 'z'), (7, NULL, 700, NULL), (8, 2, 0, 'two')",
+];
+
+/// Queries whose answers must be Postgres's, word for word.
+const QUERIES: &[&str] = &[
+    "SELECT id, a + 1, a * 2, a - b FROM t1 ORDER BY id",
+    "SELECT id, a / 2, a % 3, -a FROM t1 ORDER BY id",
+    "SELECT count(*), count(a), count(DISTINCT a), sum(a), min(a), max(b) FROM t1",
+    "SELECT a, count(*) FROM t1 GROUP BY a ORDER BY a NULLS FIRST",
+    "SELECT s, length(s), upper(s), lower(s), s || '!' FROM t1 ORDER BY id",
+    "SELECT id FROM t1 WHERE s LIKE '%o%' ORDER BY id",
+    "SELECT id, CASE WHEN a > 1 THEN 'big' WHEN a IS NULL THEN 'none' ELSE 'small' END FROM t1 ORDER BY id",
+    "SELECT id, coalesce(a, -1), nullif(a, 2) FROM t1 ORDER BY id",
+    "SELECT t1.id, t2.id FROM t1 JOIN t2 ON t1.a = t2.a ORDER BY 1, 2",
+    "SELECT t1.id, t2.id FROM t1 LEFT JOIN t2 ON t1.a = t2.a ORDER BY 1, 2",
+    "SELECT t1.id, t2.id FROM t1 FULL JOIN t2 ON t1.a = t2.a ORDER BY 1, 2",
+    "SELECT id FROM t1 WHERE a IN (SELECT a FROM t2) ORDER BY id",
+    "SELECT id FROM t1 WHERE NOT EXISTS (SELECT 1 FROM t2 WHERE t2.a = t1.a) ORDER BY id",
+    "SELECT a FROM t1 UNION SELECT a FROM t2 ORDER BY 1",
+    "SELECT a FROM t1 UNION ALL SELECT a FROM t2 ORDER BY 1",
+    "SELECT a FROM t1 INTERSECT SELECT a FROM t2 ORDER BY 1",
+    "SELECT a FROM t1 EXCEPT SELECT a FROM t2 ORDER BY 1",
+    "SELECT id, row_number() OVER (ORDER BY id DESC), rank() OVER (ORDER BY a) FROM t1 ORDER BY id",
+    "SELECT id, sum(a) OVER (ORDER BY id ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) FROM t1 ORDER BY id",
+    "SELECT a, string_agg(s, ',' ORDER BY s) FROM t1 GROUP BY a ORDER BY a",
+    "SELECT id FROM t1 ORDER BY a DESC NULLS LAST, id",
+    "SELECT id FROM t1 ORDER BY id LIMIT 2 OFFSET 1",
+    "SELECT DISTINCT a FROM t1 ORDER BY a",
+    "SELECT id, f AND a > 0, f OR a IS NULL, NOT f FROM t1 ORDER BY id",
+    "SELECT id, a BETWEEN 0 AND 2, a IS DISTINCT FROM 2 FROM t1 ORDER BY id",
+    "SELECT 7 / 2, -7 / 2, 7 % -3, -7 % 3",
+    "SELECT 'a' < 'b', 'B' < 'a', '' IS NULL",
+    "SELECT a, b FROM t1 WHERE (a, b) IS NOT NULL ORDER BY a",
+    "SELECT id FROM t1 WHERE (a, s) IS NULL ORDER BY id",
+    "SELECT id, (a, b) IS NOT NULL, NOT (a, b) IS NULL FROM t1 ORDER BY id",
+    "SELECT id, substr(s, 2, 2), position('o' in s), replace(s, 'o', '0') FROM t1 ORDER BY id",
+    "SELECT max(s), min(s) FROM t1",
+    "SELECT count(*) FROM t1 a, t2 b WHERE a.id < b.id",
+    "SELECT id, (SELECT max(c) FROM t2 WHERE t2.a = t1.a) FROM t1 ORDER BY id",
+    "SELECT a, sum(b) FROM t1 GROUP BY a HAVING count(*) > 1 ORDER BY a",
+    "SELECT 1 WHERE NULL",
+    "SELECT id FROM t1 ORDER BY id FETCH FIRST 2 ROWS ONLY",
+    "SELECT id FROM t1 ORDER BY id OFFSET 2 ROWS FETCH NEXT 1 ROW ONLY",
+    "SELECT id, mod(a, 3), mod(b, -7) FROM t1 ORDER BY id",
+    "SELECT id FROM t1 WHERE 0 IN (-3, CASE WHEN f THEN 2 ELSE a END) ORDER BY id",
+    "SELECT id, 2 NOT IN (CASE WHEN f THEN 1 ELSE a END, b) FROM t1 ORDER BY id",
+    "SELECT 1 / 0",
+    "SELECT id FROM t1 WHERE a = 'x'",
+    "SELECT no_such_column FROM t1",
+];
+
+/// One answer as text: rows of nullable strings, or an error's SQLSTATE.
+#[derive(Debug, PartialEq, Eq)]
+enum Answer {
+    Rows(Vec<Vec<Option<String>>>),
+    Error(String),
+}
+
+async fn answer(c: &tokio_postgres::Client, sql: &str, ordered: bool) -> Answer {
+    match c.simple_query(sql).await {
+        Ok(messages) => {
+            let mut rows: Vec<Vec<Option<String>>> = messages
+                .into_iter()
+                .filter_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(r) => {
+                        Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
+                    }
+                    _ => None,
+                })
+                .collect();
+            if !ordered {
+                rows.sort();
+            }
+            Answer::Rows(rows)
+        }
+        Err(e) => Answer::Error(e.as_db_error().map(|d| d.code().code().to_string()).unwrap_or_else(|| e.to_string())),
+    }
+}
+
+async fn servers() -> (TestServer, tokio_postgres::Client, Postgres, tokio_postgres::Client) {
+    let pg = Postgres::start().await;
+    let reference = pg.client().await;
+    let hw = TestServer::start().await;
+    let c = hw.client().await;
+    for sql in SETUP {
+        reference.batch_execute(sql).await.unwrap_or_else(|e| panic!("PostgreSQL: {sql}: {e}"));
+        c.batch_execute(sql).await.unwrap_or_else(|e| panic!("Headwater: {sql}: {e}"));
+    }
+    (hw, c, pg, reference)
+}
+
+async fn compare(c: &tokio_postgres::Client, reference: &tokio_postgres::Client, sql: &str) -> Option<String> {
+    let ordered = sql.contains("ORDER BY");
+    let (want, got) = (answer(reference, sql, ordered).await, answer(c, sql, ordered).await);
+    (want != got).then(|| format!("{sql}\n    postgres:  {want:?}\n    headwater: {got:?}"))
+}
+
+#[tokio::test]
+async fn chosen_queries_answer_as_postgres() {
+    let (_hw, c, _pg, reference) = servers().await;
+    let mut mismatches = Vec::new();
+    for sql in QUERIES {
+        mismatches.extend(compare(&c, &reference, sql).await);
+    }
+    assert!(mismatches.is_empty(), "{} of {} queries differ:\n{}", mismatches.len(), QUERIES.len(), mismatches.join("\n"));
+}
+
+/// A generator of queries inside the grammar Headwater answers as Postgres does.
+struct Gen(Rng);
+
+impl Gen {
+    fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
+        xs[self.0.below(xs.len() as u64) as usize]
+    }
+
+    /// An INT-valued expression over t1's columns (small values: no overflow).
+    fn int(&mut self, depth: u32) -> String {
+        if depth == 0 || self.0.below(3) == 0 {
+            return self.pick(&["a", "id", "1", "2", "-3", "0", "NULL::int"]).to_string();
+        }
+        let d = depth - 1;
+        match self.0.below(6) {
+            0 => format!("({} {} {})", self.int(d), self.pick(&["+", "-", "*"]), self.int(d)),
+            1 => format!("({} / nullif({}, 0))", self.int(d), self.int(d)),
+            2 => format!("coalesce({}, {})", self.int(d), self.int(d)),
+            3 => format!("CASE WHEN {} THEN {} ELSE {} END", self.boolean(d), self.int(d), self.int(d)),
+            4 => format!("length({})", self.text(d)),
+            _ => format!("abs({})", self.int(d)),
+        }
+    }
+
+    fn text(&mut self, depth: u32) -> String {
+        if depth == 0 || self.0.below(3) == 0 {
+            return self.pick(&["s", "'x'", "''", "'Ab c'", "NULL::text"]).to_string();
+        }
+        let d = depth - 1;
+        match self.0.below(5) {
+            0 => format!("({} || {})", self.text(d), self.text(d)),
+            1 => format!("upper({})", self.text(d)),
+            2 => format!("lower({})", self.text(d)),
+            3 => format!("coalesce({}, {})", self.text(d), self.text(d)),
+            _ => format!("CASE WHEN {} THEN {} ELSE {} END", self.boolean(d), self.text(d), self.text(d)),
+        }
+    }
+
+    fn boolean(&mut self, depth: u32) -> String {
+        if depth == 0 || self.0.below(4) == 0 {
+            return self.pick(&["f", "true", "false", "NULL::boolean"]).to_string();
+        }
+        let d = depth - 1;
+        match self.0.below(7) {
+            0 => format!("({} {} {})", self.int(d), self.pick(&["=", "<>", "<", "<=", ">", ">="]), self.int(d)),
+            1 => format!("({} {} {})", self.boolean(d), self.pick(&["AND", "OR"]), self.boolean(d)),
+            2 => format!("(NOT {})", self.boolean(d)),
+            3 => format!("({} IS NULL)", self.int(d)),
+            4 => format!("({} LIKE {})", self.text(d), self.pick(&["'%'", "'o%'", "'%o'", "'_'"])),
+            5 => format!("({} IN ({}, {}))", self.int(d), self.int(d), self.int(d)),
+            _ => format!("({} = {})", self.text(d), self.text(d)),
+        }
+    }
+
+    fn query(&mut self) -> String {
+        match self.0.below(4) {
+            0 => format!(
+                "SELECT {} AS g, count(*), sum({}), min({}), max({}) FROM t1 GROUP BY 1",
+                self.int(2),
+                self.int(1),
+                self.int(1),
+                self.text(1)
+            ),
+            // Postgres refuses a FULL JOIN whose condition is not an equality of both sides
+            // (0A000), which Headwater answers: conditions here always are.
+            1 => format!(
+                "SELECT t1.id, t2.id FROM t1 {} t2 ON t1.{} = t2.a {}",
+                self.pick(&["JOIN", "LEFT JOIN", "RIGHT JOIN", "FULL JOIN"]),
+                self.pick(&["a", "id"]),
+                self.pick(&["", "AND t2.c > 0", "AND t1.b IS NOT NULL"])
+            ),
+            _ => format!("SELECT id, {}, {}, {} FROM t1 WHERE {}", self.int(3), self.text(2), self.boolean(2), self.boolean(3)),
+        }
+    }
+}
+
+#[tokio::test]
+async fn generated_queries_answer_as_postgres() {
+    let count: usize = std::env::var("HEADWATER_DIFF_QUERIES").ok().and_then(|v| v.parse().ok()).unwrap_or(400);
+    let seed: u64 = std::env::var("HEADWATER_DIFF_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(31);
+    let (_hw, c, _pg, reference) = servers().await;
+    let mut g = Gen(Rng(seed | 1));
+    let mut mismatches = Vec::new();
+    for _ in 0..count {
+        let sql = g.query();
+        mismatches.extend(compare(&c, &reference, &sql).await);
+    }
+    eprintln!("pg_differential: {count} generated queries (seed {seed}), {} differ", mismatches.len());
+    mismatches.truncate(20);
+    assert!(mismatches.is_empty(), "queries differ (first 20):\n{}", mismatches.join("\n"));
+}
