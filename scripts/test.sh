@@ -3,7 +3,8 @@
 #   - cargo fmt --check and cargo clippy -D warnings
 #   - cargo test: unit tests, the .slt suites over the wire (simple + extended protocol),
 #     the tokio-postgres wire tests, the MySQL source tests against a real MariaDB that the
-#     tests start themselves (own datadir, free port, binlog on), the Kafka sink tests
+#     tests start themselves (own datadir, free port, binlog on), differential tests against a
+#     real PostgreSQL they start the same way, the Kafka sink tests
 #     against librdkafka's mock cluster (in-process, nothing to install) incl. kill -9
 #   - the psql smoke test (real psql against a real server process)
 #   - the client suite (scripts/clients.sh: psycopg, psycopg2, asyncpg, SQLAlchemy, pandas,
@@ -17,6 +18,8 @@ source scripts/lib.sh
 
 need_apt=()
 command -v psql >/dev/null 2>&1 || need_apt+=(postgresql-client)
+# The reference for SQL answers (tests/integration/pg_differential.rs starts its own cluster).
+compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || need_apt+=(postgresql)
 [ -x /usr/sbin/mariadbd ] || command -v mariadbd >/dev/null 2>&1 || need_apt+=(mariadb-server)
 command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
 # librdkafka (built from source by rdkafka-sys): make, pkg-config, OpenSSL and zlib headers.
