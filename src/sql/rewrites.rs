@@ -7,12 +7,87 @@ use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
     BinaryOperator, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, LimitClause, ObjectName, Query,
-    Statement, UnaryOperator, VisitMut, VisitorMut,
+    SelectItem, SetExpr, SetOperator, SetQuantifier, Statement, UnaryOperator, VisitMut, VisitorMut,
 };
 
-/// Statement-level rewrites: `FETCH FIRST n ROWS ONLY`.
+/// Statement-level rewrites: `FETCH FIRST n ROWS ONLY`, `EXCEPT ALL` / `INTERSECT ALL`.
 pub fn statement(stmt: &mut Statement) {
     let _ = stmt.visit(&mut FetchAsLimit);
+    let _ = stmt.visit(&mut MultisetOperations);
+}
+
+/// `EXCEPT ALL` / `INTERSECT ALL` keep duplicates as multisets: a row that is m times on the
+/// left and n times on the right is max(m − n, 0) / min(m, n) times in the result. DataFusion
+/// plans them as anti/semi joins, which drop or keep every copy (`{1,1,2} EXCEPT ALL {1}`
+/// gave `{2}`). Numbering the copies of each row on both sides (`row_number() OVER
+/// (PARTITION BY every column)`) makes every copy distinct, and then the plain EXCEPT /
+/// INTERSECT of the numbered rows is exactly the multiset answer.
+struct MultisetOperations;
+
+impl VisitorMut for MultisetOperations {
+    type Break = ();
+
+    fn post_visit_query(&mut self, query: &mut Query) -> ControlFlow<()> {
+        multiset_operations(query.body.as_mut());
+        ControlFlow::Continue(())
+    }
+}
+
+fn multiset_operations(body: &mut SetExpr) {
+    let SetExpr::SetOperation { op, set_quantifier, left, right } = body else { return };
+    multiset_operations(left.as_mut());
+    multiset_operations(right.as_mut());
+    let keyword = match op {
+        SetOperator::Except if *set_quantifier == SetQuantifier::All => "EXCEPT",
+        SetOperator::Intersect if *set_quantifier == SetQuantifier::All => "INTERSECT",
+        _ => return,
+    };
+    // Without the left side's column names (a `*`), the operation stays DataFusion's.
+    let Some(names) = output_names(left) else { return };
+    let columns: Vec<String> = (1..=names.len()).map(|i| format!("hw_c{i}")).collect();
+    let numbered = |side: &SetExpr, alias: &str| {
+        format!(
+            "SELECT *, row_number() OVER (PARTITION BY {list}) AS hw_copy FROM ({side}) AS {alias}({list})",
+            list = columns.join(", ")
+        )
+    };
+    let shown: Vec<String> = columns
+        .iter()
+        .zip(&names)
+        .map(|(c, n)| format!("{c} AS {}", datafusion::sql::sqlparser::ast::Ident::with_quote('"', n)))
+        .collect();
+    let sql = format!(
+        "SELECT {} FROM ({} {keyword} {}) AS hw_multiset",
+        shown.join(", "),
+        numbered(left, "hw_left"),
+        numbered(right, "hw_right")
+    );
+    let dialect = datafusion::sql::sqlparser::dialect::PostgreSqlDialect {};
+    if let Ok(mut parsed) = datafusion::sql::sqlparser::parser::Parser::parse_sql(&dialect, &sql) {
+        if let Some(Statement::Query(q)) = parsed.pop() {
+            *body = SetExpr::Query(q);
+        }
+    }
+}
+
+/// The output column names of a set operation's side, as Postgres names them; `None` when
+/// they are known only after planning (`*`).
+fn output_names(side: &SetExpr) -> Option<Vec<String>> {
+    match side {
+        SetExpr::Select(select) => select
+            .projection
+            .iter()
+            .map(|item| match item {
+                SelectItem::UnnamedExpr(e) => Some(super::naming::pg_name(e, true)),
+                SelectItem::ExprWithAlias { alias, .. } => Some(super::naming::ident_name(alias)),
+                _ => None,
+            })
+            .collect(),
+        SetExpr::SetOperation { left, .. } => output_names(left),
+        SetExpr::Query(q) => output_names(&q.body),
+        SetExpr::Values(v) => v.rows.first().map(|row| (1..=row.len()).map(|i| format!("column{i}")).collect()),
+        _ => None,
+    }
 }
 
 /// Expression rewrites, tried in turn; `None` when none applies.
@@ -33,9 +108,15 @@ impl VisitorMut for FetchAsLimit {
         if fetch.with_ties || fetch.percent {
             return ControlFlow::Continue(());
         }
-        let count = fetch.quantity.clone().unwrap_or_else(|| Expr::value(datafusion::sql::sqlparser::ast::Value::Number("1".into(), false)));
+        let count = fetch
+            .quantity
+            .clone()
+            .unwrap_or_else(|| Expr::value(datafusion::sql::sqlparser::ast::Value::Number("1".into(), false)));
         match &mut query.limit_clause {
-            None => query.limit_clause = Some(LimitClause::LimitOffset { limit: Some(count), offset: None, limit_by: vec![] }),
+            None => {
+                query.limit_clause =
+                    Some(LimitClause::LimitOffset { limit: Some(count), offset: None, limit_by: vec![] })
+            }
             Some(LimitClause::LimitOffset { limit: limit @ None, .. }) => *limit = Some(count),
             // LIMIT and FETCH together: left for the planner to refuse.
             Some(_) => return ControlFlow::Continue(()),
@@ -101,7 +182,11 @@ fn in_list_of_expressions(e: &Expr) -> Option<Expr> {
         .map(|item| Expr::BinaryOp { left: expr.clone(), op: BinaryOperator::Eq, right: Box::new(item.clone()) })
         .reduce(|all, next| Expr::BinaryOp { left: Box::new(all), op: BinaryOperator::Or, right: Box::new(next) })?;
     let any = Expr::Nested(Box::new(any));
-    Some(if *negated { Expr::Nested(Box::new(Expr::UnaryOp { op: UnaryOperator::Not, expr: Box::new(any) })) } else { any })
+    Some(if *negated {
+        Expr::Nested(Box::new(Expr::UnaryOp { op: UnaryOperator::Not, expr: Box::new(any) }))
+    } else {
+        any
+    })
 }
 
 /// `(a, b) IS NULL` is true when every field is NULL and `(a, b) IS NOT NULL` when none is
@@ -126,7 +211,8 @@ fn row_null_test(e: &Expr) -> Option<Expr> {
             Expr::IsNull(field)
         }
     });
-    tests.reduce(|all, next| Expr::BinaryOp { left: Box::new(all), op: BinaryOperator::And, right: Box::new(next) })
+    tests
+        .reduce(|all, next| Expr::BinaryOp { left: Box::new(all), op: BinaryOperator::And, right: Box::new(next) })
         .map(|e| Expr::Nested(Box::new(e)))
 }
 
@@ -143,8 +229,14 @@ mod tests {
 
     #[test]
     fn postgres_spellings_become_datafusion_ones() {
-        assert_eq!(rewritten("SELECT x FROM t ORDER BY x FETCH FIRST 2 ROWS ONLY"), "SELECT x FROM t ORDER BY x LIMIT 2");
-        assert_eq!(rewritten("SELECT x FROM t OFFSET 1 ROWS FETCH NEXT ROW ONLY"), "SELECT x FROM t LIMIT 1 OFFSET 1 ROWS");
+        assert_eq!(
+            rewritten("SELECT x FROM t ORDER BY x FETCH FIRST 2 ROWS ONLY"),
+            "SELECT x FROM t ORDER BY x LIMIT 2"
+        );
+        assert_eq!(
+            rewritten("SELECT x FROM t OFFSET 1 ROWS FETCH NEXT ROW ONLY"),
+            "SELECT x FROM t LIMIT 1 OFFSET 1 ROWS"
+        );
         assert!(rewritten("SELECT x FROM t FETCH FIRST 2 ROWS WITH TIES").contains("WITH TIES"));
         assert_eq!(rewritten("SELECT mod(a, 3), variance(a) FROM t"), "SELECT (a % 3), var_samp(a) FROM t");
         assert_eq!(rewritten("SELECT (a, b) IS NULL"), "SELECT (a IS NULL AND b IS NULL)");

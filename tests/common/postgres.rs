@@ -17,12 +17,12 @@ pub struct Postgres {
 /// The newest installed server's `bin` directory (Debian: /usr/lib/postgresql/NN/bin).
 fn bin_dir() -> PathBuf {
     let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).filter(|p| p.join("postgres").exists()).collect())
+        .map(|d| {
+            d.filter_map(|e| e.ok()).map(|e| e.path().join("bin")).filter(|p| p.join("postgres").exists()).collect()
+        })
         .unwrap_or_default();
     versions.sort();
-    versions
-        .pop()
-        .expect("PostgreSQL is not installed: run `apt-get install postgresql` (scripts/test.sh does this)")
+    versions.pop().expect("PostgreSQL is not installed: run `apt-get install postgresql` (scripts/test.sh does this)")
 }
 
 fn free_port() -> u16 {
@@ -61,9 +61,12 @@ impl Postgres {
             assert!(owned.success(), "chown of the Postgres data directory failed");
         }
         let data_s = data.to_str().unwrap();
-        let out = as_server_user(&bin.join("initdb"), &["-D", data_s, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C"])
-            .output()
-            .expect("run initdb");
+        let out = as_server_user(
+            &bin.join("initdb"),
+            &["-D", data_s, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C"],
+        )
+        .output()
+        .expect("run initdb");
         assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
         let mut pg = Postgres { port: 0, child: None, _dir: dir };
         // The free port may be taken by another test's server before this one binds it: then
@@ -71,7 +74,8 @@ impl Postgres {
         for _ in 0..5 {
             pg.port = free_port();
             let (port, socket_dir) = (pg.port.to_string(), pg._dir.path().to_str().unwrap().to_string());
-            let args = ["-D", data_s, "-p", &port, "-k", &socket_dir, "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"];
+            let args =
+                ["-D", data_s, "-p", &port, "-k", &socket_dir, "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"];
             let child = as_server_user(&bin.join("postgres"), &args)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())

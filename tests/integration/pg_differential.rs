@@ -39,6 +39,12 @@ const QUERIES: &[&str] = &[
     "SELECT a FROM t1 UNION ALL SELECT a FROM t2 ORDER BY 1",
     "SELECT a FROM t1 INTERSECT SELECT a FROM t2 ORDER BY 1",
     "SELECT a FROM t1 EXCEPT SELECT a FROM t2 ORDER BY 1",
+    "SELECT a FROM t1 EXCEPT ALL SELECT a FROM t2 ORDER BY a",
+    "SELECT a FROM t1 INTERSECT ALL SELECT a FROM t2 ORDER BY 1",
+    "SELECT a, s FROM t1 EXCEPT ALL SELECT a, s FROM t2",
+    "SELECT x FROM (VALUES (1), (1), (2), (NULL), (NULL)) v(x) EXCEPT ALL SELECT x FROM (VALUES (1), (NULL)) w(x)",
+    "SELECT x FROM (VALUES (1), (1), (1), (NULL), (NULL)) v(x) INTERSECT ALL SELECT x FROM (VALUES (1), (1), (NULL)) w(x)",
+    "(SELECT a FROM t1 UNION ALL SELECT a FROM t1) EXCEPT ALL SELECT a FROM t2 ORDER BY 1",
     "SELECT id, row_number() OVER (ORDER BY id DESC), rank() OVER (ORDER BY a) FROM t1 ORDER BY id",
     "SELECT id, sum(a) OVER (ORDER BY id ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) FROM t1 ORDER BY id",
     "SELECT a, string_agg(s, ',' ORDER BY s) FROM t1 GROUP BY a ORDER BY a",
@@ -121,7 +127,13 @@ async fn chosen_queries_answer_as_postgres() {
     for sql in QUERIES {
         mismatches.extend(compare(&c, &reference, sql).await);
     }
-    assert!(mismatches.is_empty(), "{} of {} queries differ:\n{}", mismatches.len(), QUERIES.len(), mismatches.join("\n"));
+    assert!(
+        mismatches.is_empty(),
+        "{} of {} queries differ:\n{}",
+        mismatches.len(),
+        QUERIES.len(),
+        mismatches.join("\n")
+    );
 }
 
 /// A generator of queries inside the grammar Headwater answers as Postgres does.
@@ -195,7 +207,13 @@ impl Gen {
                 self.pick(&["a", "id"]),
                 self.pick(&["", "AND t2.c > 0", "AND t1.b IS NOT NULL"])
             ),
-            _ => format!("SELECT id, {}, {}, {} FROM t1 WHERE {}", self.int(3), self.text(2), self.boolean(2), self.boolean(3)),
+            _ => format!(
+                "SELECT id, {}, {}, {} FROM t1 WHERE {}",
+                self.int(3),
+                self.text(2),
+                self.boolean(2),
+                self.boolean(3)
+            ),
         }
     }
 }
