@@ -291,6 +291,10 @@ impl From<DataFusionError> for Error {
                 ArrowError::DivideByZero => {
                     Error::DataException { sqlstate: "22012", message: "division by zero".into() }
                 }
+                // Checked integer arithmetic (`sql::overflow`): Postgres's words.
+                ArrowError::ArithmeticOverflow(_) => {
+                    Error::DataException { sqlstate: "22003", message: "integer out of range".into() }
+                }
                 _ => Error::Query(e),
             },
             DataFusionError::External(inner) => match inner.downcast_ref::<Error>() {
@@ -364,6 +368,7 @@ fn datafusion_sqlstate(e: &DataFusionError) -> &'static str {
         DataFusionError::NotImplemented(_) => "0A000",
         DataFusionError::ArrowError(ae, _) => match ae.as_ref() {
             ArrowError::DivideByZero => "22012",
+            ArrowError::ArithmeticOverflow(_) => "22003",
             ArrowError::CastError(m) if m.contains("overflow") || m.contains("too large") => "22003",
             ArrowError::CastError(_) | ArrowError::ParseError(_) => "22P02",
             ArrowError::ComputeError(m) if m.contains("verflow") => "22003",

@@ -35,6 +35,7 @@ mod limits;
 mod literals;
 pub mod memory;
 mod naming;
+mod overflow;
 pub mod parser;
 mod pg_catalog;
 mod point;
@@ -359,6 +360,7 @@ async fn base_context(
     config.options_mut().execution.time_zone = Some("UTC".to_string());
     let ctx = SessionContext::new_with_config(config);
     literals::register(&ctx);
+    overflow::register(&ctx);
     let db = Arc::new(Database {
         schemas: MemoryCatalogProvider::new(),
         system: Arc::new(hw_catalog::HwCatalogSchema::new(sources, sinks, checkpoints, catalog, dataflow)),

@@ -70,6 +70,10 @@ const QUERIES: &[&str] = &[
     "SELECT id FROM t1 WHERE 0 IN (-3, CASE WHEN f THEN 2 ELSE a END) ORDER BY id",
     "SELECT id, 2 NOT IN (CASE WHEN f THEN 1 ELSE a END, b) FROM t1 ORDER BY id",
     "SELECT 1 / 0",
+    "SELECT 9223372036854775807::bigint + 1",
+    "SELECT 5::int * 1000000000::int",
+    "SELECT (-9223372036854775807)::bigint - 2",
+    "SELECT b * 1000000000000000000 FROM t1 WHERE id = 2",
     "SELECT id FROM t1 WHERE a = 'x'",
     "SELECT no_such_column FROM t1",
 ];
