@@ -40,6 +40,7 @@ pub async fn serve(
         tracing::info!(peer = ?tcp.peer_addr().ok(), sqlstate, "protocol violation: {message}");
         let mut tcp = tcp;
         let _ = tcp.write_all(&super::limits::fatal(sqlstate, &message)).await;
+        let _ = tcp.shutdown().await;
         return Ok(());
     }
     let Some(mut socket) = negotiate_tls::<Prepared>(tcp, tls).await? else {
@@ -51,7 +52,10 @@ pub async fn serve(
     // stays readable once a decode has succeeded).
     match next_frame(&mut socket).await? {
         Flow::Continue => {}
-        Flow::Closed => return Ok(()),
+        Flow::Closed => {
+            let _ = socket.close().await;
+            return Ok(());
+        }
         Flow::Fatal(sqlstate, message) => return goodbye(&mut socket, sqlstate, message).await,
     }
     let mut socket = Framed::from_parts(socket.into_parts());
@@ -67,7 +71,12 @@ pub async fn serve(
         };
         match flow {
             Flow::Continue => {}
-            Flow::Closed => return Ok(()),
+            Flow::Closed => {
+                // An explicit shutdown sends the FIN now: the socket's descriptor is also held
+                // by the disconnect watcher (`peer`), so dropping it alone would not.
+                let _ = socket.close().await;
+                return Ok(());
+            }
             Flow::Fatal(sqlstate, message) => return goodbye(&mut socket, sqlstate, message).await,
         }
     }
