@@ -11,6 +11,7 @@
 #     node-postgres, pgjdbc, pgbench, BI tools' catalog queries, SCRAM and TLS)
 #   - the benchmark suite in quick mode (scripts/bench.sh --quick: tiny sizes, debug build,
 #     every baseline run for real) so the benchmarks cannot rot
+# The randomized oracles and fuzzers run briefly here; scripts/soak.sh runs them long.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib.sh
@@ -31,16 +32,18 @@ apt_install "${need_apt[@]}"
 command -v cargo >/dev/null 2>&1 || { echo "cargo not found: install Rust (https://rustup.rs)" >&2; exit 1; }
 
 start=$(date +%s)
-echo "== cargo fmt --check"
+# Each phase says when it starts (seconds since the start), so a slow CI run shows where.
+phase() { echo "== [$(( $(date +%s) - start ))s] $*"; }
+phase "cargo fmt --check"
 cargo fmt --all -- --check
-echo "== cargo clippy"
+phase "cargo clippy"
 cargo clippy --all-targets --quiet -- -D warnings
-echo "== cargo test"
+phase "cargo test"
 cargo test --quiet 2>&1 | tee /tmp/headwater-cargo-test.log
-echo "== psql smoke test"
+phase "psql smoke test"
 bash scripts/psql_smoke.sh
-echo "== client compatibility suite"
+phase "client compatibility suite"
 bash scripts/clients.sh
-echo "== benchmarks, quick mode"
+phase "benchmarks, quick mode"
 bash scripts/bench.sh --quick
-echo "== all tests passed in $(( $(date +%s) - start ))s"
+phase "all tests passed in $(( $(date +%s) - start ))s"

@@ -451,9 +451,13 @@ fn finish(spec: &AggSpec, acc: &Acc) -> Result<Out> {
             },
         },
         (Acc::Sum { int, float, n }, AggKind::Avg(scale)) => match (scale, out) {
-            (Some(s), DataType::Decimal128(_, ts)) => {
+            (Some(s), DataType::Decimal128(tp, ts)) => {
                 let mul = 10i128.pow((*ts - *s).max(0) as u32);
-                let v = int.checked_mul(mul).ok_or_else(|| out_of_range("avg overflows"))? / *n as i128;
+                let scaled = int.checked_mul(mul).ok_or_else(|| out_of_range("avg overflows"))?;
+                // Rounded half away from zero below precision 38, truncated at 38: what the
+                // query engine's `avg` does (`sql::aggregate_types::RoundedAvg`).
+                let (q, r, n) = (scaled / *n as i128, scaled % *n as i128, *n as i128);
+                let v = if *tp < 38 && r.abs() * 2 >= n { q + scaled.signum() } else { q };
                 match decimal_at(v, *ts, out) {
                     Some(v) => return Ok(v),
                     None => ScalarValue::Decimal128(Some(v), 38, *ts),

@@ -23,6 +23,7 @@
 
 pub mod access;
 pub mod activity;
+mod aggregate_types;
 mod client_queries;
 mod compat;
 mod ddl;
@@ -35,6 +36,7 @@ mod limits;
 mod literals;
 pub mod memory;
 mod naming;
+mod numeric_division;
 mod overflow;
 pub mod parser;
 mod pg_catalog;
@@ -355,10 +357,15 @@ async fn base_context(
     // Plain Utf8 strings: what the state layer stores and what sources produce.
     config.options_mut().sql_parser.map_string_types_to_utf8view = false;
     config.options_mut().sql_parser.enable_ident_normalization = true;
+    // `1.1` is numeric, as in Postgres: `1.1 + 2.2` is exactly 3.3, and `amt * 1.1` on a
+    // NUMERIC column stays exact (a float literal made it a double).
+    config.options_mut().sql_parser.parse_float_as_decimal = true;
     // TIMESTAMPTZ columns and casts are instants in UTC; sessions display them in their own
     // TimeZone at the wire (`pgwire::encode`).
     config.options_mut().execution.time_zone = Some("UTC".to_string());
-    let ctx = SessionContext::new_with_config(config);
+    let mut ctx = SessionContext::new_with_config(config);
+    aggregate_types::register(&mut ctx)?;
+    aggregate_types::register_avg(&ctx);
     literals::register(&ctx);
     overflow::register(&ctx);
     let db = Arc::new(Database {

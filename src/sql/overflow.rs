@@ -5,13 +5,16 @@
 //! DataFusion evaluates `+`, `-` and `*` of integers with Arrow's wrapping kernels.
 //! [`CheckedIntegerArithmetic`], an analyzer rule run after type coercion (so both sides have
 //! one integer type), replaces each such operation with a function calling Arrow's checked
-//! kernel, which fails on overflow; the expression keeps its name. Division already fails on
-//! overflow (`i64::MIN / -1`) and by zero.
+//! kernel, which fails on overflow; the expression keeps its name. Integer division already
+//! fails on overflow (`i64::MIN / -1`) and by zero; float division by zero, `Infinity` in
+//! DataFusion, fails with 22012 as in Postgres; numeric division gets Postgres's precision
+//! ([`super::numeric_division`]).
 
 use std::sync::{Arc, OnceLock};
 
+use datafusion::arrow::array::{Array, ArrayRef, AsArray};
 use datafusion::arrow::compute::kernels::numeric;
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{DataType, Float64Type};
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DFSchema, Result};
@@ -39,6 +42,9 @@ enum Op {
     Add,
     Subtract,
     Multiply,
+    /// Float division, which fails on a zero divisor as Postgres's float8 division does
+    /// (Arrow's kernel answers `Infinity` / `NaN`).
+    Divide,
 }
 
 /// `a op b` of one integer type, failing on overflow.
@@ -54,6 +60,7 @@ impl ScalarUDFImpl for Checked {
             Op::Add => "hw_checked_add",
             Op::Subtract => "hw_checked_subtract",
             Op::Multiply => "hw_checked_multiply",
+            Op::Divide => "hw_checked_divide",
         }
     }
 
@@ -72,15 +79,24 @@ impl ScalarUDFImpl for Checked {
             Op::Add => numeric::add(a, b),
             Op::Subtract => numeric::sub(a, b),
             Op::Multiply => numeric::mul(a, b),
+            Op::Divide => {
+                if divides_by_zero(a, b)? {
+                    return Err(datafusion::error::DataFusionError::ArrowError(
+                        Box::new(datafusion::arrow::error::ArrowError::DivideByZero),
+                        None,
+                    ));
+                }
+                numeric::div(a, b)
+            }
         }?;
         Ok(ColumnarValue::Array(out))
     }
 }
 
 fn udf(op: Op) -> Arc<ScalarUDF> {
-    static UDFS: OnceLock<[Arc<ScalarUDF>; 3]> = OnceLock::new();
+    static UDFS: OnceLock<[Arc<ScalarUDF>; 4]> = OnceLock::new();
     let udfs = UDFS.get_or_init(|| {
-        [Op::Add, Op::Subtract, Op::Multiply].map(|op| {
+        [Op::Add, Op::Subtract, Op::Multiply, Op::Divide].map(|op| {
             Arc::new(ScalarUDF::new_from_impl(Checked { op, signature: Signature::any(2, Volatility::Immutable) }))
         })
     });
@@ -91,6 +107,13 @@ fn is_integer(t: &DataType) -> bool {
     t.is_integer()
 }
 
+/// Whether some row divides a value (not NULL) by zero.
+fn divides_by_zero(a: &ArrayRef, b: &ArrayRef) -> Result<bool> {
+    let b = datafusion::arrow::compute::cast(b, &DataType::Float64)?;
+    let b = b.as_primitive::<Float64Type>();
+    Ok((0..b.len()).any(|i| b.is_valid(i) && b.value(i) == 0.0 && a.is_valid(i)))
+}
+
 /// The checked form of `e` when it is integer `+`, `-` or `*`.
 fn checked(e: &Expr, schema: &DFSchema) -> Option<Expr> {
     let Expr::BinaryExpr(BinaryExpr { left, op, right }) = e else { return None };
@@ -98,10 +121,19 @@ fn checked(e: &Expr, schema: &DFSchema) -> Option<Expr> {
         Operator::Plus => Op::Add,
         Operator::Minus => Op::Subtract,
         Operator::Multiply => Op::Multiply,
+        Operator::Divide => Op::Divide,
         _ => return None,
     };
     let (l, r) = (left.get_type(schema).ok()?, right.get_type(schema).ok()?);
-    if !(is_integer(&l) && l == r) {
+    if op == Op::Divide && super::numeric_division::quotient_type(&l, &r).is_some() {
+        let args = vec![left.as_ref().clone(), right.as_ref().clone()];
+        return Some(Expr::ScalarFunction(ScalarFunction::new_udf(super::numeric_division::udf(), args)));
+    }
+    let wanted = match op {
+        Op::Divide => l.is_floating() && l == r,
+        _ => is_integer(&l) && l == r,
+    };
+    if !wanted {
         return None;
     }
     Some(Expr::ScalarFunction(ScalarFunction::new_udf(udf(op), vec![left.as_ref().clone(), right.as_ref().clone()])))

@@ -6,14 +6,64 @@
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    BinaryOperator, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, LimitClause, ObjectName, Query,
-    SelectItem, SetExpr, SetOperator, SetQuantifier, Statement, UnaryOperator, VisitMut, VisitorMut,
+    BinaryOperator, CastKind, DataType, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, LimitClause,
+    ObjectName, Query, SelectItem, SetExpr, SetOperator, SetQuantifier, Statement, UnaryOperator, Value, VisitMut,
+    VisitorMut,
 };
 
 /// Statement-level rewrites: `FETCH FIRST n ROWS ONLY`, `EXCEPT ALL` / `INTERSECT ALL`.
 pub fn statement(stmt: &mut Statement) {
     let _ = stmt.visit(&mut FetchAsLimit);
     let _ = stmt.visit(&mut MultisetOperations);
+    let _ = datafusion::sql::sqlparser::ast::visit_expressions_mut(stmt, |e| {
+        let Expr::Value(v) = e else { return ControlFlow::<()>::Continue(()) };
+        let Value::Number(text, _) = &mut v.value else { return ControlFlow::Continue(()) };
+        let exponent = text.contains(['e', 'E']);
+        if let Some(plain) = plain_decimal(text) {
+            *text = plain;
+        } else if exponent || (text.contains('.') && text.chars().filter(char::is_ascii_digit).count() > 38) {
+            // Past 38 digits (`1e308`, `1e-30`): a double, the widest type there is here.
+            *e = Expr::Cast {
+                kind: CastKind::DoubleColon,
+                expr: Box::new(Expr::value(Value::SingleQuotedString(text.clone()))),
+                data_type: DataType::DoublePrecision,
+                array: false,
+                format: None,
+            };
+        }
+        ControlFlow::Continue(())
+    });
+}
+
+/// `1.5e-2` → `0.015`, `1e3` → `1000`: numeric literals with an exponent written out, as
+/// Postgres reads them (numeric, exact). DataFusion's decimal parsing of literals
+/// (`parse_float_as_decimal`) mis-scales exponents ("Scale 4294967293 exceeds maximum
+/// precision"). `None` for text without an exponent, or whose plain form would need more
+/// than 38 digits (those become doubles: Postgres's numeric goes further than Arrow's
+/// 38-digit decimals).
+pub fn plain_decimal(text: &str) -> Option<String> {
+    let (mantissa, exponent) = text.split_once(['e', 'E'])?;
+    let exponent: i64 = exponent.parse().ok()?;
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    if !(int.chars().chain(frac.chars()).all(|c| c.is_ascii_digit())) || int.len() + frac.len() == 0 {
+        return None;
+    }
+    // All digits, and where the point goes after shifting by the exponent.
+    let digits = format!("{int}{frac}");
+    let point = int.len() as i64 + exponent;
+    if !(-38..=38).contains(&point) || digits.len() > 38 {
+        return None;
+    }
+    let (whole, fraction) = if point <= 0 {
+        (String::from("0"), format!("{}{digits}", "0".repeat((-point) as usize)))
+    } else if point as usize >= digits.len() {
+        (format!("{digits}{}", "0".repeat(point as usize - digits.len())), String::new())
+    } else {
+        (digits[..point as usize].to_string(), digits[point as usize..].to_string())
+    };
+    let whole = whole.trim_start_matches('0');
+    let whole = if whole.is_empty() { "0" } else { whole };
+    Some(if fraction.is_empty() { whole.to_string() } else { format!("{whole}.{fraction}") })
 }
 
 /// `EXCEPT ALL` / `INTERSECT ALL` keep duplicates as multisets: a row that is m times on the
@@ -218,6 +268,7 @@ fn row_null_test(e: &Expr) -> Option<Expr> {
 
 #[cfg(test)]
 mod tests {
+    use super::plain_decimal;
     use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
     use datafusion::sql::sqlparser::parser::Parser;
 
@@ -225,6 +276,23 @@ mod tests {
         let mut stmt = Parser::parse_sql(&PostgreSqlDialect {}, sql).unwrap().remove(0);
         super::super::compat::rewrite_statement(&mut stmt);
         stmt.to_string()
+    }
+
+    #[test]
+    fn exponents_are_written_out() {
+        assert_eq!(plain_decimal("1.5e-2").as_deref(), Some("0.015"));
+        assert_eq!(plain_decimal("1e3").as_deref(), Some("1000"));
+        assert_eq!(plain_decimal("2.5E+1").as_deref(), Some("25"));
+        assert_eq!(plain_decimal("12.345e1").as_deref(), Some("123.45"));
+        assert_eq!(plain_decimal("0.5e0").as_deref(), Some("0.5"));
+        assert_eq!(plain_decimal(".5e1").as_deref(), Some("5"));
+        assert_eq!(plain_decimal("1.5"), None);
+        assert_eq!(plain_decimal("1e400"), None);
+        assert_eq!(rewritten("SELECT 1.5e-2 * x FROM t"), "SELECT 0.015 * x FROM t");
+        assert_eq!(
+            rewritten("SELECT 1e308, 1e-30"),
+            "SELECT '1e308'::DOUBLE PRECISION, 0.000000000000000000000000000001"
+        );
     }
 
     #[test]
