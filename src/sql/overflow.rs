@@ -148,9 +148,12 @@ impl AnalyzerRule for CheckedIntegerArithmetic {
                 schema.merge(input.schema());
             }
             let names = NamePreserver::new(&node);
+            // Top-down: each `checked` types the original operands (cheap for operators),
+            // not the replaced ones, whose type comes from their names — quadratic per node
+            // and cubic over a 500-term sum (57 s in a debug build; 4 s top-down).
             node.map_expressions(|e| {
                 let name = names.save(&e);
-                e.transform_up(|e| Ok(checked(&e, &schema).map_or_else(|| Transformed::no(e), Transformed::yes)))
+                e.transform_down(|e| Ok(checked(&e, &schema).map_or_else(|| Transformed::no(e), Transformed::yes)))
                     .map(|t| t.update_data(|e| name.restore(e)))
             })
         })
