@@ -193,7 +193,7 @@ async fn run() {
     engine.dataflow().remove_tap(u64::MAX - 7);
 
     // The views must hold every row (a fast wrong answer is worthless).
-    let count: i64 = c.query_one("SELECT sum(n) FROM per_k", &[]).await.unwrap().get(0);
+    let count: i64 = c.query_one("SELECT sum(n)::BIGINT FROM per_k", &[]).await.unwrap().get(0);
     assert_eq!(count as u64, total, "per_k misses rows");
 
     let body = format!(

@@ -25,9 +25,11 @@ use super::join::{Join, Side};
 use super::operator::{nullable, Constant, Filter, Operator, Project, Scan, Union};
 use super::temporal::{bound, calls_mz_now, TemporalFilter, MZ_NOW};
 use super::topk::{SortKey, TopK};
+use super::unnest::Unnest;
 use super::window::Window;
 use crate::error::{Error, Result};
 use crate::sql::provider::LocalTable;
+use datafusion::physical_plan::unnest::ListUnnest;
 
 mod grouping;
 use crate::state::TableState;
@@ -335,7 +337,15 @@ fn node(plan: &LogicalPlan, tables: &mut Vec<Arc<TableState>>) -> Result<Box<dyn
             Box::new(Constant { rows, schema })
         }
         LogicalPlan::RecursiveQuery(_) => return Err(refuse("WITH RECURSIVE")),
-        LogicalPlan::Unnest(_) => return Err(refuse("UNNEST")),
+        LogicalPlan::Unnest(u) => {
+            let lists = u
+                .list_type_columns
+                .iter()
+                .map(|(index, list)| ListUnnest { index_in_input_schema: *index, depth: list.depth })
+                .collect();
+            let input = node(&u.input, tables)?;
+            Box::new(Unnest::new(input, lists, u.struct_type_columns.clone(), u.options.clone(), arrow_schema(plan)))
+        }
         other => return Err(refuse(format!("{} plans", node_name(other)))),
     })
 }

@@ -16,7 +16,7 @@
 //!    the same lock ([`Dataflow::pin`]): one commit is one epoch, and a query sees whole
 //!    epochs only (`docs/consistency.md`).
 //!
-//! The operators ([`operator`], [`join`], [`aggregate`], [`topk`]) are compiled from DataFusion's
+//! The operators ([`operator`], [`join`], [`aggregate`], [`topk`], [`window`], [`unnest`], ...) are compiled from DataFusion's
 //! optimized `LogicalPlan` ([`compile`]); expressions are DataFusion `PhysicalExpr`s evaluated
 //! on the change batches. Each operator documents its delta rule and is tested against
 //! recomputing its SQL with DataFusion (`tests/integration/views_oracle.rs`).
@@ -37,6 +37,7 @@ pub mod sorted;
 pub mod tap;
 pub mod temporal;
 pub mod topk;
+pub mod unnest;
 pub mod window;
 
 use std::collections::HashMap;

@@ -74,6 +74,8 @@ const VIEWS: &[(&str, &str)] = &[
     ),
     // DISTINCT ON: the first row of each group by the ORDER BY (a top-1 per partition).
     ("v_distinct_on", "SELECT DISTINCT ON (k) k, id, v FROM a ORDER BY k, v DESC NULLS LAST, id"),
+    ("v_unnest", "SELECT id, unnest(ARRAY[k, v, k + v]) AS e FROM a WHERE v IS NOT NULL"),
+    ("v_unnest_agg", "SELECT e, count(*) AS n FROM (SELECT unnest(ARRAY[k, w]) AS e FROM b) t GROUP BY e"),
     ("v_distinct_on_expr", "SELECT DISTINCT ON (k % 2) id, w FROM b ORDER BY k % 2, w NULLS FIRST, id DESC"),
     ("v_rank_global", "SELECT id, rn FROM (SELECT id, row_number() OVER (ORDER BY id DESC) AS rn FROM b) t WHERE rn < 3"),
     // Window functions (`dataflow::window`): every partition a change touches is evaluated
