@@ -52,6 +52,7 @@ mod sources;
 mod to_char;
 mod transaction;
 pub mod users;
+mod using_joins;
 mod views;
 
 use std::sync::Arc;

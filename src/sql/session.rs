@@ -190,6 +190,7 @@ impl Session {
         let mut stmt = stmt.clone();
         // RETURNING and ON CONFLICT are Headwater's to run (`dml_clauses`).
         super::dml_clauses::take_clauses(&mut stmt)?;
+        super::using_joins::rewrite(&mut stmt, &self.ctx).await;
         super::naming::name_output_columns(&mut stmt);
         Ok(state.statement_to_plan(DfStatement::Statement(Box::new(stmt))).await?)
     }

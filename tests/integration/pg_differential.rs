@@ -70,6 +70,15 @@ const QUERIES: &[&str] = &[
     "SELECT id FROM t1 WHERE 0 IN (-3, CASE WHEN f THEN 2 ELSE a END) ORDER BY id",
     "SELECT id, 2 NOT IN (CASE WHEN f THEN 1 ELSE a END, b) FROM t1 ORDER BY id",
     "SELECT 1 / 0",
+    // USING / NATURAL joins: the merged column first in `*`, from the right side for RIGHT
+    // joins and COALESCE of both for FULL joins.
+    "SELECT * FROM t1 JOIN t2 USING (id) ORDER BY id",
+    "SELECT * FROM t1 LEFT JOIN t2 USING (id) ORDER BY id",
+    "SELECT * FROM t1 RIGHT JOIN t2 USING (id) ORDER BY id",
+    "SELECT * FROM t1 FULL JOIN t2 USING (id) ORDER BY id",
+    "SELECT id, t1.s, t2.c FROM t1 FULL JOIN t2 USING (id) WHERE id > 1 ORDER BY id",
+    "SELECT * FROM t1 NATURAL FULL JOIN t2 ORDER BY id, a, s",
+    "SELECT a, count(*) FROM t1 RIGHT JOIN t2 USING (a) GROUP BY a ORDER BY a",
     // Numeric literals, exact arithmetic, Postgres's aggregate types and division digits.
     "SELECT 1.1 + 2.2, 0.1 + 0.2 = 0.3, 2.50 * 1.1, 10.0 - 0.25, 1e3, 1.5e-2, 2.5E+1",
     "SELECT id, a * 1.5, b + 0.25, b > 15.5 FROM t1 ORDER BY id",
