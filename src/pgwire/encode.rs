@@ -177,11 +177,13 @@ pub fn response(result: QueryResult, format: &Format, session: &Session) -> PgWi
         QueryResult::Rows { schema, stream } => {
             let options = format_options(session);
             let options_zone = options.time_zone.clone();
+            let options_zone_shortest = options.extra_float_digits >= 1;
             let shown = in_time_zone(&schema, &options.time_zone);
             let schema = shown.clone().unwrap_or(schema);
             let fields = Arc::new(arrow_schema_to_pg_fields(&schema, format, Some(Arc::new(options)))?);
             let row_fields = fields.clone();
-            let fixes: Arc<[TextFix]> = fields.iter().map(TextFix::of).collect();
+            let shortest = options_zone_shortest;
+            let fixes: Arc<[TextFix]> = fields.iter().map(|f| TextFix::of(f, shortest)).collect();
             let fix_text = fixes.iter().any(|f| *f != TextFix::None);
             let text_tz: Arc<[bool]> =
                 fields.iter().map(|f| f.format() == FieldFormat::Text && *f.datatype() == Type::TIMESTAMPTZ).collect();
@@ -243,19 +245,29 @@ pub fn response(result: QueryResult, format: &Format, session: &Session) -> PgWi
 enum TextFix {
     None,
     /// pgwire writes `inf`/`-inf`; Postgres (and JDBC's parser) write `Infinity`/`-Infinity`.
-    Float,
+    /// With `extra_float_digits` ≥ 1 (the default) pgwire writes Rust's shortest form
+    /// (`2.0`, `1e16`, `0.00001`); Postgres writes the same digits as `printf`'s `%g` would
+    /// place them (`2`, `1e+16`, `1e-05`): fixed notation for decimal exponents from −4
+    /// below 15 (float4: below 6), else `d.ddde±XX` ([`postgres_float`]).
+    Float {
+        /// The decimal exponent from which Postgres writes scientific notation.
+        scientific_from: i32,
+        /// Whether the digits are the shortest form (`extra_float_digits` ≥ 1).
+        shortest: bool,
+    },
     /// pgwire always writes six fractional digits (`12:34:56.000000`); Postgres drops trailing
     /// zeros and a bare dot (`12:34:56`, `03:04:05.5+00`), and some drivers compare text.
     Time,
 }
 
 impl TextFix {
-    fn of(field: &pgwire::api::results::FieldInfo) -> Self {
+    fn of(field: &pgwire::api::results::FieldInfo, shortest: bool) -> Self {
         if field.format() != FieldFormat::Text {
             return TextFix::None;
         }
         match *field.datatype() {
-            Type::FLOAT4 | Type::FLOAT8 => TextFix::Float,
+            Type::FLOAT4 => TextFix::Float { scientific_from: 6, shortest },
+            Type::FLOAT8 => TextFix::Float { scientific_from: 15, shortest },
             // (timestamptz text is written by `timestamptz_text`.)
             Type::TIME | Type::TIMESTAMP => TextFix::Time,
             _ => TextFix::None,
@@ -264,8 +276,16 @@ impl TextFix {
 
     fn apply<'a>(self, value: &'a [u8], scratch: &'a mut Vec<u8>) -> &'a [u8] {
         match (self, value) {
-            (TextFix::Float, b"inf") => b"Infinity",
-            (TextFix::Float, b"-inf") => b"-Infinity",
+            (TextFix::Float { .. }, b"inf") => b"Infinity",
+            (TextFix::Float { .. }, b"-inf") => b"-Infinity",
+            (TextFix::Float { scientific_from, shortest: true }, v) => match postgres_float(v, scientific_from) {
+                Some(text) => {
+                    scratch.clear();
+                    scratch.extend_from_slice(text.as_bytes());
+                    scratch
+                }
+                None => v,
+            },
             (TextFix::Time, v) => match v.iter().position(|b| *b == b'.') {
                 Some(dot) => {
                     let digits = v[dot + 1..].iter().take_while(|b| b.is_ascii_digit()).count();
@@ -282,10 +302,50 @@ impl TextFix {
     }
 }
 
+/// A float's shortest digits (`2.0`, `1e16`, `1.5e-5`, `-0.0`) as Postgres writes them
+/// (`2`, `1e+16`, `1.5e-05`, `-0`), scientific from decimal exponent `scientific_from`;
+/// `None` when `text` is not a finite number.
+fn postgres_float(text: &[u8], scientific_from: i32) -> Option<String> {
+    let text = std::str::from_utf8(text).ok()?;
+    let (negative, text) = text.strip_prefix('-').map_or((false, text), |t| (true, t));
+    if !text.starts_with(|c: char| c.is_ascii_digit()) {
+        return None;
+    }
+    let (mantissa, exponent) = match text.split_once(['e', 'E']) {
+        Some((m, e)) => (m, e.parse::<i32>().ok()?),
+        None => (text, 0),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    // The value is 0.DIGITS × 10^point.
+    let all = format!("{int}{frac}");
+    let significant = all.trim_start_matches('0');
+    let point = int.len() as i32 + exponent - (all.len() - significant.len()) as i32;
+    let digits = significant.trim_end_matches('0');
+    let sign = if negative { "-" } else { "" };
+    if digits.is_empty() {
+        return Some(format!("{sign}0"));
+    }
+    let e = point - 1;
+    let body = if e < -4 || e >= scientific_from {
+        let (first, rest) = digits.split_at(1);
+        let mantissa = if rest.is_empty() { first.to_string() } else { format!("{first}.{rest}") };
+        format!("{mantissa}e{}{:02}", if e < 0 { '-' } else { '+' }, e.abs())
+    } else if point <= 0 {
+        format!("0.{}{digits}", "0".repeat((-point) as usize))
+    } else if point as usize >= digits.len() {
+        format!("{digits}{}", "0".repeat(point as usize - digits.len()))
+    } else {
+        format!("{}.{}", &digits[..point as usize], &digits[point as usize..])
+    };
+    Some(format!("{sign}{body}"))
+}
+
 /// Rewrites the fields of a text row that [`TextFix`] names.
 fn postgres_text(row: DataRow, fixes: &[TextFix]) -> DataRow {
-    // Floats only need fixing when infinite: leave the other rows untouched (no copy).
-    if !fixes.contains(&TextFix::Time) && !row.data.windows(3).any(|w| w == b"inf") {
+    // Floats in their shortest form always need it; otherwise only when infinite: leave the
+    // other rows untouched (no copy).
+    let shortest = fixes.iter().any(|f| matches!(f, TextFix::Float { shortest: true, .. }));
+    if !shortest && !fixes.contains(&TextFix::Time) && !row.data.windows(3).any(|w| w == b"inf") {
         return row;
     }
     let mut out = BytesMut::with_capacity(row.data.len());
@@ -333,7 +393,30 @@ mod tests {
         assert_eq!(TextFix::Time.apply(b"12:34:56.000000", &mut s), b"12:34:56");
         assert_eq!(TextFix::Time.apply(b"1999-12-31 23:59:59.500000+00", &mut s), b"1999-12-31 23:59:59.5+00");
         assert_eq!(TextFix::Time.apply(b"2024-01-02 03:04:05.123456", &mut s), b"2024-01-02 03:04:05.123456");
-        assert_eq!(TextFix::Float.apply(b"-inf", &mut s), b"-Infinity");
-        assert_eq!(TextFix::Float.apply(b"1.5", &mut s), b"1.5");
+        let float8 = TextFix::Float { scientific_from: 15, shortest: true };
+        let float4 = TextFix::Float { scientific_from: 6, shortest: true };
+        assert_eq!(float8.apply(b"-inf", &mut s), b"-Infinity");
+        // Postgres's float8out / float4out (psql: SELECT 2::float8, 1e16::float8, ...).
+        for (ryu, want) in [
+            ("1.5", "1.5"),
+            ("2.0", "2"),
+            ("10000000000.0", "10000000000"),
+            ("1e16", "1e+16"),
+            ("1000000000000000.0", "1e+15"),
+            ("100000000000000.0", "100000000000000"),
+            ("1e-5", "1e-05"),
+            ("0.0001", "0.0001"),
+            ("1.2345e-7", "1.2345e-07"),
+            ("-0.0", "-0"),
+            ("0.0", "0"),
+            ("-1.25", "-1.25"),
+            ("1.7976931348623157e308", "1.7976931348623157e+308"),
+            ("NaN", "NaN"),
+        ] {
+            assert_eq!(std::str::from_utf8(float8.apply(ryu.as_bytes(), &mut s)).unwrap(), want, "{ryu}");
+        }
+        assert_eq!(float4.apply(b"100000.0", &mut s), b"100000");
+        assert_eq!(float4.apply(b"1000000.0", &mut s), b"1e+06");
+        assert_eq!(float4.apply(b"3.0", &mut s), b"3");
     }
 }

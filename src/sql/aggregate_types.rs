@@ -243,3 +243,81 @@ impl GroupsAccumulator for RoundedGroups {
         self.inner.size()
     }
 }
+
+/// `min` / `max` as DataFusion's, except that over floats they are grouped with the
+/// row-at-a-time accumulator: DataFusion's grouped float accumulator mishandles NaN
+/// (`{-1.25, NaN, 1e10}` grouped gave min 1e10 and max 1e10), while its plain one orders NaN
+/// above every number as Postgres does (min −1.25, max NaN). Other types keep the grouped
+/// accumulator.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct NanSafe<T>(T);
+
+/// Registers `min` and `max` as [`NanSafe`] in `ctx`, replacing DataFusion's.
+pub fn register_min_max(ctx: &SessionContext) {
+    use datafusion::functions_aggregate::min_max::{Max, Min};
+    ctx.register_udaf(AggregateUDF::new_from_impl(NanSafe(Min::new())));
+    ctx.register_udaf(AggregateUDF::new_from_impl(NanSafe(Max::new())));
+}
+
+impl<T: AggregateUDFImpl + PartialEq + Eq + std::hash::Hash> AggregateUDFImpl for NanSafe<T> {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+
+    fn signature(&self) -> &Signature {
+        self.0.signature()
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        self.0.return_type(arg_types)
+    }
+
+    fn accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        self.0.accumulator(args)
+    }
+
+    fn groups_accumulator_supported(&self, args: AccumulatorArgs) -> bool {
+        let float = args.expr_fields.first().is_some_and(|f| f.data_type().is_floating());
+        !float && self.0.groups_accumulator_supported(args)
+    }
+
+    fn create_groups_accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn GroupsAccumulator>> {
+        self.0.create_groups_accumulator(args)
+    }
+
+    fn create_sliding_accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn Accumulator>> {
+        self.0.create_sliding_accumulator(args)
+    }
+
+    fn is_descending(&self) -> Option<bool> {
+        self.0.is_descending()
+    }
+
+    fn order_sensitivity(&self) -> datafusion::logical_expr::utils::AggregateOrderSensitivity {
+        self.0.order_sensitivity()
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        self.0.coerce_types(arg_types)
+    }
+
+    fn reverse_expr(&self) -> ReversedUDAF {
+        self.0.reverse_expr()
+    }
+
+    fn value_from_stats(&self, args: &datafusion::logical_expr::StatisticsArgs) -> Option<ScalarValue> {
+        self.0.value_from_stats(args)
+    }
+
+    fn documentation(&self) -> Option<&Documentation> {
+        self.0.documentation()
+    }
+
+    fn set_monotonicity(&self, data_type: &DataType) -> datafusion::logical_expr::SetMonotonicity {
+        self.0.set_monotonicity(data_type)
+    }
+
+    fn aliases(&self) -> &[String] {
+        self.0.aliases()
+    }
+}

@@ -367,6 +367,7 @@ async fn base_context(
     let mut ctx = SessionContext::new_with_config(config);
     aggregate_types::register(&mut ctx)?;
     aggregate_types::register_avg(&ctx);
+    aggregate_types::register_min_max(&ctx);
     literals::register(&ctx);
     overflow::register(&ctx);
     let db = Arc::new(Database {

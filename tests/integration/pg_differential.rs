@@ -89,6 +89,10 @@ const QUERIES: &[&str] = &[
     "SELECT 1 / 3.0, 2.0 / 3, -2 / 3.0",
     "SELECT 1.0 / 0",
     "SELECT 1.0 / 0.0::float8",
+    // Floats as float8out / float4out write them; NaN is above every number in min/max.
+    "SELECT 2::float8, 1e10::float8, 1e16::float8, 1e-5::float8, 0.1::float8 + 0.2::float8, 1e6::real, 3::real",
+    "SELECT g, min(x), max(x) FROM (VALUES (1, -1.25::float8), (1, 'NaN'), (1, 1e10), (2, 'NaN'), (3, '-Infinity')) v(g, x) GROUP BY g ORDER BY g",
+    "SELECT min(x), max(x) FROM (VALUES (-1.25::float8), ('NaN'), (1e10)) v(x)",
     "SELECT 9223372036854775807::bigint + 1",
     "SELECT 5::int * 1000000000::int",
     "SELECT (-9223372036854775807)::bigint - 2",
