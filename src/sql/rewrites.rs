@@ -21,8 +21,12 @@ pub fn statement(stmt: &mut Statement) {
         let exponent = text.contains(['e', 'E']);
         if let Some(plain) = plain_decimal(text) {
             *text = plain;
-        } else if exponent || (text.contains('.') && text.chars().filter(char::is_ascii_digit).count() > 38) {
-            // Past 38 digits (`1e308`, `1e-30`): a double, the widest type there is here.
+        } else if (exponent || (text.contains('.') && text.chars().filter(char::is_ascii_digit).count() > 38))
+            && fits_a_double(text)
+        {
+            // Past 38 digits (`1e308`): a double, the widest type there is here. Past a
+            // double's range (`1e400`, `1e-400`) it stays as written and is refused (0A000)
+            // rather than read as Infinity or 0.
             *e = Expr::Cast {
                 kind: CastKind::DoubleColon,
                 expr: Box::new(Expr::value(Value::SingleQuotedString(text.clone()))),
@@ -33,6 +37,12 @@ pub fn statement(stmt: &mut Statement) {
         }
         ControlFlow::Continue(())
     });
+}
+
+/// Whether `text` reads as a finite double, and as zero only when it is zero.
+fn fits_a_double(text: &str) -> bool {
+    let zero = !text.split(['e', 'E']).next().unwrap_or("").chars().any(|c| c.is_ascii_digit() && c != '0');
+    text.parse::<f64>().is_ok_and(|v| v.is_finite() && (v != 0.0 || zero))
 }
 
 /// `1.5e-2` → `0.015`, `1e3` → `1000`: numeric literals with an exponent written out, as
@@ -288,6 +298,7 @@ mod tests {
         assert_eq!(plain_decimal(".5e1").as_deref(), Some("5"));
         assert_eq!(plain_decimal("1.5"), None);
         assert_eq!(plain_decimal("1e400"), None);
+        assert_eq!(rewritten("SELECT 1e400, 1e-400"), "SELECT 1e400, 1e-400");
         assert_eq!(rewritten("SELECT 1.5e-2 * x FROM t"), "SELECT 0.015 * x FROM t");
         assert_eq!(
             rewritten("SELECT 1e308, 1e-30"),
