@@ -45,8 +45,10 @@
 
 pub mod alloc;
 pub mod catalog;
+pub mod change;
 pub mod dataflow;
 pub mod error;
+pub mod ident;
 pub mod metrics;
 pub mod pgwire;
 pub mod server;

@@ -20,8 +20,9 @@ use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::{Array, Int64Array};
 use headwater::catalog::{Namespace, Relation};
-use headwater::dataflow::tap::{CommitOrigin, Tap};
-use headwater::dataflow::ChangeBatch;
+use headwater::change::ChangeBatch;
+use headwater::change::CommitOrigin;
+use headwater::dataflow::tap::Tap;
 use headwater::state::WriteBatch;
 use headwater::{Config, Server};
 use mariadb::MariaDb;

@@ -15,7 +15,7 @@ use datafusion::arrow::array::{ArrayRef, Int64Array, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
 use headwater::catalog::Namespace;
-use headwater::dataflow::ChangeBatch;
+use headwater::change::ChangeBatch;
 use headwater::sql::Engine;
 use headwater::state::{CheckpointedStore, WriteBatch};
 

@@ -21,7 +21,7 @@ use std::time::Instant;
 use datafusion::arrow::array::{ArrayRef, Int64Array, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
-use headwater::dataflow::{ApplyMode, ChangeBatch};
+use headwater::change::{ApplyMode, ChangeBatch};
 use headwater::state::checkpoint::ImageCut;
 use headwater::state::datadir::{DataDir, FORMAT_FJALL};
 use headwater::state::fjall_store::FjallStore;

@@ -20,7 +20,7 @@ use datafusion::arrow::array::{ArrayRef, Int64Array, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
 use headwater::catalog::{Namespace, Relation};
-use headwater::dataflow::ChangeBatch;
+use headwater::change::ChangeBatch;
 use headwater::sql::Engine;
 use headwater::state::{CheckpointedStore, MemoryStore, TableState, WriteBatch};
 use rdkafka::mocking::MockCluster;
@@ -153,7 +153,7 @@ pub fn main() {
             let mut weights = vec![-1; chunk.len()];
             weights.extend(vec![1; chunk.len()]);
             let data = datafusion::arrow::compute::concat_batches(&old.schema(), [&old, &new]).unwrap();
-            let change = ChangeBatch { data, weights, mode: headwater::dataflow::ApplyMode::Upsert };
+            let change = ChangeBatch { data, weights, mode: headwater::change::ApplyMode::Upsert };
             engine.dataflow().commit(&[(t.as_ref(), &change)], WriteBatch::default()).unwrap();
         }
         let target = n as u64 + (COMMITS * DELTA) as u64;

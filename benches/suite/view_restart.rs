@@ -24,7 +24,7 @@ use std::time::Instant;
 use datafusion::arrow::array::{ArrayRef, Int64Array, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
-use headwater::dataflow::ChangeBatch;
+use headwater::change::ChangeBatch;
 use headwater::sql::{Engine, QueryResult};
 use headwater::state::fjall_store::FjallStore;
 use headwater::state::{keys, CheckpointedStore, StateStore, WriteBatch};

@@ -19,7 +19,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use headwater::catalog::Namespace;
-use headwater::dataflow::ChangeBatch;
+use headwater::change::ChangeBatch;
 use headwater::sql::{Engine, QueryResult};
 use headwater::state::{CheckpointedStore, MemoryStore, WriteBatch};
 use report::Stats;

@@ -22,8 +22,34 @@ use datafusion::catalog::TableProvider;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::sql::parser::ObjectType;
 use crate::state::{keys, StateStore, TableState, WriteBatch};
+
+/// The kinds of catalog objects a user can name in SHOW / DROP / SHOW CREATE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectType {
+    Table,
+    View,
+    MaterializedView,
+    Source,
+    Sink,
+    Connection,
+    Secret,
+}
+
+impl ObjectType {
+    /// The SQL spelling, as in `DROP <kind>`.
+    pub fn sql_name(self) -> &'static str {
+        match self {
+            ObjectType::Table => "TABLE",
+            ObjectType::View => "VIEW",
+            ObjectType::MaterializedView => "MATERIALIZED VIEW",
+            ObjectType::Source => "SOURCE",
+            ObjectType::Sink => "SINK",
+            ObjectType::Connection => "CONNECTION",
+            ObjectType::Secret => "SECRET",
+        }
+    }
+}
 
 /// Which namespace a name lives in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

@@ -35,7 +35,7 @@ use datafusion::scalar::ScalarValue;
 use super::durable::{Dirty, OperatorState};
 use super::errors::{screen, ErrorDelta};
 use super::operator::{conform, evaluate, indent, Deltas, Operator};
-use super::{ApplyMode, ChangeBatch, FastMap};
+use crate::change::{ApplyMode, ChangeBatch, FastMap};
 use crate::error::{Error, Result};
 
 mod saved;

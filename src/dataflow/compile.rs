@@ -11,6 +11,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{new_empty_array, ArrayRef, RecordBatch, RecordBatchOptions};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::default_table_source::source_as_provider;
+use datafusion::catalog::TableProvider;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::{DFSchema, JoinType, NullEquality};
 use datafusion::execution::context::ExecutionProps;
@@ -18,6 +19,7 @@ use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext
 use datafusion::logical_expr::{Distinct, Expr, LogicalPlan, Volatility};
 use datafusion::physical_expr::expressions::{lit, Column};
 use datafusion::physical_expr::{create_physical_expr, PhysicalExpr};
+use datafusion::physical_plan::unnest::ListUnnest;
 use datafusion::scalar::ScalarValue;
 
 use super::aggregate::{AggKind, Aggregate};
@@ -28,11 +30,9 @@ use super::topk::{SortKey, TopK};
 use super::unnest::Unnest;
 use super::window::Window;
 use crate::error::{Error, Result};
-use crate::sql::provider::LocalTable;
-use datafusion::physical_plan::unnest::ListUnnest;
+use crate::state::TableState;
 
 mod grouping;
-use crate::state::TableState;
 
 fn refuse(what: impl Into<String>) -> Error {
     Error::FeatureNotSupported(format!("{} in a materialized view", what.into()))
@@ -81,11 +81,27 @@ pub fn check_maintainable(plan: &LogicalPlan) -> Result<()> {
 /// A compiled view: its operator tree and the stored relations (tables, views) it reads.
 pub type Compiled = (Box<dyn Operator>, Vec<Arc<TableState>>);
 
+/// How the compiler finds the stored rows behind a scan. The query layer owns the DataFusion
+/// table providers (`sql::provider`); the dataflow knows only [`TableState`]s, so the layer
+/// that builds the plans says which state a provider reads (`None`: not a stored relation,
+/// such as a system table, which no view can maintain).
+pub trait ScanResolver: Send + Sync {
+    /// The stored relation whose rows `provider` serves.
+    fn table_state(&self, provider: &dyn TableProvider) -> Option<Arc<TableState>>;
+}
+
+/// What compiling one plan collects: the relations it reads, and how to find them.
+pub(super) struct Inputs<'a> {
+    resolver: &'a dyn ScanResolver,
+    tables: Vec<Arc<TableState>>,
+}
+
 /// The operator tree for `plan` and the stored relations it reads.
-pub fn compile(plan: &LogicalPlan) -> Result<Compiled> {
-    let mut tables = Vec::new();
+pub fn compile(plan: &LogicalPlan, resolver: &dyn ScanResolver) -> Result<Compiled> {
+    let mut inputs = Inputs { resolver, tables: Vec::new() };
     let plan = super::scalar_subquery::as_joins(plan.clone())?;
-    let root = node(&plan, &mut tables)?;
+    let root = node(&plan, &mut inputs)?;
+    let mut tables = inputs.tables;
     tables.sort_by_key(|t: &Arc<TableState>| t.id());
     tables.dedup_by_key(|t| t.id());
     Ok((root, tables))
@@ -94,20 +110,20 @@ pub fn compile(plan: &LogicalPlan) -> Result<Compiled> {
 /// The stored relation `plan` reads and which of its columns each output column is, when
 /// `plan` only selects columns of it (a scan under plain-column projections and aliases):
 /// its rows are then the relation's rows, one for one.
-fn table_columns(plan: &LogicalPlan) -> Option<(Arc<TableState>, Vec<usize>)> {
+fn table_columns(plan: &LogicalPlan, resolver: &dyn ScanResolver) -> Option<(Arc<TableState>, Vec<usize>)> {
     match plan {
         LogicalPlan::TableScan(scan) if scan.fetch.is_none() => {
             let provider = source_as_provider(&scan.source).ok()?;
-            let state = provider.downcast_ref::<LocalTable>()?.state().clone();
+            let state = resolver.table_state(provider.as_ref())?;
             let columns = match &scan.projection {
                 Some(p) => p.clone(),
                 None => (0..scan.projected_schema.fields().len()).collect(),
             };
             Some((state, columns))
         }
-        LogicalPlan::SubqueryAlias(a) => table_columns(&a.input),
+        LogicalPlan::SubqueryAlias(a) => table_columns(&a.input, resolver),
         LogicalPlan::Projection(p) => {
-            let (state, inner) = table_columns(&p.input)?;
+            let (state, inner) = table_columns(&p.input, resolver)?;
             let columns = p
                 .expr
                 .iter()
@@ -147,20 +163,19 @@ fn arrow_schema(plan: &LogicalPlan) -> SchemaRef {
     nullable(plan.schema().as_arrow())
 }
 
-fn node(plan: &LogicalPlan, tables: &mut Vec<Arc<TableState>>) -> Result<Box<dyn Operator>> {
+fn node(plan: &LogicalPlan, tables: &mut Inputs) -> Result<Box<dyn Operator>> {
     Ok(match plan {
         LogicalPlan::TableScan(scan) => {
             if scan.fetch.is_some() {
                 return Err(refuse("LIMIT"));
             }
             let provider = source_as_provider(&scan.source)?;
-            let Some(local) = provider.downcast_ref::<LocalTable>() else {
+            let Some(state) = tables.resolver.table_state(provider.as_ref()) else {
                 return Err(refuse(format!("reading the system table {}", scan.table_name)));
             };
-            let state = local.state().clone();
             let name = scan.table_name.to_string();
             let table = state.id();
-            tables.push(state);
+            tables.tables.push(state);
             // Pushed-down filters are inexact, so DataFusion keeps them in a Filter above.
             Box::new(Scan { table, name, projection: scan.projection.clone(), schema: arrow_schema(plan) })
         }
@@ -300,7 +315,7 @@ fn node(plan: &LogicalPlan, tables: &mut Vec<Arc<TableState>>) -> Result<Box<dyn
             if j.null_aware {
                 Box::new(join.null_aware()?)
             } else {
-                join.back_sides([table_columns(&j.left), table_columns(&j.right)]);
+                join.back_sides([table_columns(&j.left, tables.resolver), table_columns(&j.right, tables.resolver)]);
                 Box::new(join)
             }
         }
@@ -416,11 +431,7 @@ fn strip_alias(expr: &Expr) -> &Expr {
 
 /// The window functions of `w`: one [`Window`] operator per distinct PARTITION BY and ORDER BY
 /// (each appends its functions' columns to its input's), then the columns in `w`'s order.
-fn window(
-    w: &datafusion::logical_expr::Window,
-    schema: SchemaRef,
-    tables: &mut Vec<Arc<TableState>>,
-) -> Result<Box<dyn Operator>> {
+fn window(w: &datafusion::logical_expr::Window, schema: SchemaRef, tables: &mut Inputs) -> Result<Box<dyn Operator>> {
     type Spec = (Vec<Expr>, Vec<datafusion::logical_expr::SortExpr>);
     let input_schema = w.input.schema();
     let width = input_schema.fields().len();
@@ -505,7 +516,7 @@ fn ranked_top_k(
     w: &datafusion::logical_expr::Window,
     limit: usize,
     schema: SchemaRef,
-    tables: &mut Vec<Arc<TableState>>,
+    tables: &mut Inputs,
 ) -> Result<Box<dyn Operator>> {
     let not_top_k = || refuse("window functions (OVER) other than one ROW_NUMBER() filtered by rank <= n");
     let [expr] = w.window_expr.as_slice() else { return Err(not_top_k()) };
@@ -526,7 +537,7 @@ fn top_k(
     s: &datafusion::logical_expr::Sort,
     skip: usize,
     fetch: usize,
-    tables: &mut Vec<Arc<TableState>>,
+    tables: &mut Inputs,
 ) -> Result<Box<dyn Operator>> {
     let keys = sort_keys(&s.expr, s.input.schema())?;
     Ok(Box::new(TopK::new(node(&s.input, tables)?, keys, skip, fetch)?))
@@ -547,10 +558,7 @@ fn sort_keys(order_by: &[datafusion::logical_expr::SortExpr], schema: &DFSchema)
 
 /// A filter with temporal conjuncts ([`super::temporal`]): the others filter first, then the
 /// rows pass while their time bounds hold.
-fn temporal_filter(
-    f: &datafusion::logical_expr::Filter,
-    tables: &mut Vec<Arc<TableState>>,
-) -> Result<Box<dyn Operator>> {
+fn temporal_filter(f: &datafusion::logical_expr::Filter, tables: &mut Inputs) -> Result<Box<dyn Operator>> {
     use datafusion::logical_expr::utils::{conjunction, split_conjunction};
     let schema = f.input.schema();
     let (temporal, plain): (Vec<&Expr>, Vec<&Expr>) =

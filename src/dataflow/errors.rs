@@ -30,7 +30,7 @@ use datafusion::physical_expr::PhysicalExpr;
 
 use super::durable::{read_count, Dirty, OperatorState, StateWriter};
 use super::operator::{evaluate, take_rows};
-use super::{ApplyMode, ChangeBatch};
+use crate::change::{ApplyMode, ChangeBatch};
 use crate::error::{Error, Result, RowError};
 
 /// Longest row description kept in an error (bytes; the rest is cut at a character boundary).

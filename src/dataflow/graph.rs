@@ -12,12 +12,13 @@ use datafusion::logical_expr::LogicalPlan;
 mod failures;
 
 use super::clock::{Clock, GRANULARITY};
-use super::compile::compile;
+use super::compile::{compile, ScanResolver};
 use super::durable;
 use super::errors::{ErrorDelta, ErrorSet};
 use super::operator::{conform, Deltas, Operator};
-use super::tap::{CommitOrigin, Tap};
-use super::{ApplyMode, ChangeBatch};
+use super::tap::Tap;
+use crate::change::CommitOrigin;
+use crate::change::{ApplyMode, ChangeBatch};
 use crate::error::{Error, Result, ViewErrors};
 use crate::state::table::{PinnedRows, Planned};
 use crate::state::{keys, StateStore, TableState, WriteBatch};
@@ -65,6 +66,8 @@ struct View {
     /// any more, and what the store held is deleted, so a restart recomputes the view.
     abandoned: bool,
     root: Box<dyn Operator>,
+    /// Finds the stored relations behind the plan's scans when the operators are rebuilt.
+    resolver: Arc<dyn ScanResolver>,
     inputs: Vec<Arc<TableState>>,
     input_ids: HashSet<u64>,
     output: Arc<TableState>,
@@ -104,6 +107,8 @@ struct Inner {
 /// Serialises commits, maintains the views, and publishes each commit atomically.
 pub struct Dataflow {
     store: Arc<dyn StateStore>,
+    /// How views' plans find the tables they scan ([`ScanResolver`]).
+    resolver: Arc<dyn ScanResolver>,
     inner: Mutex<Inner>,
     /// The time each commit is made at ([`super::clock`]).
     clock: Clock,
@@ -113,9 +118,16 @@ pub struct Dataflow {
 }
 
 impl Dataflow {
-    /// A dataflow with no views, writing to `store`.
-    pub fn new(store: Arc<dyn StateStore>) -> Self {
-        Dataflow { store, inner: Mutex::new(Inner::default()), clock: Clock::default(), publish: RwLock::new(()) }
+    /// A dataflow with no views, writing to `store`; `resolver` maps the scans of the plans
+    /// given to [`Dataflow::create_view`] to stored relations.
+    pub fn new(store: Arc<dyn StateStore>, resolver: Arc<dyn ScanResolver>) -> Self {
+        Dataflow {
+            store,
+            resolver,
+            inner: Mutex::new(Inner::default()),
+            clock: Clock::default(),
+            publish: RwLock::new(()),
+        }
     }
 
     /// The engine clock temporal filters are maintained against.
@@ -445,7 +457,7 @@ impl Dataflow {
         output: Arc<TableState>,
         restore: bool,
     ) -> Result<()> {
-        let (root, inputs) = compile(&plan)?;
+        let (root, inputs) = compile(&plan, &*self.resolver)?;
         let input_ids = inputs.iter().map(|t| t.id()).collect();
         let mut view = View {
             id,
@@ -456,6 +468,7 @@ impl Dataflow {
             loaded: false,
             abandoned: false,
             root,
+            resolver: self.resolver.clone(),
             inputs,
             input_ids,
             output,
@@ -483,7 +496,7 @@ impl Dataflow {
                 Err(e) => {
                     // The state is derived data: computing it again loses nothing.
                     tracing::warn!(view = name, error = %e, "cannot load the materialized view's saved state");
-                    view.root = compile(&view.plan)?.0;
+                    view.root = compile(&view.plan, &*view.resolver)?.0;
                     view.errors = ErrorSet::default();
                     view.output.clear();
                 }
@@ -776,7 +789,7 @@ fn initial_deltas(inputs: &[Arc<TableState>], pins: &HashMap<u64, PinnedRows>, n
 /// commit did not change (its result and errors did not change either).
 fn rebuild(view: &mut View, now: i64) {
     let attempt = || -> Result<Box<dyn Operator>> {
-        let (mut root, _) = compile(&view.plan)?;
+        let (mut root, _) = compile(&view.plan, &*view.resolver)?;
         let pins = view.inputs.iter().map(|t| (t.id(), t.pin())).collect();
         let init = initial_deltas(&view.inputs, &pins, now)?;
         guarded_step(&mut root, &init, &mut ErrorDelta::default())?;

@@ -56,10 +56,11 @@ use datafusion::arrow::row::{RowConverter, Rows, SortField};
 use datafusion::common::JoinType;
 use datafusion::physical_expr::PhysicalExpr;
 
+use super::consolidate;
 use super::durable::{pair, Dirty, OperatorState};
 use super::errors::{screen, ErrorDelta};
 use super::operator::{conform, evaluate, indent, take_rows, Deltas, Operator};
-use super::{consolidate, ApplyMode, ChangeBatch, FastMap};
+use crate::change::{ApplyMode, ChangeBatch, FastMap};
 use crate::error::{Error, Result};
 use crate::state::index::Key;
 use crate::state::table::PinnedRows;

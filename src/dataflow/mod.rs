@@ -40,66 +40,15 @@ pub mod topk;
 pub mod unnest;
 pub mod window;
 
-use std::collections::HashMap;
-
 use datafusion::arrow::row::{RowConverter, SortField};
 
 pub use graph::{Dataflow, ViewInfo};
-pub use tap::{CommitOrigin, Tap};
-
-/// Hash maps keyed by Arrow-row-format bytes: ahash instead of SipHash (keys come from the
-/// database, not from an adversary choosing collisions per process).
-pub type FastMap<K, V> = HashMap<K, V, ahash::RandomState>;
-
-use crate::error::Result;
+pub use tap::Tap;
 
 use datafusion::arrow::record_batch::RecordBatch;
 
-/// How a table applies a change batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ApplyMode {
-    /// An exact Z-set delta: every −1 row must be present; deletions apply before insertions
-    /// and a +1 on a live key is a unique violation (local DML).
-    #[default]
-    Delta,
-    /// [`ApplyMode::Delta`] whose −1 rows must also equal the stored rows (local DML and
-    /// transaction blocks, computed from rows read before the commit): a row another session
-    /// changed or removed meanwhile is a serialization failure (40001), never overwritten.
-    Checked,
-    /// Upstream row images in commit order (sources): a −1 removes whatever row has that key
-    /// (for multisets: one copy of that row, if present), a +1 replaces the row with that key.
-    /// Rows are applied one after the other, so the batch replays a transaction exactly.
-    Upsert,
-}
-
-/// Rows with signed multiplicities: the unit of change between layers.
-#[derive(Debug, Clone)]
-pub struct ChangeBatch {
-    /// The rows, with exactly the schema of the table or view they change.
-    pub data: RecordBatch,
-    /// One weight per row of `data`; never zero.
-    pub weights: Vec<i64>,
-    /// How the weights are to be read.
-    pub mode: ApplyMode,
-}
-
-impl ChangeBatch {
-    /// Every row of `data` with weight `weight` (+1 inserts it, −1 deletes it).
-    pub fn uniform(data: RecordBatch, weight: i64) -> Self {
-        let weights = vec![weight; data.num_rows()];
-        ChangeBatch { data, weights, mode: ApplyMode::Delta }
-    }
-
-    /// Number of rows (not the sum of weights).
-    pub fn len(&self) -> usize {
-        self.weights.len()
-    }
-
-    /// True when the batch carries no row.
-    pub fn is_empty(&self) -> bool {
-        self.weights.is_empty()
-    }
-}
+use crate::change::{ApplyMode, ChangeBatch, FastMap};
+use crate::error::Result;
 
 /// Merges rows that are equal, summing their weights, and drops rows whose weight sums to
 /// zero: `{+x, −x}` becomes nothing. Order of first appearance is kept.

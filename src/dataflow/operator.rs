@@ -24,7 +24,7 @@ use datafusion::physical_expr::PhysicalExpr;
 
 use super::durable::OperatorState;
 use super::errors::{evaluate_guarded, ErrorDelta};
-use super::{ApplyMode, ChangeBatch};
+use crate::change::{ApplyMode, ChangeBatch};
 use crate::error::{Error, Result};
 use crate::state::table::PinnedRows;
 

@@ -23,7 +23,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use super::durable::{count_value, pair, read_multiplicity, split_pair, Dirty, StateWriter};
 use super::errors::{screen, ErrorDelta};
 use super::operator::evaluate;
-use super::{ChangeBatch, FastMap};
+use crate::change::{ChangeBatch, FastMap};
 use crate::error::Result;
 
 /// One ORDER BY key.

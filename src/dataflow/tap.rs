@@ -6,30 +6,9 @@
 //! of it are durable together or not at all. After the batch is applied the tap learns the
 //! checkpoint generation that will make it durable ([`Tap::committed`]).
 
-use super::ChangeBatch;
+use crate::change::{ChangeBatch, CommitOrigin};
 use crate::error::Result;
 use crate::state::WriteBatch;
-
-/// Where a commit came from: what a Debezium envelope reports as its `source`.
-#[derive(Debug, Clone, Default)]
-pub struct CommitOrigin {
-    /// The source that captured the change; `None` for local DML.
-    pub source: Option<String>,
-    /// The upstream binlog file and the position after the transaction.
-    pub file: Option<String>,
-    pub pos: Option<u64>,
-    /// Upstream commit time, or the local commit time (ms since the Unix epoch).
-    pub ts_ms: i64,
-    /// True for rows copied by a source's snapshot.
-    pub snapshot: bool,
-}
-
-impl CommitOrigin {
-    /// A local statement, committed now.
-    pub fn local() -> Self {
-        CommitOrigin { ts_ms: crate::sink::encode::now_ms(), ..Default::default() }
-    }
-}
 
 /// A consumer of one relation's deltas.
 pub trait Tap: Send {

@@ -32,10 +32,11 @@ use datafusion::logical_expr::{
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::scalar::ScalarValue;
 
+use super::consolidate;
 use super::durable::{count_value, read_count, Dirty, OperatorState, StateWriter};
 use super::errors::{evaluate_guarded, ErrorDelta};
 use super::operator::{conform, indent, Deltas, Operator};
-use super::{consolidate, ApplyMode, ChangeBatch, FastMap};
+use crate::change::{ApplyMode, ChangeBatch, FastMap};
 use crate::error::{Error, Result};
 
 /// The name of the engine-time function.

@@ -25,7 +25,7 @@ use super::errors::ErrorDelta;
 use super::operator::{conform, indent, Deltas, Operator};
 pub use super::sorted::SortKey;
 use super::sorted::{Partition, SortedPartitions};
-use super::{ApplyMode, ChangeBatch, FastMap};
+use crate::change::{ApplyMode, ChangeBatch, FastMap};
 use crate::error::Result;
 
 /// Encoded rows in window order, each with its multiplicity in the window.

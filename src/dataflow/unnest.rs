@@ -24,7 +24,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use super::durable::OperatorState;
 use super::errors::ErrorDelta;
 use super::operator::{conform, indent, Deltas, Operator};
-use super::{ApplyMode, ChangeBatch};
+use crate::change::{ApplyMode, ChangeBatch};
 use crate::error::Result;
 
 /// The column the weights ride in through the executor.

@@ -32,11 +32,12 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::WindowExpr;
 
+use super::consolidate;
 use super::durable::{OperatorState, StateWriter};
 use super::errors::{partition_error, ErrorDelta};
 use super::operator::{conform, indent, take_rows, Deltas, Operator};
 use super::sorted::{Encoded, SortKey, SortedPartitions};
-use super::{consolidate, ApplyMode, ChangeBatch};
+use crate::change::{ApplyMode, ChangeBatch};
 use crate::error::{Error, Result, RowError};
 
 /// Window functions sharing one PARTITION BY and ORDER BY, appended to the input's columns.

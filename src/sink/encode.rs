@@ -23,7 +23,7 @@ use datafusion::arrow::datatypes::{DataType, Float32Type, Float64Type, SchemaRef
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 
-use crate::dataflow::{ChangeBatch, CommitOrigin};
+use crate::change::{ChangeBatch, CommitOrigin};
 use crate::error::{Error, Result};
 
 /// How a sink wraps each change.
@@ -306,14 +306,9 @@ impl Encoder {
             "ts_ms": origin.ts_ms,
             "snapshot": origin.snapshot || op == "r",
         });
-        let _ = write!(s, ",\"op\":\"{op}\",\"source\":{source},\"ts_ms\":{}}}", now_ms());
+        let _ = write!(s, ",\"op\":\"{op}\",\"source\":{source},\"ts_ms\":{}}}", crate::change::now_ms());
         s.into_bytes()
     }
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Frames messages for the outbox: per message, key and value as `u32 length` (u32::MAX
@@ -368,7 +363,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::dataflow::ApplyMode;
+    use crate::change::ApplyMode;
 
     fn schema() -> SchemaRef {
         Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false), Field::new("v", DataType::Utf8, true)]))

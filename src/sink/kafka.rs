@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use super::encode::{self, Message};
 use super::{lock, Delivery, Pending, Progress, Shared, SinkConfig};
-use crate::dataflow::CommitOrigin;
+use crate::change::CommitOrigin;
 use crate::state::{keys, StateStore, WriteBatch};
 
 /// Most outbox entries (whole commits) in one Kafka transaction or acknowledged batch.
@@ -372,7 +372,7 @@ impl Worker {
     }
 
     /// Removes outbox entries up to `upto` and records the progress.
-    fn acknowledge(&mut self, upto: u64) -> crate::Result<()> {
+    fn acknowledge(&mut self, upto: u64) -> crate::error::Result<()> {
         let mut batch = WriteBatch::default();
         {
             let mut outbox = lock(&self.shared.outbox);
@@ -389,7 +389,7 @@ impl Worker {
     fn send_snapshot(&mut self, producer: &KafkaProducer) -> SessionResult<()> {
         let Some((rows, base)) = &self.snapshot else { return Ok(()) };
         let base = *base;
-        let origin = CommitOrigin { snapshot: true, ts_ms: encode::now_ms(), ..Default::default() };
+        let origin = CommitOrigin { snapshot: true, ts_ms: crate::change::now_ms(), ..Default::default() };
         let tx = self.begin(producer)?;
         let mut sent = 0u64;
         let mut offset = 0;

@@ -39,7 +39,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use datafusion::arrow::record_batch::RecordBatch;
 use serde::{Deserialize, Serialize};
 
-use crate::dataflow::{ChangeBatch, CommitOrigin, Tap};
+use crate::change::{ChangeBatch, CommitOrigin};
+use crate::dataflow::Tap;
 use crate::error::{Error, Result};
 use crate::state::{keys, StateStore, WriteBatch};
 use encode::{DecimalFormat, Encoder, Envelope};
@@ -252,7 +253,7 @@ impl SinkRegistry {
                 .try_into()
                 .map(u64::from_be_bytes)
                 .map_err(|_| Error::Storage(format!("sink {} has a corrupt outbox key", config.name)))?;
-            pending.push_back(Pending { seq, generation: 0, ts_ms: encode::now_ms() });
+            pending.push_back(Pending { seq, generation: 0, ts_ms: crate::change::now_ms() });
         }
         let next_seq = pending.back().map_or(progress.acked, |p| p.seq.max(progress.acked)) + 1;
         let status = SinkStatus {
@@ -344,8 +345,10 @@ impl SinkRegistry {
                 let mut s = h.shared.status().clone();
                 let outbox = lock(&h.shared.outbox);
                 s.pending_commits = outbox.pending.len() as u64;
-                s.lag_seconds =
-                    outbox.pending.front().map_or(0.0, |p| ((encode::now_ms() - p.ts_ms).max(0) as f64) / 1000.0);
+                s.lag_seconds = outbox
+                    .pending
+                    .front()
+                    .map_or(0.0, |p| ((crate::change::now_ms() - p.ts_ms).max(0) as f64) / 1000.0);
                 s
             })
             .collect()

@@ -25,7 +25,7 @@ use super::provider::PINNED;
 use super::result::QueryResult;
 use super::Session;
 use crate::catalog::{Namespace, Relation};
-use crate::dataflow::{ApplyMode, ChangeBatch};
+use crate::change::{ApplyMode, ChangeBatch};
 use crate::error::{Error, Result};
 use crate::sql::parser::ObjectType;
 use crate::state::WriteBatch;

@@ -10,7 +10,7 @@
 //!      over it, shaped like Postgres's);
 //!    - DDL goes to the [`Catalog`] (`ddl`);
 //!    - DML is planned by DataFusion into the rows it adds and removes, which become one
-//!      [`ChangeBatch`](crate::dataflow::ChangeBatch) per statement and are committed by
+//!      [`ChangeBatch`](crate::change::ChangeBatch) per statement and are committed by
 //!      [`crate::dataflow::Dataflow::commit`] (`dml`; RETURNING and ON CONFLICT, which
 //!      DataFusion does not plan, in `dml_clauses`) — or, inside `BEGIN ... COMMIT`, kept in
 //!      the session's transaction block until COMMIT commits them all at once
@@ -81,16 +81,7 @@ use crate::state::{CheckpointedStore, StateStore, TableState};
 /// The name of the one database (DataFusion catalog) Headwater serves.
 pub const DATABASE: &str = "headwater";
 
-/// An identifier as Postgres prints it: bare when it is lower-case and plain, else quoted.
-pub fn quote_ident(name: &str) -> String {
-    let plain = name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    if plain {
-        name.to_string()
-    } else {
-        format!("\"{}\"", name.replace('"', "\"\""))
-    }
-}
+pub use crate::ident::quote_ident;
 
 /// What every session shares.
 pub struct Engine {
@@ -165,7 +156,7 @@ impl Engine {
         let sources = Arc::new(SourceRegistry::default());
         let sinks = Arc::new(SinkRegistry::default());
         let users = Arc::new(Users::load(store_of(&catalog))?);
-        let dataflow = Arc::new(Dataflow::new(store_of(&catalog)));
+        let dataflow = Arc::new(Dataflow::new(store_of(&catalog), Arc::new(provider::LocalTables)));
         let activity = Arc::new(activity::Activity::default());
         let oids = Arc::new(pg_catalog::oids::RelationOids::default());
         let base =

@@ -55,6 +55,15 @@ pub struct LocalTable {
     column_defaults: Vec<(String, Expr)>,
 }
 
+/// The dataflow's way to the rows behind a view's scans: a [`LocalTable`]'s state.
+pub struct LocalTables;
+
+impl crate::dataflow::compile::ScanResolver for LocalTables {
+    fn table_state(&self, provider: &dyn TableProvider) -> Option<Arc<TableState>> {
+        provider.downcast_ref::<LocalTable>().map(|t| t.state.clone())
+    }
+}
+
 impl LocalTable {
     /// The rows behind this provider.
     pub fn state(&self) -> &Arc<TableState> {

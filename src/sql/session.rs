@@ -20,7 +20,7 @@ use super::result::{text_schema, QueryResult};
 use super::settings::Settings;
 use super::{ddl, dml, functions, sinks, sources, users, Engine, HwStatement};
 use crate::catalog::CatalogEntry;
-use crate::dataflow::ChangeBatch;
+use crate::change::ChangeBatch;
 use crate::error::{Error, Result};
 use crate::state::table::PinnedRows;
 use crate::state::TableState;

@@ -16,7 +16,7 @@ use super::provider::LocalTable;
 use super::result::QueryResult;
 use super::{Engine, HwStatement, Session};
 use crate::catalog::{CatalogEntry, Namespace, Relation};
-use crate::dataflow::ChangeBatch;
+use crate::change::ChangeBatch;
 use crate::error::{Error, Result};
 use crate::source::mysql::schema::{discover, upstream, TableSelection, TableSpec};
 use crate::source::mysql::{self, check_upstream, connection_opts, CapturedTable, MySqlSource, SourceOptions};
@@ -38,7 +38,7 @@ fn mysql_connection(s: &Session, name: &str) -> Result<BTreeMap<String, String>>
 }
 
 fn source_sql(name: &str, connection: &str, selection: &TableSelection, options: &BTreeMap<String, String>) -> String {
-    let q = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+    let q = crate::ident::quoted;
     let what = match selection {
         TableSelection::All => "ALL TABLES".to_string(),
         TableSelection::Schemas(list) => {

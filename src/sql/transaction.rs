@@ -26,7 +26,8 @@ use std::sync::Arc;
 
 use datafusion::arrow::compute::concat_batches;
 
-use crate::dataflow::{consolidate, ApplyMode, ChangeBatch};
+use crate::change::{ApplyMode, ChangeBatch};
+use crate::dataflow::consolidate;
 use crate::error::{Error, Result};
 use crate::state::table::PinnedRows;
 use crate::state::TableState;

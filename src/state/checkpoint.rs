@@ -34,7 +34,7 @@ use super::image::{ImageRecord, Images};
 use super::keys;
 use super::store::{StateStore, WriteBatch};
 use super::table::{PinnedRows, TableState};
-use crate::dataflow::FastMap;
+use crate::change::FastMap;
 use crate::error::{Error, Result};
 
 /// Staged writes, newest value per key. A hash map: every commit inserts into it, while the

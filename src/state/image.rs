@@ -385,7 +385,7 @@ mod restart_tests {
     use datafusion::arrow::record_batch::RecordBatch;
     use proptest::prelude::*;
 
-    use crate::dataflow::{ApplyMode, ChangeBatch};
+    use crate::change::{ApplyMode, ChangeBatch};
     use crate::state::checkpoint::ImageCut;
     use crate::state::fjall_store::FjallStore;
     use crate::state::table::{commit, PinnedRows, TableState};

@@ -12,7 +12,7 @@
 //!   table sequentially and the store holds only what changed since.
 //! - [`table::TableState`] keeps the rows of one table (local, and later captured upstream
 //!   tables) in memory, keyed by the primary key encoded with Arrow's row format, and applies
-//!   weighted changes ([`crate::dataflow::ChangeBatch`]) to it. [`table::commit`] applies the
+//!   weighted changes ([`crate::change::ChangeBatch`]) to it. [`table::commit`] applies the
 //!   changes of one statement (or one upstream transaction) to several tables with a single
 //!   store batch, so a commit is all-or-nothing on disk and in memory.
 //!

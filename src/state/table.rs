@@ -15,7 +15,7 @@ use super::image::{self, ImageRecord, Images};
 use super::index::{Entry, EntryRef, RowIndex};
 use super::keys;
 use super::store::{StateStore, WriteBatch};
-use crate::dataflow::{ApplyMode, ChangeBatch, FastMap};
+use crate::change::{ApplyMode, ChangeBatch, FastMap};
 use crate::error::{Error, Result, ViewErrors};
 
 /// An entry as the store holds it: its count (little-endian) then its row.

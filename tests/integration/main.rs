@@ -14,6 +14,7 @@ mod faults;
 mod framing;
 mod hostile;
 mod kafka_sink;
+mod layers;
 mod mysql_ddl;
 mod mysql_oracle;
 mod mysql_shards;

@@ -3,8 +3,8 @@
 //! checkpoint writes the groups and values a commit changed.
 
 use super::{Acc, Aggregate, Group};
+use crate::change::FastMap;
 use crate::dataflow::durable::{count_value, damaged, pair, read_multiplicity, split_pair, OperatorState, StateWriter};
-use crate::dataflow::FastMap;
 use crate::error::Result;
 
 /// The entry of a group: `g` ++ group key.

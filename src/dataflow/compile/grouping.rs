@@ -23,7 +23,6 @@ use super::{aggregate_kind, node, physical, refuse};
 use crate::dataflow::aggregate::{AggKind, AggSpec, Aggregate};
 use crate::dataflow::operator::{Operator, Project, Union};
 use crate::error::Result;
-use crate::state::TableState;
 
 /// Most expressions a CUBE may have (2^n sets).
 const MAX_CUBE: usize = 8;
@@ -95,7 +94,7 @@ pub(super) fn grouping_sets(
     a: &datafusion::logical_expr::Aggregate,
     sets: &GroupingSet,
     schema: SchemaRef,
-    tables: &mut Vec<Arc<TableState>>,
+    tables: &mut super::Inputs,
 ) -> Result<Box<dyn Operator>> {
     let in_schema = a.input.schema();
     let distinct = sets.distinct_expr();

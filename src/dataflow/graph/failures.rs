@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{as_output, guarded_step, initial_deltas, View};
+use crate::change::{ApplyMode, ChangeBatch};
+use crate::dataflow::compile::compile;
 use crate::dataflow::errors::ErrorDelta;
 use crate::dataflow::operator::Deltas;
-use crate::dataflow::{compile::compile, ApplyMode, ChangeBatch};
 use crate::error::{Error, Result, RowError, ViewErrors};
 use crate::state::table::Planned;
 use crate::state::TableState;
@@ -54,7 +55,7 @@ pub(super) fn recompute_view(
     deltas: &Deltas,
     errors: &mut ErrorDelta,
 ) -> Result<Option<(ChangeBatch, Planned)>> {
-    let (root, _) = compile(&view.plan)?;
+    let (root, _) = compile(&view.plan, &*view.resolver)?;
     view.root = root;
     let mut after = HashMap::new();
     for t in &view.inputs {

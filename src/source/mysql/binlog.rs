@@ -216,7 +216,7 @@ pub async fn read(
                                         "upstream {sql} cannot be followed: {why}. The table is frozen at binlog \
                                          position {end}; capture it again with ALTER SOURCE ... DROP TABLE {t} \
                                          CASCADE, then ALTER SOURCE ... ADD TABLE {db}.{up}",
-                                        t = crate::sql::quote_ident(&unit.spec.name),
+                                        t = crate::ident::quote_ident(&unit.spec.name),
                                         db = unit.spec.database,
                                         up = unit.upstream_table,
                                     );
@@ -407,7 +407,7 @@ fn unexpected_columns(
             quote_upstream(&spec.database, &unit.upstream_table),
             names.join(", "),
             expected.join(", "),
-            crate::sql::quote_ident(&spec.name)
+            crate::ident::quote_ident(&spec.name)
         )
     })
 }

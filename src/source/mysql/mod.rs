@@ -52,7 +52,7 @@ use self::schema::{upstream, TableSpec};
 use self::types::Cell;
 use super::{SourceHandle, SourceProbe, SourceStatus, TableStatus};
 use crate::catalog::{Catalog, Namespace};
-use crate::dataflow::{ApplyMode, ChangeBatch, CommitOrigin};
+use crate::change::{ApplyMode, ChangeBatch, CommitOrigin};
 use crate::error::{Error, Result};
 use crate::state::{keys, StateStore, TableState, WriteBatch};
 
@@ -580,7 +580,7 @@ impl Runner {
                 Err(Error::SourceLost(why)) => {
                     let message = format!(
                         "{why}. Re-snapshot every table of the source with: ALTER SOURCE {} RESNAPSHOT",
-                        crate::sql::quote_ident(&self.source.name)
+                        crate::ident::quote_ident(&self.source.name)
                     );
                     tracing::error!(source = %self.source.name, "{message}");
                     {
@@ -1034,7 +1034,7 @@ impl Runner {
                 let origin = CommitOrigin {
                     source: Some(src.name.clone()),
                     snapshot: true,
-                    ts_ms: crate::sink::encode::now_ms(),
+                    ts_ms: crate::change::now_ms(),
                     ..CommitOrigin::default()
                 };
                 src.dataflow.commit_from(&[(state.as_ref(), &change)], extra, &origin)?;

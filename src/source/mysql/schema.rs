@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::position::BinlogPosition;
 use super::types::{cell_from_text, Cell, Charset, Kind};
 use crate::error::{Error, Result};
-use crate::sql::quote_ident;
+use crate::ident::quote_ident;
 
 /// One entry of `FOR TABLES (...)` / `ALTER SOURCE ... ADD TABLE`.
 #[derive(Debug, Clone, PartialEq)]
@@ -193,9 +193,14 @@ impl TableSpec {
     }
 }
 
+/// One MySQL identifier in backticks.
+pub fn backticked(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
 /// `` `db`.`table` ``
 pub fn quote_upstream(db: &str, table: &str) -> String {
-    format!("`{}`.`{}`", db.replace('`', "``"), table.replace('`', "``"))
+    format!("{}.{}", backticked(db), backticked(table))
 }
 
 const SYSTEM_SCHEMAS: &str = "('mysql','information_schema','performance_schema','sys')";

@@ -64,7 +64,7 @@ fn literal(kind: &Kind, raw: &[u8]) -> Result<String> {
 /// `(k1, k2) > (v1, v2)` spelled so any MySQL uses the key's index: `k1 > v1 OR (k1 = v1 AND
 /// k2 > v2)`.
 fn after_condition(spec: &TableSpec, key: &[usize], after: &[Vec<u8>]) -> Result<String> {
-    let name = |i: usize| format!("`{}`", spec.columns[i].name.replace('`', "``"));
+    let name = |i: usize| super::schema::backticked(&spec.columns[i].name);
     let mut alternatives = Vec::new();
     for (pos, &col) in key.iter().enumerate() {
         let mut terms = Vec::new();
@@ -242,7 +242,7 @@ pub async fn snapshot_table(task: SnapshotTask, reads: &Semaphore, tx: mpsc::Sen
 
     let upstream_columns = spec.upstream_indexes();
     let columns: Vec<String> =
-        upstream_columns.iter().map(|&i| format!("`{}`", spec.columns[i].name.replace('`', "``"))).collect();
+        upstream_columns.iter().map(|&i| super::schema::backticked(&spec.columns[i].name)).collect();
     // Where each local key column is among the selected columns.
     let selected = |local: usize| upstream_columns.iter().position(|&i| i == local).unwrap_or(local);
     let select = format!("SELECT {} FROM {}", columns.join(", "), quote_upstream(&spec.database, &unit.upstream_table));

@@ -28,32 +28,7 @@ use crate::catalog::users::RoleAttributes;
 use crate::error::{Error, Result};
 use crate::source::mysql::schema::{TableRef, TableSelection};
 
-/// The kinds of catalog objects a user can name in SHOW / DROP / SHOW CREATE.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ObjectType {
-    Table,
-    View,
-    MaterializedView,
-    Source,
-    Sink,
-    Connection,
-    Secret,
-}
-
-impl ObjectType {
-    /// The SQL spelling, as in `DROP <kind>`.
-    pub fn sql_name(self) -> &'static str {
-        match self {
-            ObjectType::Table => "TABLE",
-            ObjectType::View => "VIEW",
-            ObjectType::MaterializedView => "MATERIALIZED VIEW",
-            ObjectType::Source => "SOURCE",
-            ObjectType::Sink => "SINK",
-            ObjectType::Connection => "CONNECTION",
-            ObjectType::Secret => "SECRET",
-        }
-    }
-}
+pub use crate::catalog::ObjectType;
 
 /// The kind of system a connection points at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
