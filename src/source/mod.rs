@@ -1,199 +1,127 @@
 //! Sources: where upstream changes enter Headwater (life of a change, step 1).
 //!
 //! A source captures upstream tables into local tables ([`crate::state::TableState`], one per
-//! upstream table, owned by the source in the catalog) and keeps them up to date. Today there
-//! is one kind, [`mysql`]: a lock-free consistent snapshot per table merged with one binlog
-//! stream per source. Every running source registers a [`SourceHandle`] in the engine's
-//! [`SourceRegistry`], through which `hw_catalog.sources` / `hw_catalog.source_tables` show
-//! its progress, `real_time_recency` waits for it, and `DROP SOURCE` stops it.
+//! upstream table, owned by the source in the catalog) and keeps them up to date. Each kind of
+//! upstream system implements [`SourceKind`]; the SQL layer (`CREATE SOURCE`, `ALTER SOURCE`,
+//! start-up) drives sources only through it and never names a kind's types. Today there is one
+//! kind, [`mysql`]: a lock-free consistent snapshot per table merged with one binlog stream
+//! per source.
+//!
+//! What a running source hands the engine:
+//! - its changes: [`crate::change::ChangeBatch`]es with their [`crate::change::CommitOrigin`],
+//!   committed through [`crate::dataflow::Dataflow::commit_from`] together with its progress
+//!   (a write to the store in the same batch, so rows and position are durable together);
+//! - its status: a [`SourceHandle`] registered in the engine's [`SourceRegistry`], through
+//!   which `hw_catalog.sources` / `hw_catalog.source_tables` show its progress,
+//!   `real_time_recency` waits for it ([`CatchUp`]), and `DROP SOURCE` stops it.
 
 pub mod mysql;
+mod registry;
+mod selection;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Weak};
 
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use datafusion::arrow::datatypes::SchemaRef;
 
-use crate::error::{Error, Result};
-use mysql::position::BinlogPosition;
+use crate::catalog::Catalog;
+use crate::dataflow::Dataflow;
+use crate::error::Result;
+use crate::state::{StateStore, TableState};
 
-/// What `hw_catalog.sources` shows about one source.
-#[derive(Debug, Clone, Default)]
-pub struct SourceStatus {
-    pub name: String,
-    pub connection: String,
-    /// starting, snapshotting, streaming, reconnecting, error.
-    pub state: String,
-    pub position: Option<BinlogPosition>,
-    pub gtid: Option<String>,
-    /// Seconds between the last applied upstream commit and now (0 when caught up and idle).
-    pub lag_seconds: Option<f64>,
-    pub last_error: Option<String>,
-    pub tables: Vec<TableStatus>,
+pub use registry::{CatchUp, SourceHandle, SourceProbe, SourceRegistry, SourceStatus, TableStatus};
+pub use selection::{TableRef, TableSelection};
+
+/// `CREATE SOURCE`'s inputs for a kind: the connection's options (secrets resolved) and the
+/// source's own `WITH (...)` options, keys upper-case.
+pub struct SourceConfig<'a> {
+    /// The connection's name, for messages.
+    pub connection_name: &'a str,
+    pub connection: &'a BTreeMap<String, String>,
+    pub options: &'a BTreeMap<String, String>,
 }
 
-/// What `hw_catalog.source_tables` shows about one captured table.
-#[derive(Debug, Clone, Default)]
-pub struct TableStatus {
+/// A table a source will capture, as discovered upstream: what the catalog needs to create
+/// its local table.
+pub struct TableDef {
+    /// The local table's name.
     pub name: String,
+    /// Where it comes from, for messages (`db.table`).
     pub upstream: String,
-    /// pending, snapshotting, streaming, error.
-    pub state: String,
-    pub rows_copied: u64,
-    pub chunks_done: u64,
-    pub chunks_total: u64,
-    pub rows_per_second: f64,
-    pub last_error: Option<String>,
+    pub schema: SchemaRef,
+    /// Its key columns (`None`: a multiset).
+    pub key: Option<Vec<usize>>,
+    /// Its `SHOW CREATE TABLE` text.
+    pub create_sql: String,
+    /// The kind's own description of the table, kept in the catalog entry's `details` and
+    /// handed back to the kind at every start ([`SourceRun::tables`]). A kind whose tables can
+    /// gain columns upstream records each widening as `"widened": [[object_id, width], ...]`
+    /// (the width the table had before catalog object `object_id` was created), which views
+    /// created before a widening read to keep their columns.
+    pub details: serde_json::Value,
 }
 
-/// A running source, as the rest of the engine sees it.
-pub struct SourceHandle {
-    pub probe: SourceProbe,
-    pub shutdown: watch::Sender<bool>,
-    pub task: JoinHandle<()>,
+/// Everything a source needs to run: its identity, its tables and the engine's parts.
+pub struct SourceRun {
+    pub name: String,
+    /// The source's catalog id (its stored progress is keyed by it).
+    pub id: u64,
+    /// Each captured table's `details` ([`TableDef::details`]) and local rows, oldest first.
+    pub tables: Vec<(serde_json::Value, Arc<TableState>)>,
+    pub store: Arc<dyn StateStore>,
+    /// Every commit goes through the dataflow, which maintains the views over the tables.
+    pub dataflow: Arc<Dataflow>,
+    /// Where the tables' descriptions live (a kind updates them when upstream adds columns).
+    /// Weak: the catalog owns the store's lock, and a source task must not keep it alive.
+    pub catalog: Weak<Catalog>,
 }
 
-impl SourceHandle {
-    /// Stops the source and waits for it.
-    pub async fn stop(self) {
-        let _ = self.shutdown.send(true);
-        let _ = self.task.await;
-    }
+/// One kind of upstream system. Stateless: the running sources are the [`SourceHandle`]s it
+/// starts, and what they have read is in the store.
+#[async_trait::async_trait]
+pub trait SourceKind: Send + Sync {
+    /// The connection kind a source of this kind reads through (`MYSQL`).
+    fn connection_kind(&self) -> &'static str;
+
+    /// Checks the options, reaches the upstream and describes each table `selection` names
+    /// (`CREATE SOURCE`, `ALTER SOURCE ... ADD TABLE`). With `check_upstream` (a new source)
+    /// it also checks that the upstream can be captured (an altered source, running, has
+    /// shown that). Errors say what to fix: 08001 (unreachable), 22023 (a bad option or an
+    /// upstream not configured for capture), 42P01 (no such table), 42501 (missing grants).
+    async fn discover(
+        &self,
+        config: &SourceConfig<'_>,
+        selection: &TableSelection,
+        check_upstream: bool,
+    ) -> Result<Vec<TableDef>>;
+
+    /// A captured table's definition from its stored `details` (start-up restores the table
+    /// with it).
+    fn table_def(&self, name: &str, details: &serde_json::Value) -> Result<TableDef>;
+
+    /// The upstream a captured table comes from, from its `details` (to refuse capturing one
+    /// table twice).
+    fn upstream_of(&self, details: &serde_json::Value) -> Option<String>;
+
+    /// Starts capturing in the background, resuming from the stored progress.
+    fn start(&self, config: &SourceConfig<'_>, run: SourceRun) -> Result<SourceHandle>;
+
+    /// Forgets what was read of these tables (they are dropped, or added again and must be
+    /// read from the start).
+    fn forget_tables(&self, store: &dyn StateStore, source_id: u64, tables: &[String]) -> Result<()>;
+
+    /// `ALTER SOURCE ... RESNAPSHOT`: forgets every stored position (the caller has emptied
+    /// the tables; the next start snapshots them again).
+    fn reset(&self, store: &dyn StateStore, source_id: u64) -> Result<()>;
+
+    /// A table's `details` without upstream positions (after [`SourceKind::reset`]); `None`
+    /// when they hold none.
+    fn details_without_positions(&self, details: &serde_json::Value) -> Option<serde_json::Value>;
 }
 
-/// What can be read about a running source without stopping it.
-#[derive(Clone)]
-pub struct SourceProbe {
-    pub status: Arc<Mutex<SourceStatus>>,
-    /// The binlog position up to which every upstream commit has been applied.
-    pub applied: watch::Receiver<Option<BinlogPosition>>,
-    /// How to reach the upstream server (for its current position).
-    pub opts: mysql_async::Opts,
-}
-
-impl SourceProbe {
-    /// Waits until every upstream commit made before now has been applied, or `timeout`.
-    pub async fn wait_caught_up(&self, timeout: Duration) -> Result<()> {
-        let target = tokio::time::timeout(timeout, async {
-            let mut conn = mysql_async::Conn::new(self.opts.clone()).await.map_err(mysql::schema::upstream)?;
-            mysql::current_position(&mut conn).await
-        })
-        .await
-        .map_err(|_| recency_timeout(self, None))?
-        .map_err(|e| {
-            let name = self.status.lock().unwrap_or_else(|p| p.into_inner()).name.clone();
-            Error::DataException {
-                sqlstate: "57014",
-                message: format!(
-                    "real_time_recency: cannot read the current binlog position of source \"{name}\"'s upstream \
-                     server ({e}); SET real_time_recency = off to read what has been applied so far"
-                ),
-            }
-        })?;
-        let mut applied = self.applied.clone();
-        let reached = tokio::time::timeout(timeout, async {
-            loop {
-                // Caught up: the position is reached and no table is still in its snapshot
-                // (whose rows would be partial).
-                let reached = applied.borrow().as_ref().is_some_and(|p| *p >= target);
-                let state = self.status.lock().unwrap_or_else(|p| p.into_inner()).state.clone();
-                if reached && state == "streaming" {
-                    return;
-                }
-                if applied.changed().await.is_err() {
-                    return;
-                }
-            }
-        })
-        .await;
-        reached.map_err(|_| recency_timeout(self, Some(&target)))
-    }
-}
-
-fn recency_timeout(h: &SourceProbe, target: Option<&BinlogPosition>) -> Error {
-    let status = h.status.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let at = status.position.map_or("nothing yet".to_string(), |p| p.to_string());
-    let upstream = target.map_or("unknown (upstream unreachable)".to_string(), |p| p.to_string());
-    Error::DataException {
-        sqlstate: "57014",
-        message: format!(
-            "real_time_recency: source \"{}\" has applied up to {at}, upstream is at {upstream}; \
-             gave up after real_time_recency_timeout (state: {}{})",
-            status.name,
-            status.state,
-            status.last_error.map(|e| format!(", last error: {e}")).unwrap_or_default()
-        ),
-    }
-}
-
-/// The running sources of an engine, by name.
-#[derive(Default)]
-pub struct SourceRegistry {
-    sources: Mutex<BTreeMap<String, SourceHandle>>,
-}
-
-impl SourceRegistry {
-    fn map(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, SourceHandle>> {
-        self.sources.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Registers a started source.
-    pub fn insert(&self, name: &str, handle: SourceHandle) {
-        self.map().insert(name.to_string(), handle);
-    }
-
-    /// Stops and forgets a source.
-    pub async fn stop(&self, name: &str) {
-        let handle = self.map().remove(name);
-        if let Some(h) = handle {
-            h.stop().await;
-        }
-    }
-
-    /// Stops every source (shutdown).
-    pub async fn stop_all(&self) {
-        let handles: Vec<SourceHandle> = std::mem::take(&mut *self.map()).into_values().collect();
-        for h in handles {
-            h.stop().await;
-        }
-    }
-
-    /// The captured tables that are not kept up to date: (source, table, error). A table of a
-    /// source in `error` counts, with the source's error. Cheap when there are none (no copy
-    /// of the statuses), as every query asks.
-    pub fn stale_tables(&self) -> Vec<(String, String, String)> {
-        let mut out = Vec::new();
-        for (source, h) in self.map().iter() {
-            let status = h.probe.status.lock().unwrap_or_else(|p| p.into_inner());
-            let source_failed = status.state == "error";
-            for t in &status.tables {
-                // A table merged from shards is stale only when none of its shards streams:
-                // a shard that stopped alone (its shape differs) leaves the others current.
-                let all_stopped = status.tables.iter().filter(|u| u.name == t.name).all(|u| u.state == "error");
-                let listed = out.iter().any(|(s, n, _): &(String, String, String)| s == source && *n == t.name);
-                if (source_failed || (t.state == "error" && all_stopped)) && !listed {
-                    let why = t.last_error.clone().or_else(|| status.last_error.clone()).unwrap_or_default();
-                    out.push((source.clone(), t.name.clone(), why));
-                }
-            }
-        }
-        out
-    }
-
-    /// A copy of every source's status.
-    pub fn statuses(&self) -> Vec<SourceStatus> {
-        self.map().values().map(|h| h.probe.status.lock().unwrap_or_else(|p| p.into_inner()).clone()).collect()
-    }
-
-    /// Waits until each named source has applied all upstream commits made before the call.
-    pub async fn wait_caught_up(&self, names: &[String], timeout: Duration) -> Result<()> {
-        let probes: Vec<SourceProbe> =
-            self.map().iter().filter(|(n, _)| names.contains(n)).map(|(_, h)| h.probe.clone()).collect();
-        for probe in probes {
-            probe.wait_caught_up(timeout).await?;
-        }
-        Ok(())
-    }
+/// The kind of source that reads through connections of `connection_kind`.
+pub fn kind(connection_kind: &str) -> Option<&'static dyn SourceKind> {
+    static MYSQL: mysql::MySql = mysql::MySql;
+    let kinds: [&'static dyn SourceKind; 1] = [&MYSQL];
+    kinds.into_iter().find(|k| k.connection_kind().eq_ignore_ascii_case(connection_kind))
 }

@@ -7,34 +7,50 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use datafusion::common::{Constraint, Constraints};
 
-use super::parser::{AlterSourceAction, ConnectionKind, ObjectType};
+use super::parser::{AlterSourceAction, ObjectType};
 use super::provider::LocalTable;
 use super::result::QueryResult;
 use super::{Engine, HwStatement, Session};
 use crate::catalog::{CatalogEntry, Namespace, Relation};
 use crate::change::ChangeBatch;
 use crate::error::{Error, Result};
-use crate::source::mysql::schema::{discover, upstream, TableSelection, TableSpec};
-use crate::source::mysql::{self, check_upstream, connection_opts, CapturedTable, MySqlSource, SourceOptions};
+use crate::source::{SourceConfig, SourceKind, SourceRun, TableDef, TableSelection};
 use crate::state::{TableState, WriteBatch};
 
-/// The options of a MySQL connection, from its catalog entry.
-fn mysql_connection(s: &Session, name: &str) -> Result<BTreeMap<String, String>> {
+/// The source kind a connection feeds and the connection's options as written, from its
+/// catalog entry.
+fn connection_kind(s: &Session, name: &str) -> Result<(&'static dyn SourceKind, BTreeMap<String, String>)> {
     let obj =
         s.engine().catalog().get(Namespace::Connection, name).ok_or_else(|| Error::undefined("connection", name))?;
     match s.parse(&obj.entry.create_sql)?.pop() {
-        Some(HwStatement::CreateConnection { kind: ConnectionKind::Mysql, options, .. }) => {
-            super::secrets::resolve_options(s, &options)
+        Some(HwStatement::CreateConnection { kind, options, .. }) => {
+            let Some(source_kind) = crate::source::kind(&kind.to_string()) else {
+                return Err(Error::InvalidParameterValue(format!(
+                    "connection \"{name}\" is a {kind} connection; a source needs a MYSQL connection"
+                )));
+            };
+            Ok((source_kind, options))
         }
-        Some(HwStatement::CreateConnection { kind, .. }) => Err(Error::InvalidParameterValue(format!(
-            "connection \"{name}\" is a {kind} connection; a MySQL source needs a MYSQL connection"
-        ))),
         _ => Err(Error::Storage(format!("connection \"{name}\" has a corrupt definition"))),
     }
+}
+
+/// [`connection_kind`] with the options' secrets resolved, to connect.
+fn source_connection(s: &Session, name: &str) -> Result<(&'static dyn SourceKind, BTreeMap<String, String>)> {
+    let (kind, options) = connection_kind(s, name)?;
+    Ok((kind, super::secrets::resolve_options(s, &options)?))
+}
+
+/// A source's definition: its connection and `WITH` options, from its catalog entry.
+fn source_definition(s: &Session, name: &str) -> Result<(u64, String, BTreeMap<String, String>)> {
+    let src = s.engine().catalog().get(Namespace::Source, name).ok_or_else(|| Error::undefined("source", name))?;
+    let Some(HwStatement::CreateSource { connection, options, .. }) = s.parse(&src.entry.create_sql)?.pop() else {
+        return Err(Error::Storage(format!("source {name} has a corrupt definition")));
+    };
+    Ok((src.entry.id, connection, options))
 }
 
 fn source_sql(name: &str, connection: &str, selection: &TableSelection, options: &BTreeMap<String, String>) -> String {
@@ -91,30 +107,14 @@ pub(super) async fn create_source(
         }
         return Err(Error::duplicate("source", name));
     }
-    let conn_options = mysql_connection(s, connection)?;
-    let source_options = SourceOptions::parse(options)?;
-    let opts = connection_opts(&conn_options)?;
-    let mut conn = tokio::time::timeout(Duration::from_secs(10), mysql_async::Conn::new(opts.clone()))
-        .await
-        .map_err(|_| Error::DataException {
-            sqlstate: "08001",
-            message: format!("cannot reach the upstream server of connection \"{connection}\" within 10s"),
-        })?
-        .map_err(|e| Error::DataException {
-            sqlstate: "08001",
-            message: format!("cannot connect to the upstream server of connection \"{connection}\": {e}"),
-        })?;
-    check_upstream(&mut conn, source_options.server_id).await?;
-    let specs = discover(&mut conn, selection).await?;
-    let _ = conn.disconnect().await.map_err(upstream);
+    let (kind, conn_options) = source_connection(s, connection)?;
+    let config = SourceConfig { connection_name: connection, connection: &conn_options, options };
+    let specs = kind.discover(&config, selection, true).await?;
     for spec in &specs {
         if catalog.get(Namespace::Relation, &spec.name).is_some() {
             return Err(Error::DuplicateObject {
                 kind: "relation",
-                name: format!(
-                    "{} (for upstream {}.{}; give it another name with AS)",
-                    spec.name, spec.database, spec.table
-                ),
+                name: format!("{} (for upstream {}; give it another name with AS)", spec.name, spec.upstream),
             });
         }
     }
@@ -126,10 +126,9 @@ pub(super) async fn create_source(
         None,
         |_| Ok(None),
     )?;
-    let mut tables = Vec::new();
     for spec in specs {
         match create_captured_table(s, name, spec, None) {
-            Ok(t) => tables.push(t),
+            Ok(_) => {}
             Err(e) => {
                 let mut victims = catalog.dependents(&ObjectType::Source.dependency_key(name));
                 victims.push(source);
@@ -138,38 +137,24 @@ pub(super) async fn create_source(
             }
         }
     }
-    let running = MySqlSource {
-        name: name.to_string(),
-        id: source.entry.id,
-        connection: connection.to_string(),
-        opts,
-        options: source_options,
-        tables,
-        store: catalog.store().clone(),
-        dataflow: s.engine().dataflow().clone(),
-        catalog: Arc::downgrade(catalog),
-    };
-    s.engine().sources().insert(name, running.start());
+    start_source(s, name)?;
     Ok(QueryResult::command("CREATE SOURCE"))
 }
 
-fn create_captured_table(s: &Session, source: &str, spec: TableSpec, restore: Option<u64>) -> Result<CapturedTable> {
+fn create_captured_table(s: &Session, source: &str, def: TableDef, restore: Option<u64>) -> Result<Arc<TableState>> {
     let catalog = s.engine().catalog();
-    let schema = CapturedTable::schema(&spec);
-    let key = (!spec.key.is_empty()).then(|| spec.key.clone());
-    let details = serde_json::to_value(&spec).map_err(|e| Error::Internal(e.to_string()))?;
-    let spec = Arc::new(spec);
     let store = catalog.store().clone();
+    let TableDef { name, schema, key, create_sql, details, .. } = def;
     let mut state_out = None;
     catalog.create_with_details(
         ObjectType::Table,
-        &spec.name,
-        spec.create_sql(),
+        &name,
+        create_sql,
         vec![ObjectType::Source.dependency_key(source)],
         Some(details),
         restore,
         |id| {
-            let state = Arc::new(TableState::new(id, &spec.name, schema, key.clone())?);
+            let state = Arc::new(TableState::new(id, &name, schema, key.clone())?);
             if restore.is_some() {
                 state.load(store.as_ref())?;
             }
@@ -182,8 +167,7 @@ fn create_captured_table(s: &Session, source: &str, spec: TableSpec, restore: Op
             Ok(Some(Relation::Table { state, provider }))
         },
     )?;
-    let state = state_out.ok_or_else(|| Error::Internal("captured table was not built".into()))?;
-    Ok(CapturedTable { spec, state })
+    state_out.ok_or_else(|| Error::Internal("captured table was not built".into()))
 }
 
 /// Restores a source's catalog entry (it starts once every entry is back: [`start_all`]).
@@ -203,25 +187,26 @@ pub(super) fn restore_source(
 
 /// Restores a captured table (with its rows) from its catalog entry.
 pub(super) fn restore_captured_table(s: &Session, entry: &CatalogEntry, details: &serde_json::Value) -> Result<()> {
-    let spec: TableSpec = serde_json::from_value(details.clone())
-        .map_err(|e| Error::Storage(format!("corrupt captured table {}: {e}", entry.name)))?;
     let source = entry
         .depends_on
         .iter()
         .find_map(|d| d.strip_prefix("source:"))
         .ok_or_else(|| Error::Storage(format!("captured table {} has no source", entry.name)))?;
-    create_captured_table(s, source, spec, Some(entry.id)).map(drop)
+    let (_, connection, _) = source_definition(s, source)?;
+    let (kind, _) = connection_kind(s, &connection)?;
+    let def = kind.table_def(&entry.name, details)?;
+    create_captured_table(s, source, def, Some(entry.id)).map(drop)
 }
 
 /// The column count each captured table had before catalog object `id` was created, for the
-/// tables that gained columns since (see [`TableSpec::widened`]), by table id.
+/// tables that gained columns since (the `widened` list of [`TableDef::details`]), by table id.
 pub(super) fn widths_before(s: &Session, id: u64) -> std::collections::HashMap<u64, usize> {
     let mut widths = std::collections::HashMap::new();
     for t in s.engine().catalog().list(ObjectType::Table) {
-        let Some(details) = &t.entry.details else { continue };
-        let Ok(spec) = serde_json::from_value::<TableSpec>(details.clone()) else { continue };
+        let Some(widened) = t.entry.details.as_ref().and_then(|d| d.get("widened")) else { continue };
+        let Ok(widened) = serde_json::from_value::<Vec<(u64, usize)>>(widened.clone()) else { continue };
         // The first widening after the object was created: the width the object saw.
-        if let Some((_, width)) = spec.widened.iter().find(|(after, _)| *after > id) {
+        if let Some((_, width)) = widened.iter().find(|(after, _)| *after > id) {
             widths.insert(t.entry.id, *width);
         }
     }
@@ -241,31 +226,23 @@ pub(super) fn start_all(engine: &Arc<Engine>) -> Result<()> {
 fn start_source(session: &Session, name: &str) -> Result<()> {
     let engine = session.engine();
     let catalog = engine.catalog();
-    let src = catalog.get(Namespace::Source, name).ok_or_else(|| Error::undefined("source", name))?;
-    let Some(HwStatement::CreateSource { connection, options, .. }) = session.parse(&src.entry.create_sql)?.pop()
-    else {
-        return Err(Error::Storage(format!("source {name} has a corrupt definition")));
-    };
+    let (id, connection, options) = source_definition(session, name)?;
     let mut tables = Vec::new();
     for t in owned_tables(session, name) {
         let (Some(details), Some(Relation::Table { state, .. })) = (&t.entry.details, &t.relation) else { continue };
-        let spec: TableSpec = serde_json::from_value(details.clone())
-            .map_err(|e| Error::Storage(format!("corrupt captured table {}: {e}", t.entry.name)))?;
-        tables.push(CapturedTable { spec: Arc::new(spec), state: state.clone() });
+        tables.push((details.clone(), state.clone()));
     }
-    let conn_options = mysql_connection(session, &connection)?;
-    let running = MySqlSource {
+    let (kind, conn_options) = source_connection(session, &connection)?;
+    let config = SourceConfig { connection_name: &connection, connection: &conn_options, options: &options };
+    let run = SourceRun {
         name: name.to_string(),
-        id: src.entry.id,
-        connection,
-        opts: mysql::connection_opts(&conn_options)?,
-        options: SourceOptions::parse(&options)?,
+        id,
         tables,
         store: catalog.store().clone(),
         dataflow: engine.dataflow().clone(),
         catalog: Arc::downgrade(catalog),
     };
-    engine.sources().insert(name, running.start());
+    engine.sources().insert(name, kind.start(&config, run)?);
     Ok(())
 }
 
@@ -288,40 +265,28 @@ fn owned_tables(s: &Session, source: &str) -> Vec<crate::catalog::CatalogObject>
 /// snapshotted (and merged with the binlog like any other), a dropped one disappears.
 pub(super) async fn alter_source(s: &Session, name: &str, action: &AlterSourceAction) -> Result<QueryResult> {
     let catalog = s.engine().catalog();
-    let src = catalog.get(Namespace::Source, name).ok_or_else(|| Error::undefined("source", name))?;
-    let Some(HwStatement::CreateSource { connection, options, .. }) = s.parse(&src.entry.create_sql)?.pop() else {
-        return Err(Error::Storage(format!("source {name} has a corrupt definition")));
-    };
+    let (source_id, connection, options) = source_definition(s, name)?;
+    let (kind, conn_options) = source_connection(s, &connection)?;
     let owned = owned_tables(s, name);
     let forget: Vec<String>;
     match action {
         AlterSourceAction::AddTables(list) => {
-            let opts = connection_opts(&mysql_connection(s, &connection)?)?;
-            let mut conn = mysql_async::Conn::new(opts).await.map_err(|e| Error::DataException {
-                sqlstate: "08001",
-                message: format!("cannot connect to the upstream server of connection \"{connection}\": {e}"),
-            })?;
-            let specs = discover(&mut conn, &TableSelection::Tables(list.clone())).await?;
-            let _ = conn.disconnect().await;
+            let config = SourceConfig { connection_name: &connection, connection: &conn_options, options: &options };
+            let specs = kind.discover(&config, &TableSelection::Tables(list.clone()), false).await?;
             for spec in &specs {
                 if catalog.get(Namespace::Relation, &spec.name).is_some() {
                     return Err(Error::duplicate("relation", spec.name.clone()));
                 }
                 let captured = owned.iter().any(|t| {
-                    t.entry
-                        .details
-                        .as_ref()
-                        .and_then(|d| serde_json::from_value::<TableSpec>(d.clone()).ok())
-                        .is_some_and(|o| o.database == spec.database && o.table == spec.table)
+                    t.entry.details.as_ref().and_then(|d| kind.upstream_of(d)).as_ref() == Some(&spec.upstream)
                 });
                 if captured {
-                    return Err(Error::duplicate("captured table", format!("{}.{}", spec.database, spec.table)));
+                    return Err(Error::duplicate("captured table", spec.upstream.clone()));
                 }
             }
-            SourceOptions::parse(&options)?;
             s.engine().sources().stop(name).await;
             forget = specs.iter().map(|t| t.name.clone()).collect();
-            mysql::forget_tables(catalog.store().as_ref(), src.entry.id, &forget)?;
+            kind.forget_tables(catalog.store().as_ref(), source_id, &forget)?;
             for spec in specs {
                 create_captured_table(s, name, spec, None)?;
             }
@@ -354,7 +319,7 @@ pub(super) async fn alter_source(s: &Session, name: &str, action: &AlterSourceAc
             super::ddl::cascade_notice(s, &victims, &named);
             super::ddl::drop_and_release(s, &victims).await?;
             forget = names.clone();
-            mysql::forget_tables(catalog.store().as_ref(), src.entry.id, &forget)?;
+            kind.forget_tables(catalog.store().as_ref(), source_id, &forget)?;
         }
         AlterSourceAction::Resnapshot => {
             s.engine().sources().stop(name).await;
@@ -362,14 +327,9 @@ pub(super) async fn alter_source(s: &Session, name: &str, action: &AlterSourceAc
             // each table's current columns began.
             for t in &owned {
                 let Some(details) = &t.entry.details else { continue };
-                let Ok(mut spec) = serde_json::from_value::<TableSpec>(details.clone()) else { continue };
-                let mut cleared = spec.since.take().is_some();
-                for shard in spec.shard_specs.values_mut() {
-                    cleared |= shard.since.take().is_some();
-                }
-                if cleared {
+                if let Some(cleared) = kind.details_without_positions(details) {
                     let mut entry = t.entry.clone();
-                    entry.details = Some(serde_json::to_value(&spec).map_err(|e| Error::Internal(e.to_string()))?);
+                    entry.details = Some(cleared);
                     let mut batch = WriteBatch::default();
                     crate::catalog::Catalog::write_entry(&entry, &mut batch)?;
                     catalog.store().apply(batch)?;
@@ -383,7 +343,7 @@ pub(super) async fn alter_source(s: &Session, name: &str, action: &AlterSourceAc
                     s.engine().dataflow().commit(&[(state.as_ref(), &change)], WriteBatch::default())?;
                 }
             }
-            mysql::reset_progress(catalog.store().as_ref(), src.entry.id)?;
+            kind.reset(catalog.store().as_ref(), source_id)?;
         }
     }
     start_source(s, name)?;

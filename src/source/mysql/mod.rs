@@ -29,11 +29,14 @@
 //! stored position; tables whose snapshot had not finished are emptied and snapshotted again.
 
 pub mod binlog;
+mod kind;
 pub mod position;
 pub mod rows;
 pub mod schema;
 pub mod snapshot;
 pub mod types;
+
+pub use kind::{BinlogCatchUp, MySql};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -521,7 +524,8 @@ impl MySqlSource {
         }));
         let (applied_tx, applied) = watch::channel(None);
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let probe = SourceProbe { status: status.clone(), applied, opts: self.opts.clone() };
+        let catch_up = BinlogCatchUp { status: status.clone(), applied, opts: self.opts.clone() };
+        let probe = SourceProbe { status: status.clone(), catch_up: Arc::new(catch_up) };
         let runner = Runner { source: Arc::new(self), units, status, applied: applied_tx };
         let task = tokio::spawn(runner.run(shutdown_rx));
         SourceHandle { probe, shutdown, task }

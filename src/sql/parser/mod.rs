@@ -26,7 +26,7 @@ use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 
 use crate::catalog::users::RoleAttributes;
 use crate::error::{Error, Result};
-use crate::source::mysql::schema::{TableRef, TableSelection};
+use crate::source::{TableRef, TableSelection};
 
 pub use crate::catalog::ObjectType;
 
