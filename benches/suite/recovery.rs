@@ -26,7 +26,9 @@ use headwater::state::checkpoint::ImageCut;
 use headwater::state::datadir::{DataDir, FORMAT_FJALL};
 use headwater::state::fjall_store::FjallStore;
 use headwater::state::table::PinnedRows;
-use headwater::state::{commit, keys, CheckpointedStore, SledStore, StateStore, TableState};
+use headwater::dataflow::Dataflow;
+use headwater::sql::provider::LocalTables;
+use headwater::state::{keys, CheckpointedStore, SledStore, StateStore, TableState, WriteBatch};
 
 /// The one table, imaged when due (single-threaded here, so any point is a cut).
 struct One(Arc<TableState>);
@@ -87,8 +89,11 @@ fn measure(name: &str, n: i64, open: Open) -> Figures {
     let table = Arc::new(TableState::new(1, "orders", schema(), Some(vec![0])).unwrap());
     let cut: Arc<dyn ImageCut> = Arc::new(One(table.clone()));
     store.set_image_cut(cut);
+    // Commits go the way the server's do, through the dataflow (no view reads the table).
+    let dataflow = Dataflow::new(store.clone(), Arc::new(LocalTables));
+    let commit = |change| dataflow.commit(&[(&table, &change)], WriteBatch::default());
     for chunk in (0..n).collect::<Vec<_>>().chunks(100_000) {
-        commit(store.as_ref(), &[(&table, &rows(chunk, 0))]).unwrap();
+        commit(rows(chunk, 0)).unwrap();
     }
     let t = Instant::now();
     store.checkpoint().unwrap();
@@ -107,7 +112,7 @@ fn measure(name: &str, n: i64, open: Open) -> Figures {
         let mut bytes = 0;
         for round in 0..7 {
             let ids: Vec<i64> = (0..changed).map(|_| (next() % n as u64) as i64).collect();
-            commit(store.as_ref(), &[(&table, &rows(&ids, round + 1))]).unwrap();
+            commit(rows(&ids, round + 1)).unwrap();
             let t = Instant::now();
             store.checkpoint().unwrap();
             times.push(t.elapsed().as_secs_f64() * 1000.0);

@@ -30,4 +30,4 @@ pub mod table;
 
 pub use checkpoint::{CheckpointStats, CheckpointedStore};
 pub use store::{MemoryStore, SledStore, StateStore, WriteBatch};
-pub use table::{commit, commit_with, TableState};
+pub use table::TableState;
