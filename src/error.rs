@@ -4,6 +4,7 @@
 //! SQLSTATE from [`Error::sqlstate`] and the hint from [`Error::hint`]. Variants are grouped by
 //! who has to act: the user (bad input, retry pointless), or the operator (storage trouble).
 
+use crate::sync::Unpoisoned;
 use datafusion::arrow::error::ArrowError;
 use datafusion::error::DataFusionError;
 use datafusion::sql::sqlparser::parser::ParserError;
@@ -139,7 +140,7 @@ pub fn intern_sqlstate(code: &str) -> &'static str {
     if code.len() != 5 || !code.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()) {
         return "XX000";
     }
-    let mut codes = CODES.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+    let mut codes = CODES.get_or_init(Default::default).locked();
     if let Some(c) = codes.get(code) {
         return c;
     }

@@ -56,6 +56,7 @@ pub mod sink;
 pub mod source;
 pub mod sql;
 pub mod state;
+pub mod sync;
 
 pub use error::{Error, Result};
 pub use server::{parse_duration, Config, Server};

@@ -67,24 +67,15 @@ impl Config {
     }
 }
 
-/// Parses `--checkpoint-interval`: `250ms`, `1s`, `1.5s`, `2m`, or a number of seconds.
+/// Parses a duration option (`--checkpoint-interval`, `--authentication-timeout`): `250ms`,
+/// `1s`, `1.5s`, `2m`, or a number of seconds
+/// ([`crate::sql::settings::parse_duration`], the one parser), from 1 ms to 1 hour.
 pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
-    let t = text.trim();
-    let (number, unit) = match t.find(|c: char| c.is_ascii_alphabetic()) {
-        Some(i) => (&t[..i], &t[i..]),
-        None => (t, "s"),
-    };
-    let n: f64 = number.trim().parse().map_err(|_| format!("not a duration: {text:?} (try 250ms, 1s, 2m)"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" | "min" => n * 60.0,
-        _ => return Err(format!("unknown unit {unit:?} in {text:?} (use ms, s or m)")),
-    };
-    if !(0.001..=3600.0).contains(&secs) {
+    let d = crate::sql::settings::parse_duration(text, crate::sql::settings::DurationUnit::Seconds)?;
+    if !(Duration::from_millis(1)..=Duration::from_secs(3600)).contains(&d) {
         return Err(format!("{text:?} is out of range (1ms to 1h)"));
     }
-    Ok(Duration::from_secs_f64(secs))
+    Ok(d)
 }
 
 /// Loads the users file and the TLS certificate; refuses `--auth password` without any user.

@@ -22,12 +22,12 @@ use datafusion::arrow::array::{ArrayRef, Int64Array, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use headwater::change::{ApplyMode, ChangeBatch};
+use headwater::dataflow::Dataflow;
+use headwater::sql::provider::LocalTables;
 use headwater::state::checkpoint::ImageCut;
 use headwater::state::datadir::{DataDir, FORMAT_FJALL};
 use headwater::state::fjall_store::FjallStore;
 use headwater::state::table::PinnedRows;
-use headwater::dataflow::Dataflow;
-use headwater::sql::provider::LocalTables;
 use headwater::state::{keys, CheckpointedStore, SledStore, StateStore, TableState, WriteBatch};
 
 /// The one table, imaged when due (single-threaded here, so any point is a cut).

@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::state::{keys, StateStore, TableState, WriteBatch};
+use crate::sync::{Unpoisoned, UnpoisonedRw};
 
 /// The kinds of catalog objects a user can name in SHOW / DROP / SHOW CREATE.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -246,11 +247,11 @@ impl Catalog {
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Objects> {
-        self.objects.read().unwrap_or_else(|p| p.into_inner())
+        self.objects.read_locked()
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, Objects> {
-        self.objects.write().unwrap_or_else(|p| p.into_inner())
+        self.objects.write_locked()
     }
 
     /// Every table whose rows are stored (materialized views' results too). Never waits for DDL: a
@@ -258,7 +259,7 @@ impl Catalog {
     /// must see every table a commit may have left rows of for its image
     /// (`TableState::write_planned`).
     pub fn stored_tables(&self) -> Vec<Arc<TableState>> {
-        self.stored.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.stored.locked().clone()
     }
 
     /// Looks an object up by namespace and name.
@@ -385,7 +386,7 @@ impl Catalog {
         objects.next_id = objects.next_id.max(id + 1);
         let object = CatalogObject { entry, relation };
         if let Some(Relation::Table { state, .. }) = &object.relation {
-            self.stored.lock().unwrap_or_else(|p| p.into_inner()).push(state.clone());
+            self.stored.locked().push(state.clone());
         }
         objects.by_name.insert((ns, name.to_string()), object.clone());
         Ok(object)
@@ -451,7 +452,7 @@ impl Catalog {
             objects.by_name.remove(&(v.object_type().namespace(), v.entry.name.clone()));
         }
         let gone: Vec<u64> = victims.iter().map(|v| v.entry.id).collect();
-        self.stored.lock().unwrap_or_else(|p| p.into_inner()).retain(|t| !gone.contains(&t.id()));
+        self.stored.locked().retain(|t| !gone.contains(&t.id()));
         Ok(())
     }
 }

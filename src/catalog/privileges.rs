@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::state::keys;
 use crate::state::{StateStore, WriteBatch};
+use crate::sync::UnpoisonedRw;
 
 /// The id of the database-wide ACL.
 pub const DATABASE: u64 = 0;
@@ -168,7 +169,7 @@ impl Privileges {
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<u64, Acl>> {
-        self.acls.read().unwrap_or_else(|p| p.into_inner())
+        self.acls.read_locked()
     }
 
     /// The ACL of object `id` (empty if none was recorded).
@@ -183,7 +184,7 @@ impl Privileges {
 
     /// Changes object `id`'s ACL with `change` and stores it.
     pub fn update(&self, id: u64, change: impl FnOnce(&mut Acl)) -> Result<()> {
-        let mut acls = self.acls.write().unwrap_or_else(|p| p.into_inner());
+        let mut acls = self.acls.write_locked();
         let mut acl = acls.get(&id).cloned().unwrap_or_default();
         change(&mut acl);
         let mut batch = WriteBatch::default();
@@ -203,7 +204,7 @@ impl Privileges {
 
     /// Forgets the ACLs of dropped objects.
     pub fn forget(&self, ids: &[u64]) {
-        let mut acls = self.acls.write().unwrap_or_else(|p| p.into_inner());
+        let mut acls = self.acls.write_locked();
         for id in ids {
             acls.remove(id);
         }

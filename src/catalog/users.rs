@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::state::keys::USERS;
 use crate::state::{StateStore, WriteBatch};
+use crate::sync::UnpoisonedRw;
 
 /// What is stored about a user.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -267,11 +268,11 @@ impl Users {
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, UserRecord>> {
-        self.users.read().unwrap_or_else(|p| p.into_inner())
+        self.users.read_locked()
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<String, UserRecord>> {
-        self.users.write().unwrap_or_else(|p| p.into_inner())
+        self.users.write_locked()
     }
 
     /// Creates the user or sets its password (the users file at start-up: its users are

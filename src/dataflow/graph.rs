@@ -22,6 +22,7 @@ use crate::change::{ApplyMode, ChangeBatch};
 use crate::error::{Error, Result, ViewErrors};
 use crate::state::table::{PinnedRows, Planned};
 use crate::state::{keys, StateStore, TableState, WriteBatch};
+use crate::sync::{Unpoisoned, UnpoisonedRw};
 use failures::{effective_errors, fail, recompute_view, Failure, LAST_RETRY};
 
 /// What EXPLAIN MATERIALIZED VIEW and `hw_catalog.relations` report about a view.
@@ -172,12 +173,12 @@ impl Dataflow {
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner.locked()
     }
 
     /// The current rows of `tables`, all as of the same commit.
     pub fn pin(&self, tables: &[Arc<TableState>]) -> HashMap<u64, PinnedRows> {
-        let _published = self.publish.read().unwrap_or_else(|p| p.into_inner());
+        let _published = self.publish.read_locked();
         tables.iter().map(|t| (t.id(), t.pin())).collect()
     }
 
@@ -354,7 +355,7 @@ impl Dataflow {
         let written: Vec<&TableState> = planned.iter().map(|(t, _)| *t).collect();
         let outputs_written: Vec<Arc<TableState>> = outputs.iter().map(|(t, _)| t.clone()).collect();
         {
-            let _published = self.publish.write().unwrap_or_else(|p| p.into_inner());
+            let _published = self.publish.write_locked();
             for (table, p) in planned {
                 table.apply_planned(p);
             }
@@ -437,7 +438,7 @@ impl Dataflow {
         let _inner = self.lock();
         let widening = table.plan_widen(schema, values, &mut extra)?;
         self.store.apply(extra)?;
-        let _published = self.publish.write().unwrap_or_else(|p| p.into_inner());
+        let _published = self.publish.write_locked();
         table.apply_widen(widening);
         Ok(())
     }
@@ -551,7 +552,7 @@ impl Dataflow {
     /// their own changes).
     fn publish_errors(&self, inner: &mut Inner) {
         let changed = effective_errors(&mut inner.views);
-        let _published = self.publish.write().unwrap_or_else(|p| p.into_inner());
+        let _published = self.publish.write_locked();
         for (output, errors) in changed {
             output.set_errors(errors);
         }

@@ -24,6 +24,7 @@ use pgwire::messages::cancel::CancelRequest;
 use tokio::sync::Notify;
 
 use crate::error::Error;
+use crate::sync::Unpoisoned;
 
 /// One connection's cancel signal.
 #[derive(Debug, Default)]
@@ -76,7 +77,7 @@ pub struct Registration {
 impl Drop for Registration {
     fn drop(&mut self) {
         if let Some(c) = self.cancels.upgrade() {
-            c.tokens.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.key);
+            c.tokens.locked().remove(&self.key);
         }
     }
 }
@@ -85,7 +86,7 @@ impl Cancels {
     /// Cancels what the session given `pid` and `secret` runs, if there is one.
     pub fn cancel(&self, pid: i32, secret: &[u8]) {
         let key = (pid, secret.to_vec());
-        let token = self.tokens.lock().unwrap_or_else(|p| p.into_inner()).get(&key).and_then(Weak::upgrade);
+        let token = self.tokens.locked().get(&key).and_then(Weak::upgrade);
         match token {
             Some(t) => {
                 tracing::info!(pid, "cancel request");
@@ -98,7 +99,7 @@ impl Cancels {
     /// Makes `token` reachable by a CancelRequest carrying `pid` and `secret`.
     pub fn register(self: &Arc<Self>, pid: i32, secret: Vec<u8>, token: &Arc<CancelToken>) -> Registration {
         let key = (pid, secret);
-        self.tokens.lock().unwrap_or_else(|p| p.into_inner()).insert(key.clone(), Arc::downgrade(token));
+        self.tokens.locked().insert(key.clone(), Arc::downgrade(token));
         Registration { key, cancels: Arc::downgrade(self) }
     }
 }

@@ -1,5 +1,6 @@
 //! Failed password logins slow down the next attempts from the same address.
 
+use crate::sync::Unpoisoned;
 use std::time::Duration;
 
 /// How long a run of failed logins from one address is remembered.
@@ -24,7 +25,7 @@ pub static THROTTLE: std::sync::LazyLock<LoginThrottle> = std::sync::LazyLock::n
 impl LoginThrottle {
     /// How long an attempt from `host` waits now.
     pub fn delay(&self, host: &str) -> Duration {
-        let failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let failures = self.failures.locked();
         match failures.get(host) {
             Some((n, last)) if last.elapsed() < FORGET_FAILURES && *n > 0 => {
                 let exponent = (*n - 1).min(16);
@@ -45,7 +46,7 @@ impl LoginThrottle {
 
     /// Records a failed login from `host`.
     pub fn failed(&self, host: &str) {
-        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let mut failures = self.failures.locked();
         if failures.len() >= MAX_ADDRESSES {
             failures.retain(|_, (_, last)| last.elapsed() < FORGET_FAILURES);
             if failures.len() >= MAX_ADDRESSES {
@@ -64,7 +65,7 @@ impl LoginThrottle {
 
     /// Records a successful login from `host`.
     pub fn succeeded(&self, host: &str) {
-        self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(host);
+        self.failures.locked().remove(host);
     }
 }
 

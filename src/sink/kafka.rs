@@ -27,9 +27,10 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
 use super::encode::{self, Message};
-use super::{lock, Delivery, Pending, Progress, Shared, SinkConfig};
+use super::{Delivery, Pending, Progress, Shared, SinkConfig};
 use crate::change::CommitOrigin;
 use crate::state::{keys, StateStore, WriteBatch};
+use crate::sync::Unpoisoned;
 
 /// Most outbox entries (whole commits) in one Kafka transaction or acknowledged batch.
 const MAX_ENTRIES_PER_BATCH: usize = 4096;
@@ -94,7 +95,7 @@ struct Context {
 impl ClientContext for Context {
     fn error(&self, error: KafkaError, reason: &str) {
         tracing::debug!(%error, reason, "kafka client error");
-        *lock(&self.last_error) = Some(format!("{error}: {reason}"));
+        *self.last_error.locked() = Some(format!("{error}: {reason}"));
     }
 }
 
@@ -104,7 +105,7 @@ impl ProducerContext for Context {
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
         if let Err((e, _)) = result {
             self.failures.fetch_add(1, Ordering::SeqCst);
-            *lock(&self.last_error) = Some(e.to_string());
+            *self.last_error.locked() = Some(e.to_string());
         }
     }
 }
@@ -350,7 +351,7 @@ impl Worker {
 
     /// Exactly-once recovery: what Kafka has (`committed`) leaves the outbox.
     fn reconcile(&mut self, committed: Option<u64>) -> SessionResult<()> {
-        let allocated = lock(&self.shared.outbox).next_seq - 1;
+        let allocated = self.shared.outbox.locked().next_seq - 1;
         if let Some(seq) = committed.filter(|seq| *seq > allocated) {
             return Err(format!(
                 "the progress record for TRANSACTIONAL_ID {} says entry {seq} is in Kafka, but this sink has only                  written {allocated}: the id belongs to another sink (drop this sink and create it without                  TRANSACTIONAL_ID)",
@@ -375,7 +376,7 @@ impl Worker {
     fn acknowledge(&mut self, upto: u64) -> crate::error::Result<()> {
         let mut batch = WriteBatch::default();
         {
-            let mut outbox = lock(&self.shared.outbox);
+            let mut outbox = self.shared.outbox.locked();
             while outbox.pending.front().is_some_and(|p| p.seq <= upto) {
                 let p = outbox.pending.pop_front().expect("checked");
                 batch.delete(keys::sink_outbox_entry(self.config.id, p.seq));
@@ -432,7 +433,7 @@ impl Worker {
 
     /// The next run of durable entries; empty when there is none yet (after a short wait).
     fn ready(&self, limit: Option<u64>) -> Vec<Pending> {
-        let first = lock(&self.shared.outbox).pending.front().copied();
+        let first = self.shared.outbox.locked().pending.front().copied();
         let Some(first) = first.filter(|p| limit.is_none_or(|l| p.seq <= l)) else {
             if limit.is_none() {
                 self.shared.pause(Duration::from_millis(200));
@@ -442,7 +443,7 @@ impl Worker {
         if !self.store.wait_durable(first.generation, Duration::from_millis(200)) {
             return Vec::new();
         }
-        let outbox = lock(&self.shared.outbox);
+        let outbox = self.shared.outbox.locked();
         outbox
             .pending
             .iter()
@@ -490,7 +491,7 @@ impl Worker {
     /// Ends a batch: commits the transaction with its progress record (exactly-once), or
     /// waits until the brokers acknowledged every message (at-least-once).
     fn finish(&self, producer: &KafkaProducer, failures_before: u64, seq: u64) -> SessionResult<()> {
-        let detail = || lock(&producer.context().last_error).clone().unwrap_or_default();
+        let detail = || producer.context().last_error.locked().clone().unwrap_or_default();
         let failed = |what: &str, e: KafkaError| format!("{what}: {e} {}", detail()).trim_end().to_string();
         if self.config.delivery == Delivery::ExactlyOnce {
             let value = serde_json::to_vec(&KafkaProgress { seq }).expect("progress serialises");

@@ -43,6 +43,7 @@ use crate::change::{ChangeBatch, CommitOrigin};
 use crate::dataflow::Tap;
 use crate::error::{Error, Result};
 use crate::state::{keys, StateStore, WriteBatch};
+use crate::sync::Unpoisoned;
 use encode::{DecimalFormat, Encoder, Envelope};
 
 /// The delivery guarantee of a sink.
@@ -145,13 +146,9 @@ pub(crate) struct Shared {
     status: Mutex<SinkStatus>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl Shared {
     fn status(&self) -> MutexGuard<'_, SinkStatus> {
-        lock(&self.status)
+        self.status.locked()
     }
 
     fn stopped(&self) -> bool {
@@ -160,7 +157,7 @@ impl Shared {
 
     /// Sleeps up to `d`, waking early when the sink is stopped or a commit arrives.
     fn pause(&self, d: std::time::Duration) {
-        let outbox = lock(&self.outbox);
+        let outbox = self.outbox.locked();
         let _ = self.changed.wait_timeout(outbox, d);
     }
 }
@@ -183,7 +180,7 @@ impl Tap for SinkTap {
         if messages.is_empty() {
             return Ok(());
         }
-        let mut outbox = lock(&self.shared.outbox);
+        let mut outbox = self.shared.outbox.locked();
         let seq = outbox.next_seq;
         batch.put(keys::sink_outbox_entry(self.id, seq), encode::frame(&messages));
         outbox.staged = Some((seq, origin.ts_ms));
@@ -191,7 +188,7 @@ impl Tap for SinkTap {
     }
 
     fn committed(&mut self, generation: u64) {
-        let mut outbox = lock(&self.shared.outbox);
+        let mut outbox = self.shared.outbox.locked();
         if let Some((seq, ts_ms)) = outbox.staged.take() {
             outbox.next_seq = seq + 1;
             outbox.pending.push_back(Pending { seq, generation, ts_ms });
@@ -200,7 +197,7 @@ impl Tap for SinkTap {
     }
 
     fn aborted(&mut self) {
-        lock(&self.shared.outbox).staged = None;
+        self.shared.outbox.locked().staged = None;
     }
 }
 
@@ -283,7 +280,7 @@ impl SinkRegistry {
         // The snapshot follows every entry recorded before this point: read before the tap is
         // registered (no commit can add an entry until then), and the tap's first entry is
         // the first commit after the snapshot's pin.
-        let base = lock(&shared.outbox).next_seq - 1;
+        let base = shared.outbox.locked().next_seq - 1;
         let id = config.id;
         let rows = dataflow.add_tap(id, Box::new(tap), relation)?;
         let generation = store.staged_generation();
@@ -306,7 +303,7 @@ impl SinkRegistry {
                 return Err(Error::Internal(format!("cannot start sink thread: {e}")));
             }
         };
-        let old = lock(&self.running).insert(name, SinkHandle { id, shared, thread: Some(thread) });
+        let old = self.running.locked().insert(name, SinkHandle { id, shared, thread: Some(thread) });
         if let Some(h) = old {
             h.stop();
         }
@@ -317,7 +314,7 @@ impl SinkRegistry {
     /// left alone); its tap must be removed by the caller.
     pub fn stop(&self, name: &str, id: u64) {
         let handle = {
-            let mut running = lock(&self.running);
+            let mut running = self.running.locked();
             match running.get(name) {
                 Some(h) if h.id == id => running.remove(name),
                 _ => None,
@@ -330,7 +327,7 @@ impl SinkRegistry {
 
     /// Stops every sink (shutdown): what they have not sent stays in their outboxes.
     pub fn stop_all(&self) {
-        let all = std::mem::take(&mut *lock(&self.running));
+        let all = std::mem::take(&mut *self.running.locked());
         for (_, h) in all {
             h.stop();
         }
@@ -338,12 +335,12 @@ impl SinkRegistry {
 
     /// The status of every sink, by name.
     pub fn statuses(&self) -> Vec<SinkStatus> {
-        let running = lock(&self.running);
+        let running = self.running.locked();
         running
             .values()
             .map(|h| {
                 let mut s = h.shared.status().clone();
-                let outbox = lock(&h.shared.outbox);
+                let outbox = h.shared.outbox.locked();
                 s.pending_commits = outbox.pending.len() as u64;
                 s.lag_seconds = outbox
                     .pending

@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 
 use super::mysql::position::BinlogPosition;
 use crate::error::Result;
+use crate::sync::Unpoisoned;
 
 /// What `hw_catalog.sources` shows about one source.
 #[derive(Debug, Clone, Default)]
@@ -80,7 +81,7 @@ pub struct SourceRegistry {
 
 impl SourceRegistry {
     fn map(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, SourceHandle>> {
-        self.sources.lock().unwrap_or_else(|p| p.into_inner())
+        self.sources.locked()
     }
 
     /// Registers a started source.
@@ -110,7 +111,7 @@ impl SourceRegistry {
     pub fn stale_tables(&self) -> Vec<(String, String, String)> {
         let mut out = Vec::new();
         for (source, h) in self.map().iter() {
-            let status = h.probe.status.lock().unwrap_or_else(|p| p.into_inner());
+            let status = h.probe.status.locked();
             let source_failed = status.state == "error";
             for t in &status.tables {
                 // A table merged from shards is stale only when none of its shards streams:
@@ -128,7 +129,7 @@ impl SourceRegistry {
 
     /// A copy of every source's status.
     pub fn statuses(&self) -> Vec<SourceStatus> {
-        self.map().values().map(|h| h.probe.status.lock().unwrap_or_else(|p| p.into_inner()).clone()).collect()
+        self.map().values().map(|h| h.probe.status.locked().clone()).collect()
     }
 
     /// Waits until each named source has applied all upstream commits made before the call.

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
+use crate::sync::Unpoisoned;
 use datafusion::arrow::array::{ArrayRef, BooleanArray, Int32Array, Int64Array};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::logical_expr::{
@@ -78,20 +79,19 @@ impl Backend {
     /// A statement starts.
     pub fn started(&self, query: String) {
         let now = now_micros();
-        *self.doing.lock().unwrap_or_else(|p| p.into_inner()) =
-            Doing { state: "active", query, query_start: Some(now), state_change: now };
+        *self.doing.locked() = Doing { state: "active", query, query_start: Some(now), state_change: now };
     }
 
     /// The statement ended.
     pub fn finished(&self) {
-        let mut doing = self.doing.lock().unwrap_or_else(|p| p.into_inner());
+        let mut doing = self.doing.locked();
         doing.state = "idle";
         doing.state_change = now_micros();
     }
 
     /// What it is doing.
     pub fn doing(&self) -> Doing {
-        self.doing.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.doing.locked().clone()
     }
 }
 
@@ -110,7 +110,7 @@ pub struct Registration {
 impl Drop for Registration {
     fn drop(&mut self) {
         if let Some(a) = self.activity.upgrade() {
-            a.backends.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.pid);
+            a.backends.locked().remove(&self.pid);
         }
     }
 }
@@ -119,18 +119,18 @@ impl Activity {
     /// Lists `backend` until the registration is dropped.
     pub fn register(self: &Arc<Self>, backend: Arc<Backend>) -> Registration {
         let pid = backend.pid;
-        self.backends.lock().unwrap_or_else(|p| p.into_inner()).insert(pid, backend);
+        self.backends.locked().insert(pid, backend);
         Registration { pid, activity: Arc::downgrade(self) }
     }
 
     /// Every session, by pid.
     pub fn backends(&self) -> Vec<Arc<Backend>> {
-        self.backends.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+        self.backends.locked().values().cloned().collect()
     }
 
     /// The session with `pid`.
     pub fn get(&self, pid: i32) -> Option<Arc<Backend>> {
-        self.backends.lock().unwrap_or_else(|p| p.into_inner()).get(&pid).cloned()
+        self.backends.locked().get(&pid).cloned()
     }
 
     /// Cancels session `pid`'s running statement; false when there is no such session.

@@ -13,6 +13,7 @@ use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
 
 use super::settings::{Settings, SERVER_VERSION};
+use crate::sync::UnpoisonedRw;
 
 /// What `version()` answers: Postgres-shaped, so SQLAlchemy's `PostgreSQL (\d+)` matches.
 pub fn version_string() -> String {
@@ -119,7 +120,7 @@ pub fn current_setting(settings: Arc<RwLock<Settings>>) -> ScalarUDF {
         DataType::Utf8,
         Volatility::Stable,
         Arc::new(move |args: &[ColumnarValue]| {
-            let settings = settings.read().unwrap_or_else(|p| p.into_inner());
+            let settings = settings.read_locked();
             let lookup = |name: Option<&str>| -> datafusion::error::Result<Option<String>> {
                 match name {
                     None => Ok(None),
@@ -159,7 +160,7 @@ pub fn session_user(settings: Arc<RwLock<Settings>>) -> ScalarUDF {
         DataType::Utf8,
         Volatility::Stable,
         Arc::new(move |_| {
-            let user = settings.read().unwrap_or_else(|p| p.into_inner()).get("session_authorization").ok();
+            let user = settings.read_locked().get("session_authorization").ok();
             Ok(ColumnarValue::Scalar(ScalarValue::Utf8(user)))
         }),
     )
@@ -188,7 +189,7 @@ pub fn set_config(settings: Arc<RwLock<Settings>>) -> ScalarUDF {
             let (Some(name), Some(value)) = (text(&args[0]), text(&args[1])) else {
                 return Ok(ColumnarValue::Scalar(ScalarValue::Utf8(None)));
             };
-            let mut s = settings.write().unwrap_or_else(|p| p.into_inner());
+            let mut s = settings.write_locked();
             s.set(&name, &value).map_err(|e| datafusion::error::DataFusionError::Execution(e.to_string()))?;
             Ok(ColumnarValue::Scalar(ScalarValue::Utf8(s.get(&name).ok())))
         }),

@@ -26,6 +26,7 @@ use crate::state::table::PinnedRows;
 use crate::state::TableState;
 
 use super::transaction::Transaction;
+use crate::sync::{Unpoisoned, UnpoisonedRw};
 
 /// What Describe reports about a statement before it runs.
 #[derive(Debug, Default)]
@@ -78,7 +79,7 @@ impl Session {
             let (users, settings, login_role) = (Arc::downgrade(engine.users()), settings.clone(), login_role.clone());
             Arc::new(move |target: &str| {
                 let Some(users) = users.upgrade() else { return false };
-                let me = settings.read().unwrap_or_else(|p| p.into_inner()).get("session_authorization").ok();
+                let me = settings.read_locked().get("session_authorization").ok();
                 let who = super::access::identity_of(&users, me, login_role.load(std::sync::atomic::Ordering::Relaxed));
                 who.superuser || who.roles.iter().any(|r| r == target)
             })
@@ -110,12 +111,12 @@ impl Session {
 
     /// Queues a notice for the client (sent before the statement's result).
     pub fn notice(&self, notice: super::Notice) {
-        self.notices.lock().unwrap_or_else(|p| p.into_inner()).push(notice);
+        self.notices.locked().push(notice);
     }
 
     /// The notices queued since the last call.
     pub fn take_notices(&self) -> Vec<super::Notice> {
-        std::mem::take(&mut *self.notices.lock().unwrap_or_else(|p| p.into_inner()))
+        std::mem::take(&mut *self.notices.locked())
     }
 
     /// Whether the session's user was a role when it logged in (one dropped since keeps no
@@ -132,7 +133,7 @@ impl Session {
             let known = self.engine.users().get(u).is_some();
             self.login_role.store(known, std::sync::atomic::Ordering::Relaxed);
         }
-        let mut s = self.settings.write().unwrap_or_else(|p| p.into_inner());
+        let mut s = self.settings.write_locked();
         if let Some(u) = user {
             s.set_session_user(u);
             let superuser = super::access::identity_of(self.engine.users(), Some(u.to_string()), true).superuser;
@@ -162,7 +163,7 @@ impl Session {
     }
 
     fn read_settings(&self) -> std::sync::RwLockReadGuard<'_, Settings> {
-        self.settings.read().unwrap_or_else(|p| p.into_inner())
+        self.settings.read_locked()
     }
 
     /// This session's DataFusion context.
@@ -216,9 +217,7 @@ impl Session {
             Durability::Ddl => true,
             // Inside a block, DML is durable with its COMMIT.
             Durability::Dml if block.is_some() => false,
-            Durability::Dml | Durability::Commit => {
-                self.settings.read().unwrap_or_else(|p| p.into_inner()).synchronous_commit()
-            }
+            Durability::Dml | Durability::Commit => self.settings.read_locked().synchronous_commit(),
             Durability::None => false,
         };
         super::access::record_owner(self, stmt, first_new_id)?;
@@ -289,7 +288,7 @@ impl Session {
             Statement::Set(set) => self.set(set),
             Statement::ShowVariable { variable } => self.show(variable),
             Statement::Reset(r) => {
-                let mut s = self.settings.write().unwrap_or_else(|p| p.into_inner());
+                let mut s = self.settings.write_locked();
                 match &r.reset {
                     Reset::ALL => s.reset(None)?,
                     Reset::ConfigurationParameter(name) => s.reset(Some(&name.to_string()))?,
@@ -325,7 +324,7 @@ impl Session {
             Statement::Discard { object_type } => {
                 use datafusion::sql::sqlparser::ast::DiscardObject;
                 if matches!(object_type, DiscardObject::ALL) {
-                    self.settings.write().unwrap_or_else(|p| p.into_inner()).reset(None)?;
+                    self.settings.write_locked().reset(None)?;
                 }
                 Ok(QueryResult::command(&format!("DISCARD {object_type}")))
             }
@@ -385,11 +384,14 @@ impl Session {
 
     async fn query(&self, stmt: &Statement, params: Option<&ParamValues>) -> Result<QueryResult> {
         let recency = {
-            let s = self.settings.read().unwrap_or_else(|p| p.into_inner());
+            let s = self.settings.read_locked();
             s.real_time_recency().then(|| s.get("real_time_recency_timeout"))
         };
         let recency = match recency {
-            Some(t) => Some(super::settings::parse_duration(&t?).unwrap_or(std::time::Duration::from_secs(10))),
+            Some(t) => Some(
+                super::settings::parse_duration(&t?, super::settings::DurationUnit::Milliseconds)
+                    .unwrap_or(std::time::Duration::from_secs(10)),
+            ),
             None => None,
         };
         let mut plan = match self.plan(stmt).await {
@@ -466,11 +468,11 @@ impl Session {
 
     /// Runs `f` on the open transaction block, if any.
     pub(super) fn transaction<R>(&self, f: impl FnOnce(Option<&mut Transaction>) -> R) -> R {
-        f(self.tx.lock().unwrap_or_else(|p| p.into_inner()).as_mut())
+        f(self.tx.locked().as_mut())
     }
 
     fn transaction_slot<R>(&self, f: impl FnOnce(&mut Option<Transaction>) -> R) -> R {
-        f(&mut self.tx.lock().unwrap_or_else(|p| p.into_inner()))
+        f(&mut self.tx.locked())
     }
 
     /// Runs `f` on the open block; `what` outside one is an error, as in Postgres (25P01).
@@ -550,7 +552,7 @@ impl Session {
     }
 
     fn set(&self, set: &Set) -> Result<QueryResult> {
-        let mut s = self.settings.write().unwrap_or_else(|p| p.into_inner());
+        let mut s = self.settings.write_locked();
         let mut assign = |name: &str, values: &[SqlExpr]| -> Result<()> {
             let value = values.iter().map(setting_value).collect::<Vec<_>>().join(", ");
             if value.eq_ignore_ascii_case("default") {
@@ -583,7 +585,7 @@ impl Session {
 
     fn show(&self, variable: &[Ident]) -> Result<QueryResult> {
         let name = variable.iter().map(|i| i.value.as_str()).collect::<Vec<_>>().join(" ");
-        let s = self.settings.read().unwrap_or_else(|p| p.into_inner());
+        let s = self.settings.read_locked();
         if name.eq_ignore_ascii_case("all") {
             let rows = s.all().into_iter().map(|(n, v, d)| vec![n, v, d]).collect();
             return QueryResult::text_rows(&["name", "setting", "description"], rows);

@@ -121,7 +121,7 @@ impl Settings {
                 "UTF8".to_string()
             }
             "real_time_recency_timeout" | "statement_timeout" => {
-                parse_duration(value).ok_or_else(|| {
+                parse_duration(value, DurationUnit::Milliseconds).map_err(|_| {
                     Error::InvalidParameterValue(format!(
                         "invalid value for parameter \"{n}\": \"{value}\" (expected a duration like '10s' or '500ms')"
                     ))
@@ -205,7 +205,10 @@ impl Settings {
 
     /// The session's `statement_timeout` (`None`: no limit).
     pub fn statement_timeout(&self) -> Option<std::time::Duration> {
-        self.values.get("statement_timeout").and_then(|v| parse_duration(v)).filter(|d| !d.is_zero())
+        self.values
+            .get("statement_timeout")
+            .and_then(|v| parse_duration(v, DurationUnit::Milliseconds).ok())
+            .filter(|d| !d.is_zero())
     }
 
     /// Whether `real_time_recency` is on.
@@ -259,21 +262,40 @@ fn parse_bool(name: &str, v: &str) -> Result<&'static str> {
     }
 }
 
-/// Parses `10s`, `500ms`, `2min`, or a bare number of milliseconds.
-pub fn parse_duration(v: &str) -> Option<std::time::Duration> {
-    let v = v.trim();
-    let split = v.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(v.len());
-    let (num, unit) = v.split_at(split);
-    let num: f64 = num.parse().ok()?;
-    let ms = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "ms" => num,
-        "s" | "sec" => num * 1e3,
-        "min" => num * 60e3,
-        "h" => num * 3600e3,
-        "d" => num * 86_400e3,
-        _ => return None,
+/// The unit of a duration written as a bare number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DurationUnit {
+    /// Postgres's time settings (`statement_timeout = 500`).
+    Milliseconds,
+    /// The command line (`--checkpoint-interval 1.5`).
+    Seconds,
+}
+
+/// The one duration parser: a number (fractions allowed) and a unit as Postgres's time
+/// settings take them, `us`, `ms`, `s`, `min`, `h` or `d` (also `sec`, and `m` for minutes as
+/// the command line always accepted), with or without a space between; a bare number is in
+/// `bare` units. Negative, non-finite and unknown units are refused with a message.
+pub fn parse_duration(text: &str, bare: DurationUnit) -> std::result::Result<std::time::Duration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let n: f64 = number
+        .parse()
+        .ok()
+        .filter(|n: &f64| n.is_finite())
+        .ok_or_else(|| format!("not a duration: {text:?} (try 250ms, 10s, 2min)"))?;
+    let seconds = match unit.trim().to_ascii_lowercase().as_str() {
+        "" if bare == DurationUnit::Milliseconds => n / 1e3,
+        "" => n,
+        "us" => n / 1e6,
+        "ms" => n / 1e3,
+        "s" | "sec" => n,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        "d" => n * 86_400.0,
+        other => return Err(format!("unknown unit {other:?} in {text:?} (use us, ms, s, min, h or d)")),
     };
-    Some(std::time::Duration::from_micros((ms * 1e3) as u64))
+    std::time::Duration::try_from_secs_f64(seconds).map_err(|_| format!("{text:?} is out of range"))
 }
 
 #[cfg(test)]
@@ -300,6 +322,12 @@ mod tests {
         s.set("timezone", "LOCAL").unwrap();
         assert_eq!(s.get("timezone").unwrap(), "UTC");
         assert_eq!(s.set("timezone", "Mars/Olympus").unwrap_err().sqlstate(), "22023");
-        assert_eq!(parse_duration("1.5s"), Some(std::time::Duration::from_millis(1500)));
+        assert_eq!(parse_duration("1.5s", DurationUnit::Milliseconds), Ok(std::time::Duration::from_millis(1500)));
+        assert_eq!(parse_duration("250", DurationUnit::Milliseconds), Ok(std::time::Duration::from_millis(250)));
+        assert_eq!(parse_duration("2 min", DurationUnit::Milliseconds), Ok(std::time::Duration::from_secs(120)));
+        assert_eq!(parse_duration("1d", DurationUnit::Seconds), Ok(std::time::Duration::from_secs(86_400)));
+        assert_eq!(parse_duration("1.5", DurationUnit::Seconds), Ok(std::time::Duration::from_millis(1500)));
+        assert!(parse_duration("-1", DurationUnit::Milliseconds).is_err());
+        assert!(parse_duration("1 parsec", DurationUnit::Seconds).is_err());
     }
 }

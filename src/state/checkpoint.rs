@@ -27,7 +27,7 @@
 //! made durable; the server stops with the error (see `server`).
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::image::{ImageRecord, Images};
@@ -36,6 +36,7 @@ use super::store::{StateStore, WriteBatch};
 use super::table::{PinnedRows, TableState};
 use crate::change::FastMap;
 use crate::error::{Error, Result};
+use crate::sync::Unpoisoned;
 
 /// Staged writes, newest value per key. A hash map: every commit inserts into it, while the
 /// ordered reads (`scan_prefix`) are rare (start-up, DDL) and a checkpoint sorts its batch.
@@ -104,10 +105,6 @@ pub struct CheckpointedStore {
     durable_changed: Condvar,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 fn entry_bytes(k: &[u8], v: &Option<Vec<u8>>) -> usize {
     k.len() + v.as_ref().map_or(0, Vec::len) + 32
 }
@@ -140,12 +137,12 @@ impl CheckpointedStore {
     /// Writes everything staged so far to the durable store, atomically, and waits until it
     /// is on disk. Returns the number of keys written (0: nothing was staged).
     pub fn checkpoint(&self) -> Result<usize> {
-        let _writer = lock(&self.writer);
+        let _writer = self.writer.locked();
         // From the cut on: views stage their state there, holding commits back.
         let started = Instant::now();
         let mut taken: Option<Result<(Arc<Writes>, u64)>> = None;
         let mut take = || {
-            let mut s = lock(&self.staged);
+            let mut s = self.staged.locked();
             if let Some(e) = &s.failed {
                 taken = Some(Err(Error::Storage(e.clone())));
                 return false;
@@ -192,9 +189,9 @@ impl CheckpointedStore {
             self.durable.flush()?;
             Ok(files)
         });
-        let mut s = lock(&self.staged);
+        let mut s = self.staged.locked();
         s.in_flight = None;
-        let mut stats = lock(&self.stats);
+        let mut stats = self.stats.locked();
         match result {
             Ok(files) => {
                 for old in files.iter().filter_map(|(_, old)| old.as_deref()) {
@@ -210,7 +207,7 @@ impl CheckpointedStore {
                 stats.total_bytes += bytes as u64;
                 drop(stats);
                 drop(s);
-                *lock(&self.durable_generation) = generation;
+                *self.durable_generation.locked() = generation;
                 self.durable_changed.notify_all();
                 Ok(batch.len())
             }
@@ -276,8 +273,8 @@ impl CheckpointedStore {
 
     /// The checkpoint counters, with the current staged size.
     pub fn stats(&self) -> CheckpointStats {
-        let mut stats = lock(&self.stats).clone();
-        let s = lock(&self.staged);
+        let mut stats = self.stats.locked().clone();
+        let s = self.staged.locked();
         stats.staged_keys = s.writes.len();
         stats.staged_bytes = s.bytes;
         stats
@@ -285,14 +282,14 @@ impl CheckpointedStore {
 
     /// The error that stopped checkpoints, if one did.
     pub fn failure(&self) -> Option<String> {
-        lock(&self.staged).failed.clone()
+        self.staged.locked().failed.clone()
     }
 }
 
 impl StateStore for CheckpointedStore {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         {
-            let s = lock(&self.staged);
+            let s = self.staged.locked();
             if let Some(v) = s.writes.get(key) {
                 return Ok(v.clone());
             }
@@ -306,7 +303,7 @@ impl StateStore for CheckpointedStore {
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         // Hold the staged lock across the durable read, so a checkpoint cannot move keys from
         // `in_flight` to the durable store in between.
-        let s = lock(&self.staged);
+        let s = self.staged.locked();
         let layers = || s.in_flight.iter().map(|b| b.as_ref()).chain(std::iter::once(&s.writes));
         // Nothing staged under the prefix (a table loading at startup): the store's rows, in
         // order, without merging them through a map.
@@ -324,7 +321,7 @@ impl StateStore for CheckpointedStore {
     }
 
     fn scan_prefix_each(&self, prefix: &[u8], each: &mut super::store::ScanVisitor<'_>) -> Result<()> {
-        let s = lock(&self.staged);
+        let s = self.staged.locked();
         let staged_here = s
             .in_flight
             .iter()
@@ -351,7 +348,7 @@ impl StateStore for CheckpointedStore {
     }
 
     fn apply_tracked(&self, batch: WriteBatch) -> Result<u64> {
-        let mut s = lock(&self.staged);
+        let mut s = self.staged.locked();
         if let Some(e) = &s.failed {
             return Err(Error::Storage(format!("{e}; no more writes are accepted, restart the server")));
         }
@@ -364,7 +361,7 @@ impl StateStore for CheckpointedStore {
     }
 
     fn staged_generation(&self) -> u64 {
-        let s = lock(&self.staged);
+        let s = self.staged.locked();
         let staged = !s.writes.is_empty() || s.owes_image;
         // A checkpoint in flight holds the previous generation.
         if !staged && s.in_flight.is_none() {
@@ -377,7 +374,7 @@ impl StateStore for CheckpointedStore {
     }
 
     fn wait_durable(&self, generation: u64, timeout: Duration) -> bool {
-        let durable = lock(&self.durable_generation);
+        let durable = self.durable_generation.locked();
         let (durable, _) = self
             .durable_changed
             .wait_timeout_while(durable, timeout, |d| *d < generation)
@@ -386,7 +383,7 @@ impl StateStore for CheckpointedStore {
     }
 
     fn staged_bytes(&self) -> usize {
-        lock(&self.staged).bytes
+        self.staged.locked().bytes
     }
 
     fn defers_rows_to_images(&self) -> bool {

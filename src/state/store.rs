@@ -7,6 +7,7 @@ use std::sync::Mutex;
 
 use super::datadir::DataDir;
 use crate::error::{Error, Result};
+use crate::sync::Unpoisoned;
 
 /// A set of puts and deletes applied atomically by [`StateStore::apply`].
 #[derive(Debug, Default)]
@@ -197,7 +198,7 @@ pub struct MemoryStore {
 
 impl MemoryStore {
     fn map(&self) -> std::sync::MutexGuard<'_, BTreeMap<Vec<u8>, Vec<u8>>> {
-        self.map.lock().unwrap_or_else(|p| p.into_inner())
+        self.map.locked()
     }
 }
 

@@ -14,6 +14,7 @@ use crate::source::{
     CatchUp, SourceConfig, SourceHandle, SourceKind, SourceRun, SourceStatus, TableDef, TableSelection,
 };
 use crate::state::StateStore;
+use crate::sync::Unpoisoned;
 
 /// How long `CREATE SOURCE` / `ALTER SOURCE` wait for the upstream server to answer.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -140,7 +141,7 @@ impl CatchUp for BinlogCatchUp {
         .await
         .map_err(|_| recency_timeout(self, None))?
         .map_err(|e| {
-            let name = self.status.lock().unwrap_or_else(|p| p.into_inner()).name.clone();
+            let name = self.status.locked().name.clone();
             Error::DataException {
                 sqlstate: "57014",
                 message: format!(
@@ -155,7 +156,7 @@ impl CatchUp for BinlogCatchUp {
                 // Caught up: the position is reached and no table is still in its snapshot
                 // (whose rows would be partial).
                 let reached = applied.borrow().as_ref().is_some_and(|p| *p >= target);
-                let state = self.status.lock().unwrap_or_else(|p| p.into_inner()).state.clone();
+                let state = self.status.locked().state.clone();
                 if reached && state == "streaming" {
                     return;
                 }
@@ -170,7 +171,7 @@ impl CatchUp for BinlogCatchUp {
 }
 
 fn recency_timeout(h: &BinlogCatchUp, target: Option<&BinlogPosition>) -> Error {
-    let status = h.status.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let status = h.status.locked().clone();
     let at = status.position.map_or("nothing yet".to_string(), |p| p.to_string());
     let upstream = target.map_or("unknown (upstream unreachable)".to_string(), |p| p.to_string());
     Error::DataException {

@@ -2,10 +2,11 @@
 //! each unit through its phases (see the module above) and reconnects with backoff.
 
 use super::*;
+use crate::sync::Unpoisoned;
 
 impl Runner {
     pub(super) fn status(&self) -> std::sync::MutexGuard<'_, SourceStatus> {
-        self.status.lock().unwrap_or_else(|p| p.into_inner())
+        self.status.locked()
     }
 
     pub(super) async fn run(mut self, mut shutdown: watch::Receiver<bool>) {

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::RwLock;
 
 use super::PublicRelation;
+use crate::sync::UnpoisonedRw;
 
 const INDEX_BASE: i32 = 1_000_000_000;
 const CONSTRAINT_BASE: i32 = 1_500_000_000;
@@ -50,16 +51,16 @@ pub struct RelationOids {
 impl RelationOids {
     pub(super) fn refresh(&self, relations: &[PublicRelation]) {
         let map = relations.iter().map(|r| (r.oid, r.name.clone())).collect();
-        *self.names.write().unwrap_or_else(|p| p.into_inner()) = map;
+        *self.names.write_locked() = map;
     }
 
     /// The oid of the relation called `name`.
     pub fn oid(&self, name: &str) -> Option<i32> {
-        self.names.read().unwrap_or_else(|p| p.into_inner()).iter().find(|(_, n)| *n == name).map(|(o, _)| *o)
+        self.names.read_locked().iter().find(|(_, n)| *n == name).map(|(o, _)| *o)
     }
 
     /// The relation called by `oid` (a table's own oid).
     pub fn name(&self, oid: i32) -> Option<String> {
-        self.names.read().unwrap_or_else(|p| p.into_inner()).get(&oid).cloned()
+        self.names.read_locked().get(&oid).cloned()
     }
 }

@@ -22,6 +22,7 @@ use crate::catalog::{Catalog, Namespace};
 use crate::sql::access::{self, Identity};
 use crate::sql::parser::ObjectType;
 use crate::sql::settings::Settings;
+use crate::sync::UnpoisonedRw;
 
 /// What the functions need to know who asks.
 #[derive(Clone)]
@@ -45,7 +46,7 @@ impl Asker {
         match named {
             Some(name) => access::identity_of(users, Some(name), true),
             None => {
-                let user = self.settings.read().unwrap_or_else(|p| p.into_inner()).get("session_authorization").ok();
+                let user = self.settings.read_locked().get("session_authorization").ok();
                 access::identity_of(users, user, self.login_role.load(Ordering::Relaxed))
             }
         }

@@ -17,6 +17,7 @@ use super::keys;
 use super::store::{StateStore, WriteBatch};
 use crate::change::{ApplyMode, ChangeBatch, FastMap};
 use crate::error::{Error, Result, ViewErrors};
+use crate::sync::{Unpoisoned, UnpoisonedRw};
 
 mod entry;
 mod plan;
@@ -300,7 +301,7 @@ impl TableState {
             return to_batch(&pinned.layout, pinned.index.iter().map(|(_, e)| e));
         }
         {
-            let cache = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
+            let cache = self.snapshot.locked();
             if let Some((version, batch)) = cache.as_ref() {
                 if *version == pinned.version {
                     return Ok(batch.clone());
@@ -308,7 +309,7 @@ impl TableState {
             }
         }
         let batch = to_batch(&pinned.layout, pinned.index.iter().map(|(_, e)| e))?;
-        let mut cache = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cache = self.snapshot.locked();
         if cache.as_ref().is_none_or(|(v, _)| *v < pinned.version) {
             *cache = Some((pinned.version, batch.clone()));
         }
@@ -373,7 +374,7 @@ impl TableState {
         let rows = self.rows.clone();
         let merge = move || {
             let merged = job.run();
-            let retired = rows.write().unwrap_or_else(|p| p.into_inner()).index.finish_merge(job, merged);
+            let retired = rows.write_locked().index.finish_merge(job, merged);
             // Freed here, outside the lock.
             drop(retired);
         };
@@ -429,11 +430,11 @@ impl TableState {
     }
 
     fn read_rows(&self) -> std::sync::RwLockReadGuard<'_, Rows> {
-        self.rows.read().unwrap_or_else(|p| p.into_inner())
+        self.rows.read_locked()
     }
 
     fn write_rows(&self) -> RwLockWriteGuard<'_, Rows> {
-        self.rows.write().unwrap_or_else(|p| p.into_inner())
+        self.rows.write_locked()
     }
 }
 
