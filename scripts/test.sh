@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The one test command: installs what the tests need, then runs every check.
-#   - cargo fmt --check and cargo clippy -D warnings
+#   - cargo fmt --check, cargo clippy -D warnings, doc links (cargo doc)
 #   - cargo test: unit tests, the .slt suites over the wire (simple + extended protocol),
 #     the tokio-postgres wire tests, the MySQL source tests against a real MariaDB that the
 #     tests start themselves (own datadir, free port, binlog on), differential tests against a
@@ -38,6 +38,10 @@ phase "cargo fmt --check"
 cargo fmt --all -- --check
 phase "cargo clippy"
 cargo clippy --all-targets --quiet -- -D warnings
+# Doc links are checked so module docs cannot go stale (a link to a moved item fails).
+phase "cargo doc (broken links)"
+RUSTDOCFLAGS="-D rustdoc::broken_intra_doc_links -A rustdoc::private_intra_doc_links" \
+    cargo doc --no-deps --lib --document-private-items --quiet
 phase "cargo test"
 cargo test --quiet 2>&1 | tee /tmp/headwater-cargo-test.log
 phase "psql smoke test"

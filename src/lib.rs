@@ -8,12 +8,12 @@
 //! 1. A write arrives: a local `INSERT`/`UPDATE`/`DELETE` ([`sql`]'s DML, planned by
 //!    DataFusion), or an upstream MySQL/MariaDB transaction ([`source::mysql`]: snapshot
 //!    rows merged with the binlog).
-//! 2. It becomes a [`dataflow::ChangeBatch`]: Arrow rows with a signed weight each (Z-set).
+//! 2. It becomes a [`change::ChangeBatch`]: Arrow rows with a signed weight each (Z-set).
 //! 3. [`dataflow::Dataflow::commit`] checks it against the tables' keyed rows
 //!    ([`state::TableState`]), runs the operators of every materialized view that reads them
 //!    ([`dataflow::operator::Operator`], compiled from DataFusion's plan by
 //!    [`dataflow::compile`]), writes the tables' changes to the embedded store
-//!    ([`state::SledStore`]) in one atomic batch, then swaps tables and views in memory
+//!    ([`state::StateStore`], fjall) in one atomic batch, then swaps tables and views in memory
 //!    together: a statement or upstream transaction is visible whole or not at all.
 //! 4. Sinks ([`sink`]) get each commit's delta of the table or view they publish inside the
 //!    commit, as an outbox entry in the same store batch, and send it to Kafka once the
@@ -30,18 +30,26 @@
 //!    range lookups); Arrow batches are encoded for the wire by arrow-pg.
 //!
 //! # Modules
+//! Highest layer first; a module imports only those after it (`docs/architecture.md`,
+//! "Layers", checked by `tests/integration/layers.rs`).
 //! - [`server`]: process lifecycle (open state, restore catalog, start sources, serve, stop
 //!   and flush on shutdown).
 //! - [`metrics`]: `GET /metrics` for Prometheus, read from the same status as `hw_catalog`.
 //! - [`sink`]: Kafka sinks (`CREATE SINK`): outbox, envelopes, the producer worker.
-//! - [`source`]: upstream capture (`CREATE SOURCE ... FROM MYSQL`) and the running sources.
+//! - [`source`]: upstream capture (`CREATE SOURCE ... FROM MYSQL`) behind the
+//!   [`source::SourceKind`] trait, and the running sources.
 //! - [`pgwire`]: the Postgres protocol edge.
 //! - [`sql`]: parsing, sessions, DDL/DML, DataFusion integration.
 //! - [`catalog`]: named objects, persisted and replayed.
-//! - [`dataflow`]: change batches, the commit path, incremental view operators.
+//! - [`dataflow`]: the commit path, incremental view operators.
 //! - [`state`]: durable key-value store and in-memory table state.
+//! - [`change`]: change batches, the representation every layer speaks.
+//! - [`ident`]: Postgres identifiers in text.
 //! - [`error`]: the one error type, with SQLSTATEs.
+//! - [`sync`]: taking locks.
 //! - [`alloc`]: the allocator's settings (how long freed memory is kept).
+
+#![deny(rustdoc::broken_intra_doc_links)]
 
 pub mod alloc;
 pub mod catalog;

@@ -2,7 +2,7 @@
 //!
 //! A source is one catalog entry (its statement, depending on its connection) plus one table
 //! entry per captured upstream table (depending on `source:<name>`, carrying the upstream
-//! [`TableSpec`] in `details`). At start-up both are restored from the catalog, then
+//! description (`source::TableDef::details`) in `details`). At start-up both are restored from the catalog, then
 //! [`start_all`] starts every source from its stored binlog position.
 
 use std::collections::BTreeMap;

@@ -1,4 +1,5 @@
-//! The rows of one table in memory: an ordered, persistent map from row key to stored row.
+//! The rows of one table in memory: an ordered map from row key to stored row whose clones
+//! (pins) share its immutable runs.
 //!
 //! Every change to a table looks its keys up (is the key there, what did it hold), every
 //! query pins the table, and a table may hold millions of rows, so both must be cheap and the

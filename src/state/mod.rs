@@ -2,9 +2,9 @@
 //!
 //! Two layers, both small:
 //! - [`store::StateStore`] is the durable key-value interface: atomic multi-key batches
-//!   ([`store::WriteBatch`]) over one ordered keyspace. [`store::SledStore`] is the embedded
-//!   implementation under `--data-dir` ([`datadir`]: marker, lock); [`store::MemoryStore`]
-//!   backs unit tests. The keyspace layout is in [`keys`].
+//!   ([`store::WriteBatch`]) over one ordered keyspace. [`fjall_store::FjallStore`] is the
+//!   embedded implementation under `--data-dir` ([`datadir`]: marker, lock; [`store::SledStore`]
+//!   for data directories of format 1); [`store::MemoryStore`] backs unit tests. The keyspace layout is in [`keys`].
 //! - [`checkpoint::CheckpointedStore`] sits between the engine and the durable store (fjall; sled in format-1 directories): commits
 //!   stage their writes in memory, and a checkpoint (every `--checkpoint-interval`, on DDL,
 //!   on local DML, at shutdown) writes what changed since the last one in one atomic batch,
@@ -12,12 +12,12 @@
 //!   table sequentially and the store holds only what changed since.
 //! - [`table::TableState`] keeps the rows of one table (local, and later captured upstream
 //!   tables) in memory, keyed by the primary key encoded with Arrow's row format, and applies
-//!   weighted changes ([`crate::change::ChangeBatch`]) to it. [`table::commit`] applies the
-//!   changes of one statement (or one upstream transaction) to several tables with a single
-//!   store batch, so a commit is all-or-nothing on disk and in memory.
+//!   weighted changes ([`crate::change::ChangeBatch`]) to it in three steps (plan, write, apply)
+//!   that the one commit path, `dataflow::Dataflow::commit`, runs for several tables with a
+//!   single store batch, so a commit is all-or-nothing on disk and in memory.
 //!
-//! Queries never read the store: they read an immutable snapshot of a table
-//! ([`table::TableState::snapshot`]), rebuilt lazily after a write.
+//! Queries never read the store: they pin a table's rows ([`table::TableState::pin`]), an
+//! immutable view that later commits do not change.
 
 pub mod checkpoint;
 pub mod datadir;

@@ -248,7 +248,7 @@ fn frac_us(bytes: &[u8], dec: u8) -> u32 {
     }
 }
 
-/// Digits of a binary DECIMAL group of n digits take DIG2BYTES[n] bytes.
+/// Digits of a binary DECIMAL group of n digits take `DIG2BYTES[n]` bytes.
 const DIG2BYTES: [usize; 10] = [0, 1, 1, 2, 2, 3, 3, 4, 4, 4];
 
 /// Bytes of a DECIMAL(precision, scale) value.

@@ -129,7 +129,7 @@ impl PinnedRows {
 /// A table's rows in memory, mirrored in the store.
 ///
 /// Keyed tables (with a primary key) hold at most one row per key; tables without a primary
-/// key are multisets (row → count). Writes go through [`commit`]; reads through
+/// key are multisets (row → count). Writes go through the dataflow's one commit path (plan, write, apply); reads through
 /// [`TableState::snapshot`].
 pub struct TableState {
     id: u64,
