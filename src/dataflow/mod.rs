@@ -19,7 +19,9 @@
 //! The operators ([`operator`], [`join`], [`aggregate`], [`topk`], [`window`], [`unnest`], ...) are compiled from DataFusion's
 //! optimized `LogicalPlan` ([`compile`]); expressions are DataFusion `PhysicalExpr`s evaluated
 //! on the change batches. Each operator documents its delta rule and is tested against
-//! recomputing its SQL with DataFusion (`tests/integration/views_oracle.rs`).
+//! recomputing its SQL with DataFusion: on its own, stepped through random deltas of many
+//! sizes (`testing`, the `*_match_a_recomputation` tests), and inside whole views
+//! (`tests/integration/views_oracle.rs`).
 //!
 //! A view's result is a stored table and its operators' state is saved at every checkpoint's
 //! cut, what changed only ([`durable`]): a restart loads views rather than recomputing them.
@@ -36,6 +38,8 @@ pub mod scalar_subquery;
 pub mod sorted;
 pub mod tap;
 pub mod temporal;
+#[cfg(test)]
+mod testing;
 pub mod topk;
 pub mod unnest;
 pub mod window;

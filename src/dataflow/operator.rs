@@ -369,3 +369,21 @@ impl OperatorState for Constant {
 pub fn indent(depth: usize) -> String {
     pad(depth)
 }
+
+#[cfg(test)]
+mod tests {
+    /// Project, Filter, Union and Scan against DataFusion, over random deltas.
+    #[tokio::test]
+    async fn stateless_operators_match_a_recomputation() {
+        for (i, sql) in [
+            "SELECT k, v + g AS s FROM t WHERE v > 3",
+            "SELECT k, g FROM t WHERE g IS NULL OR v < 5 UNION ALL SELECT k, v FROM u",
+            "SELECT g, v * 2 AS w FROM t",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            crate::dataflow::testing::check(sql, 11 + i as u64, crate::dataflow::testing::STEPS).await;
+        }
+    }
+}

@@ -235,3 +235,22 @@ impl OperatorState for Window {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// Window functions against DataFusion, over random deltas (a change in a partition
+    /// moves the ranks and running sums of the rows after it).
+    #[tokio::test]
+    async fn windows_match_a_recomputation() {
+        for (i, sql) in [
+            "SELECT k, g, row_number() OVER (PARTITION BY g ORDER BY k) AS r FROM t",
+            "SELECT k, sum(v) OVER (PARTITION BY g ORDER BY k) AS s, rank() OVER (ORDER BY v) AS rk FROM t",
+            "SELECT k, lag(v) OVER (PARTITION BY g ORDER BY k) AS prev, count(*) OVER (PARTITION BY g) AS n FROM t",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            crate::dataflow::testing::check(sql, 51 + i as u64, crate::dataflow::testing::STEPS).await;
+        }
+    }
+}
