@@ -46,9 +46,47 @@ pub enum Error {
     /// An expression has a type that cannot be used where it is written (42804).
     #[error("{0}")]
     DatatypeMismatch(String),
-    /// A value cannot be converted to the type it must have (22P02, 22003, 22012 ...).
+    /// Class 22, data exception: a value cannot be computed or converted (22P02, 22003,
+    /// 22012 ...).
     #[error("{message}")]
     DataException { sqlstate: &'static str, message: String },
+    /// Class 08, connection exception: the upstream server cannot be reached (08001) or
+    /// the link to it failed (08000, 08006).
+    #[error("{message}")]
+    ConnectionException { sqlstate: &'static str, message: String },
+    /// 21000 (class 21, cardinality violation): e.g. ON CONFLICT DO UPDATE meeting one row
+    /// twice.
+    #[error("{0}")]
+    CardinalityViolation(String),
+    /// 23502 found by DataFusion's own NOT NULL check, which names the column only (the
+    /// DML layer turns it into [`Error::NotNullViolation`] with the table).
+    #[error("null value in column \"{column}\" violates not-null constraint")]
+    NullInColumn { column: String },
+    /// 25P01 (class 25, invalid transaction state): SAVEPOINT and the like outside a block.
+    #[error("{0}")]
+    NoActiveTransaction(String),
+    /// 3B001 (class 3B, savepoint exception): no savepoint of that name.
+    #[error("{0}")]
+    InvalidSavepoint(String),
+    /// 0LP01 (class 0L, invalid grantor): a grant that cannot be made (circular role
+    /// membership, an unknown privilege).
+    #[error("{0}")]
+    InvalidGrantOperation(String),
+    /// 42P10 (class 42): a column list that names no unique key (ON CONFLICT, a sink's KEY).
+    #[error("{0}")]
+    InvalidColumnReference(String),
+    /// 42701 (class 42): a column named twice.
+    #[error("{0}")]
+    DuplicateColumn(String),
+    /// 54000 (class 54, program limit exceeded): a value past a size limit.
+    #[error("{0}")]
+    ProgramLimitExceeded(String),
+    /// 55006 (class 55, object not in prerequisite state): the object is in use.
+    #[error("{0}")]
+    ObjectInUse(String),
+    /// 57014 (class 57, operator intervention): a wait was given up (`real_time_recency`).
+    #[error("{0}")]
+    OperatorIntervention(String),
     /// DROP of an object that other objects still depend on, without CASCADE (2BP01).
     #[error("cannot drop {kind} {name} because other objects depend on it")]
     DependentObjects { kind: &'static str, name: String, dependents: Vec<String> },
@@ -166,7 +204,17 @@ impl Error {
             Error::SerializationFailure(_) => "40001",
             Error::InFailedTransaction => "25P02",
             Error::DatatypeMismatch(_) => "42804",
-            Error::DataException { sqlstate, .. } => sqlstate,
+            Error::DataException { sqlstate, .. } | Error::ConnectionException { sqlstate, .. } => sqlstate,
+            Error::CardinalityViolation(_) => "21000",
+            Error::NullInColumn { .. } => "23502",
+            Error::NoActiveTransaction(_) => "25P01",
+            Error::InvalidSavepoint(_) => "3B001",
+            Error::InvalidGrantOperation(_) => "0LP01",
+            Error::InvalidColumnReference(_) => "42P10",
+            Error::DuplicateColumn(_) => "42701",
+            Error::ProgramLimitExceeded(_) => "54000",
+            Error::ObjectInUse(_) => "55006",
+            Error::OperatorIntervention(_) => "57014",
             Error::DependentObjects { .. } => "2BP01",
             Error::WrongObjectType { .. } => "42809",
             Error::FeatureNotSupported(_) => "0A000",
@@ -272,10 +320,7 @@ impl From<DataFusionError> for Error {
         if let Some(rest) = text.split("Column '").nth(1).filter(|_| text.contains("non-nullable")) {
             // DataFusion checks NOT NULL itself when a plan's schema says so.
             let column = rest.split('\'').next().unwrap_or_default();
-            return Error::DataException {
-                sqlstate: "23502",
-                message: format!("null value in column \"{column}\" violates not-null constraint"),
-            };
+            return Error::NullInColumn { column: column.to_string() };
         }
         match root {
             DataFusionError::Plan(msg) if msg.contains("not found") && msg.starts_with("table '") => {
@@ -308,6 +353,7 @@ impl From<DataFusionError> for Error {
                 Some(Error::DataException { sqlstate, message }) => {
                     Error::DataException { sqlstate, message: message.clone() }
                 }
+                Some(Error::ProgramLimitExceeded(m)) => Error::ProgramLimitExceeded(m.clone()),
                 Some(Error::InsufficientPrivilege { message, hint }) => {
                     Error::InsufficientPrivilege { message: message.clone(), hint: hint.clone() }
                 }

@@ -213,10 +213,7 @@ impl Users {
                 }
             }
             if role == member || Self::closure(&users, role).iter().any(|r| r == member) {
-                return Err(Error::DataException {
-                    sqlstate: "0LP01",
-                    message: format!("role \"{member}\" is a member of role \"{role}\""),
-                });
+                return Err(Error::InvalidGrantOperation(format!("role \"{member}\" is a member of role \"{role}\"")));
             }
             if users.get(member).is_some_and(|r| r.member_of.iter().any(|m| m == role)) {
                 return Ok(false);

@@ -506,7 +506,7 @@ pub fn grant(s: &Session, g: &GrantStatement) -> Result<QueryResult> {
 }
 
 fn invalid_privilege(p: Privilege, on: &str) -> Error {
-    Error::DataException { sqlstate: "0LP01", message: format!("invalid privilege type {} for {on}", p.keyword()) }
+    Error::InvalidGrantOperation(format!("invalid privilege type {} for {on}", p.keyword()))
 }
 
 fn change(

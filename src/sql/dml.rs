@@ -187,10 +187,8 @@ fn target_qualifier(stmt: &Statement, table: &str) -> String {
 /// DataFusion checks NOT NULL on `INSERT ... VALUES` itself and names the VALUES list's
 /// column (`column2`): the error names the table's column instead, as Postgres does.
 fn name_values_column(e: Error, stmt: &Statement, schema: &Schema, table: &str) -> Error {
-    let Error::DataException { sqlstate: "23502", message } = &e else { return e };
-    let Some(n) =
-        message.split("\"column").nth(1).and_then(|r| r.split('"').next()).and_then(|n| n.parse::<usize>().ok())
-    else {
+    let Error::NullInColumn { column } = &e else { return e };
+    let Some(n) = column.strip_prefix("column").and_then(|n| n.parse::<usize>().ok()) else {
         return e;
     };
     let target = match stmt {

@@ -212,10 +212,9 @@ pub fn resolve_conflicts(
     for i in 0..proposed.num_rows() {
         if !seen.insert(encoded.row(i).as_ref().to_vec()) {
             if matches!(clause.action, OnConflictAction::DoUpdate(_)) {
-                return Err(Error::DataException {
-                    sqlstate: "21000",
-                    message: "ON CONFLICT DO UPDATE command cannot affect row a second time".into(),
-                });
+                return Err(Error::CardinalityViolation(
+                    "ON CONFLICT DO UPDATE command cannot affect row a second time".into(),
+                ));
             }
             continue;
         }
@@ -276,11 +275,8 @@ pub fn resolve_conflicts(
 }
 
 fn no_matching_key(table: &str) -> Error {
-    Error::DataException {
-        sqlstate: "42P10",
-        message: format!(
-            "there is no unique or exclusion constraint matching the ON CONFLICT specification (the primary key of \
+    Error::InvalidColumnReference(format!(
+        "there is no unique or exclusion constraint matching the ON CONFLICT specification (the primary key of \
              \"{table}\" is the only unique constraint)"
-        ),
-    }
+    ))
 }

@@ -153,10 +153,9 @@ impl SizeChecked {
                 n.saturating_mul(len)
             };
             if bytes > MAX_VALUE_BYTES {
-                return Err(datafusion::error::DataFusionError::External(Box::new(Error::DataException {
-                    sqlstate: "54000",
-                    message: "requested length too large".into(),
-                })));
+                return Err(datafusion::error::DataFusionError::External(Box::new(Error::ProgramLimitExceeded(
+                    "requested length too large".into(),
+                ))));
             }
         }
         Ok(())

@@ -479,10 +479,7 @@ impl Session {
     fn in_block(&self, what: &str, f: impl FnOnce(&mut Transaction) -> Result<()>) -> Result<()> {
         self.transaction(|tx| match tx {
             Some(t) => f(t),
-            None => Err(Error::DataException {
-                sqlstate: "25P01",
-                message: format!("{what} can only be used in transaction blocks"),
-            }),
+            None => Err(Error::NoActiveTransaction(format!("{what} can only be used in transaction blocks"))),
         })
     }
 

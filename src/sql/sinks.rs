@@ -180,16 +180,13 @@ pub(super) fn create_sink(s: &Session, stmt: &SinkStatement, restore: Option<u64
                         )
                     })
                     .collect::<Vec<_>>();
-                return Err(Error::DataException {
-                    sqlstate: "42P10",
-                    message: format!(
-                        "KEY ({}) is not known to be unique in \"{}\" (its unique keys: {}); a sink key must \
+                return Err(Error::InvalidColumnReference(format!(
+                    "KEY ({}) is not known to be unique in \"{}\" (its unique keys: {}); a sink key must \
                          contain one of them, or be asserted with KEY (...) NOT ENFORCED",
-                        cols.join(", "),
-                        stmt.from,
-                        if known.is_empty() { "none".to_string() } else { known.join(", ") }
-                    ),
-                });
+                    cols.join(", "),
+                    stmt.from,
+                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                )));
             }
             Some(idx)
         }

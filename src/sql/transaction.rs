@@ -128,9 +128,9 @@ impl Transaction {
 
     /// The most recent savepoint called `name` (names may repeat, as in Postgres).
     fn find(&self, name: &str) -> Result<usize> {
-        self.savepoints.iter().rposition(|(n, _)| n == name).ok_or_else(|| Error::DataException {
-            sqlstate: "3B001",
-            message: format!("savepoint \"{name}\" does not exist"),
-        })
+        self.savepoints
+            .iter()
+            .rposition(|(n, _)| n == name)
+            .ok_or_else(|| Error::InvalidSavepoint(format!("savepoint \"{name}\" does not exist")))
     }
 }

@@ -64,10 +64,7 @@ pub(super) fn drop_users(s: &Session, names: &[String], if_exists: bool) -> Resu
             return Err(Error::undefined("role", name));
         }
         if Some(name.as_str()) == s.user().as_deref() {
-            return Err(Error::DataException {
-                sqlstate: "55006",
-                message: format!("current user \"{name}\" cannot be dropped"),
-            });
+            return Err(Error::ObjectInUse(format!("current user \"{name}\" cannot be dropped")));
         }
         let owned: Vec<String> = catalog
             .privileges()

@@ -85,10 +85,7 @@ pub(super) async fn create_materialized_view(
     let mut seen = std::collections::HashSet::new();
     for f in schema.fields() {
         if !seen.insert(f.name()) {
-            return Err(Error::DataException {
-                sqlstate: "42701",
-                message: format!("column \"{}\" specified more than once", f.name()),
-            });
+            return Err(Error::DuplicateColumn(format!("column \"{}\" specified more than once", f.name())));
         }
     }
     // The new query planned and checked: the old view goes, and comes back if the new one

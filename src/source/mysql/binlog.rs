@@ -255,7 +255,7 @@ pub async fn read(
             _ => {}
         }
     }
-    Err(Error::DataException {
+    Err(Error::ConnectionException {
         sqlstate: "08006",
         message: "the binlog stream ended (upstream closed the connection)".into(),
     })
@@ -311,7 +311,7 @@ async fn describe_again(
     let mut conn = mysql_async::Conn::new(opts.clone()).await.map_err(upstream)?;
     let now = match describe(&mut conn, &spec.database, &unit.upstream_table, &spec.name).await {
         Ok(now) => now,
-        Err(e @ Error::DataException { .. }) => return Err(e),
+        Err(e @ (Error::ConnectionException { .. } | Error::DataException { .. })) => return Err(e),
         Err(e) => return Ok(Err(e.to_string())),
     };
     if now.columns.is_empty() {
@@ -370,7 +370,7 @@ async fn follow_alter(
                     evolved.since = Some(end.clone());
                     Ok(Some((*evolved, values)))
                 }
-                Err(e @ Error::DataException { .. }) => return Err(e),
+                Err(e @ (Error::ConnectionException { .. } | Error::DataException { .. })) => return Err(e),
                 Err(e) => Err(format!("the new columns' values cannot be read: {e}")),
             }
         }

@@ -27,11 +27,11 @@ async fn connect(config: &SourceConfig<'_>) -> Result<mysql_async::Conn> {
     let opts = connection_opts(config.connection)?;
     tokio::time::timeout(CONNECT_TIMEOUT, mysql_async::Conn::new(opts))
         .await
-        .map_err(|_| Error::DataException {
+        .map_err(|_| Error::ConnectionException {
             sqlstate: "08001",
             message: format!("cannot reach the upstream server of connection \"{connection}\" within 10s"),
         })?
-        .map_err(|e| Error::DataException {
+        .map_err(|e| Error::ConnectionException {
             sqlstate: "08001",
             message: format!("cannot connect to the upstream server of connection \"{connection}\": {e}"),
         })
@@ -142,13 +142,10 @@ impl CatchUp for BinlogCatchUp {
         .map_err(|_| recency_timeout(self, None))?
         .map_err(|e| {
             let name = self.status.locked().name.clone();
-            Error::DataException {
-                sqlstate: "57014",
-                message: format!(
-                    "real_time_recency: cannot read the current binlog position of source \"{name}\"'s upstream \
+            Error::OperatorIntervention(format!(
+                "real_time_recency: cannot read the current binlog position of source \"{name}\"'s upstream \
                      server ({e}); SET real_time_recency = off to read what has been applied so far"
-                ),
-            }
+            ))
         })?;
         let mut applied = self.applied.clone();
         let reached = tokio::time::timeout(timeout, async {
@@ -174,14 +171,11 @@ fn recency_timeout(h: &BinlogCatchUp, target: Option<&BinlogPosition>) -> Error 
     let status = h.status.locked().clone();
     let at = status.position.map_or("nothing yet".to_string(), |p| p.to_string());
     let upstream = target.map_or("unknown (upstream unreachable)".to_string(), |p| p.to_string());
-    Error::DataException {
-        sqlstate: "57014",
-        message: format!(
-            "real_time_recency: source \"{}\" has applied up to {at}, upstream is at {upstream}; \
+    Error::OperatorIntervention(format!(
+        "real_time_recency: source \"{}\" has applied up to {at}, upstream is at {upstream}; \
              gave up after real_time_recency_timeout (state: {}{})",
-            status.name,
-            status.state,
-            status.last_error.map(|e| format!(", last error: {e}")).unwrap_or_default()
-        ),
-    }
+        status.name,
+        status.state,
+        status.last_error.map(|e| format!(", last error: {e}")).unwrap_or_default()
+    ))
 }

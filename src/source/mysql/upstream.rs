@@ -71,9 +71,13 @@ pub async fn check_upstream(conn: &mut mysql_async::Conn, server_id: u32) -> Res
         )));
     }
     current_position(conn).await.map_err(|e| match e {
-        Error::DataException { message, .. } if message.contains("denied") => Error::InvalidParameterValue(format!(
-            "{message}; grant the user REPLICATION SLAVE, REPLICATION CLIENT (BINLOG MONITOR) and SELECT"
-        )),
+        Error::ConnectionException { message, .. } | Error::DataException { message, .. }
+            if message.contains("denied") =>
+        {
+            Error::InvalidParameterValue(format!(
+                "{message}; grant the user REPLICATION SLAVE, REPLICATION CLIENT (BINLOG MONITOR) and SELECT"
+            ))
+        }
         other => other,
     })?;
     Ok(())

@@ -149,10 +149,7 @@ pub(super) fn parse_grant(p: &mut Parser, revoke: bool) -> Result<HwStatement> {
             _ => match Privilege::parse(&upper) {
                 Some(p) => privileges.push(p),
                 None => {
-                    return Err(Error::DataException {
-                        sqlstate: "0LP01",
-                        message: format!("unrecognized privilege type \"{}\"", w.value),
-                    })
+                    return Err(Error::InvalidGrantOperation(format!("unrecognized privilege type \"{}\"", w.value)))
                 }
             },
         }

@@ -171,5 +171,5 @@ pub fn quote_upstream(db: &str, table: &str) -> String {
 
 /// An error talking to the upstream server, worded for the user.
 pub fn upstream(e: mysql_async::Error) -> Error {
-    Error::DataException { sqlstate: "08000", message: format!("upstream MySQL error: {e}") }
+    Error::ConnectionException { sqlstate: "08000", message: format!("upstream MySQL error: {e}") }
 }
