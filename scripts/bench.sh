@@ -20,6 +20,7 @@
 #   memory        resident memory and state bytes per row (table, join view, aggregate view)
 #   recovery      incremental checkpoints vs a full one; restart time
 #   sink          Kafka sink throughput vs a bare librdkafka producer
+#   kafka_source  Kafka source ingestion (table + aggregate view) vs a bare librdkafka consumer
 #
 # Installs what the baselines need (MariaDB, PostgreSQL, pgbench, a Python venv under target/
 # with python-mysql-replication) when run as root; otherwise says what to install.
@@ -28,7 +29,7 @@ cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib.sh
 source scripts/lib.sh
 
-all=(mysql_source views windows tpch freshness serving memory recovery sink)
+all=(mysql_source views windows tpch freshness serving memory recovery sink kafka_source)
 quick=0
 names=()
 for arg in "$@"; do

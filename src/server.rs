@@ -122,14 +122,18 @@ pub struct Server {
 impl Server {
     /// Opens the data directory, restores the catalog and starts accepting connections.
     pub async fn start(config: &Config) -> Result<Server> {
-        let durable = crate::state::datadir::open_store(&config.data_dir)?;
-        Self::start_on(config, durable).await
+        Self::start_over(config, Arc::new(CheckpointedStore::open(&config.data_dir)?)).await
     }
 
-    /// [`Server::start`] over a given durable store (`config.data_dir` is only reported):
-    /// for embedding, and for tests that inject storage faults.
+    /// [`Server::start`] over a given durable store (`config.data_dir` is only reported; every
+    /// row is kept in the store, no table images): for embedding, and for tests that inject
+    /// storage faults.
     pub async fn start_on(config: &Config, durable: Arc<dyn StateStore>) -> Result<Server> {
-        let store = Arc::new(CheckpointedStore::new(durable));
+        Self::start_over(config, Arc::new(CheckpointedStore::new(durable))).await
+    }
+
+    /// The server over its checkpointed store.
+    async fn start_over(config: &Config, store: Arc<CheckpointedStore>) -> Result<Server> {
         let key = if config.data_dir.is_dir() || config.secrets_key_file.is_some() {
             crate::catalog::secrets::SecretKey::load(&config.data_dir, config.secrets_key_file.as_deref())?
         } else {

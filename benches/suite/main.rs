@@ -20,6 +20,7 @@ mod report;
 mod tpch_data;
 
 mod freshness;
+mod kafka_source;
 mod memory;
 mod mysql_source;
 mod recovery;
@@ -41,6 +42,7 @@ const BENCHMARKS: &[(&str, fn())] = &[
     ("memory", memory::main),
     ("recovery", recovery::main),
     ("sink", sink::main),
+    ("kafka_source", kafka_source::main),
 ];
 
 fn main() {

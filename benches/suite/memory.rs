@@ -58,8 +58,7 @@ pub fn main() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async move {
         let dir = tempfile::tempdir().unwrap();
-        let durable = headwater::state::datadir::open_store(&dir.path().join("d")).unwrap();
-        let store = Arc::new(CheckpointedStore::new(durable));
+        let store = Arc::new(CheckpointedStore::open(&dir.path().join("d")).unwrap());
         let engine = Engine::open(store.clone()).await.unwrap();
         let s = engine.session();
         s.execute_sql(

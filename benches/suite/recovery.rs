@@ -80,12 +80,12 @@ struct Figures {
     stored: usize,
 }
 
-type Open = fn(&std::path::Path) -> Arc<dyn StateStore>;
+type Open = fn(&std::path::Path) -> CheckpointedStore;
 
 fn measure(name: &str, n: i64, open: Open) -> Figures {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
-    let store = Arc::new(CheckpointedStore::new(open(&dir)));
+    let store = Arc::new(open(&dir));
     let table = Arc::new(TableState::new(1, "orders", schema(), Some(vec![0])).unwrap());
     let cut: Arc<dyn ImageCut> = Arc::new(One(table.clone()));
     store.set_image_cut(cut);
@@ -131,7 +131,7 @@ fn measure(name: &str, n: i64, open: Open) -> Figures {
     let mut stored = 0;
     for _ in 0..3 {
         let t = Instant::now();
-        let store = CheckpointedStore::new(open(&dir));
+        let store = open(&dir);
         let table = TableState::new(1, "orders", schema(), Some(vec![0])).unwrap();
         table.load(&store).unwrap();
         assert_eq!(table.row_count(), n);
@@ -151,11 +151,11 @@ fn measure(name: &str, n: i64, open: Open) -> Figures {
 pub fn main() {
     let n = report::rows(1_000_000, 20_000) as i64;
     let stores: [(&str, Open); 3] = [
-        ("sled (format 1)", |d| Arc::new(SledStore::open(d).unwrap())),
+        ("sled (format 1)", |d| CheckpointedStore::new(Arc::new(SledStore::open(d).unwrap()))),
         ("fjall, every row in the store (format 2)", |d| {
-            Arc::new(FjallStore::open_in(DataDir::open(d, FORMAT_FJALL).unwrap()).unwrap())
+            CheckpointedStore::new(Arc::new(FjallStore::open_in(DataDir::open(d, FORMAT_FJALL).unwrap()).unwrap()))
         }),
-        ("fjall + table images (format 3)", |d| Arc::new(FjallStore::open(d).unwrap())),
+        ("fjall + table images (format 3)", |d| CheckpointedStore::open(d).unwrap()),
     ];
     let figures: Vec<(&str, Figures)> = stores.into_iter().map(|(name, open)| (name, measure(name, n, open))).collect();
     let without_images =

@@ -68,7 +68,7 @@ fn customers(ids: &[i64]) -> RecordBatch {
 }
 
 async fn open(dir: &std::path::Path) -> (Arc<CheckpointedStore>, Arc<Engine>) {
-    let store = Arc::new(CheckpointedStore::new(Arc::new(FjallStore::open(dir).unwrap())));
+    let store = Arc::new(CheckpointedStore::open(dir).unwrap());
     let engine = Engine::open(store.clone()).await.unwrap();
     (store, engine)
 }

@@ -21,7 +21,7 @@ use crate::change::CommitOrigin;
 use crate::change::{ApplyMode, ChangeBatch};
 use crate::error::{Error, Result, ViewErrors};
 use crate::state::table::{PinnedRows, Planned};
-use crate::state::{keys, StateStore, TableState, WriteBatch};
+use crate::state::{keys, CheckpointedStore, StateStore, TableState, WriteBatch};
 use crate::sync::{Unpoisoned, UnpoisonedRw};
 use failures::{effective_errors, fail, recompute_view, Failure, LAST_RETRY};
 
@@ -107,7 +107,7 @@ struct Inner {
 
 /// Serialises commits, maintains the views, and publishes each commit atomically.
 pub struct Dataflow {
-    store: Arc<dyn StateStore>,
+    store: Arc<CheckpointedStore>,
     /// How views' plans find the tables they scan ([`ScanResolver`]).
     resolver: Arc<dyn ScanResolver>,
     inner: Mutex<Inner>,
@@ -121,7 +121,7 @@ pub struct Dataflow {
 impl Dataflow {
     /// A dataflow with no views, writing to `store`; `resolver` maps the scans of the plans
     /// given to [`Dataflow::create_view`] to stored relations.
-    pub fn new(store: Arc<dyn StateStore>, resolver: Arc<dyn ScanResolver>) -> Self {
+    pub fn new(store: Arc<CheckpointedStore>, resolver: Arc<dyn ScanResolver>) -> Self {
         Dataflow {
             store,
             resolver,
@@ -129,6 +129,11 @@ impl Dataflow {
             clock: Clock::default(),
             publish: RwLock::new(()),
         }
+    }
+
+    /// The store commits write to (tables load their rows from it).
+    pub fn store(&self) -> &Arc<CheckpointedStore> {
+        &self.store
     }
 
     /// The engine clock temporal filters are maintained against.
@@ -744,7 +749,7 @@ fn fill(
     deltas: &Deltas,
     output: &TableState,
     errors: &mut ErrorSet,
-    store: &dyn StateStore,
+    store: &CheckpointedStore,
 ) -> Result<()> {
     let mut delta = ErrorDelta::default();
     let out = guarded_step(root, deltas, &mut delta)?;

@@ -1,5 +1,5 @@
 //! One client connection's message loop: pgwire's `process_socket`, with every message
-//! checked by [`framing`](super::framing) before pgwire decodes it, protocol violations
+//! checked by [`framing`] before pgwire decodes it, protocol violations
 //! answered with FATAL instead of a silent close, and `pg_terminate_backend` ending the
 //! session with FATAL `57P01` as Postgres does.
 

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use super::encode::{self, Message};
 use super::{Delivery, Pending, Progress, Shared, SinkConfig};
 use crate::change::CommitOrigin;
-use crate::state::{keys, StateStore, WriteBatch};
+use crate::state::{keys, CheckpointedStore, StateStore, WriteBatch};
 use crate::sync::Unpoisoned;
 
 /// Most outbox entries (whole commits) in one Kafka transaction or acknowledged batch.
@@ -116,7 +116,7 @@ type KafkaProducer = ThreadedProducer<Context>;
 pub(crate) struct Worker {
     pub(crate) config: SinkConfig,
     pub(crate) shared: Arc<Shared>,
-    pub(crate) store: Arc<dyn StateStore>,
+    pub(crate) store: Arc<CheckpointedStore>,
     pub(crate) progress: Progress,
     /// The initial snapshot and the outbox seq it follows, until Kafka has it.
     pub(crate) snapshot: Option<(RecordBatch, u64)>,

@@ -9,7 +9,7 @@
 //!    write batch. So a change and the messages it owes are checkpointed together: after a
 //!    crash both are there or neither is (and the binlog replays what neither recorded).
 //! 2. **Only durable entries leave.** The worker sends an entry once the checkpoint holding it
-//!    is on disk ([`crate::state::StateStore::wait_durable`]), so Kafka never holds a change
+//!    is on disk ([`crate::state::CheckpointedStore::wait_durable`]), so Kafka never holds a change
 //!    that a crash could take back from Headwater's own tables.
 //! 3. **Kafka transactions aligned with checkpoints** (`DELIVERY = 'exactly_once'`, the
 //!    default): the entries that became durable together are produced in one Kafka
@@ -233,14 +233,15 @@ impl std::fmt::Debug for SinkRegistry {
 
 impl SinkRegistry {
     /// Starts sink `config` over `relation`: registers its tap (which pins the relation's
-    /// snapshot) and starts its worker. `store` holds the outbox and the progress record.
+    /// snapshot) and starts its worker. The dataflow's store holds the outbox and the progress
+    /// record.
     pub fn start(
         &self,
         config: SinkConfig,
         relation: &Arc<crate::state::TableState>,
         dataflow: &crate::dataflow::Dataflow,
-        store: Arc<dyn StateStore>,
     ) -> Result<()> {
+        let store = dataflow.store().clone();
         let progress = Progress::load(store.as_ref(), config.id)?;
         // Entries left by an earlier run: all durable (they were read from the store).
         let mut pending = VecDeque::new();

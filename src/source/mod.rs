@@ -3,9 +3,10 @@
 //! A source captures upstream tables into local tables ([`crate::state::TableState`], one per
 //! upstream table, owned by the source in the catalog) and keeps them up to date. Each kind of
 //! upstream system implements [`SourceKind`]; the SQL layer (`CREATE SOURCE`, `ALTER SOURCE`,
-//! start-up) drives sources only through it and never names a kind's types. Today there is one
-//! kind, [`mysql`]: a lock-free consistent snapshot per table merged with one binlog stream
-//! per source.
+//! start-up) drives sources only through it and never names a kind's types. Two kinds:
+//! [`mysql`] (a lock-free consistent snapshot per table merged with one binlog stream per
+//! source) and [`kafka`] (one topic of JSON messages — Debezium, Canal, upsert or append-only
+//! — into one table, its offsets stored with the rows they produced).
 //!
 //! What a running source hands the engine:
 //! - its changes: [`crate::change::ChangeBatch`]es with their [`crate::change::CommitOrigin`],
@@ -15,6 +16,7 @@
 //!   which `hw_catalog.sources` / `hw_catalog.source_tables` show its progress,
 //!   `real_time_recency` waits for it ([`CatchUp`]), and `DROP SOURCE` stops it.
 
+pub mod kafka;
 pub mod mysql;
 mod registry;
 mod selection;
@@ -27,18 +29,33 @@ use datafusion::arrow::datatypes::SchemaRef;
 use crate::catalog::Catalog;
 use crate::dataflow::Dataflow;
 use crate::error::Result;
-use crate::state::{StateStore, TableState};
+use crate::state::{CheckpointedStore, StateStore, TableState};
 
+pub use kafka::KAFKA_TOPIC_OPTIONS;
 pub use registry::{CatchUp, SourceHandle, SourceProbe, SourceRegistry, SourceStatus, TableStatus};
 pub use selection::{TableRef, TableSelection};
 
 /// `CREATE SOURCE`'s inputs for a kind: the connection's options (secrets resolved) and the
-/// source's own `WITH (...)` options, keys upper-case.
+/// source's own options, keys upper-case.
 pub struct SourceConfig<'a> {
+    /// The source's name.
+    pub source_name: &'a str,
     /// The connection's name, for messages.
     pub connection_name: &'a str,
     pub connection: &'a BTreeMap<String, String>,
     pub options: &'a BTreeMap<String, String>,
+    /// The columns the statement declares (a Kafka source's), planned by the SQL layer; only
+    /// at `CREATE SOURCE` (a running source's tables are in [`SourceRun::tables`]).
+    pub declared: Option<&'a DeclaredTable>,
+}
+
+/// A table whose columns the user declared in `CREATE SOURCE name (columns) FROM ...`.
+pub struct DeclaredTable {
+    pub schema: SchemaRef,
+    /// The PRIMARY KEY's columns.
+    pub key: Option<Vec<usize>>,
+    /// `CREATE TABLE name (columns)`.
+    pub create_sql: String,
 }
 
 /// A table a source will capture, as discovered upstream: what the catalog needs to create
@@ -68,7 +85,8 @@ pub struct SourceRun {
     pub id: u64,
     /// Each captured table's `details` ([`TableDef::details`]) and local rows, oldest first.
     pub tables: Vec<(serde_json::Value, Arc<TableState>)>,
-    pub store: Arc<dyn StateStore>,
+    /// The engine's store (the source's progress is written with its commits).
+    pub store: Arc<CheckpointedStore>,
     /// Every commit goes through the dataflow, which maintains the views over the tables.
     pub dataflow: Arc<Dataflow>,
     /// Where the tables' descriptions live (a kind updates them when upstream adds columns).
@@ -122,6 +140,7 @@ pub trait SourceKind: Send + Sync {
 /// The kind of source that reads through connections of `connection_kind`.
 pub fn kind(connection_kind: &str) -> Option<&'static dyn SourceKind> {
     static MYSQL: mysql::MySql = mysql::MySql;
-    let kinds: [&'static dyn SourceKind; 1] = [&MYSQL];
+    static KAFKA: kafka::Kafka = kafka::Kafka;
+    let kinds: [&'static dyn SourceKind; 2] = [&MYSQL, &KAFKA];
     kinds.into_iter().find(|k| k.connection_kind().eq_ignore_ascii_case(connection_kind))
 }

@@ -17,6 +17,8 @@ use crate::sync::Unpoisoned;
 #[derive(Debug, Clone, Default)]
 pub struct SourceStatus {
     pub name: String,
+    /// The kind of upstream: `mysql`, `kafka`.
+    pub kind: &'static str,
     pub connection: String,
     /// starting, snapshotting, streaming, reconnecting, error.
     pub state: String,
@@ -26,6 +28,10 @@ pub struct SourceStatus {
     pub lag_seconds: Option<f64>,
     pub last_error: Option<String>,
     pub tables: Vec<TableStatus>,
+    /// Kafka: the next offset to read of each partition, `partition:offset` comma-separated.
+    pub offsets: Option<String>,
+    /// Kafka: messages in the topic not applied yet (as of the last watermark check).
+    pub lag_messages: Option<u64>,
 }
 
 /// What `hw_catalog.source_tables` shows about one captured table.

@@ -200,9 +200,9 @@ pub fn check_statement(s: &Session, stmt: &HwStatement) -> Result<()> {
             Some(obj) => require_owner(s, &who, &obj),
             None => Ok(()),
         },
-        HwStatement::CreateSource { connection, .. } => {
+        HwStatement::CreateSource(source) => {
             require_create(s, &who)?;
-            match named(Namespace::Connection, connection) {
+            match named(Namespace::Connection, &source.connection) {
                 Some(c) => require(s, &who, &c, Privilege::Usage),
                 None => Ok(()),
             }
@@ -406,7 +406,7 @@ pub fn created_object(stmt: &HwStatement) -> Option<(Namespace, String)> {
             _ => None,
         },
         HwStatement::CreateConnection { name, .. } => Some((Namespace::Connection, name.clone())),
-        HwStatement::CreateSource { name, .. } => Some((Namespace::Source, name.clone())),
+        HwStatement::CreateSource(source) => Some((Namespace::Source, source.name.clone())),
         HwStatement::CreateSink(sink) => Some((Namespace::Sink, sink.name.clone())),
         HwStatement::CreateSecret { name, .. } => Some((Namespace::Secret, name.clone())),
         _ => None,

@@ -50,7 +50,34 @@ pub(super) async fn create_table(s: &Session, ct: &CreateTable, restore: Option<
     normalized.if_not_exists = false;
     let create_sql = Statement::CreateTable(normalized.clone()).to_string();
 
-    let plan = s.plan(&Statement::CreateTable(normalized)).await?;
+    let (schema, key_columns, cmt) = plan_table(s, &normalized, &name).await?;
+    let constraints = cmt.constraints.clone();
+    let defaults = cmt.column_defaults.clone();
+    let store = s.engine().dataflow().store().clone();
+    catalog.create(ObjectType::Table, &name, create_sql, vec![], restore, |id| {
+        let state = Arc::new(TableState::new(id, &name, schema, key_columns)?);
+        if restore.is_some() {
+            state.load(store.as_ref())?;
+        }
+        let provider = Arc::new(LocalTable::new(state.clone(), constraints, defaults));
+        Ok(Some(Relation::Table { state, provider }))
+    })?;
+    Ok(QueryResult::command("CREATE TABLE"))
+}
+
+/// The columns of a `CREATE TABLE` as Headwater stores them (Arrow schema, key columns not
+/// null) and its primary key, planned by DataFusion (a Kafka source's declared columns).
+pub(super) async fn planned_columns(s: &Session, ct: &CreateTable) -> Result<(SchemaRef, Option<Vec<usize>>)> {
+    let name = relation_name(&ct.name)?;
+    plan_table(s, ct, &name).await.map(|(schema, key, _)| (schema, key))
+}
+
+async fn plan_table(
+    s: &Session,
+    ct: &CreateTable,
+    name: &str,
+) -> Result<(SchemaRef, Option<Vec<usize>>, datafusion::logical_expr::CreateMemoryTable)> {
+    let plan = s.plan(&Statement::CreateTable(ct.clone())).await?;
     let LogicalPlan::Ddl(DdlStatement::CreateMemoryTable(cmt)) = plan else {
         return Err(Error::Internal("CREATE TABLE did not plan to a table".into()));
     };
@@ -77,18 +104,7 @@ pub(super) async fn create_table(s: &Session, ct: &CreateTable, restore: Option<
         })
         .collect();
     let schema: SchemaRef = Arc::new(Schema::new(fields));
-    let constraints = cmt.constraints.clone();
-    let defaults = cmt.column_defaults.clone();
-    let store = catalog.store().clone();
-    catalog.create(ObjectType::Table, &name, create_sql, vec![], restore, |id| {
-        let state = Arc::new(TableState::new(id, &name, schema, key_columns)?);
-        if restore.is_some() {
-            state.load(store.as_ref())?;
-        }
-        let provider = Arc::new(LocalTable::new(state.clone(), constraints, defaults));
-        Ok(Some(Relation::Table { state, provider }))
-    })?;
-    Ok(QueryResult::command("CREATE TABLE"))
+    Ok((schema, key_columns, cmt))
 }
 
 /// `CREATE [OR REPLACE] VIEW`: planned now (so errors show at CREATE), inlined at query time.

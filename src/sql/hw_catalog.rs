@@ -128,13 +128,15 @@ fn sources_table(statuses: &[SourceStatus]) -> datafusion::error::Result<RecordB
         field("lag_seconds", DataType::Float64),
         field("tables", DataType::Int64),
         field("last_error", DataType::Utf8),
+        field("offsets", DataType::Utf8),
+        field("lag_messages", DataType::UInt64),
     ]));
     let col = |f: &dyn Fn(&SourceStatus) -> Option<String>| -> ArrayRef {
         Arc::new(statuses.iter().map(f).collect::<StringArray>())
     };
     let columns: Vec<ArrayRef> = vec![
         col(&|s| Some(s.name.clone())),
-        col(&|_| Some("mysql".into())),
+        col(&|s| Some(s.kind.to_string())),
         col(&|s| Some(s.connection.clone())),
         col(&|s| Some(s.state.clone())),
         col(&|s| s.position.as_ref().map(|p| p.file.clone())),
@@ -143,6 +145,8 @@ fn sources_table(statuses: &[SourceStatus]) -> datafusion::error::Result<RecordB
         Arc::new(statuses.iter().map(|s| s.lag_seconds).collect::<Float64Array>()),
         Arc::new(statuses.iter().map(|s| Some(s.tables.len() as i64)).collect::<Int64Array>()),
         col(&|s| s.last_error.clone()),
+        col(&|s| s.offsets.clone()),
+        Arc::new(statuses.iter().map(|s| s.lag_messages).collect::<UInt64Array>()),
     ];
     RecordBatch::try_new(schema, columns).map_err(Into::into)
 }

@@ -156,7 +156,7 @@ impl Engine {
         let sources = Arc::new(SourceRegistry::default());
         let sinks = Arc::new(SinkRegistry::default());
         let users = Arc::new(Users::load(store_of(&catalog))?);
-        let dataflow = Arc::new(Dataflow::new(store_of(&catalog), Arc::new(provider::LocalTables)));
+        let dataflow = Arc::new(Dataflow::new(checkpoints.clone(), Arc::new(provider::LocalTables)));
         let activity = Arc::new(activity::Activity::default());
         let oids = Arc::new(pg_catalog::oids::RelationOids::default());
         let base =

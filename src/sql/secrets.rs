@@ -1,7 +1,7 @@
 //! `CREATE SECRET`, `ALTER SECRET`, and the connection options that use them.
 //!
 //! A secret is a catalog object whose stored statement carries its value encrypted
-//! ([`SecretKey`](crate::catalog::secrets::SecretKey)): `CREATE SECRET name AS 'hw-enc-v1:…'`.
+//! ([`SecretKey`]): `CREATE SECRET name AS 'hw-enc-v1:…'`.
 //! A connection names one with `PASSWORD SECRET name` (and depends on it: dropping the secret
 //! needs CASCADE); an inline `PASSWORD 'pw'` is encrypted the same way before the connection
 //! is stored. Values are decrypted only when a source or sink connects

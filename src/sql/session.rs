@@ -241,9 +241,7 @@ impl Session {
             HwStatement::DropObjects { object_type, names, if_exists, cascade } => {
                 ddl::drop_objects(self, *object_type, names, *if_exists, *cascade).await
             }
-            HwStatement::CreateSource { name, if_not_exists, connection, selection, options } => {
-                sources::create_source(self, name, *if_not_exists, connection, selection, options).await
-            }
+            HwStatement::CreateSource(source) => sources::create_source(self, source).await,
             HwStatement::AlterSource { name, action } => sources::alter_source(self, name, action).await,
             HwStatement::CreateSink(stmt) => sinks::create_sink(self, stmt, None),
             HwStatement::ShowObjects(t) => ddl::show_objects(self, *t),
@@ -355,9 +353,7 @@ impl Session {
             HwStatement::CreateConnection { name, kind, options, .. } => {
                 ddl::create_connection(self, &name, false, kind, &options, id).map(drop)
             }
-            HwStatement::CreateSource { name, connection, selection, options, .. } => {
-                sources::restore_source(self, entry, &name, &connection, &selection, &options)
-            }
+            HwStatement::CreateSource(source) => sources::restore_source(self, entry, &source),
             HwStatement::CreateSink(stmt) => sinks::create_sink(self, &stmt, id).map(drop),
             HwStatement::CreateSecret { name, value, .. } => {
                 super::secrets::create_secret(self, &name, false, &value, id).map(drop)

@@ -239,7 +239,7 @@ pub(super) fn create_sink(s: &Session, stmt: &SinkStatement, restore: Option<u64
         delivery,
         encoder: Encoder { envelope, decimal, key, schema, relation: stmt.from.clone() },
     };
-    let started = engine.sinks().start(config, state, engine.dataflow(), catalog.store().clone());
+    let started = engine.sinks().start(config, state, engine.dataflow());
     if let Err(e) = started {
         if restore.is_none() {
             if let Some(obj) = catalog.get(Namespace::Sink, &stmt.name) {

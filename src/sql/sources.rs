@@ -10,26 +10,39 @@ use std::sync::Arc;
 
 use datafusion::common::{Constraint, Constraints};
 
-use super::parser::{AlterSourceAction, ObjectType};
+use super::parser::{AlterSourceAction, ConnectionKind, ObjectType, SourceStatement};
 use super::provider::LocalTable;
 use super::result::QueryResult;
 use super::{Engine, HwStatement, Session};
 use crate::catalog::{CatalogEntry, Namespace, Relation};
 use crate::change::ChangeBatch;
 use crate::error::{Error, Result};
-use crate::source::{SourceConfig, SourceKind, SourceRun, TableDef, TableSelection};
+use crate::source::{
+    DeclaredTable, SourceConfig, SourceKind, SourceRun, TableDef, TableSelection, KAFKA_TOPIC_OPTIONS,
+};
 use crate::state::{TableState, WriteBatch};
 
 /// The source kind a connection feeds and the connection's options as written, from its
-/// catalog entry.
-fn connection_kind(s: &Session, name: &str) -> Result<(&'static dyn SourceKind, BTreeMap<String, String>)> {
+/// catalog entry; `from` (CREATE SOURCE's `FROM MYSQL|KAFKA`) must be the connection's kind.
+fn connection_kind(
+    s: &Session,
+    name: &str,
+    from: Option<ConnectionKind>,
+) -> Result<(&'static dyn SourceKind, BTreeMap<String, String>)> {
     let obj =
         s.engine().catalog().get(Namespace::Connection, name).ok_or_else(|| Error::undefined("connection", name))?;
     match s.parse(&obj.entry.create_sql)?.pop() {
         Some(HwStatement::CreateConnection { kind, options, .. }) => {
+            if let Some(from) = from.filter(|f| *f != kind) {
+                let expected = match from {
+                    ConnectionKind::Mysql => "MYSQL connection (the source reads FROM MYSQL)",
+                    ConnectionKind::Kafka => "KAFKA connection (the source reads FROM KAFKA)",
+                };
+                return Err(Error::WrongObjectType { name: name.to_string(), expected });
+            }
             let Some(source_kind) = crate::source::kind(&kind.to_string()) else {
                 return Err(Error::InvalidParameterValue(format!(
-                    "connection \"{name}\" is a {kind} connection; a source needs a MYSQL connection"
+                    "connection \"{name}\" is a {kind} connection, which no source reads"
                 )));
             };
             Ok((source_kind, options))
@@ -39,23 +52,62 @@ fn connection_kind(s: &Session, name: &str) -> Result<(&'static dyn SourceKind, 
 }
 
 /// [`connection_kind`] with the options' secrets resolved, to connect.
-fn source_connection(s: &Session, name: &str) -> Result<(&'static dyn SourceKind, BTreeMap<String, String>)> {
-    let (kind, options) = connection_kind(s, name)?;
+fn source_connection(
+    s: &Session,
+    name: &str,
+    from: Option<ConnectionKind>,
+) -> Result<(&'static dyn SourceKind, BTreeMap<String, String>)> {
+    let (kind, options) = connection_kind(s, name, from)?;
     Ok((kind, super::secrets::resolve_options(s, &options)?))
 }
 
-/// A source's definition: its connection and `WITH` options, from its catalog entry.
-fn source_definition(s: &Session, name: &str) -> Result<(u64, String, BTreeMap<String, String>)> {
+/// A source's definition, from its catalog entry, with its catalog id.
+fn source_definition(s: &Session, name: &str) -> Result<(u64, SourceStatement)> {
     let src = s.engine().catalog().get(Namespace::Source, name).ok_or_else(|| Error::undefined("source", name))?;
-    let Some(HwStatement::CreateSource { connection, options, .. }) = s.parse(&src.entry.create_sql)?.pop() else {
+    let Some(HwStatement::CreateSource(stmt)) = s.parse(&src.entry.create_sql)?.pop() else {
         return Err(Error::Storage(format!("source {name} has a corrupt definition")));
     };
-    Ok((src.entry.id, connection, options))
+    Ok((src.entry.id, *stmt))
 }
 
-fn source_sql(name: &str, connection: &str, selection: &TableSelection, options: &BTreeMap<String, String>) -> String {
+fn quoted_options(options: &BTreeMap<String, String>) -> String {
+    let opts: Vec<String> = options.iter().map(|(k, v)| format!("{k} = '{}'", v.replace('\'', "''"))).collect();
+    format!("({})", opts.join(", "))
+}
+
+/// The statement a source's catalog entry keeps (and `SHOW CREATE SOURCE` shows).
+fn source_sql(stmt: &SourceStatement) -> String {
     let q = crate::ident::quoted;
-    let what = match selection {
+    let (name, connection) = (q(&stmt.name), q(&stmt.connection));
+    if stmt.from == ConnectionKind::Kafka {
+        let mut sql = format!("CREATE SOURCE {name}");
+        if let Some(cols) = &stmt.columns {
+            let items: Vec<String> = cols
+                .columns
+                .iter()
+                .map(|c| c.to_string())
+                .chain(cols.constraints.iter().map(|c| c.to_string()))
+                .collect();
+            sql.push_str(&format!(" ({})", items.join(", ")));
+        }
+        sql.push_str(&format!(" FROM KAFKA CONNECTION {connection}"));
+        let (topic, rest): (BTreeMap<String, String>, BTreeMap<String, String>) =
+            stmt.options.clone().into_iter().partition(|(k, _)| KAFKA_TOPIC_OPTIONS.contains(&k.as_str()));
+        if !topic.is_empty() {
+            sql.push_str(&format!(" {}", quoted_options(&topic)));
+        }
+        let (clauses, with): (BTreeMap<String, String>, BTreeMap<String, String>) =
+            rest.into_iter().partition(|(k, _)| k == "FORMAT" || k == "ENVELOPE");
+        for (k, v) in clauses.iter().rev() {
+            // FORMAT before ENVELOPE, as written.
+            sql.push_str(&format!(" {k} {v}"));
+        }
+        if !with.is_empty() {
+            sql.push_str(&format!(" WITH {}", quoted_options(&with)));
+        }
+        return sql;
+    }
+    let what = match &stmt.selection {
         TableSelection::All => "ALL TABLES".to_string(),
         TableSelection::Schemas(list) => {
             format!("SCHEMAS ({})", list.iter().map(|s| q(s)).collect::<Vec<_>>().join(", "))
@@ -82,34 +134,58 @@ fn source_sql(name: &str, connection: &str, selection: &TableSelection, options:
                 .join(", ")
         ),
     };
-    let mut sql = format!("CREATE SOURCE {} FROM MYSQL CONNECTION {} FOR {what}", q(name), q(connection));
-    if !options.is_empty() {
-        let opts: Vec<String> = options.iter().map(|(k, v)| format!("{k} = '{}'", v.replace('\'', "''"))).collect();
-        sql.push_str(&format!(" WITH ({})", opts.join(", ")));
+    let mut sql = format!("CREATE SOURCE {name} FROM MYSQL CONNECTION {connection} FOR {what}");
+    if !stmt.options.is_empty() {
+        sql.push_str(&format!(" WITH {}", quoted_options(&stmt.options)));
     }
     sql
 }
 
+/// The table a source declares its columns for (Kafka), planned as `CREATE TABLE` would.
+async fn declared_table(s: &Session, stmt: &SourceStatement) -> Result<Option<DeclaredTable>> {
+    let Some(cols) = &stmt.columns else { return Ok(None) };
+    let sql = format!(
+        "CREATE TABLE {} ({})",
+        crate::ident::quoted(&stmt.name),
+        cols.columns
+            .iter()
+            .map(|c| c.to_string())
+            .chain(cols.constraints.iter().map(|c| c.to_string()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let Some(HwStatement::Sql(statement)) = s.parse(&sql)?.pop() else {
+        return Err(Error::Internal("a column list did not parse as CREATE TABLE".into()));
+    };
+    let datafusion::sql::sqlparser::ast::Statement::CreateTable(ct) = *statement else {
+        return Err(Error::Internal("a column list did not parse as CREATE TABLE".into()));
+    };
+    let (schema, key) = super::ddl::planned_columns(s, &ct).await?;
+    Ok(Some(DeclaredTable { schema, key, create_sql: sql }))
+}
+
 /// `CREATE SOURCE`: checks the upstream server, discovers the tables, creates the local
 /// tables and starts capturing.
-pub(super) async fn create_source(
-    s: &Session,
-    name: &str,
-    if_not_exists: bool,
-    connection: &str,
-    selection: &TableSelection,
-    options: &BTreeMap<String, String>,
-) -> Result<QueryResult> {
+pub(super) async fn create_source(s: &Session, stmt: &SourceStatement) -> Result<QueryResult> {
     let catalog = s.engine().catalog();
+    let name = stmt.name.as_str();
     if catalog.get(Namespace::Source, name).is_some() {
-        if if_not_exists {
+        if stmt.if_not_exists {
             return Ok(QueryResult::command("CREATE SOURCE"));
         }
         return Err(Error::duplicate("source", name));
     }
-    let (kind, conn_options) = source_connection(s, connection)?;
-    let config = SourceConfig { connection_name: connection, connection: &conn_options, options };
-    let specs = kind.discover(&config, selection, true).await?;
+    let connection = stmt.connection.as_str();
+    let (kind, conn_options) = source_connection(s, connection, Some(stmt.from))?;
+    let declared = declared_table(s, stmt).await?;
+    let config = SourceConfig {
+        source_name: name,
+        connection_name: connection,
+        connection: &conn_options,
+        options: &stmt.options,
+        declared: declared.as_ref(),
+    };
+    let specs = kind.discover(&config, &stmt.selection, true).await?;
     for spec in &specs {
         if catalog.get(Namespace::Relation, &spec.name).is_some() {
             return Err(Error::DuplicateObject {
@@ -121,7 +197,7 @@ pub(super) async fn create_source(
     let source = catalog.create(
         ObjectType::Source,
         name,
-        source_sql(name, connection, selection, options),
+        source_sql(stmt),
         vec![ObjectType::Connection.dependency_key(connection)],
         None,
         |_| Ok(None),
@@ -143,7 +219,7 @@ pub(super) async fn create_source(
 
 fn create_captured_table(s: &Session, source: &str, def: TableDef, restore: Option<u64>) -> Result<Arc<TableState>> {
     let catalog = s.engine().catalog();
-    let store = catalog.store().clone();
+    let store = s.engine().dataflow().store().clone();
     let TableDef { name, schema, key, create_sql, details, .. } = def;
     let mut state_out = None;
     catalog.create_with_details(
@@ -171,17 +247,11 @@ fn create_captured_table(s: &Session, source: &str, def: TableDef, restore: Opti
 }
 
 /// Restores a source's catalog entry (it starts once every entry is back: [`start_all`]).
-pub(super) fn restore_source(
-    s: &Session,
-    entry: &CatalogEntry,
-    name: &str,
-    connection: &str,
-    selection: &TableSelection,
-    options: &BTreeMap<String, String>,
-) -> Result<()> {
-    let sql = source_sql(name, connection, selection, options);
-    let deps = vec![ObjectType::Connection.dependency_key(connection)];
-    s.engine().catalog().create(ObjectType::Source, name, sql, deps, Some(entry.id), |_| Ok(None))?;
+pub(super) fn restore_source(s: &Session, entry: &CatalogEntry, stmt: &SourceStatement) -> Result<()> {
+    let deps = vec![ObjectType::Connection.dependency_key(&stmt.connection)];
+    s.engine()
+        .catalog()
+        .create(ObjectType::Source, &stmt.name, source_sql(stmt), deps, Some(entry.id), |_| Ok(None))?;
     Ok(())
 }
 
@@ -192,8 +262,8 @@ pub(super) fn restore_captured_table(s: &Session, entry: &CatalogEntry, details:
         .iter()
         .find_map(|d| d.strip_prefix("source:"))
         .ok_or_else(|| Error::Storage(format!("captured table {} has no source", entry.name)))?;
-    let (_, connection, _) = source_definition(s, source)?;
-    let (kind, _) = connection_kind(s, &connection)?;
+    let (_, stmt) = source_definition(s, source)?;
+    let (kind, _) = connection_kind(s, &stmt.connection, None)?;
     let def = kind.table_def(&entry.name, details)?;
     create_captured_table(s, source, def, Some(entry.id)).map(drop)
 }
@@ -226,19 +296,25 @@ pub(super) fn start_all(engine: &Arc<Engine>) -> Result<()> {
 fn start_source(session: &Session, name: &str) -> Result<()> {
     let engine = session.engine();
     let catalog = engine.catalog();
-    let (id, connection, options) = source_definition(session, name)?;
+    let (id, stmt) = source_definition(session, name)?;
     let mut tables = Vec::new();
     for t in owned_tables(session, name) {
         let (Some(details), Some(Relation::Table { state, .. })) = (&t.entry.details, &t.relation) else { continue };
         tables.push((details.clone(), state.clone()));
     }
-    let (kind, conn_options) = source_connection(session, &connection)?;
-    let config = SourceConfig { connection_name: &connection, connection: &conn_options, options: &options };
+    let (kind, conn_options) = source_connection(session, &stmt.connection, None)?;
+    let config = SourceConfig {
+        source_name: name,
+        connection_name: &stmt.connection,
+        connection: &conn_options,
+        options: &stmt.options,
+        declared: None,
+    };
     let run = SourceRun {
         name: name.to_string(),
         id,
         tables,
-        store: catalog.store().clone(),
+        store: engine.dataflow().store().clone(),
         dataflow: engine.dataflow().clone(),
         catalog: Arc::downgrade(catalog),
     };
@@ -265,13 +341,19 @@ fn owned_tables(s: &Session, source: &str) -> Vec<crate::catalog::CatalogObject>
 /// snapshotted (and merged with the binlog like any other), a dropped one disappears.
 pub(super) async fn alter_source(s: &Session, name: &str, action: &AlterSourceAction) -> Result<QueryResult> {
     let catalog = s.engine().catalog();
-    let (source_id, connection, options) = source_definition(s, name)?;
-    let (kind, conn_options) = source_connection(s, &connection)?;
+    let (source_id, stmt) = source_definition(s, name)?;
+    let (kind, conn_options) = source_connection(s, &stmt.connection, None)?;
     let owned = owned_tables(s, name);
     let forget: Vec<String>;
     match action {
         AlterSourceAction::AddTables(list) => {
-            let config = SourceConfig { connection_name: &connection, connection: &conn_options, options: &options };
+            let config = SourceConfig {
+                source_name: name,
+                connection_name: &stmt.connection,
+                connection: &conn_options,
+                options: &stmt.options,
+                declared: None,
+            };
             let specs = kind.discover(&config, &TableSelection::Tables(list.clone()), false).await?;
             for spec in &specs {
                 if catalog.get(Namespace::Relation, &spec.name).is_some() {

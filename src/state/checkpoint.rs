@@ -110,10 +110,23 @@ fn entry_bytes(k: &[u8], v: &Option<Vec<u8>>) -> usize {
 }
 
 impl CheckpointedStore {
-    /// Stages over `durable`, which holds the last checkpoint.
+    /// Stages over `durable`, which holds the last checkpoint; every row is kept in the store
+    /// (no table images).
     pub fn new(durable: Arc<dyn StateStore>) -> Self {
-        let images = durable.images_dir().map(|dir| Images::open(&dir));
-        let images = match images.transpose() {
+        Self::with_images(durable, None)
+    }
+
+    /// Opens the data directory `dir` ([`super::datadir::open_store`]) and stages over its
+    /// store, with the table images its format keeps.
+    pub fn open(dir: &std::path::Path) -> Result<Self> {
+        let opened = super::datadir::open_store(dir)?;
+        Ok(Self::with_images(opened.store, opened.images_dir.as_deref()))
+    }
+
+    /// Stages over `durable`, keeping table images in `images_dir` (the data directory's
+    /// `images/`, format 3; see [`super::image`]).
+    pub fn with_images(durable: Arc<dyn StateStore>, images_dir: Option<&std::path::Path>) -> Self {
+        let images = match images_dir.map(Images::open).transpose() {
             Ok(images) => images,
             Err(e) => {
                 // Checkpoints keep every row in the store; a table that has an image cannot
@@ -284,6 +297,67 @@ impl CheckpointedStore {
     pub fn failure(&self) -> Option<String> {
         self.staged.locked().failed.clone()
     }
+
+    /// Stages a batch and returns its generation: the number of the checkpoint that will make
+    /// it durable ([`CheckpointedStore::wait_durable`]).
+    pub fn apply_tracked(&self, batch: WriteBatch) -> Result<u64> {
+        let mut s = self.staged.locked();
+        if let Some(e) = &s.failed {
+            return Err(Error::Storage(format!("{e}; no more writes are accepted, restart the server")));
+        }
+        s.owes_image |= batch.owes_image();
+        for (k, v) in batch.into_ops() {
+            s.bytes += entry_bytes(&k, &v);
+            s.writes.insert(k, v);
+        }
+        Ok(s.generation)
+    }
+
+    /// The generation of the writes staged now (what [`CheckpointedStore::wait_durable`] must
+    /// reach for everything applied so far to be on disk); 0 when nothing is staged or in flight.
+    pub fn staged_generation(&self) -> u64 {
+        let s = self.staged.locked();
+        let staged = !s.writes.is_empty() || s.owes_image;
+        // A checkpoint in flight holds the previous generation.
+        if !staged && s.in_flight.is_none() {
+            0
+        } else if !staged {
+            s.generation - 1
+        } else {
+            s.generation
+        }
+    }
+
+    /// Waits up to `timeout` until every batch of generation `generation` or older is on disk;
+    /// true when it is (sinks send only durable changes).
+    pub fn wait_durable(&self, generation: u64, timeout: Duration) -> bool {
+        let durable = self.durable_generation.locked();
+        let (durable, _) = self
+            .durable_changed
+            .wait_timeout_while(durable, timeout, |d| *d < generation)
+            .unwrap_or_else(|p| p.into_inner());
+        *durable >= generation
+    }
+
+    /// Bytes staged but not yet on disk; writers that produce a lot (a snapshot) checkpoint
+    /// when this grows large, which bounds memory.
+    pub fn staged_bytes(&self) -> usize {
+        self.staged.locked().bytes
+    }
+
+    /// True when a commit may leave a table's rows out of its batch because the next
+    /// checkpoint writes an image of the table ([`WriteBatch::owe_image`]; see
+    /// `TableState::write_planned`): images are kept and the engine gave its cut.
+    pub fn defers_rows_to_images(&self) -> bool {
+        // The same condition under which `checkpoint` cuts images; a failed store takes no
+        // more commits anyway.
+        self.images.is_some() && self.image_cut.get().is_some()
+    }
+
+    /// The table images of this store, when its data directory keeps them.
+    pub fn images(&self) -> Option<&Images> {
+        self.images.as_ref()
+    }
 }
 
 impl StateStore for CheckpointedStore {
@@ -345,55 +419,6 @@ impl StateStore for CheckpointedStore {
 
     fn flush(&self) -> Result<()> {
         self.checkpoint().map(|_| ())
-    }
-
-    fn apply_tracked(&self, batch: WriteBatch) -> Result<u64> {
-        let mut s = self.staged.locked();
-        if let Some(e) = &s.failed {
-            return Err(Error::Storage(format!("{e}; no more writes are accepted, restart the server")));
-        }
-        s.owes_image |= batch.owes_image();
-        for (k, v) in batch.into_ops() {
-            s.bytes += entry_bytes(&k, &v);
-            s.writes.insert(k, v);
-        }
-        Ok(s.generation)
-    }
-
-    fn staged_generation(&self) -> u64 {
-        let s = self.staged.locked();
-        let staged = !s.writes.is_empty() || s.owes_image;
-        // A checkpoint in flight holds the previous generation.
-        if !staged && s.in_flight.is_none() {
-            0
-        } else if !staged {
-            s.generation - 1
-        } else {
-            s.generation
-        }
-    }
-
-    fn wait_durable(&self, generation: u64, timeout: Duration) -> bool {
-        let durable = self.durable_generation.locked();
-        let (durable, _) = self
-            .durable_changed
-            .wait_timeout_while(durable, timeout, |d| *d < generation)
-            .unwrap_or_else(|p| p.into_inner());
-        *durable >= generation
-    }
-
-    fn staged_bytes(&self) -> usize {
-        self.staged.locked().bytes
-    }
-
-    fn defers_rows_to_images(&self) -> bool {
-        // The same condition under which `checkpoint` cuts images; a failed store takes no
-        // more commits anyway.
-        self.images.is_some() && self.image_cut.get().is_some()
-    }
-
-    fn images(&self) -> Option<&Images> {
-        self.images.as_ref()
     }
 }
 

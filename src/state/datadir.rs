@@ -152,16 +152,28 @@ fn lock(dir: &Path) -> Result<File> {
     Ok(file)
 }
 
+/// A data directory's durable store, and where its table images live.
+pub struct OpenedStore {
+    /// The key-value store.
+    pub store: std::sync::Arc<dyn super::StateStore>,
+    /// `images/` in the directory when its format keeps table images (format 3).
+    pub images_dir: Option<std::path::PathBuf>,
+}
+
 /// Opens the store of `dir` with the engine its format names (new directories: fjall), and
 /// checks the store's own format record, so that a store that lost its files (damage, a
 /// wrong copy) is refused rather than coming up empty as if nothing was lost.
-pub fn open_store(dir: &Path) -> Result<std::sync::Arc<dyn super::StateStore>> {
+pub fn open_store(dir: &Path) -> Result<OpenedStore> {
     let data_dir = DataDir::open(dir, FORMAT_IMAGES)?;
-    let store: std::sync::Arc<dyn super::StateStore> = match data_dir.format {
-        FORMAT_SLED => std::sync::Arc::new(super::SledStore::open_in(data_dir)?),
-        _ => std::sync::Arc::new(super::fjall_store::FjallStore::open_in(data_dir)?),
-    };
-    Ok(store)
+    Ok(match data_dir.format {
+        FORMAT_SLED => {
+            OpenedStore { store: std::sync::Arc::new(super::SledStore::open_in(data_dir)?), images_dir: None }
+        }
+        _ => {
+            let fjall = super::fjall_store::FjallStore::open_in(data_dir)?;
+            OpenedStore { images_dir: fjall.images_dir(), store: std::sync::Arc::new(fjall) }
+        }
+    })
 }
 
 /// The store in `dir` cannot be opened: what to do about it.

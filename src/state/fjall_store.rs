@@ -42,13 +42,15 @@ impl FjallStore {
         super::datadir::verify_format_record(&store, &store._dir)?;
         Ok(store)
     }
+
+    /// Where table images live next to this store, when its data directory's format keeps
+    /// them (format 3; see [`super::image`]); `None`: every row is in the store.
+    pub fn images_dir(&self) -> Option<std::path::PathBuf> {
+        (self._dir.format >= super::datadir::FORMAT_IMAGES).then(|| self._dir.path.join("images"))
+    }
 }
 
 impl StateStore for FjallStore {
-    fn images_dir(&self) -> Option<std::path::PathBuf> {
-        (self._dir.format >= super::datadir::FORMAT_IMAGES).then(|| self._dir.path.join("images"))
-    }
-
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         Ok(self.rows.get(key).map_err(storage)?.map(|v| v.to_vec()))
     }

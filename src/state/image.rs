@@ -387,7 +387,6 @@ mod restart_tests {
 
     use crate::change::{ApplyMode, ChangeBatch};
     use crate::state::checkpoint::ImageCut;
-    use crate::state::fjall_store::FjallStore;
     use crate::state::table::{commit, PinnedRows, TableState};
     use crate::state::{CheckpointedStore, StateStore};
 
@@ -419,7 +418,7 @@ mod restart_tests {
     }
 
     fn open(dir: &std::path::Path) -> Open {
-        let store = Arc::new(CheckpointedStore::new(Arc::new(FjallStore::open(dir).unwrap())));
+        let store = Arc::new(CheckpointedStore::open(dir).unwrap());
         let keyed = Arc::new(TableState::new(1, "keyed", schema(), Some(vec![0])).unwrap());
         let multiset = Arc::new(TableState::new(2, "multiset", schema(), None).unwrap());
         keyed.load(store.as_ref()).unwrap();

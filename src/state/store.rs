@@ -48,7 +48,7 @@ impl WriteBatch {
 
     /// Records that rows of this commit were left out of the batch because the next
     /// checkpoint writes an image of their table, which holds them: only for a store that
-    /// [`StateStore::defers_rows_to_images`]. The checkpoint that takes this batch must run
+    /// [`CheckpointedStore::defers_rows_to_images`](super::checkpoint::CheckpointedStore::defers_rows_to_images). The checkpoint that takes this batch must run
     /// even if the batch has no operations.
     pub fn owe_image(&mut self) {
         self.owes_image = true;
@@ -77,6 +77,8 @@ pub type ScanVisitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<()> + 'a;
 ///
 /// The contract the rest of Headwater relies on: after `apply` returns `Ok`, either every
 /// operation of the batch survives a crash or none does; `flush` makes applied batches durable.
+/// That is all a store does: staging, checkpoints, generations and table images are
+/// [`CheckpointedStore`](super::checkpoint::CheckpointedStore)'s, a struct over a store.
 pub trait StateStore: Send + Sync + 'static {
     /// Reads one key.
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
@@ -92,47 +94,8 @@ pub trait StateStore: Send + Sync + 'static {
     }
     /// Applies a batch atomically.
     fn apply(&self, batch: WriteBatch) -> Result<()>;
-    /// Where table images live next to this store, when its data directory keeps them
-    /// (format 3; see [`super::image`]); `None`: every row is in the store.
-    fn images_dir(&self) -> Option<std::path::PathBuf> {
-        None
-    }
-    /// The table images of this store ([`super::checkpoint::CheckpointedStore`] has them when
-    /// its durable store has an [`StateStore::images_dir`]).
-    fn images(&self) -> Option<&super::image::Images> {
-        None
-    }
-    /// True when a commit may leave a table's rows out of its batch because the next
-    /// checkpoint writes an image of the table ([`WriteBatch::owe_image`]; see
-    /// `TableState::write_planned`): a checkpointed store with images, whose checkpoints
-    /// image every table that owes one.
-    fn defers_rows_to_images(&self) -> bool {
-        false
-    }
     /// Waits until everything applied so far is on disk.
     fn flush(&self) -> Result<()>;
-    /// Bytes applied but not yet on disk (a staging store: see
-    /// [`CheckpointedStore`](super::checkpoint::CheckpointedStore)); writers that produce a lot
-    /// call `flush` when this grows large, which bounds memory.
-    fn staged_bytes(&self) -> usize {
-        0
-    }
-    /// Applies a batch and returns its generation: the number of the checkpoint that will
-    /// make it durable ([`StateStore::wait_durable`]). Stores without checkpoints return 0.
-    fn apply_tracked(&self, batch: WriteBatch) -> Result<u64> {
-        self.apply(batch).map(|()| 0)
-    }
-    /// The generation of the writes staged now (what [`StateStore::wait_durable`] must reach
-    /// for everything applied so far to be on disk); 0 for stores without checkpoints.
-    fn staged_generation(&self) -> u64 {
-        0
-    }
-    /// Waits up to `timeout` until every batch of generation `generation` or older is on
-    /// disk; true when it is. Stores without checkpoints answer at once.
-    fn wait_durable(&self, generation: u64, timeout: std::time::Duration) -> bool {
-        let _ = (generation, timeout);
-        true
-    }
 }
 
 /// The embedded store: one sled tree under the data directory, which it holds locked.

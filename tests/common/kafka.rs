@@ -8,7 +8,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message as _;
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::DefaultProducerContext;
+use rdkafka::producer::{BaseProducer, BaseRecord, DefaultProducerContext, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 /// One consumed message.
@@ -41,6 +41,24 @@ impl MockKafka {
 
     pub fn bootstrap(&self) -> String {
         self.cluster.bootstrap_servers()
+    }
+
+    /// Produces messages to `topic` (partition, key, value; `None` value: a tombstone) and
+    /// waits until every one is acknowledged.
+    pub fn produce(&self, topic: &str, messages: &[(i32, Option<&str>, Option<&str>)]) {
+        let producer: BaseProducer =
+            ClientConfig::new().set("bootstrap.servers", self.bootstrap()).create().expect("producer");
+        for (partition, key, value) in messages {
+            let mut record: BaseRecord<'_, str, str> = BaseRecord::to(topic).partition(*partition);
+            if let Some(k) = key {
+                record = record.key(*k);
+            }
+            if let Some(v) = value {
+                record = record.payload(*v);
+            }
+            producer.send(record).map_err(|(e, _)| e).expect("produce");
+        }
+        producer.flush(Duration::from_secs(30)).expect("messages acknowledged");
     }
 
     /// Every message of `topic`, per partition in offset order; `read_committed` hides

@@ -14,6 +14,7 @@ mod faults;
 mod framing;
 mod hostile;
 mod kafka_sink;
+mod kafka_source;
 mod layers;
 mod mysql_ddl;
 mod mysql_oracle;

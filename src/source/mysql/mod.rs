@@ -69,7 +69,7 @@ use super::{SourceHandle, SourceProbe, SourceStatus, TableStatus};
 use crate::catalog::{Catalog, Namespace};
 use crate::change::{ApplyMode, ChangeBatch, CommitOrigin};
 use crate::error::{Error, Result};
-use crate::state::{keys, StateStore, TableState, WriteBatch};
+use crate::state::{keys, CheckpointedStore, StateStore, TableState, WriteBatch};
 
 /// Staged bytes above which the applier writes a checkpoint itself instead of waiting for
 /// the interval.
@@ -231,7 +231,7 @@ pub struct MySqlSource {
     pub opts: mysql_async::Opts,
     pub options: SourceOptions,
     pub tables: Vec<CapturedTable>,
-    pub store: Arc<dyn StateStore>,
+    pub store: Arc<CheckpointedStore>,
     /// Every commit goes through the dataflow, which maintains the views over these tables.
     pub dataflow: Arc<crate::dataflow::Dataflow>,
     /// Where the tables' descriptions live (updated when upstream adds columns). Weak: the
@@ -334,6 +334,7 @@ impl MySqlSource {
         let units = self.units();
         let status = Arc::new(Mutex::new(SourceStatus {
             name: self.name.clone(),
+            kind: "mysql",
             connection: self.connection.clone(),
             state: "starting".into(),
             tables: self.table_statuses(&units),

@@ -9,9 +9,12 @@
 
 mod options;
 pub mod roles;
+mod sources;
 
 pub use options::SECRET_REFERENCE;
 use options::{parse_create_connection, parse_options, secret_value};
+use sources::{parse_alter_source, parse_create_source};
+pub use sources::{DeclaredColumns, SourceStatement};
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -26,7 +29,7 @@ use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 
 use crate::catalog::users::RoleAttributes;
 use crate::error::{Error, Result};
-use crate::source::{TableRef, TableSelection};
+use crate::source::TableRef;
 
 pub use crate::catalog::ObjectType;
 
@@ -59,14 +62,10 @@ pub enum HwStatement {
     ShowObjects(ObjectType),
     /// `SHOW CREATE TABLE|VIEW|MATERIALIZED VIEW|CONNECTION|SOURCE|SINK name`
     ShowCreate { object_type: ObjectType, name: String },
-    /// `CREATE SOURCE [IF NOT EXISTS] name FROM MYSQL CONNECTION conn FOR ... [WITH (...)]`
-    CreateSource {
-        name: String,
-        if_not_exists: bool,
-        connection: String,
-        selection: TableSelection,
-        options: BTreeMap<String, String>,
-    },
+    /// `CREATE SOURCE [IF NOT EXISTS] name FROM MYSQL CONNECTION conn FOR ... [WITH (...)]`, or
+    /// `CREATE SOURCE name (columns) FROM KAFKA CONNECTION conn (TOPIC 't') FORMAT JSON
+    /// ENVELOPE ...` ([`SourceStatement`]).
+    CreateSource(Box<SourceStatement>),
     /// `ALTER SOURCE name ADD TABLE db.t [AS n], ...` / `ALTER SOURCE name DROP TABLE n, ... [CASCADE]`
     AlterSource { name: String, action: AlterSourceAction },
     /// `CREATE SINK [IF NOT EXISTS] name FROM relation INTO KAFKA CONNECTION conn (TOPIC 't', ...)
@@ -338,7 +337,7 @@ fn parse_extension(p: &mut Parser) -> Result<Option<HwStatement>> {
             }
             Some("SOURCE") => {
                 skip(p, 2);
-                parse_create_source(p).map(Some)
+                parse_create_source(p).map(|s| Some(HwStatement::CreateSource(Box::new(s))))
             }
             Some("SINK") => {
                 skip(p, 2);
@@ -437,129 +436,6 @@ fn expect_word(p: &mut Parser, word: &str) -> Result<()> {
     }
 }
 
-/// `db.table [AS name] [INCLUDE TABLE NAME AS column]`; `table` may be a regular expression
-/// (`orders_[0-9]+`) naming shards to merge.
-fn upstream_table(p: &mut Parser) -> std::result::Result<TableRef, ParserError> {
-    use datafusion::sql::sqlparser::keywords::Keyword;
-    let database = raw_ident(p).map_err(to_parser_error)?;
-    p.expect_token(&Token::Period)?;
-    // The table (pattern) is every token up to AS, INCLUDE, `,` or the closing `)`.
-    let mut table = String::new();
-    let mut depth = 0i32;
-    loop {
-        let t = p.peek_token().token;
-        let at_end = matches!(&t, Token::Comma | Token::EOF | Token::SemiColon)
-            || (t == Token::RParen && depth == 0)
-            || (depth == 0 && matches!(word_at(p, 0).as_deref(), Some("AS") | Some("INCLUDE")) && !table.is_empty());
-        if at_end {
-            break;
-        }
-        match &t {
-            Token::LParen | Token::LBracket => depth += 1,
-            Token::RParen | Token::RBracket => depth -= 1,
-            _ => {}
-        }
-        match &t {
-            Token::Word(w) => table.push_str(&w.value),
-            other => table.push_str(&other.to_string()),
-        }
-        p.next_token();
-    }
-    if table.is_empty() {
-        return Err(ParserError::ParserError(format!("expected a table name after {database}.")));
-    }
-    let alias = if p.parse_keyword(Keyword::AS) { Some(object_name(p).map_err(to_parser_error)?) } else { None };
-    let mut table_name_column = None;
-    if word_at(p, 0).as_deref() == Some("INCLUDE") {
-        p.next_token();
-        expect_word(p, "TABLE").map_err(to_parser_error)?;
-        expect_word(p, "NAME").map_err(to_parser_error)?;
-        p.expect_keyword(Keyword::AS)?;
-        table_name_column = Some(object_name(p).map_err(to_parser_error)?);
-    }
-    Ok(TableRef { database, table, alias, table_name_column })
-}
-
-fn parse_alter_source(p: &mut Parser) -> Result<HwStatement> {
-    let name = object_name(p)?;
-    let action = match word_at(p, 0).as_deref() {
-        Some("ADD") => {
-            p.next_token();
-            expect_word(p, "TABLE")?;
-            AlterSourceAction::AddTables(p.parse_comma_separated(upstream_table)?)
-        }
-        Some("DROP") => {
-            p.next_token();
-            expect_word(p, "TABLE")?;
-            let names = p.parse_comma_separated(|p| object_name(p).map_err(to_parser_error))?;
-            let cascade = word_at(p, 0).as_deref() == Some("CASCADE");
-            if cascade {
-                p.next_token();
-            }
-            AlterSourceAction::DropTables { names, cascade }
-        }
-        Some("RESNAPSHOT") => {
-            p.next_token();
-            AlterSourceAction::Resnapshot
-        }
-        _ => {
-            return Err(Error::Syntax(format!(
-                "expected ADD TABLE, DROP TABLE or RESNAPSHOT, found: {}",
-                p.peek_token().token
-            )))
-        }
-    };
-    Ok(HwStatement::AlterSource { name, action })
-}
-
-fn parse_create_source(p: &mut Parser) -> Result<HwStatement> {
-    use datafusion::sql::sqlparser::keywords::Keyword;
-    let if_not_exists = p.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
-    let name = object_name(p)?;
-    expect_word(p, "FROM")?;
-    match word_at(p, 0).as_deref() {
-        Some("MYSQL") | Some("MARIADB") => {
-            p.next_token();
-        }
-        _ => return Err(Error::Syntax(format!("expected MYSQL after FROM, found: {}", p.peek_token().token))),
-    }
-    expect_word(p, "CONNECTION")?;
-    let connection = object_name(p)?;
-    expect_word(p, "FOR")?;
-    let selection = match word_at(p, 0).as_deref() {
-        Some("ALL") => {
-            p.next_token();
-            expect_word(p, "TABLES")?;
-            TableSelection::All
-        }
-        Some("SCHEMAS") | Some("SCHEMA") | Some("DATABASES") => {
-            p.next_token();
-            p.expect_token(&Token::LParen)?;
-            let list = p.parse_comma_separated(|p| raw_ident(p).map_err(to_parser_error))?;
-            p.expect_token(&Token::RParen)?;
-            TableSelection::Schemas(list)
-        }
-        Some("TABLES") | Some("TABLE") => {
-            p.next_token();
-            p.expect_token(&Token::LParen)?;
-            let list = p.parse_comma_separated(upstream_table)?;
-            p.expect_token(&Token::RParen)?;
-            TableSelection::Tables(list)
-        }
-        _ => {
-            return Err(Error::Syntax(format!(
-                "expected TABLES (...), SCHEMAS (...) or ALL TABLES after FOR, found: {}",
-                p.peek_token().token
-            )))
-        }
-    };
-    let mut options = BTreeMap::new();
-    if p.parse_keyword(Keyword::WITH) {
-        options = parse_options(p)?;
-    }
-    Ok(HwStatement::CreateSource { name, if_not_exists, connection, selection, options })
-}
-
 fn parse_create_sink(p: &mut Parser) -> Result<SinkStatement> {
     use datafusion::sql::sqlparser::keywords::Keyword;
     let if_not_exists = p.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
@@ -619,6 +495,7 @@ fn parse_create_sink(p: &mut Parser) -> Result<SinkStatement> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::TableSelection;
 
     fn one(sql: &str) -> HwStatement {
         let mut v = SqlParser::new().parse(sql).unwrap();
@@ -691,7 +568,8 @@ mod tests {
     #[test]
     fn create_source_forms() {
         let s = one("CREATE SOURCE shop FROM MYSQL CONNECTION shop_db FOR TABLES (shop.orders, shop.order_ext AS order_extension) WITH (SERVER_ID = 5401, SNAPSHOT_PARALLELISM = 2, CHUNK_SIZE = 8192)");
-        let HwStatement::CreateSource { name, connection, selection, options, .. } = s else { panic!("{s:?}") };
+        let HwStatement::CreateSource(src) = s else { panic!("{s:?}") };
+        let SourceStatement { name, connection, selection, options, .. } = *src;
         assert_eq!((name.as_str(), connection.as_str()), ("shop", "shop_db"));
         assert_eq!(
             selection,
@@ -702,21 +580,32 @@ mod tests {
         );
         assert_eq!(options["SERVER_ID"], "5401");
         let all = one("CREATE SOURCE s FROM MYSQL CONNECTION c FOR ALL TABLES");
-        assert!(matches!(all, HwStatement::CreateSource { selection: TableSelection::All, .. }));
+        assert!(matches!(all, HwStatement::CreateSource(s) if s.selection == TableSelection::All));
         let schemas =
             one("CREATE SOURCE IF NOT EXISTS s FROM MYSQL CONNECTION c FOR SCHEMAS (a, b) WITH (SNAPSHOT = 'never')");
         assert!(matches!(
             schemas,
-            HwStatement::CreateSource { if_not_exists: true, selection: TableSelection::Schemas(_), .. }
+            HwStatement::CreateSource(s) if s.if_not_exists && matches!(s.selection, TableSelection::Schemas(_))
         ));
         assert!(SqlParser::new().parse("CREATE SOURCE s FROM MYSQL CONNECTION c FOR EVERYTHING").is_err());
         let sharded = one("CREATE SOURCE s FROM MYSQL CONNECTION c FOR TABLES (shop.orders_[0-9]+ AS orders INCLUDE TABLE NAME AS shard, shop.x)");
-        let HwStatement::CreateSource { selection: TableSelection::Tables(list), .. } = sharded else { panic!() };
+        let HwStatement::CreateSource(sharded) = sharded else { panic!() };
+        let TableSelection::Tables(list) = sharded.selection else { panic!() };
         assert_eq!(list[0].table, "orders_[0-9]+");
         assert!(list[0].is_pattern());
         assert_eq!(list[0].alias.as_deref(), Some("orders"));
         assert_eq!(list[0].table_name_column.as_deref(), Some("shard"));
         assert_eq!(list[1], TableRef::new("shop", "x", None));
+        let kafka = one("CREATE SOURCE IF NOT EXISTS events (id BIGINT PRIMARY KEY, name TEXT NOT NULL) FROM KAFKA CONNECTION k (TOPIC 'ev') FORMAT JSON ENVELOPE upsert WITH (ON_ERROR = 'skip')");
+        let HwStatement::CreateSource(kafka) = kafka else { panic!() };
+        assert_eq!((kafka.from, kafka.name.as_str(), kafka.if_not_exists), (ConnectionKind::Kafka, "events", true));
+        assert_eq!(kafka.columns.as_ref().map(|c| c.columns.len()), Some(2));
+        let opts: Vec<(&str, &str)> = kafka.options.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(opts, [("ENVELOPE", "UPSERT"), ("FORMAT", "JSON"), ("ON_ERROR", "skip"), ("TOPIC", "ev")]);
+        assert!(SqlParser::new().parse("CREATE SOURCE s (a INT) FROM MYSQL CONNECTION c FOR ALL TABLES").is_err());
+        assert!(SqlParser::new()
+            .parse("CREATE SOURCE s FROM KAFKA CONNECTION c (TOPIC 't') WITH (TOPIC 'u')")
+            .is_err());
         let add = one("ALTER SOURCE shop ADD TABLE shop.products");
         let want = AlterSourceAction::AddTables(vec![TableRef::new("shop", "products", None)]);
         assert!(matches!(add, HwStatement::AlterSource { ref action, .. } if *action == want));

@@ -11,6 +11,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::scalar::ScalarValue;
 
+use super::checkpoint::CheckpointedStore;
 use super::image::{self, ImageRecord, Images};
 use super::index::{Entry, EntryRef, RowIndex};
 use super::keys;
@@ -204,7 +205,7 @@ impl TableState {
 
     /// Loads the rows of this table from the store (at start-up), replacing what it held: its
     /// image, if it has one, merged with the rows changed since (tombstones drop a key).
-    pub fn load(&self, store: &dyn StateStore) -> Result<()> {
+    pub fn load(&self, store: &CheckpointedStore) -> Result<()> {
         let prefix = keys::table_rows(self.id);
         let mut builder = RowIndex::builder(self.is_multiset());
         let record = store.get(&keys::image(self.id))?.map(|v| ImageRecord::decode(&v)).transpose()?;
@@ -445,14 +446,14 @@ impl TableState {
 /// Every change is checked first, the store receives one batch, and only then do the
 /// in-memory rows change. A failed check or store write leaves everything as it was.
 #[cfg(test)]
-pub(crate) fn commit(store: &dyn StateStore, changes: &[(&TableState, &ChangeBatch)]) -> Result<()> {
+pub(crate) fn commit(store: &CheckpointedStore, changes: &[(&TableState, &ChangeBatch)]) -> Result<()> {
     commit_with(store, changes, WriteBatch::default())
 }
 
 /// [`commit`], plus `extra` writes in the same atomic store batch.
 #[cfg(test)]
 pub(crate) fn commit_with(
-    store: &dyn StateStore,
+    store: &CheckpointedStore,
     changes: &[(&TableState, &ChangeBatch)],
     mut batch: WriteBatch,
 ) -> Result<()> {
@@ -500,7 +501,7 @@ mod tests {
 
     #[test]
     fn keyed_table_rejects_duplicates_and_allows_updates() {
-        let store = MemoryStore::default();
+        let store = CheckpointedStore::new(std::sync::Arc::new(MemoryStore::default()));
         let t = TableState::new(1, "t", schema(), Some(vec![0])).unwrap();
         commit(&store, &[(&t, &change(&[1, 2], &["a", "b"], &[1, 1]))]).unwrap();
         let err = commit(&store, &[(&t, &change(&[2], &["c"], &[1]))]).unwrap_err();
@@ -518,7 +519,7 @@ mod tests {
     /// rows changes nothing the table or other readers see.
     #[test]
     fn checked_changes_and_private_copies() {
-        let store = MemoryStore::default();
+        let store = CheckpointedStore::new(std::sync::Arc::new(MemoryStore::default()));
         let t = TableState::new(1, "t", schema(), Some(vec![0])).unwrap();
         commit(&store, &[(&t, &change(&[1, 2], &["a", "b"], &[1, 1]))]).unwrap();
         let checked =
@@ -542,7 +543,7 @@ mod tests {
 
     #[test]
     fn failed_commit_changes_nothing() {
-        let store = MemoryStore::default();
+        let store = CheckpointedStore::new(std::sync::Arc::new(MemoryStore::default()));
         let t = TableState::new(1, "t", schema(), Some(vec![0])).unwrap();
         commit(&store, &[(&t, &change(&[1], &["a"], &[1]))]).unwrap();
         let before = t.snapshot().unwrap();
@@ -553,7 +554,7 @@ mod tests {
 
     #[test]
     fn upsert_replays_row_images_in_order() {
-        let store = MemoryStore::default();
+        let store = CheckpointedStore::new(std::sync::Arc::new(MemoryStore::default()));
         let t = TableState::new(1, "t", schema(), Some(vec![0])).unwrap();
         let upsert = |ids: &[i32], names: &[&str], w: &[i64]| {
             let mut c = change(ids, names, w);
@@ -602,7 +603,7 @@ mod tests {
         let values: Vec<ArrayRef> =
             vec![Arc::new(Int64Array::from(vec![Some(5)])), Arc::new(StringArray::from(vec![None::<&str>]))];
         for key in [Some(vec![0]), None] {
-            let store = MemoryStore::default();
+            let store = CheckpointedStore::new(std::sync::Arc::new(MemoryStore::default()));
             let t = TableState::new(1, "t", schema(), key.clone()).unwrap();
             let initial = match key {
                 Some(_) => change(&[1, 2], &["a", "b"], &[1, 1]),
@@ -647,7 +648,7 @@ mod tests {
 
     #[test]
     fn multiset_counts_duplicates() {
-        let store = MemoryStore::default();
+        let store = CheckpointedStore::new(std::sync::Arc::new(MemoryStore::default()));
         let t = TableState::new(2, "m", schema(), None).unwrap();
         commit(&store, &[(&t, &change(&[1, 1, 2], &["a", "a", "b"], &[1, 1, 1]))]).unwrap();
         assert_eq!(t.row_count(), 3);

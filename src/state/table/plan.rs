@@ -124,7 +124,7 @@ impl TableState {
 
     /// Adds the store writes of `planned` to `batch`.
     ///
-    /// With `defer` (the store [`defers_rows_to_images`](StateStore::defers_rows_to_images)),
+    /// With `defer` (the store [`defers_rows_to_images`](crate::state::CheckpointedStore::defers_rows_to_images)),
     /// a change that makes the table's image due writes no rows at all: the next checkpoint
     /// images the table at its cut, which holds this commit, and would drop the staged rows
     /// anyway. A snapshot (and any bulk load) so skips staging most of its rows. The batch
