@@ -4,6 +4,8 @@
 //! snapshot message and then every increment once, in order (exactly-once), and the
 //! at-least-once sink must have delivered every value, ending at the table's.
 //!
+//! The same for Kafka sources (`kafka_source_survives_kill9_exactly_once`).
+//!
 //! `HEADWATER_SINK_KILLS` sets the number of kills (default 4).
 
 mod common;
@@ -136,4 +138,90 @@ async fn sinks_survive_kill9_exactly_once_and_at_least_once() {
 
 fn hw_port(hw: &HwProcess) -> u16 {
     hw.port
+}
+
+/// Kafka sources under `kill -9`: messages are produced to an append-only topic (and keyed
+/// updates to an upsert topic) while the server reads them and is killed at random moments;
+/// after the last restart the table holds every message exactly once (no id missing, none
+/// twice) and every key's last value, and the view over it agrees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_source_survives_kill9_exactly_once() {
+    let kills: usize = std::env::var("HEADWATER_SINK_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(4);
+    let kafka = MockKafka::start();
+    kafka.topic("events", 3);
+    kafka.topic("latest", 2);
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let log = tmp.path().join("headwater.log");
+    let args = ["--checkpoint-interval", "100ms"];
+    let mut hw = HwProcess::start(&data, &log, &args).await;
+    {
+        let c = hw.client().await;
+        c.batch_execute(&format!(
+            "CREATE CONNECTION k TO KAFKA (BROKER '{}');
+             CREATE SOURCE events (id BIGINT, part INT) FROM KAFKA CONNECTION k (TOPIC 'events') ENVELOPE NONE;
+             CREATE SOURCE latest (k INT PRIMARY KEY, v BIGINT) FROM KAFKA CONNECTION k (TOPIC 'latest') ENVELOPE UPSERT;
+             CREATE MATERIALIZED VIEW per_part AS SELECT part, count(*) AS n FROM events GROUP BY part;",
+            kafka.bootstrap()
+        ))
+        .await
+        .expect("setup");
+    }
+    // The producer: batches of events (ids counting up) and each key's counter going up.
+    let produced = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let producer = {
+        let (bootstrap, produced, stop) = (kafka.bootstrap(), produced.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut next = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                let values: Vec<String> =
+                    (next..next + 200).map(|i| format!(r#"{{"id": {i}, "part": {}}}"#, i % 3)).collect();
+                let messages: Vec<(i32, Option<&str>, Option<&str>)> =
+                    values.iter().enumerate().map(|(j, v)| ((j % 3) as i32, None, Some(v.as_str()))).collect();
+                common::kafka::produce(&bootstrap, "events", &messages);
+                let keys: Vec<String> = (0..KEYS).map(|k| k.to_string()).collect();
+                let latest: Vec<String> = (0..KEYS).map(|_| format!(r#"{{"v": {next}}}"#)).collect();
+                let messages: Vec<(i32, Option<&str>, Option<&str>)> = keys
+                    .iter()
+                    .zip(&latest)
+                    .map(|(k, v)| ((k.len() % 2) as i32, Some(k.as_str()), Some(v.as_str())))
+                    .collect();
+                common::kafka::produce(&bootstrap, "latest", &messages);
+                next += 200;
+                produced.store(next, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let mut r = common::Rng(seed);
+    eprintln!("seed {seed}");
+    for _ in 0..kills {
+        tokio::time::sleep(Duration::from_millis(150 + r.below(700))).await;
+        hw.kill9();
+        hw = HwProcess::start(&data, &log, &args).await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    producer.join().expect("producer");
+    let total = produced.load(Ordering::SeqCst) as i64;
+    assert!(total > 0, "nothing was produced");
+    let c = hw.client().await;
+    let last = total - 200;
+    let want = vec![format!("{total}|{total}|{}|{total}|{KEYS}", total - 1)];
+    let sql = format!(
+        "SELECT count(*), count(DISTINCT id), max(id), (SELECT sum(n) FROM per_part), \
+         (SELECT count(*) FROM latest WHERE v = {last}) FROM events"
+    );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let got = common::joined_rows(&c, &sql).await;
+        if got == want {
+            break;
+        }
+        assert!(Instant::now() < deadline, "want {want:?}, got {got:?}\n{}", tail(&log));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("survived {kills} kills; {total} events");
+    hw.stop();
 }

@@ -49,7 +49,9 @@ pub struct SourceConfig<'a> {
     pub declared: Option<&'a DeclaredTable>,
 }
 
-/// A table whose columns the user declared in `CREATE SOURCE name (columns) FROM ...`.
+/// A table whose columns the user declared in `CREATE SOURCE name (columns) FROM ...` (or a
+/// kind inferred from upstream).
+#[derive(Debug)]
 pub struct DeclaredTable {
     pub schema: SchemaRef,
     /// The PRIMARY KEY's columns.

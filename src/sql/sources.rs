@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use datafusion::common::{Constraint, Constraints};
 
-use super::parser::{AlterSourceAction, ConnectionKind, ObjectType, SourceStatement};
+use super::parser::{AlterSourceAction, ConnectionKind, DeclaredColumns, ObjectType, SourceStatement};
 use super::provider::LocalTable;
 use super::result::QueryResult;
 use super::{Engine, HwStatement, Session};
@@ -194,10 +194,22 @@ pub(super) async fn create_source(s: &Session, stmt: &SourceStatement) -> Result
             });
         }
     }
+    // Columns the kind inferred (a Debezium topic's schema) are kept in the statement, so
+    // SHOW CREATE SOURCE shows them.
+    let mut stmt = stmt.clone();
+    if stmt.from == ConnectionKind::Kafka && stmt.columns.is_none() {
+        if let Some(HwStatement::Sql(table)) =
+            specs.first().map(|t| s.parse(&t.create_sql)).transpose()?.and_then(|mut v| v.pop())
+        {
+            if let datafusion::sql::sqlparser::ast::Statement::CreateTable(ct) = *table {
+                stmt.columns = Some(DeclaredColumns { columns: ct.columns, constraints: ct.constraints });
+            }
+        }
+    }
     let source = catalog.create(
         ObjectType::Source,
         name,
-        source_sql(stmt),
+        source_sql(&stmt),
         vec![ObjectType::Connection.dependency_key(connection)],
         None,
         |_| Ok(None),

@@ -43,22 +43,9 @@ impl MockKafka {
         self.cluster.bootstrap_servers()
     }
 
-    /// Produces messages to `topic` (partition, key, value; `None` value: a tombstone) and
-    /// waits until every one is acknowledged.
+    /// Produces messages to `topic` ([`produce`]).
     pub fn produce(&self, topic: &str, messages: &[(i32, Option<&str>, Option<&str>)]) {
-        let producer: BaseProducer =
-            ClientConfig::new().set("bootstrap.servers", self.bootstrap()).create().expect("producer");
-        for (partition, key, value) in messages {
-            let mut record: BaseRecord<'_, str, str> = BaseRecord::to(topic).partition(*partition);
-            if let Some(k) = key {
-                record = record.key(*k);
-            }
-            if let Some(v) = value {
-                record = record.payload(*v);
-            }
-            producer.send(record).map_err(|(e, _)| e).expect("produce");
-        }
-        producer.flush(Duration::from_secs(30)).expect("messages acknowledged");
+        produce(&self.bootstrap(), topic, messages)
     }
 
     /// Every message of `topic`, per partition in offset order; `read_committed` hides
@@ -66,6 +53,23 @@ impl MockKafka {
     pub fn consume_all(&self, topic: &str, read_committed: bool) -> Vec<Record> {
         consume_all(&self.bootstrap(), topic, read_committed)
     }
+}
+
+/// Produces messages to `topic` on `bootstrap` (partition, key, value; `None` value: a
+/// tombstone) and waits until every one is acknowledged.
+pub fn produce(bootstrap: &str, topic: &str, messages: &[(i32, Option<&str>, Option<&str>)]) {
+    let producer: BaseProducer = ClientConfig::new().set("bootstrap.servers", bootstrap).create().expect("producer");
+    for (partition, key, value) in messages {
+        let mut record: BaseRecord<'_, str, str> = BaseRecord::to(topic).partition(*partition);
+        if let Some(k) = key {
+            record = record.key(*k);
+        }
+        if let Some(v) = value {
+            record = record.payload(*v);
+        }
+        producer.send(record).map_err(|(e, _)| e).expect("produce");
+    }
+    producer.flush(Duration::from_secs(30)).expect("messages acknowledged");
 }
 
 /// Every message of `topic` on `bootstrap`.

@@ -87,14 +87,20 @@ async fn envelopes_read_exactly_and_offsets_resume_after_a_restart() {
     let bob = r#"{"id": 1005, "name": "Bob", "balance": "AA==", "since": 0, "seen": 0}"#;
     let (e1, e2, e3, e4) =
         (event("r", "null", anne), event("c", "null", bob), event("u", anne, anne2), event("d", bob, "null"));
+    let key = |id: u32| {
+        format!(
+            r#"{{"schema": {{"type": "struct", "fields": [{{"type": "int32", "optional": false, "field": "id"}}]}}, "payload": {{"id": {id}}}}}"#
+        )
+    };
+    let (k4, k5) = (key(1004), key(1005));
     kafka.produce(
         "customers",
         &[
-            (0, Some(r#"{"id": 1004}"#), Some(&e1)),
-            (1, Some(r#"{"id": 1005}"#), Some(&e2)),
-            (0, Some(r#"{"id": 1004}"#), Some(&e3)),
-            (1, Some(r#"{"id": 1005}"#), Some(&e4)),
-            (1, Some(r#"{"id": 1005}"#), None),
+            (0, Some(&k4), Some(&e1)),
+            (1, Some(&k5), Some(&e2)),
+            (0, Some(&k4), Some(&e3)),
+            (1, Some(&k5), Some(&e4)),
+            (1, Some(&k5), None),
         ],
     );
     exec(
@@ -109,6 +115,17 @@ async fn envelopes_read_exactly_and_offsets_resume_after_a_restart() {
         &["1004|Anne Marie|-12.34|2022-01-09|2023-11-14 22:13:20.456"],
     )
     .await;
+
+    // Without a column list, the columns and key come from the schema blocks.
+    exec(&c, "CREATE SOURCE customers_inferred FROM KAFKA CONNECTION k (TOPIC 'customers') ENVELOPE DEBEZIUM").await;
+    wait_for_rows(
+        &c,
+        "SELECT id, name, balance, since, seen FROM customers_inferred",
+        &["1004|Anne Marie|-12.34|2022-01-09|2023-11-14 22:13:20.456"],
+    )
+    .await;
+    let show = joined_rows(&c, "SHOW CREATE SOURCE customers_inferred").await.join("\n");
+    assert!(show.contains("(id INTEGER NOT NULL, name TEXT, balance NUMERIC(38,2), since DATE, seen TIMESTAMP, PRIMARY KEY (id)) FROM KAFKA"), "{show}");
 
     // Canal's flat messages: every value a string; an UPDATE that changes the key.
     kafka.produce(

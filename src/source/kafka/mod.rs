@@ -5,7 +5,8 @@
 //! CREATE SOURCE orders (id BIGINT PRIMARY KEY, amount NUMERIC(12,2), note TEXT)
 //!   FROM KAFKA CONNECTION k (TOPIC 'dbserver1.shop.orders') FORMAT JSON ENVELOPE DEBEZIUM;
 //! ```
-//! The table is named after the source. Messages are decoded per envelope ([`envelope`]) and
+//! The table is named after the source; a Debezium topic whose messages carry schema blocks
+//! may leave the column list out ([`infer`]). Messages are decoded per envelope ([`envelope`]) and
 //! their values per column ([`decode`]). Exactly once: each partition's next offset is
 //! stored in Headwater's own store in the same atomic batch as the rows it produced
 //! (`s/<source id>`), never in a consumer group, so a restart — or a kill -9 at any moment —
@@ -15,6 +16,7 @@
 
 mod decode;
 mod envelope;
+mod infer;
 mod runner;
 
 use std::collections::BTreeMap;
@@ -30,8 +32,8 @@ use tokio::sync::watch;
 pub use envelope::Envelope;
 
 use super::{
-    CatchUp, SourceConfig, SourceHandle, SourceKind, SourceProbe, SourceRun, SourceStatus, TableDef, TableSelection,
-    TableStatus,
+    CatchUp, DeclaredTable, SourceConfig, SourceHandle, SourceKind, SourceProbe, SourceRun, SourceStatus, TableDef,
+    TableSelection, TableStatus,
 };
 use crate::error::{Error, Result};
 use crate::state::{keys, StateStore, WriteBatch};
@@ -256,12 +258,35 @@ impl SourceKind for Kafka {
             ));
         }
         let options = KafkaOptions::parse(config.options)?;
-        let Some(declared) = config.declared else {
+        if config.declared.is_none() && options.envelope != Envelope::Debezium {
             return Err(Error::FeatureNotSupported(format!(
-                "a Kafka source without a column list; declare the columns: CREATE SOURCE {} (id BIGINT PRIMARY KEY, \
-                 ...) FROM KAFKA ...",
+                "a Kafka source without a column list (only ENVELOPE DEBEZIUM topics with schema blocks tell their \
+                 columns); declare them: CREATE SOURCE {} (id BIGINT PRIMARY KEY, ...) FROM KAFKA ...",
                 crate::ident::quote_ident(config.source_name)
             )));
+        }
+        // The topic must exist and the brokers answer; a Debezium topic without a column list
+        // tells its columns in its first message's schema blocks.
+        let connection = config.connection.clone();
+        let (topic, source, conn_name) =
+            (options.topic.clone(), config.source_name.to_string(), config.connection_name.to_string());
+        let infer = config.declared.is_none();
+        let inferred = tokio::task::spawn_blocking(move || -> Result<Option<DeclaredTable>> {
+            let consumer: BaseConsumer = client_config(&connection, &source)
+                .create()
+                .map_err(|e| bad(format!("connection \"{conn_name}\": {e}")))?;
+            let parts = partitions(&consumer, &topic, &conn_name)?;
+            if !infer {
+                return Ok(None);
+            }
+            infer::sample(&consumer, &topic, &parts, &source).map(Some)
+        })
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))??;
+        let declared = match (config.declared, &inferred) {
+            (Some(d), _) => d,
+            (None, Some(d)) => d,
+            (None, None) => return Err(Error::Internal("no columns were inferred".into())),
         };
         for f in declared.schema.fields() {
             if !decode::supported(f.data_type()) {
@@ -285,18 +310,6 @@ impl SourceKind for Kafka {
             )),
             _ => {}
         }
-        // The topic must exist and the brokers answer.
-        let connection = config.connection.clone();
-        let (topic, source, conn_name) =
-            (options.topic.clone(), config.source_name.to_string(), config.connection_name.to_string());
-        tokio::task::spawn_blocking(move || {
-            let consumer: BaseConsumer = client_config(&connection, &source)
-                .create()
-                .map_err(|e| bad(format!("connection \"{conn_name}\": {e}")))?;
-            partitions(&consumer, &topic, &conn_name).map(drop)
-        })
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))??;
         let table = TopicTable {
             name: config.source_name.to_string(),
             topic: options.topic,
