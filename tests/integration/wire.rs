@@ -325,4 +325,17 @@ async fn output_names_follow_postgres_and_may_repeat() {
     }
     let stmt = client.prepare("SELECT n.oid, n.* FROM pg_catalog.pg_namespace n").await.unwrap();
     assert_eq!(stmt.columns()[..3].iter().map(|c| c.name()).collect::<Vec<_>>(), ["oid", "oid", "nspname"]);
+    // Special registers are named after themselves (they are rewritten to DataFusion's
+    // functions, whose names used to show: `session_user` for `current_user`).
+    let stmt =
+        client.prepare("SELECT current_user, session_user, user, current_catalog, current_user AS me").await.unwrap();
+    let names: Vec<&str> = stmt.columns().iter().map(|c| c.name()).collect();
+    assert_eq!(names, ["current_user", "session_user", "user", "current_catalog", "me"]);
+    // pg_tables lists tables, not views or materialized views.
+    client
+        .batch_execute("CREATE VIEW tv AS SELECT * FROM t; CREATE MATERIALIZED VIEW tm AS SELECT count(*) AS n FROM t")
+        .await
+        .unwrap();
+    let rows = client.query("SELECT tablename FROM pg_tables WHERE schemaname = 'public'", &[]).await.unwrap();
+    assert_eq!(rows.iter().map(|r| r.get::<_, String>(0)).collect::<Vec<_>>(), ["t"]);
 }

@@ -96,6 +96,31 @@ pub enum HwStatement {
     Unsupported(String),
 }
 
+/// Names the outermost select list's unaliased `current_user`, `current_catalog`, `user`,
+/// `session_user`, `current_role` and `current_schema` as Postgres does, before the rewrite to
+/// DataFusion's functions (`session_user()`, `current_database()`) renames them.
+fn name_special_registers(stmt: &mut Statement) {
+    use datafusion::sql::sqlparser::ast::{Expr, FunctionArguments, SelectItem, SetExpr};
+    let Statement::Query(q) = stmt else { return };
+    let SetExpr::Select(select) = q.body.as_mut() else { return };
+    for item in &mut select.projection {
+        let SelectItem::UnnamedExpr(e) = item else { continue };
+        let name = match &*e {
+            Expr::Function(f) if matches!(f.args, FunctionArguments::None) => f.name.to_string().to_lowercase(),
+            Expr::Identifier(i) if i.quote_style.is_none() => i.value.to_lowercase(),
+            _ => continue,
+        };
+        let is_register = matches!(
+            name.as_str(),
+            "current_user" | "current_catalog" | "user" | "session_user" | "current_role" | "current_schema"
+        );
+        if is_register {
+            let expr = e.clone();
+            *item = SelectItem::ExprWithAlias { expr, alias: datafusion::sql::sqlparser::ast::Ident::new(name) };
+        }
+    }
+}
+
 /// A password in a statement: kept out of `Debug` output and logs.
 #[derive(Clone, PartialEq)]
 pub struct Secret(pub String);
@@ -179,6 +204,7 @@ impl SqlParser {
     }
 
     fn rewrite_user(&self, mut stmt: Statement) -> Statement {
+        name_special_registers(&mut stmt);
         for rule in &self.user_rules {
             stmt = rule.rewrite(stmt);
         }

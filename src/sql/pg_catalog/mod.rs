@@ -4,13 +4,15 @@
 //! materialized-view kind, no primary keys and no type modifiers, and its `pg_index` and
 //! `pg_constraint` are a static dump of a Postgres 17 server's own catalog. psql's `\d`, `\dm`,
 //! SQLAlchemy's inspector, JDBC's `getPrimaryKeys` and BI tools read exactly those, so this
-//! schema wraps the crate's and replaces four tables:
+//! schema wraps the crate's and replaces five tables:
 //!
 //! - `pg_class` ([`class`]): `relkind = 'm'` for materialized views, `relhasindex` for tables
 //!   with a primary key, plus one `relkind = 'i'` row per primary key index (`<table>_pkey`);
 //! - `pg_attribute` ([`class`]): `atttypmod` of `numeric(p,s)` columns;
 //! - `pg_index`, `pg_constraint` ([`keys`]): one row per primary key of our tables, with
 //!   `indkey`/`conkey` as `int2[]` so `unnest()` works on them.
+//!
+//! - `pg_tables` ([`tables`]): without views and materialized views.
 //!
 //! Every other table passes through. Object ids: the crate numbers relations itself; a
 //! primary key's index and constraint get ids derived from their table's ([`oids`]), and the
@@ -25,6 +27,7 @@ mod keys;
 pub mod oids;
 pub mod privileges;
 pub mod stat_activity;
+mod tables;
 
 use std::sync::{Arc, Weak};
 
@@ -87,6 +90,7 @@ impl SchemaProvider for PgCatalogOverlay {
             "pg_attribute" => Arc::new(class::PgAttribute::new(inner, shared)),
             "pg_index" => Arc::new(keys::PrimaryKeys::index(inner.schema(), shared)),
             "pg_constraint" => Arc::new(keys::PrimaryKeys::constraint(inner.schema(), shared)),
+            "pg_tables" => Arc::new(tables::PgTables { inner, shared }),
             _ => inner,
         }))
     }
