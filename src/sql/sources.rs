@@ -194,10 +194,11 @@ pub(super) async fn create_source(s: &Session, stmt: &SourceStatement) -> Result
             });
         }
     }
-    // Columns the kind inferred (a Debezium topic's schema) are kept in the statement, so
-    // SHOW CREATE SOURCE shows them.
+    // Columns the kind inferred for a one-topic source (a Debezium topic's schema) are kept
+    // in the statement, so SHOW CREATE SOURCE shows them (a pattern's tables show theirs in
+    // SHOW CREATE TABLE).
     let mut stmt = stmt.clone();
-    if stmt.from == ConnectionKind::Kafka && stmt.columns.is_none() {
+    if stmt.from == ConnectionKind::Kafka && stmt.columns.is_none() && stmt.options.contains_key("TOPIC") {
         if let Some(HwStatement::Sql(table)) =
             specs.first().map(|t| s.parse(&t.create_sql)).transpose()?.and_then(|mut v| v.pop())
         {

@@ -237,3 +237,62 @@ async fn bad_messages_stop_the_table_with_their_offset_or_are_skipped() {
     exec(&c, "DROP SOURCE strict CASCADE").await;
     assert!(sqlstate(&c, "SELECT * FROM strict").await.starts_with("42P01"));
 }
+
+/// `TOPIC PATTERN`: one table per matching topic (Debezium's `prefix.database.table` topics),
+/// columns from each topic's schema blocks; a bad message stops its table only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topic_pattern_reads_each_topic_into_its_table() {
+    let kafka = MockKafka::start();
+    for t in ["dbserver1.shop.orders", "dbserver1.shop.items", "dbserver1.other.orders"] {
+        kafka.topic(t, 1);
+    }
+    let event = |fields: &str, after: &str| {
+        format!(
+            r#"{{"schema": {{"type": "struct", "fields": [{{"type": "struct", "field": "after", "fields": [{fields}]}}]}}, "payload": {{"before": null, "after": {after}, "op": "c"}}}}"#
+        )
+    };
+    let key = |id: i64| {
+        format!(
+            r#"{{"schema": {{"type": "struct", "fields": [{{"type": "int64", "optional": false, "field": "id"}}]}}, "payload": {{"id": {id}}}}}"#
+        )
+    };
+    let order_fields = r#"{"type": "int64", "optional": false, "field": "id"}, {"type": "string", "field": "note"}"#;
+    let item_fields = r#"{"type": "int64", "optional": false, "field": "id"}, {"type": "int32", "field": "qty"}"#;
+    let (k1, k2, k3) = (key(1), key(2), key(3));
+    let (o1, o2) = (event(order_fields, r#"{"id": 1, "note": "a"}"#), event(order_fields, r#"{"id": 2, "note": "b"}"#));
+    let (i1, i_bad) = (event(item_fields, r#"{"id": 1, "qty": 5}"#), event(item_fields, r#"{"id": 2, "qty": "many"}"#));
+    kafka.produce("dbserver1.shop.orders", &[(0, Some(&k1), Some(&o1))]);
+    kafka.produce("dbserver1.shop.items", &[(0, Some(&k1), Some(&i1)), (0, Some(&k2), Some(&i_bad))]);
+    kafka.produce("dbserver1.other.orders", &[(0, Some(&k3), Some(&o1))]);
+    let server = TestServer::start().await;
+    let c = server.client().await;
+    exec(&c, &format!("CREATE CONNECTION k TO KAFKA (BROKER '{}')", kafka.bootstrap())).await;
+    exec(&c, r"CREATE SOURCE shop FROM KAFKA CONNECTION k (TOPIC PATTERN 'dbserver1\.shop\..*') ENVELOPE DEBEZIUM")
+        .await;
+    wait_for_rows(&c, "SELECT id, note FROM orders", &["1|a"]).await;
+    wait_for_rows(&c, "SELECT id, qty FROM items", &["1|5"]).await;
+    let tables =
+        "SELECT table_name, upstream_table, state FROM hw_catalog.source_tables WHERE source = 'shop' ORDER BY 1";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let got = joined_rows(&c, tables).await;
+        if got == ["items|topic dbserver1.shop.items|error", "orders|topic dbserver1.shop.orders|streaming"] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{got:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The other table goes on.
+    kafka.produce("dbserver1.shop.orders", &[(0, Some(&k2), Some(&o2))]);
+    wait_for_rows(&c, "SELECT id, note FROM orders ORDER BY id", &["1|a", "2|b"]).await;
+    let error = joined_rows(&c, "SELECT last_error FROM hw_catalog.source_tables WHERE table_name = 'items'").await;
+    assert!(
+        error[0].contains("topic dbserver1.shop.items partition 0 offset 1") && error[0].contains("column qty"),
+        "{error:?}"
+    );
+    let show = joined_rows(&c, "SHOW CREATE SOURCE shop").await.join("\n");
+    assert!(show.contains(r"(TOPIC_PATTERN = 'dbserver1\.shop\..*') ENVELOPE DEBEZIUM"), "{show}");
+    assert!(sqlstate(&c, "CREATE SOURCE none FROM KAFKA CONNECTION k (TOPIC PATTERN 'nothing.*') ENVELOPE DEBEZIUM")
+        .await
+        .starts_with("42704"));
+}

@@ -41,9 +41,10 @@ use crate::sync::Unpoisoned;
 
 /// The options of a Kafka source written in parentheses after its connection; FORMAT and
 /// ENVELOPE are clauses; the others go in `WITH (...)`.
-pub const KAFKA_TOPIC_OPTIONS: &[&str] = &["TOPIC", "START_OFFSET"];
+pub const KAFKA_TOPIC_OPTIONS: &[&str] = &["TOPIC", "TOPIC_PATTERN", "START_OFFSET"];
 
-const OPTIONS: &[&str] = &["TOPIC", "START_OFFSET", "FORMAT", "ENVELOPE", "ON_ERROR", "TIMESTAMP_UNIT"];
+const OPTIONS: &[&str] =
+    &["TOPIC", "TOPIC_PATTERN", "START_OFFSET", "FORMAT", "ENVELOPE", "ON_ERROR", "TIMESTAMP_UNIT"];
 
 /// How long `CREATE SOURCE` waits for the brokers to describe the topic.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
@@ -67,10 +68,20 @@ enum OnError {
     Skip,
 }
 
+/// The topics a source reads.
+#[derive(Debug, Clone)]
+enum Topics {
+    /// `TOPIC 'name'`: one topic into a table named after the source.
+    One(String),
+    /// `TOPIC PATTERN 'regex'`: every topic whose whole name matches when the source is
+    /// created, each into a table named after the topic's last `.`-separated part.
+    Pattern(regex::Regex),
+}
+
 /// A Kafka source's options.
 #[derive(Debug, Clone)]
 struct KafkaOptions {
-    topic: String,
+    topics: Topics,
     envelope: Envelope,
     start: Start,
     on_error: OnError,
@@ -87,11 +98,19 @@ impl KafkaOptions {
         if let Some(k) = options.keys().find(|k| !OPTIONS.contains(&k.as_str())) {
             return Err(bad(format!("unknown option {k} for a Kafka source (known: {})", OPTIONS.join(", "))));
         }
-        let topic = options
-            .get("TOPIC")
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| bad("a Kafka source needs a topic: FROM KAFKA CONNECTION c (TOPIC 'name')".into()))?
-            .clone();
+        let topics =
+            match (options.get("TOPIC").filter(|t| !t.is_empty()), options.get("TOPIC_PATTERN")) {
+                (Some(t), None) => Topics::One(t.clone()),
+                (None, Some(p)) => Topics::Pattern(
+                    regex::Regex::new(&format!("^(?:{p})$"))
+                        .map_err(|e| bad(format!("TOPIC PATTERN '{p}' is not a regular expression: {e}")))?,
+                ),
+                (Some(_), Some(_)) => return Err(bad("give TOPIC or TOPIC PATTERN, not both".into())),
+                (None, None) => return Err(bad(
+                    "a Kafka source needs a topic: FROM KAFKA CONNECTION c (TOPIC 'name') or (TOPIC PATTERN 'regex')"
+                        .into(),
+                )),
+            };
         match options.get("FORMAT").map(|f| f.to_ascii_uppercase()) {
             None => {}
             Some(f) if f == "JSON" => {}
@@ -121,7 +140,7 @@ impl KafkaOptions {
             Some("s") => TimeUnit::Second,
             Some(other) => return Err(bad(format!("TIMESTAMP_UNIT must be 's', 'ms', 'us' or 'ns', not '{other}'"))),
         };
-        Ok(KafkaOptions { topic, envelope, start, on_error, timestamp_unit })
+        Ok(KafkaOptions { topics, envelope, start, on_error, timestamp_unit })
     }
 }
 
@@ -213,10 +232,66 @@ fn partitions(consumer: &BaseConsumer, topic: &str, connection: &str) -> Result<
     Ok(t.partitions().iter().map(|p| p.id()).collect())
 }
 
-/// What a source has read: each partition's next offset, stored with the rows.
+/// The topics whose whole name matches `pattern`, with their partitions (42704 when none).
+fn matching_topics(
+    consumer: &BaseConsumer,
+    pattern: &regex::Regex,
+    connection: &str,
+) -> Result<Vec<(String, Vec<i32>)>> {
+    let metadata = consumer.fetch_metadata(None, METADATA_TIMEOUT).map_err(|e| Error::ConnectionException {
+        sqlstate: "08001",
+        message: format!("cannot reach the brokers of connection \"{connection}\": {e}"),
+    })?;
+    let mut found: Vec<(String, Vec<i32>)> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.error().is_none() && pattern.is_match(t.name()) && !t.partitions().is_empty())
+        .map(|t| (t.name().to_string(), t.partitions().iter().map(|p| p.id()).collect()))
+        .collect();
+    if found.is_empty() {
+        return Err(Error::undefined(
+            "topic matching",
+            pattern.as_str().trim_start_matches("^(?:").trim_end_matches(")$"),
+        ));
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// A pattern's table for `topic`: its last `.`-separated part (`dbserver1.shop.orders` →
+/// `orders`, as Debezium and Canal name topics `prefix.database.table`).
+fn table_name_of(topic: &str) -> String {
+    topic.rsplit('.').next().unwrap_or(topic).to_string()
+}
+
+/// A table's columns fit the envelope: keyed envelopes need a primary key, NONE has none, and
+/// every column type can be read from JSON.
+fn check_declared(declared: &DeclaredTable, envelope: Envelope) -> Result<()> {
+    for f in declared.schema.fields() {
+        if !decode::supported(f.data_type()) {
+            return Err(Error::FeatureNotSupported(format!(
+                "column {} of type {} in a Kafka source (numbers, text, boolean, date, time and timestamp columns are read)",
+                f.name(),
+                f.data_type()
+            )));
+        }
+    }
+    match (envelope.keyed(), &declared.key) {
+        (true, None) => {
+            Err(bad(format!("ENVELOPE {} reads changes by key: declare the table's PRIMARY KEY", envelope.name())))
+        }
+        (false, Some(_)) => Err(bad(
+            "ENVELOPE NONE appends every message: remove the PRIMARY KEY, or read the topic with ENVELOPE UPSERT"
+                .into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// What a source has read: each topic's partitions' next offsets, stored with the rows.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 struct Progress {
-    offsets: BTreeMap<i32, i64>,
+    offsets: BTreeMap<String, BTreeMap<i32, i64>>,
 }
 
 impl Progress {
@@ -234,9 +309,24 @@ impl Progress {
         Ok(())
     }
 
-    /// `0:120,1:98`, for `hw_catalog.sources.offsets`.
+    /// `0:120,1:98` (one topic) or `topic/0:120,...`, for `hw_catalog.sources.offsets`.
     fn describe(&self) -> String {
-        self.offsets.iter().map(|(p, o)| format!("{p}:{o}")).collect::<Vec<_>>().join(",")
+        let one = self.offsets.len() == 1;
+        self.offsets
+            .iter()
+            .flat_map(|(t, parts)| {
+                parts.iter().map(move |(p, o)| if one { format!("{p}:{o}") } else { format!("{t}/{p}:{o}") })
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn next(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.offsets.get(topic).and_then(|p| p.get(&partition)).copied()
+    }
+
+    fn advance(&mut self, topic: &str, partition: i32, next: i64) {
+        self.offsets.entry(topic.to_string()).or_default().insert(partition, next);
     }
 }
 
@@ -254,7 +344,9 @@ impl SourceKind for Kafka {
     ) -> Result<Vec<TableDef>> {
         if *selection != TableSelection::All {
             return Err(Error::FeatureNotSupported(
-                "ALTER SOURCE ... ADD TABLE on a Kafka source (it reads one topic; create another source)".into(),
+                "ALTER SOURCE ... ADD TABLE on a Kafka source (its topics are chosen when it is created; create \
+                 another source)"
+                    .into(),
             ));
         }
         let options = KafkaOptions::parse(config.options)?;
@@ -265,74 +357,85 @@ impl SourceKind for Kafka {
                 crate::ident::quote_ident(config.source_name)
             )));
         }
-        // The topic must exist and the brokers answer; a Debezium topic without a column list
-        // tells its columns in its first message's schema blocks.
+        if let Some(declared) = config.declared {
+            check_declared(declared, options.envelope)?;
+        }
+        // The topics must exist and the brokers answer; a Debezium topic without a column
+        // list tells its columns in its first message's schema blocks.
         let connection = config.connection.clone();
-        let (topic, source, conn_name) =
-            (options.topic.clone(), config.source_name.to_string(), config.connection_name.to_string());
+        let (source, conn_name) = (config.source_name.to_string(), config.connection_name.to_string());
         let infer = config.declared.is_none();
-        let inferred = tokio::task::spawn_blocking(move || -> Result<Option<DeclaredTable>> {
+        let topics = options.topics.clone();
+        let found = tokio::task::spawn_blocking(move || -> Result<Vec<(String, String, Option<DeclaredTable>)>> {
             let consumer: BaseConsumer = client_config(&connection, &source)
                 .create()
                 .map_err(|e| bad(format!("connection \"{conn_name}\": {e}")))?;
-            let parts = partitions(&consumer, &topic, &conn_name)?;
-            if !infer {
-                return Ok(None);
+            let chosen: Vec<(String, String, Vec<i32>)> = match &topics {
+                Topics::One(t) => vec![(source.clone(), t.clone(), partitions(&consumer, t, &conn_name)?)],
+                Topics::Pattern(re) => matching_topics(&consumer, re, &conn_name)?
+                    .into_iter()
+                    .map(|(t, parts)| (table_name_of(&t), t, parts))
+                    .collect(),
+            };
+            let mut out = Vec::with_capacity(chosen.len());
+            for (table, topic, parts) in chosen {
+                let inferred = if infer { Some(infer::sample(&consumer, &topic, &parts, &table)?) } else { None };
+                out.push((table, topic, inferred));
             }
-            infer::sample(&consumer, &topic, &parts, &source).map(Some)
+            Ok(out)
         })
         .await
         .map_err(|e| Error::Internal(e.to_string()))??;
-        let declared = match (config.declared, &inferred) {
-            (Some(d), _) => d,
-            (None, Some(d)) => d,
-            (None, None) => return Err(Error::Internal("no columns were inferred".into())),
-        };
-        for f in declared.schema.fields() {
-            if !decode::supported(f.data_type()) {
-                return Err(Error::FeatureNotSupported(format!(
-                    "column {} of type {} in a Kafka source (numbers, text, boolean, date, time and timestamp columns are read)",
-                    f.name(),
-                    f.data_type()
-                )));
+        let mut defs = Vec::with_capacity(found.len());
+        for (name, topic, inferred) in found {
+            if let Some(other) = defs.iter().find(|d: &&TableDef| d.name == name) {
+                return Err(Error::DuplicateObject {
+                    kind: "relation",
+                    name: format!("{name} (for {} and topic {topic}; narrow the TOPIC PATTERN)", other.upstream),
+                });
             }
-        }
-        match (options.envelope.keyed(), &declared.key) {
-            (true, None) => {
-                return Err(bad(format!(
-                    "ENVELOPE {} reads changes by key: declare the table's PRIMARY KEY",
-                    options.envelope.name()
-                )))
+            let declared = match (config.declared, &inferred) {
+                (Some(d), _) => d,
+                (None, Some(d)) => {
+                    check_declared(d, options.envelope)?;
+                    d
+                }
+                (None, None) => return Err(Error::Internal("no columns were inferred".into())),
+            };
+            let create_sql = match &inferred {
+                Some(d) => d.create_sql.clone(),
+                // The declared text names the source; a pattern's tables are named per topic.
+                None => declared.create_sql.replacen(
+                    &format!("CREATE TABLE {}", crate::ident::quoted(config.source_name)),
+                    &format!("CREATE TABLE {}", crate::ident::quoted(&name)),
+                    1,
+                ),
+            };
+            let table = TopicTable {
+                name,
+                topic,
+                envelope: options.envelope,
+                columns: declared
+                    .schema
+                    .fields()
+                    .iter()
+                    .map(|f| StoredColumn {
+                        name: f.name().clone(),
+                        data_type: f.data_type().to_string(),
+                        nullable: f.is_nullable(),
+                    })
+                    .collect(),
+                key: declared.key.clone(),
+                create_sql,
+            };
+            // The stored type text must read back as the same type.
+            let reread = table.schema()?;
+            if reread.fields().iter().zip(declared.schema.fields()).any(|(a, b)| a.data_type() != b.data_type()) {
+                return Err(Error::Internal(format!("a column type of {} does not survive its text", table.name)));
             }
-            (false, Some(_)) => return Err(bad(
-                "ENVELOPE NONE appends every message: remove the PRIMARY KEY, or read the topic with ENVELOPE UPSERT"
-                    .into(),
-            )),
-            _ => {}
+            defs.push(table.def()?);
         }
-        let table = TopicTable {
-            name: config.source_name.to_string(),
-            topic: options.topic,
-            envelope: options.envelope,
-            columns: declared
-                .schema
-                .fields()
-                .iter()
-                .map(|f| StoredColumn {
-                    name: f.name().clone(),
-                    data_type: f.data_type().to_string(),
-                    nullable: f.is_nullable(),
-                })
-                .collect(),
-            key: declared.key.clone(),
-            create_sql: declared.create_sql.clone(),
-        };
-        // The stored type text must read back as the same type.
-        let reread = table.schema()?;
-        if reread.fields().iter().zip(declared.schema.fields()).any(|(a, b)| a.data_type() != b.data_type()) {
-            return Err(Error::Internal(format!("a column type of {} does not survive its text", table.name)));
-        }
-        Ok(vec![table.def()?])
+        Ok(defs)
     }
 
     fn table_def(&self, name: &str, details: &serde_json::Value) -> Result<TableDef> {
@@ -345,23 +448,28 @@ impl SourceKind for Kafka {
 
     fn start(&self, config: &SourceConfig<'_>, run: SourceRun) -> Result<SourceHandle> {
         let options = KafkaOptions::parse(config.options)?;
-        let (details, table) = run
-            .tables
-            .into_iter()
-            .next()
-            .ok_or_else(|| Error::Storage(format!("Kafka source {} has no table", run.name)))?;
-        let def = topic_table(&details, table.name())?;
+        if run.tables.is_empty() {
+            return Err(Error::Storage(format!("Kafka source {} has no table", run.name)));
+        }
+        let mut readers = Vec::with_capacity(run.tables.len());
+        let mut statuses = Vec::with_capacity(run.tables.len());
+        for (details, table) in run.tables {
+            let def = topic_table(&details, table.name())?;
+            statuses.push(TableStatus {
+                name: def.name.clone(),
+                upstream: format!("topic {}", def.topic),
+                state: "pending".into(),
+                ..Default::default()
+            });
+            readers.push(runner::TopicReader { key_names: def.key_names(), topic: def.topic, table });
+        }
+        let topics: Vec<String> = readers.iter().map(|r| r.topic.clone()).collect();
         let status = Arc::new(Mutex::new(SourceStatus {
             name: run.name.clone(),
             kind: "kafka",
             connection: config.connection_name.to_string(),
             state: "starting".into(),
-            tables: vec![TableStatus {
-                name: def.name.clone(),
-                upstream: format!("topic {}", def.topic),
-                state: "pending".into(),
-                ..Default::default()
-            }],
+            tables: statuses,
             ..Default::default()
         }));
         let (applied_tx, applied) = watch::channel(BTreeMap::new());
@@ -372,16 +480,15 @@ impl SourceKind for Kafka {
             id: run.id,
             connection: config.connection_name.to_string(),
             client: client.clone(),
-            options: options.clone(),
-            key_names: def.key_names(),
-            table,
+            options,
+            readers,
             store: run.store,
             dataflow: run.dataflow,
             status: status.clone(),
             applied: applied_tx,
             shutdown: shutdown_rx,
         };
-        let catch_up = OffsetCatchUp { status: status.clone(), applied, client, topic: options.topic };
+        let catch_up = OffsetCatchUp { status: status.clone(), applied, client, topics };
         let task = tokio::task::spawn_blocking(move || runner.run());
         Ok(SourceHandle { probe: SourceProbe { status, catch_up: Arc::new(catch_up) }, shutdown, task })
     }
@@ -405,24 +512,27 @@ impl SourceKind for Kafka {
 /// until the source has applied up to it.
 struct OffsetCatchUp {
     status: Arc<Mutex<SourceStatus>>,
-    /// Each partition's next offset to apply, as committed.
-    applied: watch::Receiver<BTreeMap<i32, i64>>,
+    /// Each topic's partitions' next offsets to apply, as committed.
+    applied: watch::Receiver<BTreeMap<String, BTreeMap<i32, i64>>>,
     client: ClientConfig,
-    topic: String,
+    topics: Vec<String>,
 }
+
+type Watermarks = Vec<(String, i32, i64)>;
 
 #[async_trait::async_trait]
 impl CatchUp for OffsetCatchUp {
     async fn wait_caught_up(&self, timeout: Duration) -> Result<()> {
-        let (client, topic) = (self.client.clone(), self.topic.clone());
+        let (client, topics) = (self.client.clone(), self.topics.clone());
         let name = self.status.locked().name.clone();
-        let watermarks = tokio::task::spawn_blocking(move || -> std::result::Result<BTreeMap<i32, i64>, String> {
+        let watermarks = tokio::task::spawn_blocking(move || -> std::result::Result<Watermarks, String> {
             let consumer: BaseConsumer = client.create().map_err(|e| e.to_string())?;
-            let parts = partitions(&consumer, &topic, "").map_err(|e| e.to_string())?;
-            let mut high = BTreeMap::new();
-            for p in parts {
-                let (_, h) = consumer.fetch_watermarks(&topic, p, timeout).map_err(|e| e.to_string())?;
-                high.insert(p, h);
+            let mut high = Vec::new();
+            for topic in topics {
+                for p in partitions(&consumer, &topic, "").map_err(|e| e.to_string())? {
+                    let (_, h) = consumer.fetch_watermarks(&topic, p, timeout).map_err(|e| e.to_string())?;
+                    high.push((topic.clone(), p, h));
+                }
             }
             Ok(high)
         })
@@ -430,7 +540,7 @@ impl CatchUp for OffsetCatchUp {
         .map_err(|e| Error::Internal(e.to_string()))?
         .map_err(|e| {
             Error::OperatorIntervention(format!(
-                "real_time_recency: cannot read the end offsets of source \"{name}\"'s topic ({e}); SET \
+                "real_time_recency: cannot read the end offsets of source \"{name}\"'s topics ({e}); SET \
                  real_time_recency = off to read what has been applied so far"
             ))
         })?;
@@ -439,7 +549,9 @@ impl CatchUp for OffsetCatchUp {
             loop {
                 let done = {
                     let now = applied.borrow();
-                    watermarks.iter().all(|(p, high)| *high == 0 || now.get(p).is_some_and(|o| o >= high))
+                    watermarks.iter().all(|(t, p, high)| {
+                        *high == 0 || now.get(t).and_then(|parts| parts.get(p)).is_some_and(|o| o >= high)
+                    })
                 };
                 if done {
                     return;
@@ -453,11 +565,11 @@ impl CatchUp for OffsetCatchUp {
         reached.map_err(|_| {
             let status = self.status.locked().clone();
             Error::OperatorIntervention(format!(
-                "real_time_recency: source \"{}\" has applied up to offsets {}, the topic ends at {}; gave up after \
+                "real_time_recency: source \"{}\" has applied up to offsets {}, the topics end at {}; gave up after \
                  real_time_recency_timeout (state: {}{})",
                 status.name,
                 status.offsets.unwrap_or_default(),
-                watermarks.iter().map(|(p, o)| format!("{p}:{o}")).collect::<Vec<_>>().join(","),
+                watermarks.iter().map(|(t, p, o)| format!("{t}/{p}:{o}")).collect::<Vec<_>>().join(","),
                 status.state,
                 status.last_error.map(|e| format!(", last error: {e}")).unwrap_or_default()
             ))
@@ -475,7 +587,13 @@ mod tests {
             KafkaOptions::parse(&pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
         };
         let o = opts(&[("TOPIC", "t"), ("ENVELOPE", "debezium"), ("ON_ERROR", "skip")]).unwrap();
-        assert_eq!((o.topic.as_str(), o.envelope, o.on_error), ("t", Envelope::Debezium, OnError::Skip));
+        assert!(matches!(&o.topics, Topics::One(t) if t == "t"));
+        assert_eq!((o.envelope, o.on_error), (Envelope::Debezium, OnError::Skip));
+        let o = opts(&[("TOPIC_PATTERN", "shop\\..*"), ("ENVELOPE", "debezium")]).unwrap();
+        assert!(matches!(&o.topics, Topics::Pattern(p) if p.is_match("shop.orders") && !p.is_match("x.shop.orders")));
+        assert_eq!(opts(&[("TOPIC", "t"), ("TOPIC_PATTERN", "t")]).unwrap_err().sqlstate(), "22023");
+        assert_eq!(opts(&[("TOPIC_PATTERN", "(")]).unwrap_err().sqlstate(), "22023");
+        assert_eq!(table_name_of("dbserver1.shop.orders"), "orders");
         assert_eq!(opts(&[]).unwrap_err().sqlstate(), "22023");
         assert_eq!(opts(&[("TOPIC", "t"), ("FORMAT", "AVRO")]).unwrap_err().sqlstate(), "0A000");
         assert_eq!(opts(&[("TOPIC", "t"), ("ENVELOPE", "x")]).unwrap_err().sqlstate(), "22023");

@@ -1,8 +1,10 @@
-//! The consumer loop of one Kafka source: poll a batch of messages, decode them into one
-//! change of the table, and commit it through the dataflow together with the partitions'
-//! next offsets (one atomic store batch), so rows and offsets are durable together.
+//! The consumer loop of one Kafka source: poll a batch of messages from its topics, decode
+//! them into one change per table, and commit them through the dataflow together with the
+//! partitions' next offsets (one atomic store batch), so rows and offsets are durable
+//! together. A table that meets a message it cannot read stops alone (its partitions are
+//! paused); the others go on.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,6 +19,7 @@ use super::envelope::{self, Decoded};
 use super::{partitions, KafkaOptions, OnError, Progress, Start};
 use crate::change::{ApplyMode, ChangeBatch, CommitOrigin};
 use crate::dataflow::Dataflow;
+use crate::error::Error;
 use crate::source::SourceStatus;
 use crate::state::{CheckpointedStore, TableState, WriteBatch};
 use crate::sync::Unpoisoned;
@@ -30,19 +33,27 @@ const STAGED_LIMIT: usize = 256 << 20;
 /// How often the topic's end offsets are read for `lag_messages`.
 const WATERMARK_EVERY: Duration = Duration::from_secs(2);
 
+/// One topic and the table it fills.
+pub(super) struct TopicReader {
+    pub topic: String,
+    pub table: Arc<TableState>,
+    /// The table's key column names (UPSERT's scalar keys, Canal's moved keys).
+    pub key_names: Vec<String>,
+}
+
 pub(super) struct Runner {
     pub name: String,
     pub id: u64,
     pub connection: String,
     pub client: ClientConfig,
     pub options: KafkaOptions,
-    pub key_names: Vec<String>,
-    pub table: Arc<TableState>,
+    /// The source's tables, in the order of its status's tables.
+    pub readers: Vec<TopicReader>,
     pub store: Arc<CheckpointedStore>,
     pub dataflow: Arc<Dataflow>,
     pub status: Arc<Mutex<SourceStatus>>,
-    /// Each partition's next offset, published after each commit (`real_time_recency`).
-    pub applied: watch::Sender<BTreeMap<i32, i64>>,
+    /// Each topic's partitions' next offsets, published after each commit (`real_time_recency`).
+    pub applied: watch::Sender<BTreeMap<String, BTreeMap<i32, i64>>>,
     pub shutdown: watch::Receiver<bool>,
 }
 
@@ -57,6 +68,7 @@ enum End {
 
 /// A message that cannot be read: where it is and why.
 struct BadMessage {
+    topic: String,
     partition: i32,
     offset: i64,
     reason: String,
@@ -117,50 +129,74 @@ impl Runner {
         End::Halted
     }
 
+    /// Stops table `reader` alone: its state shows why, its partitions are paused.
+    fn stop_table(&self, consumer: &BaseConsumer, parts: &HashMap<String, Vec<i32>>, reader: usize, why: String) {
+        let r = &self.readers[reader];
+        tracing::error!(source = %self.name, table = %r.table.name(), "Kafka source table stopped: {why}");
+        let mut paused = TopicPartitionList::new();
+        for p in parts.get(&r.topic).into_iter().flatten() {
+            paused.add_partition(&r.topic, *p);
+        }
+        let _ = consumer.pause(&paused);
+        let mut s = self.status();
+        if let Some(t) = s.tables.get_mut(reader) {
+            t.state = "error".into();
+            t.last_error = Some(why);
+        }
+    }
+
     fn session(&self) -> End {
-        let topic = self.options.topic.clone();
         let consumer: BaseConsumer = match self.client.create() {
             Ok(c) => c,
             Err(e) => return End::Retry(format!("cannot create a Kafka client: {e}")),
         };
-        let parts = match partitions(&consumer, &topic, &self.connection) {
-            Ok(p) => p,
-            Err(e) => return End::Retry(e.to_string()),
-        };
+        let mut parts: HashMap<String, Vec<i32>> = HashMap::new();
+        for r in &self.readers {
+            match partitions(&consumer, &r.topic, &self.connection) {
+                Ok(p) => parts.insert(r.topic.clone(), p),
+                Err(e) => return End::Retry(e.to_string()),
+            };
+        }
+        let by_topic: HashMap<&str, usize> =
+            self.readers.iter().enumerate().map(|(i, r)| (r.topic.as_str(), i)).collect();
         let mut progress = match Progress::load(self.store.as_ref(), self.id) {
             Ok(p) => p,
             Err(e) => return self.halt(e.to_string()),
         };
         // START_OFFSET = 'latest': the end as of now, stored at once, so a restart before the
         // first message does not skip what arrived meanwhile.
-        let unstarted: Vec<i32> = parts.iter().filter(|p| !progress.offsets.contains_key(p)).copied().collect();
-        if self.options.start == Start::Latest && !unstarted.is_empty() {
-            for p in unstarted {
-                match consumer.fetch_watermarks(&topic, p, Duration::from_secs(10)) {
-                    Ok((_, high)) => progress.offsets.insert(p, high),
-                    Err(e) => return End::Retry(format!("cannot read the end of partition {p}: {e}")),
-                };
+        if self.options.start == Start::Latest {
+            let mut started = false;
+            for (topic, ps) in &parts {
+                let unstarted: Vec<i32> = ps.iter().copied().filter(|p| progress.next(topic, *p).is_none()).collect();
+                for p in &unstarted {
+                    match consumer.fetch_watermarks(topic, *p, Duration::from_secs(10)) {
+                        Ok((_, high)) => progress.advance(topic, *p, high),
+                        Err(e) => return End::Retry(format!("cannot read the end of {topic} partition {p}: {e}")),
+                    }
+                    started = true;
+                }
             }
-            if let Err(e) = self.commit(
-                &mut RowsBuilder::new(self.table.schema(), None, self.options.timestamp_unit),
-                &progress,
-                None,
-            ) {
-                return self.halt(e);
+            if started {
+                if let Err(e) = self.commit(&mut [], &progress, None) {
+                    return self.halt(e);
+                }
             }
         }
         let mut assignment = TopicPartitionList::new();
-        for p in &parts {
-            let offset = match progress.offsets.get(p) {
-                Some(o) => Offset::Offset(*o),
-                None => Offset::Beginning,
-            };
-            if let Err(e) = assignment.add_partition_offset(&topic, *p, offset) {
-                return End::Retry(format!("cannot assign partition {p}: {e}"));
+        for (topic, ps) in &parts {
+            for p in ps {
+                let offset = match progress.next(topic, *p) {
+                    Some(o) => Offset::Offset(o),
+                    None => Offset::Beginning,
+                };
+                if let Err(e) = assignment.add_partition_offset(topic, *p, offset) {
+                    return End::Retry(format!("cannot assign {topic} partition {p}: {e}"));
+                }
             }
         }
         if let Err(e) = consumer.assign(&assignment) {
-            return End::Retry(format!("cannot assign the topic's partitions: {e}"));
+            return End::Retry(format!("cannot assign the topics' partitions: {e}"));
         }
         {
             let mut s = self.status();
@@ -171,10 +207,16 @@ impl Runner {
                 t.state = "streaming".into();
             }
         }
-        let schema = self.table.schema();
-        let key = self.table.key_columns().map(<[usize]>::to_vec);
-        let mut builder = RowsBuilder::new(schema, key, self.options.timestamp_unit);
-        let mut skipped = 0u64;
+        let mut builders: Vec<RowsBuilder> = self
+            .readers
+            .iter()
+            .map(|r| {
+                let key = r.table.key_columns().map(<[usize]>::to_vec);
+                RowsBuilder::new(r.table.schema(), key, self.options.timestamp_unit)
+            })
+            .collect();
+        let mut stopped: HashSet<usize> = HashSet::new();
+        let mut skipped = vec![0u64; self.readers.len()];
         let mut watermarks_at = Instant::now() - WATERMARK_EVERY;
         loop {
             if self.stopped() {
@@ -195,49 +237,63 @@ impl Runner {
                         break;
                     }
                 };
-                let (partition, offset) = (message.partition(), message.offset());
+                let (topic, partition, offset) = (message.topic().to_string(), message.partition(), message.offset());
+                let Some(&reader) = by_topic.get(topic.as_str()) else { break };
+                if stopped.contains(&reader) {
+                    // Fetched before the pause: read again from the stored offset next time.
+                    next = consumer.poll(Duration::ZERO);
+                    continue;
+                }
                 last_ts = message.timestamp().to_millis().or(last_ts);
                 bytes += message.payload().map_or(0, <[u8]>::len) + message.key().map_or(0, <[u8]>::len);
-                let decoded =
-                    envelope::decode(self.options.envelope, message.key(), message.payload(), &self.key_names);
+                let r = &self.readers[reader];
+                let decoded = envelope::decode(self.options.envelope, message.key(), message.payload(), &r.key_names);
                 let outcome = match decoded {
                     Ok(d) if d.truncate => {
                         // What came before, then every row removed with this message's offset.
-                        if let Err(e) = self.commit(&mut builder, &pending, last_ts) {
+                        if let Err(e) = self.commit(&mut builders, &pending, last_ts) {
                             return self.halt(e);
                         }
-                        pending.offsets.insert(partition, offset + 1);
-                        if let Err(e) = self.truncate(&pending) {
+                        pending.advance(&topic, partition, offset + 1);
+                        if let Err(e) = self.truncate(reader, &pending) {
                             return self.halt(e);
                         }
                         progress = pending.clone();
                         Ok(())
                     }
-                    Ok(d) => push(&mut builder, &d),
+                    Ok(d) => push(&mut builders[reader], &d),
                     Err(reason) => Err(reason),
                 };
                 if let Err(reason) = outcome {
-                    let bad = BadMessage { partition, offset, reason };
+                    let bad = BadMessage { topic: topic.clone(), partition, offset, reason };
                     match self.options.on_error {
                         OnError::Skip => {
-                            skipped += 1;
-                            self.report_skipped(skipped, &bad);
+                            skipped[reader] += 1;
+                            self.report_skipped(reader, skipped[reader], &bad);
                         }
                         OnError::Stop => {
                             // The messages before it are good: keep them.
-                            if let Err(e) = self.commit(&mut builder, &pending, last_ts) {
+                            if let Err(e) = self.commit(&mut builders, &pending, last_ts) {
                                 return self.halt(e);
                             }
-                            self.published(&pending, caught_up);
-                            return self.halt(format!(
-                                "topic {topic} partition {} offset {}: {}. Fix the producer, or create the source \
-                                 WITH (ON_ERROR = 'skip') to skip such messages",
-                                bad.partition, bad.offset, bad.reason
-                            ));
+                            progress = pending.clone();
+                            self.published(&progress, false);
+                            let why = format!(
+                                "topic {} partition {} offset {}: {}. Fix the producer, or create the source WITH \
+                                 (ON_ERROR = 'skip') to skip such messages",
+                                bad.topic, bad.partition, bad.offset, bad.reason
+                            );
+                            stopped.insert(reader);
+                            if stopped.len() == self.readers.len() {
+                                return self.halt(why);
+                            }
+                            self.stop_table(&consumer, &parts, reader, why);
+                            next = consumer.poll(Duration::ZERO);
+                            continue;
                         }
                     }
                 }
-                pending.offsets.insert(partition, offset + 1);
+                pending.advance(&topic, partition, offset + 1);
                 count += 1;
                 if count >= MAX_BATCH_MESSAGES || bytes >= MAX_BATCH_BYTES {
                     break;
@@ -245,7 +301,7 @@ impl Runner {
                 next = consumer.poll(Duration::ZERO);
             }
             if pending != progress {
-                if let Err(e) = self.commit(&mut builder, &pending, last_ts) {
+                if let Err(e) = self.commit(&mut builders, &pending, last_ts) {
                     return self.halt(e);
                 }
                 progress = pending;
@@ -265,9 +321,9 @@ impl Runner {
         }
     }
 
-    /// Commits the rows built so far with `progress` (also when there are none: skipped
-    /// messages and tombstones advance the offsets).
-    fn commit(&self, builder: &mut RowsBuilder, progress: &Progress, ts_ms: Option<i64>) -> Result<(), String> {
+    /// Commits the rows built so far, every table's in one atomic commit, with `progress`
+    /// (also when there are none: skipped messages and tombstones advance the offsets).
+    fn commit(&self, builders: &mut [RowsBuilder], progress: &Progress, ts_ms: Option<i64>) -> Result<(), String> {
         let mut extra = WriteBatch::default();
         progress.write(self.id, &mut extra).map_err(|e| e.to_string())?;
         let origin = CommitOrigin {
@@ -275,19 +331,26 @@ impl Runner {
             ts_ms: ts_ms.unwrap_or_else(crate::change::now_ms),
             ..Default::default()
         };
-        let rows = builder.len() as u64;
-        let result = if builder.is_empty() {
-            self.dataflow.commit_from(&[], extra, &origin)
-        } else {
-            let (data, weights) = builder.take()?;
-            let mode = if self.table.key_columns().is_some() { ApplyMode::Upsert } else { ApplyMode::Delta };
-            let change = ChangeBatch { data, weights, mode };
-            self.dataflow.commit_from(&[(self.table.as_ref(), &change)], extra, &origin)
-        };
-        result.map_err(|e| format!("cannot apply messages to table {}: {e}", self.table.name()))?;
+        let mut changes = Vec::new();
+        let mut rows = vec![0u64; builders.len()];
+        for (i, b) in builders.iter_mut().enumerate() {
+            if b.is_empty() {
+                continue;
+            }
+            rows[i] = b.len() as u64;
+            let (data, weights) = b.take()?;
+            let table = &self.readers[i].table;
+            let mode = if table.key_columns().is_some() { ApplyMode::Upsert } else { ApplyMode::Delta };
+            changes.push((table.as_ref(), ChangeBatch { data, weights, mode }));
+        }
+        let refs: Vec<(&TableState, &ChangeBatch)> = changes.iter().map(|(t, c)| (*t, c)).collect();
+        self.dataflow.commit_from(&refs, extra, &origin).map_err(|e: Error| {
+            let tables: Vec<&str> = changes.iter().map(|(t, _)| t.name()).collect();
+            format!("cannot apply messages to {}: {e}", tables.join(", "))
+        })?;
         let mut s = self.status();
-        for t in &mut s.tables {
-            t.rows_copied += rows;
+        for (t, n) in s.tables.iter_mut().zip(rows) {
+            t.rows_copied += n;
         }
         if let Some(ts) = ts_ms {
             s.lag_seconds = Some((crate::change::now_ms() - ts).max(0) as f64 / 1000.0);
@@ -295,17 +358,18 @@ impl Runner {
         Ok(())
     }
 
-    /// Debezium's truncate: every row of the table removed, with `progress`.
-    fn truncate(&self, progress: &Progress) -> Result<(), String> {
+    /// Debezium's truncate: every row of table `reader` removed, with `progress`.
+    fn truncate(&self, reader: usize, progress: &Progress) -> Result<(), String> {
         let mut extra = WriteBatch::default();
         progress.write(self.id, &mut extra).map_err(|e| e.to_string())?;
-        let all = self.table.snapshot().map_err(|e| e.to_string())?;
+        let table = &self.readers[reader].table;
+        let all = table.snapshot().map_err(|e| e.to_string())?;
         let change = ChangeBatch::uniform(all, -1);
         let origin =
             CommitOrigin { source: Some(self.name.clone()), ts_ms: crate::change::now_ms(), ..Default::default() };
         self.dataflow
-            .commit_from(&[(self.table.as_ref(), &change)], extra, &origin)
-            .map_err(|e| format!("cannot truncate table {}: {e}", self.table.name()))
+            .commit_from(&[(table.as_ref(), &change)], extra, &origin)
+            .map_err(|e| format!("cannot truncate table {}: {e}", table.name()))
     }
 
     /// Shows and publishes the offsets committed.
@@ -322,28 +386,29 @@ impl Runner {
         }
     }
 
-    fn report_skipped(&self, skipped: u64, bad: &BadMessage) {
+    fn report_skipped(&self, reader: usize, skipped: u64, bad: &BadMessage) {
         let what = format!(
-            "{skipped} message(s) skipped (ON_ERROR = 'skip'); the last: partition {} offset {}: {}",
-            bad.partition, bad.offset, bad.reason
+            "{skipped} message(s) skipped (ON_ERROR = 'skip'); the last: topic {} partition {} offset {}: {}",
+            bad.topic, bad.partition, bad.offset, bad.reason
         );
         tracing::warn!(source = %self.name, "{what}");
-        let mut s = self.status();
-        for t in &mut s.tables {
-            t.last_error = Some(what.clone());
+        if let Some(t) = self.status().tables.get_mut(reader) {
+            t.last_error = Some(what);
         }
     }
 
-    /// Messages in the topic past what was applied (each partition's end offset read now).
-    fn update_lag(&self, consumer: &BaseConsumer, parts: &[i32], progress: &Progress) {
+    /// Messages in the topics past what was applied (each partition's end offset read now).
+    fn update_lag(&self, consumer: &BaseConsumer, parts: &HashMap<String, Vec<i32>>, progress: &Progress) {
         let mut lag = 0u64;
-        for p in parts {
-            match consumer.fetch_watermarks(&self.options.topic, *p, Duration::from_secs(1)) {
-                Ok((low, high)) => {
-                    let at = progress.offsets.get(p).copied().unwrap_or(low).max(low);
-                    lag += (high - at).max(0) as u64;
+        for (topic, ps) in parts {
+            for p in ps {
+                match consumer.fetch_watermarks(topic, *p, Duration::from_secs(1)) {
+                    Ok((low, high)) => {
+                        let at = progress.next(topic, *p).unwrap_or(low).max(low);
+                        lag += (high - at).max(0) as u64;
+                    }
+                    Err(_) => return,
                 }
-                Err(_) => return,
             }
         }
         self.status().lag_messages = Some(lag);

@@ -47,7 +47,12 @@ pub const SECRET_REFERENCE: &str = " SECRET";
 pub(super) fn parse_options(p: &mut Parser) -> Result<BTreeMap<String, String>> {
     p.expect_token(&Token::LParen)?;
     let pairs = p.parse_comma_separated(|p| {
-        let key = p.parse_identifier()?.value.to_ascii_uppercase();
+        let mut key = p.parse_identifier()?.value.to_ascii_uppercase();
+        // A Kafka source's `TOPIC PATTERN 'regex'` (Materialize's spelling) is TOPIC_PATTERN.
+        if key == "TOPIC" && word_at(p, 0).as_deref() == Some("PATTERN") {
+            p.next_token();
+            key = "TOPIC_PATTERN".into();
+        }
         if word_at(p, 0).as_deref() == Some("SECRET")
             && !matches!(p.peek_nth_token(1).token, Token::Comma | Token::RParen)
         {
