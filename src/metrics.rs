@@ -9,7 +9,8 @@
 //! server.
 //!
 //! Names (all prefixed `headwater_`), by what they describe:
-//! - sources: `source_up`, `source_state{state}`, `source_lag_seconds`, `source_tables`;
+//! - sources: `source_up`, `source_state{state}`, `source_lag_seconds`, `source_lag_messages`
+//!   (Kafka), `source_tables`;
 //!   per captured table `source_table_state{state}`, `source_table_rows_copied`,
 //!   `source_table_chunks_done`, `source_table_chunks_total`;
 //! - tables and materialized views: `relation_rows`, `relation_memory_bytes`,
@@ -93,9 +94,14 @@ impl Collector for EngineCollector {
         let mut state =
             Family::new("source_state", "The source's state, as hw_catalog.sources.state (1 for the current one)");
         let mut lag = Family::new("source_lag_seconds", "Seconds between the last applied upstream commit and now");
+        let mut lag_messages =
+            Family::new("source_lag_messages", "Messages in a Kafka source's topics not applied yet");
         let mut tables = Family::new("source_tables", "Captured tables of the source");
         let mut table_state = Family::new("source_table_state", "A captured table's state (1 for the current one)");
-        let mut copied = Family::new("source_table_rows_copied", "Rows the table's snapshot has copied");
+        let mut copied = Family::new(
+            "source_table_rows_copied",
+            "Rows the table's snapshot has copied (Kafka: rows applied since the server started)",
+        );
         let mut done = Family::new("source_table_chunks_done", "Snapshot chunks applied");
         let mut total = Family::new("source_table_chunks_total", "Snapshot chunks estimated");
         for s in engine.sources().statuses() {
@@ -105,6 +111,9 @@ impl Collector for EngineCollector {
             state.add(vec![("source", s.name.clone()), ("state", s.state.clone())], 1.0);
             if let Some(l) = s.lag_seconds {
                 lag.add(source(), l);
+            }
+            if let Some(l) = s.lag_messages {
+                lag_messages.add(source(), l as f64);
             }
             tables.add(source(), s.tables.len() as f64);
             for t in &s.tables {
@@ -118,7 +127,7 @@ impl Collector for EngineCollector {
                 total.add(labels(), t.chunks_total as f64);
             }
         }
-        for f in [&up, &state, &lag, &tables, &table_state, &copied, &done, &total] {
+        for f in [&up, &state, &lag, &lag_messages, &tables, &table_state, &copied, &done, &total] {
             gauges(&mut encoder, f)?;
         }
 

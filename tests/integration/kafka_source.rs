@@ -181,6 +181,21 @@ async fn envelopes_read_exactly_and_offsets_resume_after_a_restart() {
     wait_for_rows(&c, "SELECT n, total FROM order_total", &["2|11.50"]).await;
     let state = wait_source(&c, "events", "streaming", "").await;
     assert!(state[2].contains("0:") && state[2].contains("1:"), "offsets per partition: {state:?}");
+    // Lag in messages, in hw_catalog and in Prometheus, is 0 once everything is applied.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let lag = joined_rows(&c, "SELECT lag_messages FROM hw_catalog.sources WHERE name = 'events'").await;
+        let (_, metrics) = server.http_get("/metrics").await;
+        if lag == ["0"] && metrics.contains("source_lag_messages{source=\"events\"} 0") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "lag {lag:?}; metrics: {}",
+            metrics.lines().filter(|l| l.contains("lag")).collect::<Vec<_>>().join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

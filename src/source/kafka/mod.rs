@@ -218,7 +218,11 @@ fn client_config(connection: &BTreeMap<String, String>, source: &str) -> ClientC
 }
 
 /// The partitions of `topic`, or why they cannot be read.
-fn partitions(consumer: &BaseConsumer, topic: &str, connection: &str) -> Result<Vec<i32>> {
+fn partitions<C: rdkafka::consumer::ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    connection: &str,
+) -> Result<Vec<i32>> {
     let metadata = consumer.fetch_metadata(Some(topic), METADATA_TIMEOUT).map_err(|e| Error::ConnectionException {
         sqlstate: "08001",
         message: format!("cannot reach the brokers of connection \"{connection}\": {e}"),

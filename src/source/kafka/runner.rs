@@ -8,9 +8,11 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::message::Message;
+use rdkafka::statistics::Statistics;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::watch;
 
@@ -30,8 +32,34 @@ const MAX_BATCH_MESSAGES: usize = 10_000;
 const MAX_BATCH_BYTES: usize = 16 << 20;
 /// Staged bytes past which the source checkpoints (bounds memory while reading a backlog).
 const STAGED_LIMIT: usize = 256 << 20;
-/// How often the topic's end offsets are read for `lag_messages`.
-const WATERMARK_EVERY: Duration = Duration::from_secs(2);
+/// How often librdkafka reports the partitions' end offsets (for `lag_messages`).
+const STATISTICS_INTERVAL_MS: &str = "2000";
+/// How often the topics are described again, to read partitions added to them.
+const METADATA_EVERY: Duration = Duration::from_secs(30);
+
+/// Each partition's end offset as librdkafka last saw it (its statistics, delivered while the
+/// consumer polls: reading them costs no request in the consume loop).
+#[derive(Default)]
+struct EndOffsets {
+    high: Mutex<HashMap<(String, i32), i64>>,
+}
+
+impl ClientContext for EndOffsets {
+    fn stats(&self, statistics: Statistics) {
+        let mut high = self.high.locked();
+        for (topic, t) in statistics.topics {
+            for (p, part) in t.partitions {
+                if p >= 0 && part.hi_offset >= 0 {
+                    high.insert((topic.clone(), p), part.hi_offset);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for EndOffsets {}
+
+type KafkaConsumer = BaseConsumer<EndOffsets>;
 
 /// One topic and the table it fills.
 pub(super) struct TopicReader {
@@ -64,6 +92,8 @@ enum End {
     Halted,
     /// The brokers could not be reached or described: try again after a pause.
     Retry(String),
+    /// A topic gained partitions: start again at once (everything read is committed).
+    Restart,
 }
 
 /// A message that cannot be read: where it is and why.
@@ -91,6 +121,10 @@ impl Runner {
         loop {
             match self.session() {
                 End::Shutdown => return,
+                End::Restart => {
+                    tracing::info!(source = %self.name, "Kafka source: a topic gained partitions; reading them too");
+                    backoff = Duration::from_millis(500);
+                }
                 End::Halted => {
                     while !self.stopped() {
                         std::thread::sleep(Duration::from_millis(100));
@@ -130,7 +164,7 @@ impl Runner {
     }
 
     /// Stops table `reader` alone: its state shows why, its partitions are paused.
-    fn stop_table(&self, consumer: &BaseConsumer, parts: &HashMap<String, Vec<i32>>, reader: usize, why: String) {
+    fn stop_table(&self, consumer: &KafkaConsumer, parts: &HashMap<String, Vec<i32>>, reader: usize, why: String) {
         let r = &self.readers[reader];
         tracing::error!(source = %self.name, table = %r.table.name(), "Kafka source table stopped: {why}");
         let mut paused = TopicPartitionList::new();
@@ -146,7 +180,9 @@ impl Runner {
     }
 
     fn session(&self) -> End {
-        let consumer: BaseConsumer = match self.client.create() {
+        let mut config = self.client.clone();
+        config.set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
+        let consumer: KafkaConsumer = match config.create_with_context(EndOffsets::default()) {
             Ok(c) => c,
             Err(e) => return End::Retry(format!("cannot create a Kafka client: {e}")),
         };
@@ -217,7 +253,7 @@ impl Runner {
             .collect();
         let mut stopped: HashSet<usize> = HashSet::new();
         let mut skipped = vec![0u64; self.readers.len()];
-        let mut watermarks_at = Instant::now() - WATERMARK_EVERY;
+        let mut metadata_at = Instant::now();
         loop {
             if self.stopped() {
                 return End::Shutdown;
@@ -314,9 +350,18 @@ impl Runner {
                     return self.halt(format!("checkpoint failed: {e}"));
                 }
             }
-            if watermarks_at.elapsed() >= WATERMARK_EVERY {
-                watermarks_at = Instant::now();
-                self.update_lag(&consumer, &parts, &progress);
+            self.update_lag(&consumer, &progress);
+            if metadata_at.elapsed() >= METADATA_EVERY {
+                metadata_at = Instant::now();
+                // One short request for every topic (librdkafka's own refresh is every 5 min).
+                let grown = consumer.fetch_metadata(None, Duration::from_secs(2)).is_ok_and(|m| {
+                    m.topics()
+                        .iter()
+                        .any(|t| parts.get(t.name()).is_some_and(|known| t.partitions().len() > known.len()))
+                });
+                if grown {
+                    return End::Restart;
+                }
             }
         }
     }
@@ -397,21 +442,16 @@ impl Runner {
         }
     }
 
-    /// Messages in the topics past what was applied (each partition's end offset read now).
-    fn update_lag(&self, consumer: &BaseConsumer, parts: &HashMap<String, Vec<i32>>, progress: &Progress) {
-        let mut lag = 0u64;
-        for (topic, ps) in parts {
-            for p in ps {
-                match consumer.fetch_watermarks(topic, *p, Duration::from_secs(1)) {
-                    Ok((low, high)) => {
-                        let at = progress.next(topic, *p).unwrap_or(low).max(low);
-                        lag += (high - at).max(0) as u64;
-                    }
-                    Err(_) => return,
-                }
-            }
+    /// Messages in the topics past what was applied (as of librdkafka's last statistics).
+    fn update_lag(&self, consumer: &KafkaConsumer, progress: &Progress) {
+        let high = consumer.context().high.locked();
+        if high.is_empty() {
+            return;
         }
-        self.status().lag_messages = Some(lag);
+        let lag: i64 =
+            high.iter().map(|((topic, p), high)| (high - progress.next(topic, *p).unwrap_or(0)).max(0)).sum();
+        drop(high);
+        self.status().lag_messages = Some(lag as u64);
     }
 }
 
