@@ -125,6 +125,8 @@ fn measure(name: &str, n: i64, open: Open) -> Figures {
         incremental.push((changed, ms, min, max, bytes));
     }
     drop(table);
+    // The dataflow holds the store (and its data directory's lock) too.
+    drop(dataflow);
     drop(store);
     let mut restart = Vec::new();
     let mut scan = Vec::new();
