@@ -338,4 +338,12 @@ async fn output_names_follow_postgres_and_may_repeat() {
         .unwrap();
     let rows = client.query("SELECT tablename FROM pg_tables WHERE schemaname = 'public'", &[]).await.unwrap();
     assert_eq!(rows.iter().map(|r| r.get::<_, String>(0)).collect::<Vec<_>>(), ["t"]);
+    // ... and pg_views / pg_matviews list the views, with their queries.
+    let rows =
+        client.query("SELECT viewname, definition FROM pg_views WHERE schemaname = 'public'", &[]).await.unwrap();
+    let views: Vec<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(views, [("tv".to_string(), "SELECT * FROM t".to_string())]);
+    let rows = client.query("SELECT matviewname, ispopulated FROM pg_matviews", &[]).await.unwrap();
+    let views: Vec<(String, bool)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+    assert_eq!(views, [("tm".to_string(), true)]);
 }

@@ -4,7 +4,7 @@
 //! materialized-view kind, no primary keys and no type modifiers, and its `pg_index` and
 //! `pg_constraint` are a static dump of a Postgres 17 server's own catalog. psql's `\d`, `\dm`,
 //! SQLAlchemy's inspector, JDBC's `getPrimaryKeys` and BI tools read exactly those, so this
-//! schema wraps the crate's and replaces five tables:
+//! schema wraps the crate's and replaces seven tables:
 //!
 //! - `pg_class` ([`class`]): `relkind = 'm'` for materialized views, `relhasindex` for tables
 //!   with a primary key, plus one `relkind = 'i'` row per primary key index (`<table>_pkey`);
@@ -12,7 +12,8 @@
 //! - `pg_index`, `pg_constraint` ([`keys`]): one row per primary key of our tables, with
 //!   `indkey`/`conkey` as `int2[]` so `unnest()` works on them.
 //!
-//! - `pg_tables` ([`tables`]): without views and materialized views.
+//! - `pg_tables` ([`tables`]): without views and materialized views; `pg_views` and
+//!   `pg_matviews` (empty in the crate) list them, with their queries.
 //!
 //! Every other table passes through. Object ids: the crate numbers relations itself; a
 //! primary key's index and constraint get ids derived from their table's ([`oids`]), and the
@@ -91,6 +92,8 @@ impl SchemaProvider for PgCatalogOverlay {
             "pg_index" => Arc::new(keys::PrimaryKeys::index(inner.schema(), shared)),
             "pg_constraint" => Arc::new(keys::PrimaryKeys::constraint(inner.schema(), shared)),
             "pg_tables" => Arc::new(tables::PgTables { inner, shared }),
+            "pg_views" => Arc::new(tables::PgViews { inner, shared, materialized: false }),
+            "pg_matviews" => Arc::new(tables::PgViews { inner, shared, materialized: true }),
             _ => inner,
         }))
     }
