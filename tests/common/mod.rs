@@ -101,6 +101,18 @@ async fn start_on(data_dir: &Path) -> Server {
     Server::start(&config).await.expect("server starts")
 }
 
+/// Runs statements through the simple protocol; panics with the SQL and error on failure.
+pub async fn exec(c: &tokio_postgres::Client, sql: &str) {
+    c.batch_execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+}
+
+/// The `SQLSTATE message` a statement fails with (panics when it succeeds).
+pub async fn sqlstate(c: &tokio_postgres::Client, sql: &str) -> String {
+    let e = c.batch_execute(sql).await.expect_err(sql);
+    let db = e.as_db_error().unwrap_or_else(|| panic!("{sql}: {e:?}"));
+    format!("{} {}", db.code().code(), db.message())
+}
+
 /// Rows of a query as text cells (NULL as "NULL"), through the simple protocol.
 pub async fn text_rows(c: &tokio_postgres::Client, sql: &str) -> Vec<Vec<String>> {
     let msgs = c.simple_query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e:?}"));

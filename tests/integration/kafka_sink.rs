@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::kafka::{MockKafka, Record};
-use common::{text_rows, TestServer};
+use common::{exec, sqlstate, text_rows, TestServer};
 use serde_json::{json, Value};
 
 /// Waits until sink `name` is running with nothing pending and has sent at least `min`
@@ -29,16 +29,6 @@ async fn wait_sent(c: &tokio_postgres::Client, name: &str, min: u64) {
         assert!(Instant::now() < deadline, "sink {name} did not send {min} messages within 60s: {row:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-async fn exec(c: &tokio_postgres::Client, sql: &str) {
-    c.batch_execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e:?}"));
-}
-
-async fn sqlstate(c: &tokio_postgres::Client, sql: &str) -> String {
-    let e = c.batch_execute(sql).await.expect_err(sql);
-    let db = e.as_db_error().unwrap_or_else(|| panic!("{sql}: {e:?}"));
-    format!("{} {}", db.code().code(), db.message())
 }
 
 /// The value of the last message per key (None: tombstone), and every key's history.

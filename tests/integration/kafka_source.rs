@@ -7,17 +7,7 @@ use crate::common;
 use std::time::{Duration, Instant};
 
 use common::kafka::MockKafka;
-use common::{joined_rows, text_rows, wait_for_rows, TestServer};
-
-async fn exec(c: &tokio_postgres::Client, sql: &str) {
-    c.batch_execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e:?}"));
-}
-
-async fn sqlstate(c: &tokio_postgres::Client, sql: &str) -> String {
-    let e = c.batch_execute(sql).await.expect_err(sql);
-    let db = e.as_db_error().unwrap_or_else(|| panic!("{sql}: {e:?}"));
-    format!("{} {}", db.code().code(), db.message())
-}
+use common::{exec, joined_rows, sqlstate, text_rows, wait_for_rows, TestServer};
 
 /// Waits until `source` shows `state` and its table's last error contains `error_part`.
 async fn wait_source(c: &tokio_postgres::Client, source: &str, state: &str, error_part: &str) -> Vec<String> {
