@@ -46,6 +46,9 @@ pub enum Error {
     /// An expression has a type that cannot be used where it is written (42804).
     #[error("{0}")]
     DatatypeMismatch(String),
+    /// No function or operator takes these argument types (42883): `json = json`.
+    #[error("{0}")]
+    UndefinedFunction(String),
     /// Class 22, data exception: a value cannot be computed or converted (22P02, 22003,
     /// 22012 ...).
     #[error("{message}")]
@@ -204,6 +207,7 @@ impl Error {
             Error::SerializationFailure(_) => "40001",
             Error::InFailedTransaction => "25P02",
             Error::DatatypeMismatch(_) => "42804",
+            Error::UndefinedFunction(_) => "42883",
             Error::DataException { sqlstate, .. } | Error::ConnectionException { sqlstate, .. } => sqlstate,
             Error::CardinalityViolation(_) => "21000",
             Error::NullInColumn { .. } => "23502",
@@ -354,6 +358,7 @@ impl From<DataFusionError> for Error {
                     Error::DataException { sqlstate, message: message.clone() }
                 }
                 Some(Error::ProgramLimitExceeded(m)) => Error::ProgramLimitExceeded(m.clone()),
+                Some(Error::UndefinedFunction(m)) => Error::UndefinedFunction(m.clone()),
                 Some(Error::InsufficientPrivilege { message, hint }) => {
                     Error::InsufficientPrivilege { message: message.clone(), hint: hint.clone() }
                 }

@@ -44,6 +44,7 @@
 //! - [`dataflow`]: the commit path, incremental view operators.
 //! - [`state`]: durable key-value store and in-memory table state.
 //! - [`change`]: change batches, the representation every layer speaks.
+//! - [`types`]: Postgres types kept as Arrow text (`json`, `jsonb`, `varchar(n)`, `char(n)`).
 //! - [`ident`]: Postgres identifiers in text.
 //! - [`error`]: the one error type, with SQLSTATEs.
 //! - [`sync`]: taking locks.
@@ -65,6 +66,7 @@ pub mod source;
 pub mod sql;
 pub mod state;
 pub mod sync;
+pub mod types;
 
 pub use error::{Error, Result};
 pub use server::{parse_duration, Config, Server};

@@ -11,6 +11,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use futures::StreamExt;
 use pgwire::api::portal::Format;
 use pgwire::api::results::FieldFormat;
+use pgwire::api::results::FieldInfo;
 use pgwire::api::results::{QueryResponse, Response, Tag};
 use pgwire::api::Type;
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
@@ -19,6 +20,7 @@ use pgwire::types::format::FormatOptions;
 
 use crate::error::Error;
 use crate::sql::{QueryResult, Session};
+use crate::types::PgText;
 
 /// How this session shows values: its `TimeZone`, `DateStyle`, `IntervalStyle`,
 /// `bytea_output` and `extra_float_digits`.
@@ -171,6 +173,87 @@ fn with_timestamptz_text(batch: RecordBatch, text_tz: &[bool], zone: &str) -> da
     Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?)
 }
 
+/// The wire fields of `schema`: arrow-pg's, with the Postgres types of marked text columns
+/// (`json`, `jsonb`, `varchar(n)`, `char(n)`: [`crate::types::PgText`]) and their typmods.
+pub fn pg_fields(
+    schema: &SchemaRef,
+    format: &Format,
+    options: Option<Arc<FormatOptions>>,
+) -> PgWireResult<Vec<FieldInfo>> {
+    let fields = arrow_schema_to_pg_fields(schema, format, options)?;
+    Ok(fields
+        .into_iter()
+        .zip(schema.fields())
+        .map(|(info, field)| match PgText::of(field) {
+            None => info,
+            Some(t) => {
+                let datatype = match t {
+                    PgText::Json => Type::JSON,
+                    PgText::Jsonb => Type::JSONB,
+                    PgText::Varchar(_) => Type::VARCHAR,
+                    PgText::Bpchar(_) => Type::BPCHAR,
+                };
+                FieldInfo::new(info.name().to_string(), info.table_id(), info.column_id(), datatype, info.format())
+                    .with_format_options(info.format_options().clone())
+                    .with_type_size(-1)
+                    .with_type_modifier(t.typmod())
+            }
+        })
+        .collect())
+}
+
+/// What marked text columns need before arrow-pg encodes them: `char(n)` padded to `n`;
+/// `jsonb` in binary format as its version byte and text (sent as bytes).
+#[derive(Debug, Clone, Copy)]
+enum TypedText {
+    Pad(u32),
+    JsonbBinary,
+}
+
+fn typed_text_columns(schema: &SchemaRef, fields: &[FieldInfo]) -> Vec<(usize, TypedText)> {
+    schema
+        .fields()
+        .iter()
+        .zip(fields)
+        .enumerate()
+        .filter_map(|(i, (f, info))| match PgText::of(f)? {
+            PgText::Bpchar(n) => Some((i, TypedText::Pad(n))),
+            PgText::Jsonb if info.format() == FieldFormat::Binary => Some((i, TypedText::JsonbBinary)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn with_typed_text(batch: RecordBatch, columns: &[(usize, TypedText)]) -> datafusion::error::Result<RecordBatch> {
+    use datafusion::arrow::array::{Array, BinaryArray, StringArray};
+    let schema = batch.schema();
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    let mut arrays = batch.columns().to_vec();
+    for &(i, how) in columns {
+        let Some(values) = arrays[i].as_any().downcast_ref::<StringArray>() else { continue };
+        arrays[i] = match how {
+            TypedText::Pad(n) => {
+                let t = PgText::Bpchar(n);
+                Arc::new(
+                    values
+                        .iter()
+                        .map(|v| v.map(|v| t.display(v).unwrap_or_else(|| v.to_string())))
+                        .collect::<StringArray>(),
+                ) as ArrayRef
+            }
+            TypedText::JsonbBinary => {
+                fields[i] = Field::new(fields[i].name(), DataType::Binary, true);
+                Arc::new(
+                    (0..values.len())
+                        .map(|r| (!values.is_null(r)).then(|| [&[1u8][..], values.value(r).as_bytes()].concat()))
+                        .collect::<BinaryArray>(),
+                ) as ArrayRef
+            }
+        };
+    }
+    Ok(RecordBatch::try_new(Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone())), arrays)?)
+}
+
 /// Encodes a result; rows stream to the client as DataFusion produces them.
 pub fn response(result: QueryResult, format: &Format, session: &Session) -> PgWireResult<Response> {
     Ok(match result {
@@ -180,7 +263,8 @@ pub fn response(result: QueryResult, format: &Format, session: &Session) -> PgWi
             let options_zone_shortest = options.extra_float_digits >= 1;
             let shown = in_time_zone(&schema, &options.time_zone);
             let schema = shown.clone().unwrap_or(schema);
-            let fields = Arc::new(arrow_schema_to_pg_fields(&schema, format, Some(Arc::new(options)))?);
+            let fields = Arc::new(pg_fields(&schema, format, Some(Arc::new(options)))?);
+            let typed_text = typed_text_columns(&schema, &fields);
             let row_fields = fields.clone();
             let shortest = options_zone_shortest;
             let fixes: Arc<[TextFix]> = fields.iter().map(|f| TextFix::of(f, shortest)).collect();
@@ -200,6 +284,8 @@ pub fn response(result: QueryResult, format: &Format, session: &Session) -> PgWi
                         None => batch,
                     };
                     let batch = if wide_decimals { batch.and_then(decimals_as_sent) } else { batch };
+                    let batch =
+                        if typed_text.is_empty() { batch } else { batch.and_then(|b| with_typed_text(b, &typed_text)) };
                     let rows: Box<dyn Iterator<Item = PgWireResult<DataRow>> + Send + Sync> = match batch {
                         Ok(b) if fix_text => {
                             let fixes = fixes.clone();

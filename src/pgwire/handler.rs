@@ -4,7 +4,7 @@ use std::fmt::Debug;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
 
-use arrow_pg::datatypes::{arrow_schema_to_pg_fields, into_pg_type};
+use arrow_pg::datatypes::into_pg_type;
 use async_trait::async_trait;
 use datafusion::common::ParamValues;
 use datafusion::scalar::ScalarValue;
@@ -370,7 +370,7 @@ impl QueryParser for StatementParser {
 
     fn get_result_schema(&self, stmt: &Prepared, format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
         match &stmt.schema {
-            Some(schema) => arrow_schema_to_pg_fields(schema, format.unwrap_or(&Format::UnifiedText), None),
+            Some(schema) => super::encode::pg_fields(schema, format.unwrap_or(&Format::UnifiedText), None),
             None => Ok(vec![]),
         }
     }

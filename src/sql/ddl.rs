@@ -100,7 +100,8 @@ async fn plan_table(
         .enumerate()
         .map(|(i, f)| {
             let in_key = key_columns.as_ref().is_some_and(|k| k.contains(&i));
-            Field::new(f.name(), f.data_type().clone(), f.is_nullable() && !in_key)
+            // The metadata marks Postgres types kept as text (`crate::types::PgText`).
+            Field::new(f.name(), f.data_type().clone(), f.is_nullable() && !in_key).with_metadata(f.metadata().clone())
         })
         .collect();
     let schema: SchemaRef = Arc::new(Schema::new(fields));

@@ -220,12 +220,29 @@ fn conform(schema: &SchemaRef, table: &str, columns: impl Into<Columns>) -> Resu
     let mut out = Vec::with_capacity(columns.len());
     for (field, col) in schema.fields().iter().zip(columns) {
         let col = if col.data_type() == field.data_type() { col } else { cast(&col, field.data_type())? };
+        let col = match crate::types::PgText::of(field) {
+            Some(t) => assign_typed_text(t, col)?,
+            None => col,
+        };
         if !field.is_nullable() && col.null_count() > 0 {
             return Err(Error::NotNullViolation { table: table.to_string(), column: field.name().clone() });
         }
         out.push(col);
     }
     Ok(RecordBatch::try_new(schema.clone(), out)?)
+}
+
+/// A column's values stored as its Postgres type requires (`json` valid, `jsonb` canonical,
+/// `varchar(n)`/`char(n)` within their length: 22001).
+fn assign_typed_text(t: crate::types::PgText, col: ArrayRef) -> Result<ArrayRef> {
+    let Some(values) = col.as_any().downcast_ref::<datafusion::arrow::array::StringArray>() else {
+        return Ok(col);
+    };
+    match t.assign(values) {
+        Ok(Some(changed)) => Ok(Arc::new(changed)),
+        Ok(None) => Ok(col),
+        Err(e) => Err(Error::DataException { sqlstate: e.sqlstate, message: e.message }),
+    }
 }
 
 /// Columns, from a batch or a slice of one.

@@ -86,7 +86,12 @@ impl ScalarUDFImpl for PgTypeof {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> datafusion::error::Result<ColumnarValue> {
-        let name = super::dml::pg_type_name(args.arg_fields[0].data_type());
+        let field = &args.arg_fields[0];
+        let name = match crate::types::PgText::of(field) {
+            // A regtype: the name without its length.
+            Some(t) => t.name().split('(').next().unwrap_or_default().to_string(),
+            None => super::dml::pg_type_name(field.data_type()),
+        };
         Ok(ColumnarValue::Scalar(ScalarValue::Utf8(Some(name))))
     }
 }

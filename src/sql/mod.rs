@@ -32,6 +32,7 @@ mod dml_clauses;
 mod freshness;
 pub mod functions;
 pub mod hw_catalog;
+mod json;
 mod limits;
 mod literals;
 pub mod memory;
@@ -379,6 +380,7 @@ async fn base_context(
         )?;
     }
     functions::register_global(&ctx);
+    json::register(&ctx)?;
     pg_catalog::functions::register(&ctx, catalog, oids);
     let _ = db.information_schema.set(pg_catalog::information_schema::schema(&ctx, catalog).await?);
     Ok(ctx)

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 /// Top-level modules, highest first. A module may use those after it, never those before.
 const LAYERS: &[&str] = &[
-    "server", "metrics", "pgwire", "sql", "source", "sink", "dataflow", "catalog", "state", "change", "ident", "alloc",
-    "error", "sync",
+    "server", "metrics", "pgwire", "sql", "source", "sink", "dataflow", "catalog", "state", "change", "types", "ident",
+    "alloc", "error", "sync",
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -101,6 +101,47 @@ const QUERIES: &[&str] = &[
     "SELECT no_such_column FROM t1",
 ];
 
+/// Tables with the Postgres types Headwater keeps as marked text (json, jsonb, char(n),
+/// varchar(n)); statements that fail must fail on both with the same SQLSTATE.
+const TYPED_SETUP: &[&str] = &[
+    "CREATE TABLE docs (id INT PRIMARY KEY, j JSONB, k JSON, c CHAR(5), v VARCHAR(4))",
+    "INSERT INTO docs VALUES (1, '{\"b\": 2, \"a\": [1, 2.50, {\"x\": null}], \"b\": 3}', '{\"b\":2,  \"a\":1}', 'ab', 'abcd'), \
+     (2, '[1, \"two\", [3], {\"k\": true}]', '[1,2]', 'abcde', 'ab  '), (3, '\"text\"', 'null', NULL, NULL), \
+     (4, '{\"a\": {\"b\": {\"c\": 1e2}}, \"tags\": [\"x\", \"y\"]}', '{}', ' x', ''), (5, NULL, NULL, 'z   ', 'z  ')",
+];
+
+/// Queries over [`TYPED_SETUP`] whose answers must be Postgres's.
+const TYPED_QUERIES: &[&str] = &[
+    "SELECT * FROM docs ORDER BY id",
+    "SELECT id, c || '|', v || '|', length(c), length(v), octet_length(v) FROM docs ORDER BY id",
+    "INSERT INTO docs (id, v) VALUES (9, 'abcde')",
+    "INSERT INTO docs (id, c) VALUES (9, 'abcdef')",
+    "INSERT INTO docs (id, j) VALUES (9, '{bad')",
+    "INSERT INTO docs (id, k) VALUES (9, '[1,')",
+    "UPDATE docs SET v = v || 'xyz' WHERE id = 1",
+    "SELECT 'abcdef'::varchar(3), 'ab'::char(4) || '|', CAST('xyz  ' AS varchar(4)) || '|'",
+    "SELECT id, j -> 'a', j ->> 'b', j -> 0, j ->> 1, j -> -1, j #> '{a,2}', j #>> '{a,b,c}' FROM docs ORDER BY id",
+    "SELECT id, k -> 'a', k ->> 'b', k -> 1 FROM docs ORDER BY id",
+    "SELECT id, j @> '{\"b\": 3}', j <@ '{\"b\": 3, \"a\": [1, 2.50, {\"x\": null}], \"c\": 0}', j ? 'a', j ?| ARRAY['tags', 'zz'], j ?& ARRAY['a', 'tags'] FROM docs ORDER BY id",
+    "SELECT id, jsonb_typeof(j), json_typeof(k), jsonb_array_length(j -> 'tags') FROM docs ORDER BY id",
+    "SELECT id FROM docs WHERE j = '{\"a\": {\"b\": {\"c\": 100}}, \"tags\": [\"x\", \"y\"]}'",
+    "SELECT id, j || '{\"new\": 1}', j - 'b', j - 0 FROM docs WHERE id IN (1, 2) ORDER BY id",
+    "SELECT jsonb_build_object('a', 1, 'b', 'two', 'c', NULL, 'd', 1.50, 'e', true)",
+    "SELECT json_build_object('a', 1, 'b', 'two'), jsonb_build_array(1, 'x', NULL, false), json_build_array(1, 'x')",
+    "SELECT to_jsonb(42), to_jsonb('x'::text), to_jsonb(1.50), to_jsonb(true), to_json('q'::text)",
+    "SELECT jsonb_agg(id ORDER BY id), jsonb_agg(j ORDER BY id), jsonb_object_agg(id, v ORDER BY id) FROM docs",
+    "SELECT jsonb_set('{\"a\": {\"b\": 1}}', '{a,c}', '5'), jsonb_set('[1, 2]', '{5}', '3'), jsonb_strip_nulls('{\"a\": null, \"b\": [null]}')",
+    "SELECT jsonb_extract_path(j, 'a', 'b'), jsonb_extract_path_text(j, 'tags', '1') FROM docs WHERE id = 4",
+    "SELECT jsonb_pretty('{\"a\": [1, {\"b\": null}], \"c\": {}}')",
+    "SELECT '{\"b\":1, \"a\":2, \"aa\": 0.10, \"a\": 3}'::jsonb, '[1e3, -0, 1.0E-2]'::jsonb, '\"\\u00e9\\n\"'::jsonb",
+    "SELECT 'nope'::jsonb",
+    "SELECT '{\"a\": 1'::json",
+    "SELECT id, pg_typeof(j), pg_typeof(k), pg_typeof(c), pg_typeof(v), pg_typeof(j -> 'a'), pg_typeof(j ->> 'a') FROM docs WHERE id = 1",
+    "SELECT id, j::text, c::text || '|' FROM docs ORDER BY id",
+    "SELECT count(*) FROM docs WHERE j ->> 'b' = '3'",
+    "SELECT id, (j -> 'a' ->> 0)::int + 1 FROM docs WHERE id = 1",
+];
+
 /// One answer as text: rows of nullable strings, or an error's SQLSTATE.
 #[derive(Debug, PartialEq, Eq)]
 enum Answer {
@@ -159,6 +200,43 @@ async fn chosen_queries_answer_as_postgres() {
         "{} of {} queries differ:\n{}",
         mismatches.len(),
         QUERIES.len(),
+        mismatches.join("\n")
+    );
+}
+
+#[tokio::test]
+async fn typed_text_and_json_answer_as_postgres() {
+    let (_hw, c, _pg, reference) = servers().await;
+    for sql in TYPED_SETUP {
+        reference.batch_execute(sql).await.unwrap_or_else(|e| panic!("PostgreSQL: {sql}: {e}"));
+        c.batch_execute(sql).await.unwrap_or_else(|e| panic!("Headwater: {sql}: {e}"));
+    }
+    let mut mismatches = Vec::new();
+    for sql in TYPED_QUERIES {
+        mismatches.extend(compare(&c, &reference, sql).await);
+    }
+    // Clients see the Postgres types (psycopg decodes json/jsonb by them).
+    let typed = "SELECT j, k, c, v, j -> 'a', j ->> 'a', jsonb_agg(id) OVER () FROM docs";
+    let types =
+        |s: &tokio_postgres::Statement| s.columns().iter().map(|c| c.type_().name().to_string()).collect::<Vec<_>>();
+    let (want, got) = (types(&reference.prepare(typed).await.unwrap()), types(&c.prepare(typed).await.unwrap()));
+    if want != got {
+        mismatches.push(format!("column types of {typed}\n    postgres:  {want:?}\n    headwater: {got:?}"));
+    }
+    // A jsonb value in binary format (tokio-postgres asks for it) reads as Postgres's.
+    let read = |rows: Vec<tokio_postgres::Row>| {
+        rows.iter().map(|r| r.get::<_, Option<serde_json::Value>>(0)).collect::<Vec<_>>()
+    };
+    let q = "SELECT j FROM docs ORDER BY id";
+    let (want, got) = (read(reference.query(q, &[]).await.unwrap()), read(c.query(q, &[]).await.unwrap()));
+    if want != got {
+        mismatches.push(format!("binary jsonb of {q}\n    postgres:  {want:?}\n    headwater: {got:?}"));
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{} of {} queries differ:\n{}",
+        mismatches.len(),
+        TYPED_QUERIES.len() + 2,
         mismatches.join("\n")
     );
 }

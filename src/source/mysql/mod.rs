@@ -64,7 +64,7 @@ use tokio::task::JoinSet;
 use self::binlog::RowChange;
 use self::position::BinlogPosition;
 use self::schema::{upstream, TableSpec};
-use self::types::Cell;
+use self::types::{Cell, Kind};
 use super::{SourceHandle, SourceProbe, SourceStatus, TableStatus};
 use crate::catalog::{Catalog, Namespace};
 use crate::change::{ApplyMode, ChangeBatch, CommitOrigin};
@@ -211,7 +211,13 @@ impl CapturedTable {
             spec.columns
                 .iter()
                 .enumerate()
-                .map(|(i, c)| Field::new(&c.name, c.kind.data_type(), c.nullable && !spec.key.contains(&i)))
+                .map(|(i, c)| {
+                    let field = Field::new(&c.name, c.kind.data_type(), c.nullable && !spec.key.contains(&i));
+                    match c.kind {
+                        Kind::Text { json: true, .. } => crate::types::PgText::Jsonb.mark(field),
+                        _ => field,
+                    }
+                })
                 .collect::<Vec<_>>(),
         ))
     }

@@ -50,11 +50,15 @@ pub enum Kind {
     },
     /// CHAR, VARCHAR, TEXT, JSON. `charset` names the column's MySQL character set when its
     /// binlog bytes are not UTF-8 and must be transcoded (see [`Charset`]); `latin1` is the
-    /// spelling of data directories written before other charsets were decoded.
+    /// spelling of data directories written before other charsets were decoded. `json`: a
+    /// JSON column (MySQL's `JSON`, MariaDB's `LONGTEXT CHECK (json_valid(..))`), captured as
+    /// `jsonb` with its values in jsonb's canonical text.
     Text {
         latin1: bool,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         charset: Option<String>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        json: bool,
     },
     /// ENUM('a', ...): the label.
     Enum {
@@ -123,7 +127,7 @@ impl Kind {
             }
             "char" | "varchar" | "tinytext" | "text" | "mediumtext" | "longtext" | "json" => {
                 let charset = charset.map(|c| c.to_ascii_lowercase()).filter(|c| !Charset::is_utf8(c));
-                Kind::Text { latin1: false, charset }
+                Kind::Text { latin1: false, charset, json: data_type == "json" }
             }
             "binary" => {
                 let len = column_type.trim_start_matches("binary(").trim_end_matches(')').parse().unwrap_or(0);
@@ -159,6 +163,7 @@ impl Kind {
             Kind::Int32 | Kind::MediumInt => "INTEGER".into(),
             Kind::Int64 | Kind::Bit => "BIGINT".into(),
             Kind::Decimal { precision, scale } => format!("NUMERIC({precision},{scale})"),
+            Kind::Text { json: true, .. } => "JSONB".into(),
             Kind::DecimalText | Kind::Text { .. } | Kind::Enum { .. } | Kind::Set { .. } | Kind::Time { .. } => {
                 "TEXT".into()
             }
@@ -260,10 +265,21 @@ pub fn cell_from_text(kind: &Kind, raw: Option<&[u8]>) -> Result<Cell> {
         Kind::Float64 => Cell::Double(parsed().parse().map_err(|_| bad())?),
         Kind::Date | Kind::DateTime | Kind::Timestamp => parse_datetime(&parsed()).ok_or_else(bad)?,
         Kind::Time { .. } => Cell::Text(text()),
+        Kind::Text { json: true, .. } => Cell::Text(jsonb_text(text())),
         Kind::Text { .. } | Kind::Enum { .. } | Kind::Set { .. } => Cell::Text(text()),
         Kind::Bit => Cell::UInt(be_u64(raw)),
         Kind::Binary | Kind::FixedBinary { .. } => Cell::Bytes(raw.to_vec()),
     })
+}
+
+/// A JSON column's value as jsonb's canonical text. Upstream checks JSON (MySQL's type,
+/// MariaDB's constraint); a value that is not JSON anyway is kept as it came (one bad value
+/// must not stop a table): jsonb operators refuse it with 22P02 when they read it.
+fn jsonb_text(text: String) -> String {
+    match crate::types::json::Json::parse_jsonb(&text) {
+        Ok(v) => v.to_text(),
+        Err(_) => text,
+    }
 }
 
 /// Converts a binlog value of a column of kind `kind`.
@@ -338,7 +354,8 @@ pub(super) fn cell_from_bytes(kind: &Kind, b: &[u8]) -> Option<Result<Cell>> {
         // MySQL's latin1 is Windows-1252 (0x80 is €), with 0x81, 0x8D, 0x8F, 0x90, 0x9D as the
         // C1 controls: exactly the Encoding Standard's windows-1252, which the snapshot path
         // gets from the server's own conversion to utf8mb4.
-        Kind::Text { latin1, charset } => match charset.as_deref().or(latin1.then_some("latin1")) {
+        Kind::Text { json: true, .. } => Cell::Text(jsonb_text(String::from_utf8_lossy(b).into_owned())),
+        Kind::Text { latin1, charset, .. } => match charset.as_deref().or(latin1.then_some("latin1")) {
             None => Cell::Text(match std::str::from_utf8(b) {
                 Ok(t) => t.to_string(),
                 Err(_) => String::from_utf8_lossy(b).into_owned(),
@@ -514,6 +531,9 @@ impl ColumnBuilder {
             })
         };
         match (self, kind) {
+            (ColumnBuilder::Utf8(b), Kind::Text { json: true, .. }) => {
+                b.append_value(jsonb_text(String::from_utf8_lossy(raw).into_owned()))
+            }
             (
                 ColumnBuilder::Utf8(b),
                 Kind::Text { .. } | Kind::Enum { .. } | Kind::Set { .. } | Kind::Time { .. } | Kind::DecimalText,
@@ -680,13 +700,13 @@ mod tests {
         let t2 = Kind::Time { fsp: 2 };
         assert!(cell_from_binlog(&t2, &mysql_async::Value::Time(true, 0, 0, 0, 1, 500000)).is_err());
         assert!(cell_from_binlog(&t2, &mysql_async::Value::Time(false, 0, 0, 0, 1, 500000)).is_ok());
-        let latin = Kind::Text { latin1: true, charset: None };
+        let latin = Kind::Text { latin1: true, charset: None, json: false };
         let b = cell_from_binlog(&latin, &mysql_async::Value::Bytes(vec![0x68, 0xe9, 0x6c, 0x6c, 0x6f])).unwrap();
         assert_eq!(b, Cell::Text("héllo".into()));
         // cp1252 in 0x80–0x9F, and the five bytes MySQL maps to C1 controls.
         let b = cell_from_binlog(&latin, &mysql_async::Value::Bytes(vec![0x80, 0x93, 0x94, 0x9f, 0x81, 0x9d])).unwrap();
         assert_eq!(b, Cell::Text("€“”Ÿ\u{81}\u{9d}".into()));
-        let named = |c: &str| Kind::Text { latin1: false, charset: Some(c.into()) };
+        let named = |c: &str| Kind::Text { latin1: false, charset: Some(c.into()), json: false };
         let v = |b: &[u8]| mysql_async::Value::Bytes(b.to_vec());
         assert_eq!(cell_from_binlog(&named("latin1"), &v(&[0x80])).unwrap(), Cell::Text("€".into()));
         assert_eq!(cell_from_binlog(&named("gbk"), &v(&[0xd6, 0xd0, 0xce, 0xc4])).unwrap(), Cell::Text("中文".into()));

@@ -162,8 +162,9 @@ impl TableProvider for PgAttribute {
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
         let relations = self.shared.public_relations(state).await?;
         let provider = self.shared.catalog.upgrade();
-        // (relation oid, attnum) → typmod, for every decimal column of a public relation.
-        let mut typmods: HashMap<(i32, i16), i32> = HashMap::new();
+        // (relation oid, attnum) → (type oid if not the crate's, typmod), for every decimal
+        // or marked text column (json, varchar(n), ...) of a public relation.
+        let mut typmods: HashMap<(i32, i16), (Option<i32>, i32)> = HashMap::new();
         for r in &relations {
             let schema = match &r.schema {
                 Some(s) => Some(s.clone()),
@@ -178,7 +179,10 @@ impl TableProvider for PgAttribute {
             };
             for (i, f) in schema.iter().flat_map(|s| s.fields().iter().cloned().enumerate().collect::<Vec<_>>()) {
                 if let DataType::Decimal128(p, s) | DataType::Decimal256(p, s) = f.data_type() {
-                    typmods.insert((r.oid, i as i16 + 1), ((*p as i32) << 16 | (*s as i32 & 0xffff)) + 4);
+                    typmods.insert((r.oid, i as i16 + 1), (None, ((*p as i32) << 16 | (*s as i32 & 0xffff)) + 4));
+                }
+                if let Some(t) = crate::types::PgText::of(&f) {
+                    typmods.insert((r.oid, i as i16 + 1), (Some(t.oid() as i32), t.typmod()));
                 }
             }
         }
@@ -191,7 +195,11 @@ impl TableProvider for PgAttribute {
     }
 }
 
-fn with_typmods(schema: &SchemaRef, batch: RecordBatch, typmods: &HashMap<(i32, i16), i32>) -> DfResult<RecordBatch> {
+fn with_typmods(
+    schema: &SchemaRef,
+    batch: RecordBatch,
+    typmods: &HashMap<(i32, i16), (Option<i32>, i32)>,
+) -> DfResult<RecordBatch> {
     let (Some(rel), Ok(typmod_idx)) = (int_column(&batch, "attrelid"), schema.index_of("atttypmod")) else {
         return Ok(batch);
     };
@@ -199,9 +207,19 @@ fn with_typmods(schema: &SchemaRef, batch: RecordBatch, typmods: &HashMap<(i32, 
     let current = batch.column(typmod_idx).as_any().downcast_ref::<Int32Array>();
     let (Some(nums), Some(current)) = (nums, current) else { return Ok(batch) };
     let updated: Int32Array = (0..batch.num_rows())
-        .map(|i| Some(typmods.get(&(rel.value(i), nums.value(i))).copied().unwrap_or(current.value(i))))
+        .map(|i| Some(typmods.get(&(rel.value(i), nums.value(i))).map_or(current.value(i), |t| t.1)))
         .collect();
     let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
     columns[typmod_idx] = Arc::new(updated);
+    let typid = schema.index_of("atttypid").ok();
+    if let Some(typ) = typid.and_then(|t| batch.column(t).as_any().downcast_ref::<Int32Array>()) {
+        let retyped: Int32Array = (0..batch.num_rows())
+            .map(|i| {
+                let own = typmods.get(&(rel.value(i), nums.value(i))).and_then(|t| t.0);
+                Some(own.unwrap_or(typ.value(i)))
+            })
+            .collect();
+        columns[typid.unwrap_or_default()] = Arc::new(retyped);
+    }
     Ok(RecordBatch::try_new(batch.schema(), columns)?)
 }

@@ -163,8 +163,6 @@ pub fn register(ctx: &SessionContext, catalog: &Arc<Catalog>, oids: &Arc<Relatio
     ctx.register_udf(udf("pg_collation_is_visible", &[1], DataType::Boolean, |a| {
         ScalarValue::Boolean((!a[0].is_null()).then_some(true))
     }));
-    let pairs: Vec<usize> = (0..=16).map(|n| n * 2).collect();
-    ctx.register_udf(udf("json_build_object", &pairs, DataType::Utf8, |a| text(Some(json_object(a)))));
     ctx.register_udf(udf("pg_size_pretty", &[1], DataType::Utf8, |a| match a[0].cast_to(&DataType::Int64) {
         Ok(ScalarValue::Int64(Some(n))) => text(Some(size_pretty(n))),
         _ => ScalarValue::Utf8(None),
@@ -208,33 +206,6 @@ fn pg_format(args: &[ScalarValue]) -> Option<String> {
         }
     }
     Some(out)
-}
-
-/// `json_build_object(k1, v1, ...)` as JSON text.
-fn json_object(args: &[ScalarValue]) -> String {
-    let mut map = serde_json::Map::new();
-    for pair in args.chunks(2) {
-        let [k, v] = pair else { break };
-        let key = match k {
-            ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) | ScalarValue::LargeUtf8(Some(s)) => s.clone(),
-            other => other.to_string(),
-        };
-        let value = match v {
-            v if v.is_null() => serde_json::Value::Null,
-            ScalarValue::Boolean(Some(b)) => serde_json::Value::Bool(*b),
-            ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) | ScalarValue::LargeUtf8(Some(s)) => {
-                serde_json::Value::String(s.clone())
-            }
-            v => {
-                let text = v.to_string();
-                serde_json::from_str::<serde_json::Number>(&text)
-                    .map(serde_json::Value::Number)
-                    .unwrap_or(serde_json::Value::String(text))
-            }
-        };
-        map.insert(key, value);
-    }
-    serde_json::Value::Object(map).to_string()
 }
 
 /// The oid of a built-in type by name (`int4`, `integer`, `text[]`, `pg_catalog.numeric`),

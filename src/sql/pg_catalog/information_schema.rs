@@ -60,7 +60,10 @@ const VIEWS: &[(&str, &str)] = &[
         "SELECT current_database() AS table_catalog, n.nspname AS table_schema, c.relname AS table_name, \
          a.attname AS column_name, CAST(a.attnum AS INT) AS ordinal_position, CAST(NULL AS TEXT) AS column_default, \
          CASE WHEN a.attnotnull THEN 'NO' ELSE 'YES' END AS is_nullable, {DATA_TYPE} AS data_type, \
-         CAST(NULL AS INT) AS character_maximum_length, CAST(NULL AS INT) AS character_octet_length, \
+         CASE WHEN t.typname IN ('varchar', 'bpchar') AND a.atttypmod > 0 THEN CAST(a.atttypmod - 4 AS INT) END \
+              AS character_maximum_length, \
+         CASE WHEN t.typname IN ('varchar', 'bpchar') AND a.atttypmod > 0 THEN CAST((a.atttypmod - 4) * 4 AS INT) \
+              WHEN t.typname IN ('text', 'varchar', 'bpchar') THEN 1073741824 END AS character_octet_length, \
          CASE t.typname WHEN 'int2' THEN 16 WHEN 'int4' THEN 32 WHEN 'int8' THEN 64 WHEN 'float4' THEN 24 \
               WHEN 'float8' THEN 53 WHEN 'numeric' THEN CASE WHEN a.atttypmod > 0 \
               THEN CAST((a.atttypmod - 4) / 65536 AS INT) END END AS numeric_precision, \

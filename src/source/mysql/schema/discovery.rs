@@ -145,7 +145,7 @@ pub(super) fn add_table_name_column(spec: &mut TableSpec, col: &str) -> Result<(
     }
     spec.columns.push(ColumnSpec {
         name: col.to_string(),
-        kind: Kind::Text { latin1: false, charset: None },
+        kind: Kind::Text { latin1: false, charset: None, json: false },
         nullable: false,
         mysql_type: "upstream table name".into(),
     });
@@ -169,7 +169,7 @@ pub async fn describe(conn: &mut mysql_async::Conn, db: &str, table: &str, name:
         )
         .await
         .map_err(upstream)?;
-    let columns: Vec<ColumnSpec> = rows
+    let mut columns: Vec<ColumnSpec> = rows
         .into_iter()
         .map(|(col, data_type, column_type, nullable, precision, scale, charset)| ColumnSpec {
             kind: Kind::from_column(
@@ -184,6 +184,26 @@ pub async fn describe(conn: &mut mysql_async::Conn, db: &str, table: &str, name:
             mysql_type: column_type,
         })
         .collect();
+    // MariaDB's JSON is LONGTEXT with a `json_valid(col)` check named after the column.
+    // MySQL's CHECK_CONSTRAINTS has no TABLE_NAME (its JSON columns say so in DATA_TYPE): an
+    // error here only means there is nothing to find.
+    let checks: Vec<(String, String)> = conn
+        .exec(
+            "SELECT CONSTRAINT_NAME, CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS \
+             WHERE CONSTRAINT_SCHEMA = ? AND TABLE_NAME = ?",
+            (db, table),
+        )
+        .await
+        .unwrap_or_default();
+    for c in columns.iter_mut() {
+        let checked = checks.iter().any(|(_, clause)| {
+            let clause = clause.to_ascii_lowercase().replace(' ', "");
+            clause == format!("json_valid(`{}`)", c.name.to_ascii_lowercase())
+        });
+        if let Kind::Text { json, .. } = &mut c.kind {
+            *json |= checked;
+        }
+    }
     for c in &columns {
         if let Kind::Text { charset: Some(cs), .. } = &c.kind {
             if !Charset::supported(cs) {

@@ -46,7 +46,7 @@ pub fn evolve(old: &TableSpec, now: &TableSpec) -> std::result::Result<Evolution
         // how the binlog's bytes are decoded changes. Other conversions may have replaced
         // characters upstream without row events.
         let to_utf8 = match (&c.kind, &n.kind) {
-            (Kind::Text { .. }, Kind::Text { latin1: false, charset }) => {
+            (Kind::Text { .. }, Kind::Text { latin1: false, charset, .. }) => {
                 charset.as_deref().is_none_or(Charset::is_utf8)
             }
             _ => false,
@@ -328,7 +328,7 @@ mod tests {
     fn evolution_appends_new_columns_and_refuses_the_rest() {
         let id = col("id", Kind::Int32, "int(11)");
         let v = col("v", Kind::Int64, "bigint(20)");
-        let note = col("note", Kind::Text { latin1: false, charset: None }, "varchar(20)");
+        let note = col("note", Kind::Text { latin1: false, charset: None, json: false }, "varchar(20)");
         let old = spec(vec![id.clone(), v.clone()], vec![0]);
         // Same columns (an index was added): nothing to do.
         assert_eq!(evolve(&old, &old.clone()), Ok(Evolution::Unchanged));
@@ -343,12 +343,12 @@ mod tests {
         assert_eq!((added, s.upstream_positions.clone(), s.key.clone()), (vec![2], vec![1, 2, 0], vec![0]));
         assert_eq!((0..3).map(|i| s.upstream_position(i)).collect::<Vec<_>>(), [1, 2, 0]);
         // A wider VARCHAR keeps the kind: only the description changes.
-        let wider = col("note", Kind::Text { latin1: false, charset: None }, "varchar(40)");
+        let wider = col("note", Kind::Text { latin1: false, charset: None, json: false }, "varchar(40)");
         let now3 = spec(vec![id.clone(), v.clone(), wider], vec![0]);
         let base = spec(vec![id.clone(), v.clone(), note.clone()], vec![0]);
         assert!(matches!(evolve(&base, &now3), Ok(Evolution::Changed { added, .. }) if added.is_empty()));
         // Text converted to UTF-8: followed, decoded as UTF-8 from then on; to gbk: refused.
-        let gbk = col("note", Kind::Text { latin1: false, charset: Some("gbk".into()) }, "varchar(20)");
+        let gbk = col("note", Kind::Text { latin1: false, charset: Some("gbk".into()), json: false }, "varchar(20)");
         let from_gbk = spec(vec![id.clone(), v.clone(), gbk.clone()], vec![0]);
         let Ok(Evolution::Changed { spec: s, added, .. }) = evolve(&from_gbk, &base) else { panic!() };
         assert_eq!((s.columns[2].kind.clone(), added.len()), (note.kind.clone(), 0));
@@ -359,11 +359,11 @@ mod tests {
         assert!(evolve(&old, &retyped).unwrap_err().contains("changed type upstream from bigint(20) to int(11)"));
         assert!(evolve(&old, &spec(vec![id.clone(), v.clone()], vec![0, 1])).unwrap_err().contains("primary key"));
         // Narrower text, a nullability change, a conversion away from UTF-8: refused.
-        let narrower = col("note", Kind::Text { latin1: false, charset: None }, "varchar(10)");
+        let narrower = col("note", Kind::Text { latin1: false, charset: None, json: false }, "varchar(10)");
         assert!(evolve(&base, &spec(vec![id.clone(), v.clone(), narrower], vec![0])).is_err());
         let not_null = ColumnSpec { nullable: false, ..note.clone() };
         assert!(evolve(&base, &spec(vec![id.clone(), v.clone(), not_null], vec![0])).unwrap_err().contains("NOT NULL"));
-        let latin1 = col("note", Kind::Text { latin1: true, charset: None }, "varchar(20)");
+        let latin1 = col("note", Kind::Text { latin1: true, charset: None, json: false }, "varchar(20)");
         assert!(evolve(&base, &spec(vec![id, v, latin1], vec![0])).is_err());
     }
 
@@ -373,7 +373,7 @@ mod tests {
     fn shards_gain_columns_one_after_another() {
         let id = col("id", Kind::Int32, "int(11)");
         let v = col("v", Kind::Int64, "bigint(20)");
-        let note = col("note", Kind::Text { latin1: false, charset: None }, "varchar(20)");
+        let note = col("note", Kind::Text { latin1: false, charset: None, json: false }, "varchar(20)");
         let mut table = spec(vec![id.clone(), v.clone()], vec![0]);
         table.shards = vec!["a".into(), "b".into(), "c".into()];
         add_table_name_column(&mut table, "shard").unwrap();

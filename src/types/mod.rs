@@ -1,0 +1,216 @@
+//! Postgres types Headwater stores as Arrow text and tells apart by a field's metadata:
+//! `json`, `jsonb`, `varchar(n)` and `char(n)`.
+//!
+//! Arrow has one string type; Postgres has several whose values obey different rules. A
+//! column (or expression) of one of them is an Arrow `Utf8` field carrying
+//! [`PG_TYPE_KEY`]. The marker travels with the field through DataFusion's plans (column
+//! references keep it; casts and functions set it), so the wire reports the Postgres type and
+//! writes check the rules: [`PgText::assign`] is what `INSERT`/`UPDATE` and the sources apply to
+//! a column's values, [`PgText::cast`] what an explicit cast applies.
+
+pub mod json;
+
+use std::collections::HashMap;
+
+use datafusion::arrow::array::{Array, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field};
+
+/// The field metadata key naming a text field's Postgres type (`jsonb`, `varchar(20)`).
+pub const PG_TYPE_KEY: &str = "hw.pg_type";
+
+/// A Postgres type stored as Arrow `Utf8`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PgText {
+    /// `json`: the text as given, validated.
+    Json,
+    /// `jsonb`: the canonical text ([`json::Json::to_text`]).
+    Jsonb,
+    /// `varchar(n)`: at most `n` characters.
+    Varchar(u32),
+    /// `char(n)`: `n` characters, blank-padded. Stored without trailing blanks (which
+    /// Postgres ignores in every comparison and when converting to text) and padded on output.
+    Bpchar(u32),
+}
+
+/// A value that breaks its column's type, with the SQLSTATE Postgres gives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TypeViolation {
+    pub sqlstate: &'static str,
+    pub message: String,
+}
+
+impl PgText {
+    /// The type a field carries, if it is one of these.
+    pub fn of(field: &Field) -> Option<PgText> {
+        if !matches!(field.data_type(), DataType::Utf8) {
+            return None;
+        }
+        let spelled = field.metadata().get(PG_TYPE_KEY)?;
+        let length = |prefix: &str| spelled.strip_prefix(prefix)?.strip_suffix(')')?.parse::<u32>().ok();
+        match spelled.as_str() {
+            "json" => Some(PgText::Json),
+            "jsonb" => Some(PgText::Jsonb),
+            _ => length("varchar(").map(PgText::Varchar).or_else(|| length("bpchar(").map(PgText::Bpchar)),
+        }
+    }
+
+    /// The metadata that marks a field as this type.
+    pub fn metadata(self) -> HashMap<String, String> {
+        let spelled = match self {
+            PgText::Json => "json".to_string(),
+            PgText::Jsonb => "jsonb".to_string(),
+            PgText::Varchar(n) => format!("varchar({n})"),
+            PgText::Bpchar(n) => format!("bpchar({n})"),
+        };
+        HashMap::from([(PG_TYPE_KEY.to_string(), spelled)])
+    }
+
+    /// A nullable field of this type.
+    pub fn field(self, name: &str) -> Field {
+        Field::new(name, DataType::Utf8, true).with_metadata(self.metadata())
+    }
+
+    /// `field` (a `Utf8` field) marked as this type.
+    pub fn mark(self, field: Field) -> Field {
+        let mut metadata = field.metadata().clone();
+        metadata.extend(self.metadata());
+        field.with_metadata(metadata)
+    }
+
+    /// The Postgres type's name as `format_type` prints it.
+    pub fn name(self) -> String {
+        match self {
+            PgText::Json => "json".into(),
+            PgText::Jsonb => "jsonb".into(),
+            PgText::Varchar(n) => format!("character varying({n})"),
+            PgText::Bpchar(n) => format!("character({n})"),
+        }
+    }
+
+    /// The type's oid in `pg_type`.
+    pub fn oid(self) -> u32 {
+        match self {
+            PgText::Json => 114,
+            PgText::Jsonb => 3802,
+            PgText::Varchar(_) => 1043,
+            PgText::Bpchar(_) => 1042,
+        }
+    }
+
+    /// `pg_attribute.atttypmod`: the length plus 4, or −1.
+    pub fn typmod(self) -> i32 {
+        match self {
+            PgText::Json | PgText::Jsonb => -1,
+            PgText::Varchar(n) | PgText::Bpchar(n) => n.saturating_add(4).min(i32::MAX as u32) as i32,
+        }
+    }
+
+    /// One value stored in a column of this type (assignment, as INSERT/UPDATE do): JSON
+    /// validated (jsonb made canonical); a string longer than `n` refused (22001) unless only
+    /// blanks go past `n`, which are cut; `char(n)` without its trailing blanks. `None` when the
+    /// value is stored as given.
+    pub fn assign_value(self, value: &str) -> Result<Option<String>, TypeViolation> {
+        match self {
+            PgText::Json => json::Json::parse(value).map(|_| None).map_err(violation),
+            PgText::Jsonb => {
+                let canonical = json::Json::parse_jsonb(value).map_err(violation)?.to_text();
+                Ok((canonical != value).then_some(canonical))
+            }
+            PgText::Varchar(n) | PgText::Bpchar(n) => {
+                let n = n as usize;
+                let cut = match value.char_indices().nth(n) {
+                    Some((at, _)) if value[at..].bytes().all(|b| b == b' ') => Some(&value[..at]),
+                    Some(_) => {
+                        let kind = if matches!(self, PgText::Varchar(_)) { "character varying" } else { "character" };
+                        return Err(TypeViolation {
+                            sqlstate: "22001",
+                            message: format!("value too long for type {kind}({n})"),
+                        });
+                    }
+                    None => None,
+                };
+                let kept = cut.unwrap_or(value);
+                let kept = if matches!(self, PgText::Bpchar(_)) { kept.trim_end_matches(' ') } else { kept };
+                Ok((kept.len() != value.len()).then(|| kept.to_string()))
+            }
+        }
+    }
+
+    /// [`PgText::assign_value`] over a column; the same array when nothing changes.
+    pub fn assign(self, values: &StringArray) -> Result<Option<StringArray>, TypeViolation> {
+        let mut changed: Option<Vec<Option<String>>> = None;
+        for i in 0..values.len() {
+            if values.is_null(i) {
+                continue;
+            }
+            if let Some(new) = self.assign_value(values.value(i))? {
+                let out = changed.get_or_insert_with(|| {
+                    (0..values.len()).map(|j| (!values.is_null(j)).then(|| values.value(j).to_string())).collect()
+                });
+                out[i] = Some(new);
+            }
+        }
+        Ok(changed.map(StringArray::from))
+    }
+
+    /// One value under an explicit cast to this type: strings cut to `n` characters (Postgres
+    /// truncates on an explicit cast), JSON as on assignment.
+    pub fn cast_value(self, value: &str) -> Result<Option<String>, TypeViolation> {
+        match self {
+            PgText::Varchar(n) | PgText::Bpchar(n) => {
+                let cut = value.char_indices().nth(n as usize).map_or(value, |(at, _)| &value[..at]);
+                let kept = if matches!(self, PgText::Bpchar(_)) { cut.trim_end_matches(' ') } else { cut };
+                Ok((kept.len() != value.len()).then(|| kept.to_string()))
+            }
+            _ => self.assign_value(value),
+        }
+    }
+
+    /// How a stored value is shown: `char(n)` padded with blanks to `n` characters.
+    pub fn display(self, value: &str) -> Option<String> {
+        match self {
+            PgText::Bpchar(n) => {
+                let len = value.chars().count();
+                (len < n as usize).then(|| format!("{value}{}", " ".repeat(n as usize - len)))
+            }
+            _ => None,
+        }
+    }
+}
+
+fn violation(e: json::JsonError) -> TypeViolation {
+    TypeViolation { sqlstate: e.sqlstate, message: e.message }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_obey_their_length_as_in_postgres() {
+        let v = PgText::Varchar(3);
+        assert_eq!(v.assign_value("abc"), Ok(None));
+        assert_eq!(v.assign_value("ab "), Ok(None));
+        assert_eq!(v.assign_value("abc   "), Ok(Some("abc".into())));
+        assert_eq!(v.assign_value("abcd").unwrap_err().sqlstate, "22001");
+        assert_eq!(v.assign_value("ééé"), Ok(None));
+        assert_eq!(v.cast_value("abcdef"), Ok(Some("abc".into())));
+        let c = PgText::Bpchar(5);
+        assert_eq!(c.assign_value("ab   "), Ok(Some("ab".into())));
+        assert_eq!(c.assign_value("ab"), Ok(None));
+        assert_eq!(c.assign_value("abcdef").unwrap_err().message, "value too long for type character(5)");
+        assert_eq!(c.display("ab").as_deref(), Some("ab   "));
+        assert_eq!(c.display("abcde"), None);
+    }
+
+    #[test]
+    fn markers_survive_a_round_trip() {
+        for t in [PgText::Json, PgText::Jsonb, PgText::Varchar(20), PgText::Bpchar(1)] {
+            assert_eq!(PgText::of(&t.field("c")), Some(t));
+        }
+        assert_eq!(PgText::of(&Field::new("c", DataType::Utf8, true)), None);
+        assert_eq!(PgText::Jsonb.assign_value(r#"{"b":1,"a":2}"#), Ok(Some(r#"{"a": 2, "b": 1}"#.into())));
+        assert_eq!(PgText::Json.assign_value(r#"{"b":1,"a":2}"#), Ok(None));
+        assert_eq!(PgText::Json.assign_value("{").unwrap_err().sqlstate, "22P02");
+    }
+}
