@@ -24,10 +24,12 @@ pub enum Error {
     /// A column named in the statement does not exist (42703).
     #[error("{0}")]
     UndefinedColumn(String),
-    /// A non-relation catalog object (connection, setting, ...) does not exist (42704).
+    /// A non-relation catalog object (connection, setting, ...) does not exist (42704; a
+    /// prepared statement 26000, a cursor 34000).
     #[error("{kind} \"{name}\" does not exist")]
     UndefinedObject { kind: &'static str, name: String },
-    /// CREATE of a name that is already taken (42P07 for relations, 42710 otherwise).
+    /// CREATE of a name that is already taken (42P07 for relations, 42P05 for a prepared
+    /// statement, 42P03 for a cursor, 42710 otherwise).
     #[error("{kind} \"{name}\" already exists")]
     DuplicateObject { kind: &'static str, name: String },
     /// A write would create a second row with the same primary key (23505).
@@ -197,9 +199,15 @@ impl Error {
             Error::Syntax(_) => "42601",
             Error::UndefinedTable(_) => "42P01",
             Error::UndefinedColumn(_) => "42703",
-            Error::UndefinedObject { .. } => "42704",
+            Error::UndefinedObject { kind, .. } => match *kind {
+                "prepared statement" => "26000",
+                "cursor" => "34000",
+                _ => "42704",
+            },
             Error::DuplicateObject { kind, .. } => match *kind {
                 "table" | "view" | "relation" | "materialized view" => "42P07",
+                "prepared statement" => "42P05",
+                "cursor" => "42P03",
                 _ => "42710",
             },
             Error::UniqueViolation { .. } => "23505",
@@ -239,6 +247,12 @@ impl Error {
     pub fn hint(&self) -> Option<String> {
         match self {
             Error::UndefinedTable(_) => Some("Run SHOW TABLES to list the tables and views.".into()),
+            Error::DuplicateObject { kind: "prepared statement", name } => {
+                Some(format!("DEALLOCATE {} first, or PREPARE under another name.", crate::ident::quote_ident(name)))
+            }
+            Error::DuplicateObject { kind: "cursor", name } => {
+                Some(format!("CLOSE {} first, or DECLARE another name.", crate::ident::quote_ident(name)))
+            }
             Error::DuplicateObject { .. } => Some("Use CREATE ... IF NOT EXISTS to ignore an existing object.".into()),
             Error::UniqueViolation { key, .. } => Some(format!("Key {key} already exists.")),
             Error::SerializationFailure(_) => Some("Nothing was written; run the statement or transaction again.".into()),

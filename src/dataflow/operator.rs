@@ -111,10 +111,15 @@ pub trait Operator: Send + Sync {
     fn visit_states(&mut self, f: &mut dyn FnMut(&mut dyn OperatorState));
 }
 
-/// `schema` with every field nullable.
+/// `schema` with every field nullable (their metadata kept: it marks Postgres types kept as
+/// text, `crate::types::PgText`).
 pub fn nullable(schema: &Schema) -> SchemaRef {
     Arc::new(Schema::new(
-        schema.fields().iter().map(|f| Field::new(f.name(), f.data_type().clone(), true)).collect::<Vec<_>>(),
+        schema
+            .fields()
+            .iter()
+            .map(|f| Field::new(f.name(), f.data_type().clone(), true).with_metadata(f.metadata().clone()))
+            .collect::<Vec<_>>(),
     ))
 }
 

@@ -29,6 +29,9 @@ pub fn parameters<S: Clone>(
     assignment: bool,
 ) -> PgWireResult<ParamValues> {
     let declared = &portal.statement.parameter_types;
+    if declared.iter().any(|t| matches!(t, Some(t) if *t == Type::JSON || *t == Type::JSONB)) {
+        return parameters(&json_as_text(portal), types, assignment);
+    }
     // Parameters the client typed differently from what the statement needs are decoded as
     // sent and converted below.
     let mut as_sent = vec![false; types.len()];
@@ -55,6 +58,35 @@ pub fn parameters<S: Clone>(
         }
     }
     Ok(ParamValues::List(values))
+}
+
+/// `portal` with its json/jsonb parameters as text (arrow-pg has no decoder for them): the
+/// text form is the document; the binary jsonb form is a version byte (1) and the text.
+fn json_as_text<S: Clone>(portal: &Portal<S>) -> Portal<S> {
+    let declared = &portal.statement.parameter_types;
+    let mut types = declared.clone();
+    let mut values = portal.parameters.clone();
+    for (i, t) in declared.iter().enumerate() {
+        let Some(t) = t else { continue };
+        if *t != Type::JSON && *t != Type::JSONB {
+            continue;
+        }
+        types[i] = Some(Type::TEXT);
+        if *t == Type::JSONB && portal.parameter_format.is_binary(i) {
+            if let Some(Some(v)) = values.get_mut(i) {
+                if v.first() == Some(&1) {
+                    *v = v.slice(1..);
+                }
+            }
+        }
+    }
+    let statement =
+        pgwire::api::stmt::StoredStatement::new(portal.statement.id.clone(), portal.statement.statement.clone(), types);
+    let mut copy = Portal::new_cursor(portal.name.clone(), std::sync::Arc::new(statement));
+    copy.parameter_format = portal.parameter_format.clone();
+    copy.parameters = values;
+    copy.result_column_format = portal.result_column_format.clone();
+    copy
 }
 
 /// A parameter sent as `sent` for a place that needs `want`, which arrow-pg cannot convert.

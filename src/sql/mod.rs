@@ -26,6 +26,7 @@ pub mod activity;
 mod aggregate_types;
 mod client_queries;
 mod compat;
+mod cursors;
 mod ddl;
 mod dml;
 mod dml_clauses;
@@ -379,8 +380,11 @@ async fn base_context(
             Arc::new(pg_catalog::PgCatalogOverlay::new(pg, catalog, oids.clone(), activity)),
         )?;
     }
-    functions::register_global(&ctx);
+    // Before any function is registered: it rebuilds the session state, which registers
+    // every function again in hash order (an override such as `to_char` could lose to the
+    // built-in it replaced, under its alias).
     json::register(&ctx)?;
+    functions::register_global(&ctx);
     pg_catalog::functions::register(&ctx, catalog, oids);
     let _ = db.information_schema.set(pg_catalog::information_schema::schema(&ctx, catalog).await?);
     Ok(ctx)

@@ -53,6 +53,8 @@ pub struct Session {
     login_role: Arc<std::sync::atomic::AtomicBool>,
     /// Notices the running statement produced, for the wire to send before its result.
     notices: std::sync::Mutex<Vec<super::Notice>>,
+    /// `PREPARE`d statements and open cursors.
+    named: super::cursors::Named,
 }
 
 impl Session {
@@ -91,12 +93,34 @@ impl Session {
         for f in super::pg_catalog::privileges::functions(asker) {
             ctx.register_udf(f);
         }
-        Session { engine, ctx, settings, tx: Default::default(), pid, login_role, notices: Default::default() }
+        Session {
+            engine,
+            ctx,
+            settings,
+            tx: Default::default(),
+            pid,
+            login_role,
+            notices: Default::default(),
+            named: Default::default(),
+        }
     }
 
     /// Records the process id the client was given at login.
     pub fn set_pid(&self, pid: i32) {
         self.pid.store(pid, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// This session's prepared statements and cursors.
+    pub(super) fn named(&self) -> &super::cursors::Named {
+        &self.named
+    }
+
+    /// A statement `EXECUTE`, `DECLARE` or a cursor runs on the session's behalf: checked
+    /// for privileges as if the user had sent it.
+    pub(super) async fn execute_prepared(&self, stmt: &Statement, params: Option<&ParamValues>) -> Result<QueryResult> {
+        let wrapped = HwStatement::Sql(Box::new(stmt.clone()));
+        super::access::check_statement(self, &wrapped)?;
+        self.execute_standard(stmt, params).await
     }
 
     /// The engine this session belongs to.
@@ -306,6 +330,7 @@ impl Session {
             }
             Statement::Rollback { .. } => {
                 self.transaction_slot(Option::take);
+                self.named.end_block();
                 Ok(QueryResult::TransactionEnd("ROLLBACK".into()))
             }
             Statement::Savepoint { name } => {
@@ -326,7 +351,13 @@ impl Session {
                 }
                 Ok(QueryResult::command(&format!("DISCARD {object_type}")))
             }
-            Statement::Deallocate { .. } => Ok(QueryResult::command("DEALLOCATE")),
+            Statement::Prepare { .. } | Statement::Execute { .. } | Statement::Deallocate { .. } => {
+                super::cursors::prepared(self, stmt).await
+            }
+            Statement::Declare { .. } | Statement::Fetch { .. } | Statement::Close { .. } => {
+                let in_block = self.transaction(|tx| tx.is_some());
+                super::cursors::cursor(self, stmt, params, in_block).await
+            }
             other => {
                 let text = other.to_string();
                 let words: Vec<&str> = text.split_whitespace().take(2).collect();
@@ -482,6 +513,7 @@ impl Session {
     /// `COMMIT`: the block's changes to every table it wrote, in one atomic commit (a failed
     /// block rolls back, as in Postgres, and says so in its tag).
     fn commit(&self) -> Result<QueryResult> {
+        self.named.end_block();
         let Some(tx) = self.transaction_slot(Option::take) else {
             return Ok(QueryResult::TransactionEnd("COMMIT".into()));
         };
@@ -540,6 +572,9 @@ impl Session {
                 Ok(Described { param_types, schema, point })
             }
             Statement::ShowVariable { variable } => Ok(rows(show_schema(variable))),
+            Statement::Fetch { name, .. } => {
+                Ok(Described { schema: self.named.cursor_schema(name).await, ..Described::default() })
+            }
             _ => Ok(Described::default()),
         }
     }
@@ -766,7 +801,10 @@ fn savepoint_name(name: &Ident) -> String {
 fn writes_state(stmt: &HwStatement) -> Durability {
     match stmt {
         HwStatement::Sql(s) => match s.as_ref() {
-            Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) => Durability::Dml,
+            // An EXECUTE may run a prepared INSERT.
+            Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_) | Statement::Execute { .. } => {
+                Durability::Dml
+            }
             Statement::Commit { .. } => Durability::Commit,
             Statement::CreateTable(_) | Statement::CreateView(_) | Statement::Drop { .. } => Durability::Ddl,
             _ => Durability::None,

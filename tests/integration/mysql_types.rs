@@ -26,7 +26,7 @@ const ROWS: &[&str] = &[
      -9999999999.99, 1234567890123456789012345678.0123456789, 12345678901234567890123456789012345.123456789012345678901234567890, \
      1.5, 2.718281828459045, '1000-01-01', '9999-12-31 23:59:59', '2024-02-29 12:34:56.123456', '2024-03-01 05:00:01.500', \
      '-838:59:59', '838:59:59.999999', 1901, \
-     '-12:34:56.7', '-00:00:00.01', '-838:59:58.9999', 0, -0.005, 'ab', 'héllo 🙂', 'long text', 'héllo €“”Ÿ', '中文', '{\"a\": [1, 2]}', 'large', 'a,c', b'1', b'10101010', \
+     '-12:34:56.7', '-00:00:00.01', '-838:59:58.9999', 0, -0.005, 'ab', 'héllo 🙂', 'long text', 'héllo €“”Ÿ', '中文', '{\"b\": 1,  \"a\": [1, 2.50]}', 'large', 'a,c', b'1', b'10101010', \
      'ab', 'bytes', 'blob'",
     "NULL",
     "0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, '0000-00-00', '0000-00-00 00:00:00', '2000-01-01 00:00:00', \
@@ -96,6 +96,8 @@ async fn every_type_decodes_identically_in_snapshot_and_binlog() {
         ("tm4", "-838:59:58.9999"),
         ("y0", "0"),
         ("ds", "-0.005"),
+        // JSON (MariaDB's LONGTEXT CHECK (json_valid(j))) is jsonb, in its canonical text.
+        ("j", "{\"a\": [1, 2.50], \"b\": 1}"),
     ];
     for (name, want) in expect {
         assert_eq!(first[col(name)], want, "column {name}");
@@ -107,4 +109,10 @@ async fn every_type_decodes_identically_in_snapshot_and_binlog() {
     assert_eq!(snap[2][col("dtm")], "NULL");
     // NULL in every column.
     assert!(snap[1][1..].iter().all(|v| v == "NULL"), "{:?}", snap[1]);
+    // JSON columns take jsonb's operators, from both paths.
+    assert_eq!(
+        rows(&hw, "SELECT pg_typeof(j), j -> 'a' ->> 1, j @> '{\"b\": 1}' FROM t WHERE id IN (0, 100) ORDER BY id")
+            .await,
+        vec![vec!["jsonb".to_string(), "2.50".into(), "t".into()]; 2]
+    );
 }

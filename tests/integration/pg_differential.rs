@@ -140,6 +140,16 @@ const TYPED_QUERIES: &[&str] = &[
     "SELECT id, j::text, c::text || '|' FROM docs ORDER BY id",
     "SELECT count(*) FROM docs WHERE j ->> 'b' = '3'",
     "SELECT id, (j -> 'a' ->> 0)::int + 1 FROM docs WHERE id = 1",
+    // Prepared statements and cursors, as SQL.
+    "PREPARE pq (int) AS SELECT id, v FROM docs WHERE id > $1 ORDER BY id; EXECUTE pq(2); EXECUTE pq (4); DEALLOCATE pq",
+    "EXECUTE missing(1)",
+    "PREPARE dup AS SELECT 1; PREPARE dup AS SELECT 2",
+    "DEALLOCATE dup; EXECUTE dup",
+    "BEGIN; DECLARE cur CURSOR FOR SELECT id, j FROM docs ORDER BY id; FETCH 2 FROM cur; FETCH NEXT FROM cur; \
+     FETCH FORWARD 1 FROM cur; FETCH ALL FROM cur; FETCH 1 FROM cur; CLOSE cur; COMMIT",
+    "DECLARE outside CURSOR FOR SELECT 1",
+    "FETCH 1 FROM nothere",
+    "BEGIN; DECLARE held CURSOR WITH HOLD FOR SELECT id FROM docs ORDER BY id; COMMIT; FETCH 2 FROM held; CLOSE held",
 ];
 
 /// One answer as text: rows of nullable strings, or an error's SQLSTATE.

@@ -48,3 +48,37 @@ def test_bytea_round_trip_and_errors(dsn):
         cur.execute("DROP TABLE py2_scratch")
     finally:
         conn.close()
+
+
+def test_named_cursor_and_json(dsn):
+    """A named (server-side) cursor reads in chunks through DECLARE/FETCH; json and jsonb
+    come back as Python objects; SQL PREPARE/EXECUTE work."""
+    conn = psycopg2.connect(dsn)
+    try:
+        cur = conn.cursor()
+        cur.execute("CREATE TABLE IF NOT EXISTS py2_docs (id INT PRIMARY KEY, doc JSONB, raw JSON, code CHAR(4))")
+        cur.execute("DELETE FROM py2_docs")
+        cur.execute(
+            "INSERT INTO py2_docs SELECT x, jsonb_build_object('n', x, 'tags', jsonb_build_array('a', x)), "
+            "'{\"k\": 1}', 'c' FROM generate_series(1, 250) g(x)"
+        )
+        conn.commit()
+        named = conn.cursor(name="big_read")
+        named.itersize = 100
+        named.execute("SELECT id, doc, raw, code FROM py2_docs ORDER BY id")
+        seen = [row for row in named]
+        assert len(seen) == 250
+        assert seen[0] == (1, {"n": 1, "tags": ["a", 1]}, {"k": 1}, "c   ")
+        named.close()
+        conn.commit()
+        cur.execute("SELECT doc -> 'tags' ->> 1, doc @> %s FROM py2_docs WHERE id = %s", ('{"n": 7}', 7))
+        assert cur.fetchone() == ("7", True)
+        cur.execute("PREPARE by_id (int) AS SELECT doc ->> 'n' FROM py2_docs WHERE id = $1")
+        cur.execute("EXECUTE by_id (42)")
+        assert cur.fetchone() == ("42",)
+        cur.execute("DEALLOCATE by_id")
+        with pytest.raises(psycopg2.errors.StringDataRightTruncation):
+            cur.execute("INSERT INTO py2_docs (id, code) VALUES (999, 'toolong')")
+        conn.rollback()
+    finally:
+        conn.close()

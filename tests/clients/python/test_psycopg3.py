@@ -162,3 +162,19 @@ def test_password_auth_and_tls(secure):
         conn.commit()
     with psycopg.connect(f"host=127.0.0.1 port={secure['port']} dbname=headwater user=py_reader password=r3ader") as conn:
         assert conn.execute("SELECT session_user").fetchone() == ("py_reader",)
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_jsonb_in_both_formats_and_as_parameters(dsn, binary):
+    """jsonb in both formats (binary has a version byte) and Jsonb parameters (oid 3802)."""
+    from psycopg.types.json import Jsonb
+
+    with psycopg.connect(dsn) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS py3_docs (id INT PRIMARY KEY, doc JSONB)")
+        conn.execute("DELETE FROM py3_docs")
+        conn.execute("INSERT INTO py3_docs VALUES (%s, %s), (%s, %s)", (1, Jsonb({"b": [1, 2.5], "a": None}), 2, Jsonb([1, "x"])))
+        rows = conn.cursor(binary=binary).execute("SELECT id, doc, doc -> 'b' FROM py3_docs ORDER BY id").fetchall()
+        assert rows == [(1, {"a": None, "b": [1, 2.5]}, [1, 2.5]), (2, [1, "x"], None)]
+        hit = conn.execute("SELECT id FROM py3_docs WHERE doc @> %s", (Jsonb({"b": [2.5]}),)).fetchall()
+        assert hit == [(1,)]
+        conn.commit()
