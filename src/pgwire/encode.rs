@@ -321,6 +321,8 @@ pub fn response(result: QueryResult, format: &Format, session: &Session) -> PgWi
             }
             Response::Execution(t)
         }
+        QueryResult::CopyOut { format, schema, stream } => super::copy::copy_out(format, schema, stream, session)?,
+        QueryResult::CopyIn(copy) => super::copy::copy_in_response(&copy),
         QueryResult::TransactionStart(tag) => Response::TransactionStart(Tag::new(&tag)),
         QueryResult::TransactionEnd(tag) => Response::TransactionEnd(Tag::new(&tag)),
     })

@@ -68,7 +68,8 @@ impl Connection {
         let session = Arc::new(session);
         let token = Arc::new(CancelToken::default());
         let startup = Arc::new(Startup::new(auth, session.clone(), cancels.clone(), token.clone(), life.clone()));
-        Connection { parser: Arc::new(StatementParser { session, token, life }), startup, cancels }
+        let parser = StatementParser { session, token, life, copy_in: Default::default() };
+        Connection { parser: Arc::new(parser), startup, cancels }
     }
 }
 
@@ -133,6 +134,8 @@ pub struct StatementParser {
     session: Arc<Session>,
     token: Arc<CancelToken>,
     life: Arc<Lifecycle>,
+    /// A `COPY ... FROM STDIN` receiving its data ([`super::copy`]).
+    pub(super) copy_in: std::sync::Mutex<Option<super::copy::Receiving>>,
 }
 
 /// The `oid[]` parameter of a [`HwStatement::ClientQuery`], as a list of BIGINT.
@@ -158,6 +161,19 @@ const REPORTED: &[(&str, &str)] = &[
 impl StatementParser {
     /// Executes one statement; a cancel request or the session's `statement_timeout` stops it
     /// with 57014, also while its rows stream.
+    /// The response to a statement's result; a `COPY ... FROM STDIN` starts receiving.
+    fn respond(&self, result: QueryResult, format: &Format) -> PgWireResult<Response> {
+        if let QueryResult::CopyIn(copy) = &result {
+            *self.copy_in.lock().unwrap_or_else(|p| p.into_inner()) = Some(super::copy::Receiving::new(copy.clone()));
+        }
+        response(result, format, &self.session)
+    }
+
+    /// The session, for the COPY handler.
+    pub(super) fn session(&self) -> &Arc<Session> {
+        &self.session
+    }
+
     async fn run<C>(&self, client: &mut C, stmt: &HwStatement, params: Option<&ParamValues>) -> Result<QueryResult>
     where
         C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
@@ -320,7 +336,7 @@ impl SimpleQueryHandler for StatementParser {
         let mut out = Vec::with_capacity(statements.len());
         for stmt in statements {
             match self.run(client, &stmt, None).await {
-                Ok(result) => out.push(response(result, &Format::UnifiedText, &self.session)?),
+                Ok(result) => out.push(self.respond(result, &Format::UnifiedText)?),
                 Err(e) => {
                     // Postgres runs the statements before the failing one and stops there.
                     out.push(Response::Error(Box::new(error_info(&e))));
@@ -382,7 +398,12 @@ impl ExtendedQueryHandler for StatementParser {
     type QueryParser = StatementParser;
 
     fn query_parser(&self) -> Arc<Self::QueryParser> {
-        Arc::new(StatementParser { session: self.session.clone(), token: self.token.clone(), life: self.life.clone() })
+        Arc::new(StatementParser {
+            session: self.session.clone(),
+            token: self.token.clone(),
+            life: self.life.clone(),
+            copy_in: Default::default(),
+        })
     }
 
     /// Binds a portal like pgwire's default, but leaves BindComplete in the write buffer
@@ -450,6 +471,6 @@ impl ExtendedQueryHandler for StatementParser {
             }
         }
         let result = self.run(client, &prepared.statement, params.as_ref()).await.map_err(error)?;
-        response(result, &portal.result_column_format, &self.session)
+        self.respond(result, &portal.result_column_format)
     }
 }

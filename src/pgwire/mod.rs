@@ -11,6 +11,7 @@
 
 mod batched;
 mod cancel;
+mod copy;
 mod encode;
 mod framing;
 mod handler;

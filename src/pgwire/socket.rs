@@ -147,13 +147,18 @@ async fn step(socket: &mut Socket, conn: &Arc<Connection>) -> io::Result<Flow> {
         conn.startup.clone(),
         conn.parser.clone(),
         conn.parser.clone(),
-        Arc::new(pgwire::api::NoopHandler),
+        conn.parser.clone(),
         conn.cancels.clone(),
     )
     .await;
     if let Err(mut e) = handled {
         conn.error_handler().on_error(socket, &mut e);
         process_error(socket, e, is_extended_query).await?;
+    }
+    // An Execute that started a COPY FROM STDIN: its CopyInResponse must reach the client
+    // now (it sends no Sync before the data, and `Batched` holds replies until Sync).
+    if matches!(socket.state(), PgWireConnectionState::CopyInProgress(true)) {
+        socket.flush().await?;
     }
     Ok(Flow::Continue)
 }

@@ -143,6 +143,18 @@ pub fn require_select(s: &Session, name: &str) -> Result<()> {
     }
 }
 
+/// 42501 unless the session may insert into relation `name` (`COPY ... FROM STDIN`).
+pub fn require_insert(s: &Session, name: &str) -> Result<()> {
+    let who = identity(s);
+    if who.superuser {
+        return Ok(());
+    }
+    match s.engine().catalog().get(Namespace::Relation, name) {
+        Some(obj) => require(s, &who, &obj, Privilege::Insert),
+        None => Ok(()),
+    }
+}
+
 /// 42501 unless the session owns `obj` (or is a superuser).
 pub fn require_owner(s: &Session, who: &Identity, obj: &CatalogObject) -> Result<()> {
     if who.superuser || who.roles.contains(&owner_of(s.engine().catalog(), obj)) {

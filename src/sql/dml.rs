@@ -142,6 +142,24 @@ async fn execute_once(s: &Session, stmt: &Statement, params: Option<&ParamValues
     Ok(QueryResult::Command { tag: tag.to_string(), rows: Some(rows) })
 }
 
+/// Inserts `batch` (every column of table `name`, in order) as one atomic write, as
+/// `INSERT` does: the rows `COPY ... FROM STDIN` read. The rows written.
+pub(super) async fn insert_rows(s: &Session, name: &str, batch: RecordBatch) -> Result<usize> {
+    let table = match s.engine().catalog().get(Namespace::Relation, name).and_then(|o| o.relation) {
+        Some(Relation::Table { state, .. }) => state,
+        _ => return Err(Error::UndefinedTable(name.to_string())),
+    };
+    let schema = table.schema();
+    let batch = conform(&schema, name, batch)?;
+    let n = batch.num_rows();
+    let change = ChangeBatch { mode: ApplyMode::Checked, ..ChangeBatch::uniform(batch, 1) };
+    let in_block = s.transaction(|tx| tx.map(|t| t.write(&table, change.clone()))).transpose()?.is_some();
+    if !in_block && !change.is_empty() {
+        s.engine().dataflow().commit(&[(&table, &change)], WriteBatch::default())?;
+    }
+    Ok(n)
+}
+
 /// The columns a DML statement's RETURNING gives (for Describe); `None` without RETURNING.
 pub(super) fn returning_schema(s: &Session, stmt: &Statement, plan: &LogicalPlan) -> Result<Option<SchemaRef>> {
     let Some(items) = take_clauses(&mut stmt.clone())?.returning else { return Ok(None) };

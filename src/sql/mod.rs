@@ -26,6 +26,7 @@ pub mod activity;
 mod aggregate_types;
 mod client_queries;
 mod compat;
+mod copy;
 mod cursors;
 mod ddl;
 mod dml;
@@ -63,6 +64,7 @@ use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider, SchemaProvider
 use datafusion::execution::SessionState;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
+pub use copy::{CopyFormat, CopyIn};
 pub use limits::{MAX_NESTING, STACK_BYTES};
 pub use parser::{HwStatement, SqlParser};
 pub use point::PointQuery;

@@ -47,6 +47,10 @@ pub enum QueryResult {
     TransactionStart(String),
     /// `COMMIT` / `ROLLBACK`: the transaction block ended.
     TransactionEnd(String),
+    /// `COPY ... TO STDOUT`: rows to write as COPY data.
+    CopyOut { format: super::copy::CopyFormat, schema: SchemaRef, stream: SendableRecordBatchStream },
+    /// `COPY ... FROM STDIN`: the client sends the data next ([`Session::copy_from_client`]).
+    CopyIn(super::copy::CopyIn),
 }
 
 impl std::fmt::Debug for QueryResult {
@@ -58,6 +62,8 @@ impl std::fmt::Debug for QueryResult {
             QueryResult::TransactionStart(t) | QueryResult::TransactionEnd(t) => {
                 write!(f, "Transaction({t})")
             }
+            QueryResult::CopyOut { schema, .. } => write!(f, "CopyOut({schema:?})"),
+            QueryResult::CopyIn(c) => write!(f, "CopyIn({c:?})"),
         }
     }
 }

@@ -123,6 +123,33 @@ impl Session {
         self.execute_standard(stmt, params).await
     }
 
+    /// Writes the data of a `COPY ... FROM STDIN` (sent after the statement), as
+    /// [`Session::execute`] runs a statement: refused in a failed block, failing the block on
+    /// an error, durable when it returns outside a block.
+    pub async fn copy_from_client(&self, copy: &super::CopyIn, data: &[u8]) -> Result<usize> {
+        let block = self.transaction(|tx| tx.map(|t| t.failed));
+        if block == Some(true) {
+            return Err(Error::InFailedTransaction);
+        }
+        match super::copy::copy_in(self, copy, data).await {
+            Ok(n) => {
+                if block.is_none() && self.settings.read_locked().synchronous_commit() {
+                    self.engine.make_durable().await?;
+                }
+                Ok(n)
+            }
+            Err(e) => {
+                self.fail_block();
+                Err(e)
+            }
+        }
+    }
+
+    /// An error outside a statement (a failed COPY) fails the open block, as in Postgres.
+    pub fn fail_block(&self) {
+        self.transaction(|tx| tx.map(|t| t.failed = true));
+    }
+
     /// The engine this session belongs to.
     pub fn engine(&self) -> &Arc<Engine> {
         &self.engine
@@ -354,6 +381,7 @@ impl Session {
             Statement::Prepare { .. } | Statement::Execute { .. } | Statement::Deallocate { .. } => {
                 super::cursors::prepared(self, stmt).await
             }
+            Statement::Copy { .. } => super::copy::copy(self, stmt).await,
             Statement::Declare { .. } | Statement::Fetch { .. } | Statement::Close { .. } => {
                 let in_block = self.transaction(|tx| tx.is_some());
                 super::cursors::cursor(self, stmt, params, in_block).await
