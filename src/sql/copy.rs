@@ -241,7 +241,7 @@ fn from_text(
         for (i, v) in texts.iter().enumerate() {
             out.push(match v {
                 None => None,
-                Some(t) => Some(bytea_in(t).ok_or_else(|| bad_value(column, "bytea", i, t))?),
+                Some(t) => Some(crate::types::bytea_in(t).ok_or_else(|| bad_value(column, "bytea", i, t))?),
             });
         }
         return Ok(Arc::new(out.into_iter().collect::<BinaryArray>()));
@@ -266,17 +266,6 @@ fn bad_value(column: &str, type_name: &str, line: usize, value: &str) -> Error {
             "invalid input syntax for type {type_name}: \"{value}\" (COPY, line {}, column {column})",
             line + 1
         ),
-    }
-}
-
-/// `\x0a0b` (Postgres's hex format) or plain text as its bytes.
-fn bytea_in(text: &str) -> Option<Vec<u8>> {
-    match text.strip_prefix("\\x") {
-        Some(hex) if hex.len() % 2 == 0 => {
-            (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok()).collect()
-        }
-        Some(_) => None,
-        None => Some(text.as_bytes().to_vec()),
     }
 }
 

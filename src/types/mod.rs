@@ -178,6 +178,42 @@ impl PgText {
     }
 }
 
+/// Postgres's `bytea` input: `\x` and hex digit pairs (whitespace between pairs allowed), or
+/// the escape format (`\\` a backslash, `\ooo` an octal byte, other characters as their
+/// UTF-8 bytes). `None` for text that is neither (Postgres: 22P02).
+pub fn bytea_in(text: &str) -> Option<Vec<u8>> {
+    if let Some(hex) = text.strip_prefix("\\x") {
+        let digits: Vec<u8> = hex.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+        if digits.len() % 2 != 0 {
+            return None;
+        }
+        return digits
+            .chunks(2)
+            .map(|p| std::str::from_utf8(p).ok().and_then(|p| u8::from_str_radix(p, 16).ok()))
+            .collect();
+    }
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'\\' {
+            out.push(bytes[i]);
+            i += 1;
+        } else if bytes.get(i + 1) == Some(&b'\\') {
+            out.push(b'\\');
+            i += 2;
+        } else {
+            let oct = bytes.get(i + 1..i + 4)?;
+            if !oct.iter().all(|b| (b'0'..=b'7').contains(b)) || oct[0] > b'3' {
+                return None;
+            }
+            out.push((oct[0] - b'0') * 64 + (oct[1] - b'0') * 8 + (oct[2] - b'0'));
+            i += 4;
+        }
+    }
+    Some(out)
+}
+
 fn violation(e: json::JsonError) -> TypeViolation {
     TypeViolation { sqlstate: e.sqlstate, message: e.message }
 }
@@ -201,6 +237,17 @@ mod tests {
         assert_eq!(c.assign_value("abcdef").unwrap_err().message, "value too long for type character(5)");
         assert_eq!(c.display("ab").as_deref(), Some("ab   "));
         assert_eq!(c.display("abcde"), None);
+    }
+
+    #[test]
+    fn bytea_text_reads_as_postgres() {
+        assert_eq!(bytea_in("\\xdeadBEEF"), Some(vec![0xde, 0xad, 0xbe, 0xef]));
+        assert_eq!(bytea_in("\\x01 02"), Some(vec![1, 2]));
+        assert_eq!(bytea_in("\\x"), Some(vec![]));
+        assert_eq!(bytea_in("\\x123"), None);
+        assert_eq!(bytea_in("abc"), Some(b"abc".to_vec()));
+        assert_eq!(bytea_in("a\\\\b\\001"), Some(b"a\\b\x01".to_vec()));
+        assert_eq!(bytea_in("bad\\9"), None);
     }
 
     #[test]

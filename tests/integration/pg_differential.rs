@@ -140,6 +140,9 @@ const TYPED_QUERIES: &[&str] = &[
     "SELECT id, j::text, c::text || '|' FROM docs ORDER BY id",
     "SELECT count(*) FROM docs WHERE j ->> 'b' = '3'",
     "SELECT id, (j -> 'a' ->> 0)::int + 1 FROM docs WHERE id = 1",
+    // bytea text is Postgres's bytea input (hex or escape format), in casts and INSERT.
+    "SELECT '\\x0102'::bytea, 'abc'::bytea, CAST('a\\\\b\\001' AS bytea)",
+    "SELECT '\\x1'::bytea",
     // Prepared statements and cursors, as SQL.
     "PREPARE pq (int) AS SELECT id, v FROM docs WHERE id > $1 ORDER BY id; EXECUTE pq(2); EXECUTE pq (4); DEALLOCATE pq",
     "EXECUTE missing(1)",

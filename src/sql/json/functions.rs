@@ -115,6 +115,21 @@ pub fn pg_text_cast() -> ScalarUDF {
     })
 }
 
+/// `pg_bytea_in(text)`: text cast to `bytea` as Postgres reads it (`'\\x0102'` is two bytes;
+/// Arrow's cast took the text's own bytes).
+pub fn pg_bytea_in() -> ScalarUDF {
+    row_udf("pg_bytea_in", Output::Binary, |a, _| {
+        let Some(t) = a.first().and_then(text_of) else { return Ok(ScalarValue::Binary(None)) };
+        crate::types::bytea_in(&t).map(|b| ScalarValue::Binary(Some(b))).ok_or_else(|| {
+            if t.starts_with("\\x") {
+                data("22023", format!("invalid hexadecimal data in bytea: \"{t}\""))
+            } else {
+                data("22P02", format!("invalid input syntax for type bytea: \"{t}\""))
+            }
+        })
+    })
+}
+
 /// `pg_text_plain(value)`: a marked value as plain text.
 pub fn pg_text_plain() -> ScalarUDF {
     row_udf("pg_text_plain", Output::Text, |a, _| Ok(text(a.first().and_then(text_of))))
@@ -504,6 +519,7 @@ pub fn all() -> Vec<ScalarUDF> {
     vec![
         pg_text_cast(),
         pg_text_plain(),
+        pg_bytea_in(),
         get(false),
         get(true),
         path(false),

@@ -171,7 +171,8 @@ impl ExprPlanner for JsonOperators {
     }
 }
 
-/// Casts to a marked type run its rules; casts of a marked value to plain text drop the mark.
+/// Casts to a marked type run its rules; casts of a marked value to plain text drop the mark;
+/// casts of text to `bytea` read Postgres's bytea text.
 #[derive(Debug, Default)]
 pub struct TypedTextCasts;
 
@@ -197,6 +198,15 @@ impl AnalyzerRule for TypedTextCasts {
                         }
                         None if from.is_some() && *field.data_type() == DataType::Utf8 => {
                             Ok(Transformed::yes(call(functions::pg_text_plain(), vec![expr.as_ref().clone()])))
+                        }
+                        // Text to bytea reads Postgres's bytea text (`'\x0102'`), not the text's bytes.
+                        None if *field.data_type() == DataType::Binary
+                            && matches!(
+                                field_of(expr, &inputs_merged).map(|f| f.data_type().clone()),
+                                Some(DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+                            ) =>
+                        {
+                            Ok(Transformed::yes(call(functions::pg_bytea_in(), vec![expr.as_ref().clone()])))
                         }
                         _ => Ok(Transformed::no(e)),
                     }

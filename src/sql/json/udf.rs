@@ -17,6 +17,7 @@ use crate::types::PgText;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Output {
     Text,
+    Binary,
     Int32,
     Bool,
     /// A JSON value of this type.
@@ -75,6 +76,7 @@ pub fn row_udf(
 fn field_for(output: Output, args: &[FieldRef], named: Option<&ScalarValue>) -> Field {
     match output {
         Output::Text => Field::new("", DataType::Utf8, true),
+        Output::Binary => Field::new("", DataType::Binary, true),
         Output::Int32 => Field::new("", DataType::Int32, true),
         Output::Bool => Field::new("", DataType::Boolean, true),
         Output::Json(t) => t.field(""),
