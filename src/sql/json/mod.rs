@@ -26,6 +26,7 @@ use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DFSchema, Result};
 use datafusion::logical_expr::expr::ScalarFunction;
+use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::planner::{ExprPlanner, PlannerResult, RawBinaryExpr, TypePlanner};
 use datafusion::logical_expr::{Cast, Expr, ExprSchemable, LogicalPlan, ScalarUDF};
 use datafusion::optimizer::AnalyzerRule;
@@ -183,8 +184,12 @@ impl AnalyzerRule for TypedTextCasts {
             for input in node.inputs() {
                 inputs_merged.merge(input.schema());
             }
-            node.map_expressions(|e| {
-                e.transform_up(|e| {
+            // A rewritten expression keeps the name the column had (`j::text` is `j`), and the
+            // node's schema is computed again: it still had the cast's field, marks included.
+            let names = NamePreserver::new(&node);
+            let rewritten = node.map_expressions(|e| {
+                let saved = names.save(&e);
+                let out = e.transform_up(|e| {
                     let Expr::Cast(Cast { expr, field }) = &e else { return Ok(Transformed::no(e)) };
                     let target = PgText::of(field);
                     let from = typed(expr, &inputs_merged);
@@ -210,8 +215,14 @@ impl AnalyzerRule for TypedTextCasts {
                         }
                         _ => Ok(Transformed::no(e)),
                     }
-                })
-            })
+                })?;
+                Ok(if out.transformed { out.update_data(|e| saved.restore(e)) } else { out })
+            })?;
+            if rewritten.transformed {
+                rewritten.map_data(|p| p.recompute_schema())
+            } else {
+                Ok(rewritten)
+            }
         })
         .map(|t| t.data)
     }
