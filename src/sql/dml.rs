@@ -34,6 +34,8 @@ use crate::state::WriteBatch;
 /// commit changed between its read and its commit (40001) is run again from the start, as
 /// Postgres re-evaluates a row it waited for: concurrent `UPDATE t SET n = n + 1` all count.
 pub(super) async fn execute(s: &Session, stmt: &Statement, params: Option<&ParamValues>) -> Result<QueryResult> {
+    let filled = super::insert_defaults::fill(s, stmt)?;
+    let stmt = filled.as_ref().unwrap_or(stmt);
     let in_block = s.transaction(|tx| tx.is_some());
     let mut attempt = 0;
     loop {

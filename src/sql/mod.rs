@@ -34,6 +34,7 @@ mod dml_clauses;
 mod freshness;
 pub mod functions;
 pub mod hw_catalog;
+mod insert_defaults;
 mod json;
 mod limits;
 mod literals;

@@ -49,7 +49,7 @@ pub enum QueryResult {
     TransactionEnd(String),
     /// `COPY ... TO STDOUT`: rows to write as COPY data.
     CopyOut { format: super::copy::CopyFormat, schema: SchemaRef, stream: SendableRecordBatchStream },
-    /// `COPY ... FROM STDIN`: the client sends the data next ([`Session::copy_from_client`]).
+    /// `COPY ... FROM STDIN`: the client sends the data next ([`super::Session::copy_from_client`]).
     CopyIn(super::copy::CopyIn),
 }
 

@@ -584,6 +584,8 @@ impl Session {
             | Statement::Insert(_)
             | Statement::Update(_)
             | Statement::Delete(_) => {
+                let filled = super::insert_defaults::fill(self, sql)?;
+                let sql = filled.as_ref().unwrap_or(sql);
                 let plan = self.plan(sql).await?;
                 let param_types = parameter_types(&plan)?;
                 let point = PointQuery::recognize(&plan).map(Arc::new);

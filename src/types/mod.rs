@@ -6,7 +6,7 @@
 //! [`PG_TYPE_KEY`]. The marker travels with the field through DataFusion's plans (column
 //! references keep it; casts and functions set it), so the wire reports the Postgres type and
 //! writes check the rules: [`PgText::assign`] is what `INSERT`/`UPDATE` and the sources apply to
-//! a column's values, [`PgText::cast`] what an explicit cast applies.
+//! a column's values, [`PgText::cast_value`] what an explicit cast applies.
 
 pub mod json;
 

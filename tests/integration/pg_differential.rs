@@ -108,6 +108,7 @@ const TYPED_SETUP: &[&str] = &[
     "INSERT INTO docs VALUES (1, '{\"b\": 2, \"a\": [1, 2.50, {\"x\": null}], \"b\": 3}', '{\"b\":2,  \"a\":1}', 'ab', 'abcd'), \
      (2, '[1, \"two\", [3], {\"k\": true}]', '[1,2]', 'abcde', 'ab  '), (3, '\"text\"', 'null', NULL, NULL), \
      (4, '{\"a\": {\"b\": {\"c\": 1e2}}, \"tags\": [\"x\", \"y\"]}', '{}', ' x', ''), (5, NULL, NULL, 'z   ', 'z  ')",
+    "CREATE TABLE dflt (id INT DEFAULT 7, n TEXT DEFAULT 'x', m INT)",
 ];
 
 /// Queries over [`TYPED_SETUP`] whose answers must be Postgres's.
@@ -143,6 +144,13 @@ const TYPED_QUERIES: &[&str] = &[
     // bytea text is Postgres's bytea input (hex or escape format), in casts and INSERT.
     "SELECT '\\x0102'::bytea, 'abc'::bytea, CAST('a\\\\b\\001' AS bytea)",
     "SELECT '\\x1'::bytea",
+    // DEFAULT in INSERT, and rows shorter than the column list.
+    "INSERT INTO dflt DEFAULT VALUES; INSERT INTO dflt VALUES (1); INSERT INTO dflt (n, m) VALUES (DEFAULT, 5), ('y', DEFAULT); \
+     INSERT INTO dflt VALUES (2, DEFAULT, 3); SELECT * FROM dflt ORDER BY id, n, m",
+    "INSERT INTO dflt VALUES (1, 'a', 2, 3)",
+    // Arrays as text.
+    "SELECT ARRAY[1, 2]::text, ARRAY['a', 'b c', NULL, '', 'x\"y']::text, ARRAY[true, false]::text, ARRAY[[1, 2], [3, 4]]::text",
+    "SELECT (SELECT array_agg(id ORDER BY id) FROM docs)::text, (SELECT array_agg(v ORDER BY id) FROM docs)::text",
     // Prepared statements and cursors, as SQL.
     "PREPARE pq (int) AS SELECT id, v FROM docs WHERE id > $1 ORDER BY id; EXECUTE pq(2); EXECUTE pq (4); DEALLOCATE pq",
     "EXECUTE missing(1)",

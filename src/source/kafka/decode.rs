@@ -244,11 +244,27 @@ fn convert(field: &Field, v: &Value, hint: Option<&Hint>, unit: TimeUnit) -> Res
             }
             Cell::Decimal(unscaled)
         }
-        Utf8 | LargeUtf8 | Utf8View => Cell::Text(match v {
-            Value::String(s) => s.clone(),
-            // A nested value (a MySQL JSON column, a number) as its JSON text.
-            other => other.to_string(),
-        }),
+        Utf8 | LargeUtf8 | Utf8View => {
+            let text = match v {
+                Value::String(s) => s.clone(),
+                // A nested value (a MySQL JSON column, a number) as its JSON text.
+                other => other.to_string(),
+            };
+            match crate::types::PgText::of(field) {
+                None => Cell::Text(text),
+                // jsonb: a string holds JSON text (Debezium's Json type), else it is a JSON
+                // string; varchar(n)/char(n): their length (22001 stops the message).
+                Some(t) => match t.assign_value(&text) {
+                    Ok(changed) => Cell::Text(changed.unwrap_or(text)),
+                    Err(_) if t == crate::types::PgText::Jsonb && matches!(v, Value::String(_)) => {
+                        let mut quoted = String::new();
+                        crate::types::json::write_string(&text, &mut quoted);
+                        Cell::Text(quoted)
+                    }
+                    Err(e) => return Err(e.message),
+                },
+            }
+        }
         Boolean => Cell::Bool(match v {
             Value::Bool(b) => *b,
             Value::Number(n) => match n.as_i64() {
@@ -570,6 +586,19 @@ mod tests {
             TimeUnit::Millisecond
         )
         .is_err());
+    }
+
+    #[test]
+    fn typed_text_columns_keep_their_rules() {
+        let unit = TimeUnit::Millisecond;
+        let j = crate::types::PgText::Jsonb.field("j");
+        let canonical = Ok(Cell::Text(r#"{"a": 2, "b": 1}"#.into()));
+        assert_eq!(convert(&j, &json!(r#"{"b":1,"a":2}"#), None, unit), canonical);
+        assert_eq!(convert(&j, &json!({"b": 1, "a": 2}), None, unit), canonical);
+        assert_eq!(convert(&j, &json!("plain"), None, unit), Ok(Cell::Text("\"plain\"".into())));
+        let v = crate::types::PgText::Varchar(2).field("v");
+        assert_eq!(convert(&v, &json!("ab"), None, unit), Ok(Cell::Text("ab".into())));
+        assert!(convert(&v, &json!("abc"), None, unit).is_err());
     }
 
     #[test]

@@ -63,7 +63,10 @@ pub fn from_schemas(value: &Value, key: Option<&Value>, topic: &str, table: &str
                 &format!("field {name} has Kafka Connect type {} ({}), which is not read", c["type"], c["name"]),
             )
         })?;
-        arrow.push(Field::new(name, t, c["optional"].as_bool().unwrap_or(true)));
+        let field = Field::new(name, t, c["optional"].as_bool().unwrap_or(true));
+        // A MySQL JSON column (Debezium's Json logical type) is jsonb, as the MySQL source has it.
+        let json = c["name"].as_str() == Some("io.debezium.data.Json");
+        arrow.push(if json { crate::types::PgText::Jsonb.mark(field) } else { field });
     }
     let key_names: Vec<String> = key
         .and_then(|k| k["schema"]["fields"].as_array())
@@ -79,13 +82,17 @@ pub fn from_schemas(value: &Value, key: Option<&Value>, topic: &str, table: &str
         .ok_or_else(|| refuse(topic, "a key field is not among the row's fields"))?;
     for &i in &key {
         let f = &arrow[i];
-        arrow[i] = Field::new(f.name(), f.data_type().clone(), false);
+        arrow[i] = f.clone().with_nullable(false);
     }
     let mut items: Vec<String> = arrow
         .iter()
         .map(|f| {
             let null = if f.is_nullable() { "" } else { " NOT NULL" };
-            format!("{} {}{null}", crate::ident::quote_ident(f.name()), sql_type(f.data_type()))
+            let spelled = match crate::types::PgText::of(f) {
+                Some(crate::types::PgText::Jsonb) => "JSONB".to_string(),
+                _ => sql_type(f.data_type()),
+            };
+            format!("{} {spelled}{null}", crate::ident::quote_ident(f.name()))
         })
         .collect();
     items.push(format!(

@@ -1,4 +1,6 @@
-//! The JSON functions and operator functions, with Postgres's names and answers.
+//! The JSON functions and operator functions, with Postgres's names and answers, and the
+//! functions the typed-text rule puts in place of casts (`pg_text_cast`, `pg_bytea_in`,
+//! `pg_array_text`).
 
 use datafusion::arrow::array::Array;
 use datafusion::arrow::datatypes::FieldRef;
@@ -128,6 +130,74 @@ pub fn pg_bytea_in() -> ScalarUDF {
             }
         })
     })
+}
+
+/// `pg_array_text(array)`: an array cast to text as Postgres writes it (`{1,2}`,
+/// `{a,"b c",NULL}`, `{{1},{2}}`); Arrow's cast wrote `[1, 2]`.
+pub fn pg_array_text() -> ScalarUDF {
+    row_udf("pg_array_text", Output::Text, |a, _| {
+        let Some(v) = a.first() else { return Ok(text(None)) };
+        if v.is_null() {
+            return Ok(text(None));
+        }
+        let mut out = String::new();
+        array_text(v, &mut out)?;
+        Ok(text(Some(out)))
+    })
+}
+
+fn array_text(v: &ScalarValue, out: &mut String) -> Result<()> {
+    let values = match v {
+        ScalarValue::List(l) => l.value(0),
+        ScalarValue::LargeList(l) => l.value(0),
+        ScalarValue::FixedSizeList(l) => l.value(0),
+        _ => return Err(Error::Internal("pg_array_text: not an array".into())),
+    };
+    out.push('{');
+    for i in 0..values.len() {
+        if i > 0 {
+            out.push(',');
+        }
+        let item = ScalarValue::try_from_array(&values, i).map_err(Error::from)?;
+        match &item {
+            x if x.is_null() => out.push_str("NULL"),
+            ScalarValue::List(_) | ScalarValue::LargeList(_) | ScalarValue::FixedSizeList(_) => array_text(&item, out)?,
+            ScalarValue::Boolean(Some(b)) => out.push(if *b { 't' } else { 'f' }),
+            other => {
+                let t = match other {
+                    ScalarValue::Utf8(Some(t)) | ScalarValue::LargeUtf8(Some(t)) | ScalarValue::Utf8View(Some(t)) => {
+                        t.clone()
+                    }
+                    ScalarValue::TimestampSecond(..)
+                    | ScalarValue::TimestampMillisecond(..)
+                    | ScalarValue::TimestampMicrosecond(..)
+                    | ScalarValue::TimestampNanosecond(..) => {
+                        text_of(&other.cast_to(&datafusion::arrow::datatypes::DataType::Utf8).map_err(Error::from)?)
+                            .unwrap_or_default()
+                            .replacen('T', " ", 1)
+                    }
+                    o => text_of(o).unwrap_or_default(),
+                };
+                let quote = t.is_empty()
+                    || t.eq_ignore_ascii_case("null")
+                    || t.chars().any(|c| matches!(c, '{' | '}' | ',' | '"' | '\\') || c.is_whitespace());
+                if quote {
+                    out.push('"');
+                    for c in t.chars() {
+                        if c == '"' || c == '\\' {
+                            out.push('\\');
+                        }
+                        out.push(c);
+                    }
+                    out.push('"');
+                } else {
+                    out.push_str(&t);
+                }
+            }
+        }
+    }
+    out.push('}');
+    Ok(())
 }
 
 /// `pg_text_plain(value)`: a marked value as plain text.
@@ -520,6 +590,7 @@ pub fn all() -> Vec<ScalarUDF> {
         pg_text_cast(),
         pg_text_plain(),
         pg_bytea_in(),
+        pg_array_text(),
         get(false),
         get(true),
         path(false),

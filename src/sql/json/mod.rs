@@ -173,7 +173,8 @@ impl ExprPlanner for JsonOperators {
 }
 
 /// Casts to a marked type run its rules; casts of a marked value to plain text drop the mark;
-/// casts of text to `bytea` read Postgres's bytea text.
+/// casts of text to `bytea` read Postgres's bytea text; arrays cast to text are written as
+/// Postgres writes them.
 #[derive(Debug, Default)]
 pub struct TypedTextCasts;
 
@@ -203,6 +204,15 @@ impl AnalyzerRule for TypedTextCasts {
                         }
                         None if from.is_some() && *field.data_type() == DataType::Utf8 => {
                             Ok(Transformed::yes(call(functions::pg_text_plain(), vec![expr.as_ref().clone()])))
+                        }
+                        // An array as text is Postgres's `{1,2}`, not Arrow's `[1, 2]`.
+                        None if *field.data_type() == DataType::Utf8
+                            && matches!(
+                                field_of(expr, &inputs_merged).map(|f| f.data_type().clone()),
+                                Some(DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..))
+                            ) =>
+                        {
+                            Ok(Transformed::yes(call(functions::pg_array_text(), vec![expr.as_ref().clone()])))
                         }
                         // Text to bytea reads Postgres's bytea text (`'\x0102'`), not the text's bytes.
                         None if *field.data_type() == DataType::Binary
