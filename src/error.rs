@@ -248,10 +248,10 @@ impl Error {
         match self {
             Error::UndefinedTable(_) => Some("Run SHOW TABLES to list the tables and views.".into()),
             Error::DuplicateObject { kind: "prepared statement", name } => {
-                Some(format!("DEALLOCATE {} first, or PREPARE under another name.", crate::ident::quote_ident(name)))
+                Some(format!("DEALLOCATE \"{name}\" first, or PREPARE under another name."))
             }
             Error::DuplicateObject { kind: "cursor", name } => {
-                Some(format!("CLOSE {} first, or DECLARE another name.", crate::ident::quote_ident(name)))
+                Some(format!("CLOSE \"{name}\" first, or DECLARE another name."))
             }
             Error::DuplicateObject { .. } => Some("Use CREATE ... IF NOT EXISTS to ignore an existing object.".into()),
             Error::UniqueViolation { key, .. } => Some(format!("Key {key} already exists.")),
