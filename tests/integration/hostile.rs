@@ -301,3 +301,26 @@ async fn a_statement_past_its_memory_limit_fails_alone() {
     let other = hw.client().await;
     assert_eq!(common::joined_rows(&other, "SELECT 1").await, ["1"]);
 }
+
+/// A key longer than the store takes (a 70 KB text as a primary key, or a keyless table's
+/// whole row) is refused with 54000 before anything is written: it panicked in the store
+/// (found by the PostgreSQL regression files), and the server must keep serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_keys_are_refused_and_the_server_lives() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hw = HwProcess::start(&tmp.path().join("data"), &tmp.path().join("log"), &[]).await;
+    let c = hw.client().await;
+    c.batch_execute("CREATE TABLE bag (t TEXT); CREATE TABLE keyed (k TEXT PRIMARY KEY, v INT)").await.unwrap();
+    for sql in ["INSERT INTO bag SELECT repeat('x', 70000)", "INSERT INTO keyed VALUES (repeat('y', 70000), 1)"] {
+        let err = c.simple_query(sql).await.expect_err("refused");
+        let db = err.as_db_error().expect("a server error");
+        assert_eq!(db.code().code(), "54000", "{sql}: {}", db.message());
+    }
+    c.batch_execute("INSERT INTO bag VALUES (repeat('z', 1000))").await.unwrap();
+    let rows = c.simple_query("SELECT count(*) FROM bag").await.expect("the server still answers");
+    let n = rows.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+        _ => None,
+    });
+    assert_eq!(n.as_deref(), Some("1"));
+}

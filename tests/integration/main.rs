@@ -23,6 +23,7 @@ mod mysql_source;
 mod mysql_types;
 mod observability;
 mod pg_differential;
+mod pg_regress;
 mod point_lookups;
 mod privileges;
 mod secrets;

@@ -12,6 +12,10 @@ pub struct Planned {
     updates: Vec<(Vec<u8>, Slot)>,
 }
 
+/// The longest encoded row key a table takes: the store's keys are at most 65,535 bytes,
+/// including the table prefix (`keys::row`).
+pub const MAX_KEY_BYTES: usize = 65_000;
+
 /// A key's entry before and after a change.
 #[derive(Debug, Clone)]
 struct Slot {
@@ -208,6 +212,7 @@ impl TableState {
             _ => None,
         };
         let keys = key_rows.as_ref().unwrap_or(&encoded);
+        self.check_key_sizes(keys, key_rows.is_none())?;
         let mut working = Working::new(&rows.index, keys.iter().map(|k| k.data()));
         match &key_rows {
             Some(_) => {
@@ -264,6 +269,23 @@ impl TableState {
     }
 
     /// Sequential upsert application (see [`ApplyMode::Upsert`]).
+    /// 54000 for a row whose key is longer than the store takes (its keys are at most 64 KiB):
+    /// refused before anything is written, instead of failing the checkpoint.
+    fn check_key_sizes(&self, keys: &datafusion::arrow::row::Rows, whole_row: bool) -> Result<()> {
+        match keys.iter().map(|k| k.data().len()).max() {
+            Some(longest) if longest > MAX_KEY_BYTES => Err(Error::ProgramLimitExceeded(format!(
+                "a row of {} has a key of {longest} bytes, more than the {MAX_KEY_BYTES} bytes a key may have ({})",
+                self.name,
+                if whole_row {
+                    "a table without a primary key is keyed by its whole row: give it a primary key"
+                } else {
+                    "its primary key columns"
+                }
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     fn plan_upsert(
         &self,
         rows: &Rows,
@@ -277,6 +299,7 @@ impl TableState {
             }
             _ => None,
         };
+        self.check_key_sizes(keys.as_ref().unwrap_or(encoded), keys.is_none())?;
         if let Some(keys) = &keys {
             // New keys in ascending order after every key held (a snapshot's chunk, which
             // arrives in key order): each is absent, so nothing needs looking up.
