@@ -85,7 +85,7 @@ async fn answer(c: &tokio_postgres::Client, sql: &str, ordered: bool) -> Answer 
 fn statements(script: &str) -> Vec<Option<String>> {
     let mut out = Vec::new();
     let mut current = String::new();
-    let mut lines = script.lines();
+    let lines = script.lines();
     let mut skip_copy_data = false;
     // Quote state carried across lines.
     let mut in_single = false;
@@ -93,7 +93,7 @@ fn statements(script: &str) -> Vec<Option<String>> {
     let mut backslash_escapes = false;
     let mut dollar: Option<String> = None;
     let mut block_comments = 0usize;
-    while let Some(line) = lines.next() {
+    for line in lines {
         if skip_copy_data {
             if line.trim_end() == "\\." {
                 skip_copy_data = false;
