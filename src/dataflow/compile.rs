@@ -33,6 +33,7 @@ use crate::error::{Error, Result};
 use crate::state::TableState;
 
 mod grouping;
+mod recursion;
 
 fn refuse(what: impl Into<String>) -> Error {
     Error::FeatureNotSupported(format!("{} in a materialized view", what.into()))
@@ -94,11 +95,14 @@ pub trait ScanResolver: Send + Sync {
 pub(super) struct Inputs<'a> {
     resolver: &'a dyn ScanResolver,
     tables: Vec<Arc<TableState>>,
+    /// The recursive CTEs being compiled, innermost last: name and the id their work table's
+    /// rows carry (`recursion`).
+    work: Vec<(String, u64)>,
 }
 
 /// The operator tree for `plan` and the stored relations it reads.
 pub fn compile(plan: &LogicalPlan, resolver: &dyn ScanResolver) -> Result<Compiled> {
-    let mut inputs = Inputs { resolver, tables: Vec::new() };
+    let mut inputs = Inputs { resolver, tables: Vec::new(), work: Vec::new() };
     let plan = super::scalar_subquery::as_joins(plan.clone())?;
     let root = node(&plan, &mut inputs)?;
     let mut tables = inputs.tables;
@@ -165,6 +169,9 @@ fn arrow_schema(plan: &LogicalPlan) -> SchemaRef {
 
 fn node(plan: &LogicalPlan, tables: &mut Inputs) -> Result<Box<dyn Operator>> {
     Ok(match plan {
+        LogicalPlan::TableScan(_) if recursion::work_table(plan).is_some() => {
+            recursion::work_scan(plan, &recursion::work_table(plan).unwrap_or_default(), tables)?
+        }
         LogicalPlan::TableScan(scan) => {
             if scan.fetch.is_some() {
                 return Err(refuse("LIMIT"));
@@ -315,7 +322,14 @@ fn node(plan: &LogicalPlan, tables: &mut Inputs) -> Result<Box<dyn Operator>> {
             if j.null_aware {
                 Box::new(join.null_aware()?)
             } else {
-                join.back_sides([table_columns(&j.left, tables.resolver), table_columns(&j.right, tables.resolver)]);
+                // Inside a recursive term a side keeps its own rows: the rounds of a commit
+                // feed its changes once, so a side reading a table's rows would miss them later.
+                if tables.work.is_empty() {
+                    join.back_sides([
+                        table_columns(&j.left, tables.resolver),
+                        table_columns(&j.right, tables.resolver),
+                    ]);
+                }
                 Box::new(join)
             }
         }
@@ -351,7 +365,7 @@ fn node(plan: &LogicalPlan, tables: &mut Inputs) -> Result<Box<dyn Operator>> {
             let rows = Some(RecordBatch::try_new(schema.clone(), columns)?);
             Box::new(Constant { rows, schema })
         }
-        LogicalPlan::RecursiveQuery(_) => return Err(refuse("WITH RECURSIVE")),
+        LogicalPlan::RecursiveQuery(q) => recursion::recursive(plan, q, tables)?,
         LogicalPlan::Unnest(u) => {
             let lists = u
                 .list_type_columns

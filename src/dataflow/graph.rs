@@ -156,6 +156,12 @@ impl Dataflow {
     /// Starts the task that ticks the engine clock every [`GRANULARITY`] while a view has
     /// events due; it ends with the dataflow.
     pub fn start_clock(self: &Arc<Self>) {
+        // Events that fell due while the engine was down happen before the first client reads.
+        if self.next_wake().is_some_and(|t| t <= self.clock.now()) {
+            if let Err(e) = self.tick() {
+                tracing::warn!(error = %e, "the commit of the first clock tick failed; the next tick retries");
+            }
+        }
         let dataflow = Arc::downgrade(self);
         tokio::spawn(async move {
             let mut interval = tokio::time::interval(GRANULARITY);

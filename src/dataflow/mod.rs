@@ -34,6 +34,7 @@ pub mod errors;
 mod graph;
 pub mod join;
 pub mod operator;
+pub mod recursive;
 pub mod scalar_subquery;
 pub mod sorted;
 pub mod tap;
