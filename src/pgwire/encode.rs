@@ -336,11 +336,16 @@ enum TextFix {
     /// With `extra_float_digits` ≥ 1 (the default) pgwire writes Rust's shortest form
     /// (`2.0`, `1e16`, `0.00001`); Postgres writes the same digits as `printf`'s `%g` would
     /// place them (`2`, `1e+16`, `1e-05`): fixed notation for decimal exponents from −4
-    /// below 15 (float4: below 6), else `d.ddde±XX` ([`postgres_float`]).
+    /// below 15 (float4: below 6), else `d.ddde±XX` ([`crate::types::float_text`]).
     Float {
         /// The decimal exponent from which Postgres writes scientific notation.
         scientific_from: i32,
         /// Whether the digits are the shortest form (`extra_float_digits` ≥ 1).
+        shortest: bool,
+    },
+    /// An array of floats (`{1.5,2.0,inf}`): each element as [`TextFix::Float`] writes it.
+    FloatArray {
+        scientific_from: i32,
         shortest: bool,
     },
     /// pgwire always writes six fractional digits (`12:34:56.000000`); Postgres drops trailing
@@ -356,6 +361,8 @@ impl TextFix {
         match *field.datatype() {
             Type::FLOAT4 => TextFix::Float { scientific_from: 6, shortest },
             Type::FLOAT8 => TextFix::Float { scientific_from: 15, shortest },
+            Type::FLOAT4_ARRAY => TextFix::FloatArray { scientific_from: 6, shortest },
+            Type::FLOAT8_ARRAY => TextFix::FloatArray { scientific_from: 15, shortest },
             // (timestamptz text is written by `timestamptz_text`.)
             Type::TIME | Type::TIMESTAMP => TextFix::Time,
             _ => TextFix::None,
@@ -366,14 +373,35 @@ impl TextFix {
         match (self, value) {
             (TextFix::Float { .. }, b"inf") => b"Infinity",
             (TextFix::Float { .. }, b"-inf") => b"-Infinity",
-            (TextFix::Float { scientific_from, shortest: true }, v) => match postgres_float(v, scientific_from) {
-                Some(text) => {
-                    scratch.clear();
-                    scratch.extend_from_slice(text.as_bytes());
-                    scratch
+            (TextFix::Float { scientific_from, shortest: true }, v) => {
+                match crate::types::float_text(v, scientific_from) {
+                    Some(text) => {
+                        scratch.clear();
+                        scratch.extend_from_slice(text.as_bytes());
+                        scratch
+                    }
+                    None => v,
                 }
-                None => v,
-            },
+            }
+            (TextFix::FloatArray { scientific_from, shortest }, v) => {
+                let element = TextFix::Float { scientific_from, shortest };
+                let mut out = Vec::with_capacity(v.len());
+                let mut inner = Vec::new();
+                for token in v.split_inclusive(|b| matches!(b, b'{' | b'}' | b',')) {
+                    let (item, separator) = match token.split_last() {
+                        Some((last, item)) if matches!(last, b'{' | b'}' | b',') => (item, Some(*last)),
+                        _ => (token, None),
+                    };
+                    if !item.is_empty() && item != b"NULL" {
+                        out.extend_from_slice(element.apply(item, &mut inner));
+                    } else {
+                        out.extend_from_slice(item);
+                    }
+                    out.extend(separator);
+                }
+                *scratch = out;
+                scratch
+            }
             (TextFix::Time, v) => match v.iter().position(|b| *b == b'.') {
                 Some(dot) => {
                     let digits = v[dot + 1..].iter().take_while(|b| b.is_ascii_digit()).count();
@@ -390,49 +418,13 @@ impl TextFix {
     }
 }
 
-/// A float's shortest digits (`2.0`, `1e16`, `1.5e-5`, `-0.0`) as Postgres writes them
-/// (`2`, `1e+16`, `1.5e-05`, `-0`), scientific from decimal exponent `scientific_from`;
-/// `None` when `text` is not a finite number.
-fn postgres_float(text: &[u8], scientific_from: i32) -> Option<String> {
-    let text = std::str::from_utf8(text).ok()?;
-    let (negative, text) = text.strip_prefix('-').map_or((false, text), |t| (true, t));
-    if !text.starts_with(|c: char| c.is_ascii_digit()) {
-        return None;
-    }
-    let (mantissa, exponent) = match text.split_once(['e', 'E']) {
-        Some((m, e)) => (m, e.parse::<i32>().ok()?),
-        None => (text, 0),
-    };
-    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-    // The value is 0.DIGITS × 10^point.
-    let all = format!("{int}{frac}");
-    let significant = all.trim_start_matches('0');
-    let point = int.len() as i32 + exponent - (all.len() - significant.len()) as i32;
-    let digits = significant.trim_end_matches('0');
-    let sign = if negative { "-" } else { "" };
-    if digits.is_empty() {
-        return Some(format!("{sign}0"));
-    }
-    let e = point - 1;
-    let body = if e < -4 || e >= scientific_from {
-        let (first, rest) = digits.split_at(1);
-        let mantissa = if rest.is_empty() { first.to_string() } else { format!("{first}.{rest}") };
-        format!("{mantissa}e{}{:02}", if e < 0 { '-' } else { '+' }, e.abs())
-    } else if point <= 0 {
-        format!("0.{}{digits}", "0".repeat((-point) as usize))
-    } else if point as usize >= digits.len() {
-        format!("{digits}{}", "0".repeat(point as usize - digits.len()))
-    } else {
-        format!("{}.{}", &digits[..point as usize], &digits[point as usize..])
-    };
-    Some(format!("{sign}{body}"))
-}
-
 /// Rewrites the fields of a text row that [`TextFix`] names.
 fn postgres_text(row: DataRow, fixes: &[TextFix]) -> DataRow {
     // Floats in their shortest form always need it; otherwise only when infinite: leave the
     // other rows untouched (no copy).
-    let shortest = fixes.iter().any(|f| matches!(f, TextFix::Float { shortest: true, .. }));
+    let shortest = fixes
+        .iter()
+        .any(|f| matches!(f, TextFix::Float { shortest: true, .. } | TextFix::FloatArray { shortest: true, .. }));
     if !shortest && !fixes.contains(&TextFix::Time) && !row.data.windows(3).any(|w| w == b"inf") {
         return row;
     }

@@ -397,6 +397,13 @@ fn category(t: &DataType) -> Category {
 }
 
 fn assignable(from: &DataType, to: &DataType) -> bool {
+    use DataType::{FixedSizeList, LargeList, List};
+    // An array is assignable when its elements are (`ARRAY[1, 2]`, bigints, into an int[]).
+    // Its elements are typed (`ARRAY['a']` is text[], not a literal of unknown type).
+    if let (List(f) | LargeList(f) | FixedSizeList(f, _), List(t) | LargeList(t) | FixedSizeList(t, _)) = (from, to) {
+        let (f, t) = (f.data_type(), t.data_type());
+        return (category(f) != Category::String || category(t) == Category::String) && assignable(f, t);
+    }
     // A string literal is Postgres' "unknown" type: it may become anything, and anything
     // may be stored as text.
     from == to
@@ -410,6 +417,9 @@ fn assignable(from: &DataType, to: &DataType) -> bool {
 pub(crate) fn pg_type_name(t: &DataType) -> String {
     if t.is_null() {
         return "unknown".into();
+    }
+    if let DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) = t {
+        return format!("{}[]", pg_type_name(f.data_type()));
     }
     let Ok(pg) = arrow_pg::datatypes::into_pg_type(t) else {
         return t.to_string();

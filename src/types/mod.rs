@@ -261,3 +261,130 @@ mod tests {
         assert_eq!(PgText::Json.assign_value("{").unwrap_err().sqlstate, "22P02");
     }
 }
+
+/// A float's shortest digits (`2.0`, `1e16`, `1.5e-5`, `-0.0`) as Postgres writes them
+/// (`2`, `1e+16`, `1.5e-05`, `-0`), scientific from decimal exponent `scientific_from`;
+/// `None` when `text` is not a finite number.
+pub fn float_text(text: &[u8], scientific_from: i32) -> Option<String> {
+    let text = std::str::from_utf8(text).ok()?;
+    let (negative, text) = text.strip_prefix('-').map_or((false, text), |t| (true, t));
+    if !text.starts_with(|c: char| c.is_ascii_digit()) {
+        return None;
+    }
+    let (mantissa, exponent) = match text.split_once(['e', 'E']) {
+        Some((m, e)) => (m, e.parse::<i32>().ok()?),
+        None => (text, 0),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    // The value is 0.DIGITS × 10^point.
+    let all = format!("{int}{frac}");
+    let significant = all.trim_start_matches('0');
+    let point = int.len() as i32 + exponent - (all.len() - significant.len()) as i32;
+    let digits = significant.trim_end_matches('0');
+    let sign = if negative { "-" } else { "" };
+    if digits.is_empty() {
+        return Some(format!("{sign}0"));
+    }
+    let e = point - 1;
+    let body = if e < -4 || e >= scientific_from {
+        let (first, rest) = digits.split_at(1);
+        let mantissa = if rest.is_empty() { first.to_string() } else { format!("{first}.{rest}") };
+        format!("{mantissa}e{}{:02}", if e < 0 { '-' } else { '+' }, e.abs())
+    } else if point <= 0 {
+        format!("0.{}{digits}", "0".repeat((-point) as usize))
+    } else if point as usize >= digits.len() {
+        format!("{digits}{}", "0".repeat(point as usize - digits.len()))
+    } else {
+        format!("{}.{}", &digits[..point as usize], &digits[point as usize..])
+    };
+    Some(format!("{sign}{body}"))
+}
+
+/// The elements of a one-dimensional Postgres array literal (`{1,2,NULL}`, `{"a b","c\"d"}`):
+/// each element's text, `None` for an unquoted `NULL`. Blanks around elements are dropped,
+/// quotes and backslashes escape. `None` for text that is not such a literal (Postgres:
+/// 22P02, "malformed array literal"); nested braces (several dimensions) included.
+pub fn array_in(text: &str) -> Option<Vec<Option<String>>> {
+    let inner = text.trim().strip_prefix('{')?.strip_suffix('}')?;
+    let mut out = Vec::new();
+    if inner.trim().is_empty() {
+        return Some(out);
+    }
+    let mut chars = inner.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        let mut item = String::new();
+        let mut quoted = false;
+        let mut trailing_blanks = 0;
+        loop {
+            match chars.peek().copied() {
+                None | Some(',') => break,
+                Some('{') | Some('}') => return None,
+                Some('"') if item.is_empty() && !quoted => {
+                    chars.next();
+                    quoted = true;
+                    loop {
+                        match chars.next()? {
+                            '"' => break,
+                            '\\' => item.push(chars.next()?),
+                            c => item.push(c),
+                        }
+                    }
+                    while chars.peek().is_some_and(|c| c.is_whitespace()) {
+                        chars.next();
+                    }
+                    if !matches!(chars.peek(), None | Some(',')) {
+                        return None;
+                    }
+                }
+                Some('"') => return None,
+                Some('\\') => {
+                    chars.next();
+                    item.push(chars.next()?);
+                    trailing_blanks = 0;
+                }
+                Some(c) => {
+                    chars.next();
+                    item.push(c);
+                    trailing_blanks = if c.is_whitespace() { trailing_blanks + 1 } else { 0 };
+                }
+            }
+        }
+        if !quoted {
+            item.truncate(item.len() - trailing_blanks);
+            if item.is_empty() {
+                return None;
+            }
+        }
+        out.push(if !quoted && item.eq_ignore_ascii_case("null") { None } else { Some(item) });
+        if chars.next().is_none() {
+            return Some(out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod array_tests {
+    use super::array_in;
+
+    fn some(items: &[Option<&str>]) -> Option<Vec<Option<String>>> {
+        Some(items.iter().map(|i| i.map(String::from)).collect())
+    }
+
+    #[test]
+    fn array_literals_read_as_postgres_reads_them() {
+        assert_eq!(array_in("{1,2,3}"), some(&[Some("1"), Some("2"), Some("3")]));
+        assert_eq!(array_in(" { 1 , NULL ,null} "), some(&[Some("1"), None, None]));
+        assert_eq!(array_in("{}"), some(&[]));
+        assert_eq!(
+            array_in(r#"{"a b","NULL",c\,d,"e\"f"}"#),
+            some(&[Some("a b"), Some("NULL"), Some("c,d"), Some("e\"f")])
+        );
+        assert_eq!(array_in(r#"{"",x}"#), some(&[Some(""), Some("x")]));
+        for bad in ["1,2", "{1,2", "{1,,2}", "{{1},{2}}", "{\"a\"b}", "{a\"b\"}", "{1,}", "{\"a}"] {
+            assert_eq!(array_in(bad), None, "{bad}");
+        }
+    }
+}

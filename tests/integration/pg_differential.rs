@@ -109,10 +109,20 @@ const TYPED_SETUP: &[&str] = &[
      (2, '[1, \"two\", [3], {\"k\": true}]', '[1,2]', 'abcde', 'ab  '), (3, '\"text\"', 'null', NULL, NULL), \
      (4, '{\"a\": {\"b\": {\"c\": 1e2}}, \"tags\": [\"x\", \"y\"]}', '{}', ' x', ''), (5, NULL, NULL, 'z   ', 'z  ')",
     "CREATE TABLE dflt (id INT DEFAULT 7, n TEXT DEFAULT 'x', m INT)",
+    "CREATE TABLE arrs (id INT PRIMARY KEY, xs INT[], ts TEXT[], fs FLOAT8[])",
+    "INSERT INTO arrs VALUES (1, ARRAY[1, 2], ARRAY['a', 'b c'], ARRAY[1.5, 2]), \
+     (2, '{3, NULL ,4}', '{x,\"y, z\",\"NULL\",NULL,\"\"}', '{0.1,-2.5e-7,1e20}'), (3, '{}', NULL, '{}')",
 ];
 
 /// Queries over [`TYPED_SETUP`] whose answers must be Postgres's.
 const TYPED_QUERIES: &[&str] = &[
+    "SELECT * FROM arrs ORDER BY id",
+    "SELECT id, xs::text, ts::text, array_length(ts, 1), fs[1] FROM arrs ORDER BY id",
+    "SELECT '{1,2}'::int[], '{a,\"b,c\"}'::text[], '{t,f,NULL}'::bool[]",
+    "INSERT INTO arrs (id, xs) VALUES (9, '{1,x}')",
+    "INSERT INTO arrs (id, xs) VALUES (9, '{1,2')",
+    "INSERT INTO arrs (id, xs) VALUES (9, ARRAY['a'])",
+    "UPDATE arrs SET xs = '{7,8}' WHERE id = 3",
     "SELECT * FROM docs ORDER BY id",
     "SELECT id, c || '|', v || '|', length(c), length(v), octet_length(v) FROM docs ORDER BY id",
     "INSERT INTO docs (id, v) VALUES (9, 'abcde')",

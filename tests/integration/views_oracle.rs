@@ -40,6 +40,8 @@ const VIEWS: &[(&str, &str)] = &[
          string_agg(CAST(v AS TEXT), ',' ORDER BY CAST(v AS TEXT)) AS vs \
          FROM a GROUP BY k HAVING count(*) > 1",
     ),
+    // ROLLUP beside a plain GROUP BY column: one aggregate per set (`compile::grouping`).
+    ("v_rollup_mixed", "SELECT k, v, count(*) AS n, sum(id) AS s, grouping(v) AS gv FROM a GROUP BY k, ROLLUP (v)"),
     ("v_global", "SELECT count(*) AS n, sum(v) AS s, max(v) AS hi, min(k) AS lo FROM a"),
     ("v_distinct", "SELECT DISTINCT k, v FROM a"),
     ("v_union_all", "SELECT k FROM a UNION ALL SELECT k FROM b"),

@@ -3,7 +3,7 @@
 //! `pg_array_text`).
 
 use datafusion::arrow::array::Array;
-use datafusion::arrow::datatypes::FieldRef;
+use datafusion::arrow::datatypes::{DataType, FieldRef};
 use datafusion::logical_expr::ScalarUDF;
 use datafusion::scalar::ScalarValue;
 
@@ -132,6 +132,41 @@ pub fn pg_bytea_in() -> ScalarUDF {
     })
 }
 
+/// `pg_array_in(text, NULL::T[])`: Postgres's array input (`'{1,2,NULL}'`) as an array of the
+/// second argument's type, each element read as its element type would read it.
+pub fn pg_array_in() -> ScalarUDF {
+    row_udf("pg_array_in", Output::TypeOfSecond, |a, _| {
+        let target = a.get(1).map(|t| t.data_type()).unwrap_or(DataType::Null);
+        let element = match &target {
+            DataType::List(f) | DataType::LargeList(f) => f.data_type().clone(),
+            other => return Err(Error::Internal(format!("pg_array_in: {other} is not an array type"))),
+        };
+        let Some(t) = a.first().and_then(text_of) else { return ScalarValue::try_from(&target).map_err(Error::from) };
+        let items = crate::types::array_in(&t).ok_or_else(|| {
+            data(
+                "22P02",
+                format!("malformed array literal: \"{t}\" (one dimension: {{1,2,NULL}}, elements quoted with \"...\")"),
+            )
+        })?;
+        let values = items
+            .into_iter()
+            .map(|item| match item {
+                None => ScalarValue::try_from(&element).map_err(Error::from),
+                Some(s) => ScalarValue::try_from_string(s.clone(), &element).map_err(|_| {
+                    data(
+                        "22P02",
+                        format!("invalid input syntax for type {}: \"{s}\"", crate::sql::dml::pg_type_name(&element)),
+                    )
+                }),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(match target {
+            DataType::LargeList(_) => ScalarValue::LargeList(ScalarValue::new_large_list(&values, &element)),
+            _ => ScalarValue::List(ScalarValue::new_list_nullable(&values, &element)),
+        })
+    })
+}
+
 /// `pg_array_text(array)`: an array cast to text as Postgres writes it (`{1,2}`,
 /// `{a,"b c",NULL}`, `{{1},{2}}`); Arrow's cast wrote `[1, 2]`.
 pub fn pg_array_text() -> ScalarUDF {
@@ -175,6 +210,11 @@ fn array_text(v: &ScalarValue, out: &mut String) -> Result<()> {
                         text_of(&other.cast_to(&datafusion::arrow::datatypes::DataType::Utf8).map_err(Error::from)?)
                             .unwrap_or_default()
                             .replacen('T', " ", 1)
+                    }
+                    ScalarValue::Float32(Some(_)) | ScalarValue::Float64(Some(_)) => {
+                        let t = text_of(other).unwrap_or_default();
+                        let from = if matches!(other, ScalarValue::Float32(_)) { 6 } else { 15 };
+                        crate::types::float_text(t.as_bytes(), from).unwrap_or_else(|| t.replace("inf", "Infinity"))
                     }
                     o => text_of(o).unwrap_or_default(),
                 };

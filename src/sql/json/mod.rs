@@ -214,6 +214,19 @@ impl AnalyzerRule for TypedTextCasts {
                         {
                             Ok(Transformed::yes(call(functions::pg_array_text(), vec![expr.as_ref().clone()])))
                         }
+                        // Text to an array reads Postgres's array literal (`'{1,2}'`).
+                        None if matches!(field.data_type(), DataType::List(_) | DataType::LargeList(_))
+                            && matches!(
+                                field_of(expr, &inputs_merged).map(|f| f.data_type().clone()),
+                                Some(DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+                            ) =>
+                        {
+                            let typed_null = Expr::Literal(ScalarValue::try_from(field.data_type())?, None);
+                            Ok(Transformed::yes(call(
+                                functions::pg_array_in(),
+                                vec![expr.as_ref().clone(), typed_null],
+                            )))
+                        }
                         // Text to bytea reads Postgres's bytea text (`'\x0102'`), not the text's bytes.
                         None if *field.data_type() == DataType::Binary
                             && matches!(

@@ -26,6 +26,8 @@ pub enum Output {
     JsonOfFirst,
     /// The type named by the second argument, a literal ([`PgText`] spelling): the casts.
     NamedBySecond,
+    /// The type of the second argument (a typed NULL that names it: the array casts).
+    TypeOfSecond,
 }
 
 /// One row's evaluation: the arguments with the fields they came from.
@@ -85,6 +87,7 @@ fn field_for(output: Output, args: &[FieldRef], named: Option<&ScalarValue>) -> 
             let t = if first == Some(PgText::Json) { PgText::Json } else { PgText::Jsonb };
             t.field("")
         }
+        Output::TypeOfSecond => Field::new("", args.get(1).map_or(DataType::Utf8, |f| f.data_type().clone()), true),
         Output::NamedBySecond => match named.and_then(super::text_of).and_then(|s| spelled(&s)) {
             Some(t) => t.field(""),
             None => Field::new("", DataType::Utf8, true),

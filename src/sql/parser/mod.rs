@@ -186,6 +186,8 @@ impl SqlParser {
     /// A parser with datafusion-pg-catalog's rewrite rules loaded.
     pub fn new() -> Self {
         use datafusion_pg_catalog::sql::rules::*;
+        // Not FixArrayLiteral: it split `'{a,"b,c"}'::text[]` at every comma and read NULL as a
+        // number; the cast reads Postgres's array text itself (`sql::json`, `pg_array_in`).
         // Not AliasDuplicatedProjectionRewrite: it renames `SELECT *, id` to `__alias_id`,
         // which clients then show; `sql::naming` plans repeats under internal names instead.
         let user_rules: Vec<Arc<dyn SqlStatementRewriteRule>> = vec![
@@ -193,7 +195,6 @@ impl SqlParser {
             Arc::new(RewriteArrayAnyAllOperation),
             Arc::new(PrependUnqualifiedPgTableName),
             Arc::new(StripCallableQualifier),
-            Arc::new(FixArrayLiteral),
             Arc::new(CurrentUserVariableToSessionUserFunctionCall),
             Arc::new(StripCollate),
             Arc::new(RewritePgCatalogOperator),
