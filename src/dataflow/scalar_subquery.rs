@@ -157,6 +157,22 @@ mod tests {
         }
     }
 
+    /// The joins they become, stepped through random commits against the query from scratch.
+    #[tokio::test]
+    async fn scalar_subqueries_equal_recomputation() {
+        for (i, sql) in [
+            "SELECT k, v FROM t WHERE v > (SELECT avg(v) FROM u)",
+            "SELECT k, (SELECT max(v) FROM u) AS top, (SELECT count(*) FROM u WHERE g = 1) AS n FROM t",
+            "SELECT g, sum(v) AS s FROM t GROUP BY g HAVING sum(v) > (SELECT sum(v) / 10 FROM u)",
+            "SELECT k FROM t WHERE v = (SELECT max(v) FROM t)",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            crate::dataflow::testing::check(sql, 131 + i as u64, crate::dataflow::testing::STEPS).await;
+        }
+    }
+
     #[tokio::test]
     async fn subqueries_that_may_return_several_rows_are_refused() {
         let plan = optimized("SELECT k FROM t WHERE v > (SELECT v FROM t WHERE k = 1)").await;

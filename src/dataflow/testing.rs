@@ -11,18 +11,20 @@
 //! 150) in one or both tables, as local DML would; tables stay around 200 rows.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{Array, Int32Array};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::display::array_value_to_string;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::datasource::{MemTable, TableType};
-use datafusion::logical_expr::Expr;
+use datafusion::logical_expr::{ColumnarValue, Expr, Volatility};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionContext;
+use datafusion::scalar::ScalarValue;
 
 use super::compile::{compile, ScanResolver};
 use super::errors::ErrorDelta;
@@ -148,9 +150,37 @@ fn add_rows(into: &mut BTreeMap<String, i64>, batch: &RecordBatch, weights: impl
 /// Steps the operator compiled from `sql` (over `t` and `u`) through `steps` random commits
 /// and checks its accumulated output against DataFusion's answer after each one.
 pub(crate) async fn check(sql: &str, seed: u64, steps: usize) {
+    run(sql, seed, steps, None).await
+}
+
+/// [`check`] for a query whose filter reads `mz_now()` ([`super::temporal`]): between
+/// commits the engine clock moves on by 0 to 3 minutes (some steps change no table, only
+/// the time), and the reference reads the same clock.
+pub(crate) async fn check_over_time(sql: &str, seed: u64, steps: usize) {
+    run(sql, seed, steps, Some(Arc::new(AtomicI64::new(0)))).await
+}
+
+/// `mz_now()` reading `clock` (microseconds), as the reference query sees it.
+fn clock_udf(clock: Arc<AtomicI64>) -> datafusion::logical_expr::ScalarUDF {
+    datafusion::logical_expr::create_udf(
+        super::temporal::MZ_NOW,
+        vec![],
+        DataType::Timestamp(TimeUnit::Nanosecond, Some("+00:00".into())),
+        Volatility::Volatile,
+        Arc::new(move |_| {
+            let ns = clock.load(Ordering::Relaxed) * 1000;
+            Ok(ColumnarValue::Scalar(ScalarValue::TimestampNanosecond(Some(ns), Some("+00:00".into()))))
+        }),
+    )
+}
+
+async fn run(sql: &str, seed: u64, steps: usize, clock: Option<Arc<AtomicI64>>) {
     let t = Arc::new(TableState::new(1, "t", schema(), Some(vec![0])).expect("t"));
     let u = Arc::new(TableState::new(2, "u", schema(), Some(vec![0])).expect("u"));
     let ctx = SessionContext::new();
+    if let Some(clock) = &clock {
+        ctx.register_udf(clock_udf(clock.clone()));
+    }
     ctx.register_table("t", Arc::new(StateTable(t.clone()))).expect("register t");
     ctx.register_table("u", Arc::new(StateTable(u.clone()))).expect("register u");
     let plan = ctx.sql(sql).await.expect("plan").into_optimized_plan().expect("optimize");
@@ -160,8 +190,13 @@ pub(crate) async fn check(sql: &str, seed: u64, steps: usize) {
     let mut next_key = 0;
     let mut view: BTreeMap<String, i64> = BTreeMap::new();
     for step in 0..steps {
-        let mut deltas = Deltas::at(0);
-        let which = rng.below(3);
+        if let Some(clock) = &clock {
+            clock.fetch_add(rng.below(4) as i64 * 60_000_000, Ordering::Relaxed);
+        }
+        let now = clock.as_ref().map_or(0, |c| c.load(Ordering::Relaxed));
+        let mut deltas = Deltas::at(now);
+        // With a clock, a quarter of the steps change no table: only the time passes.
+        let which = if clock.is_some() { rng.below(4) } else { rng.below(3) };
         for (i, table) in [&t, &u].into_iter().enumerate() {
             if which == 2 || which as usize == i {
                 let size = [1, 3, 10, 40, 150][rng.below(5) as usize];
