@@ -112,23 +112,60 @@ impl ProducerContext for Context {
 
 type KafkaProducer = ThreadedProducer<Context>;
 
+/// A Kafka topic as a sink's destination, with what reaching it takes.
+#[derive(Debug, Clone)]
+pub struct KafkaTarget {
+    /// librdkafka settings from the connection (bootstrap.servers, security, SASL, SSL).
+    pub settings: BTreeMap<String, String>,
+    pub topic: String,
+    /// Create the topic when it is missing, with these partitions and replication factor
+    /// (−1: the broker's default).
+    pub create_topic: bool,
+    pub partitions: i32,
+    pub replication_factor: i32,
+    pub progress_topic: String,
+    /// The sink's identity in Kafka: its transactional id and its progress record's key.
+    pub transactional_id: String,
+}
+
+impl super::SinkTarget for KafkaTarget {
+    fn destination(&self) -> String {
+        self.topic.clone()
+    }
+
+    fn deliver(&self, run: super::SinkRun) {
+        Worker {
+            config: run.config,
+            target: self.clone(),
+            shared: run.shared,
+            store: run.store,
+            progress: run.progress,
+            snapshot: run.snapshot,
+            snapshot_generation: run.snapshot_generation,
+            relation: run.relation,
+        }
+        .run()
+    }
+}
+
 /// The sending half of a sink.
-pub(crate) struct Worker {
-    pub(crate) config: SinkConfig,
-    pub(crate) shared: Arc<Shared>,
-    pub(crate) store: Arc<CheckpointedStore>,
-    pub(crate) progress: Progress,
+struct Worker {
+    config: SinkConfig,
+    target: KafkaTarget,
+    shared: Arc<Shared>,
+    store: Arc<CheckpointedStore>,
+    progress: Progress,
     /// The initial snapshot and the outbox seq it follows, until Kafka has it.
-    pub(crate) snapshot: Option<(RecordBatch, u64)>,
+    snapshot: Option<(RecordBatch, u64)>,
     /// The checkpoint generation that makes the snapshot's rows durable.
-    pub(crate) snapshot_generation: u64,
+    snapshot_generation: u64,
     /// The relation: while it is an errored view, nothing is sent ([`Worker::wait_unerrored`]).
-    pub(crate) relation: Arc<crate::state::TableState>,
+    relation: Arc<crate::state::TableState>,
 }
 
 impl Worker {
     /// Runs sessions until the sink is stopped.
-    pub(crate) fn run(mut self) {
+    fn run(mut self) {
         let mut backoff = Duration::from_secs(1);
         while !self.shared.stopped() {
             match self.session() {
@@ -155,7 +192,7 @@ impl Worker {
 
     fn client_config(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
-        for (k, v) in &self.config.kafka {
+        for (k, v) in &self.target.settings {
             c.set(k, v);
         }
         c
@@ -171,7 +208,7 @@ impl Worker {
             .set("queue.buffering.max.messages", "1000000")
             .set("message.timeout.ms", "120000");
         if exactly_once {
-            c.set("transactional.id", &self.config.transactional_id).set("transaction.timeout.ms", "300000");
+            c.set("transactional.id", &self.target.transactional_id).set("transaction.timeout.ms", "300000");
         }
         let producer: KafkaProducer =
             c.create_with_context(Context::default()).map_err(|e| format!("cannot create the Kafka producer: {e}"))?;
@@ -262,16 +299,16 @@ impl Worker {
             .map_err(|e| format!("cannot reach the Kafka brokers: {e}"))?;
         let exists = |name: &str| existing.topics().iter().any(|t| t.name() == name && t.error().is_none());
         let mut wanted = Vec::new();
-        if self.config.create_topic && !exists(&self.config.topic) {
+        if self.target.create_topic && !exists(&self.target.topic) {
             wanted.push(NewTopic::new(
-                &self.config.topic,
-                self.config.partitions,
-                TopicReplication::Fixed(self.config.replication_factor),
+                &self.target.topic,
+                self.target.partitions,
+                TopicReplication::Fixed(self.target.replication_factor),
             ));
         }
-        if self.config.delivery == Delivery::ExactlyOnce && !exists(&self.config.progress_topic) {
+        if self.config.delivery == Delivery::ExactlyOnce && !exists(&self.target.progress_topic) {
             wanted.push(
-                NewTopic::new(&self.config.progress_topic, 1, TopicReplication::Fixed(self.config.replication_factor))
+                NewTopic::new(&self.target.progress_topic, 1, TopicReplication::Fixed(self.target.replication_factor))
                     .set("cleanup.policy", "compact"),
             );
         }
@@ -291,24 +328,24 @@ impl Worker {
         }
         let metadata = admin
             .inner()
-            .fetch_metadata(Some(&self.config.topic), CALL_TIMEOUT)
+            .fetch_metadata(Some(&self.target.topic), CALL_TIMEOUT)
             .map_err(|e| format!("cannot reach the Kafka brokers: {e}"))?;
-        let topic = metadata.topics().iter().find(|t| t.name() == self.config.topic);
+        let topic = metadata.topics().iter().find(|t| t.name() == self.target.topic);
         match topic {
             Some(t) if t.error().is_none() && !t.partitions().is_empty() => Ok(()),
             _ => Err(format!(
                 "topic {} does not exist (create it, or let the sink create it: WITH (CREATE_TOPIC = true))",
-                self.config.topic
+                self.target.topic
             )),
         }
     }
 
     /// The last progress record of this sink in the progress topic (committed ones only).
     fn read_progress(&self) -> SessionResult<Option<u64>> {
-        let topic = &self.config.progress_topic;
+        let topic = &self.target.progress_topic;
         let consumer: BaseConsumer = self
             .client_config()
-            .set("group.id", format!("{}-progress", self.config.transactional_id))
+            .set("group.id", format!("{}-progress", self.target.transactional_id))
             .set("enable.auto.commit", "false")
             .set("isolation.level", "read_committed")
             .set("enable.partition.eof", "true")
@@ -325,7 +362,7 @@ impl Worker {
         consumer.assign(&tpl).map_err(|e| format!("cannot read progress topic {topic}: {e}"))?;
         let deadline = Instant::now() + CALL_TIMEOUT;
         let mut last = None;
-        let key = self.config.transactional_id.as_bytes();
+        let key = self.target.transactional_id.as_bytes();
         loop {
             let position = consumer
                 .position()
@@ -355,7 +392,7 @@ impl Worker {
         if let Some(seq) = committed.filter(|seq| *seq > allocated) {
             return Err(format!(
                 "the progress record for TRANSACTIONAL_ID {} says entry {seq} is in Kafka, but this sink has only                  written {allocated}: the id belongs to another sink (drop this sink and create it without                  TRANSACTIONAL_ID)",
-                self.config.transactional_id
+                self.target.transactional_id
             ));
         }
         let upto = match (committed, &self.snapshot) {
@@ -495,8 +532,8 @@ impl Worker {
         let failed = |what: &str, e: KafkaError| format!("{what}: {e} {}", detail()).trim_end().to_string();
         if self.config.delivery == Delivery::ExactlyOnce {
             let value = serde_json::to_vec(&KafkaProgress { seq }).expect("progress serialises");
-            let record = BaseRecord::to(&self.config.progress_topic)
-                .key(self.config.transactional_id.as_bytes())
+            let record = BaseRecord::to(&self.target.progress_topic)
+                .key(self.target.transactional_id.as_bytes())
                 .payload(&value)
                 .partition(0);
             producer.send(record).map_err(|(e, _)| failed("progress record", e))?;
@@ -515,7 +552,7 @@ impl Worker {
 
     /// Queues one message, waiting while librdkafka's queue is full.
     fn produce(&self, producer: &KafkaProducer, m: &Message) -> SessionResult<()> {
-        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&self.config.topic);
+        let mut record: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&self.target.topic);
         if let Some(k) = &m.key {
             record = record.key(k.as_slice());
         } else {
@@ -533,7 +570,7 @@ impl Worker {
                     record = r;
                     std::thread::sleep(Duration::from_millis(2));
                 }
-                Err((e, _)) => return Err(format!("cannot produce to {}: {e}", self.config.topic)),
+                Err((e, _)) => return Err(format!("cannot produce to {}: {e}", self.target.topic)),
             }
         }
     }

@@ -60,19 +60,38 @@ pub struct SinkConfig {
     pub name: String,
     pub relation: String,
     pub connection: String,
-    /// librdkafka settings from the connection (bootstrap.servers, security, SASL, SSL).
-    pub kafka: BTreeMap<String, String>,
-    pub topic: String,
-    /// Create the topic when it is missing, with these partitions and replication factor
-    /// (−1: the broker's default).
-    pub create_topic: bool,
-    pub partitions: i32,
-    pub replication_factor: i32,
-    pub progress_topic: String,
-    /// The sink's identity in Kafka: its transactional id and its progress record's key.
-    pub transactional_id: String,
     pub delivery: Delivery,
     pub encoder: Encoder,
+    /// Where its messages go.
+    pub target: Arc<dyn SinkTarget>,
+}
+
+/// Where a sink's messages go, and how they get there: the one part of a sink that depends on
+/// its destination ([`kafka::KafkaTarget`] today). The rest is the same for every kind — the
+/// outbox entries its tap adds to each commit, the snapshot, the progress record, the status —
+/// and is handed over in a [`SinkRun`]. A target keeps the guarantee of [`Delivery`]: an entry
+/// leaves the outbox only once the destination has it.
+pub trait SinkTarget: Send + Sync + std::fmt::Debug {
+    /// The destination as `hw_catalog.sinks` shows it (a topic).
+    fn destination(&self) -> String;
+    /// Sends the snapshot (if not sent yet) and then the outbox's durable entries, until the
+    /// sink is stopped, retrying what fails. Runs on the sink's own thread.
+    fn deliver(&self, run: SinkRun);
+}
+
+/// What a [`SinkTarget`] delivers: the sink's configuration, its outbox and status (shared
+/// with its tap), the store, and where it left off.
+pub struct SinkRun {
+    pub config: SinkConfig,
+    pub(crate) shared: Arc<Shared>,
+    pub store: Arc<crate::state::CheckpointedStore>,
+    pub progress: Progress,
+    /// The initial snapshot and the outbox seq it follows, until the destination has it.
+    pub snapshot: Option<(RecordBatch, u64)>,
+    /// The checkpoint generation that makes the snapshot's rows durable.
+    pub snapshot_generation: u64,
+    /// The relation: while it is an errored view, nothing is sent.
+    pub relation: Arc<crate::state::TableState>,
 }
 
 /// What `hw_catalog.sinks` shows about one sink.
@@ -258,7 +277,7 @@ impl SinkRegistry {
             name: config.name.clone(),
             relation: config.relation.clone(),
             connection: config.connection.clone(),
-            topic: config.topic.clone(),
+            topic: config.target.destination(),
             envelope: match config.encoder.envelope {
                 Envelope::Upsert => "upsert".into(),
                 Envelope::Debezium => "debezium".into(),
@@ -287,7 +306,8 @@ impl SinkRegistry {
         let generation = store.staged_generation();
         let snapshot: Option<(RecordBatch, u64)> = (!progress.snapshot_done).then_some((rows, base));
         let name = config.name.clone();
-        let worker = kafka::Worker {
+        let target = config.target.clone();
+        let run = SinkRun {
             config,
             shared: shared.clone(),
             store,
@@ -296,7 +316,7 @@ impl SinkRegistry {
             snapshot_generation: generation,
             relation: relation.clone(),
         };
-        let thread = std::thread::Builder::new().name(format!("sink-{name}")).spawn(move || worker.run());
+        let thread = std::thread::Builder::new().name(format!("sink-{name}")).spawn(move || target.deliver(run));
         let thread = match thread {
             Ok(t) => t,
             Err(e) => {

@@ -16,7 +16,8 @@ use super::{HwStatement, Session};
 use crate::catalog::{Namespace, Relation};
 use crate::error::{Error, Result};
 use crate::sink::encode::{DecimalFormat, Encoder, Envelope};
-use crate::sink::{kafka, Delivery, SinkConfig, SinkRegistry};
+use crate::sink::kafka::{self, KafkaTarget};
+use crate::sink::{Delivery, SinkConfig, SinkRegistry};
 
 const TAG: &str = "CREATE SINK";
 const TOPIC_OPTIONS: &[&str] = &["TOPIC", "PARTITIONS", "REPLICATION_FACTOR"];
@@ -229,15 +230,20 @@ pub(super) fn create_sink(s: &Session, stmt: &SinkStatement, restore: Option<u64
         name: stmt.name.clone(),
         relation: stmt.from.clone(),
         connection: stmt.connection.clone(),
-        kafka: kafka::client_settings(&conn_options),
-        topic,
-        create_topic,
-        partitions: partitions.unwrap_or(-1),
-        replication_factor: replication_factor.unwrap_or(-1),
-        progress_topic: conn_options.get("PROGRESS_TOPIC").cloned().unwrap_or_else(|| DEFAULT_PROGRESS_TOPIC.into()),
-        transactional_id,
         delivery,
         encoder: Encoder { envelope, decimal, key, schema, relation: stmt.from.clone() },
+        target: Arc::new(KafkaTarget {
+            settings: kafka::client_settings(&conn_options),
+            topic,
+            create_topic,
+            partitions: partitions.unwrap_or(-1),
+            replication_factor: replication_factor.unwrap_or(-1),
+            progress_topic: conn_options
+                .get("PROGRESS_TOPIC")
+                .cloned()
+                .unwrap_or_else(|| DEFAULT_PROGRESS_TOPIC.into()),
+            transactional_id,
+        }),
     };
     let started = engine.sinks().start(config, state, engine.dataflow());
     if let Err(e) = started {
