@@ -340,6 +340,14 @@ impl From<DataFusionError> for Error {
             let column = rest.split('\'').next().unwrap_or_default();
             return Error::NullInColumn { column: column.to_string() };
         }
+        // `FROM t, unnest(t.xs)` / `CROSS JOIN LATERAL unnest(...)`: DataFusion plans neither.
+        if text.contains("OuterReferenceColumn") || text.contains("table function 'unnest' not found") {
+            return Error::FeatureNotSupported(
+                "unnest(...) in FROM reading another FROM item's columns (a LATERAL call: write it in the select \
+                 list, SELECT t.id, unnest(t.xs) AS x FROM t)"
+                    .into(),
+            );
+        }
         match root {
             DataFusionError::Plan(msg) if msg.contains("not found") && msg.starts_with("table '") => {
                 let quoted = msg.split('\'').nth(1).unwrap_or_default();
