@@ -220,7 +220,8 @@ fn node(plan: &LogicalPlan, tables: &mut Inputs) -> Result<Box<dyn Operator>> {
             let (SkipType::Literal(skip), FetchType::Literal(fetch)) = (l.get_skip_type()?, l.get_fetch_type()?) else {
                 return Err(refuse("LIMIT/OFFSET that are not constants"));
             };
-            let Some(fetch) = fetch else { return Err(refuse("OFFSET without LIMIT")) };
+            // OFFSET alone: every row past the offset (a window to the end).
+            let fetch = fetch.unwrap_or(super::topk::UNLIMITED);
             match l.input.as_ref() {
                 LogicalPlan::Sort(s) => top_k(s, skip, fetch, tables)?,
                 // SQL leaves which rows are kept unspecified; a view must keep the same ones

@@ -38,6 +38,10 @@ struct Touched {
     boundary: Option<Box<[u8]>>,
 }
 
+/// The limit of `OFFSET m` without `LIMIT`: every row past the offset (halfway to `i64::MAX`,
+/// so offset + limit cannot overflow).
+pub const UNLIMITED: usize = (i64::MAX / 2) as usize;
+
 /// The top-k operator.
 pub struct TopK {
     input: Box<dyn Operator>,
@@ -54,7 +58,8 @@ pub struct TopK {
 }
 
 impl TopK {
-    /// `ORDER BY keys LIMIT limit OFFSET offset` over `input`: output rows are input rows.
+    /// `ORDER BY keys LIMIT limit OFFSET offset` over `input`: output rows are input rows
+    /// ([`UNLIMITED`]: `OFFSET` alone).
     pub fn new(input: Box<dyn Operator>, keys: Vec<SortKey>, offset: usize, limit: usize) -> Result<Self> {
         let schema = input.schema();
         Self::build(input, Vec::new(), keys, offset, limit, false, schema)
@@ -89,6 +94,8 @@ impl TopK {
 
     /// Ranks `[offset, offset + limit)` of a partition.
     fn window(&self, rows: Option<&Partition>) -> Window {
+        // (With `UNLIMITED` the window runs to the end: a change costs the rows past the
+        // offset, as recomputing `OFFSET m` would.)
         let mut out = Vec::new();
         let (mut skip, mut take) = (self.offset as i64, self.limit as i64);
         for (row, &n) in rows.into_iter().flatten() {
@@ -227,7 +234,7 @@ impl Operator for TopK {
             "{}TopK{partition} order by [{}] limit {}{offset}{} (state: {} partitions, {} rows, {} bytes)",
             indent(depth),
             keys.join(", "),
-            self.limit,
+            if self.limit == UNLIMITED { "ALL".to_string() } else { self.limit.to_string() },
             if self.ranked { " with row_number" } else { "" },
             self.sorted.len(),
             self.sorted.rows(),
@@ -282,6 +289,7 @@ mod tests {
         for (i, sql) in [
             "SELECT k, v FROM t ORDER BY v DESC NULLS LAST, k LIMIT 5",
             "SELECT k, v FROM t ORDER BY v, k LIMIT 4 OFFSET 3",
+            "SELECT k, v FROM t ORDER BY v DESC, k OFFSET 180",
             "SELECT k, g FROM (SELECT k, g, row_number() OVER (PARTITION BY g ORDER BY v, k) AS r FROM t) WHERE r <= 2",
         ]
         .into_iter()
