@@ -40,6 +40,7 @@ mod limits;
 mod literals;
 pub mod memory;
 mod naming;
+mod null_in;
 mod numeric_division;
 mod overflow;
 pub mod parser;

@@ -257,6 +257,10 @@ impl Session {
 
     async fn checked(&self, stmt: &HwStatement, params: Option<&ParamValues>) -> Result<QueryResult> {
         super::access::check_statement(self, stmt)?;
+        // (Not at parse time: a plain view stored before the check came must still restore.)
+        if let HwStatement::Sql(s) = stmt {
+            super::null_in::check(s)?;
+        }
         self.execute_inner(stmt, params).await
     }
 
