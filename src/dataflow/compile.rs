@@ -296,42 +296,9 @@ fn node(plan: &LogicalPlan, tables: &mut Inputs) -> Result<Box<dyn Operator>> {
                     "correlated or multi-column NOT IN (subquery) (use NOT EXISTS, which a view can maintain)",
                 ));
             }
-            if matches!(j.join_type, JoinType::LeftMark | JoinType::RightMark) {
-                return Err(refuse("EXISTS/IN subqueries under OR"));
-            }
-            let pair = j.left.schema().join(j.right.schema())?;
-            let mut left_keys = j.on.iter().map(|(l, _)| physical(l, j.left.schema())).collect::<Result<Vec<_>>>()?;
-            let mut right_keys = j.on.iter().map(|(_, r)| physical(r, j.right.schema())).collect::<Result<Vec<_>>>()?;
-            if j.on.is_empty() {
-                // A cross join (or a join on a condition only): every row has the same key.
-                left_keys.push(lit(true));
-                right_keys.push(lit(true));
-            }
-            let filter = j.filter.as_ref().map(|f| physical(f, &pair)).transpose()?;
-            let left = Side::new(node(&j.left, tables)?, left_keys)?;
-            let right = Side::new(node(&j.right, tables)?, right_keys)?;
-            let nulls_equal = j.null_equality == NullEquality::NullEqualsNull;
-            let mut join = Join::new(
-                left,
-                right,
-                j.join_type,
-                filter,
-                nulls_equal,
-                nullable(pair.as_arrow()),
-                arrow_schema(plan),
-            )?;
-            if j.null_aware {
-                Box::new(join.null_aware()?)
-            } else {
-                // Inside a recursive term a side keeps its own rows: the rounds of a commit
-                // feed its changes once, so a side reading a table's rows would miss them later.
-                if tables.work.is_empty() {
-                    join.back_sides([
-                        table_columns(&j.left, tables.resolver),
-                        table_columns(&j.right, tables.resolver),
-                    ]);
-                }
-                Box::new(join)
+            match j.join_type {
+                JoinType::LeftMark | JoinType::RightMark => mark_join(j, plan, tables)?,
+                kind => join(j, kind, arrow_schema(plan), tables)?,
             }
         }
         LogicalPlan::EmptyRelation(e) => {
@@ -378,6 +345,63 @@ fn node(plan: &LogicalPlan, tables: &mut Inputs) -> Result<Box<dyn Operator>> {
         }
         other => return Err(refuse(format!("{} plans", node_name(other)))),
     })
+}
+
+/// The join `j` as an operator of kind `kind` with output `schema`.
+fn join(
+    j: &datafusion::logical_expr::Join,
+    kind: JoinType,
+    schema: SchemaRef,
+    tables: &mut Inputs,
+) -> Result<Box<dyn Operator>> {
+    let pair = j.left.schema().join(j.right.schema())?;
+    let mut left_keys = j.on.iter().map(|(l, _)| physical(l, j.left.schema())).collect::<Result<Vec<_>>>()?;
+    let mut right_keys = j.on.iter().map(|(_, r)| physical(r, j.right.schema())).collect::<Result<Vec<_>>>()?;
+    if j.on.is_empty() {
+        // A cross join (or a join on a condition only): every row has the same key.
+        left_keys.push(lit(true));
+        right_keys.push(lit(true));
+    }
+    let filter = j.filter.as_ref().map(|f| physical(f, &pair)).transpose()?;
+    let left = Side::new(node(&j.left, tables)?, left_keys)?;
+    let right = Side::new(node(&j.right, tables)?, right_keys)?;
+    let nulls_equal = j.null_equality == NullEquality::NullEqualsNull;
+    let mut join = Join::new(left, right, kind, filter, nulls_equal, nullable(pair.as_arrow()), schema)?;
+    if j.null_aware {
+        return Ok(Box::new(join.null_aware()?));
+    }
+    // Inside a recursive term a side keeps its own rows: the rounds of a commit feed its
+    // changes once, so a side reading a table's rows would miss them later.
+    if tables.work.is_empty() {
+        join.back_sides([table_columns(&j.left, tables.resolver), table_columns(&j.right, tables.resolver)]);
+    }
+    Ok(Box::new(join))
+}
+
+/// A mark join (`EXISTS`/`IN (subquery)` under `OR`): every row of the kept side with a
+/// boolean saying whether it has a partner. Maintained as what it is,
+/// `semi × {true} ∪ anti × {false}`: the rows with a partner, marked true, beside those
+/// without, marked false; a change of partners moves a row from one to the other.
+fn mark_join(j: &datafusion::logical_expr::Join, plan: &LogicalPlan, tables: &mut Inputs) -> Result<Box<dyn Operator>> {
+    let (kept, semi, anti) = match j.join_type {
+        JoinType::LeftMark => (&j.left, JoinType::LeftSemi, JoinType::LeftAnti),
+        _ => (&j.right, JoinType::RightSemi, JoinType::RightAnti),
+    };
+    let kept_schema = arrow_schema(kept);
+    let schema = arrow_schema(plan);
+    let mut inputs = Vec::new();
+    for (kind, mark) in [(semi, true), (anti, false)] {
+        let input = join(j, kind, kept_schema.clone(), tables)?;
+        let mut exprs: Vec<Arc<dyn PhysicalExpr>> = kept_schema
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(i, f)| Arc::new(Column::new(f.name(), i)) as Arc<dyn PhysicalExpr>)
+            .collect();
+        exprs.push(lit(mark));
+        inputs.push(Box::new(Project { input, exprs, schema: schema.clone() }) as Box<dyn Operator>);
+    }
+    Ok(Box::new(Union { inputs, schema }))
 }
 
 fn node_name(plan: &LogicalPlan) -> String {

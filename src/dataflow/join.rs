@@ -585,6 +585,10 @@ mod tests {
             "SELECT t.k, u.k AS uk FROM t FULL JOIN u ON t.v = u.v",
             "SELECT k FROM t WHERE EXISTS (SELECT 1 FROM u WHERE u.g = t.g)",
             "SELECT k FROM t WHERE g NOT IN (SELECT v FROM u)",
+            // Mark joins: EXISTS / IN under OR (a semi and an anti join, marked).
+            "SELECT k, v FROM t WHERE v > 6 OR EXISTS (SELECT 1 FROM u WHERE u.g = t.g AND u.v > t.v)",
+            "SELECT k FROM t WHERE v < 2 OR g IN (SELECT v FROM u WHERE k % 3 = 0)",
+            "SELECT k FROM t WHERE v IS NULL OR NOT EXISTS (SELECT 1 FROM u WHERE u.v = t.g)",
         ]
         .into_iter()
         .enumerate()

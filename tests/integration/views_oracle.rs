@@ -31,6 +31,9 @@ const VIEWS: &[(&str, &str)] = &[
     ("v_anti", "SELECT id, k, v FROM a WHERE NOT EXISTS (SELECT 1 FROM b WHERE b.k = a.k)"),
     ("v_semi_residual", "SELECT id, v FROM a WHERE EXISTS (SELECT 1 FROM b WHERE b.k = a.k AND b.w > a.v)"),
     ("v_anti_residual", "SELECT id FROM a WHERE NOT EXISTS (SELECT 1 FROM b WHERE b.k = a.k AND b.w = a.v)"),
+    // EXISTS / IN under OR: mark joins.
+    ("v_exists_or", "SELECT id FROM a WHERE v > 3 OR EXISTS (SELECT 1 FROM b WHERE b.k = a.k)"),
+    ("v_in_or", "SELECT id, k FROM a WHERE v < 1 OR k IN (SELECT k FROM b WHERE w > 2)"),
     ("v_not_in", "SELECT id, k FROM a WHERE k NOT IN (SELECT k FROM b)"),
     ("v_not_in_filtered", "SELECT id, v FROM a WHERE v NOT IN (SELECT w FROM b WHERE k > 1)"),
     (
