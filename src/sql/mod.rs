@@ -367,6 +367,7 @@ async fn base_context(
     aggregate_types::register_min_max(&ctx);
     literals::register(&ctx);
     overflow::register(&ctx);
+    ctx.add_optimizer_rule(Arc::new(null_in::CorrelatedNotIn));
     let db = Arc::new(Database {
         schemas: MemoryCatalogProvider::new(),
         system: Arc::new(hw_catalog::HwCatalogSchema::new(sources, sinks, checkpoints, catalog, dataflow)),

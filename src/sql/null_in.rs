@@ -113,3 +113,43 @@ mod tests {
         }
     }
 }
+
+/// Refuses the correlated `NOT IN (subquery)` (a null-aware anti join with a condition beside
+/// its key): DataFusion applies the NULL rule over the whole subquery instead of the rows
+/// each outer row correlates with, so `k NOT IN (SELECT k FROM b WHERE b.w > a.v)` lost rows
+/// whose own subquery held no NULL. Runs after the optimizer's rules (it is added last).
+#[derive(Debug, Default)]
+pub struct CorrelatedNotIn;
+
+impl datafusion::optimizer::OptimizerRule for CorrelatedNotIn {
+    fn name(&self) -> &str {
+        "refuse_correlated_not_in"
+    }
+
+    fn apply_order(&self) -> Option<datafusion::optimizer::ApplyOrder> {
+        Some(datafusion::optimizer::ApplyOrder::TopDown)
+    }
+
+    fn supports_rewrite(&self) -> bool {
+        true
+    }
+
+    fn rewrite(
+        &self,
+        plan: datafusion::logical_expr::LogicalPlan,
+        _config: &dyn datafusion::optimizer::OptimizerConfig,
+    ) -> datafusion::error::Result<datafusion::common::tree_node::Transformed<datafusion::logical_expr::LogicalPlan>>
+    {
+        if let datafusion::logical_expr::LogicalPlan::Join(j) = &plan {
+            if j.null_aware && (j.filter.is_some() || j.on.len() != 1) {
+                return Err(datafusion::error::DataFusionError::NotImplemented(
+                    "a correlated or multi-column x NOT IN (subquery) (DataFusion would apply SQL's NULL rule to the \
+                     whole subquery, not to the rows each row correlates with): write NOT EXISTS (SELECT 1 FROM ... \
+                     WHERE ... AND y = x)"
+                        .into(),
+                ));
+            }
+        }
+        Ok(datafusion::common::tree_node::Transformed::no(plan))
+    }
+}

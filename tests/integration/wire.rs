@@ -180,6 +180,13 @@ async fn materialized_view_refusals_name_the_construct() {
     }
     // NOT IN (subquery) where DataFusion would drop SQL's NULL rule (`sql::null_in`).
     expect_error(&c, "SELECT id FROM t WHERE d < 1 OR id NOT IN (SELECT d FROM t)", unsupported, "NOT EXISTS").await;
+    expect_error(
+        &c,
+        "SELECT id FROM t WHERE id NOT IN (SELECT d FROM t t2 WHERE t2.id > t.d)",
+        unsupported,
+        "NOT EXISTS",
+    )
+    .await;
     // A linear recursion is maintained: it counts to 3.
     c.batch_execute(
         "CREATE MATERIALIZED VIEW counted AS WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 3) \
