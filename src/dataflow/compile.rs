@@ -156,8 +156,8 @@ fn physical(expr: &Expr, schema: &DFSchema) -> Result<Arc<dyn PhysicalExpr>> {
     })?;
     if subquery {
         return Err(refuse(
-            "a subquery that cannot be turned into a join (e.g. a scalar subquery inside a join condition or an \
-             aggregate's argument: join with it instead)",
+            "a subquery that cannot be turned into a join (e.g. a scalar subquery inside a join condition that \
+             reads both sides, or under GROUPING SETS: join with it instead)",
         ));
     }
     Ok(create_physical_expr(expr, schema, &ExecutionProps::new(), &PhysicalPlanningContext::default())?)

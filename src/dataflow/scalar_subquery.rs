@@ -4,8 +4,9 @@
 //! one (`WHERE total = (SELECT max(total) FROM revenue)`, TPC-H Q11, Q15, Q22) as an
 //! expression that its executor computes once per query. A view has to follow the subquery's
 //! value as it changes, so before compiling, each such subquery in a `WHERE`/`HAVING`
-//! (`Filter`) or a select list (`Projection`) becomes a column of the subquery's result
-//! LEFT JOINed on nothing to the node's input:
+//! (`Filter`), a select list (`Projection`) or an aggregate's arguments and plain `GROUP BY`
+//! expressions (`Aggregate`) becomes a column of the subquery's result LEFT JOINed on nothing
+//! to the node's input:
 //!
 //! ```text
 //! Filter: p(x, (<subquery>))          Projection: <the input's columns>
@@ -62,6 +63,14 @@ fn rewrite(node: LogicalPlan, next: &mut usize) -> datafusion::error::Result<Tra
     let (input, exprs) = match &node {
         LogicalPlan::Filter(f) if uncorrelated(&f.predicate) => (f.input.clone(), vec![f.predicate.clone()]),
         LogicalPlan::Projection(p) if p.expr.iter().any(uncorrelated) => (p.input.clone(), p.expr.clone()),
+        // In an aggregate's arguments (`sum(v + (SELECT max(w) FROM b))`) or plain GROUP BY
+        // expressions: joined to the aggregate's input, which keeps its rows one for one.
+        LogicalPlan::Aggregate(a)
+            if a.group_expr.iter().chain(&a.aggr_expr).any(uncorrelated)
+                && !a.group_expr.iter().any(|g| matches!(g, Expr::GroupingSet(_))) =>
+        {
+            (a.input.clone(), a.group_expr.iter().chain(&a.aggr_expr).cloned().collect())
+        }
         _ => return Ok(Transformed::no(node)),
     };
     let mut joined: LogicalPlan = input.as_ref().clone();
@@ -100,6 +109,20 @@ fn rewrite(node: LogicalPlan, next: &mut usize) -> datafusion::error::Result<Tra
             // The filter's own columns: the joined subquery columns leave again.
             let columns: Vec<Expr> = schema.columns().into_iter().map(Expr::Column).collect();
             LogicalPlanBuilder::from(joined).filter(predicate)?.project(columns)?.build()?
+        }
+        LogicalPlan::Aggregate(a) => {
+            // A rewritten expression keeps the output name it had, which the plan above reads.
+            let mut exprs: Vec<Expr> = new_exprs
+                .into_iter()
+                .enumerate()
+                .map(|(i, t)| if t.transformed { t.data.alias(schema.field(i).name()) } else { t.data })
+                .collect();
+            let aggregates = exprs.split_off(a.group_expr.len());
+            LogicalPlan::Aggregate(datafusion::logical_expr::Aggregate::try_new(
+                std::sync::Arc::new(joined),
+                exprs,
+                aggregates,
+            )?)
         }
         _ => {
             let exprs: Vec<Expr> = new_exprs
@@ -165,6 +188,8 @@ mod tests {
             "SELECT k, (SELECT max(v) FROM u) AS top, (SELECT count(*) FROM u WHERE g = 1) AS n FROM t",
             "SELECT g, sum(v) AS s FROM t GROUP BY g HAVING sum(v) > (SELECT sum(v) / 10 FROM u)",
             "SELECT k FROM t WHERE v = (SELECT max(v) FROM t)",
+            "SELECT g, sum(v + (SELECT max(v) FROM u)) AS s, count(*) FILTER (WHERE v > (SELECT avg(v) FROM u)) AS n \
+             FROM t GROUP BY g",
         ]
         .into_iter()
         .enumerate()

@@ -129,3 +129,32 @@ pub async fn serve(
     tracing::info!(sessions = sessions.len(), "closing sessions");
     sessions.shutdown().await;
 }
+
+/// The fuzzing entry for what a client sends (`fuzz/fuzz_targets/wire_messages.rs`, run by
+/// `scripts/fuzz.sh`): `data` as the front of a connection's read buffer in each phase, through
+/// the framing check and, where that lets a message through, pgwire's decoder — every byte a
+/// client sends reaches these two before any statement. Must never panic.
+#[doc(hidden)]
+pub fn fuzz_frame(data: &[u8]) {
+    use ::pgwire::messages::{DecodeContext, PgWireFrontendMessage, ProtocolVersion};
+    use framing::{Phase, Verdict};
+    for phase in [Phase::Startup, Phase::Authentication, Phase::Session] {
+        let mut buf = bytes::BytesMut::from(data);
+        match framing::check(phase, &buf) {
+            Verdict::Ready => {}
+            Verdict::Replace { len, with } => {
+                let rest = buf.split_off(len);
+                buf.clear();
+                buf.extend_from_slice(&with);
+                buf.unsplit(rest);
+            }
+            Verdict::Incomplete { .. } | Verdict::Fatal { .. } => continue,
+        }
+        let mut ctx = DecodeContext::new(ProtocolVersion::PROTOCOL3_0);
+        if phase != Phase::Startup {
+            ctx.awaiting_frontend_ssl = false;
+            ctx.awaiting_frontend_startup = false;
+        }
+        let _ = PgWireFrontendMessage::decode(&mut buf, &ctx);
+    }
+}
