@@ -33,12 +33,28 @@ const REWRITES: &[(&str, &str)] = &[
 static GRAFANA_USER: std::sync::LazyLock<regex::Regex> =
     std::sync::LazyLock::new(|| regex::Regex::new(r"(?i)THEN\s+user\s+ELSE").expect("valid regex"));
 
+/// `CREATE [OR REPLACE] RECURSIVE VIEW name (columns) AS query`, which Postgres defines as
+/// `CREATE VIEW name AS WITH RECURSIVE name (columns) AS (query) SELECT columns FROM name`
+/// and the parser does not know (up to the statement's `;`).
+static RECURSIVE_VIEW: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+    regex::Regex::new(
+        r#"(?is)\bCREATE\s+(OR\s+REPLACE\s+)?RECURSIVE\s+VIEW\s+((?:[\w"]+\.)?([\w"]+))\s*\(([^)]*)\)\s*AS\s+([^;]*)"#,
+    )
+    .expect("valid regex")
+});
+
 /// `sql` with the known client constructs replaced.
 pub fn rewrite(sql: &str) -> Cow<'_, str> {
     let mut out = match GRAFANA_USER.is_match(sql) {
         true => Cow::Owned(GRAFANA_USER.replace_all(sql, "THEN current_user ELSE").into_owned()),
         false => Cow::Borrowed(sql),
     };
+    if RECURSIVE_VIEW.is_match(&out) {
+        let replaced = RECURSIVE_VIEW
+            .replace_all(&out, "CREATE ${1}VIEW $2 AS WITH RECURSIVE $3 ($4) AS ($5) SELECT $4 FROM $3")
+            .into_owned();
+        out = Cow::Owned(replaced);
+    }
     for (from, to) in REWRITES {
         if out.contains(from) {
             out = Cow::Owned(out.replace(from, to));
@@ -540,6 +556,19 @@ impl VisitorMut for QualifyOwnPgTables {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recursive_views_become_views_over_a_recursive_cte() {
+        assert_eq!(
+            rewrite("CREATE OR REPLACE RECURSIVE VIEW s.nums (n) AS VALUES (1) UNION ALL SELECT n+1 FROM nums WHERE n < 5; SELECT 1"),
+            "CREATE OR REPLACE VIEW s.nums AS WITH RECURSIVE nums (n) AS (VALUES (1) UNION ALL SELECT n+1 FROM nums WHERE n < 5) \
+             SELECT n FROM nums; SELECT 1"
+        );
+        assert_eq!(
+            rewrite("create recursive view v(a, b) as select 1, 2"),
+            "CREATE VIEW v AS WITH RECURSIVE v (a, b) AS (select 1, 2) SELECT a, b FROM v"
+        );
+    }
 
     #[test]
     fn array_subquery_becomes_array_agg() {

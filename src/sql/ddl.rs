@@ -156,16 +156,39 @@ pub(super) async fn create_view(s: &Session, cv: &CreateView, restore: Option<u6
 /// The catalog relations a query names (DataFusion inlines views while planning, so the plan
 /// no longer shows which views a view reads; the AST does).
 pub(super) fn relations_read(s: &Session, query: &datafusion::sql::sqlparser::ast::Query) -> Vec<String> {
-    let mut names = Vec::new();
-    let _ = datafusion::sql::sqlparser::ast::visit_relations(query, |name| {
-        if let Ok(n) = relation_name(name) {
-            if !names.contains(&n) && s.engine().catalog().get(Namespace::Relation, &n).is_some() {
-                names.push(n);
+    use datafusion::sql::sqlparser::ast::{ObjectName, Query, Visit, Visitor};
+    /// The relations a query names, without the names of its own CTEs (a recursive view's
+    /// CTE has the view's name, and reads itself, not the view).
+    struct Names<'a> {
+        s: &'a Session,
+        ctes: Vec<String>,
+        names: Vec<String>,
+    }
+    impl Visitor for Names<'_> {
+        type Break = ();
+        fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
+            for cte in q.with.iter().flat_map(|w| &w.cte_tables) {
+                let n = &cte.alias.name;
+                self.ctes.push(if n.quote_style.is_some() { n.value.clone() } else { n.value.to_lowercase() });
             }
+            ControlFlow::Continue(())
         }
-        ControlFlow::<()>::Continue(())
-    });
-    names
+        fn pre_visit_relation(&mut self, name: &ObjectName) -> ControlFlow<()> {
+            if let Ok(n) = relation_name(name) {
+                let is_cte = name.0.len() == 1 && self.ctes.contains(&n);
+                if !is_cte
+                    && !self.names.contains(&n)
+                    && self.s.engine().catalog().get(Namespace::Relation, &n).is_some()
+                {
+                    self.names.push(n);
+                }
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut names = Names { s, ctes: Vec::new(), names: Vec::new() };
+    let _ = query.visit(&mut names);
+    names.names
 }
 
 fn dependent_error(obj: &CatalogObject, dependents: &[CatalogObject]) -> Error {
