@@ -440,7 +440,8 @@ impl Catalog {
                 state.delete_all(self.store.as_ref(), &mut batch)?;
             }
             if v.object_type() == ObjectType::Source {
-                batch.delete(keys::source_progress(v.entry.id));
+                // The record and every per-unit entry under it.
+                batch.delete_prefix(self.store.as_ref(), &keys::source_progress(v.entry.id))?;
             }
             if v.object_type() == ObjectType::MaterializedView {
                 batch.delete_prefix(self.store.as_ref(), &keys::view_state(v.entry.id))?;

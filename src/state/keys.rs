@@ -10,7 +10,10 @@
 //! o/<view id: u64 BE><op: u16 BE><entry>
 //!                                 a materialized view's operator state, one entry per group,
 //!                                 join row, ...; op FFFF holds the state's plan (dataflow::durable)
-//! s/<source id: u64 BE>           a source's progress (binlog position, streaming tables; JSON)
+//! s/<source id: u64 BE>           a source's progress (binlog position, GTID; JSON)
+//! s/<source id: u64 BE>/<kind>/<unit>
+//!                                 one fact about one captured unit (streaming, snapshot position,
+//!                                 resumable snapshot, failure, ...; JSON; source::mysql::progress)
 //! u/<user name>                  a user: SCRAM salt and salted password (JSON; catalog::users)
 //! g/<object id: u64 BE>           an object's owner and grants (JSON; catalog::privileges)
 //! k/<sink id: u64 BE>/s           a sink's progress (acknowledged outbox entry, snapshot done; JSON)
@@ -88,6 +91,22 @@ pub fn sink_outbox_entry(id: u64, seq: u64) -> Vec<u8> {
 pub fn source_progress(id: u64) -> Vec<u8> {
     let mut k = SOURCES.to_vec();
     k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
+/// Prefix of source `id`'s per-unit progress entries (`source::mysql::progress`).
+pub fn source_progress_entries(id: u64) -> Vec<u8> {
+    let mut k = source_progress(id);
+    k.push(b'/');
+    k
+}
+
+/// Key of one per-unit progress entry of source `id`: `kind` tells which fact, `name` the unit.
+pub fn source_progress_entry(id: u64, kind: u8, name: &str) -> Vec<u8> {
+    let mut k = source_progress_entries(id);
+    k.push(kind);
+    k.push(b'/');
+    k.extend_from_slice(name.as_bytes());
     k
 }
 

@@ -1,5 +1,6 @@
 //! The binlog reader: one replication connection per source, decoded into transactions.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -54,6 +55,11 @@ pub async fn read(
     let mut file = start.file.clone();
     let mut pending: Vec<(usize, RowChange)> = Vec::new();
     let mut broken: Vec<bool> = vec![false; units.len()];
+    // Unit by upstream database and table: a rows event finds its unit without a scan.
+    let mut unit_of: HashMap<&str, HashMap<&str, usize>> = HashMap::new();
+    for (i, u) in units.iter().enumerate() {
+        unit_of.entry(u.spec.database.as_str()).or_default().entry(u.upstream_table.as_str()).or_insert(i);
+    }
     let mut seen_format_description = false;
     // Decode plans per (unit, table id), made when a table map is first used.
     let mut decoders: std::collections::HashMap<(usize, u64), RowDecoder> = Default::default();
@@ -81,7 +87,7 @@ pub async fn read(
                 let Some(tme) = stream.get_tme(rows.table_id()) else { continue };
                 let db = tme.database_name();
                 let name = tme.table_name();
-                let Some(idx) = units.iter().position(|u| u.spec.database == db && u.upstream_table == name) else {
+                let Some(&idx) = unit_of.get(db.as_ref()).and_then(|t| t.get(name.as_ref())) else {
                     continue;
                 };
                 if broken[idx] {

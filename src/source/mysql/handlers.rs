@@ -167,6 +167,8 @@ impl Runner {
                     let mut batch = src.progress_batch(progress)?;
                     if let Err(message) = truncate_unit(src, unit, &mut batch) {
                         self.fail_unit(phases, u, message);
+                        // The position and what else changed are stored all the same.
+                        src.dataflow.commit(&[], batch)?;
                     }
                 }
                 Phase::Pending(buf) => buf.push((end, Buffered::Truncate)),
@@ -374,8 +376,8 @@ impl Runner {
         tracing::info!(source = %src.name, table = %name, %shard, "a new upstream shard joins the table");
         let spec = src.tables[table].spec.clone();
         let unit = Unit { table, spec: spec.clone(), table_spec: spec, upstream_table: shard.clone() };
-        progress.new_shards.entry(name.clone()).or_default().push(shard);
-        progress.streaming.insert(unit.progress_name());
+        progress.new_shards.entry_or_default(name).push(shard);
+        progress.streaming.add(unit.progress_name());
         // Everything before the CREATE TABLE is applied (messages arrive in order).
         if progress.position.as_ref().is_none_or(|p| end > *p) {
             progress.position = Some(end);

@@ -48,7 +48,7 @@ pub use progress::{forget_tables, reset_progress};
 pub use upstream::{check_upstream, current_position};
 
 use handlers::{to_batch, truncate, truncate_unit};
-use progress::move_past;
+use progress::{move_past, Progress};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -145,38 +145,6 @@ enum Flow {
     Continue,
     /// The set of units changed: restart the run from the stored position.
     Restart,
-}
-
-/// The progress a source persists with every commit.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct Progress {
-    position: Option<BinlogPosition>,
-    /// Tables whose snapshot is complete.
-    streaming: BTreeSet<String>,
-    /// Their snapshot positions: after a restart, transactions up to these positions are
-    /// already in the table and must not be applied again.
-    #[serde(default)]
-    snapshot_at: BTreeMap<String, BinlogPosition>,
-    /// Snapshots in progress: the chunks already in the table, stored with them, so a crash
-    /// or reconnect resumes after the last one instead of starting over.
-    #[serde(default)]
-    resume: BTreeMap<String, SnapshotResume>,
-    /// The GTID of the last applied transaction (shown in `hw_catalog.sources`).
-    #[serde(default)]
-    gtid: Option<String>,
-    /// Shards created upstream after CREATE SOURCE, by local table name: their whole history
-    /// is in the binlog after the CREATE TABLE, so they join without a snapshot.
-    #[serde(default)]
-    new_shards: BTreeMap<String, Vec<String>>,
-    /// Tables created upstream that match a shard pattern but differ from the other shards:
-    /// `db.table` → (local table, why), shown in `hw_catalog.source_tables` as `error`.
-    #[serde(default)]
-    rejected_shards: BTreeMap<String, (String, String)>,
-    /// Units stopped by something they cannot follow (upstream DDL, a row that does not
-    /// decode), by progress name, with the reason: they stay stopped across restarts and
-    /// reconnects (the binlog has moved past the cause) until dropped or re-snapshotted.
-    #[serde(default)]
-    failed: BTreeMap<String, String>,
 }
 
 /// How far a key-ordered snapshot got: the table holds every upstream row whose key is at or
@@ -304,7 +272,7 @@ enum Phase {
 impl MySqlSource {
     /// The capture units of this source, in table order.
     pub fn units(&self) -> Vec<Unit> {
-        let new_shards = self.load_progress().map(|p| p.new_shards).unwrap_or_default();
+        let new_shards = self.load_progress().map(|p| p.new_shards.into_map()).unwrap_or_default();
         self.tables
             .iter()
             .enumerate()
@@ -322,7 +290,7 @@ impl MySqlSource {
 
     /// One status per unit, then one per rejected shard.
     fn table_statuses(&self, units: &[Unit]) -> Vec<TableStatus> {
-        let rejected = self.load_progress().map(|p| p.rejected_shards).unwrap_or_default();
+        let rejected = self.load_progress().map(|p| p.rejected_shards.into_map()).unwrap_or_default();
         units
             .iter()
             .map(|u| TableStatus {
@@ -367,21 +335,13 @@ impl MySqlSource {
         Ok(())
     }
 
-    fn progress_key(&self) -> Vec<u8> {
-        keys::source_progress(self.id)
-    }
-
     fn load_progress(&self) -> Result<Progress> {
-        match self.store.get(&self.progress_key())? {
-            Some(v) => serde_json::from_slice(&v).map_err(|e| Error::Storage(format!("corrupt source progress: {e}"))),
-            None => Ok(Progress::default()),
-        }
+        Progress::load(self.store.as_ref(), self.id)
     }
 
-    fn progress_batch(&self, p: &Progress) -> Result<WriteBatch> {
-        let mut b = WriteBatch::default();
-        b.put(self.progress_key(), serde_json::to_vec(p).map_err(|e| Error::Internal(e.to_string()))?);
-        Ok(b)
+    /// The progress to commit: its position and what changed since the last call.
+    fn progress_batch(&self, p: &mut Progress) -> Result<WriteBatch> {
+        p.write(self.id)
     }
 }
 

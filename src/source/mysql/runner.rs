@@ -84,10 +84,12 @@ impl Runner {
             None => {
                 let p = current_position(&mut conn).await?;
                 if !src.options.snapshot {
-                    progress.streaming = self.units.iter().map(Unit::progress_name).collect();
+                    for unit in &self.units {
+                        progress.streaming.add(unit.progress_name());
+                    }
                 }
                 progress.position = Some(p.clone());
-                src.store.apply(src.progress_batch(&progress)?)?;
+                src.store.apply(src.progress_batch(&mut progress)?)?;
                 p
             }
         };
@@ -246,8 +248,11 @@ impl Runner {
         let flow = self.handle_message(msg, phases, progress)?;
         let mut stopped = false;
         for (u, phase) in phases.iter().enumerate() {
+            if !matches!(phase, Phase::Failed) {
+                continue;
+            }
             let name = self.units[u].progress_name();
-            if matches!(phase, Phase::Failed) && !progress.failed.contains_key(&name) {
+            if !progress.failed.contains_key(&name) {
                 let why = self.status().tables[u].last_error.clone().unwrap_or_default();
                 progress.failed.insert(name, why);
                 stopped = true;
@@ -299,7 +304,7 @@ impl Runner {
         };
         phases[u] = Phase::Streaming(Some(at.clone()));
         let unit = &self.units[u];
-        progress.streaming.insert(unit.progress_name());
+        progress.streaming.add(unit.progress_name());
         progress.snapshot_at.insert(unit.progress_name(), at.clone());
         progress.resume.remove(&unit.progress_name());
         // Replay what happened upstream since the snapshot, in order; the last write also
@@ -327,7 +332,7 @@ impl Runner {
         phases: &mut [Phase],
         u: usize,
         buffered: Vec<Buffered>,
-        progress: &Progress,
+        progress: &mut Progress,
     ) -> Result<bool> {
         let src = &self.source;
         let unit = &self.units[u];
