@@ -21,6 +21,8 @@
 #   recovery      incremental checkpoints vs a full one; restart time
 #   sink          Kafka sink throughput vs a bare librdkafka producer
 #   kafka_source  Kafka source ingestion (table + aggregate view) vs a bare librdkafka consumer
+#   tables        one source over 1,000 / 5,000 / 10,000 tables: time to streaming, memory per
+#                 table, commit -> visible under load (the 1,000-table run is the baseline)
 #
 # Installs what the baselines need (MariaDB, PostgreSQL, pgbench, a Python venv under target/
 # with python-mysql-replication) when run as root; otherwise says what to install.
@@ -29,7 +31,7 @@ cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib.sh
 source scripts/lib.sh
 
-all=(mysql_source views windows tpch freshness serving memory recovery sink kafka_source)
+all=(mysql_source views windows tpch freshness serving memory recovery sink kafka_source tables)
 quick=0
 names=()
 for arg in "$@"; do

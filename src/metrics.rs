@@ -11,8 +11,8 @@
 //! Names (all prefixed `headwater_`), by what they describe:
 //! - sources: `source_up`, `source_state{state}`, `source_lag_seconds`, `source_lag_messages`
 //!   (Kafka), `source_tables`;
-//!   per captured table `source_table_state{state}`, `source_table_rows_copied`,
-//!   `source_table_chunks_done`, `source_table_chunks_total`;
+//!   `source_tables_by_state{state}`; per captured table `source_table_state{state}`,
+//!   `source_table_rows_copied`, `source_table_chunks_done`, `source_table_chunks_total`;
 //! - tables and materialized views: `relation_rows`, `relation_memory_bytes`,
 //!   `relation_operator_bytes`; per materialized view `view_errors` (rows its query fails
 //!   on) and `view_state{state}`; `views_errored` (views whose reads report an error);
@@ -39,6 +39,21 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::sql::Engine;
+
+/// Per-table series are bounded: a source capturing more tables than this gets them only for
+/// its tables that are not streaming (snapshotting, pending, failed: the ones to look at),
+/// at most this many, and the captured tables' `relation_*` series are left out once there
+/// are more tables than this (materialized views always have theirs). Ten thousand captured
+/// tables would otherwise be 70,000 series in every scrape — a cost for the user's
+/// Prometheus, not only for Headwater. `source_tables_by_state` counts them all, and
+/// `hw_catalog.source_tables` / `hw_catalog.relations` list them all.
+pub const TABLE_SERIES_LIMIT: usize = 1_000;
+
+/// The captured tables that get per-table series ([`TABLE_SERIES_LIMIT`]).
+fn tables_with_series(tables: &[crate::source::TableStatus]) -> impl Iterator<Item = &crate::source::TableStatus> {
+    let all = tables.len() <= TABLE_SERIES_LIMIT;
+    tables.iter().filter(move |t| all || t.state != "streaming").take(TABLE_SERIES_LIMIT)
+}
 
 /// The content type of the OpenMetrics text format (Prometheus reads it).
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -104,6 +119,7 @@ impl Collector for EngineCollector {
         );
         let mut done = Family::new("source_table_chunks_done", "Snapshot chunks applied");
         let mut total = Family::new("source_table_chunks_total", "Snapshot chunks estimated");
+        let mut by_state = Family::new("source_tables_by_state", "Captured tables of the source in each state");
         for s in engine.sources().statuses() {
             let source = || vec![("source", s.name.clone())];
             let running = matches!(s.state.as_str(), "snapshotting" | "streaming");
@@ -116,7 +132,14 @@ impl Collector for EngineCollector {
                 lag_messages.add(source(), l as f64);
             }
             tables.add(source(), s.tables.len() as f64);
+            let mut counts: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
             for t in &s.tables {
+                *counts.entry(t.state.as_str()).or_default() += 1;
+            }
+            for (st, n) in counts {
+                by_state.add(vec![("source", s.name.clone()), ("state", st.to_string())], n as f64);
+            }
+            for t in tables_with_series(&s.tables) {
                 let labels =
                     || vec![("source", s.name.clone()), ("table", t.name.clone()), ("upstream", t.upstream.clone())];
                 let mut with_state = labels();
@@ -127,7 +150,7 @@ impl Collector for EngineCollector {
                 total.add(labels(), t.chunks_total as f64);
             }
         }
-        for f in [&up, &state, &lag, &lag_messages, &tables, &table_state, &copied, &done, &total] {
+        for f in [&up, &state, &lag, &lag_messages, &tables, &by_state, &table_state, &copied, &done, &total] {
             gauges(&mut encoder, f)?;
         }
 
@@ -135,7 +158,9 @@ impl Collector for EngineCollector {
         let mut memory =
             Family::new("relation_memory_bytes", "Bytes of state in memory: rows, plus a view's operators");
         let mut operators = Family::new("relation_operator_bytes", "Bytes of a materialized view's operator state");
-        for r in crate::sql::hw_catalog::relation_sizes(engine.catalog(), engine.dataflow()) {
+        let sizes = crate::sql::hw_catalog::relation_sizes(engine.catalog(), engine.dataflow());
+        let with_tables = sizes.iter().filter(|r| r.kind == "table").count() <= TABLE_SERIES_LIMIT;
+        for r in sizes.iter().filter(|r| with_tables || r.kind != "table") {
             let labels = || vec![("relation", r.name.clone()), ("type", r.kind.to_string())];
             rows.add(labels(), r.rows as f64);
             memory.add(labels(), r.memory_bytes as f64);
@@ -275,5 +300,31 @@ pub async fn serve(engine: Weak<Engine>, listener: TcpListener, mut shutdown: wa
                 _ = stop.changed() => {}
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::TableStatus;
+
+    fn tables(n: usize, failing: usize) -> Vec<TableStatus> {
+        (0..n)
+            .map(|i| TableStatus {
+                name: format!("t{i}"),
+                state: if i < failing { "error" } else { "streaming" }.into(),
+                ..Default::default()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn per_table_series_are_bounded() {
+        assert_eq!(tables_with_series(&tables(1_000, 0)).count(), 1_000, "a source at the limit keeps them all");
+        assert_eq!(tables_with_series(&tables(10_000, 0)).count(), 0);
+        let t = tables(10_000, 3);
+        let listed: Vec<&str> = tables_with_series(&t).map(|t| t.state.as_str()).collect();
+        assert_eq!(listed, ["error"; 3], "past the limit only the tables to look at");
+        assert_eq!(tables_with_series(&tables(10_000, 5_000)).count(), TABLE_SERIES_LIMIT);
     }
 }

@@ -26,6 +26,7 @@ mod mysql_source;
 mod recovery;
 mod serving;
 mod sink;
+mod tables;
 mod tpch;
 mod view_restart;
 mod views;
@@ -43,6 +44,7 @@ const BENCHMARKS: &[(&str, fn())] = &[
     ("recovery", recovery::main),
     ("sink", sink::main),
     ("kafka_source", kafka_source::main),
+    ("tables", tables::main),
 ];
 
 fn main() {
