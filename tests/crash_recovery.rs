@@ -197,7 +197,7 @@ async fn kill_nine_at_random_moments_loses_and_doubles_nothing() {
         c.batch_execute(&db.connection_sql("shop_db")).await.unwrap();
         c.batch_execute(
             "CREATE SOURCE crash FROM MYSQL CONNECTION shop_db FOR TABLES (crash.orders, crash.events, crash.log_nopk) \
-             WITH (SERVER_ID = 7301, CHUNK_SIZE = 500, SNAPSHOT_PARALLELISM = 1); \
+             WITH (SERVER_ID = 7301, CHUNK_SIZE = 500, SNAPSHOT_PARALLELISM = 2); \
              CREATE MATERIALIZED VIEW totals AS SELECT customer, count(*) AS n, sum(amount) AS total \
              FROM orders WHERE status <> 'cancelled' GROUP BY customer; \
              CREATE MATERIALIZED VIEW pairs AS SELECT o.customer, count(*) AS n \

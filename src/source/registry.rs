@@ -3,6 +3,7 @@
 //! caught up with its upstream (`real_time_recency`).
 
 use std::collections::BTreeMap;
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -46,6 +47,9 @@ pub struct TableStatus {
     pub chunks_total: u64,
     pub rows_per_second: f64,
     pub last_error: Option<String>,
+    /// Key ranges the table's snapshot was split into, read over several connections (0: one
+    /// sequential read).
+    pub snapshot_ranges: u64,
 }
 
 /// A running source, as the rest of the engine sees it.
@@ -119,12 +123,19 @@ impl SourceRegistry {
         for (source, h) in self.map().iter() {
             let status = h.probe.status.locked();
             let source_failed = status.state == "error";
+            // Linear in the tables, under the status lock the source's applier also takes:
+            // a source may capture thousands, and this runs for every statement.
+            if !source_failed && !status.tables.iter().any(|t| t.state == "error") {
+                continue;
+            }
+            // A table merged from shards is stale only when none of its shards streams: a
+            // shard that stopped alone (its shape differs) leaves the others current.
+            let live: HashSet<&str> =
+                status.tables.iter().filter(|t| t.state != "error").map(|t| t.name.as_str()).collect();
+            let mut listed: HashSet<&str> = HashSet::new();
             for t in &status.tables {
-                // A table merged from shards is stale only when none of its shards streams:
-                // a shard that stopped alone (its shape differs) leaves the others current.
-                let all_stopped = status.tables.iter().filter(|u| u.name == t.name).all(|u| u.state == "error");
-                let listed = out.iter().any(|(s, n, _): &(String, String, String)| s == source && *n == t.name);
-                if (source_failed || (t.state == "error" && all_stopped)) && !listed {
+                let stale = source_failed || (t.state == "error" && !live.contains(t.name.as_str()));
+                if stale && listed.insert(t.name.as_str()) {
                     let why = t.last_error.clone().or_else(|| status.last_error.clone()).unwrap_or_default();
                     out.push((source.clone(), t.name.clone(), why));
                 }

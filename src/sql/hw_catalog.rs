@@ -162,6 +162,7 @@ fn source_tables_table(statuses: &[SourceStatus]) -> datafusion::error::Result<R
         field("chunks_total", DataType::UInt64),
         field("rows_per_second", DataType::Float64),
         field("last_error", DataType::Utf8),
+        field("snapshot_ranges", DataType::UInt64),
     ]));
     let rows: Vec<(&SourceStatus, &crate::source::TableStatus)> =
         statuses.iter().flat_map(|s| s.tables.iter().map(move |t| (s, t))).collect();
@@ -181,6 +182,7 @@ fn source_tables_table(statuses: &[SourceStatus]) -> datafusion::error::Result<R
         num(&|t| t.chunks_total),
         Arc::new(rows.iter().map(|(_, t)| Some(t.rows_per_second)).collect::<Float64Array>()),
         text(&|(_, t)| t.last_error.clone()),
+        num(&|t| t.snapshot_ranges),
     ];
     RecordBatch::try_new(schema, columns).map_err(Into::into)
 }

@@ -379,12 +379,24 @@ pub(super) async fn alter_source(s: &Session, name: &str, action: &AlterSourceAc
                     return Err(Error::duplicate("captured table", spec.upstream.clone()));
                 }
             }
-            s.engine().sources().stop(name).await;
+            // The tables are created and their stale progress forgotten while the source
+            // goes on streaming the others (it has no unit for them, and forgetting writes
+            // only their own entries); the source then restarts once with them, so the
+            // others pause only for that restart, not for the catalog work.
             forget = specs.iter().map(|t| t.name.clone()).collect();
             kind.forget_tables(catalog.store().as_ref(), source_id, &forget)?;
+            let mut created = Ok(());
             for spec in specs {
-                create_captured_table(s, name, spec, None)?;
+                if let Err(e) = create_captured_table(s, name, spec, None) {
+                    created = Err(e);
+                    break;
+                }
             }
+            // Tables created before a failure are captured all the same.
+            s.engine().sources().stop(name).await;
+            start_source(s, name)?;
+            created?;
+            return Ok(QueryResult::command("ALTER SOURCE"));
         }
         AlterSourceAction::DropTables { names, cascade } => {
             let mut victims = Vec::new();

@@ -27,6 +27,7 @@ mod pg_regress;
 mod point_lookups;
 mod privileges;
 mod secrets;
+mod soak;
 mod sql_fuzz;
 mod sqllogictests;
 mod temporal;

@@ -19,7 +19,8 @@ impl Runner {
                 self.fail_unit(phases, table, message);
                 Ok(Flow::Continue)
             }
-            Message::SnapshotStart { table: u, position, replay_from, chunks_total, rows_estimate } => {
+            Message::SnapshotStart { table: u, position, replay_from, chunks_total, rows_estimate, ranges } => {
+                self.status().tables[u].snapshot_ranges = ranges;
                 self.on_snapshot_start(phases, progress, u, position, replay_from, chunks_total, rows_estimate)
             }
             Message::SnapshotRows { table: u, batch, last_key } => {

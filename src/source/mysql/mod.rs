@@ -101,8 +101,9 @@ pub enum Message {
         message: String,
     },
     /// A snapshot's view is open: exactly at `position`, or — with `replay_from`, the low
-    /// watermark where the server gives no exact position (MySQL) — somewhere after
-    /// `replay_from` and at or before `position`.
+    /// watermark where the server gives no exact position (MySQL), or the earliest of the views
+    /// of a snapshot read in key ranges — somewhere after `replay_from` and at or before
+    /// `position`.
     SnapshotStart {
         table: usize,
         position: BinlogPosition,
@@ -110,6 +111,8 @@ pub enum Message {
         chunks_total: u64,
         /// The upstream's estimate of the table's rows (InnoDB's `TABLE_ROWS`), if any.
         rows_estimate: Option<u64>,
+        /// Key ranges read over several connections (0: one sequential read).
+        ranges: u64,
     },
     /// A chunk of a snapshot; `last_key` is its last row's key (text values) when the
     /// snapshot is read in key order and can be resumed after it.

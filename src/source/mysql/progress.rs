@@ -59,6 +59,18 @@ struct Head {
     failed: BTreeMap<String, String>,
 }
 
+impl Head {
+    /// True when the record holds no per-unit facts (the layout with per-unit entries).
+    fn is_new_layout(&self) -> bool {
+        self.streaming.is_empty()
+            && self.snapshot_at.is_empty()
+            && self.resume.is_empty()
+            && self.new_shards.is_empty()
+            && self.rejected_shards.is_empty()
+            && self.failed.is_empty()
+    }
+}
+
 /// The per-unit maps' tags in their keys.
 const STREAMING: u8 = b's';
 const SNAPSHOT_AT: u8 = b'a';
@@ -207,13 +219,18 @@ impl Progress {
         let mut b = WriteBatch::default();
         let head = Head { position: self.position.clone(), gtid: self.gtid.clone(), ..Head::default() };
         b.put(keys::source_progress(source_id), serde_json::to_vec(&head).map_err(|e| Error::Internal(e.to_string()))?);
-        self.streaming.write_changes(source_id, STREAMING, &mut b)?;
-        self.snapshot_at.write_changes(source_id, SNAPSHOT_AT, &mut b)?;
-        self.resume.write_changes(source_id, RESUME, &mut b)?;
-        self.new_shards.write_changes(source_id, NEW_SHARDS, &mut b)?;
-        self.rejected_shards.write_changes(source_id, REJECTED, &mut b)?;
-        self.failed.write_changes(source_id, FAILED, &mut b)?;
+        self.write_entries(source_id, &mut b)?;
         Ok(b)
+    }
+
+    /// The per-unit entries changed since the last write, without the position.
+    fn write_entries(&mut self, source_id: u64, b: &mut WriteBatch) -> Result<()> {
+        self.streaming.write_changes(source_id, STREAMING, b)?;
+        self.snapshot_at.write_changes(source_id, SNAPSHOT_AT, b)?;
+        self.resume.write_changes(source_id, RESUME, b)?;
+        self.new_shards.write_changes(source_id, NEW_SHARDS, b)?;
+        self.rejected_shards.write_changes(source_id, REJECTED, b)?;
+        self.failed.write_changes(source_id, FAILED, b)
     }
 }
 
@@ -233,7 +250,8 @@ pub fn reset_progress(store: &dyn StateStore, source_id: u64) -> Result<()> {
 }
 
 /// Removes tables from a source's stored progress (ALTER SOURCE), so a table added again
-/// under the same name is snapshotted afresh.
+/// under the same name is snapshotted afresh. Only their entries are written (never the
+/// position), so this is safe while the source runs with units other than these.
 pub fn forget_tables(store: &dyn StateStore, source_id: u64, names: &[String]) -> Result<()> {
     let mut progress = Progress::load(store, source_id)?;
     for n in names {
@@ -245,7 +263,17 @@ pub fn forget_tables(store: &dyn StateStore, source_id: u64, names: &[String]) -
         progress.rejected_shards.retain(|_, (table, _)| table != n);
         progress.failed.retain(|unit, _| !shard_of(unit));
     }
-    store.apply(progress.write(source_id)?)
+    // A record still in the old single-record layout holds these tables too: it is moved to
+    // the per-unit layout whole (a running source's first commit would have done so).
+    let legacy = store
+        .get(&keys::source_progress(source_id))?
+        .is_some_and(|v| serde_json::from_slice::<Head>(&v).is_ok_and(|h| !h.is_new_layout()));
+    if legacy {
+        return store.apply(progress.write(source_id)?);
+    }
+    let mut b = WriteBatch::default();
+    progress.write_entries(source_id, &mut b)?;
+    store.apply(b)
 }
 
 /// Moves the stored position to `position` (after an ALTER: everything before it is applied,

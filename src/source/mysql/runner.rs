@@ -200,10 +200,11 @@ impl Runner {
                 chunk_size: src.options.chunk_size,
                 after,
                 view_position: src.options.snapshot_position,
+                parallelism: src.options.parallelism,
             };
             tasks.spawn(async move {
                 let _open = open.acquire_owned().await.map_err(|_| Error::Internal("semaphore closed".into()))?;
-                snapshot::snapshot_table(task, &reads, tx).await
+                snapshot::snapshot_table(task, reads, tx).await
             });
         }
         drop(tx);

@@ -17,6 +17,8 @@
 //! reconnect resumes after that key instead of starting over. Tables without a usable key
 //! are read by one unordered query holding a permit throughout.
 
+use std::sync::Arc;
+
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use futures::StreamExt;
@@ -79,6 +81,7 @@ fn after_condition(spec: &TableSpec, key: &[usize], after: &[Vec<u8>]) -> Result
 
 /// What one unit's snapshot reads: unit `idx` of the source, into batches of `schema` of up
 /// to `chunk_size` rows, after key `after` when it resumes.
+#[derive(Clone)]
 pub struct SnapshotTask {
     pub opts: mysql_async::Opts,
     pub idx: usize,
@@ -87,6 +90,9 @@ pub struct SnapshotTask {
     pub chunk_size: usize,
     pub after: Option<Vec<Vec<u8>>>,
     pub view_position: ViewPosition,
+    /// Connections that may read this one table at once (`SNAPSHOT_PARALLELISM`): a big
+    /// table with an integer leading key is read as key ranges by that many.
+    pub parallelism: usize,
 }
 
 /// How a snapshot learns where its consistent view lies in the binlog (`SNAPSHOT_POSITION`).
@@ -219,83 +225,254 @@ async fn touched_between(
 
 /// Reads unit `idx` and sends `SnapshotStart`, `SnapshotRows`..., `SnapshotDone`; with
 /// `after`, only the rows whose key comes after it (a resumed snapshot).
-pub async fn snapshot_table(task: SnapshotTask, reads: &Semaphore, tx: mpsc::Sender<Message>) -> Result<()> {
-    let SnapshotTask { opts, idx, unit, schema, chunk_size, after, view_position } = task;
-    let mut conn = mysql_async::Conn::new(opts).await.map_err(upstream)?;
-    // TIMESTAMP values in UTC, whatever the server's or the user's time zone.
-    conn.query_drop("SET time_zone = '+00:00', NAMES utf8mb4").await.map_err(upstream)?;
-    conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ").await.map_err(upstream)?;
-    let ViewAt { position, replay_from } = open_view(&mut conn, view_position, &unit).await?;
-    let spec = unit.spec.clone();
+pub async fn snapshot_table(task: SnapshotTask, reads: Arc<Semaphore>, tx: mpsc::Sender<Message>) -> Result<()> {
+    let mut conn = open_connection(&task.opts).await?;
+    let ViewAt { position, replay_from } = open_view(&mut conn, task.view_position, &task.unit).await?;
+    let spec = task.unit.spec.clone();
     let estimate: Option<u64> = conn
         .exec_first(
             "SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
-            (&spec.database, &unit.upstream_table),
+            (&spec.database, &task.unit.upstream_table),
         )
         .await
         .map_err(upstream)?
         .flatten();
-    let chunks_total = estimate.unwrap_or(0).div_ceil(chunk_size as u64).max(1);
-    tx.send(Message::SnapshotStart { table: idx, position, replay_from, chunks_total, rows_estimate: estimate })
-        .await
-        .map_err(closed)?;
+    let chunks_total = estimate.unwrap_or(0).div_ceil(task.chunk_size as u64).max(1);
+    let plan = ReadPlan::new(&task);
+    let ranges = match (&plan.key, &task.after) {
+        (Some(_), None) if task.parallelism > 1 && estimate.unwrap_or(0) >= (2 * task.chunk_size) as u64 => {
+            key_ranges(&mut conn, &plan, task.parallelism * 4).await?
+        }
+        _ => None,
+    };
+    let Some(ranges) = ranges else {
+        let start = Message::SnapshotStart {
+            table: task.idx,
+            position,
+            replay_from,
+            chunks_total,
+            rows_estimate: estimate,
+            ranges: 0,
+        };
+        tx.send(start).await.map_err(closed)?;
+        let (work, idx) = (Arc::new(RangeQueue::single(task.after.clone())), task.idx);
+        read_ranges(conn, plan, work, reads, task, tx.clone()).await?;
+        return tx.send(Message::SnapshotDone { table: idx }).await.map_err(closed);
+    };
+    // Key ranges over several connections, each with its own consistent view at its own
+    // position. The table is then a mix of views between the earliest and the latest: the
+    // applier keeps the binlog's changes after the earliest and applies them after the rows,
+    // and finishes once the binlog is past the latest — the watermark merge (`open_view`),
+    // exact for a keyed table because each change is a whole row image upserted by key.
+    let mut conns = vec![(conn, ViewAt { position, replay_from })];
+    for _ in 1..task.parallelism {
+        let mut c = open_connection(&task.opts).await?;
+        let view = open_view(&mut c, task.view_position, &task.unit).await?;
+        conns.push((c, view));
+    }
+    let latest = conns.iter().map(|(_, v)| v.position.clone()).max().expect("one view");
+    let earliest =
+        conns.iter().map(|(_, v)| v.replay_from.clone().unwrap_or_else(|| v.position.clone())).min().expect("one view");
+    let replay_from = (earliest != latest).then_some(earliest);
+    tracing::debug!(
+        table = %quote_upstream(&spec.database, &task.unit.upstream_table), ranges = ranges.len(),
+        connections = conns.len(), "snapshot in key ranges"
+    );
+    let start = Message::SnapshotStart {
+        table: task.idx,
+        position: latest,
+        replay_from,
+        chunks_total,
+        rows_estimate: estimate,
+        ranges: ranges.len() as u64,
+    };
+    tx.send(start).await.map_err(closed)?;
+    let work = Arc::new(RangeQueue::new(ranges));
+    let task = Arc::new(task);
+    let mut workers = tokio::task::JoinSet::new();
+    for (c, _) in conns {
+        let (plan, work, reads, task, tx) = (plan.clone(), work.clone(), reads.clone(), task.clone(), tx.clone());
+        workers.spawn(async move { read_ranges(c, plan, work, reads, SnapshotTask::clone(&task), tx).await });
+    }
+    while let Some(done) = workers.join_next().await {
+        done.map_err(|e| Error::Internal(format!("snapshot reader: {e}")))??;
+    }
+    tx.send(Message::SnapshotDone { table: task.idx }).await.map_err(closed)
+}
 
-    let upstream_columns = spec.upstream_indexes();
-    let columns: Vec<String> =
-        upstream_columns.iter().map(|&i| super::schema::backticked(&spec.columns[i].name)).collect();
-    // Where each local key column is among the selected columns.
-    let selected = |local: usize| upstream_columns.iter().position(|&i| i == local).unwrap_or(local);
-    let select = format!("SELECT {} FROM {}", columns.join(", "), quote_upstream(&spec.database, &unit.upstream_table));
+/// A connection set up as snapshots need it.
+async fn open_connection(opts: &mysql_async::Opts) -> Result<mysql_async::Conn> {
+    let mut conn = mysql_async::Conn::new(opts.clone()).await.map_err(upstream)?;
+    // TIMESTAMP values in UTC, whatever the server's or the user's time zone.
+    conn.query_drop("SET time_zone = '+00:00', NAMES utf8mb4").await.map_err(upstream)?;
+    conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ").await.map_err(upstream)?;
+    Ok(conn)
+}
+
+/// The queries of one unit's snapshot.
+#[derive(Clone)]
+struct ReadPlan {
+    /// `SELECT <upstream columns> FROM <table>`.
+    select: String,
+    /// The upstream table, quoted.
+    from: String,
+    /// The leading key column is an integer (a table can be split into key ranges).
+    integer_key: bool,
+    /// The key the read is ordered and resumed by ([`resume_key`]).
+    key: Option<Vec<usize>>,
+    /// The key columns, quoted, in the selected columns' order.
+    order: Vec<String>,
+    /// Where each key column is among the selected columns.
+    key_at: Vec<usize>,
+}
+
+impl ReadPlan {
+    fn new(task: &SnapshotTask) -> ReadPlan {
+        let spec = &task.unit.spec;
+        let upstream_columns = spec.upstream_indexes();
+        let columns: Vec<String> =
+            upstream_columns.iter().map(|&i| super::schema::backticked(&spec.columns[i].name)).collect();
+        let selected = |local: usize| upstream_columns.iter().position(|&i| i == local).unwrap_or(local);
+        let key = resume_key(spec);
+        let key_cols = key.clone().unwrap_or_default();
+        let from = quote_upstream(&spec.database, &task.unit.upstream_table);
+        let integer_key = key_cols.first().is_some_and(|&k| {
+            matches!(spec.columns[k].kind, Kind::Int16 | Kind::Int32 | Kind::MediumInt | Kind::Int64)
+        });
+        ReadPlan {
+            select: format!("SELECT {} FROM {from}", columns.join(", ")),
+            from,
+            integer_key,
+            order: key_cols.iter().map(|&i| columns[selected(i)].clone()).collect(),
+            key_at: key_cols.iter().map(|&i| selected(i)).collect(),
+            key,
+        }
+    }
+}
+
+/// Splits the key's leading column into `n` ranges between its minimum and maximum in the
+/// view open on `conn` (the first range open below, the last open above: rows outside the
+/// view's bounds that later views hold are read too). `None` when the leading column is not an
+/// integer or the table is too small to split.
+async fn key_ranges(conn: &mut mysql_async::Conn, plan: &ReadPlan, n: usize) -> Result<Option<Vec<String>>> {
+    let Some(first) = plan.order.first().filter(|_| plan.integer_key) else { return Ok(None) };
+    let bounds: Option<(Option<i64>, Option<i64>)> =
+        conn.query_first(format!("SELECT MIN({first}), MAX({first}) FROM {}", plan.from)).await.map_err(upstream)?;
+    let Some((Some(lo), Some(hi))) = bounds else { return Ok(None) };
+    let span = (hi as i128) - (lo as i128) + 1;
+    let n = (n as i128).min(span);
+    if n < 2 {
+        return Ok(None);
+    }
+    let cut = |j: i128| (lo as i128 + span * j / n) as i64;
+    let mut ranges = Vec::with_capacity(n as usize);
+    for j in 0..n {
+        let cond = match j {
+            0 => format!("{first} < {}", cut(1)),
+            j if j == n - 1 => format!("{first} >= {}", cut(j)),
+            j => format!("{first} >= {} AND {first} < {}", cut(j), cut(j + 1)),
+        };
+        ranges.push(cond);
+    }
+    Ok(Some(ranges))
+}
+
+/// One range of a table's key: its condition (`None`: the whole table), and the key a resumed
+/// read starts after.
+type KeyRange = (Option<String>, Option<Vec<Vec<u8>>>);
+
+/// The ranges of one table left to read, taken in order by the connections reading it.
+struct RangeQueue {
+    ranges: Vec<KeyRange>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+impl RangeQueue {
+    fn single(after: Option<Vec<Vec<u8>>>) -> RangeQueue {
+        RangeQueue { ranges: vec![(None, after)], next: Default::default() }
+    }
+
+    fn new(conditions: Vec<String>) -> RangeQueue {
+        RangeQueue { ranges: conditions.into_iter().map(|c| (Some(c), None)).collect(), next: Default::default() }
+    }
+
+    fn take(&self) -> Option<(usize, &KeyRange)> {
+        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.ranges.get(i).map(|r| (i, r))
+    }
+}
+
+/// Reads ranges from `work` on `conn` (its snapshot transaction open) until none is left,
+/// then commits the transaction. Only the first range's chunks carry their last key to be
+/// stored for a resume: it is the one that starts at the table's beginning, so a snapshot cut
+/// short resumes after it (rows of later ranges already copied are read again, harmlessly).
+async fn read_ranges(
+    mut conn: mysql_async::Conn,
+    plan: ReadPlan,
+    work: Arc<RangeQueue>,
+    reads: Arc<Semaphore>,
+    task: SnapshotTask,
+    tx: mpsc::Sender<Message>,
+) -> Result<()> {
+    let chunk_size = task.chunk_size;
     // Chunks are turned into Arrow batches by a task of their own, so the next chunk's query
     // runs upstream (and its rows are parsed here) while the previous one is converted.
     let (rows_tx, rows_rx) = mpsc::channel(1);
-    let chunker = Chunker { unit: unit.clone(), schema, idx, tx: tx.clone() };
+    let chunker = Chunker { unit: task.unit.clone(), schema: task.schema.clone(), idx: task.idx, tx };
     let converter = tokio::spawn(chunker.run(rows_rx));
+    let spec = &task.unit.spec;
     let read = async {
-        match resume_key(&spec) {
-            // Key-ordered chunks, one query each (`WHERE key > last ORDER BY key LIMIT n`) in
-            // the same transaction, so every chunk is part of the same consistent view; the
-            // read permit is held per query, so tables take turns (no table waits for a big
-            // one).
-            Some(key) => {
-                let order: Vec<&str> = key.iter().map(|&i| columns[selected(i)].as_str()).collect();
-                let mut after = after.filter(|a| a.len() == key.len());
-                loop {
-                    let mut sql = select.clone();
-                    if let Some(after) = &after {
-                        sql.push_str(&format!(" WHERE {}", after_condition(&spec, &key, after)?));
+        while let Some((range_index, (range, resume_after))) = work.take() {
+            match &plan.key {
+                // Key-ordered chunks, one query each (`WHERE key > last ORDER BY key LIMIT
+                // n`) in the same transaction, so every chunk is part of the same consistent
+                // view; the read permit is held per query, so tables take turns (no table
+                // waits for a big one).
+                Some(key) => {
+                    let mut after = resume_after.clone().filter(|a| a.len() == key.len());
+                    loop {
+                        let mut conditions: Vec<String> = range.iter().cloned().collect();
+                        if let Some(after) = &after {
+                            conditions.push(format!("({})", after_condition(spec, key, after)?));
+                        }
+                        let mut sql = plan.select.clone();
+                        if !conditions.is_empty() {
+                            sql.push_str(&format!(" WHERE {}", conditions.join(" AND ")));
+                        }
+                        sql.push_str(&format!(" ORDER BY {} LIMIT {chunk_size}", plan.order.join(", ")));
+                        let rows: Vec<mysql_async::Row> = {
+                            let _permit =
+                                reads.acquire().await.map_err(|_| Error::Internal("semaphore closed".into()))?;
+                            conn.query(sql).await.map_err(upstream)?
+                        };
+                        let Some(last) = rows.last() else { break };
+                        let last_key: Vec<Vec<u8>> = plan.key_at.iter().map(|&i| raw_bytes(last, i)).collect();
+                        let full = rows.len() == chunk_size;
+                        let stored = (range_index == 0).then(|| last_key.clone());
+                        rows_tx.send((rows, stored)).await.map_err(closed)?;
+                        if !full {
+                            break;
+                        }
+                        after = Some(last_key);
                     }
-                    sql.push_str(&format!(" ORDER BY {} LIMIT {chunk_size}", order.join(", ")));
-                    let rows: Vec<mysql_async::Row> = {
-                        let _permit = reads.acquire().await.map_err(|_| Error::Internal("semaphore closed".into()))?;
-                        conn.query(sql).await.map_err(upstream)?
-                    };
-                    let Some(last) = rows.last() else { break };
-                    let last_key: Vec<Vec<u8>> = key.iter().map(|&i| raw_bytes(last, selected(i))).collect();
-                    let full = rows.len() == chunk_size;
-                    rows_tx.send((rows, Some(last_key.clone()))).await.map_err(closed)?;
-                    if !full {
-                        break;
-                    }
-                    after = Some(last_key);
                 }
-            }
-            // No usable key: one unordered read, sent in batches (a crash starts it over).
-            None => {
-                let _permit = reads.acquire().await.map_err(|_| Error::Internal("semaphore closed".into()))?;
-                let mut result = conn.query_iter(select).await.map_err(upstream)?;
-                let mut batch = Vec::with_capacity(chunk_size);
-                if let Some(mut rows) = result.stream::<mysql_async::Row>().await.map_err(upstream)? {
-                    while let Some(row) = rows.next().await {
-                        batch.push(row.map_err(upstream)?);
-                        if batch.len() == chunk_size {
-                            rows_tx.send((std::mem::take(&mut batch), None)).await.map_err(closed)?;
+                // No usable key: one unordered read, sent in batches (a crash starts it over).
+                None => {
+                    let _permit = reads.acquire().await.map_err(|_| Error::Internal("semaphore closed".into()))?;
+                    let mut result = conn.query_iter(plan.select.clone()).await.map_err(upstream)?;
+                    let mut batch = Vec::with_capacity(chunk_size);
+                    if let Some(mut rows) = result.stream::<mysql_async::Row>().await.map_err(upstream)? {
+                        while let Some(row) = rows.next().await {
+                            batch.push(row.map_err(upstream)?);
+                            if batch.len() == chunk_size {
+                                rows_tx.send((std::mem::take(&mut batch), None)).await.map_err(closed)?;
+                            }
                         }
                     }
-                }
-                drop(result);
-                if !batch.is_empty() {
-                    rows_tx.send((batch, None)).await.map_err(closed)?;
+                    drop(result);
+                    if !batch.is_empty() {
+                        rows_tx.send((batch, None)).await.map_err(closed)?;
+                    }
                 }
             }
         }
@@ -308,7 +485,6 @@ pub async fn snapshot_table(task: SnapshotTask, reads: &Semaphore, tx: mpsc::Sen
     converted?;
     read?;
     conn.query_drop("COMMIT").await.map_err(upstream)?;
-    tx.send(Message::SnapshotDone { table: idx }).await.map_err(closed)?;
     Ok(())
 }
 
