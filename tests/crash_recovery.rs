@@ -14,6 +14,9 @@
 //! checks that images were written.
 //!
 //! `HEADWATER_CRASH_KILLS` sets the number of kills (default 6; the long mode is e.g. 100).
+//!
+//! A second harness kills a source over 300 small tables during their snapshots (issue 35:
+//! per-table progress entries written as tables finish).
 
 mod common;
 
@@ -292,6 +295,124 @@ async fn kill_nine_at_random_moments_loses_and_doubles_nothing() {
         "survived {kills} kill -9 ({snapshot_kills} during the snapshot, {resumed} snapshot resumes), {} upstream \
          transactions, {images} table images on disk at the end, {loaded} views loaded at restarts",
         done.load(Ordering::SeqCst)
+    );
+    hw.stop();
+}
+
+/// Issue 35: one source over hundreds of small tables, `kill -9`ed again and again while
+/// their snapshots run (tables finish one after another, so kills land between a table's
+/// last chunk and the next's first, and while per-table progress entries are being written)
+/// and while a writer updates random tables. After every restart the source resumes; at the
+/// end every table equals MariaDB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_nine_during_the_snapshot_of_many_small_tables() {
+    const TABLES: usize = 300;
+    let db = MariaDb::start().await;
+    let mut my = db.root().await;
+    my.query_drop("SET GLOBAL innodb_file_per_table = OFF; CREATE DATABASE many").await.unwrap();
+    let mut sql = String::new();
+    for t in 0..TABLES {
+        let rows: Vec<String> = (0..10).map(|i| format!("({i}, 0)")).collect();
+        sql.push_str(&format!(
+            "CREATE TABLE many.t{t} (id INT PRIMARY KEY, v INT NOT NULL); INSERT INTO many.t{t} VALUES {};",
+            rows.join(", ")
+        ));
+    }
+    my.query_drop(sql).await.unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (stop, opts) = (stop.clone(), db.opts("root", ""));
+        tokio::spawn(async move {
+            let mut conn = mysql_async::Conn::new(opts).await.unwrap();
+            let mut r = common::Rng(0x7ab1e5);
+            let mut n = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                let (t, id) = (r.below(TABLES as u64), r.below(12));
+                let sql = match r.below(3) {
+                    0 => format!("UPDATE many.t{t} SET v = v + 1 WHERE id = {id}"),
+                    1 => format!("DELETE FROM many.t{t} WHERE id = {id}"),
+                    _ => format!("INSERT IGNORE INTO many.t{t} VALUES ({id}, {n})"),
+                };
+                conn.query_drop(sql).await.unwrap();
+                n += 1;
+            }
+            n
+        })
+    };
+
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, log) = (tmp.path().join("data"), tmp.path().join("headwater.log"));
+    let flags = ["--checkpoint-interval", "100ms"];
+    let mut hw = HwProcess::start(&data, &log, &flags).await;
+    {
+        let c = hw.client().await;
+        c.batch_execute(&db.connection_sql("up")).await.unwrap();
+        c.batch_execute(
+            "CREATE SOURCE many FROM MYSQL CONNECTION up FOR SCHEMAS (many) \
+             WITH (SERVER_ID = 7302, CHUNK_SIZE = 3, SNAPSHOT_PARALLELISM = 2)",
+        )
+        .await
+        .unwrap();
+    }
+    let streaming = |c: tokio_postgres::Client| async move {
+        one_value(&c, "SELECT count(*) FROM hw_catalog.source_tables WHERE state = 'streaming'")
+            .await
+            .parse::<usize>()
+            .unwrap_or(0)
+    };
+    let mut kills_mid_snapshot = 0;
+    for round in 0..4 {
+        // Kill once some tables more have finished their snapshot since the start.
+        let c = hw.client().await;
+        let before = streaming(c).await;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let now = streaming(hw.client().await).await;
+            if now > before || now == TABLES {
+                if now < TABLES {
+                    kills_mid_snapshot += 1;
+                }
+                break;
+            }
+            assert!(Instant::now() < deadline, "round {round}: no table finished its snapshot\n{}", tail(&log));
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        hw.kill9();
+        hw = HwProcess::start(&data, &log, &flags).await;
+    }
+    assert!(kills_mid_snapshot > 0, "no kill landed during the snapshots");
+    stop.store(true, Ordering::SeqCst);
+    let writes = writer.await.unwrap();
+
+    let c = hw.client().await;
+    c.batch_execute("SET real_time_recency = on; SET real_time_recency_timeout = '120s'").await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while streaming(hw.client().await).await < TABLES {
+        assert!(Instant::now() < deadline, "not every table streams after the kills\n{}", tail(&log));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for chunk in (0..TABLES).collect::<Vec<_>>().chunks(100) {
+        let per_table = |prefix: &str, cast: &str| {
+            chunk
+                .iter()
+                .map(|t| format!("SELECT {t} AS t, COUNT(*) AS n, {cast} AS s FROM {prefix}t{t}"))
+                .collect::<Vec<_>>()
+                .join(" UNION ALL ")
+        };
+        let want = common::mariadb::my_rows(
+            &mut my,
+            &format!("SELECT CONCAT(t, '|', n, '|', s) FROM ({}) x", per_table("many.", "COALESCE(SUM(v), 0)")),
+        )
+        .await;
+        let got =
+            hw_rows(&c, &format!("SELECT t || '|' || n || '|' || s FROM ({}) x", per_table("", "COALESCE(sum(v), 0)")))
+                .await
+                .expect("the per-table sums answer");
+        assert_eq!(got, want, "captured tables differ from MariaDB after {writes} upstream writes\n{}", tail(&log));
+    }
+    eprintln!(
+        "4 kill -9 ({kills_mid_snapshot} during the snapshots) of a source over {TABLES} tables, {writes} writes"
     );
     hw.stop();
 }
