@@ -134,7 +134,13 @@ struct Figures {
 
 pub fn main() {
     if let Ok(n) = std::env::var(ONE) {
-        let rt = tokio::runtime::Runtime::new().unwrap();
+        // The server's own runtime has deep stacks for deep plans (`src/main.rs`); so does this
+        // one, which runs the server in process (a debug build's frames are large).
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_stack_size(headwater::sql::STACK_BYTES)
+            .build()
+            .unwrap();
         let figures = rt.block_on(one(n.parse().expect("a table count")));
         println!("FIGURES {}", serde_json::to_string(&figures).unwrap());
         return;
@@ -374,7 +380,7 @@ async fn one(n: usize) -> Figures {
     // Every table equals upstream in its sum of v (a fast wrong answer is worthless).
     c.batch_execute("SET real_time_recency = on; SET real_time_recency_timeout = '120s'").await.unwrap();
     let (mut upstream, mut local) = (0i64, 0i64);
-    for chunk in names.chunks(500) {
+    for chunk in names.chunks(100) {
         let sums = |prefix: &str| {
             chunk.iter().map(|t| format!("SELECT SUM(v) AS s FROM {prefix}{t}")).collect::<Vec<_>>().join(" UNION ALL ")
         };
