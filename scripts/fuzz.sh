@@ -3,7 +3,10 @@
 # byte takes before a statement runs:
 #   wire_messages  the framing check + pgwire's frontend message decoder (src/pgwire/framing.rs)
 #   statements     the statement parser with its compatibility rewrites and complexity limits
-# The parser runs HEADWATER_FUZZ_RUNS executions (default 1,000,000; ~6,000/s), the wire target
+#   queries        read-only statements planned and run against an engine with tables and a
+#                  view (250 ms deadline, small memory limits); XX000 errors are counted as
+#                  findings in fuzz/queries_internal.log
+# The parser and queries targets run HEADWATER_FUZZ_RUNS executions each (default 1,000,000), the wire target
 # HEADWATER_FUZZ_WIRE_RUNS (default 50,000,000; ~500,000/s), from seeds made of the
 # PostgreSQL regression statements (tests/pg_regress) and hand-made protocol messages; the
 # figures go to docs/benchmarks.md (section "fuzz"). A crash stops the run with libFuzzer's
@@ -20,7 +23,7 @@ cd "$(dirname "$0")/.."
 runs=${HEADWATER_FUZZ_RUNS:-1000000}
 wire_runs=${HEADWATER_FUZZ_WIRE_RUNS:-50000000}
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(wire_messages statements)
+[ ${#targets[@]} -gt 0 ] || targets=(wire_messages statements queries)
 cargo +nightly --version >/dev/null 2>&1 || { echo "fuzz.sh needs a nightly toolchain: rustup toolchain install nightly" >&2; exit 1; }
 cargo fuzz --version >/dev/null 2>&1 || { echo "fuzz.sh needs cargo-fuzz: cargo install cargo-fuzz" >&2; exit 1; }
 # The versions the server is built with (cargo adds the fuzzing crates to the copy).
@@ -33,13 +36,36 @@ python3 - <<'PY'
 import os, re, struct, glob
 os.makedirs("fuzz/corpus/statements", exist_ok=True)
 os.makedirs("fuzz/corpus/wire_messages", exist_ok=True)
-n = 0
+os.makedirs("fuzz/corpus/queries", exist_ok=True)
+n = q = 0
 for path in sorted(glob.glob("tests/pg_regress/sql/*.sql")):
     for stmt in open(path, encoding="utf-8", errors="replace").read().split(";\n"):
         stmt = stmt.strip()
         if stmt and n < 3000:
             open(f"fuzz/corpus/statements/seed{n:05}", "w").write(stmt)
             n += 1
+        if stmt.lower().startswith(("select", "values", "with")) and q < 2000:
+            open(f"fuzz/corpus/queries/seed{q:05}", "w").write(stmt)
+            q += 1
+# Statements over the target's own tables t, u and view by_a (fuzz/fuzz_targets/queries.rs).
+for i, stmt in enumerate([
+    "SELECT a, count(*), sum(c), avg(f), max(d), min(h) FROM t GROUP BY a ORDER BY a",
+    "SELECT t.id, u.name, u.amount FROM t JOIN u ON u.t_id = t.id WHERE t.g AND u.amount > 10 LIMIT 5",
+    "SELECT e->>'k', e->'tags'->0, jsonb_array_length(e->'tags') FROM t WHERE e ? 'k'",
+    "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 10) SELECT sum(n) FROM r",
+    "SELECT id, row_number() OVER (PARTITION BY a ORDER BY c DESC), lag(b) OVER (ORDER BY id) FROM t",
+    "SELECT * FROM by_a WHERE n > 1 ORDER BY total DESC NULLS LAST",
+    "SELECT date_trunc('month', d), to_char(d, 'YYYY-MM-DD HH24:MI'), extract(epoch FROM d) FROM t",
+    "SELECT i[1], array_length(i, 1), unnest(i) FROM t WHERE id < 5",
+    "SELECT a FROM t EXCEPT SELECT t_id FROM u INTERSECT SELECT id FROM t",
+    "SELECT CASE WHEN a > 3 THEN b ELSE NULL END, coalesce(c, 0) / nullif(a, 0) FROM t",
+    "SELECT (SELECT max(amount) FROM u WHERE u.t_id = t.id) FROM t WHERE id IN (SELECT t_id FROM u)",
+    "EXPLAIN SELECT * FROM t WHERE id = 3",
+    "SELECT * FROM t WHERE id = $1",
+    "VALUES (1, 'a'), (2, 'b')",
+    "SHOW TABLES",
+]):
+    open(f"fuzz/corpus/queries/own{i:03}", "w").write(stmt)
 def msg(tag, body):
     return tag + struct.pack("!i", len(body) + 4) + body
 cstr = lambda s: s.encode() + b"\0"
@@ -62,7 +88,7 @@ seeds = {
 }
 for name, data in seeds.items():
     open(f"fuzz/corpus/wire_messages/{name}", "wb").write(data)
-print(f"{n} statements, {len(seeds)} messages")
+print(f"{n} statements, {q} queries, {len(seeds)} messages")
 PY
 
 report=$(mktemp)
@@ -73,7 +99,8 @@ for target in "${targets[@]}"; do
   start=$(date +%s)
   # -max_len: messages up to 64 KiB, statements up to 16 KiB; -rss_limit_mb: a leak or a huge
   # allocation is a finding too.
-  max_len=65536; [ "$target" = statements ] && max_len=16384
+  max_len=65536; [ "$target" != wire_messages ] && max_len=16384
+  [ "$target" = queries ] && rm -f fuzz/queries_internal.log
   status=0
   cargo +nightly fuzz run --sanitizer none "$target" "fuzz/corpus/$target" -- \
     -runs="$target_runs" -max_len="$max_len" -rss_limit_mb=4096 -print_final_stats=1 >"$log" 2>&1 || status=$?
@@ -84,6 +111,10 @@ for target in "${targets[@]}"; do
   corp=$(sed -nE 's/.*corp: ([0-9]+).*/\1/p' <<<"$done_line")
   execs=$(sed -nE 's/^stat::number_of_executed_units: ([0-9]+)/\1/p' "$log" | tail -1)
   if [ "$status" = 0 ]; then findings=none; else findings="crash (exit $status): see $log and fuzz/artifacts/$target/"; fi
+  if [ "$target" = queries ] && [ -s fuzz/queries_internal.log ]; then
+    internal=$(cut -f2 fuzz/queries_internal.log | sort -u | wc -l)
+    findings="$findings; XX000 for $(wc -l < fuzz/queries_internal.log) inputs ($internal distinct messages, fuzz/queries_internal.log)"
+  fi
   echo "| \`$target\` | ${execs:-?} | $secs | $(( ${execs:-0} / (secs > 0 ? secs : 1) )) | ${cov:-?} | ${ft:-?} | ${corp:-?} | $findings |" >>"$report"
   tail -5 "$log"
   [ "$status" = 0 ] || { echo "fuzz.sh: $target found a crash; see $log" >&2; }
@@ -92,20 +123,27 @@ done
 python3 - "$report" <<'PY'
 import sys, re, datetime
 rows = open(sys.argv[1]).read()
+# Rows of targets not run this time stay as they were (with their own date in the text).
+path = "docs/benchmarks.md"
+text = open(path).read()
+old = re.search(r"<!-- bench:fuzz -->.*?<!-- /bench:fuzz -->", text, flags=re.S)
+ran = set(re.findall(r"^\| `(\w+)`", rows, flags=re.M))
+kept = [l for l in (old.group(0).splitlines() if old else []) if re.match(r"^\| `(\w+)`", l) and re.match(r"^\| `(\w+)`", l).group(1) not in ran]
+rows = "".join(l + "\n" for l in kept) + rows
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 section = f"""<!-- bench:fuzz -->
-## Fuzzing: the wire decoder and the statement parser (cargo-fuzz, libFuzzer)
+## Fuzzing: the wire decoder, the statement parser, planning and running (cargo-fuzz, libFuzzer)
 
 Coverage-guided runs of `fuzz/fuzz_targets/*` (nightly rustc's SanitizerCoverage, no sanitizer),
 from seeds made of the PostgreSQL regression statements and hand-made protocol messages. Findings:
-a panic, an abort, a stack overflow, a leak past 4 GiB of RSS. Reproduce with `scripts/fuzz.sh`
+a panic, an abort, a stack overflow, a leak past 4 GiB of RSS; for `queries` (read-only statements
+planned and run against tables of every common type and a view, 250 ms each), also an XX000 error. Reproduce with `scripts/fuzz.sh`
 (`HEADWATER_FUZZ_RUNS`, `HEADWATER_FUZZ_WIRE_RUNS` change the counts).
-Machine: 2 cores (AMD EPYC), 24 GiB. Run {datetime.date.today()}.
+Machine: 2 cores ({cpu}), 24 GiB. Last run {datetime.date.today()}: {", ".join(f"`{t}`" for t in sorted(ran))}{"; the other rows are from earlier runs" if kept else ""}.
 
 | target | executions | seconds | executions/s | coverage (edges) | features | corpus | findings |
 |---|---|---|---|---|---|---|---|
 {rows}<!-- /bench:fuzz -->"""
-path = "docs/benchmarks.md"
-text = open(path).read()
 if "<!-- bench:fuzz -->" in text:
     text = re.sub(r"<!-- bench:fuzz -->.*?<!-- /bench:fuzz -->", lambda m: section, text, flags=re.S)
 else:

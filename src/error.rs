@@ -83,6 +83,10 @@ pub enum Error {
     /// 42701 (class 42): a column named twice.
     #[error("{0}")]
     DuplicateColumn(String),
+    /// 53200 (class 53, insufficient resources): work stopped because the process reached its
+    /// memory ceiling (`--process-memory-limit`, [`crate::alloc`]).
+    #[error("{0}")]
+    OutOfMemory(String),
     /// 54000 (class 54, program limit exceeded): a value past a size limit.
     #[error("{0}")]
     ProgramLimitExceeded(String),
@@ -224,6 +228,7 @@ impl Error {
             Error::InvalidGrantOperation(_) => "0LP01",
             Error::InvalidColumnReference(_) => "42P10",
             Error::DuplicateColumn(_) => "42701",
+            Error::OutOfMemory(_) => "53200",
             Error::ProgramLimitExceeded(_) => "54000",
             Error::ObjectInUse(_) => "55006",
             Error::OperatorIntervention(_) => "57014",
@@ -276,6 +281,11 @@ impl Error {
                  beside the other statements); narrow it, or raise the limit."
                     .into(),
             ),
+            Error::OutOfMemory(_) => Some(
+                "A result this large does not fit in the server's memory: narrow the query (a join condition, a \
+                 filter), or raise --process-memory-limit."
+                    .into(),
+            ),
             Error::Internal(_) => Some("This is a bug in Headwater; please report it with the statement.".into()),
             Error::Query(_) if self.sqlstate() == "42883" => Some(
                 "No function or operator matches the given name and argument types; you might need to add explicit \
@@ -290,6 +300,11 @@ impl Error {
             Error::InView { view, cause } => Some(cause.hint().unwrap_or_else(|| {
                 format!("The write was refused so that the view stays correct; fix the row or DROP MATERIALIZED VIEW {view}.")
             })),
+            Error::ViewErrored(e) if e.first.sqlstate == "53200" => Some(format!(
+                "The view's result did not fit under the server's memory ceiling; it is computed again when its \
+                 inputs change. DROP MATERIALIZED VIEW {} if it cannot fit, or raise --process-memory-limit.",
+                e.view
+            )),
             Error::ViewErrored(e) => Some(format!(
                 "The view's query fails on rows of its inputs; the error goes away by itself when they are deleted or \
                  updated. SELECT * FROM hw_catalog.views shows it; to ignore such rows, change the query (NULLIF, CASE) \

@@ -48,7 +48,8 @@
 //! - [`ident`]: Postgres identifiers in text.
 //! - [`error`]: the one error type, with SQLSTATEs.
 //! - [`sync`]: taking locks.
-//! - [`alloc`]: the allocator's settings (how long freed memory is kept).
+//! - [`alloc`]: the allocator's settings (how long freed memory is kept) and the process's
+//!   memory ceiling.
 
 #![deny(rustdoc::broken_intra_doc_links)]
 

@@ -77,6 +77,11 @@ struct ServeArgs {
     /// Operator memory all statements together may hold (default `50%` of physical memory).
     #[arg(long, env = "HEADWATER_MEMORY_LIMIT", default_value = "50%", value_parser = memory_size)]
     memory_limit: usize,
+    /// The process's memory ceiling (default `90%` of physical or cgroup memory): past it,
+    /// work that makes memory grow (a view's join pairs, unnest, recursive rounds, a
+    /// statement's operators) stops with 53200 instead of the server being killed.
+    #[arg(long, env = "HEADWATER_PROCESS_MEMORY_LIMIT", default_value = "90%", value_parser = memory_size)]
+    process_memory_limit: usize,
     /// Log filter: error, warn, info, debug, trace, or a tracing filter like `headwater=debug`.
     #[arg(long, env = "HEADWATER_LOG_LEVEL", default_value = "info")]
     log_level: String,
@@ -123,6 +128,7 @@ fn main() -> std::process::ExitCode {
         secrets_key_file,
         query_memory_limit,
         memory_limit,
+        process_memory_limit,
         log_level,
     } = match cli.command {
         Some(Command::Serve(args)) => args,
@@ -164,6 +170,7 @@ fn main() -> std::process::ExitCode {
         secrets_key_file,
         query_memory_limit: Some(query_memory_limit),
         memory_limit: Some(memory_limit),
+        process_memory_limit: Some(process_memory_limit),
         ..Config::new(listen, data_dir)
     };
     match runtime.block_on(run(config)) {

@@ -45,6 +45,9 @@ pub struct Config {
     /// half): `sql::memory`.
     pub query_memory_limit: Option<usize>,
     pub memory_limit: Option<usize>,
+    /// The process's memory ceiling (`--process-memory-limit`; default 90% of physical or
+    /// cgroup memory): `alloc::set_process_limit`.
+    pub process_memory_limit: Option<usize>,
 }
 
 impl Config {
@@ -63,6 +66,7 @@ impl Config {
             secrets_key_file: None,
             query_memory_limit: None,
             memory_limit: None,
+            process_memory_limit: None,
         }
     }
 }
@@ -146,6 +150,9 @@ impl Server {
         let query_bytes = config.query_memory_limit.unwrap_or(physical / 4);
         tracing::info!(query_bytes, server_bytes, "memory limits of statements");
         engine.limit_memory(crate::sql::memory::MemoryLimits::new(query_bytes, server_bytes));
+        let process_bytes = config.process_memory_limit.unwrap_or(physical / 10 * 9);
+        tracing::info!(process_bytes, "memory ceiling of the process");
+        crate::alloc::set_process_limit(process_bytes);
         // Temporal filters' rows enter and leave views as time passes.
         engine.dataflow().start_clock();
         let wire = wire_options(config, &engine).await?;

@@ -215,7 +215,9 @@ impl Recursive {
         let mut emitted: Rows = Vec::new();
         let mut feed = seeds;
         let mut base = Some(inputs);
+        let mut memory = crate::alloc::MemoryCheck::default();
         for _ in 0..MAX_ROUNDS {
+            memory.tick(feed.len() + 1, "a recursive query's rounds")?;
             for (row, w) in &feed {
                 self.add(false, row, *w);
             }
@@ -239,11 +241,13 @@ impl Recursive {
             self.round(base.take(), inputs.now(), &Vec::new(), errors)?;
         }
         let mut rounds = 0;
+        let mut memory = crate::alloc::MemoryCheck::default();
         while let Some(work) = feed.take() {
             rounds += 1;
             if rounds > MAX_ROUNDS {
                 return Err(self.no_fixpoint());
             }
+            memory.tick(work.len() + 1, "a recursive query's rounds")?;
             for (row, w) in &work {
                 self.add(false, row, *w);
             }
@@ -270,6 +274,7 @@ impl Recursive {
             if work.is_empty() {
                 return Ok(emitted);
             }
+            memory.tick(work.len() + 1, "a recursive query's rounds")?;
             for (row, w) in &work {
                 self.add(false, row, *w);
             }

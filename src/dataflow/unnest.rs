@@ -77,6 +77,9 @@ impl Unnest {
         let batches = futures::executor::block_on(datafusion::physical_plan::common::collect(stream))?;
         let out_schema = exec.schema();
         let all = concat_batches(&out_schema, &batches)?;
+        if all.num_rows() >= crate::alloc::MemoryCheck::EVERY {
+            crate::alloc::check_process_memory("unnest")?;
+        }
         if all.num_rows() == 0 {
             return Ok(None);
         }

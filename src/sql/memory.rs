@@ -83,6 +83,13 @@ impl MemoryPool for SessionPool {
     }
 
     fn try_grow(&self, reservation: &MemoryReservation, additional: usize) -> datafusion::error::Result<()> {
+        // Big reservations also look at the whole process (tables, views, other work), so a
+        // statement stops before the server is out of memory even when the pools have room.
+        if additional >= 1 << 20 {
+            if let Err(e) = crate::alloc::check_process_memory("the statement") {
+                return Err(datafusion::error::DataFusionError::ResourcesExhausted(e.to_string()));
+            }
+        }
         self.own.try_grow(reservation, additional)?;
         if let Err(e) = self.server.try_grow(reservation, additional) {
             self.own.shrink(reservation, additional);
@@ -100,12 +107,19 @@ impl MemoryPool for SessionPool {
     }
 }
 
-/// Physical memory of this machine, from `/proc/meminfo` (`None` elsewhere).
+/// Memory this process may use: the machine's (`/proc/meminfo`), or its cgroup's limit when
+/// that is lower (a container: `memory.max` of cgroup v2, `memory.limit_in_bytes` of v1).
+/// `None` where neither is readable.
 pub fn physical_memory() -> Option<usize> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
     let kib: usize = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
+    let machine = kib * 1024;
+    let cgroup = ["/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok()?.trim().parse::<usize>().ok())
+        .min();
+    Some(cgroup.map_or(machine, |c| c.min(machine)))
 }
 
 /// Parses a size: `512MB`, `4GB`, `1.5GiB`, `1073741824`, or `25%` of `total`.

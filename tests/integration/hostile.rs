@@ -324,3 +324,64 @@ async fn oversized_keys_are_refused_and_the_server_lives() {
     });
     assert_eq!(n.as_deref(), Some("1"));
 }
+
+/// The process's memory ceiling (issue 30: `CREATE MATERIALIZED VIEW` over a cross join of
+/// two 20,000-row tables drove a server with `--memory-limit 2GB` to 20 GB, the machine's
+/// end): past `--process-memory-limit` the view's creation fails with 53200 and a hint; a view
+/// that grows past it by a later write fails (reads report 53200, `hw_catalog.views` says
+/// failed) while the write itself and every other session go on; once its inputs shrink, the
+/// view is computed again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_view_past_the_process_memory_ceiling_fails_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let limits = ["--process-memory-limit", "700MB"];
+    let hw = HwProcess::start(&tmp.path().join("data"), &tmp.path().join("log"), &limits).await;
+    let c = hw.client().await;
+    c.batch_execute(
+        "CREATE TABLE t (id int PRIMARY KEY, v text);
+         INSERT INTO t SELECT g, repeat('x', 40) FROM generate_series(1, 20000) AS s(g);
+         CREATE TABLE s (id int PRIMARY KEY);
+         INSERT INTO s VALUES (1);",
+    )
+    .await
+    .unwrap();
+    let e = c
+        .simple_query("CREATE MATERIALIZED VIEW everything AS SELECT a.id, b.id AS id2, a.v FROM t a, t b")
+        .await
+        .expect_err("400M rows past 700 MB");
+    let d = e.as_db_error().unwrap_or_else(|| panic!("not a server error: {e}"));
+    assert_eq!(d.code().code(), "53200", "{d:?}");
+    assert!(d.hint().is_some_and(|h| h.contains("--process-memory-limit")), "{d:?}");
+    assert_eq!(outcome(&c, "SELECT * FROM everything").await, "42P01");
+
+    // A view that fits, then a write that makes it too big: the write stays, the view fails.
+    c.batch_execute("CREATE MATERIALIZED VIEW pairs AS SELECT s.id, t.id AS tid, t.v FROM s, t").await.unwrap();
+    assert_eq!(common::joined_rows(&c, "SELECT count(*) FROM pairs").await, ["20000"]);
+    c.batch_execute("INSERT INTO s SELECT g FROM generate_series(2, 50000) AS x(g)").await.unwrap();
+    assert_eq!(common::joined_rows(&c, "SELECT count(*) FROM s").await, ["50000"]);
+    assert_eq!(
+        common::joined_rows(&c, "SELECT state, error LIKE 'out of memory%' FROM hw_catalog.views WHERE name = 'pairs'")
+            .await,
+        ["failed|t"]
+    );
+    let e = c.simple_query("SELECT count(*) FROM pairs").await.expect_err("failed view");
+    let d = e.as_db_error().unwrap_or_else(|| panic!("not a server error: {e}"));
+    assert_eq!(d.code().code(), "53200", "{d:?}");
+    assert!(d.hint().is_some_and(|h| h.contains("--process-memory-limit")), "{d:?}");
+    let other = hw.client().await;
+    assert_eq!(common::joined_rows(&other, "SELECT 1").await, ["1"]);
+
+    // Its inputs shrink: it is computed again (after its retry delay) and answers.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    c.batch_execute("DELETE FROM s WHERE id > 2").await.unwrap();
+    loop {
+        // A change is what triggers the retry: touch a row until the view is back.
+        c.batch_execute("UPDATE s SET id = id WHERE id = 1").await.unwrap();
+        if outcome(&c, "SELECT count(*) FROM pairs").await == "ok" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the view was not computed again");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(common::joined_rows(&c, "SELECT count(*) FROM pairs").await, ["40000"]);
+}

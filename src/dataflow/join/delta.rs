@@ -42,6 +42,9 @@ impl Join {
         let mut idx: Vec<u32> = Vec::new();
         let mut partners: Vec<&[u8]> = Vec::new();
         let mut weights: Vec<i64> = Vec::new();
+        // A delta row may meet millions of partners (a cross join): the pairs are the one
+        // place a view's memory grows past its inputs', so they count against the ceiling.
+        let mut memory = crate::alloc::MemoryCheck::default();
         for (i, &wt) in change.weights.iter().enumerate() {
             if keys.null[i] {
                 continue;
@@ -50,6 +53,7 @@ impl Join {
                 idx.push(i as u32);
                 partners.push(row);
                 weights.push(wt * n);
+                memory.tick(1, "a join's pairs")?;
             }
         }
         if idx.is_empty() {
