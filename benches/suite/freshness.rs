@@ -18,12 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use datafusion::arrow::array::{Array, Int64Array};
 use headwater::catalog::{Namespace, Relation};
-use headwater::change::ChangeBatch;
-use headwater::change::CommitOrigin;
-use headwater::dataflow::tap::Tap;
-use headwater::state::WriteBatch;
 use headwater::{Config, Server};
 use mariadb::MariaDb;
 use mysql_async::prelude::Queryable;
@@ -31,56 +26,7 @@ use report::Stats;
 
 const WRITERS: u64 = 8;
 
-/// Nanoseconds since `base` at which each transaction id was sent and became visible (0: not yet).
-struct Clock {
-    base: Instant,
-    sent: Vec<AtomicU64>,
-    visible: Vec<AtomicU64>,
-}
-
-impl Clock {
-    fn now(&self) -> u64 {
-        self.base.elapsed().as_nanos() as u64
-    }
-}
-
-struct LatencyTap {
-    view: u64,
-    clock: Arc<Clock>,
-    staged: Vec<u64>,
-    seen: Arc<AtomicU64>,
-}
-
-impl Tap for LatencyTap {
-    fn relation(&self) -> u64 {
-        self.view
-    }
-
-    fn stage(&mut self, delta: &ChangeBatch, _: &CommitOrigin, _: &mut WriteBatch) -> headwater::Result<()> {
-        let ids = delta.data.column(0).as_any().downcast_ref::<Int64Array>().expect("id column is BIGINT");
-        for (i, w) in delta.weights.iter().enumerate() {
-            if *w > 0 && ids.is_valid(i) {
-                self.staged.push(ids.value(i) as u64);
-            }
-        }
-        Ok(())
-    }
-
-    fn committed(&mut self, _generation: u64) {
-        let now = self.clock.now();
-        for id in self.staged.drain(..) {
-            if let Some(slot) = self.clock.visible.get(id as usize) {
-                if slot.swap(now, Ordering::Relaxed) == 0 {
-                    self.seen.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        }
-    }
-
-    fn aborted(&mut self) {
-        self.staged.clear();
-    }
-}
+use common::LatencyClock as Clock;
 
 /// One paced load of `total` transactions at `tps`, ids `first..first + total`; returns the
 /// achieved rate and the latencies in milliseconds once every row is visible.
@@ -170,13 +116,9 @@ async fn run() {
         None => panic!("fresh_events missing"),
     };
     let total = per_run * (runs as u64 + 1);
-    let clock = Arc::new(Clock {
-        base: Instant::now(),
-        sent: (0..total).map(|_| AtomicU64::new(0)).collect(),
-        visible: (0..total).map(|_| AtomicU64::new(0)).collect(),
-    });
+    let clock = Arc::new(Clock::new(total));
     let seen = Arc::new(AtomicU64::new(0));
-    let tap = LatencyTap { view, clock: clock.clone(), staged: Vec::new(), seen: seen.clone() };
+    let tap = common::SequenceTap::new(view, 0, clock.clone(), seen.clone());
     engine.dataflow().add_tap(u64::MAX - 7, Box::new(tap), &state).unwrap();
 
     // A warm-up run (discarded), then the measured runs.

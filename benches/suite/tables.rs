@@ -29,11 +29,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use datafusion::arrow::array::{Array, Int64Array};
 use headwater::catalog::Namespace;
-use headwater::change::{ChangeBatch, CommitOrigin};
-use headwater::dataflow::tap::Tap;
-use headwater::state::{keys, WriteBatch};
+use headwater::state::keys;
 use headwater::{Config, Server};
 use mariadb::MariaDb;
 use mysql_async::prelude::Queryable;
@@ -46,58 +43,7 @@ const ADDED: usize = 500;
 /// Set in the child process that measures one size.
 const ONE: &str = "HEADWATER_BENCH_TABLES_ONE";
 
-struct Clock {
-    base: Instant,
-    sent: Vec<AtomicU64>,
-    /// When MariaDB answered the UPDATE (its commit returned to the client).
-    acked: Vec<AtomicU64>,
-    visible: Vec<AtomicU64>,
-}
-
-impl Clock {
-    fn now(&self) -> u64 {
-        self.base.elapsed().as_nanos() as u64
-    }
-}
-
-/// Records when each transaction's row (its sequence number is the row's `v`) is published.
-struct ProbeTap {
-    table: u64,
-    clock: Arc<Clock>,
-    staged: Vec<u64>,
-    seen: Arc<AtomicU64>,
-}
-
-impl Tap for ProbeTap {
-    fn relation(&self) -> u64 {
-        self.table
-    }
-
-    fn stage(&mut self, delta: &ChangeBatch, _: &CommitOrigin, _: &mut WriteBatch) -> headwater::Result<()> {
-        let v = delta.data.column(1).as_any().downcast_ref::<Int64Array>().expect("v is BIGINT");
-        for (i, w) in delta.weights.iter().enumerate() {
-            if *w > 0 && v.is_valid(i) {
-                self.staged.push(v.value(i) as u64);
-            }
-        }
-        Ok(())
-    }
-
-    fn committed(&mut self, _generation: u64) {
-        let now = self.clock.now();
-        for seq in self.staged.drain(..) {
-            if let Some(slot) = self.clock.visible.get(seq as usize) {
-                if slot.swap(now, Ordering::Relaxed) == 0 {
-                    self.seen.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        }
-    }
-
-    fn aborted(&mut self) {
-        self.staged.clear();
-    }
-}
+use common::LatencyClock as Clock;
 
 /// The table transaction `seq` updates (a stride coprime with every size used spreads them).
 fn table_of(seq: u64, n: usize) -> usize {
@@ -255,17 +201,13 @@ async fn one(n: usize) -> Figures {
     let engine = server.engine().clone();
     let per_run = tps * seconds;
     let total = per_run * (runs + 1);
-    let clock = Arc::new(Clock {
-        base: Instant::now(),
-        sent: (0..total).map(|_| AtomicU64::new(0)).collect(),
-        acked: (0..total).map(|_| AtomicU64::new(0)).collect(),
-        visible: (0..total).map(|_| AtomicU64::new(0)).collect(),
-    });
+    let clock = Arc::new(Clock::new(total));
     let seen = Arc::new(AtomicU64::new(0));
     let probes: Vec<usize> = (0..PROBES.min(n)).map(|j| j * n / PROBES.min(n)).collect();
     for (j, &i) in probes.iter().enumerate() {
         let state = common::table(&engine, &format!("t{i}"));
-        let tap = ProbeTap { table: state.id(), clock: clock.clone(), staged: Vec::new(), seen: seen.clone() };
+        // Column 1 (`v`) carries the transaction's sequence number.
+        let tap = common::SequenceTap::new(state.id(), 1, clock.clone(), seen.clone());
         engine.dataflow().add_tap(u64::MAX - 100 - j as u64, Box::new(tap), &state).unwrap();
     }
     let probed: HashSet<usize> = probes.iter().copied().collect();
