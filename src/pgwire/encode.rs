@@ -74,6 +74,51 @@ fn wide_decimal(dt: &DataType) -> bool {
     matches!(dt, DataType::Decimal128(p, _) if u32::from(*p) > MAX_SENT_DIGITS)
 }
 
+/// Unconstrained `NUMERIC` (a column declared without precision, `x::numeric`): Arrow holds
+/// it as `Decimal128(38, 10)`; Postgres keeps each value's own scale and prints `0.3`, not
+/// `0.3000000000`. Values of this type are written without trailing fractional zeros, the
+/// spelling of most values a user enters (`2.50` entered is `2.5`; Postgres: `2.50`).
+const UNCONSTRAINED: DataType = DataType::Decimal128(38, 10);
+
+/// A decimal as Postgres writes it in text: every digit (38 fit; rust_decimal, which arrow-pg
+/// writes through, holds 28), with `scale` fractional digits, or without trailing fractional
+/// zeros when `trim`.
+fn decimal_text(value: i128, scale: u32, trim: bool) -> String {
+    let digits = value.unsigned_abs().to_string();
+    let sign = if value < 0 { "-" } else { "" };
+    let scale = scale as usize;
+    if scale == 0 {
+        return format!("{sign}{digits}");
+    }
+    let padded = format!("{digits:0>width$}", width = scale + 1);
+    let (int, frac) = padded.split_at(padded.len() - scale);
+    let frac = if trim { frac.trim_end_matches('0') } else { frac };
+    if frac.is_empty() {
+        format!("{sign}{int}")
+    } else {
+        format!("{sign}{int}.{frac}")
+    }
+}
+
+/// The batch with its text-format decimal columns written as [`decimal_text`] does.
+fn with_decimal_text(batch: RecordBatch, text_decimal: &[bool]) -> datafusion::error::Result<RecordBatch> {
+    use datafusion::arrow::array::{Array, Decimal128Array, StringArray};
+    let schema = batch.schema();
+    let mut fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    let mut columns = batch.columns().to_vec();
+    for (i, is_text) in text_decimal.iter().enumerate() {
+        let DataType::Decimal128(_, scale @ 0..) = *fields[i].data_type() else { continue };
+        let Some(values) = columns[i].as_any().downcast_ref::<Decimal128Array>().filter(|_| *is_text) else {
+            continue;
+        };
+        let trim = *fields[i].data_type() == UNCONSTRAINED;
+        let text: StringArray = values.iter().map(|v| v.map(|v| decimal_text(v, scale as u32, trim))).collect();
+        columns[i] = Arc::new(text);
+        fields[i] = fields[i].clone().with_data_type(DataType::Utf8);
+    }
+    Ok(RecordBatch::try_new(Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone())), columns)?)
+}
+
 /// Decimal columns whose values need more than [`MAX_SENT_DIGITS`] digits, rounded to the
 /// fractional digits that fit the largest of them (a product of unconstrained `NUMERIC`s has
 /// scale 30: `1.5 * 2.25 * 3` is sent as `10.125000000000000000000000`, where it would be
@@ -272,7 +317,22 @@ pub fn response(result: QueryResult, format: &Format, session: &Session) -> PgWi
             let text_tz: Arc<[bool]> =
                 fields.iter().map(|f| f.format() == FieldFormat::Text && *f.datatype() == Type::TIMESTAMPTZ).collect();
             let zone = text_tz.iter().any(|b| *b).then(|| options_zone.clone());
-            let wide_decimals = schema.fields().iter().any(|f| wide_decimal(f.data_type()));
+            // Decimals in text are written here, exactly; in binary, arrow-pg writes them
+            // (rounded to fit rust_decimal when they must be: `decimals_as_sent`).
+            let text_decimal: Arc<[bool]> = schema
+                .fields()
+                .iter()
+                .zip(fields.iter())
+                .map(|(f, info)| {
+                    info.format() == FieldFormat::Text && matches!(f.data_type(), DataType::Decimal128(..))
+                })
+                .collect();
+            let any_text_decimal = text_decimal.iter().any(|b| *b);
+            let wide_decimals = schema
+                .fields()
+                .iter()
+                .zip(text_decimal.iter())
+                .any(|(f, is_text)| !is_text && wide_decimal(f.data_type()));
             let rows = stream
                 .map(move |batch| {
                     let batch = match &shown {
@@ -283,6 +343,8 @@ pub fn response(result: QueryResult, format: &Format, session: &Session) -> PgWi
                         Some(z) => batch.and_then(|b| with_timestamptz_text(b, &text_tz, z)),
                         None => batch,
                     };
+                    let batch =
+                        if any_text_decimal { batch.and_then(|b| with_decimal_text(b, &text_decimal)) } else { batch };
                     let batch = if wide_decimals { batch.and_then(decimals_as_sent) } else { batch };
                     let batch =
                         if typed_text.is_empty() { batch } else { batch.and_then(|b| with_typed_text(b, &typed_text)) };
@@ -466,6 +528,21 @@ pub fn error_info(e: &Error) -> ErrorInfo {
 #[cfg(test)]
 mod tests {
     use super::TextFix;
+
+    #[test]
+    fn decimals_are_written_exactly() {
+        assert_eq!(super::decimal_text(150, 2, false), "1.50");
+        assert_eq!(super::decimal_text(15_000_000_000, 10, true), "1.5");
+        assert_eq!(super::decimal_text(20_000_000_000, 10, true), "2");
+        assert_eq!(super::decimal_text(-5, 1, false), "-0.5");
+        assert_eq!(super::decimal_text(-5, 3, true), "-0.005");
+        assert_eq!(super::decimal_text(0, 2, false), "0.00");
+        assert_eq!(super::decimal_text(0, 10, true), "0");
+        assert_eq!(super::decimal_text(42, 0, true), "42");
+        let big: i128 = 12345678901234567890123456789012345678;
+        assert_eq!(super::decimal_text(big, 10, true), "1234567890123456789012345678.9012345678");
+        assert_eq!(super::decimal_text(-big, 4, false), "-1234567890123456789012345678901234.5678");
+    }
 
     #[test]
     fn text_like_postgres() {

@@ -71,9 +71,7 @@ pub fn rewrite_statement(stmt: &mut Statement) {
     let _ = stmt.visit(&mut FromFunctions);
     super::rewrites::statement(stmt);
     let _ = stmt.visit(&mut QualifyOwnPgTables);
-    if let Statement::Query(q) = stmt {
-        series_in_select_list(q.body.as_mut());
-    }
+    let _ = stmt.visit(&mut SeriesInSelectLists);
     if reads_catalog(stmt) {
         if let Statement::Query(q) = stmt {
             unalias_duplicates(q.body.as_mut());
@@ -104,6 +102,29 @@ pub fn rewrite_statement(stmt: &mut Statement) {
         like_escape(e);
         ControlFlow::<()>::Continue(())
     });
+}
+
+/// [`series_in_select_list`] in every query of a statement: the top one, `INSERT ... SELECT`,
+/// subqueries, CTEs, and each side of a set operation (`INSERT INTO t SELECT
+/// generate_series(1, 3)` inserted one list into an integer column, refused with a type error).
+struct SeriesInSelectLists;
+
+impl VisitorMut for SeriesInSelectLists {
+    type Break = ();
+
+    fn pre_visit_query(&mut self, query: &mut datafusion::sql::sqlparser::ast::Query) -> ControlFlow<()> {
+        fn each_select(body: &mut SetExpr) {
+            match body {
+                SetExpr::SetOperation { left, right, .. } => {
+                    each_select(left);
+                    each_select(right);
+                }
+                body => series_in_select_list(body),
+            }
+        }
+        each_select(query.body.as_mut());
+        ControlFlow::Continue(())
+    }
 }
 
 /// `SELECT generate_series(1, 3)` is three rows in Postgres (a set-returning function in the

@@ -230,6 +230,23 @@ async fn collect(s: &Session, plan: LogicalPlan) -> Result<RecordBatch> {
     let df = s.context().execute_logical_plan(plan).await?;
     let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
     let batches = PINNED.scope(pinned, df.collect()).await?;
+    // The planned types: the analyzer may narrow a literal's type (`sql::literals`: `SET c =
+    // 100` is an `integer` once analyzed), and the rows must have the table's.
+    let batches = batches
+        .into_iter()
+        .map(|b| {
+            if b.schema().fields().iter().zip(schema.fields()).all(|(a, w)| a.data_type() == w.data_type()) {
+                return Ok(b);
+            }
+            let columns = b
+                .columns()
+                .iter()
+                .zip(schema.fields())
+                .map(|(c, f)| datafusion::arrow::compute::cast(c, f.data_type()))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            Ok(RecordBatch::try_new(schema.clone(), columns)?)
+        })
+        .collect::<Result<Vec<_>>>()?;
     Ok(concat_batches(&schema, &batches)?)
 }
 

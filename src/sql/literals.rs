@@ -7,13 +7,22 @@
 //! type; [`TimestampLiterals`], an analyzer rule run after type coercion, gives such a literal
 //! its `:00` seconds and two-digit month, day and hour. A literal used as text is never
 //! touched.
+//!
+//! Integer literals typed as Postgres types them: `1` is `integer` when it fits in 32 bits
+//! (`bigint` past that). DataFusion makes every integer literal Int64, so `SELECT 1` was
+//! `bigint` to clients, `int_col + 1` was `bigint` and `2147483647 + 1` answered 2147483648
+//! where Postgres fails with 22003 (issue 31). [`IntegerLiterals`], run *before* type
+//! coercion, makes such literals Int32; coercion then widens them wherever the other side is
+//! wider, as Postgres's operators do. `LIMIT`/`OFFSET` counts and `VALUES` rows keep Int64
+//! (a `VALUES` node's schema is fixed when it is planned).
 
 use std::sync::{Arc, OnceLock};
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::Result;
+use datafusion::logical_expr::expr_rewriter::NamePreserver;
 use datafusion::logical_expr::{Cast, Expr, LogicalPlan, TryCast};
 use datafusion::optimizer::AnalyzerRule;
 use datafusion::prelude::SessionContext;
@@ -24,9 +33,120 @@ use regex::Regex;
 #[derive(Debug, Default)]
 pub struct TimestampLiterals;
 
-/// Adds the rule to `ctx`'s analyzer.
+/// Puts [`IntegerLiterals`] first in `ctx`'s analyzer (before type coercion). Call it on a
+/// fresh context, before any function is replaced: it rebuilds the state, and a rebuilt state
+/// takes functions back from their aliases (see `session::with_memory_pool`).
+pub fn register_first(ctx: &SessionContext) {
+    let state = ctx.state_ref();
+    let existing = state.read().clone();
+    let mut rules = vec![Arc::new(IntegerLiterals) as Arc<dyn AnalyzerRule + Send + Sync>];
+    rules.extend(existing.analyzer().rules.iter().cloned());
+    *state.write() =
+        datafusion::execution::SessionStateBuilder::new_from_existing(existing).with_analyzer_rules(rules).build();
+}
+
+/// Whether [`IntegerLiterals`] may retype `plan`'s literals. Not in `INSERT`/`UPDATE`, whose
+/// input rows must have the table's types as planned (`SET c = 100` on a `bigint` column is
+/// the literal itself, uncast), nor where a recursive CTE's work table was typed from its
+/// static term when planned (`SELECT k, 0 ... UNION ALL SELECT ..., r.d + 1`): those keep
+/// DataFusion's `bigint` literals.
+fn retypable(plan: &LogicalPlan) -> Result<bool> {
+    if matches!(plan, LogicalPlan::Dml(_)) {
+        return Ok(false);
+    }
+    let mut recursive = false;
+    plan.apply_with_subqueries(|n| {
+        recursive |= matches!(n, LogicalPlan::RecursiveQuery(_));
+        Ok(if recursive {
+            datafusion::common::tree_node::TreeNodeRecursion::Stop
+        } else {
+            datafusion::common::tree_node::TreeNodeRecursion::Continue
+        })
+    })?;
+    Ok(!recursive)
+}
+
+/// A `UNION`'s schema (fixed when it was planned, and kept by `recompute_schema`): a column
+/// whose inputs all have one type now gets that type (`SELECT 1 UNION SELECT 2` is
+/// `integer`); one whose inputs differ keeps the planned type, to which type coercion then
+/// casts them (`integer` with `bigint` is `bigint`, as in Postgres).
+fn union_of_inputs(u: datafusion::logical_expr::Union) -> Result<LogicalPlan> {
+    let fields = u
+        .schema
+        .iter()
+        .enumerate()
+        .map(|(i, (qualifier, field))| {
+            let first = u.inputs.first().map(|p| p.schema().field(i).data_type().clone());
+            let same = first.filter(|t| u.inputs.iter().all(|p| p.schema().field(i).data_type() == t));
+            let data_type = same.unwrap_or_else(|| field.data_type().clone());
+            (qualifier.cloned(), Arc::new(field.as_ref().clone().with_data_type(data_type)))
+        })
+        .collect();
+    let schema = datafusion::common::DFSchema::new_with_metadata(fields, u.schema.metadata().clone())?;
+    Ok(LogicalPlan::Union(datafusion::logical_expr::Union { inputs: u.inputs, schema: Arc::new(schema) }))
+}
+
+/// Adds [`TimestampLiterals`] to `ctx`'s analyzer, after the built-in rules.
 pub fn register(ctx: &SessionContext) {
     ctx.add_analyzer_rule(Arc::new(TimestampLiterals));
+}
+
+/// The analyzer rule that types integer literals as Postgres does (see the module docs).
+#[derive(Debug, Default)]
+pub struct IntegerLiterals;
+
+impl AnalyzerRule for IntegerLiterals {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
+        if !retypable(&plan)? {
+            return Ok(plan);
+        }
+        plan.transform_up_with_subqueries(|node| {
+            if matches!(node, LogicalPlan::Limit(_) | LogicalPlan::Values(_)) {
+                return Ok(Transformed::no(node));
+            }
+            // Columns above refer to this node's outputs by name (`sum(Int64(1))`): each
+            // expression keeps its name. A grouping key keeps its type: the names of the keys
+            // inside `ROLLUP (k, v % 2)` cannot be kept by an alias.
+            let names = NamePreserver::new(&node);
+            let keys = match &node {
+                LogicalPlan::Aggregate(a) => a.group_expr.len(),
+                _ => 0,
+            };
+            let mut at = 0;
+            let node = node.map_expressions(|e| {
+                at += 1;
+                if at <= keys {
+                    return Ok(Transformed::no(e));
+                }
+                let name = names.save(&e);
+                e.transform_down(|e| match e {
+                    // `count(*)` is `count(Int64(1))`, which the planner answers from
+                    // statistics where it can: left as planned.
+                    Expr::AggregateFunction(ref f) if f.func.name() == "count" => {
+                        Ok(Transformed::new(e, false, TreeNodeRecursion::Jump))
+                    }
+                    Expr::WindowFunction(ref w) if w.fun.name() == "count" => {
+                        Ok(Transformed::new(e, false, TreeNodeRecursion::Jump))
+                    }
+                    Expr::Literal(ScalarValue::Int64(Some(v)), meta) if i32::try_from(v).is_ok() => {
+                        Ok(Transformed::yes(Expr::Literal(ScalarValue::Int32(Some(v as i32)), meta)))
+                    }
+                    e => Ok(Transformed::no(e)),
+                })
+                .map(|t| if t.transformed { t.update_data(|e| name.restore(e)) } else { t })
+            })?;
+            // A column's type may have changed below: every node's schema follows its inputs.
+            node.transform_data(|n| match n {
+                LogicalPlan::Union(u) => union_of_inputs(u).map(Transformed::yes),
+                n => n.recompute_schema().map(Transformed::yes),
+            })
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "headwater_integer_literals"
+    }
 }
 
 /// `'2024-1-1 9:30'` → `'2024-01-01 09:30:00'`: two-digit month, day and hour, and seconds

@@ -362,6 +362,7 @@ async fn base_context(
     // TimeZone at the wire (`pgwire::encode`).
     config.options_mut().execution.time_zone = Some("UTC".to_string());
     let mut ctx = SessionContext::new_with_config(config);
+    literals::register_first(&ctx);
     aggregate_types::register(&mut ctx)?;
     aggregate_types::register_avg(&ctx);
     aggregate_types::register_min_max(&ctx);

@@ -99,6 +99,27 @@ const QUERIES: &[&str] = &[
     "SELECT b * 1000000000000000000 FROM t1 WHERE id = 2",
     "SELECT id FROM t1 WHERE a = 'x'",
     "SELECT no_such_column FROM t1",
+    // Integer literals are `integer` when they fit (they were all `bigint`).
+    "SELECT pg_typeof(1), pg_typeof(2147483647), pg_typeof(2147483648), pg_typeof(-5), pg_typeof(1 + 1)",
+    "SELECT pg_typeof(a + 1), pg_typeof(b + 1), pg_typeof(a * 2.5), pg_typeof(CASE WHEN f THEN 1 ELSE 0 END) FROM t1 WHERE id = 1",
+    "SELECT 2147483647 + 1",
+    "SELECT 100000 * 100000",
+    "SELECT a * 1000000000 FROM t1 WHERE id = 4",
+    "SELECT 3000000000 + 1, 7 / 2, -7 % 3, 1 = 1.0",
+    "SELECT id, sum(a) OVER (ORDER BY id), a + 2147483647 FROM t1 WHERE a < 1 ORDER BY id",
+    // A set-returning function in the select list of INSERT ... SELECT and of a UNION.
+    "SELECT generate_series(1, 3) UNION ALL SELECT 7",
+    "INSERT INTO t2 SELECT generate_series(10, 12), 1, 1, 'g'; SELECT id, a, s FROM t2 WHERE id >= 10 ORDER BY id",
+];
+
+/// Queries whose result column types (the RowDescription's type OIDs, as drivers see them)
+/// must be Postgres's.
+const TYPED_COLUMNS: &[&str] = &[
+    "SELECT 1, 2147483648, 1.5, 'x', true, NULL::int",
+    "SELECT id, a + 1, b + 1, a * 2, -a, a / 2, CASE WHEN f THEN 1 ELSE 0 END FROM t1",
+    "SELECT count(*), sum(a), sum(b), max(a), min(1) FROM t1",
+    "SELECT 1 AS x UNION SELECT 2",
+    "SELECT coalesce(a, 0), nullif(a, 1), greatest(a, 1) FROM t1",
 ];
 
 /// Tables with the Postgres types Headwater keeps as marked text (json, jsonb, char(n),
@@ -233,6 +254,22 @@ async fn chosen_queries_answer_as_postgres() {
         QUERIES.len(),
         mismatches.join("\n")
     );
+}
+
+#[tokio::test]
+async fn result_column_types_are_postgres_s() {
+    let (_hw, c, _pg, reference) = servers().await;
+    let mut mismatches = Vec::new();
+    for sql in TYPED_COLUMNS {
+        let types =
+            |s: tokio_postgres::Statement| s.columns().iter().map(|c| c.type_().name().to_string()).collect::<Vec<_>>();
+        let want = types(reference.prepare(sql).await.unwrap_or_else(|e| panic!("PostgreSQL: {sql}: {e}")));
+        let got = types(c.prepare(sql).await.unwrap_or_else(|e| panic!("Headwater: {sql}: {e}")));
+        if want != got {
+            mismatches.push(format!("{sql}\n    postgres:  {want:?}\n    headwater: {got:?}"));
+        }
+    }
+    assert!(mismatches.is_empty(), "column types differ:\n{}", mismatches.join("\n"));
 }
 
 #[tokio::test]
