@@ -26,7 +26,7 @@ static FIXTURE: OnceLock<Fixture> = OnceLock::new();
 
 const SETUP: &str = "
 CREATE TABLE t (id int PRIMARY KEY, a int, b text, c numeric(12,2), d timestamptz, e jsonb, f float8, g boolean, h date, i bigint[]);
-INSERT INTO t SELECT n, n % 7, 'row ' || n, n * 1.25, timestamptz '2024-01-01 00:00:00+00' + n * interval '1 hour',
+INSERT INTO t SELECT n, n % 7, 'row ' || n, n * 1.25, timestamptz '2024-01-01 00:00:00+00' + (n || ' hours')::interval,
   ('{\"k\": ' || n || ', \"tags\": [\"x\", \"y\"]}')::jsonb, n / 3.0, n % 2 = 0, date '2024-01-01' + n, ARRAY[n, n + 1]
   FROM generate_series(1, 64) AS s(n);
 INSERT INTO t (id) VALUES (0);
