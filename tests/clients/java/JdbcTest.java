@@ -66,7 +66,7 @@ public class JdbcTest {
         try (Statement st = c.createStatement();
              ResultSet rs = st.executeQuery("SELECT ARRAY[1, 2, 3] AS ints, ARRAY['a', 'b'] AS texts, interval '1 day 2 hours' AS iv")) {
             check(rs.next(), "array row");
-            eq(List.of(1L, 2L, 3L), Arrays.asList((Object[]) rs.getArray("ints").getArray()), "int8[]");
+            eq(List.of(1, 2, 3), Arrays.asList((Object[]) rs.getArray("ints").getArray()), "int4[]");
             eq(List.of("a", "b"), Arrays.asList((Object[]) rs.getArray("texts").getArray()), "text[]");
             eq("1 day 02:00:00", rs.getString("iv"), "interval");
         }
